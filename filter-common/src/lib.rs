@@ -1,0 +1,368 @@
+//! Map keys, values and constants shared by the vlanguard XDP program
+//! (`filter-ebpf`) and its controller (`filter-user`).
+//!
+//! Every type is `#[repr(C)]` with explicit integer fields and explicit
+//! padding, so the kernel and user space agree on the bytes and no
+//! uninitialised padding reaches a map. Layouts are checked by the tests at
+//! the bottom of this file.
+#![no_std]
+
+/// Map names, as they appear in the object file and under the pin directory.
+pub mod maps {
+    pub const GENERATION: &str = "GENERATION";
+    pub const SETTINGS: &str = "SETTINGS";
+    pub const IFACES: &str = "IFACES";
+    pub const VLAN_FLAGS: &str = "VLAN_FLAGS";
+    pub const DEVICES: &str = "DEVICES";
+    pub const PROTECTED: &str = "PROTECTED";
+    pub const PEERS: &str = "PEERS";
+    pub const PORTS: &str = "PORTS";
+    pub const DEVICE_STATS: &str = "DEVICE_STATS";
+    pub const GLOBAL_STATS: &str = "GLOBAL_STATS";
+}
+
+/// The XDP program's name in the object file.
+pub const PROGRAM_NAME: &str = "vlanguard";
+
+/// Policy generations held in the maps at once: the active one and the one
+/// being built (DESIGN §4). The active one is `GENERATION[0]`.
+pub const GENERATIONS: u32 = 2;
+/// Bit of a policy id (and of a key's `gen` field) that holds the generation.
+pub const GEN_SHIFT: u32 = 31;
+/// Mask applied to `GENERATION[0]` before use as an index.
+pub const GENERATION_MASK: u32 = GENERATIONS - 1;
+
+/// Rules per device and direction: one bit each in a [`RuleBits`] word.
+pub const MAX_RULES: usize = 64;
+pub type RuleBits = u64;
+
+/// VLAN ids 0..4096; VID 0 means "priority tag only" (treated as untagged).
+pub const VLAN_IDS: u32 = 4096;
+
+/// Map capacities. Hash maps and tries are not preallocated, so these are
+/// ceilings, not memory reservations. Each counts both generations.
+pub const MAX_DEVICE_ADDRS: u32 = 1 << 19;
+pub const MAX_PROTECTED_NETS: u32 = 1 << 14;
+pub const MAX_PEER_ENTRIES: u32 = 1 << 21;
+pub const MAX_PORT_ENTRIES: u32 = 1 << 21;
+pub const MAX_IFACES: u32 = 256;
+pub const MAX_DEVICE_STATS: u32 = 1 << 20;
+
+/// IPv6 extension headers walked before the frame counts as malformed.
+pub const MAX_IPV6_EXT_HEADERS: usize = 6;
+/// An IPv6 extension header or L4 header starting further into the frame
+/// than this makes the frame malformed.
+pub const MAX_HEADER_START: usize = 1024;
+
+/// Why the program decided what it did. Stored as `u8` in [`StatKey`] and
+/// used as an index into `GLOBAL_STATS`.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Reason {
+    /// Passed: touches no device and no protected VLAN.
+    Unmatched = 0,
+    /// Passed: every device involved allows it.
+    Allowed = 1,
+    /// Passed: ARP, IPv6 neighbour discovery or DHCP, enabled in settings.
+    Infra = 2,
+    /// Dropped: a device involved has no rule allowing it.
+    NotAllowed = 3,
+    /// Dropped: a host in a protected VLAN that is not in the inventory.
+    UnknownDevice = 4,
+    /// Dropped: source MAC differs from the device's bound MAC.
+    SpoofedMac = 5,
+    /// Dropped: a device's address seen on a frame not from its VLAN.
+    WrongVlan = 6,
+    /// Dropped: the frame could not be parsed (truncated, bad header, too
+    /// many VLAN tags or IPv6 extension headers).
+    Malformed = 7,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 8] = [
+        Reason::Unmatched,
+        Reason::Allowed,
+        Reason::Infra,
+        Reason::NotAllowed,
+        Reason::UnknownDevice,
+        Reason::SpoofedMac,
+        Reason::WrongVlan,
+        Reason::Malformed,
+    ];
+
+    /// The verdict a reason implies in enforce mode.
+    pub const fn verdict(self) -> Verdict {
+        match self {
+            Reason::Unmatched | Reason::Allowed | Reason::Infra => Verdict::Pass,
+            _ => Verdict::Drop,
+        }
+    }
+
+    /// The operator-facing name (metrics label, CLI output).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Reason::Unmatched => "unmatched",
+            Reason::Allowed => "allowed",
+            Reason::Infra => "infra",
+            Reason::NotAllowed => "not-allowed",
+            Reason::UnknownDevice => "unknown-device",
+            Reason::SpoofedMac => "spoofed-mac",
+            Reason::WrongVlan => "wrong-vlan",
+            Reason::Malformed => "malformed",
+        }
+    }
+
+    pub fn from_u8(v: u8) -> Option<Reason> {
+        Reason::ALL.get(usize::from(v)).copied()
+    }
+}
+
+/// Room for reasons added later without changing the stats layout.
+pub const NUM_REASONS: u32 = 16;
+
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Verdict {
+    Pass = 0,
+    Drop = 1,
+}
+
+pub const NUM_VERDICTS: u32 = 4;
+
+/// Direction relative to the device being counted.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Direction {
+    /// Towards the device (its `allow_in`).
+    In = 0,
+    /// From the device (its `allow_out`).
+    Out = 1,
+}
+
+/// Index into `GLOBAL_STATS`: every frame is counted there exactly once.
+pub const fn global_stat_index(verdict: Verdict, reason: Reason) -> u32 {
+    verdict as u32 * NUM_REASONS + reason as u32
+}
+pub const GLOBAL_STATS_LEN: u32 = NUM_VERDICTS * NUM_REASONS;
+
+/// `SETTINGS[gen].flags`: infrastructure protocols let through to and from
+/// protected VLANs (DESIGN §2: explicit, visible settings).
+pub mod settings {
+    pub const ALLOW_ARP: u32 = 1 << 0;
+    pub const ALLOW_NDP: u32 = 1 << 1;
+    pub const ALLOW_DHCP: u32 = 1 << 2;
+}
+
+/// `VLAN_FLAGS[gen * VLAN_IDS + vid]` bits.
+pub const VLAN_PROTECTED: u32 = 1;
+
+/// Per-generation settings.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Settings {
+    pub flags: u32,
+}
+
+/// `IFACES` value, keyed by ifindex.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IfaceConf {
+    /// VLAN that untagged (and priority-tagged) frames on this interface
+    /// belong to; 0 = none (an uplink).
+    pub untagged_vlan: u16,
+    pub _pad: u16,
+}
+
+/// `DEVICES` key: an address of a device in one generation. IPv4 is stored
+/// v4-mapped (`::ffff:a.b.c.d`) so one map serves both families.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct DeviceKey {
+    pub generation: u32,
+    pub addr: [u8; 16],
+}
+
+/// `DEVICE_FLAGS`: `DeviceInfo::flags` bits.
+pub const DEVICE_MAC_BOUND: u16 = 1;
+
+/// `DEVICES` value.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceInfo {
+    /// Stable per-device index for counters.
+    pub slot: u32,
+    /// Rule set (policy id, generation bit included) for traffic to it.
+    pub policy_in: u32,
+    /// Rule set for traffic from it.
+    pub policy_out: u32,
+    pub vlan: u16,
+    pub flags: u16,
+    pub mac: [u8; 6],
+    pub _pad: [u8; 2],
+}
+
+/// `PROTECTED` LPM data: generation, then the address. Prefix lengths count
+/// the 32 generation bits.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ProtectedKey {
+    pub generation: u32,
+    pub addr: [u8; 16],
+}
+
+/// Full prefix of a `PROTECTED` key (generation + address).
+pub const PROTECTED_KEY_BITS: u32 = 32 + 128;
+
+/// `PROTECTED` value: the VLAN the subnet belongs to.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProtectedNet {
+    pub vlan: u16,
+    pub _pad: u16,
+}
+
+/// `PEERS` LPM data: rule set id, then the peer address. The value is a
+/// [`RuleBits`] word: the rules of that set whose peer contains the address.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PeerKey {
+    pub policy: u32,
+    pub addr: [u8; 16],
+}
+pub const PEER_KEY_BITS: u32 = 32 + 128;
+
+/// `PORTS` LPM data: rule set id, IP protocol, then the port (the device's
+/// port for `allow_in`, the peer's for `allow_out`, both the destination
+/// port) or, for ICMP and ICMPv6, the message type. Big-endian port so a
+/// prefix is a port range. The value is a [`RuleBits`] word.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PortKey {
+    pub policy: u32,
+    pub proto: u8,
+    pub port: [u8; 2],
+    pub _pad: u8,
+}
+/// Prefix covering policy, protocol and port.
+pub const PORT_KEY_BITS: u32 = 32 + 8 + 16;
+/// Prefix covering policy and protocol only: the lookup for frames whose
+/// port is unknown (non-first fragments, protocols without ports).
+pub const PORT_KEY_PROTO_BITS: u32 = 32 + 8;
+
+/// `DEVICE_STATS` key.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StatKey {
+    pub slot: u32,
+    pub direction: u8,
+    pub verdict: u8,
+    pub reason: u8,
+    pub _pad: u8,
+}
+
+/// Counter value in `DEVICE_STATS` and `GLOBAL_STATS` (per CPU).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counter {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// A policy id with its generation bit.
+pub const fn policy_with_gen(policy: u32, generation: u32) -> u32 {
+    (policy & !(1 << GEN_SHIFT)) | ((generation & 1) << GEN_SHIFT)
+}
+
+/// v4-mapped IPv6 form of an IPv4 address.
+pub const fn v4_mapped(a: [u8; 4]) -> [u8; 16] {
+    [
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, a[0], a[1], a[2], a[3],
+    ]
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+
+    // SAFETY: all of these are #[repr(C)], hold only integers and byte
+    // arrays, and have no implicit padding (checked by the layout tests).
+    unsafe impl aya::Pod for Settings {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for IfaceConf {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for DeviceKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for DeviceInfo {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for ProtectedKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for ProtectedNet {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for PeerKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for PortKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for StatKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for Counter {}
+}
+
+#[cfg(test)]
+mod tests {
+    use core::mem::{align_of, offset_of, size_of};
+
+    use super::*;
+
+    /// Sum of field sizes equals the struct size: no implicit padding.
+    macro_rules! assert_layout {
+        ($t:ty, size $size:expr, align $align:expr, $($field:ident @ $off:expr),+) => {{
+            assert_eq!(size_of::<$t>(), $size, "size of {}", stringify!($t));
+            assert_eq!(align_of::<$t>(), $align, "align of {}", stringify!($t));
+            $(assert_eq!(offset_of!($t, $field), $off, "{}.{}", stringify!($t), stringify!($field));)+
+        }};
+    }
+
+    #[test]
+    fn layouts_have_no_implicit_padding() {
+        assert_layout!(Settings, size 4, align 4, flags @ 0);
+        assert_layout!(IfaceConf, size 4, align 2, untagged_vlan @ 0, _pad @ 2);
+        assert_layout!(DeviceKey, size 20, align 4, generation @ 0, addr @ 4);
+        assert_layout!(DeviceInfo, size 24, align 4,
+            slot @ 0, policy_in @ 4, policy_out @ 8, vlan @ 12, flags @ 14, mac @ 16, _pad @ 22);
+        assert_layout!(ProtectedKey, size 20, align 4, generation @ 0, addr @ 4);
+        assert_layout!(ProtectedNet, size 4, align 2, vlan @ 0, _pad @ 2);
+        assert_layout!(PeerKey, size 20, align 4, policy @ 0, addr @ 4);
+        assert_layout!(PortKey, size 8, align 4, policy @ 0, proto @ 4, port @ 5, _pad @ 7);
+        assert_layout!(StatKey, size 8, align 4,
+            slot @ 0, direction @ 4, verdict @ 5, reason @ 6, _pad @ 7);
+        assert_layout!(Counter, size 16, align 8, packets @ 0, bytes @ 8);
+    }
+
+    #[test]
+    fn prefix_bits_match_key_sizes() {
+        assert_eq!(PEER_KEY_BITS as usize, size_of::<PeerKey>() * 8);
+        // The pad byte is never part of a prefix.
+        assert_eq!(PORT_KEY_BITS as usize, (size_of::<PortKey>() - 1) * 8);
+        assert_eq!(RuleBits::BITS as usize, MAX_RULES);
+    }
+
+    #[test]
+    fn reasons_round_trip_and_imply_verdicts() {
+        for (i, r) in Reason::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i);
+            assert_eq!(Reason::from_u8(i as u8), Some(*r));
+            assert!((*r as u32) < NUM_REASONS);
+        }
+        assert_eq!(Reason::from_u8(Reason::ALL.len() as u8), None);
+        assert_eq!(Reason::Allowed.verdict(), Verdict::Pass);
+        assert_eq!(Reason::Malformed.verdict(), Verdict::Drop);
+        assert!(global_stat_index(Verdict::Drop, Reason::Malformed) < GLOBAL_STATS_LEN);
+    }
+
+    #[test]
+    fn generation_bit() {
+        assert_eq!(policy_with_gen(5, 0), 5);
+        assert_eq!(policy_with_gen(5, 1), 5 | 1 << 31);
+        assert_eq!(policy_with_gen(5 | 1 << 31, 0), 5);
+    }
+}

@@ -1,0 +1,188 @@
+//! The decision of DESIGN §3 for a parsed frame. Steps 2 (blocklist) and 3
+//! (flow table) will slot in before `classify`.
+//!
+//! Mirrored in plain Rust by `filter_user::reference`; keep them in step.
+
+use filter_common::{
+    DEVICE_MAC_BOUND, DeviceInfo, DeviceKey, GENERATION_MASK, IfaceConf, PORT_KEY_BITS,
+    PORT_KEY_PROTO_BITS, PEER_KEY_BITS, PROTECTED_KEY_BITS, PeerKey, PortKey, ProtectedKey, Reason, RuleBits,
+    Settings, VLAN_IDS, VLAN_PROTECTED, settings,
+};
+use aya_ebpf::{maps::lpm_trie::Key, programs::XdpContext};
+
+use crate::{
+    maps::{DEVICES, GENERATION, IFACES, PEERS, PORTS, PROTECTED, SETTINGS, VLAN_FLAGS},
+    parse::{IPPROTO_ICMPV6, IPPROTO_UDP, Kind, Packet},
+};
+
+/// Counter slots of the devices a frame was decided for, [`NO_SLOT`] for
+/// none. Plain integers rather than `Option<u32>`: LLVM leaves the payload of
+/// a `None` undefined and may store an unwritten register, which the
+/// verifier rejects.
+pub struct Involved {
+    pub src_slot: u32,
+    pub dst_slot: u32,
+}
+
+pub const NO_SLOT: u32 = u32::MAX;
+
+impl Involved {
+    pub const NONE: Involved = Involved { src_slot: NO_SLOT, dst_slot: NO_SLOT };
+}
+
+#[inline(always)]
+pub fn decide(ctx: &XdpContext, pkt: &Packet) -> (Reason, Involved) {
+    let generation = match GENERATION.get(0) {
+        Some(g) => *g & GENERATION_MASK,
+        None => 0,
+    };
+    let settings = match SETTINGS.get(generation) {
+        Some(s) => *s,
+        None => Settings::default(),
+    };
+
+    // The frame's VLAN: its innermost tag, else the interface's untagged VLAN.
+    let vlan = if pkt.vlan != 0 { pkt.vlan } else { iface_vlan(ctx) };
+    let vlan_protected = vlan != 0 && vlan_flags(generation, vlan) & VLAN_PROTECTED != 0;
+
+    if pkt.kind == Kind::Other {
+        // Nothing to match a device on; only protected VLANs care.
+        let reason = if vlan_protected { Reason::NotAllowed } else { Reason::Unmatched };
+        return (reason, Involved::NONE);
+    }
+
+    let src_dev = device(generation, &pkt.src);
+    let dst_dev = device(generation, &pkt.dst);
+    let involved = Involved {
+        src_slot: match src_dev {
+            Some(d) => d.slot,
+            None => NO_SLOT,
+        },
+        dst_slot: match dst_dev {
+            Some(d) => d.slot,
+            None => NO_SLOT,
+        },
+    };
+    let src_protected = src_dev.is_none() && protected(generation, &pkt.src);
+    let dst_protected = dst_dev.is_none() && protected(generation, &pkt.dst);
+    if src_dev.is_none() && dst_dev.is_none() && !src_protected && !dst_protected && !vlan_protected {
+        return (Reason::Unmatched, involved);
+    }
+
+    // Anti-spoofing: a device speaks only from its VLAN and its bound MAC.
+    if let Some(d) = src_dev {
+        if vlan != d.vlan {
+            return (Reason::WrongVlan, involved);
+        }
+        if d.flags & DEVICE_MAC_BOUND != 0
+            && (pkt.src_mac != d.mac || (pkt.kind == Kind::Arp && pkt.arp_sha != d.mac))
+        {
+            return (Reason::SpoofedMac, involved);
+        }
+    }
+
+    // Infrastructure the operator enabled explicitly.
+    if pkt.kind == Kind::Arp {
+        let reason = if settings.flags & settings::ALLOW_ARP != 0 { Reason::Infra } else { Reason::NotAllowed };
+        return (reason, involved);
+    }
+    if (settings.flags & settings::ALLOW_NDP != 0 && is_ndp(pkt))
+        || (settings.flags & settings::ALLOW_DHCP != 0 && is_dhcp(pkt))
+    {
+        return (Reason::Infra, involved);
+    }
+
+    if src_dev.is_none() && (src_protected || vlan_protected) {
+        return (Reason::UnknownDevice, involved);
+    }
+    if dst_protected {
+        return (Reason::UnknownDevice, involved);
+    }
+
+    // Both ends that are devices must allow it.
+    let out_ok = match src_dev {
+        Some(d) => rules_allow(d.policy_out, &pkt.dst, pkt),
+        None => true,
+    };
+    let in_ok = match dst_dev {
+        Some(d) => rules_allow(d.policy_in, &pkt.src, pkt),
+        None => true,
+    };
+    let reason = if out_ok && in_ok { Reason::Allowed } else { Reason::NotAllowed };
+    (reason, involved)
+}
+
+/// Neighbour solicitation/advertisement, router solicitation/advertisement,
+/// redirect.
+#[inline(always)]
+fn is_ndp(pkt: &Packet) -> bool {
+    pkt.proto == IPPROTO_ICMPV6 && pkt.l4_known && pkt.port >= 133 && pkt.port <= 137
+}
+
+/// DHCPv4 (68 <-> 67) and DHCPv6 (546 <-> 547), either direction.
+#[inline(always)]
+fn is_dhcp(pkt: &Packet) -> bool {
+    pkt.proto == IPPROTO_UDP
+        && pkt.l4_known
+        && matches!((pkt.sport, pkt.port), (68, 67) | (67, 68) | (546, 547) | (547, 546))
+}
+
+#[inline(always)]
+fn iface_vlan(ctx: &XdpContext) -> u16 {
+    let ifindex = ctx.ingress_ifindex() as u32;
+    // SAFETY: IfaceConf is plain data copied out at once; a concurrent
+    // update can at worst give the old or new value of the entry.
+    match unsafe { IFACES.get(&ifindex) } {
+        Some(IfaceConf { untagged_vlan, .. }) => *untagged_vlan,
+        None => 0,
+    }
+}
+
+#[inline(always)]
+fn vlan_flags(generation: u32, vlan: u16) -> u32 {
+    let index = generation * VLAN_IDS + u32::from(vlan & 0x0fff);
+    match VLAN_FLAGS.get(index) {
+        Some(f) => *f,
+        None => 0,
+    }
+}
+
+/// Kept out of line (as are the other lookups) so each key lives in its own
+/// small stack frame instead of all of them piling up in one.
+#[inline(always)]
+fn device(generation: u32, addr: &[u8; 16]) -> Option<&'static DeviceInfo> {
+    let key = DeviceKey { generation, addr: *addr };
+    // SAFETY: the entry stays valid while this program runs (RCU); user
+    // space replaces whole entries of the inactive generation only, so the
+    // fields read here belong to one version of the entry.
+    unsafe { DEVICES.get(&key) }
+}
+
+#[inline(always)]
+fn protected(generation: u32, addr: &[u8; 16]) -> bool {
+    let key = Key::new(PROTECTED_KEY_BITS, ProtectedKey { generation, addr: *addr });
+    PROTECTED.get(&key).is_some()
+}
+
+/// The bit-vector match: rules whose peer contains `peer`, AND rules whose
+/// protocol and port match. Two LPM lookups whatever the rule count.
+#[inline(always)]
+fn rules_allow(policy: u32, peer: &[u8; 16], pkt: &Packet) -> bool {
+    let peer_key = Key::new(PEER_KEY_BITS, PeerKey { policy, addr: *peer });
+    let by_peer: RuleBits = match PEERS.get(&peer_key) {
+        Some(bits) => *bits,
+        None => return false,
+    };
+    // Without an L4 header only rules that leave the port open can match:
+    // look up no deeper than the protocol.
+    let prefix = if pkt.l4_known { PORT_KEY_BITS } else { PORT_KEY_PROTO_BITS };
+    let port_key = Key::new(
+        prefix,
+        PortKey { policy, proto: pkt.proto, port: pkt.port.to_be_bytes(), _pad: 0 },
+    );
+    let by_port: RuleBits = match PORTS.get(&port_key) {
+        Some(bits) => *bits,
+        None => 0,
+    };
+    by_peer & by_port != 0
+}

@@ -1,0 +1,51 @@
+//! The program's maps. Types and names come from `filter-common`; user space
+//! fills the policy maps and reads the stats maps.
+
+use aya_ebpf::{
+    bindings::BPF_F_NO_PREALLOC,
+    macros::map,
+    maps::{Array, HashMap, LpmTrie, PerCpuArray, PerCpuHashMap},
+};
+use filter_common::{
+    Counter, DeviceInfo, DeviceKey, GENERATIONS, GLOBAL_STATS_LEN, IfaceConf, MAX_DEVICE_ADDRS,
+    MAX_DEVICE_STATS, MAX_IFACES, MAX_PEER_ENTRIES, MAX_PORT_ENTRIES, MAX_PROTECTED_NETS,
+    PeerKey, PortKey, ProtectedKey, ProtectedNet, RuleBits, Settings, StatKey, VLAN_IDS,
+};
+
+/// `[0]`: the active policy generation (0 or 1). Flipping it is the atomic
+/// policy switch.
+#[map]
+pub static GENERATION: Array<u32> = Array::with_max_entries(1, 0);
+
+#[map]
+pub static SETTINGS: Array<Settings> = Array::with_max_entries(GENERATIONS, 0);
+
+/// Keyed by ifindex: interfaces whose untagged frames belong to one VLAN.
+#[map]
+pub static IFACES: HashMap<u32, IfaceConf> = HashMap::with_max_entries(MAX_IFACES, 0);
+
+/// `[generation * VLAN_IDS + vid]`: VLAN flags.
+#[map]
+pub static VLAN_FLAGS: Array<u32> = Array::with_max_entries(GENERATIONS * VLAN_IDS, 0);
+
+#[map]
+pub static DEVICES: HashMap<DeviceKey, DeviceInfo> =
+    HashMap::with_max_entries(MAX_DEVICE_ADDRS, BPF_F_NO_PREALLOC);
+
+#[map]
+pub static PROTECTED: LpmTrie<ProtectedKey, ProtectedNet> =
+    LpmTrie::with_max_entries(MAX_PROTECTED_NETS, 0);
+
+#[map]
+pub static PEERS: LpmTrie<PeerKey, RuleBits> = LpmTrie::with_max_entries(MAX_PEER_ENTRIES, 0);
+
+#[map]
+pub static PORTS: LpmTrie<PortKey, RuleBits> = LpmTrie::with_max_entries(MAX_PORT_ENTRIES, 0);
+
+#[map]
+pub static DEVICE_STATS: PerCpuHashMap<StatKey, Counter> =
+    PerCpuHashMap::with_max_entries(MAX_DEVICE_STATS, BPF_F_NO_PREALLOC);
+
+/// `[verdict * NUM_REASONS + reason]`: every frame, counted once.
+#[map]
+pub static GLOBAL_STATS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(GLOBAL_STATS_LEN, 0);

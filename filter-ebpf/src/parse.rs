@@ -1,0 +1,303 @@
+//! Frame parsing: Ethernet, up to two VLAN tags, ARP, IPv4 (options,
+//! fragments), IPv6 (bounded extension-header walk), TCP, UDP, ICMP, ICMPv6.
+//!
+//! `Err(())` means malformed. The reference evaluator in `filter-user`
+//! (`reference::parse`) states the same rules in plain Rust; keep the two
+//! in step.
+
+use core::mem::offset_of;
+
+use aya_ebpf::programs::XdpContext;
+use filter_common::{MAX_HEADER_START, MAX_IPV6_EXT_HEADERS};
+use network_types::{
+    arp::ArpHdr,
+    eth::EthHdr,
+    icmp::Icmpv4Hdr,
+    ip::{Ipv4Hdr, Ipv6Hdr},
+    tcp::TcpHdr,
+    udp::UdpHdr,
+    vlan::VlanHdr,
+};
+
+use crate::ptr;
+
+const ETH_P_IPV4: u16 = 0x0800;
+const ETH_P_ARP: u16 = 0x0806;
+const ETH_P_IPV6: u16 = 0x86dd;
+const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88a8;
+/// Pre-standard QinQ outer tag still sent by some switches.
+const ETH_P_QINQ_9100: u16 = 0x9100;
+
+pub const IPPROTO_ICMP: u8 = 1;
+pub const IPPROTO_TCP: u8 = 6;
+pub const IPPROTO_UDP: u8 = 17;
+pub const IPPROTO_ICMPV6: u8 = 58;
+const IPPROTO_HOPOPTS: u8 = 0;
+const IPPROTO_ROUTING: u8 = 43;
+const IPPROTO_FRAGMENT: u8 = 44;
+const IPPROTO_DSTOPTS: u8 = 60;
+
+/// Byte of the TCP header holding the data offset.
+const TCP_DOFF_BYTE: usize = 12;
+
+/// Smallest ICMPv6 header we read: type, code, checksum.
+const ICMPV6_MIN_LEN: usize = 4;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Ip,
+    Arp,
+    /// Any other EtherType: no addresses to decide on.
+    Other,
+}
+
+pub struct Packet {
+    pub len: u32,
+    pub src_mac: [u8; 6],
+    /// Innermost VLAN id; 0 when untagged or priority-tagged.
+    pub vlan: u16,
+    pub kind: Kind,
+    /// For ARP: the sender hardware address.
+    pub arp_sha: [u8; 6],
+    /// Addresses, IPv4 v4-mapped. For ARP: sender and target protocol
+    /// addresses.
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    pub proto: u8,
+    /// Whether `port` holds an L4 value (false for non-first fragments and
+    /// protocols without ports).
+    pub l4_known: bool,
+    pub sport: u16,
+    /// Destination port, or ICMP/ICMPv6 type.
+    pub port: u16,
+}
+
+impl Packet {
+    #[inline(always)]
+    pub const fn empty(len: u32) -> Packet {
+        Packet {
+            len,
+            src_mac: [0; 6],
+            vlan: 0,
+            kind: Kind::Other,
+            arp_sha: [0; 6],
+            src: [0; 16],
+            dst: [0; 16],
+            proto: 0,
+            l4_known: false,
+            sport: 0,
+            port: 0,
+        }
+    }
+}
+
+/// Fills `pkt` (made with `Packet::empty`) from the frame. Inlined: as a
+/// separate BPF function, LLVM would pass it `data_end` as a scalar, which
+/// the verifier refuses.
+#[inline(always)]
+pub fn parse(ctx: &XdpContext, pkt: &mut Packet) -> Result<(), ()> {
+    let eth = ptr::at::<EthHdr>(ctx, 0)?;
+    pkt.src_mac = ptr::field(eth, offset_of!(EthHdr, src_addr));
+    let mut ethertype = ptr::be16(eth, offset_of!(EthHdr, ether_type));
+    let mut off = EthHdr::LEN;
+
+    // Up to two tags (802.1Q, or 802.1ad/0x9100 outer + 802.1Q inner); a
+    // third is not something a device VLAN carries and counts as malformed.
+    for _ in 0..2 {
+        if !is_vlan_tpid(ethertype) {
+            break;
+        }
+        let tag = ptr::at::<VlanHdr>(ctx, off)?;
+        pkt.vlan = ptr::be16(tag, offset_of!(VlanHdr, tci)) & 0x0fff;
+        ethertype = ptr::be16(tag, offset_of!(VlanHdr, ether_type));
+        off += VlanHdr::LEN;
+    }
+    if is_vlan_tpid(ethertype) {
+        return Err(());
+    }
+
+    match ethertype {
+        ETH_P_IPV4 => parse_ipv4(ctx, off, pkt),
+        ETH_P_IPV6 => parse_ipv6(ctx, off, pkt),
+        ETH_P_ARP => parse_arp(ctx, off, pkt),
+        _ => Ok(()),
+    }
+}
+
+#[inline(always)]
+fn is_v4_mapped(a: &[u8; 16]) -> bool {
+    a[..10] == [0; 10] && a[10] == 0xff && a[11] == 0xff
+}
+
+/// The v4-mapped form (`::ffff:a.b.c.d`) of an IPv4 address.
+#[inline(always)]
+fn v4_mapped(a: [u8; 4], out: &mut [u8; 16]) {
+    out[10] = 0xff;
+    out[11] = 0xff;
+    out[12] = a[0];
+    out[13] = a[1];
+    out[14] = a[2];
+    out[15] = a[3];
+}
+
+#[inline(always)]
+fn is_vlan_tpid(ethertype: u16) -> bool {
+    ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD || ethertype == ETH_P_QINQ_9100
+}
+
+#[inline(always)]
+fn parse_arp(ctx: &XdpContext, off: usize, pkt: &mut Packet) -> Result<(), ()> {
+    let arp = ptr::at::<ArpHdr>(ctx, off)?;
+    // Only Ethernet/IPv4 ARP exists on these links; anything else is bogus.
+    if ptr::be16(arp, offset_of!(ArpHdr, htype)) != 1
+        || ptr::be16(arp, offset_of!(ArpHdr, ptype)) != ETH_P_IPV4
+        || ptr::field::<_, u8>(arp, offset_of!(ArpHdr, hlen)) != 6
+        || ptr::field::<_, u8>(arp, offset_of!(ArpHdr, plen)) != 4
+    {
+        return Err(());
+    }
+    pkt.kind = Kind::Arp;
+    pkt.arp_sha = ptr::field(arp, offset_of!(ArpHdr, sha));
+    v4_mapped(ptr::field(arp, offset_of!(ArpHdr, spa)), &mut pkt.src);
+    v4_mapped(ptr::field(arp, offset_of!(ArpHdr, tpa)), &mut pkt.dst);
+    Ok(())
+}
+
+#[inline(always)]
+fn parse_ipv4(ctx: &XdpContext, l3: usize, pkt: &mut Packet) -> Result<(), ()> {
+    let ip = ptr::at::<Ipv4Hdr>(ctx, l3)?;
+    let vihl: u8 = ptr::field(ip, offset_of!(Ipv4Hdr, vihl));
+    let hdr_len = usize::from(vihl & 0x0f) * 4;
+    if vihl >> 4 != 4 || hdr_len < Ipv4Hdr::LEN {
+        return Err(());
+    }
+    let total = usize::from(ptr::be16(ip, offset_of!(Ipv4Hdr, tot_len)));
+    // The datagram must hold its own header and fit in the frame (anything
+    // after it is Ethernet padding).
+    if total < hdr_len || l3 + total > pkt.len as usize {
+        return Err(());
+    }
+    let frag_offset = ptr::be16(ip, offset_of!(Ipv4Hdr, frags)) & 0x1fff;
+    pkt.proto = ptr::field(ip, offset_of!(Ipv4Hdr, proto));
+    v4_mapped(ptr::field(ip, offset_of!(Ipv4Hdr, src_addr)), &mut pkt.src);
+    v4_mapped(ptr::field(ip, offset_of!(Ipv4Hdr, dst_addr)), &mut pkt.dst);
+    pkt.kind = Kind::Ip;
+
+    if frag_offset != 0 {
+        // A fragment at offset 8 can only exist to overwrite the TCP header
+        // of the first fragment (RFC 1858).
+        if frag_offset == 1 && pkt.proto == IPPROTO_TCP {
+            return Err(());
+        }
+        // Non-first fragment: no L4 header, decided on addresses and
+        // protocol alone (see README "Fragments").
+        return Ok(());
+    }
+    parse_l4(ctx, l3 + hdr_len, l3 + total, false, pkt)
+}
+
+#[inline(always)]
+fn parse_ipv6(ctx: &XdpContext, l3: usize, pkt: &mut Packet) -> Result<(), ()> {
+    let ip = ptr::at::<Ipv6Hdr>(ctx, l3)?;
+    if ptr::field::<_, u8>(ip, 0) >> 4 != 6 {
+        return Err(());
+    }
+    let end = l3 + Ipv6Hdr::LEN + usize::from(ptr::be16(ip, offset_of!(Ipv6Hdr, payload_len)));
+    if end > pkt.len as usize {
+        return Err(());
+    }
+    pkt.src = ptr::field(ip, offset_of!(Ipv6Hdr, src_addr));
+    pkt.dst = ptr::field(ip, offset_of!(Ipv6Hdr, dst_addr));
+    // IPv4 lives at ::ffff:0:0/96 in the maps; such addresses are never
+    // valid on the wire (RFC 4291 2.5.5.2), and would impersonate IPv4 hosts.
+    if is_v4_mapped(&pkt.src) || is_v4_mapped(&pkt.dst) {
+        return Err(());
+    }
+    pkt.kind = Kind::Ip;
+
+    let mut next: u8 = ptr::field(ip, offset_of!(Ipv6Hdr, next_hdr));
+    let mut off = l3 + Ipv6Hdr::LEN;
+    for _ in 0..MAX_IPV6_EXT_HEADERS {
+        if off > MAX_HEADER_START {
+            return Err(());
+        }
+        match next {
+            IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS => {
+                // Next header, then length in 8-byte units beyond the first 8.
+                let ext = ptr::at::<[u8; 2]>(ctx, off)?;
+                let [nh, len]: [u8; 2] = ptr::field(ext, 0);
+                next = nh;
+                off += (usize::from(len) + 1) * 8;
+            }
+            IPPROTO_FRAGMENT => {
+                let frag = ptr::at::<[u8; 4]>(ctx, off)?;
+                let [nh, _, hi, lo]: [u8; 4] = ptr::field(frag, 0);
+                next = nh;
+                off += 8;
+                if u16::from_be_bytes([hi, lo]) & 0xfff8 != 0 {
+                    // Non-first fragment: as for IPv4.
+                    pkt.proto = next;
+                    return if off > end { Err(()) } else { Ok(()) };
+                }
+            }
+            _ => break,
+        }
+    }
+    if matches!(
+        next,
+        IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_FRAGMENT
+    ) {
+        // Longer chain than we walk.
+        return Err(());
+    }
+    if off > end {
+        return Err(());
+    }
+    pkt.proto = next;
+    parse_l4(ctx, off, end, true, pkt)
+}
+
+/// Reads ports (TCP, UDP) or the message type (ICMP, ICMPv6) at `l4`,
+/// which must fit before `end`, the end of the IP datagram.
+#[inline(always)]
+fn parse_l4(ctx: &XdpContext, l4: usize, end: usize, v6: bool, pkt: &mut Packet) -> Result<(), ()> {
+    if l4 > MAX_HEADER_START {
+        return Err(());
+    }
+    let need = match pkt.proto {
+        IPPROTO_TCP => TcpHdr::LEN,
+        IPPROTO_UDP => UdpHdr::LEN,
+        IPPROTO_ICMP if !v6 => Icmpv4Hdr::LEN,
+        IPPROTO_ICMPV6 if v6 => ICMPV6_MIN_LEN,
+        // No ports to read: decided on addresses and protocol.
+        _ => return Ok(()),
+    };
+    if l4 + need > end {
+        return Err(());
+    }
+    match pkt.proto {
+        IPPROTO_TCP => {
+            let tcp = ptr::at::<TcpHdr>(ctx, l4)?;
+            pkt.sport = ptr::be16(tcp, offset_of!(TcpHdr, source));
+            pkt.port = ptr::be16(tcp, offset_of!(TcpHdr, dest));
+            // Data offset (high nibble of byte 12): the header's own length.
+            let doff = usize::from(ptr::field::<_, u8>(tcp, TCP_DOFF_BYTE) >> 4) * 4;
+            if doff < TcpHdr::LEN || l4 + doff > end {
+                return Err(());
+            }
+        }
+        IPPROTO_UDP => {
+            let udp = ptr::at::<UdpHdr>(ctx, l4)?;
+            pkt.sport = ptr::be16(udp, offset_of!(UdpHdr, src));
+            pkt.port = ptr::be16(udp, offset_of!(UdpHdr, dst));
+        }
+        _ => {
+            // ICMP and ICMPv6 both start with the type byte.
+            let icmp = ptr::at::<[u8; ICMPV6_MIN_LEN]>(ctx, l4)?;
+            pkt.port = u16::from(ptr::field::<_, u8>(icmp, 0));
+        }
+    }
+    pkt.l4_known = true;
+    Ok(())
+}

@@ -1,0 +1,482 @@
+//! The declarative policy (DESIGN §2) as Rust types, and its resolution into
+//! a flat, validated form that both the compiler and the reference evaluator
+//! consume: profiles merged into devices, peer sets expanded to CIDRs.
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    fmt,
+    net::IpAddr,
+    str::FromStr,
+};
+
+use filter_common::MAX_RULES;
+use ipnet::IpNet;
+use serde::Deserialize;
+
+use crate::error::PolicyError;
+
+/// The policy file as written.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    #[serde(default)]
+    pub settings: Settings,
+    #[serde(default, rename = "vlan")]
+    pub vlans: Vec<Vlan>,
+    /// Named address sets, IPv4 and IPv6 mixed.
+    #[serde(default)]
+    pub peers: BTreeMap<String, Vec<IpNet>>,
+    #[serde(default, rename = "profile")]
+    pub profiles: Vec<Profile>,
+    #[serde(default, rename = "device")]
+    pub devices: Vec<Device>,
+    /// Interfaces whose untagged frames belong to one VLAN.
+    #[serde(default, rename = "interface")]
+    pub interfaces: Vec<Interface>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    #[serde(default)]
+    pub mode: Mode,
+    /// Let ARP to and from protected VLANs through.
+    #[serde(default)]
+    pub allow_arp: bool,
+    /// Let IPv6 neighbour discovery (ICMPv6 133-137) through.
+    #[serde(default)]
+    pub allow_ndp: bool,
+    /// Let DHCP (UDP 67/68) and DHCPv6 (UDP 546/547) through.
+    #[serde(default)]
+    pub allow_dhcp: bool,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Enforce,
+    Monitor,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Vlan {
+    pub id: u16,
+    pub name: String,
+    #[serde(default)]
+    pub subnets: Vec<IpNet>,
+    /// Default deny to and from every host in the VLAN's subnets.
+    #[serde(default = "yes")]
+    pub protected: bool,
+}
+
+const fn yes() -> bool {
+    true
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    pub name: String,
+    #[serde(default)]
+    pub allow_in: Vec<InRule>,
+    #[serde(default)]
+    pub allow_out: Vec<OutRule>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Device {
+    pub name: String,
+    pub vlan: u16,
+    pub ip: Vec<IpAddr>,
+    /// Bind the device's addresses to this MAC (anti-spoofing).
+    #[serde(default)]
+    pub mac: Option<String>,
+    #[serde(default)]
+    pub profile: Option<String>,
+    #[serde(default)]
+    pub allow_in: Vec<InRule>,
+    #[serde(default)]
+    pub allow_out: Vec<OutRule>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Interface {
+    pub name: String,
+    pub untagged_vlan: u16,
+}
+
+/// `allow_in` entry: traffic from `from` to the device.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InRule {
+    pub from: String,
+    #[serde(flatten)]
+    pub m: Match,
+}
+
+/// `allow_out` entry: traffic from the device to `to`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutRule {
+    pub to: String,
+    #[serde(flatten)]
+    pub m: Match,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct Match {
+    #[serde(default)]
+    pub proto: Option<String>,
+    /// A port (`443`, `"443"`) or range (`"8000-8100"`).
+    #[serde(default)]
+    pub port: Option<PortSpec>,
+    #[serde(default)]
+    pub icmp_type: Option<u8>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum PortSpec {
+    Number(u16),
+    Text(String),
+}
+
+// ---------------------------------------------------------------------------
+// Resolved form
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Proto {
+    Any,
+    Tcp,
+    Udp,
+    Icmp,
+    Icmpv6,
+}
+
+impl Proto {
+    /// IP protocol number; `None` for `any`.
+    pub const fn number(self) -> Option<u8> {
+        match self {
+            Proto::Any => None,
+            Proto::Tcp => Some(6),
+            Proto::Udp => Some(17),
+            Proto::Icmp => Some(1),
+            Proto::Icmpv6 => Some(58),
+        }
+    }
+}
+
+impl FromStr for Proto {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "any" => Proto::Any,
+            "tcp" => Proto::Tcp,
+            "udp" => Proto::Udp,
+            "icmp" => Proto::Icmp,
+            "icmpv6" => Proto::Icmpv6,
+            _ => return Err(format!("unknown proto {s:?}: use tcp, udp, icmp, icmpv6 or any")),
+        })
+    }
+}
+
+/// What a rule matches besides the peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum L4 {
+    /// Any protocol.
+    Any,
+    /// One protocol, any port or type.
+    Proto(u8),
+    /// TCP or UDP, destination port in `lo..=hi`.
+    Ports { proto: u8, lo: u16, hi: u16 },
+    /// ICMP or ICMPv6 message type.
+    IcmpType { proto: u8, icmp_type: u8 },
+}
+
+/// Peer of a rule: `any`, or a list of networks (a CIDR or an expanded set).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Peer {
+    Any,
+    Nets(Vec<IpNet>),
+}
+
+impl Peer {
+    pub fn contains(&self, addr: IpAddr) -> bool {
+        match self {
+            Peer::Any => true,
+            Peer::Nets(nets) => nets.iter().any(|n| n.contains(&addr)),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Rule {
+    pub peer: Peer,
+    pub l4: L4,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResolvedDevice {
+    pub name: String,
+    pub vlan: u16,
+    pub addrs: Vec<IpAddr>,
+    pub mac: Option<[u8; 6]>,
+    pub allow_in: Vec<Rule>,
+    pub allow_out: Vec<Rule>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResolvedVlan {
+    pub id: u16,
+    pub name: String,
+    pub subnets: Vec<IpNet>,
+    pub protected: bool,
+}
+
+/// A validated policy: what the compiler and the reference evaluator take.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Resolved {
+    pub allow_arp: bool,
+    pub allow_ndp: bool,
+    pub allow_dhcp: bool,
+    pub vlans: Vec<ResolvedVlan>,
+    /// Device index = counter slot.
+    pub devices: Vec<ResolvedDevice>,
+    /// Interface name -> untagged VLAN.
+    pub interfaces: Vec<(String, u16)>,
+}
+
+impl Policy {
+    pub fn from_toml(text: &str) -> Result<Policy, PolicyError> {
+        toml::from_str(text).map_err(|e| PolicyError::Syntax(e.to_string()))
+    }
+
+    /// Checks everything and merges profiles into devices. Nothing partial:
+    /// any error and there is no result.
+    pub fn resolve(&self) -> Result<Resolved, PolicyError> {
+        let mut vlan_ids = HashSet::new();
+        for v in &self.vlans {
+            if !(1..=4094).contains(&v.id) {
+                return Err(PolicyError::invalid(format!("vlan {:?}", v.name), format!("id {} is outside 1-4094", v.id)));
+            }
+            if !vlan_ids.insert(v.id) {
+                return Err(PolicyError::invalid(format!("vlan {:?}", v.name), format!("vlan id {} is declared twice", v.id)));
+            }
+        }
+        for (name, nets) in &self.peers {
+            if name == "any" {
+                return Err(PolicyError::invalid("peers", "a peer set cannot be called \"any\"".into()));
+            }
+            if nets.is_empty() {
+                return Err(PolicyError::invalid(format!("peer set {name:?}"), "is empty: list at least one network".into()));
+            }
+        }
+        let mut profiles = HashMap::new();
+        for p in &self.profiles {
+            let ins = self.rules(&format!("profile {:?} allow_in", p.name), p.allow_in.iter().map(|r| (&r.from, &r.m)))?;
+            let outs = self.rules(&format!("profile {:?} allow_out", p.name), p.allow_out.iter().map(|r| (&r.to, &r.m)))?;
+            if profiles.insert(p.name.as_str(), (ins, outs)).is_some() {
+                return Err(PolicyError::invalid(format!("profile {:?}", p.name), "is declared twice".into()));
+            }
+        }
+
+        let mut devices = Vec::new();
+        let mut names = HashSet::new();
+        let mut addrs: HashMap<IpAddr, &str> = HashMap::new();
+        for d in &self.devices {
+            let what = format!("device {:?}", d.name);
+            if !names.insert(d.name.as_str()) {
+                return Err(PolicyError::invalid(what, "is declared twice".into()));
+            }
+            let Some(vlan) = self.vlans.iter().find(|v| v.id == d.vlan) else {
+                return Err(PolicyError::invalid(what, format!("vlan {} is not declared in a [[vlan]] table", d.vlan)));
+            };
+            if d.ip.is_empty() {
+                return Err(PolicyError::invalid(what, "has no ip".into()));
+            }
+            for ip in &d.ip {
+                if let Some(other) = addrs.insert(*ip, &d.name) {
+                    return Err(PolicyError::invalid(what, format!("ip {ip} is already used by device {other:?}")));
+                }
+                if !vlan.subnets.iter().any(|n| n.contains(ip)) {
+                    return Err(PolicyError::invalid(
+                        what,
+                        format!("ip {ip} is not in any subnet of vlan {} ({})", vlan.id, vlan.name),
+                    ));
+                }
+            }
+            let mac = d.mac.as_deref().map(parse_mac).transpose().map_err(|e| PolicyError::invalid(what.clone(), e))?;
+            let (mut allow_in, mut allow_out) = match &d.profile {
+                Some(p) => match profiles.get(p.as_str()) {
+                    Some(rules) => rules.clone(),
+                    None => return Err(PolicyError::invalid(what, format!("profile {p:?} is not declared"))),
+                },
+                None => (Vec::new(), Vec::new()),
+            };
+            allow_in.extend(self.rules(&format!("{what} allow_in"), d.allow_in.iter().map(|r| (&r.from, &r.m)))?);
+            allow_out.extend(self.rules(&format!("{what} allow_out"), d.allow_out.iter().map(|r| (&r.to, &r.m)))?);
+            dedup(&mut allow_in);
+            dedup(&mut allow_out);
+            for (dir, rules) in [("allow_in", &allow_in), ("allow_out", &allow_out)] {
+                if rules.len() > MAX_RULES {
+                    return Err(PolicyError::TooManyRules {
+                        device: d.name.clone(),
+                        direction: dir,
+                        count: rules.len(),
+                        limit: MAX_RULES,
+                    });
+                }
+            }
+            devices.push(ResolvedDevice {
+                name: d.name.clone(),
+                vlan: d.vlan,
+                addrs: d.ip.clone(),
+                mac,
+                allow_in,
+                allow_out,
+            });
+        }
+
+        let mut interfaces = Vec::new();
+        for i in &self.interfaces {
+            if !vlan_ids.contains(&i.untagged_vlan) {
+                return Err(PolicyError::invalid(
+                    format!("interface {:?}", i.name),
+                    format!("untagged_vlan {} is not declared in a [[vlan]] table", i.untagged_vlan),
+                ));
+            }
+            interfaces.push((i.name.clone(), i.untagged_vlan));
+        }
+
+        Ok(Resolved {
+            allow_arp: self.settings.allow_arp,
+            allow_ndp: self.settings.allow_ndp,
+            allow_dhcp: self.settings.allow_dhcp,
+            vlans: self
+                .vlans
+                .iter()
+                .map(|v| ResolvedVlan { id: v.id, name: v.name.clone(), subnets: v.subnets.clone(), protected: v.protected })
+                .collect(),
+            devices,
+            interfaces,
+        })
+    }
+
+    fn rules<'a>(
+        &self,
+        what: &str,
+        rules: impl Iterator<Item = (&'a String, &'a Match)>,
+    ) -> Result<Vec<Rule>, PolicyError> {
+        rules
+            .enumerate()
+            .map(|(i, (peer, m))| {
+                let at = format!("{what} rule {}", i + 1);
+                let peer = self.peer(peer).map_err(|e| PolicyError::invalid(at.clone(), e))?;
+                let l4 = l4(m).map_err(|e| PolicyError::invalid(at, e))?;
+                Ok(Rule { peer, l4 })
+            })
+            .collect()
+    }
+
+    fn peer(&self, text: &str) -> Result<Peer, String> {
+        if text == "any" {
+            return Ok(Peer::Any);
+        }
+        if let Some(nets) = self.peers.get(text) {
+            return Ok(Peer::Nets(nets.iter().map(IpNet::trunc).collect()));
+        }
+        if let Ok(net) = text.parse::<IpNet>() {
+            return Ok(Peer::Nets(vec![net.trunc()]));
+        }
+        if let Ok(addr) = text.parse::<IpAddr>() {
+            return Ok(Peer::Nets(vec![IpNet::from(addr)]));
+        }
+        Err(format!(
+            "peer {text:?} is neither \"any\", an address, a CIDR nor a set declared under [peers]"
+        ))
+    }
+}
+
+fn dedup(rules: &mut Vec<Rule>) {
+    let mut seen = HashSet::new();
+    rules.retain(|r| seen.insert(r.clone()));
+}
+
+fn l4(m: &Match) -> Result<L4, String> {
+    let proto: Proto = match &m.proto {
+        Some(p) => p.parse()?,
+        None => Proto::Any,
+    };
+    match (proto, &m.port, m.icmp_type) {
+        (_, Some(_), Some(_)) => Err("a rule has either a port or an icmp_type, not both".into()),
+        (Proto::Any, None, None) => Ok(L4::Any),
+        (Proto::Any, _, _) => Err("port and icmp_type need a proto (tcp, udp, icmp or icmpv6)".into()),
+        (Proto::Tcp | Proto::Udp, Some(spec), None) => {
+            let (lo, hi) = parse_ports(spec)?;
+            let proto = proto.number().unwrap_or_default();
+            Ok(if lo == 0 && hi == u16::MAX { L4::Proto(proto) } else { L4::Ports { proto, lo, hi } })
+        }
+        (Proto::Icmp | Proto::Icmpv6, None, Some(t)) => {
+            Ok(L4::IcmpType { proto: proto.number().unwrap_or_default(), icmp_type: t })
+        }
+        (Proto::Tcp | Proto::Udp, None, Some(_)) => Err("icmp_type needs proto icmp or icmpv6".into()),
+        (Proto::Icmp | Proto::Icmpv6, Some(_), None) => {
+            Err("icmp has no ports: use icmp_type to match a message type".into())
+        }
+        (p, None, None) => Ok(L4::Proto(p.number().unwrap_or_default())),
+    }
+}
+
+fn parse_ports(spec: &PortSpec) -> Result<(u16, u16), String> {
+    let text = match spec {
+        PortSpec::Number(n) => return Ok((*n, *n)),
+        PortSpec::Text(t) => t.trim(),
+    };
+    let bad = || format!("port {text:?} is not a port (443) or a range (8000-8100) of 0-65535");
+    match text.split_once('-') {
+        None => {
+            let p = text.parse().map_err(|_| bad())?;
+            Ok((p, p))
+        }
+        Some((a, b)) => {
+            let lo: u16 = a.trim().parse().map_err(|_| bad())?;
+            let hi: u16 = b.trim().parse().map_err(|_| bad())?;
+            if lo > hi {
+                return Err(format!("port range {text:?} is reversed: write {hi}-{lo}"));
+            }
+            Ok((lo, hi))
+        }
+    }
+}
+
+pub fn parse_mac(text: &str) -> Result<[u8; 6], String> {
+    let mut mac = [0u8; 6];
+    let parts: Vec<&str> = text.split([':', '-']).collect();
+    if parts.len() != 6 {
+        return Err(format!("mac {text:?} is not six hex bytes like 02:00:00:00:00:07"));
+    }
+    for (out, part) in mac.iter_mut().zip(&parts) {
+        if part.len() != 2 {
+            return Err(format!("mac {text:?} is not six hex bytes like 02:00:00:00:00:07"));
+        }
+        *out = u8::from_str_radix(part, 16)
+            .map_err(|_| format!("mac {text:?} is not six hex bytes like 02:00:00:00:00:07"))?;
+    }
+    Ok(mac)
+}
+
+impl fmt::Display for Proto {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Proto::Any => "any",
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+            Proto::Icmp => "icmp",
+            Proto::Icmpv6 => "icmpv6",
+        })
+    }
+}

@@ -1,0 +1,293 @@
+//! The reference evaluator: DESIGN §3 written plainly, straight from the
+//! resolved policy (linear scans, no compiled maps), for the differential
+//! tests against the kernel program.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use filter_common::{MAX_HEADER_START, MAX_IPV6_EXT_HEADERS, Reason};
+
+use crate::policy::{L4, Resolved, ResolvedDevice, Rule};
+
+/// What the reference decides for a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decision {
+    pub reason: Reason,
+    /// Device slot (index in `Resolved::devices`) of the sender, counted
+    /// under direction `out`.
+    pub src_device: Option<usize>,
+    /// Device slot of the receiver, counted under direction `in`.
+    pub dst_device: Option<usize>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Ip,
+    Arp,
+    Other,
+}
+
+/// A parsed frame; `None` from [`parse`] means malformed.
+#[derive(Clone, Copy, Debug)]
+pub struct Frame {
+    src_mac: [u8; 6],
+    vlan: u16,
+    kind: Kind,
+    arp_sha: [u8; 6],
+    src: IpAddr,
+    dst: IpAddr,
+    proto: u8,
+    /// Destination port or ICMP type, when the frame carries an L4 header.
+    l4: Option<(u16, u16)>,
+}
+
+/// Bounds-checked reads of a frame.
+struct Bytes<'a>(&'a [u8]);
+
+impl Bytes<'_> {
+    fn get<const N: usize>(&self, off: usize) -> Option<[u8; N]> {
+        self.0.get(off..off.checked_add(N)?)?.try_into().ok()
+    }
+    fn u8(&self, off: usize) -> Option<u8> {
+        self.0.get(off).copied()
+    }
+    fn be16(&self, off: usize) -> Option<u16> {
+        self.get::<2>(off).map(u16::from_be_bytes)
+    }
+}
+
+const TPIDS: [u16; 3] = [0x8100, 0x88a8, 0x9100];
+
+/// Parses Ethernet, up to two VLAN tags, ARP, IPv4, IPv6 and the L4 header.
+pub fn parse(frame: &[u8]) -> Option<Frame> {
+    let b = Bytes(frame);
+    let mut f = Frame {
+        src_mac: b.get::<6>(6)?,
+        vlan: 0,
+        kind: Kind::Other,
+        arp_sha: [0; 6],
+        src: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        dst: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        proto: 0,
+        l4: None,
+    };
+    let mut ethertype = b.be16(12)?;
+    let mut off = 14;
+    for _ in 0..2 {
+        if !TPIDS.contains(&ethertype) {
+            break;
+        }
+        f.vlan = b.be16(off)? & 0x0fff;
+        ethertype = b.be16(off + 2)?;
+        off += 4;
+    }
+    if TPIDS.contains(&ethertype) {
+        return None; // a third tag
+    }
+    match ethertype {
+        0x0800 => parse_ipv4(&b, off, &mut f)?,
+        0x86dd => parse_ipv6(&b, off, &mut f)?,
+        0x0806 => {
+            let arp = b.get::<28>(off)?;
+            if arp[0..2] != [0, 1] || arp[2..4] != [8, 0] || arp[4] != 6 || arp[5] != 4 {
+                return None;
+            }
+            f.kind = Kind::Arp;
+            f.arp_sha.copy_from_slice(&arp[8..14]);
+            f.src = IpAddr::V4(Ipv4Addr::new(arp[14], arp[15], arp[16], arp[17]));
+            f.dst = IpAddr::V4(Ipv4Addr::new(arp[24], arp[25], arp[26], arp[27]));
+        }
+        _ => {}
+    }
+    Some(f)
+}
+
+fn parse_ipv4(b: &Bytes<'_>, l3: usize, f: &mut Frame) -> Option<()> {
+    let h = b.get::<20>(l3)?;
+    let hdr_len = usize::from(h[0] & 0x0f) * 4;
+    if h[0] >> 4 != 4 || hdr_len < 20 {
+        return None;
+    }
+    let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
+    if total < hdr_len || l3 + total > b.0.len() {
+        return None;
+    }
+    f.kind = Kind::Ip;
+    f.proto = h[9];
+    f.src = IpAddr::V4(Ipv4Addr::new(h[12], h[13], h[14], h[15]));
+    f.dst = IpAddr::V4(Ipv4Addr::new(h[16], h[17], h[18], h[19]));
+    let frag_offset = u16::from_be_bytes([h[6], h[7]]) & 0x1fff;
+    if frag_offset == 1 && f.proto == 6 {
+        return None; // RFC 1858 overlap attack
+    }
+    if frag_offset != 0 {
+        return Some(()); // non-first fragment: no L4 header
+    }
+    parse_l4(b, l3 + hdr_len, l3 + total, false, f)
+}
+
+fn parse_ipv6(b: &Bytes<'_>, l3: usize, f: &mut Frame) -> Option<()> {
+    let h = b.get::<40>(l3)?;
+    if h[0] >> 4 != 6 {
+        return None;
+    }
+    let end = l3 + 40 + usize::from(u16::from_be_bytes([h[4], h[5]]));
+    if end > b.0.len() {
+        return None;
+    }
+    let src = Ipv6Addr::from(<[u8; 16]>::try_from(&h[8..24]).ok()?);
+    let dst = Ipv6Addr::from(<[u8; 16]>::try_from(&h[24..40]).ok()?);
+    if src.to_ipv4_mapped().is_some() || dst.to_ipv4_mapped().is_some() {
+        return None; // never valid on the wire (RFC 4291 2.5.5.2)
+    }
+    f.kind = Kind::Ip;
+    f.src = IpAddr::V6(src);
+    f.dst = IpAddr::V6(dst);
+    let mut next = h[6];
+    let mut off = l3 + 40;
+    for _ in 0..MAX_IPV6_EXT_HEADERS {
+        if off > MAX_HEADER_START {
+            return None;
+        }
+        match next {
+            0 | 43 | 60 => {
+                let e = b.get::<2>(off)?;
+                next = e[0];
+                off += (usize::from(e[1]) + 1) * 8;
+            }
+            44 => {
+                let e = b.get::<4>(off)?;
+                next = e[0];
+                off += 8;
+                if u16::from_be_bytes([e[2], e[3]]) & 0xfff8 != 0 {
+                    f.proto = next;
+                    return if off > end { None } else { Some(()) };
+                }
+            }
+            _ => break,
+        }
+    }
+    if matches!(next, 0 | 43 | 44 | 60) || off > end {
+        return None;
+    }
+    f.proto = next;
+    parse_l4(b, off, end, true, f)
+}
+
+fn parse_l4(b: &Bytes<'_>, l4: usize, end: usize, v6: bool, f: &mut Frame) -> Option<()> {
+    if l4 > MAX_HEADER_START {
+        return None;
+    }
+    let need = match (f.proto, v6) {
+        (6, _) => 20,
+        (17, _) => 8,
+        (1, false) => 8,
+        (58, true) => 4,
+        _ => return Some(()),
+    };
+    if l4 + need > end {
+        return None;
+    }
+    let h = b.get::<4>(l4)?;
+    match f.proto {
+        6 => {
+            let _ = b.get::<20>(l4)?;
+            let doff = usize::from(b.u8(l4 + 12)? >> 4) * 4;
+            if doff < 20 || l4 + doff > end {
+                return None;
+            }
+            f.l4 = Some((u16::from_be_bytes([h[0], h[1]]), u16::from_be_bytes([h[2], h[3]])));
+        }
+        17 => {
+            let _ = b.get::<8>(l4)?;
+            f.l4 = Some((u16::from_be_bytes([h[0], h[1]]), u16::from_be_bytes([h[2], h[3]])));
+        }
+        _ => f.l4 = Some((0, u16::from(h[0]))),
+    }
+    Some(())
+}
+
+/// Decides `frame` arriving on an interface whose untagged VLAN is
+/// `iface_vlan` (0 = none).
+pub fn evaluate(policy: &Resolved, frame: &[u8], iface_vlan: u16) -> Decision {
+    let none = |reason| Decision { reason, src_device: None, dst_device: None };
+    let Some(f) = parse(frame) else {
+        return none(Reason::Malformed);
+    };
+
+    let vlan = if f.vlan != 0 { f.vlan } else { iface_vlan };
+    let vlan_protected = vlan != 0 && policy.vlans.iter().any(|v| v.id == vlan && v.protected);
+    if f.kind == Kind::Other {
+        return none(if vlan_protected { Reason::NotAllowed } else { Reason::Unmatched });
+    }
+
+    let find = |addr: IpAddr| policy.devices.iter().position(|d| d.addrs.contains(&addr));
+    let in_protected = |addr: IpAddr| {
+        policy
+            .vlans
+            .iter()
+            .any(|v| v.protected && v.subnets.iter().any(|n| n.contains(&addr)))
+    };
+    let src = find(f.src);
+    let dst = find(f.dst);
+    let decision = |reason| Decision { reason, src_device: src, dst_device: dst };
+    let src_protected = src.is_none() && in_protected(f.src);
+    let dst_protected = dst.is_none() && in_protected(f.dst);
+    if src.is_none() && dst.is_none() && !src_protected && !dst_protected && !vlan_protected {
+        return decision(Reason::Unmatched);
+    }
+
+    if let Some(d) = src.map(|i| &policy.devices[i]) {
+        if vlan != d.vlan {
+            return decision(Reason::WrongVlan);
+        }
+        if let Some(mac) = d.mac
+            && (f.src_mac != mac || (f.kind == Kind::Arp && f.arp_sha != mac))
+        {
+            return decision(Reason::SpoofedMac);
+        }
+    }
+
+    if f.kind == Kind::Arp {
+        return decision(if policy.allow_arp { Reason::Infra } else { Reason::NotAllowed });
+    }
+    let ndp = f.proto == 58 && matches!(f.l4, Some((_, 133..=137)));
+    let dhcp = f.proto == 17
+        && matches!(f.l4, Some((68, 67) | (67, 68) | (546, 547) | (547, 546)));
+    if (policy.allow_ndp && ndp) || (policy.allow_dhcp && dhcp) {
+        return decision(Reason::Infra);
+    }
+
+    if (src.is_none() && (src_protected || vlan_protected)) || dst_protected {
+        return decision(Reason::UnknownDevice);
+    }
+
+    let allows = |d: &ResolvedDevice, rules: &[Rule], peer: IpAddr| {
+        let _ = d;
+        rules.iter().any(|r| r.peer.contains(peer) && l4_matches(&r.l4, f.proto, f.l4))
+    };
+    let out_ok = src.is_none_or(|i| {
+        let d = &policy.devices[i];
+        allows(d, &d.allow_out, f.dst)
+    });
+    let in_ok = dst.is_none_or(|i| {
+        let d = &policy.devices[i];
+        allows(d, &d.allow_in, f.src)
+    });
+    decision(if out_ok && in_ok { Reason::Allowed } else { Reason::NotAllowed })
+}
+
+/// A rule's protocol/port part against a frame. Without an L4 header (a
+/// non-first fragment, a protocol without ports) only rules that leave the
+/// port open match.
+fn l4_matches(l4: &L4, proto: u8, ports: Option<(u16, u16)>) -> bool {
+    match *l4 {
+        L4::Any => true,
+        L4::Proto(p) => p == proto,
+        L4::Ports { proto: p, lo, hi } => {
+            p == proto && ports.is_some_and(|(_, port)| (lo..=hi).contains(&port))
+        }
+        L4::IcmpType { proto: p, icmp_type } => {
+            p == proto && ports.is_some_and(|(_, t)| t == u16::from(icmp_type))
+        }
+    }
+}

@@ -15,8 +15,8 @@ pub mod maps {
     pub const VLAN_FLAGS: &str = "VLAN_FLAGS";
     pub const DEVICES: &str = "DEVICES";
     pub const PROTECTED: &str = "PROTECTED";
-    pub const PEERS: &str = "PEERS";
-    pub const PORTS: &str = "PORTS";
+    pub const PEER_SETS: &str = "PEER_SETS";
+    pub const PORT_SETS: &str = "PORT_SETS";
     pub const DEVICE_STATS: &str = "DEVICE_STATS";
     pub const GLOBAL_STATS: &str = "GLOBAL_STATS";
 }
@@ -27,10 +27,22 @@ pub const PROGRAM_NAME: &str = "vlanguard";
 /// Policy generations held in the maps at once: the active one and the one
 /// being built (DESIGN §4). The active one is `GENERATION[0]`.
 pub const GENERATIONS: u32 = 2;
-/// Bit of a policy id (and of a key's `gen` field) that holds the generation.
-pub const GEN_SHIFT: u32 = 31;
 /// Mask applied to `GENERATION[0]` before use as an index.
 pub const GENERATION_MASK: u32 = GENERATIONS - 1;
+
+/// Rule sets per generation. A rule set is one distinct rule list (a
+/// device's `allow_in` or `allow_out`); devices with equal lists share one.
+/// Id 0 is "no rules" and is never stored.
+pub const MAX_RULE_SETS: u32 = 1 << 18;
+/// Slots of `PEER_SETS` and `PORT_SETS`: one per rule set and generation.
+pub const RULE_SET_SLOTS: u32 = GENERATIONS * MAX_RULE_SETS;
+/// Prefixes one rule set's inner trie holds.
+pub const MAX_SET_PREFIXES: u32 = 1 << 16;
+
+/// Slot of rule set `id` of `generation` in `PEER_SETS` / `PORT_SETS`.
+pub const fn rule_set_slot(generation: u32, id: u32) -> u32 {
+    (generation & GENERATION_MASK) * MAX_RULE_SETS + id
+}
 
 /// Rules per device and direction: one bit each in a [`RuleBits`] word.
 pub const MAX_RULES: usize = 64;
@@ -43,8 +55,6 @@ pub const VLAN_IDS: u32 = 4096;
 /// ceilings, not memory reservations. Each counts both generations.
 pub const MAX_DEVICE_ADDRS: u32 = 1 << 19;
 pub const MAX_PROTECTED_NETS: u32 = 1 << 14;
-pub const MAX_PEER_ENTRIES: u32 = 1 << 21;
-pub const MAX_PORT_ENTRIES: u32 = 1 << 21;
 pub const MAX_IFACES: u32 = 256;
 pub const MAX_DEVICE_STATS: u32 = 1 << 20;
 
@@ -191,10 +201,10 @@ pub const DEVICE_MAC_BOUND: u16 = 1;
 pub struct DeviceInfo {
     /// Stable per-device index for counters.
     pub slot: u32,
-    /// Rule set (policy id, generation bit included) for traffic to it.
-    pub policy_in: u32,
-    /// Rule set for traffic from it.
-    pub policy_out: u32,
+    /// Rule set slot ([`rule_set_slot`]) for traffic to it.
+    pub rules_in: u32,
+    /// Rule set slot for traffic from it.
+    pub rules_out: u32,
     pub vlan: u16,
     pub flags: u16,
     pub mac: [u8; 6],
@@ -221,33 +231,29 @@ pub struct ProtectedNet {
     pub _pad: u16,
 }
 
-/// `PEERS` LPM data: rule set id, then the peer address. The value is a
-/// [`RuleBits`] word: the rules of that set whose peer contains the address.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct PeerKey {
-    pub policy: u32,
-    pub addr: [u8; 16],
-}
-pub const PEER_KEY_BITS: u32 = 32 + 128;
+/// Data of a `PEER_SETS` inner trie key: the peer address (v4-mapped). The
+/// value is a [`RuleBits`] word: the rules of the set whose peer contains
+/// the address.
+pub type PeerData = [u8; 16];
+pub const PEER_BITS: u32 = 128;
 
-/// `PORTS` LPM data: rule set id, IP protocol, then the port (the device's
-/// port for `allow_in`, the peer's for `allow_out`, both the destination
-/// port) or, for ICMP and ICMPv6, the message type. Big-endian port so a
-/// prefix is a port range. The value is a [`RuleBits`] word.
+/// Data of a `PORT_SETS` inner trie key: IP protocol, then the port (the
+/// device's port for `allow_in`, the peer's for `allow_out`, both the
+/// destination port) or, for ICMP and ICMPv6, the message type. Big-endian
+/// port, so a prefix is a port range. Padded to 8 bytes so the `RuleBits`
+/// value behind it stays 8-byte aligned in the trie node.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct PortKey {
-    pub policy: u32,
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct PortData {
     pub proto: u8,
     pub port: [u8; 2],
-    pub _pad: u8,
+    pub _pad: [u8; 5],
 }
-/// Prefix covering policy, protocol and port.
-pub const PORT_KEY_BITS: u32 = 32 + 8 + 16;
-/// Prefix covering policy and protocol only: the lookup for frames whose
-/// port is unknown (non-first fragments, protocols without ports).
-pub const PORT_KEY_PROTO_BITS: u32 = 32 + 8;
+/// Prefix covering protocol and port.
+pub const PORT_BITS: u32 = 8 + 16;
+/// Prefix covering the protocol only: the lookup for frames whose port is
+/// unknown (non-first fragments, protocols without ports).
+pub const PORT_PROTO_BITS: u32 = 8;
 
 /// `DEVICE_STATS` key.
 #[repr(C)]
@@ -266,11 +272,6 @@ pub struct StatKey {
 pub struct Counter {
     pub packets: u64,
     pub bytes: u64,
-}
-
-/// A policy id with its generation bit.
-pub const fn policy_with_gen(policy: u32, generation: u32) -> u32 {
-    (policy & !(1 << GEN_SHIFT)) | ((generation & 1) << GEN_SHIFT)
 }
 
 /// v4-mapped IPv6 form of an IPv4 address.
@@ -298,9 +299,7 @@ mod pod {
     // SAFETY: as above.
     unsafe impl aya::Pod for ProtectedNet {}
     // SAFETY: as above.
-    unsafe impl aya::Pod for PeerKey {}
-    // SAFETY: as above.
-    unsafe impl aya::Pod for PortKey {}
+    unsafe impl aya::Pod for PortData {}
     // SAFETY: as above.
     unsafe impl aya::Pod for StatKey {}
     // SAFETY: as above.
@@ -328,11 +327,10 @@ mod tests {
         assert_layout!(IfaceConf, size 4, align 2, untagged_vlan @ 0, _pad @ 2);
         assert_layout!(DeviceKey, size 20, align 4, generation @ 0, addr @ 4);
         assert_layout!(DeviceInfo, size 24, align 4,
-            slot @ 0, policy_in @ 4, policy_out @ 8, vlan @ 12, flags @ 14, mac @ 16, _pad @ 22);
+            slot @ 0, rules_in @ 4, rules_out @ 8, vlan @ 12, flags @ 14, mac @ 16, _pad @ 22);
         assert_layout!(ProtectedKey, size 20, align 4, generation @ 0, addr @ 4);
         assert_layout!(ProtectedNet, size 4, align 2, vlan @ 0, _pad @ 2);
-        assert_layout!(PeerKey, size 20, align 4, policy @ 0, addr @ 4);
-        assert_layout!(PortKey, size 8, align 4, policy @ 0, proto @ 4, port @ 5, _pad @ 7);
+        assert_layout!(PortData, size 8, align 1, proto @ 0, port @ 1, _pad @ 3);
         assert_layout!(StatKey, size 8, align 4,
             slot @ 0, direction @ 4, verdict @ 5, reason @ 6, _pad @ 7);
         assert_layout!(Counter, size 16, align 8, packets @ 0, bytes @ 8);
@@ -340,9 +338,13 @@ mod tests {
 
     #[test]
     fn prefix_bits_match_key_sizes() {
-        assert_eq!(PEER_KEY_BITS as usize, size_of::<PeerKey>() * 8);
-        // The pad byte is never part of a prefix.
-        assert_eq!(PORT_KEY_BITS as usize, (size_of::<PortKey>() - 1) * 8);
+        assert_eq!(PEER_BITS as usize, size_of::<PeerData>() * 8);
+        assert_eq!(PROTECTED_KEY_BITS as usize, size_of::<ProtectedKey>() * 8);
+        // The pad bytes are never part of a prefix.
+        assert_eq!(PORT_BITS as usize, (size_of::<PortData>() - 5) * 8);
+        // The trie stores the value right after the key data.
+        assert_eq!(size_of::<PortData>() % align_of::<RuleBits>(), 0);
+        assert_eq!(size_of::<PeerData>() % align_of::<RuleBits>(), 0);
         assert_eq!(RuleBits::BITS as usize, MAX_RULES);
     }
 
@@ -360,9 +362,10 @@ mod tests {
     }
 
     #[test]
-    fn generation_bit() {
-        assert_eq!(policy_with_gen(5, 0), 5);
-        assert_eq!(policy_with_gen(5, 1), 5 | 1 << 31);
-        assert_eq!(policy_with_gen(5 | 1 << 31, 0), 5);
+    fn rule_set_slots_keep_generations_apart() {
+        assert_eq!(rule_set_slot(0, 5), 5);
+        assert_eq!(rule_set_slot(1, 5), MAX_RULE_SETS + 5);
+        assert_eq!(rule_set_slot(3, 5), MAX_RULE_SETS + 5, "generation is masked");
+        assert!(rule_set_slot(1, MAX_RULE_SETS - 1) < RULE_SET_SLOTS);
     }
 }

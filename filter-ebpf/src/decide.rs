@@ -4,14 +4,14 @@
 //! Mirrored in plain Rust by `filter_user::reference`; keep them in step.
 
 use filter_common::{
-    DEVICE_MAC_BOUND, DeviceInfo, DeviceKey, GENERATION_MASK, IfaceConf, PORT_KEY_BITS,
-    PORT_KEY_PROTO_BITS, PEER_KEY_BITS, PROTECTED_KEY_BITS, PeerKey, PortKey, ProtectedKey, Reason, RuleBits,
-    Settings, VLAN_IDS, VLAN_PROTECTED, settings,
+    DEVICE_MAC_BOUND, DeviceInfo, DeviceKey, GENERATION_MASK, IfaceConf, PEER_BITS, PORT_BITS,
+    PORT_PROTO_BITS, PROTECTED_KEY_BITS, PortData, ProtectedKey, Reason, RuleBits, Settings,
+    VLAN_IDS, VLAN_PROTECTED, settings,
 };
 use aya_ebpf::{maps::lpm_trie::Key, programs::XdpContext};
 
 use crate::{
-    maps::{DEVICES, GENERATION, IFACES, PEERS, PORTS, PROTECTED, SETTINGS, VLAN_FLAGS},
+    maps::{DEVICES, GENERATION, IFACES, PEER_SETS, PORT_SETS, PROTECTED, SETTINGS, VLAN_FLAGS},
     parse::{IPPROTO_ICMPV6, IPPROTO_UDP, Kind, Packet},
 };
 
@@ -101,11 +101,11 @@ pub fn decide(ctx: &XdpContext, pkt: &Packet) -> (Reason, Involved) {
 
     // Both ends that are devices must allow it.
     let out_ok = match src_dev {
-        Some(d) => rules_allow(d.policy_out, &pkt.dst, pkt),
+        Some(d) => rules_allow(d.rules_out, &pkt.dst, pkt),
         None => true,
     };
     let in_ok = match dst_dev {
-        Some(d) => rules_allow(d.policy_in, &pkt.src, pkt),
+        Some(d) => rules_allow(d.rules_in, &pkt.src, pkt),
         None => true,
     };
     let reason = if out_ok && in_ok { Reason::Allowed } else { Reason::NotAllowed };
@@ -165,23 +165,25 @@ fn protected(generation: u32, addr: &[u8; 16]) -> bool {
 }
 
 /// The bit-vector match: rules whose peer contains `peer`, AND rules whose
-/// protocol and port match. Two LPM lookups whatever the rule count.
+/// protocol and port match, from the two tries of rule set `slot`. Two
+/// array lookups and two LPM lookups in tries the size of one rule set,
+/// whatever the number of devices and rules.
 #[inline(always)]
-fn rules_allow(policy: u32, peer: &[u8; 16], pkt: &Packet) -> bool {
-    let peer_key = Key::new(PEER_KEY_BITS, PeerKey { policy, addr: *peer });
-    let by_peer: RuleBits = match PEERS.get(&peer_key) {
-        Some(bits) => *bits,
+fn rules_allow(slot: u32, peer: &[u8; 16], pkt: &Packet) -> bool {
+    let by_peer = match PEER_SETS.get_value_ptr_mut(slot, &Key::new(PEER_BITS, *peer)) {
+        // SAFETY: inner tries are never modified once published (user space
+        // builds a new one instead), and the element stays valid for this
+        // run of the program (RCU).
+        Some(bits) => unsafe { *bits },
         None => return false,
     };
     // Without an L4 header only rules that leave the port open can match:
     // look up no deeper than the protocol.
-    let prefix = if pkt.l4_known { PORT_KEY_BITS } else { PORT_KEY_PROTO_BITS };
-    let port_key = Key::new(
-        prefix,
-        PortKey { policy, proto: pkt.proto, port: pkt.port.to_be_bytes(), _pad: 0 },
-    );
-    let by_port: RuleBits = match PORTS.get(&port_key) {
-        Some(bits) => *bits,
+    let prefix = if pkt.l4_known { PORT_BITS } else { PORT_PROTO_BITS };
+    let port = PortData { proto: pkt.proto, port: pkt.port.to_be_bytes(), _pad: [0; 5] };
+    let by_port: RuleBits = match PORT_SETS.get_value_ptr_mut(slot, &Key::new(prefix, port)) {
+        // SAFETY: as above.
+        Some(bits) => unsafe { *bits },
         None => 0,
     };
     by_peer & by_port != 0

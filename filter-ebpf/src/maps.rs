@@ -3,13 +3,14 @@
 
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
-    macros::map,
+    btf_maps::{self, ArrayOfMaps},
+    macros::{btf_map, map},
     maps::{Array, HashMap, LpmTrie, PerCpuArray, PerCpuHashMap},
 };
 use filter_common::{
     Counter, DeviceInfo, DeviceKey, GENERATIONS, GLOBAL_STATS_LEN, IfaceConf, MAX_DEVICE_ADDRS,
-    MAX_DEVICE_STATS, MAX_IFACES, MAX_PEER_ENTRIES, MAX_PORT_ENTRIES, MAX_PROTECTED_NETS,
-    PeerKey, PortKey, ProtectedKey, ProtectedNet, RuleBits, Settings, StatKey, VLAN_IDS,
+    MAX_DEVICE_STATS, MAX_IFACES, MAX_PROTECTED_NETS, MAX_SET_PREFIXES, PeerData, PortData,
+    ProtectedKey, ProtectedNet, RULE_SET_SLOTS, RuleBits, Settings, StatKey, VLAN_IDS,
 };
 
 /// `[0]`: the active policy generation (0 or 1). Flipping it is the atomic
@@ -36,11 +37,23 @@ pub static DEVICES: HashMap<DeviceKey, DeviceInfo> =
 pub static PROTECTED: LpmTrie<ProtectedKey, ProtectedNet> =
     LpmTrie::with_max_entries(MAX_PROTECTED_NETS, 0);
 
-#[map]
-pub static PEERS: LpmTrie<PeerKey, RuleBits> = LpmTrie::with_max_entries(MAX_PEER_ENTRIES, 0);
+/// One small trie per rule set (slot = generation and rule set id) keyed
+/// by peer address. Separate tries keep the lookup depth that of one rule
+/// set's prefixes, however many devices and rule sets there are; one trie
+/// keyed by (rule set, address) grows deeper with every rule set. User space
+/// builds each inner trie once and never changes it after publishing it.
+#[btf_map]
+pub static PEER_SETS: ArrayOfMaps<
+    btf_maps::LpmTrie<PeerData, RuleBits, { MAX_SET_PREFIXES as usize }>,
+    { RULE_SET_SLOTS as usize },
+> = ArrayOfMaps::new();
 
-#[map]
-pub static PORTS: LpmTrie<PortKey, RuleBits> = LpmTrie::with_max_entries(MAX_PORT_ENTRIES, 0);
+/// Like `PEER_SETS`, keyed by protocol and port.
+#[btf_map]
+pub static PORT_SETS: ArrayOfMaps<
+    btf_maps::LpmTrie<PortData, RuleBits, { MAX_SET_PREFIXES as usize }>,
+    { RULE_SET_SLOTS as usize },
+> = ArrayOfMaps::new();
 
 #[map]
 pub static DEVICE_STATS: PerCpuHashMap<StatKey, Counter> =

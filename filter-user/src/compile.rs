@@ -243,3 +243,172 @@ fn subtract(outer: PeerPrefix, inner: PeerPrefix) -> Vec<PeerPrefix> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Policy;
+
+    fn covered(prefixes: &[(u16, u32)]) -> Vec<u16> {
+        let mut ports: Vec<u16> = prefixes
+            .iter()
+            .flat_map(|(base, len)| {
+                let size = 1u32 << (16 - len);
+                (u32::from(*base)..u32::from(*base) + size).map(|p| p as u16)
+            })
+            .collect();
+        ports.sort_unstable();
+        ports
+    }
+
+    #[test]
+    fn port_ranges_split_into_exact_aligned_prefixes() {
+        assert_eq!(split_range(443, 443), vec![(443, 16)]);
+        assert_eq!(split_range(0, 65535), vec![(0, 0)]);
+        assert_eq!(split_range(8000, 8080), vec![(8000, 10), (8064, 12), (8080, 16)]);
+        assert_eq!(split_range(1, 65535).len(), 16);
+        assert_eq!(split_range(65535, 65535), vec![(65535, 16)]);
+        for (lo, hi) in [(0, 0), (1, 2), (5000, 5100), (1023, 1025), (0, 1023), (1024, 65535), (32767, 32768)] {
+            let prefixes = split_range(lo, hi);
+            assert_eq!(covered(&prefixes), (lo..=hi).collect::<Vec<_>>(), "{lo}-{hi}");
+            for (base, len) in &prefixes {
+                let size = 1u32 << (16 - len);
+                assert_eq!(u32::from(*base) % size, 0, "{lo}-{hi}: {base}/{len} is aligned");
+            }
+            // Minimal: at most two prefixes per bit of the range.
+            assert!(prefixes.len() <= 32, "{lo}-{hi}: {} prefixes", prefixes.len());
+        }
+    }
+
+    fn rules(text: &str) -> Vec<Rule> {
+        let policy = Policy::from_toml(&format!(
+            "[[vlan]]\nid = 110\nname = \"v\"\nsubnets = [\"10.110.0.0/24\", \"2001:db8:110::/64\"]\n\
+             [[device]]\nname = \"d\"\nvlan = 110\nip = [\"10.110.0.7\"]\nallow_in = [{text}]\n"
+        ))
+        .expect("parses");
+        policy.resolve().expect("valid").devices[0].allow_in.clone()
+    }
+
+    /// Bits the peer trie answers for `addr`: the longest stored prefix.
+    fn peer_bits(set: &RuleSet, addr: &str) -> RuleBits {
+        let a = PeerPrefix::new(u128::from_be_bytes(mapped(addr.parse().expect("address"))), 128);
+        set.peers.iter().filter(|(p, _)| p.contains(&a)).max_by_key(|(p, _)| p.len).map_or(0, |(_, b)| *b)
+    }
+
+    fn port_bits(set: &RuleSet, proto: u8, port: u16) -> RuleBits {
+        let k = PortPrefix::new(u128::from(proto) << 16 | u128::from(port), 24);
+        set.ports.iter().filter(|(p, _)| p.contains(&k)).max_by_key(|(p, _)| p.len).map_or(0, |(_, b)| *b)
+    }
+
+    #[test]
+    fn nested_and_overlapping_cidrs_carry_every_containing_rule() {
+        let set = compile_rules(&rules(
+            r#"{ from = "10.0.0.0/8" }, { from = "10.30.0.0/16" }, { from = "10.30.4.0/24" },
+               { from = "10.30.4.0/23" }, { from = "any", proto = "tcp", port = 22 }"#,
+        ));
+        assert_eq!(peer_bits(&set, "10.30.4.20"), 0b11111);
+        assert_eq!(peer_bits(&set, "10.30.5.1"), 0b11011);
+        assert_eq!(peer_bits(&set, "10.30.6.1"), 0b10011);
+        assert_eq!(peer_bits(&set, "10.31.0.1"), 0b10001);
+        assert_eq!(peer_bits(&set, "192.0.2.1"), 0b10000);
+        assert_eq!(peer_bits(&set, "2001:db8::1"), 0b10000, "any covers IPv6");
+    }
+
+    #[test]
+    fn ipv6_rules_never_match_ipv4_hosts() {
+        let set = compile_rules(&rules(r#"{ from = "::/0" }, { from = "2001:db8::/32" }, { from = "0.0.0.0/0" }"#));
+        assert_eq!(peer_bits(&set, "2001:db8::1"), 0b011);
+        assert_eq!(peer_bits(&set, "fe80::1"), 0b001);
+        assert_eq!(peer_bits(&set, "10.1.2.3"), 0b100, "::/0 is split around ::ffff:0:0/96");
+        assert_eq!(peer_bits(&set, "::ffff:10.1.2.3"), 0b100, "the kernel's v4-mapped form");
+        assert_eq!(peer_bits(&set, "::1"), 0b001);
+        assert_eq!(peer_bits(&set, "::fffe:0:1"), 0b001);
+    }
+
+    #[test]
+    fn ports_protocols_and_icmp_types() {
+        let set = compile_rules(&rules(
+            r#"{ from = "any", proto = "tcp", port = "8000-8080" }, { from = "any", proto = "tcp", port = 8080 },
+               { from = "any", proto = "udp" }, { from = "any", proto = "icmp", icmp_type = 8 },
+               { from = "any", proto = "icmpv6" }"#,
+        ));
+        assert_eq!(port_bits(&set, 6, 7999), 0);
+        assert_eq!(port_bits(&set, 6, 8000), 0b00001);
+        assert_eq!(port_bits(&set, 6, 8080), 0b00011);
+        assert_eq!(port_bits(&set, 6, 8081), 0);
+        assert_eq!(port_bits(&set, 17, 8080), 0b00100);
+        assert_eq!(port_bits(&set, 1, 8), 0b01000);
+        assert_eq!(port_bits(&set, 1, 0), 0);
+        assert_eq!(port_bits(&set, 58, 135), 0b10000);
+        let any = compile_rules(&rules(r#"{ from = "any" }, { from = "any", proto = "udp", port = "0-65535" }"#));
+        assert_eq!(any.ports.len(), 2, "full port range is stored as the protocol alone");
+        assert_eq!(port_bits(&any, 47, 0), 0b01);
+        assert_eq!(port_bits(&any, 17, 9), 0b11);
+    }
+
+    const BASE: &str = r#"
+[[vlan]]
+id = 110
+name = "pumps"
+subnets = ["10.110.0.0/24"]
+[peers]
+nurses = ["10.30.0.0/16", "2001:db8:30::/48"]
+[[profile]]
+name = "pump"
+allow_in = [ { from = "nurses", proto = "tcp", port = 443 } ]
+allow_out = [ { to = "any", proto = "udp", port = 123 } ]
+"#;
+
+    #[test]
+    fn profiles_merge_with_device_rules_and_identical_sets_are_shared() {
+        let text = format!(
+            "{BASE}
+[[device]]
+name = \"a\"
+vlan = 110
+ip = [\"10.110.0.1\"]
+profile = \"pump\"
+[[device]]
+name = \"b\"
+vlan = 110
+ip = [\"10.110.0.2\"]
+profile = \"pump\"
+[[device]]
+name = \"c\"
+vlan = 110
+ip = [\"10.110.0.3\"]
+mac = \"02:00:00:00:00:03\"
+profile = \"pump\"
+allow_in = [ {{ from = \"10.30.4.20\", proto = \"tcp\", port = 22 }}, {{ from = \"nurses\", proto = \"tcp\", port = 443 }} ]
+"
+        );
+        let resolved = Policy::from_toml(&text).expect("parses").resolve().expect("valid");
+        let c = compile(&resolved);
+        let (a, b, dc) = (&c.devices[0], &c.devices[1], &c.devices[2]);
+        assert_eq!(a.policy_in, b.policy_in, "same profile, same rule set");
+        assert_eq!(a.policy_out, dc.policy_out);
+        assert_ne!(a.policy_in, dc.policy_in, "c adds a rule");
+        assert_eq!(resolved.devices[2].allow_in.len(), 2, "the duplicate of the profile rule is merged: {:?}", resolved.devices[2]);
+        assert_eq!(c.rule_sets.len(), 3);
+        assert_eq!(dc.flags, DEVICE_MAC_BOUND);
+        assert_eq!(dc.mac, [2, 0, 0, 0, 0, 3]);
+        let set = &c.rule_sets[dc.policy_in as usize - 1];
+        assert_eq!(peer_bits(set, "10.30.4.20"), 0b11);
+        assert_eq!(peer_bits(set, "2001:db8:30::9"), 0b01, "profile rules come first");
+    }
+
+    #[test]
+    fn rule_count_limit_is_a_clear_error() {
+        let many: Vec<String> = (0..65).map(|p| format!("{{ from = \"any\", proto = \"tcp\", port = {} }}", 1000 + p)).collect();
+        let text = format!(
+            "{BASE}\n[[device]]\nname = \"big\"\nvlan = 110\nip = [\"10.110.0.9\"]\nprofile = \"pump\"\nallow_in = [{}]\n",
+            many.join(", ")
+        );
+        let err = Policy::from_toml(&text).expect("parses").resolve().expect_err("over the limit");
+        let msg = err.to_string();
+        assert!(msg.contains("\"big\"") && msg.contains("66 allow_in rules") && msg.contains("limit is 64"), "{msg}");
+        // 64 is fine.
+        let text = text.replace(&format!(", {}", many[64]), "").replace(&format!(", {}", many[63]), "");
+        Policy::from_toml(&text).expect("parses").resolve().expect("64 rules are allowed");
+    }
+}

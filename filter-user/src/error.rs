@@ -33,6 +33,14 @@ pub enum LoadError {
     MissingMap(&'static str),
     #[error("interface {0:?} does not exist")]
     NoSuchInterface(String),
+    #[error("bpf: {0}")]
+    Syscall(std::io::Error),
     #[error("policy does not fit the maps: {0}")]
     Capacity(String),
+}
+
+impl From<std::io::Error> for LoadError {
+    fn from(e: std::io::Error) -> Self {
+        LoadError::Syscall(e)
+    }
 }

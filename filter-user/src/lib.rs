@@ -7,10 +7,11 @@ pub mod error;
 pub mod loader;
 pub mod policy;
 pub mod reference;
+mod sys;
 
 pub use compile::{Compiled, compile};
 pub use error::{LoadError, PolicyError};
-pub use loader::{Filter, PROGRAM_OBJECT};
+pub use loader::{Filter, PASS_FLOOR_OBJECT, PROGRAM_OBJECT};
 pub use policy::{Policy, Resolved};
 
 /// Reads and validates a policy file; errors name the file.

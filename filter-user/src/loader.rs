@@ -3,27 +3,61 @@
 //! A policy is written into the inactive generation, then `GENERATION[0]`
 //! is flipped with one map write (DESIGN §4): a frame sees the old or the new
 //! policy, never a mix. The old generation's entries are removed afterwards.
+//!
+//! Rule sets live in small inner LPM tries, one per distinct content,
+//! referenced from the `PEER_SETS` / `PORT_SETS` arrays of maps. An inner
+//! trie is never changed once published: a new policy reuses the tries
+//! whose content it shares with the running one and builds the rest.
 
-use std::collections::BTreeMap;
+use std::{
+    collections::{BTreeMap, HashMap as StdHashMap, HashSet},
+    os::fd::{AsFd as _, AsRawFd as _},
+};
 
 use aya::{
     Ebpf,
-    maps::{Array, HashMap, LpmTrie, MapData, PerCpuArray, PerCpuHashMap, lpm_trie::Key},
+    maps::{Array, HashMap, LpmTrie, Map, MapData, PerCpuArray, PerCpuHashMap, lpm_trie::Key},
     programs::Xdp,
 };
 use filter_common::{
-    Counter, DeviceInfo, DeviceKey, GEN_SHIFT, GENERATION_MASK, GLOBAL_STATS_LEN, IfaceConf,
-    PROGRAM_NAME, PeerKey, PortKey, ProtectedKey, ProtectedNet, Reason, RuleBits, Settings, StatKey, VLAN_IDS, Verdict,
-    global_stat_index, maps, policy_with_gen,
+    Counter, DeviceInfo, DeviceKey, GENERATION_MASK, GENERATIONS, GLOBAL_STATS_LEN, IfaceConf,
+    MAX_RULE_SETS, MAX_SET_PREFIXES, PROGRAM_NAME, PeerData, PortData, ProtectedKey,
+    ProtectedNet, Reason, RuleBits, Settings, StatKey, VLAN_IDS, Verdict, global_stat_index,
+    maps, rule_set_slot,
 };
 
-use crate::{compile::Compiled, error::LoadError};
+use crate::{
+    compile::{Compiled, PeerPrefix, PortPrefix},
+    error::LoadError,
+    sys,
+};
 
 /// The release build of the XDP program, built by build.rs.
 pub static PROGRAM_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/vlanguard-xdp"));
 
-const GRACE_PERIOD: std::time::Duration = std::time::Duration::from_millis(5);
+/// A program that only returns XDP_PASS, for benchmarks to measure the floor.
+pub static PASS_FLOOR_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/pass-floor"));
+
+/// Inner tries are created with the flags of the template in the object
+/// (`BPF_F_NO_PREALLOC`, which LPM tries require).
+const INNER_TRIE_FLAGS: u32 = 1;
+const BPF_MAP_TYPE_LPM_TRIE: u32 = 11;
+
+type PeerContent = Vec<(PeerPrefix, RuleBits)>;
+type PortContent = Vec<(PortPrefix, RuleBits)>;
+
+/// Content-addressed inner tries of one kind, shared between generations.
+/// Kept as `Map` so both typed access (to fill them) and the file
+/// descriptor (to publish them) are at hand.
+struct TrieCache<C> {
+    tries: StdHashMap<C, Map>,
+    /// Contents each generation's slots point at.
+    used: [HashSet<C>; GENERATIONS as usize],
+    /// Highest rule set id written per generation (slots 1..=n are set).
+    slots: [u32; GENERATIONS as usize],
+}
 
 /// The loaded program and typed handles on its maps.
 pub struct Filter {
@@ -34,8 +68,15 @@ pub struct Filter {
     vlan_flags: Array<MapData, u32>,
     devices: HashMap<MapData, DeviceKey, DeviceInfo>,
     protected: LpmTrie<MapData, ProtectedKey, ProtectedNet>,
-    peers: LpmTrie<MapData, PeerKey, RuleBits>,
-    ports: LpmTrie<MapData, PortKey, RuleBits>,
+    /// The arrays of maps, written with batched raw updates (see `sys`).
+    peer_sets: MapData,
+    port_sets: MapData,
+    peer_tries: TrieCache<PeerContent>,
+    port_tries: TrieCache<PortContent>,
+    /// Tries with no entries, one per key type: what cleared slots point at
+    /// (they match nothing, like no trie at all).
+    empty_peers: Map,
+    empty_ports: Map,
     device_stats: PerCpuHashMap<MapData, StatKey, Counter>,
     global_stats: PerCpuArray<MapData, Counter>,
 }
@@ -46,6 +87,38 @@ fn take<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(
 ) -> Result<T, LoadError> {
     let map = ebpf.take_map(name).ok_or(LoadError::MissingMap(name))?;
     Ok(T::try_from(map)?)
+}
+
+impl<C> TrieCache<C> {
+    fn new() -> Self {
+        TrieCache { tries: StdHashMap::new(), used: Default::default(), slots: [0; 2] }
+    }
+}
+
+fn take_raw(ebpf: &mut Ebpf, name: &'static str) -> Result<MapData, LoadError> {
+    match ebpf.take_map(name) {
+        Some(Map::ArrayOfMaps(data)) => Ok(data),
+        _ => Err(LoadError::MissingMap(name)),
+    }
+}
+
+/// A new, empty inner trie with `K` keys.
+fn new_trie<K>() -> Result<Map, LoadError> {
+    let def = aya_obj::Map::new_from_params(
+        BPF_MAP_TYPE_LPM_TRIE,
+        (size_of::<u32>() + size_of::<K>()) as u32,
+        size_of::<RuleBits>() as u32,
+        MAX_SET_PREFIXES,
+        INNER_TRIE_FLAGS,
+    );
+    Ok(Map::LpmTrie(MapData::create(def, "vlanguard_set", None)?))
+}
+
+fn map_fd(map: &Map) -> u32 {
+    match map {
+        Map::LpmTrie(data) => data.fd().as_fd().as_raw_fd() as u32,
+        _ => unreachable!("inner maps are LPM tries"),
+    }
 }
 
 impl Filter {
@@ -65,8 +138,12 @@ impl Filter {
             vlan_flags: take(&mut ebpf, maps::VLAN_FLAGS)?,
             devices: take(&mut ebpf, maps::DEVICES)?,
             protected: take(&mut ebpf, maps::PROTECTED)?,
-            peers: take(&mut ebpf, maps::PEERS)?,
-            ports: take(&mut ebpf, maps::PORTS)?,
+            peer_sets: take_raw(&mut ebpf, maps::PEER_SETS)?,
+            port_sets: take_raw(&mut ebpf, maps::PORT_SETS)?,
+            peer_tries: TrieCache::new(),
+            port_tries: TrieCache::new(),
+            empty_peers: new_trie::<PeerData>()?,
+            empty_ports: new_trie::<PortData>()?,
             device_stats: take(&mut ebpf, maps::DEVICE_STATS)?,
             global_stats: take(&mut ebpf, maps::GLOBAL_STATS)?,
             ebpf,
@@ -88,6 +165,19 @@ impl Filter {
     /// Installs `policy` with `ifaces` (ifindex, untagged VLAN) and returns
     /// the generation now active.
     pub fn apply(&mut self, policy: &Compiled, ifaces: &[(u32, u16)]) -> Result<u32, LoadError> {
+        if policy.rule_sets.len() >= MAX_RULE_SETS as usize {
+            return Err(LoadError::Capacity(format!(
+                "{} distinct rule sets; the maps hold {}",
+                policy.rule_sets.len(),
+                MAX_RULE_SETS - 1
+            )));
+        }
+        if let Some(big) = policy.rule_sets.iter().find(|s| s.peers.len().max(s.ports.len()) > MAX_SET_PREFIXES as usize) {
+            return Err(LoadError::Capacity(format!(
+                "a rule set needs {} prefixes; one rule set holds {MAX_SET_PREFIXES}",
+                big.peers.len().max(big.ports.len())
+            )));
+        }
         let active = self.active_generation()?;
         let next = (active + 1) & GENERATION_MASK;
 
@@ -101,10 +191,10 @@ impl Filter {
         self.set_ifaces(ifaces)?;
         // The switch: one word.
         self.generation.set(0, next, 0)?;
-        // Frames already being decided may still be reading the old
-        // generation; XDP runs in an RCU read section of microseconds, so
-        // this wait outlasts every one of them before entries disappear.
-        std::thread::sleep(GRACE_PERIOD);
+        // Frames being decided may still read the old generation. Updating
+        // a map of maps makes the kernel wait an RCU grace period, after
+        // which no run of the program that read the old word is left.
+        self.wait_for_readers()?;
         self.clear_generation(active)?;
         Ok(next)
     }
@@ -115,17 +205,34 @@ impl Filter {
             self.vlan_flags.set(generation * VLAN_IDS + u32::from(*id), *flags, 0)?;
         }
         for (prefix, vlan) in &c.protected {
-            let key = Key::new(
-                32 + prefix.len,
-                ProtectedKey { generation, addr: prefix.value.to_be_bytes() },
-            );
+            let key = Key::new(32 + prefix.len, ProtectedKey { generation, addr: prefix.value.to_be_bytes() });
             self.protected.insert(&key, ProtectedNet { vlan: *vlan, _pad: 0 }, 0)?;
         }
+        // Rule sets before the devices that point at them.
+        let mut slots = Vec::with_capacity(c.rule_sets.len());
+        let mut peer_fds = Vec::with_capacity(c.rule_sets.len());
+        let mut port_fds = Vec::with_capacity(c.rule_sets.len());
+        for (index, set) in c.rule_sets.iter().enumerate() {
+            slots.push(rule_set_slot(generation, index as u32 + 1));
+            peer_fds.push(publish::<PeerData, _>(&mut self.peer_tries, generation, &set.peers, |p| {
+                Key::new(p.len, p.value.to_be_bytes())
+            })?);
+            port_fds.push(publish::<PortData, _>(&mut self.port_tries, generation, &set.ports, |p| {
+                let data = PortData { proto: (p.value >> 16) as u8, port: (p.value as u16).to_be_bytes(), _pad: [0; 5] };
+                Key::new(p.len, data)
+            })?);
+        }
+        sys::update_batch(self.peer_sets.fd().as_fd(), &slots, &peer_fds)?;
+        sys::update_batch(self.port_sets.fd().as_fd(), &slots, &port_fds)?;
+        let sets = c.rule_sets.len() as u32;
+        self.peer_tries.slots[generation as usize] = sets;
+        self.port_tries.slots[generation as usize] = sets;
         for d in &c.devices {
+            let slot = |id: u32| if id == 0 { 0 } else { rule_set_slot(generation, id) };
             let info = DeviceInfo {
                 slot: d.slot,
-                policy_in: policy_with_gen(d.policy_in, generation),
-                policy_out: policy_with_gen(d.policy_out, generation),
+                rules_in: slot(d.policy_in),
+                rules_out: slot(d.policy_out),
                 vlan: d.vlan,
                 flags: d.flags,
                 mac: d.mac,
@@ -133,19 +240,6 @@ impl Filter {
             };
             for addr in &d.addrs {
                 self.devices.insert(DeviceKey { generation, addr: *addr }, info, 0)?;
-            }
-        }
-        for (index, set) in c.rule_sets.iter().enumerate() {
-            let policy = policy_with_gen(index as u32 + 1, generation);
-            for (prefix, bits) in &set.peers {
-                let key = Key::new(32 + prefix.len, PeerKey { policy, addr: prefix.value.to_be_bytes() });
-                self.peers.insert(&key, *bits, 0)?;
-            }
-            for (prefix, bits) in &set.ports {
-                let proto = (prefix.value >> 16) as u8;
-                let port = (prefix.value as u16).to_be_bytes();
-                let key = Key::new(32 + prefix.len, PortKey { policy, proto, port, _pad: 0 });
-                self.ports.insert(&key, *bits, 0)?;
             }
         }
         Ok(())
@@ -160,52 +254,44 @@ impl Filter {
                 self.vlan_flags.set(index, 0, 0)?;
             }
         }
-        let stale: Vec<DeviceKey> = self
-            .devices
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| k.generation == generation)
-            .collect();
+        let stale: Vec<DeviceKey> =
+            self.devices.keys().filter_map(Result::ok).filter(|k| k.generation == generation).collect();
         for k in stale {
             self.devices.remove(&k)?;
         }
-        let stale: Vec<Key<ProtectedKey>> = self
-            .protected
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| k.data().generation == generation)
-            .collect();
+        let stale: Vec<Key<ProtectedKey>> =
+            self.protected.keys().filter_map(Result::ok).filter(|k| k.data().generation == generation).collect();
         for k in stale {
             self.protected.remove(&k)?;
         }
-        let stale: Vec<Key<PeerKey>> = self
-            .peers
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| k.data().policy >> GEN_SHIFT == generation)
+        // Point the generation's slots at the empty trie, which matches
+        // nothing (the same as no trie), so the old tries can be freed.
+        let g = generation as usize;
+        let slots: Vec<u32> = (1..=self.peer_tries.slots[g].max(self.port_tries.slots[g]))
+            .map(|id| rule_set_slot(generation, id))
             .collect();
-        for k in stale {
-            self.peers.remove(&k)?;
+        if !slots.is_empty() {
+            sys::update_batch(self.peer_sets.fd().as_fd(), &slots, &vec![map_fd(&self.empty_peers); slots.len()])?;
+            sys::update_batch(self.port_sets.fd().as_fd(), &slots, &vec![map_fd(&self.empty_ports); slots.len()])?;
         }
-        let stale: Vec<Key<PortKey>> = self
-            .ports
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| k.data().policy >> GEN_SHIFT == generation)
-            .collect();
-        for k in stale {
-            self.ports.remove(&k)?;
-        }
+        self.peer_tries.slots[g] = 0;
+        self.port_tries.slots[g] = 0;
+        release(&mut self.peer_tries, g);
+        release(&mut self.port_tries, g);
+        Ok(())
+    }
+
+    /// Returns after an RCU grace period: every run of the program that
+    /// started before the call has finished. Slot 0 is rule set 0, "no
+    /// rules", so pointing it at the empty trie changes no decision.
+    fn wait_for_readers(&mut self) -> Result<(), LoadError> {
+        sys::update_batch(self.peer_sets.fd().as_fd(), &[0], &[map_fd(&self.empty_peers)])?;
         Ok(())
     }
 
     fn set_ifaces(&mut self, ifaces: &[(u32, u16)]) -> Result<(), LoadError> {
-        let stale: Vec<u32> = self
-            .ifaces
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|i| !ifaces.iter().any(|(j, _)| j == i))
-            .collect();
+        let stale: Vec<u32> =
+            self.ifaces.keys().filter_map(Result::ok).filter(|i| !ifaces.iter().any(|(j, _)| j == i)).collect();
         for i in stale {
             self.ifaces.remove(&i)?;
         }
@@ -239,14 +325,62 @@ impl Filter {
         Ok(out)
     }
 
-    /// Entry counts of the policy maps: (devices, protected, peers, ports).
-    pub fn occupancy(&self) -> (usize, usize, usize, usize) {
-        (
-            self.devices.keys().count(),
-            self.protected.keys().count(),
-            self.peers.keys().count(),
-            self.ports.keys().count(),
-        )
+    /// Map fill: device addresses and protected networks (both
+    /// generations), and the inner tries alive for rule sets.
+    pub fn occupancy(&self) -> Occupancy {
+        Occupancy {
+            device_addrs: self.devices.keys().count(),
+            protected_nets: self.protected.keys().count(),
+            peer_tries: self.peer_tries.tries.len(),
+            port_tries: self.port_tries.tries.len(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Occupancy {
+    pub device_addrs: usize,
+    pub protected_nets: usize,
+    pub peer_tries: usize,
+    pub port_tries: usize,
+}
+
+/// The file descriptor of the inner trie holding `content`, built and
+/// filled once if no live generation has one yet; recorded as used by
+/// `generation`.
+fn publish<K: aya::Pod, P>(
+    cache: &mut TrieCache<Vec<(P, RuleBits)>>,
+    generation: u32,
+    content: &[(P, RuleBits)],
+    key: impl Fn(&P) -> Key<K>,
+) -> Result<u32, LoadError>
+where
+    P: Clone + Eq + std::hash::Hash,
+{
+    let content = content.to_vec();
+    if !cache.tries.contains_key(&content) {
+        let mut map = new_trie::<K>()?;
+        {
+            let mut trie: LpmTrie<&mut MapData, K, RuleBits> = (&mut map).try_into()?;
+            for (prefix, bits) in &content {
+                trie.insert(&key(prefix), bits, 0)?;
+            }
+        }
+        cache.tries.insert(content.clone(), map);
+    }
+    let fd = map_fd(&cache.tries[&content]);
+    cache.used[generation as usize].insert(content);
+    Ok(fd)
+}
+
+/// Drops generation `g`'s claim on its tries; tries no generation uses
+/// are closed (the kernel frees them once no slot points at them).
+fn release<C: Eq + std::hash::Hash>(cache: &mut TrieCache<C>, g: usize) {
+    let old = std::mem::take(&mut cache.used[g]);
+    for c in old {
+        if !cache.used.iter().any(|u| u.contains(&c)) {
+            cache.tries.remove(&c);
+        }
     }
 }
 

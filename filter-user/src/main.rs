@@ -2,6 +2,7 @@
 
 use std::{path::PathBuf, process::ExitCode};
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use filter_user::{Filter, PROGRAM_OBJECT, compile, read_policy};
 
@@ -22,7 +23,12 @@ enum Command {
     },
     /// Load the XDP program into the kernel (verifier included) without
     /// attaching it, and report its size. Needs root.
-    Check,
+    Check {
+        /// Load this object file instead of the embedded program (for
+        /// checking other builds of it).
+        #[arg(long, hide = true)]
+        object: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -62,8 +68,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Check => {
-            let mut filter = Filter::load(PROGRAM_OBJECT)?;
+        Command::Check { object } => {
+            let bytes = match &object {
+                Some(path) => std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
+                None => PROGRAM_OBJECT.to_vec(),
+            };
+            let mut filter = Filter::load(&bytes)?;
             let info = filter.program().info()?;
             println!(
                 "program loaded: {} instructions verified, {} bytes translated",

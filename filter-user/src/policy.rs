@@ -480,3 +480,68 @@ impl fmt::Display for Proto {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VLAN: &str = "[[vlan]]\nid = 110\nname = \"pumps\"\nsubnets = [\"10.110.0.0/24\"]\n";
+
+    fn error(text: &str) -> String {
+        match Policy::from_toml(text).and_then(|p| p.resolve()) {
+            Ok(_) => panic!("accepted:\n{text}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    fn device(extra: &str) -> String {
+        format!("{VLAN}[[device]]\nname = \"p\"\nvlan = 110\nip = [\"10.110.0.7\"]\n{extra}\n")
+    }
+
+    #[test]
+    fn bad_input_is_refused_with_what_to_fix() {
+        let cases = [
+            (format!("{VLAN}bogus = 1\n"), "unknown field"),
+            (device("colour = \"red\""), "unknown field"),
+            (format!("{VLAN}[[device]]\nname = \"p\"\nvlan = 110\nip = [\"10.110.0.300\"]\n"), "invalid"),
+            ("[[vlan]]\nid = 110\nname = \"x\"\nsubnets = [\"10.110.0.0/33\"]\n".to_string(), "invalid"),
+            ("[[vlan]]\nid = 4095\nname = \"x\"\n".to_string(), "outside 1-4094"),
+            (format!("{VLAN}{VLAN}"), "declared twice"),
+            (device("allow_in = [ { from = \"nobody\" } ]"), "neither \"any\""),
+            (device("allow_in = [ { from = \"10.0.0.0/40\" } ]"), "neither \"any\""),
+            (device("profile = \"ghost\""), "profile \"ghost\" is not declared"),
+            (device("mac = \"02:00:00:00:07\""), "six hex bytes"),
+            (device("allow_in = [ { from = \"any\", proto = \"sctp\" } ]"), "unknown proto"),
+            (device("allow_in = [ { from = \"any\", proto = \"tcp\", port = \"90-80\" } ]"), "reversed"),
+            (device("allow_in = [ { from = \"any\", proto = \"tcp\", port = \"http\" } ]"), "is not a port"),
+            (device("allow_in = [ { from = \"any\", port = 80 } ]"), "need a proto"),
+            (device("allow_in = [ { from = \"any\", proto = \"icmp\", port = 80 } ]"), "icmp has no ports"),
+            (device("allow_in = [ { from = \"any\", proto = \"tcp\", icmp_type = 8 } ]"), "icmp_type needs"),
+            (format!("{VLAN}[[device]]\nname = \"p\"\nvlan = 120\nip = [\"10.110.0.7\"]\n"), "vlan 120 is not declared"),
+            (format!("{VLAN}[[device]]\nname = \"p\"\nvlan = 110\nip = [\"10.120.0.7\"]\n"), "not in any subnet"),
+            (format!("{}[[device]]\nname = \"q\"\nvlan = 110\nip = [\"10.110.0.7\"]\n", device("")), "already used by device \"p\""),
+            (format!("{}[[device]]\nname = \"p\"\nvlan = 110\nip = [\"10.110.0.8\"]\n", device("")), "declared twice"),
+            (format!("{VLAN}[peers]\nempty = []\n"), "is empty"),
+            (format!("{VLAN}[[interface]]\nname = \"eth1\"\nuntagged_vlan = 7\n"), "untagged_vlan 7"),
+        ];
+        for (text, expected) in cases {
+            let msg = error(&text);
+            assert!(msg.contains(expected), "expected {expected:?} in {msg:?} for\n{text}");
+        }
+    }
+
+    #[test]
+    fn peers_accept_sets_cidrs_addresses_and_any() {
+        let text = format!(
+            "{VLAN}[peers]\nnurses = [\"10.30.0.0/16\"]\n{}",
+            &device("allow_in = [ { from = \"nurses\" }, { from = \"10.9.9.9\" }, { from = \"10.8.0.1/16\" }, { from = \"any\" } ]")
+                [VLAN.len()..]
+        );
+        let r = Policy::from_toml(&text).expect("parses").resolve().expect("valid");
+        let peers: Vec<&Peer> = r.devices[0].allow_in.iter().map(|r| &r.peer).collect();
+        assert_eq!(peers[0], &Peer::Nets(vec!["10.30.0.0/16".parse().expect("net")]));
+        assert_eq!(peers[1], &Peer::Nets(vec!["10.9.9.9/32".parse().expect("net")]));
+        assert_eq!(peers[2], &Peer::Nets(vec!["10.8.0.0/16".parse().expect("net")]), "host bits are cleared");
+        assert_eq!(peers[3], &Peer::Any);
+    }
+}

@@ -6,6 +6,7 @@ pub mod frame;
 pub mod harness;
 pub mod policies;
 pub mod random;
+pub mod scale;
 
 /// Whether the tests may touch the kernel. Kernel tests need root; outside
 /// CI they are skipped with a message when it is missing, under `CI=true`

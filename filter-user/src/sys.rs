@@ -1,0 +1,61 @@
+//! bpf(2) commands aya 0.14 does not offer: batched updates, used for the
+//! arrays of maps. The kernel waits for an RCU grace period after every
+//! syscall update of a map of maps (so no program still holds the old inner
+//! map); batching pays that wait once per apply instead of once per slot.
+
+use std::{
+    io,
+    os::fd::{AsRawFd as _, BorrowedFd},
+};
+
+const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
+
+/// `union bpf_attr`, the `batch` member (include/uapi/linux/bpf.h).
+#[repr(C)]
+#[derive(Default)]
+struct BatchAttr {
+    in_batch: u64,
+    out_batch: u64,
+    keys: u64,
+    values: u64,
+    count: u32,
+    map_fd: u32,
+    elem_flags: u64,
+    flags: u64,
+}
+
+/// Sets `map[keys[i]] = values[i]` for a map with `u32` keys and values
+/// (for a map of maps, the values are inner map file descriptors). Returns
+/// once the kernel has processed all of them.
+pub fn update_batch(map: BorrowedFd<'_>, keys: &[u32], values: &[u32]) -> io::Result<()> {
+    assert_eq!(keys.len(), values.len(), "one value per key");
+    let mut done = 0;
+    while done < keys.len() {
+        let mut attr = BatchAttr {
+            keys: keys[done..].as_ptr() as u64,
+            values: values[done..].as_ptr() as u64,
+            count: u32::try_from(keys.len() - done).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?,
+            map_fd: map.as_raw_fd() as u32,
+            ..BatchAttr::default()
+        };
+        // SAFETY: `attr` is a valid bpf_attr prefix for this command; the key
+        // and value pointers cover `count` u32s each and outlive the call.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_MAP_UPDATE_BATCH,
+                &raw mut attr,
+                size_of::<BatchAttr>() as libc::c_uint,
+            )
+        };
+        if ret < 0 {
+            let err = io::Error::last_os_error();
+            return Err(io::Error::new(err.kind(), format!("BPF_MAP_UPDATE_BATCH after {} of {}: {err}", done + attr.count as usize, keys.len())));
+        }
+        if attr.count == 0 {
+            return Err(io::Error::other("BPF_MAP_UPDATE_BATCH made no progress"));
+        }
+        done += attr.count as usize;
+    }
+    Ok(())
+}

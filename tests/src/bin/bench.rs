@@ -1,0 +1,99 @@
+//! Per-packet cost of the XDP program, measured by the kernel itself
+//! (BPF_PROG_TEST_RUN with `repeat`), next to an XDP_PASS floor in the same
+//! run, alternating the programs so drift hits all of them alike.
+//!
+//! Run through `cargo xtask bench` (root needed). Writes a markdown table
+//! and a CSV under target/bench/.
+
+use std::{fmt::Write as _, net::IpAddr};
+
+use aya::{
+    Ebpf, TestRunOptions,
+    programs::{TestRun as _, Xdp},
+};
+use filter_common::Reason;
+use filter_user::{PASS_FLOOR_OBJECT, reference};
+use vlanguard_tests::{
+    frame::{Frame, L4, v4},
+    harness::Harness,
+    privileged, scale,
+};
+
+const ROUNDS: usize = 7;
+
+struct Case {
+    name: &'static str,
+    frame: Vec<u8>,
+    expect: Reason,
+}
+
+fn median(mut v: Vec<u64>) -> u64 {
+    v.sort_unstable();
+    v[v.len() / 2]
+}
+
+fn main() -> anyhow::Result<()> {
+    let mut repeat: u32 = 1_000_000;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--repeat" => repeat = args.next().and_then(|v| v.parse().ok()).expect("--repeat N"),
+            other => anyhow::bail!("unknown argument {other}"),
+        }
+    }
+    if !privileged() {
+        anyhow::bail!("the benchmark needs root");
+    }
+
+    let mut floor_obj = Ebpf::load(PASS_FLOOR_OBJECT)?;
+    let floor: &mut Xdp = floor_obj.program_mut("pass_floor").expect("pass_floor").try_into()?;
+    floor.load()?;
+
+    let mut md = String::new();
+    let mut csv = String::from("devices,rules_per_device,frame,bytes,ns_median,ns_min,ns_max,floor_ns_median,ratio_to_floor\n");
+    writeln!(md, "| devices | frame | verdict | ns/packet (median of {ROUNDS}) | min | max | XDP_PASS floor | minus floor |")?;
+    writeln!(md, "|---:|---|---|---:|---:|---:|---:|---:|")?;
+
+    for n in [1usize, 10_000] {
+        let policy = scale::policy(n);
+        let mut h = Harness::new();
+        let t = std::time::Instant::now();
+        h.apply(&policy, 0);
+        eprintln!("bench: {n} devices applied in {:?}", t.elapsed());
+        let target: IpAddr = scale::device_ip(n / 2);
+        let cases = [
+            Case { name: "allowed TCP SYN v4", frame: Frame::ip(v4("10.30.1.1"), target, L4::tcp(40000, 443)).padded(), expect: Reason::Allowed },
+            Case { name: "dropped TCP SYN v4", frame: Frame::ip(v4("10.30.1.1"), target, L4::tcp(40000, 80)).padded(), expect: Reason::NotAllowed },
+        ];
+        // Check every verdict before timing: timed runs move the counters.
+        for case in &cases {
+            assert_eq!(case.frame.len(), 60, "64-byte frame on the wire (60 + FCS)");
+            let expected = reference::evaluate(&policy, &case.frame, 0).reason;
+            assert_eq!(expected, case.expect, "{}: reference verdict", case.name);
+            assert_eq!(h.run(&case.frame).reason(), Some(case.expect), "{}: kernel verdict", case.name);
+        }
+        for case in &cases {
+            let (mut ours, mut floors) = (Vec::new(), Vec::new());
+            for _ in 0..ROUNDS {
+                floors.push(run(floor, &case.frame, repeat)?);
+                ours.push(h.run_raw(&case.frame, repeat).1);
+            }
+            let (m, f) = (median(ours.clone()), median(floors));
+            let (lo, hi) = (*ours.iter().min().expect("rounds"), *ours.iter().max().expect("rounds"));
+            writeln!(md, "| {n} | {} | {} | {m} | {lo} | {hi} | {f} | {} |", case.name, case.expect.name(), m.saturating_sub(f))?;
+            writeln!(csv, "{n},10,{},{},{m},{lo},{hi},{f},{:.2}", case.name, case.frame.len(), m as f64 / f.max(1) as f64)?;
+        }
+    }
+    println!("{md}");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("datapath.md"), &md)?;
+    std::fs::write(dir.join("datapath.csv"), &csv)?;
+    eprintln!("bench: wrote {}", dir.join("datapath.{md,csv}").display());
+    Ok(())
+}
+
+fn run(prog: &mut Xdp, frame: &[u8], repeat: u32) -> anyhow::Result<u64> {
+    let r = prog.test_run(TestRunOptions { data_in: Some(frame), repeat, ..Default::default() })?;
+    Ok(r.duration.as_nanos() as u64)
+}

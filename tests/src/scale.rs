@@ -1,0 +1,59 @@
+//! Policies of any size for benchmarks: `n` devices in one protected VLAN,
+//! each with ten rules (nine from a shared profile shape plus one of its
+//! own, so every device has its own rule set as in a real inventory).
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use filter_user::policy::{L4, Peer, Resolved, ResolvedDevice, ResolvedVlan, Rule};
+use ipnet::IpNet;
+
+fn net(s: &str) -> IpNet {
+    s.parse().expect("network literal")
+}
+
+/// Address of device `i`.
+pub fn device_ip(i: usize) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(10, 110, (i / 250) as u8, (i % 250 + 1) as u8))
+}
+
+pub fn policy(n: usize) -> Resolved {
+    assert!(n <= 250 * 256, "10.110.0.0/16 holds 64,000 devices");
+    let nurses = Peer::Nets(vec![net("10.30.0.0/16"), net("2001:db8:30::/48")]);
+    let rule = |peer: &Peer, l4| Rule { peer: peer.clone(), l4 };
+    let devices = (0..n)
+        .map(|i| {
+            let mut allow_in = vec![
+                rule(&nurses, L4::Ports { proto: 6, lo: 443, hi: 443 }),
+                rule(&nurses, L4::IcmpType { proto: 1, icmp_type: 8 }),
+                rule(&nurses, L4::Ports { proto: 17, lo: 5000, hi: 5100 }),
+                rule(&Peer::Nets(vec![net("10.40.0.0/24")]), L4::Ports { proto: 6, lo: 8000, hi: 8080 }),
+            ];
+            // Each device's own admin host: distinct rule sets per device.
+            let admin = IpNet::new(IpAddr::V4(Ipv4Addr::new(10, 31, (i / 256) as u8, (i % 256) as u8)), 32).expect("/32");
+            allow_in.push(rule(&Peer::Nets(vec![admin]), L4::Ports { proto: 6, lo: 22, hi: 22 }));
+            let allow_out = vec![
+                rule(&Peer::Nets(vec![net("10.20.5.10/32")]), L4::Ports { proto: 6, lo: 443, hi: 443 }),
+                rule(&Peer::Any, L4::Ports { proto: 17, lo: 123, hi: 123 }),
+                rule(&Peer::Nets(vec![net("10.20.0.0/16")]), L4::Ports { proto: 17, lo: 53, hi: 53 }),
+                rule(&nurses, L4::Ports { proto: 6, lo: 8000, hi: 8100 }),
+                rule(&Peer::Nets(vec![net("10.50.0.0/16")]), L4::Proto(17)),
+            ];
+            ResolvedDevice {
+                name: format!("pump-{i}"),
+                vlan: 110,
+                addrs: vec![device_ip(i)],
+                mac: None,
+                allow_in,
+                allow_out,
+            }
+        })
+        .collect();
+    Resolved {
+        allow_arp: true,
+        allow_ndp: true,
+        allow_dhcp: true,
+        vlans: vec![ResolvedVlan { id: 110, name: "pumps".into(), subnets: vec![net("10.110.0.0/16")], protected: true }],
+        devices,
+        interfaces: Vec::new(),
+    }
+}

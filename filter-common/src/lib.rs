@@ -276,9 +276,7 @@ pub struct Counter {
 
 /// v4-mapped IPv6 form of an IPv4 address.
 pub const fn v4_mapped(a: [u8; 4]) -> [u8; 16] {
-    [
-        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, a[0], a[1], a[2], a[3],
-    ]
+    [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, a[0], a[1], a[2], a[3]]
 }
 
 #[cfg(feature = "user")]

@@ -3,12 +3,12 @@
 //!
 //! Mirrored in plain Rust by `filter_user::reference`; keep them in step.
 
+use aya_ebpf::{maps::lpm_trie::Key, programs::XdpContext};
 use filter_common::{
     DEVICE_MAC_BOUND, DeviceInfo, DeviceKey, GENERATION_MASK, IfaceConf, PEER_BITS, PORT_BITS,
     PORT_PROTO_BITS, PROTECTED_KEY_BITS, PortData, ProtectedKey, Reason, RuleBits, Settings,
     VLAN_IDS, VLAN_PROTECTED, settings,
 };
-use aya_ebpf::{maps::lpm_trie::Key, programs::XdpContext};
 
 use crate::{
     maps::{DEVICES, GENERATION, IFACES, PEER_SETS, PORT_SETS, PROTECTED, SETTINGS, VLAN_FLAGS},
@@ -65,7 +65,8 @@ pub fn decide(ctx: &XdpContext, pkt: &Packet) -> (Reason, Involved) {
     };
     let src_protected = src_dev.is_none() && protected(generation, &pkt.src);
     let dst_protected = dst_dev.is_none() && protected(generation, &pkt.dst);
-    if src_dev.is_none() && dst_dev.is_none() && !src_protected && !dst_protected && !vlan_protected {
+    if src_dev.is_none() && dst_dev.is_none() && !src_protected && !dst_protected && !vlan_protected
+    {
         return (Reason::Unmatched, involved);
     }
 
@@ -83,7 +84,11 @@ pub fn decide(ctx: &XdpContext, pkt: &Packet) -> (Reason, Involved) {
 
     // Infrastructure the operator enabled explicitly.
     if pkt.kind == Kind::Arp {
-        let reason = if settings.flags & settings::ALLOW_ARP != 0 { Reason::Infra } else { Reason::NotAllowed };
+        let reason = if settings.flags & settings::ALLOW_ARP != 0 {
+            Reason::Infra
+        } else {
+            Reason::NotAllowed
+        };
         return (reason, involved);
     }
     if (settings.flags & settings::ALLOW_NDP != 0 && is_ndp(pkt))
@@ -132,7 +137,7 @@ fn iface_vlan(ctx: &XdpContext) -> u16 {
     let ifindex = ctx.ingress_ifindex() as u32;
     // SAFETY: IfaceConf is plain data copied out at once; a concurrent
     // update can at worst give the old or new value of the entry.
-    match unsafe { IFACES.get(&ifindex) } {
+    match unsafe { IFACES.get(ifindex) } {
         Some(IfaceConf { untagged_vlan, .. }) => *untagged_vlan,
         None => 0,
     }
@@ -155,7 +160,7 @@ fn device(generation: u32, addr: &[u8; 16]) -> Option<&'static DeviceInfo> {
     // SAFETY: the entry stays valid while this program runs (RCU); user
     // space replaces whole entries of the inactive generation only, so the
     // fields read here belong to one version of the entry.
-    unsafe { DEVICES.get(&key) }
+    unsafe { DEVICES.get(key) }
 }
 
 #[inline(always)]

@@ -33,15 +33,15 @@ fn count_device(slot: u32, direction: Direction, verdict: Verdict, reason: Reaso
         reason: reason as u8,
         _pad: 0,
     };
-    match DEVICE_STATS.get_ptr_mut(&key) {
+    match DEVICE_STATS.get_ptr_mut(key) {
         // SAFETY: this CPU's value of a per-CPU hash entry, as above.
         Some(c) => unsafe { add(c, len) },
         None => {
             // First frame with this key on any CPU: create the entry. If
             // another CPU created it meanwhile (NOEXIST fails), add to ours.
             let first = Counter { packets: 1, bytes: len };
-            if DEVICE_STATS.insert(&key, &first, u64::from(BPF_NOEXIST)).is_err()
-                && let Some(c) = DEVICE_STATS.get_ptr_mut(&key)
+            if DEVICE_STATS.insert(key, first, u64::from(BPF_NOEXIST)).is_err()
+                && let Some(c) = DEVICE_STATS.get_ptr_mut(key)
             {
                 // SAFETY: as above.
                 unsafe { add(c, len) };

@@ -91,11 +91,8 @@ pub fn compile(policy: &Resolved) -> Compiled {
     if policy.allow_dhcp {
         settings_flags |= settings::ALLOW_DHCP;
     }
-    let vlans = policy
-        .vlans
-        .iter()
-        .map(|v| (v.id, if v.protected { VLAN_PROTECTED } else { 0 }))
-        .collect();
+    let vlans =
+        policy.vlans.iter().map(|v| (v.id, if v.protected { VLAN_PROTECTED } else { 0 })).collect();
     let protected = policy
         .vlans
         .iter()
@@ -222,9 +219,18 @@ pub fn net_prefixes(net: &IpNet) -> Vec<PeerPrefix> {
             96 + u32::from(n.prefix_len()),
         )],
         IpNet::V6(n) => {
-            let p = PeerPrefix::new(u128::from_be_bytes(n.network().octets()), u32::from(n.prefix_len()));
+            let p = PeerPrefix::new(
+                u128::from_be_bytes(n.network().octets()),
+                u32::from(n.prefix_len()),
+            );
             let v4 = PeerPrefix::new(0xffff_u128 << 32, 96);
-            if p.contains(&v4) { subtract(p, v4) } else if v4.contains(&p) { Vec::new() } else { vec![p] }
+            if p.contains(&v4) {
+                subtract(p, v4)
+            } else if v4.contains(&p) {
+                Vec::new()
+            } else {
+                vec![p]
+            }
         }
     }
 }
@@ -268,7 +274,9 @@ mod tests {
         assert_eq!(split_range(8000, 8080), vec![(8000, 10), (8064, 12), (8080, 16)]);
         assert_eq!(split_range(1, 65535).len(), 16);
         assert_eq!(split_range(65535, 65535), vec![(65535, 16)]);
-        for (lo, hi) in [(0, 0), (1, 2), (5000, 5100), (1023, 1025), (0, 1023), (1024, 65535), (32767, 32768)] {
+        for (lo, hi) in
+            [(0, 0), (1, 2), (5000, 5100), (1023, 1025), (0, 1023), (1024, 65535), (32767, 32768)]
+        {
             let prefixes = split_range(lo, hi);
             assert_eq!(covered(&prefixes), (lo..=hi).collect::<Vec<_>>(), "{lo}-{hi}");
             for (base, len) in &prefixes {
@@ -292,12 +300,20 @@ mod tests {
     /// Bits the peer trie answers for `addr`: the longest stored prefix.
     fn peer_bits(set: &RuleSet, addr: &str) -> RuleBits {
         let a = PeerPrefix::new(u128::from_be_bytes(mapped(addr.parse().expect("address"))), 128);
-        set.peers.iter().filter(|(p, _)| p.contains(&a)).max_by_key(|(p, _)| p.len).map_or(0, |(_, b)| *b)
+        set.peers
+            .iter()
+            .filter(|(p, _)| p.contains(&a))
+            .max_by_key(|(p, _)| p.len)
+            .map_or(0, |(_, b)| *b)
     }
 
     fn port_bits(set: &RuleSet, proto: u8, port: u16) -> RuleBits {
         let k = PortPrefix::new(u128::from(proto) << 16 | u128::from(port), 24);
-        set.ports.iter().filter(|(p, _)| p.contains(&k)).max_by_key(|(p, _)| p.len).map_or(0, |(_, b)| *b)
+        set.ports
+            .iter()
+            .filter(|(p, _)| p.contains(&k))
+            .max_by_key(|(p, _)| p.len)
+            .map_or(0, |(_, b)| *b)
     }
 
     #[test]
@@ -316,7 +332,9 @@ mod tests {
 
     #[test]
     fn ipv6_rules_never_match_ipv4_hosts() {
-        let set = compile_rules(&rules(r#"{ from = "::/0" }, { from = "2001:db8::/32" }, { from = "0.0.0.0/0" }"#));
+        let set = compile_rules(&rules(
+            r#"{ from = "::/0" }, { from = "2001:db8::/32" }, { from = "0.0.0.0/0" }"#,
+        ));
         assert_eq!(peer_bits(&set, "2001:db8::1"), 0b011);
         assert_eq!(peer_bits(&set, "fe80::1"), 0b001);
         assert_eq!(peer_bits(&set, "10.1.2.3"), 0b100, "::/0 is split around ::ffff:0:0/96");
@@ -340,7 +358,9 @@ mod tests {
         assert_eq!(port_bits(&set, 1, 8), 0b01000);
         assert_eq!(port_bits(&set, 1, 0), 0);
         assert_eq!(port_bits(&set, 58, 135), 0b10000);
-        let any = compile_rules(&rules(r#"{ from = "any" }, { from = "any", proto = "udp", port = "0-65535" }"#));
+        let any = compile_rules(&rules(
+            r#"{ from = "any" }, { from = "any", proto = "udp", port = "0-65535" }"#,
+        ));
         assert_eq!(any.ports.len(), 2, "full port range is stored as the protocol alone");
         assert_eq!(port_bits(&any, 47, 0), 0b01);
         assert_eq!(port_bits(&any, 17, 9), 0b11);
@@ -388,7 +408,12 @@ allow_in = [ {{ from = \"10.30.4.20\", proto = \"tcp\", port = 22 }}, {{ from = 
         assert_eq!(a.policy_in, b.policy_in, "same profile, same rule set");
         assert_eq!(a.policy_out, dc.policy_out);
         assert_ne!(a.policy_in, dc.policy_in, "c adds a rule");
-        assert_eq!(resolved.devices[2].allow_in.len(), 2, "the duplicate of the profile rule is merged: {:?}", resolved.devices[2]);
+        assert_eq!(
+            resolved.devices[2].allow_in.len(),
+            2,
+            "the duplicate of the profile rule is merged: {:?}",
+            resolved.devices[2]
+        );
         assert_eq!(c.rule_sets.len(), 3);
         assert_eq!(dc.flags, DEVICE_MAC_BOUND);
         assert_eq!(dc.mac, [2, 0, 0, 0, 0, 3]);
@@ -399,16 +424,24 @@ allow_in = [ {{ from = \"10.30.4.20\", proto = \"tcp\", port = 22 }}, {{ from = 
 
     #[test]
     fn rule_count_limit_is_a_clear_error() {
-        let many: Vec<String> = (0..65).map(|p| format!("{{ from = \"any\", proto = \"tcp\", port = {} }}", 1000 + p)).collect();
+        let many: Vec<String> = (0..65)
+            .map(|p| format!("{{ from = \"any\", proto = \"tcp\", port = {} }}", 1000 + p))
+            .collect();
         let text = format!(
             "{BASE}\n[[device]]\nname = \"big\"\nvlan = 110\nip = [\"10.110.0.9\"]\nprofile = \"pump\"\nallow_in = [{}]\n",
             many.join(", ")
         );
         let err = Policy::from_toml(&text).expect("parses").resolve().expect_err("over the limit");
         let msg = err.to_string();
-        assert!(msg.contains("\"big\"") && msg.contains("66 allow_in rules") && msg.contains("limit is 64"), "{msg}");
+        assert!(
+            msg.contains("\"big\"")
+                && msg.contains("66 allow_in rules")
+                && msg.contains("limit is 64"),
+            "{msg}"
+        );
         // 64 is fine.
-        let text = text.replace(&format!(", {}", many[64]), "").replace(&format!(", {}", many[63]), "");
+        let text =
+            text.replace(&format!(", {}", many[64]), "").replace(&format!(", {}", many[63]), "");
         Policy::from_toml(&text).expect("parses").resolve().expect("64 rules are allowed");
     }
 }

@@ -31,8 +31,10 @@ pub enum LoadError {
     Program(#[from] aya::programs::ProgramError),
     #[error("map {0} is missing from the object")]
     MissingMap(&'static str),
-    #[error("interface {0:?} does not exist")]
+    #[error("interface {0:?} does not exist (see `ip link`)")]
     NoSuchInterface(String),
+    #[error("cannot attach to {iface}: {reason}")]
+    Attach { iface: String, reason: String },
     #[error("bpf: {0}")]
     Syscall(std::io::Error),
     #[error("policy does not fit the maps: {0}")]

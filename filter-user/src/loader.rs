@@ -21,9 +21,8 @@ use aya::{
 };
 use filter_common::{
     Counter, DeviceInfo, DeviceKey, GENERATION_MASK, GENERATIONS, GLOBAL_STATS_LEN, IfaceConf,
-    MAX_RULE_SETS, MAX_SET_PREFIXES, PROGRAM_NAME, PeerData, PortData, ProtectedKey,
-    ProtectedNet, Reason, RuleBits, Settings, StatKey, VLAN_IDS, Verdict, global_stat_index,
-    maps, rule_set_slot,
+    MAX_RULE_SETS, MAX_SET_PREFIXES, PROGRAM_NAME, PeerData, PortData, ProtectedKey, ProtectedNet,
+    Reason, RuleBits, Settings, StatKey, VLAN_IDS, Verdict, global_stat_index, maps, rule_set_slot,
 };
 
 use crate::{
@@ -172,7 +171,11 @@ impl Filter {
                 MAX_RULE_SETS - 1
             )));
         }
-        if let Some(big) = policy.rule_sets.iter().find(|s| s.peers.len().max(s.ports.len()) > MAX_SET_PREFIXES as usize) {
+        if let Some(big) = policy
+            .rule_sets
+            .iter()
+            .find(|s| s.peers.len().max(s.ports.len()) > MAX_SET_PREFIXES as usize)
+        {
             return Err(LoadError::Capacity(format!(
                 "a rule set needs {} prefixes; one rule set holds {MAX_SET_PREFIXES}",
                 big.peers.len().max(big.ports.len())
@@ -205,7 +208,10 @@ impl Filter {
             self.vlan_flags.set(generation * VLAN_IDS + u32::from(*id), *flags, 0)?;
         }
         for (prefix, vlan) in &c.protected {
-            let key = Key::new(32 + prefix.len, ProtectedKey { generation, addr: prefix.value.to_be_bytes() });
+            let key = Key::new(
+                32 + prefix.len,
+                ProtectedKey { generation, addr: prefix.value.to_be_bytes() },
+            );
             self.protected.insert(&key, ProtectedNet { vlan: *vlan, _pad: 0 }, 0)?;
         }
         // Rule sets before the devices that point at them.
@@ -214,13 +220,25 @@ impl Filter {
         let mut port_fds = Vec::with_capacity(c.rule_sets.len());
         for (index, set) in c.rule_sets.iter().enumerate() {
             slots.push(rule_set_slot(generation, index as u32 + 1));
-            peer_fds.push(publish::<PeerData, _>(&mut self.peer_tries, generation, &set.peers, |p| {
-                Key::new(p.len, p.value.to_be_bytes())
-            })?);
-            port_fds.push(publish::<PortData, _>(&mut self.port_tries, generation, &set.ports, |p| {
-                let data = PortData { proto: (p.value >> 16) as u8, port: (p.value as u16).to_be_bytes(), _pad: [0; 5] };
-                Key::new(p.len, data)
-            })?);
+            peer_fds.push(publish::<PeerData, _>(
+                &mut self.peer_tries,
+                generation,
+                &set.peers,
+                |p| Key::new(p.len, p.value.to_be_bytes()),
+            )?);
+            port_fds.push(publish::<PortData, _>(
+                &mut self.port_tries,
+                generation,
+                &set.ports,
+                |p| {
+                    let data = PortData {
+                        proto: (p.value >> 16) as u8,
+                        port: (p.value as u16).to_be_bytes(),
+                        _pad: [0; 5],
+                    };
+                    Key::new(p.len, data)
+                },
+            )?);
         }
         sys::update_batch(self.peer_sets.fd().as_fd(), &slots, &peer_fds)?;
         sys::update_batch(self.port_sets.fd().as_fd(), &slots, &port_fds)?;
@@ -254,13 +272,21 @@ impl Filter {
                 self.vlan_flags.set(index, 0, 0)?;
             }
         }
-        let stale: Vec<DeviceKey> =
-            self.devices.keys().filter_map(Result::ok).filter(|k| k.generation == generation).collect();
+        let stale: Vec<DeviceKey> = self
+            .devices
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| k.generation == generation)
+            .collect();
         for k in stale {
             self.devices.remove(&k)?;
         }
-        let stale: Vec<Key<ProtectedKey>> =
-            self.protected.keys().filter_map(Result::ok).filter(|k| k.data().generation == generation).collect();
+        let stale: Vec<Key<ProtectedKey>> = self
+            .protected
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| k.data().generation == generation)
+            .collect();
         for k in stale {
             self.protected.remove(&k)?;
         }
@@ -271,8 +297,16 @@ impl Filter {
             .map(|id| rule_set_slot(generation, id))
             .collect();
         if !slots.is_empty() {
-            sys::update_batch(self.peer_sets.fd().as_fd(), &slots, &vec![map_fd(&self.empty_peers); slots.len()])?;
-            sys::update_batch(self.port_sets.fd().as_fd(), &slots, &vec![map_fd(&self.empty_ports); slots.len()])?;
+            sys::update_batch(
+                self.peer_sets.fd().as_fd(),
+                &slots,
+                &vec![map_fd(&self.empty_peers); slots.len()],
+            )?;
+            sys::update_batch(
+                self.port_sets.fd().as_fd(),
+                &slots,
+                &vec![map_fd(&self.empty_ports); slots.len()],
+            )?;
         }
         self.peer_tries.slots[g] = 0;
         self.port_tries.slots[g] = 0;
@@ -290,8 +324,12 @@ impl Filter {
     }
 
     fn set_ifaces(&mut self, ifaces: &[(u32, u16)]) -> Result<(), LoadError> {
-        let stale: Vec<u32> =
-            self.ifaces.keys().filter_map(Result::ok).filter(|i| !ifaces.iter().any(|(j, _)| j == i)).collect();
+        let stale: Vec<u32> = self
+            .ifaces
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|i| !ifaces.iter().any(|(j, _)| j == i))
+            .collect();
         for i in stale {
             self.ifaces.remove(&i)?;
         }

@@ -258,29 +258,60 @@ impl Policy {
     /// Checks everything and merges profiles into devices. Nothing partial:
     /// any error and there is no result.
     pub fn resolve(&self) -> Result<Resolved, PolicyError> {
+        if self.settings.mode == Mode::Monitor {
+            // Accepting it would silently enforce what the operator meant
+            // only to watch.
+            return Err(PolicyError::invalid(
+                "settings",
+                "mode = \"monitor\" is not implemented in this version, which only enforces; \
+                 remove the line or set mode = \"enforce\""
+                    .into(),
+            ));
+        }
         let mut vlan_ids = HashSet::new();
         for v in &self.vlans {
             if !(1..=4094).contains(&v.id) {
-                return Err(PolicyError::invalid(format!("vlan {:?}", v.name), format!("id {} is outside 1-4094", v.id)));
+                return Err(PolicyError::invalid(
+                    format!("vlan {:?}", v.name),
+                    format!("id {} is outside 1-4094", v.id),
+                ));
             }
             if !vlan_ids.insert(v.id) {
-                return Err(PolicyError::invalid(format!("vlan {:?}", v.name), format!("vlan id {} is declared twice", v.id)));
+                return Err(PolicyError::invalid(
+                    format!("vlan {:?}", v.name),
+                    format!("vlan id {} is declared twice", v.id),
+                ));
             }
         }
         for (name, nets) in &self.peers {
             if name == "any" {
-                return Err(PolicyError::invalid("peers", "a peer set cannot be called \"any\"".into()));
+                return Err(PolicyError::invalid(
+                    "peers",
+                    "a peer set cannot be called \"any\"".into(),
+                ));
             }
             if nets.is_empty() {
-                return Err(PolicyError::invalid(format!("peer set {name:?}"), "is empty: list at least one network".into()));
+                return Err(PolicyError::invalid(
+                    format!("peer set {name:?}"),
+                    "is empty: list at least one network".into(),
+                ));
             }
         }
         let mut profiles = HashMap::new();
         for p in &self.profiles {
-            let ins = self.rules(&format!("profile {:?} allow_in", p.name), p.allow_in.iter().map(|r| (&r.from, &r.m)))?;
-            let outs = self.rules(&format!("profile {:?} allow_out", p.name), p.allow_out.iter().map(|r| (&r.to, &r.m)))?;
+            let ins = self.rules(
+                &format!("profile {:?} allow_in", p.name),
+                p.allow_in.iter().map(|r| (&r.from, &r.m)),
+            )?;
+            let outs = self.rules(
+                &format!("profile {:?} allow_out", p.name),
+                p.allow_out.iter().map(|r| (&r.to, &r.m)),
+            )?;
             if profiles.insert(p.name.as_str(), (ins, outs)).is_some() {
-                return Err(PolicyError::invalid(format!("profile {:?}", p.name), "is declared twice".into()));
+                return Err(PolicyError::invalid(
+                    format!("profile {:?}", p.name),
+                    "is declared twice".into(),
+                ));
             }
         }
 
@@ -293,14 +324,20 @@ impl Policy {
                 return Err(PolicyError::invalid(what, "is declared twice".into()));
             }
             let Some(vlan) = self.vlans.iter().find(|v| v.id == d.vlan) else {
-                return Err(PolicyError::invalid(what, format!("vlan {} is not declared in a [[vlan]] table", d.vlan)));
+                return Err(PolicyError::invalid(
+                    what,
+                    format!("vlan {} is not declared in a [[vlan]] table", d.vlan),
+                ));
             };
             if d.ip.is_empty() {
                 return Err(PolicyError::invalid(what, "has no ip".into()));
             }
             for ip in &d.ip {
                 if let Some(other) = addrs.insert(*ip, &d.name) {
-                    return Err(PolicyError::invalid(what, format!("ip {ip} is already used by device {other:?}")));
+                    return Err(PolicyError::invalid(
+                        what,
+                        format!("ip {ip} is already used by device {other:?}"),
+                    ));
                 }
                 if !vlan.subnets.iter().any(|n| n.contains(ip)) {
                     return Err(PolicyError::invalid(
@@ -309,16 +346,36 @@ impl Policy {
                     ));
                 }
             }
-            let mac = d.mac.as_deref().map(parse_mac).transpose().map_err(|e| PolicyError::invalid(what.clone(), e))?;
+            let mac = d
+                .mac
+                .as_deref()
+                .map(parse_mac)
+                .transpose()
+                .map_err(|e| PolicyError::invalid(what.clone(), e))?;
             let (mut allow_in, mut allow_out) = match &d.profile {
                 Some(p) => match profiles.get(p.as_str()) {
                     Some(rules) => rules.clone(),
-                    None => return Err(PolicyError::invalid(what, format!("profile {p:?} is not declared"))),
+                    None => {
+                        return Err(PolicyError::invalid(
+                            what,
+                            format!("profile {p:?} is not declared"),
+                        ));
+                    }
                 },
                 None => (Vec::new(), Vec::new()),
             };
-            allow_in.extend(self.rules(&format!("{what} allow_in"), d.allow_in.iter().map(|r| (&r.from, &r.m)))?);
-            allow_out.extend(self.rules(&format!("{what} allow_out"), d.allow_out.iter().map(|r| (&r.to, &r.m)))?);
+            allow_in.extend(
+                self.rules(
+                    &format!("{what} allow_in"),
+                    d.allow_in.iter().map(|r| (&r.from, &r.m)),
+                )?,
+            );
+            allow_out.extend(
+                self.rules(
+                    &format!("{what} allow_out"),
+                    d.allow_out.iter().map(|r| (&r.to, &r.m)),
+                )?,
+            );
             dedup(&mut allow_in);
             dedup(&mut allow_out);
             for (dir, rules) in [("allow_in", &allow_in), ("allow_out", &allow_out)] {
@@ -346,7 +403,10 @@ impl Policy {
             if !vlan_ids.contains(&i.untagged_vlan) {
                 return Err(PolicyError::invalid(
                     format!("interface {:?}", i.name),
-                    format!("untagged_vlan {} is not declared in a [[vlan]] table", i.untagged_vlan),
+                    format!(
+                        "untagged_vlan {} is not declared in a [[vlan]] table",
+                        i.untagged_vlan
+                    ),
                 ));
             }
             interfaces.push((i.name.clone(), i.untagged_vlan));
@@ -359,7 +419,12 @@ impl Policy {
             vlans: self
                 .vlans
                 .iter()
-                .map(|v| ResolvedVlan { id: v.id, name: v.name.clone(), subnets: v.subnets.clone(), protected: v.protected })
+                .map(|v| ResolvedVlan {
+                    id: v.id,
+                    name: v.name.clone(),
+                    subnets: v.subnets.clone(),
+                    protected: v.protected,
+                })
                 .collect(),
             devices,
             interfaces,
@@ -414,16 +479,24 @@ fn l4(m: &Match) -> Result<L4, String> {
     match (proto, &m.port, m.icmp_type) {
         (_, Some(_), Some(_)) => Err("a rule has either a port or an icmp_type, not both".into()),
         (Proto::Any, None, None) => Ok(L4::Any),
-        (Proto::Any, _, _) => Err("port and icmp_type need a proto (tcp, udp, icmp or icmpv6)".into()),
+        (Proto::Any, _, _) => {
+            Err("port and icmp_type need a proto (tcp, udp, icmp or icmpv6)".into())
+        }
         (Proto::Tcp | Proto::Udp, Some(spec), None) => {
             let (lo, hi) = parse_ports(spec)?;
             let proto = proto.number().unwrap_or_default();
-            Ok(if lo == 0 && hi == u16::MAX { L4::Proto(proto) } else { L4::Ports { proto, lo, hi } })
+            Ok(if lo == 0 && hi == u16::MAX {
+                L4::Proto(proto)
+            } else {
+                L4::Ports { proto, lo, hi }
+            })
         }
         (Proto::Icmp | Proto::Icmpv6, None, Some(t)) => {
             Ok(L4::IcmpType { proto: proto.number().unwrap_or_default(), icmp_type: t })
         }
-        (Proto::Tcp | Proto::Udp, None, Some(_)) => Err("icmp_type needs proto icmp or icmpv6".into()),
+        (Proto::Tcp | Proto::Udp, None, Some(_)) => {
+            Err("icmp_type needs proto icmp or icmpv6".into())
+        }
         (Proto::Icmp | Proto::Icmpv6, Some(_), None) => {
             Err("icmp has no ports: use icmp_type to match a message type".into())
         }
@@ -503,8 +576,14 @@ mod tests {
         let cases = [
             (format!("{VLAN}bogus = 1\n"), "unknown field"),
             (device("colour = \"red\""), "unknown field"),
-            (format!("{VLAN}[[device]]\nname = \"p\"\nvlan = 110\nip = [\"10.110.0.300\"]\n"), "invalid"),
-            ("[[vlan]]\nid = 110\nname = \"x\"\nsubnets = [\"10.110.0.0/33\"]\n".to_string(), "invalid"),
+            (
+                format!("{VLAN}[[device]]\nname = \"p\"\nvlan = 110\nip = [\"10.110.0.300\"]\n"),
+                "invalid",
+            ),
+            (
+                "[[vlan]]\nid = 110\nname = \"x\"\nsubnets = [\"10.110.0.0/33\"]\n".to_string(),
+                "invalid",
+            ),
             ("[[vlan]]\nid = 4095\nname = \"x\"\n".to_string(), "outside 1-4094"),
             (format!("{VLAN}{VLAN}"), "declared twice"),
             (device("allow_in = [ { from = \"nobody\" } ]"), "neither \"any\""),
@@ -512,17 +591,50 @@ mod tests {
             (device("profile = \"ghost\""), "profile \"ghost\" is not declared"),
             (device("mac = \"02:00:00:00:07\""), "six hex bytes"),
             (device("allow_in = [ { from = \"any\", proto = \"sctp\" } ]"), "unknown proto"),
-            (device("allow_in = [ { from = \"any\", proto = \"tcp\", port = \"90-80\" } ]"), "reversed"),
-            (device("allow_in = [ { from = \"any\", proto = \"tcp\", port = \"http\" } ]"), "is not a port"),
+            (
+                device("allow_in = [ { from = \"any\", proto = \"tcp\", port = \"90-80\" } ]"),
+                "reversed",
+            ),
+            (
+                device("allow_in = [ { from = \"any\", proto = \"tcp\", port = \"http\" } ]"),
+                "is not a port",
+            ),
             (device("allow_in = [ { from = \"any\", port = 80 } ]"), "need a proto"),
-            (device("allow_in = [ { from = \"any\", proto = \"icmp\", port = 80 } ]"), "icmp has no ports"),
-            (device("allow_in = [ { from = \"any\", proto = \"tcp\", icmp_type = 8 } ]"), "icmp_type needs"),
-            (format!("{VLAN}[[device]]\nname = \"p\"\nvlan = 120\nip = [\"10.110.0.7\"]\n"), "vlan 120 is not declared"),
-            (format!("{VLAN}[[device]]\nname = \"p\"\nvlan = 110\nip = [\"10.120.0.7\"]\n"), "not in any subnet"),
-            (format!("{}[[device]]\nname = \"q\"\nvlan = 110\nip = [\"10.110.0.7\"]\n", device("")), "already used by device \"p\""),
-            (format!("{}[[device]]\nname = \"p\"\nvlan = 110\nip = [\"10.110.0.8\"]\n", device("")), "declared twice"),
+            (
+                device("allow_in = [ { from = \"any\", proto = \"icmp\", port = 80 } ]"),
+                "icmp has no ports",
+            ),
+            (
+                device("allow_in = [ { from = \"any\", proto = \"tcp\", icmp_type = 8 } ]"),
+                "icmp_type needs",
+            ),
+            (
+                format!("{VLAN}[[device]]\nname = \"p\"\nvlan = 120\nip = [\"10.110.0.7\"]\n"),
+                "vlan 120 is not declared",
+            ),
+            (
+                format!("{VLAN}[[device]]\nname = \"p\"\nvlan = 110\nip = [\"10.120.0.7\"]\n"),
+                "not in any subnet",
+            ),
+            (
+                format!(
+                    "{}[[device]]\nname = \"q\"\nvlan = 110\nip = [\"10.110.0.7\"]\n",
+                    device("")
+                ),
+                "already used by device \"p\"",
+            ),
+            (
+                format!(
+                    "{}[[device]]\nname = \"p\"\nvlan = 110\nip = [\"10.110.0.8\"]\n",
+                    device("")
+                ),
+                "declared twice",
+            ),
             (format!("{VLAN}[peers]\nempty = []\n"), "is empty"),
-            (format!("{VLAN}[[interface]]\nname = \"eth1\"\nuntagged_vlan = 7\n"), "untagged_vlan 7"),
+            (
+                format!("{VLAN}[[interface]]\nname = \"eth1\"\nuntagged_vlan = 7\n"),
+                "untagged_vlan 7",
+            ),
         ];
         for (text, expected) in cases {
             let msg = error(&text);
@@ -534,14 +646,33 @@ mod tests {
     fn peers_accept_sets_cidrs_addresses_and_any() {
         let text = format!(
             "{VLAN}[peers]\nnurses = [\"10.30.0.0/16\"]\n{}",
-            &device("allow_in = [ { from = \"nurses\" }, { from = \"10.9.9.9\" }, { from = \"10.8.0.1/16\" }, { from = \"any\" } ]")
-                [VLAN.len()..]
+            &device(
+                "allow_in = [ { from = \"nurses\" }, { from = \"10.9.9.9\" }, { from = \"10.8.0.1/16\" }, { from = \"any\" } ]"
+            )[VLAN.len()..]
         );
         let r = Policy::from_toml(&text).expect("parses").resolve().expect("valid");
         let peers: Vec<&Peer> = r.devices[0].allow_in.iter().map(|r| &r.peer).collect();
         assert_eq!(peers[0], &Peer::Nets(vec!["10.30.0.0/16".parse().expect("net")]));
         assert_eq!(peers[1], &Peer::Nets(vec!["10.9.9.9/32".parse().expect("net")]));
-        assert_eq!(peers[2], &Peer::Nets(vec!["10.8.0.0/16".parse().expect("net")]), "host bits are cleared");
+        assert_eq!(
+            peers[2],
+            &Peer::Nets(vec!["10.8.0.0/16".parse().expect("net")]),
+            "host bits are cleared"
+        );
         assert_eq!(peers[3], &Peer::Any);
+    }
+}
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    #[test]
+    fn shipped_example_policy_is_valid() {
+        let text = include_str!("../../examples/hospital.toml");
+        let r = Policy::from_toml(text).expect("parses").resolve().expect("valid");
+        assert_eq!(r.devices.len(), 5);
+        assert!(r.allow_arp && r.allow_ndp && r.allow_dhcp);
+        assert_eq!(r.interfaces, vec![("vg-pumps".to_string(), 110)]);
     }
 }

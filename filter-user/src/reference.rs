@@ -222,10 +222,7 @@ pub fn evaluate(policy: &Resolved, frame: &[u8], iface_vlan: u16) -> Decision {
 
     let find = |addr: IpAddr| policy.devices.iter().position(|d| d.addrs.contains(&addr));
     let in_protected = |addr: IpAddr| {
-        policy
-            .vlans
-            .iter()
-            .any(|v| v.protected && v.subnets.iter().any(|n| n.contains(&addr)))
+        policy.vlans.iter().any(|v| v.protected && v.subnets.iter().any(|n| n.contains(&addr)))
     };
     let src = find(f.src);
     let dst = find(f.dst);
@@ -251,8 +248,7 @@ pub fn evaluate(policy: &Resolved, frame: &[u8], iface_vlan: u16) -> Decision {
         return decision(if policy.allow_arp { Reason::Infra } else { Reason::NotAllowed });
     }
     let ndp = f.proto == 58 && matches!(f.l4, Some((_, 133..=137)));
-    let dhcp = f.proto == 17
-        && matches!(f.l4, Some((68, 67) | (67, 68) | (546, 547) | (547, 546)));
+    let dhcp = f.proto == 17 && matches!(f.l4, Some((68, 67) | (67, 68) | (546, 547) | (547, 546)));
     if (policy.allow_ndp && ndp) || (policy.allow_dhcp && dhcp) {
         return decision(Reason::Infra);
     }

@@ -34,7 +34,8 @@ pub fn update_batch(map: BorrowedFd<'_>, keys: &[u32], values: &[u32]) -> io::Re
         let mut attr = BatchAttr {
             keys: keys[done..].as_ptr() as u64,
             values: values[done..].as_ptr() as u64,
-            count: u32::try_from(keys.len() - done).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?,
+            count: u32::try_from(keys.len() - done)
+                .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?,
             map_fd: map.as_raw_fd() as u32,
             ..BatchAttr::default()
         };
@@ -50,7 +51,14 @@ pub fn update_batch(map: BorrowedFd<'_>, keys: &[u32], values: &[u32]) -> io::Re
         };
         if ret < 0 {
             let err = io::Error::last_os_error();
-            return Err(io::Error::new(err.kind(), format!("BPF_MAP_UPDATE_BATCH after {} of {}: {err}", done + attr.count as usize, keys.len())));
+            return Err(io::Error::new(
+                err.kind(),
+                format!(
+                    "BPF_MAP_UPDATE_BATCH after {} of {}: {err}",
+                    done + attr.count as usize,
+                    keys.len()
+                ),
+            ));
         }
         if attr.count == 0 {
             return Err(io::Error::other("BPF_MAP_UPDATE_BATCH made no progress"));

@@ -9,12 +9,24 @@ pub const TPID_8021AD: u16 = 0x88a8;
 
 #[derive(Clone, Debug)]
 pub enum L4 {
-    Tcp { sport: u16, dport: u16, doff: u8 },
-    Udp { sport: u16, dport: u16 },
+    Tcp {
+        sport: u16,
+        dport: u16,
+        doff: u8,
+    },
+    Udp {
+        sport: u16,
+        dport: u16,
+    },
     /// ICMP or ICMPv6 (by the IP version) with this type.
-    Icmp { icmp_type: u8 },
+    Icmp {
+        icmp_type: u8,
+    },
     /// Any other protocol with a payload of this many bytes.
-    Other { proto: u8, len: usize },
+    Other {
+        proto: u8,
+        len: usize,
+    },
 }
 
 impl L4 {
@@ -156,7 +168,16 @@ impl Frame {
             out.extend_from_slice(&(vid & 0x0fff).to_be_bytes());
         }
         match &self.body {
-            Body::Ip { src: IpAddr::V4(s), dst: IpAddr::V4(d), l4, ihl, frag_offset8, more_frags, payload, .. } => {
+            Body::Ip {
+                src: IpAddr::V4(s),
+                dst: IpAddr::V4(d),
+                l4,
+                ihl,
+                frag_offset8,
+                more_frags,
+                payload,
+                ..
+            } => {
                 out.extend_from_slice(&0x0800u16.to_be_bytes());
                 let (proto, l4_bytes) = l4_bytes(l4, false, *payload);
                 let hdr_len = usize::from(*ihl) * 4;

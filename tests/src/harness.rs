@@ -53,7 +53,8 @@ impl Harness {
     /// Compiles and installs `policy`. `iface_vlan` is the untagged VLAN of
     /// the interface test frames arrive on (loopback, ifindex 1); 0 = none.
     pub fn apply(&mut self, policy: &Resolved, iface_vlan: u16) {
-        let ifaces: &[(u32, u16)] = if iface_vlan == 0 { &[] } else { &[(LOOPBACK_IFINDEX, iface_vlan)] };
+        let ifaces: &[(u32, u16)] =
+            if iface_vlan == 0 { &[] } else { &[(LOOPBACK_IFINDEX, iface_vlan)] };
         self.filter.apply(&compile(policy), ifaces).expect("apply policy");
         self.snapshot();
     }

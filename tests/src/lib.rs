@@ -2,6 +2,7 @@
 //! that runs the real XDP program on frames with BPF_PROG_TEST_RUN, and the
 //! root check.
 
+pub mod differential;
 pub mod frame;
 pub mod harness;
 pub mod policies;

@@ -22,12 +22,18 @@ pub fn policy(rng: &mut impl Rng) -> (Resolved, u16) {
         .map(|(i, id)| {
             let len = *[16u8, 24, 24, 24, 28].choose(rng).expect("non-empty");
             let v4 = Ipv4Net::new(Ipv4Addr::new(10, 100 + i as u8, 0, 0), len).expect("prefix");
-            let v6 = Ipv6Net::new(Ipv6Addr::new(0x2001, 0xdb8, *id, 0, 0, 0, 0, 0), 64).expect("prefix");
+            let v6 =
+                Ipv6Net::new(Ipv6Addr::new(0x2001, 0xdb8, *id, 0, 0, 0, 0, 0), 64).expect("prefix");
             let mut subnets = vec![IpNet::V4(v4)];
             if rng.random_bool(0.7) {
                 subnets.push(IpNet::V6(v6));
             }
-            ResolvedVlan { id: *id, name: format!("vlan{id}"), subnets, protected: rng.random_bool(0.8) }
+            ResolvedVlan {
+                id: *id,
+                name: format!("vlan{id}"),
+                subnets,
+                protected: rng.random_bool(0.8),
+            }
         })
         .collect();
 
@@ -64,13 +70,12 @@ pub fn policy(rng: &mut impl Rng) -> (Resolved, u16) {
         .flat_map(|v| v.subnets.clone())
         .chain(devices.iter().flat_map(|d| d.addrs.iter().map(|a| IpNet::from(*a))))
         .collect();
-    for d in 0..devices.len() {
-        let ins = rules(rng, &nets);
-        let outs = rules(rng, &nets);
-        devices[d].allow_in = ins;
-        devices[d].allow_out = outs;
+    for d in &mut devices {
+        d.allow_in = rules(rng, &nets);
+        d.allow_out = rules(rng, &nets);
     }
-    let iface_vlan = if rng.random_bool(0.3) { vlans.choose(rng).expect("non-empty").id } else { 0 };
+    let iface_vlan =
+        if rng.random_bool(0.3) { vlans.choose(rng).expect("non-empty").id } else { 0 };
     let policy = Resolved {
         allow_arp: rng.random_bool(0.5),
         allow_ndp: rng.random_bool(0.5),
@@ -97,14 +102,26 @@ fn rules(rng: &mut impl Rng, nets: &[IpNet]) -> Vec<Rule> {
             1 | 2 => RuleL4::Proto(*[6u8, 17, 1, 58, 47].choose(rng).expect("non-empty")),
             3 | 4 => {
                 let icmp6 = rng.random_bool(0.5);
-                RuleL4::IcmpType { proto: if icmp6 { 58 } else { 1 }, icmp_type: *[0u8, 3, 8, 128, 129, 135, rng.random()].choose(rng).expect("non-empty") }
+                RuleL4::IcmpType {
+                    proto: if icmp6 { 58 } else { 1 },
+                    icmp_type: *[0u8, 3, 8, 128, 129, 135, rng.random()]
+                        .choose(rng)
+                        .expect("non-empty"),
+                }
             }
             _ => {
-                let lo: u16 = *[0u16, 1, 22, 67, 68, 123, 443, 1023, 5000, 65535, rng.random()].choose(rng).expect("non-empty");
-                let span: u16 = *[0u16, 0, 1, 7, 100, 1000, rng.random()].choose(rng).expect("non-empty");
+                let lo: u16 = *[0u16, 1, 22, 67, 68, 123, 443, 1023, 5000, 65535, rng.random()]
+                    .choose(rng)
+                    .expect("non-empty");
+                let span: u16 =
+                    *[0u16, 0, 1, 7, 100, 1000, rng.random()].choose(rng).expect("non-empty");
                 let hi = lo.saturating_add(span);
                 let proto = *[6u8, 17].choose(rng).expect("non-empty");
-                if lo == 0 && hi == u16::MAX { RuleL4::Proto(proto) } else { RuleL4::Ports { proto, lo, hi } }
+                if lo == 0 && hi == u16::MAX {
+                    RuleL4::Proto(proto)
+                } else {
+                    RuleL4::Ports { proto, lo, hi }
+                }
             }
         };
         let rule = Rule { peer, l4 };
@@ -119,7 +136,11 @@ fn peer_net(rng: &mut impl Rng, nets: &[IpNet]) -> IpNet {
     match rng.random_range(0..6) {
         0 => "0.0.0.0/0".parse().expect("net"),
         1 => "::/0".parse().expect("net"),
-        2 => IpNet::V4(Ipv4Net::new(Ipv4Addr::from(rng.random::<u32>()), rng.random_range(8..=32)).expect("len").trunc()),
+        2 => IpNet::V4(
+            Ipv4Net::new(Ipv4Addr::from(rng.random::<u32>()), rng.random_range(8..=32))
+                .expect("len")
+                .trunc(),
+        ),
         _ => {
             // A sub- or super-net of a known network: overlaps and nesting.
             let base = *nets.choose(rng).expect("non-empty");
@@ -158,11 +179,16 @@ fn targeted(rng: &mut impl Rng, policy: &Resolved) -> Option<(IpAddr, IpAddr, Op
     let rules = if outbound { &d.allow_out } else { &d.allow_in };
     let rule = rules.choose(rng);
     let random_addr = |rng: &mut dyn RngCore| {
-        if v6 { IpAddr::V6(Ipv6Addr::from(rng.random::<u128>() | 0x2000 << 112)) } else { IpAddr::V4(Ipv4Addr::from(rng.random::<u32>())) }
+        if v6 {
+            IpAddr::V6(Ipv6Addr::from(rng.random::<u128>() | 0x2000 << 112))
+        } else {
+            IpAddr::V4(Ipv4Addr::from(rng.random::<u32>()))
+        }
     };
     let peer = match rule.map(|r| &r.peer) {
         Some(Peer::Nets(nets)) => {
-            let same: Vec<&IpNet> = nets.iter().filter(|n| matches!(n, IpNet::V6(_)) == v6).collect();
+            let same: Vec<&IpNet> =
+                nets.iter().filter(|n| matches!(n, IpNet::V6(_)) == v6).collect();
             match same.choose(rng) {
                 Some(n) => host_in(rng, n),
                 None => random_addr(rng),
@@ -170,7 +196,12 @@ fn targeted(rng: &mut impl Rng, policy: &Resolved) -> Option<(IpAddr, IpAddr, Op
         }
         _ => {
             // Often another device, for device-to-device traffic.
-            let other: Vec<IpAddr> = policy.devices.iter().flat_map(|o| o.addrs.iter().copied()).filter(|a| a.is_ipv6() == v6).collect();
+            let other: Vec<IpAddr> = policy
+                .devices
+                .iter()
+                .flat_map(|o| o.addrs.iter().copied())
+                .filter(|a| a.is_ipv6() == v6)
+                .collect();
             match other.choose(rng) {
                 Some(a) if rng.random_bool(0.5) => *a,
                 _ => random_addr(rng),
@@ -178,14 +209,22 @@ fn targeted(rng: &mut impl Rng, policy: &Resolved) -> Option<(IpAddr, IpAddr, Op
         }
     };
     let edge = |rng: &mut dyn RngCore, lo: u16, hi: u16| -> u16 {
-        *[lo, hi, lo.wrapping_sub(1), hi.wrapping_add(1), lo + (hi - lo) / 2].choose(rng).expect("non-empty")
+        *[lo, hi, lo.wrapping_sub(1), hi.wrapping_add(1), lo + (hi - lo) / 2]
+            .choose(rng)
+            .expect("non-empty")
     };
     let l4 = rule.and_then(|r| match r.l4 {
         RuleL4::Ports { proto, lo, hi } => {
             let (sport, dport) = (rng.random(), edge(rng, lo, hi));
-            Some(if proto == 6 { L4::Tcp { sport, dport, doff: 5 } } else { L4::Udp { sport, dport } })
+            Some(if proto == 6 {
+                L4::Tcp { sport, dport, doff: 5 }
+            } else {
+                L4::Udp { sport, dport }
+            })
         }
-        RuleL4::IcmpType { icmp_type, .. } => Some(L4::Icmp { icmp_type: edge(rng, u16::from(icmp_type), u16::from(icmp_type)) as u8 }),
+        RuleL4::IcmpType { icmp_type, .. } => Some(L4::Icmp {
+            icmp_type: edge(rng, u16::from(icmp_type), u16::from(icmp_type)) as u8,
+        }),
         RuleL4::Proto(6) => Some(L4::Tcp { sport: rng.random(), dport: rng.random(), doff: 5 }),
         RuleL4::Proto(17) => Some(L4::Udp { sport: rng.random(), dport: rng.random() }),
         RuleL4::Proto(1 | 58) => Some(L4::Icmp { icmp_type: rng.random() }),
@@ -239,12 +278,21 @@ pub fn frame(rng: &mut impl Rng, policy: &Resolved) -> Vec<u8> {
         })
         .chain([67, 68, 546, 547, 133, 135, 137, 138])
         .collect();
-    let port = |rng: &mut dyn RngCore| if rng.random_bool(0.8) { *ports.choose(rng).expect("non-empty") } else { rng.random() };
+    let port = |rng: &mut dyn RngCore| {
+        if rng.random_bool(0.8) { *ports.choose(rng).expect("non-empty") } else { rng.random() }
+    };
     let random_l4 = |rng: &mut dyn RngCore| match rng.random_range(0..10) {
-        0..=3 => L4::Tcp { sport: port(rng), dport: port(rng), doff: if rng.random_bool(0.05) { rng.random_range(0..16) } else { 5 } },
+        0..=3 => L4::Tcp {
+            sport: port(rng),
+            dport: port(rng),
+            doff: if rng.random_bool(0.05) { rng.random_range(0..16) } else { 5 },
+        },
         4..=6 => L4::Udp { sport: port(rng), dport: port(rng) },
         7 | 8 => L4::Icmp { icmp_type: port(rng) as u8 },
-        _ => L4::Other { proto: *[47u8, 50, 132, 6, 17, 59, rng.random()].choose(rng).expect("non-empty"), len: rng.random_range(0..24) },
+        _ => L4::Other {
+            proto: *[47u8, 50, 132, 6, 17, 59, rng.random()].choose(rng).expect("non-empty"),
+            len: rng.random_range(0..24),
+        },
     };
     // Half the frames aim at one rule of one device (and its edges), so
     // allow/deny decisions are well represented, not only unknown hosts.
@@ -263,10 +311,17 @@ pub fn frame(rng: &mut impl Rng, policy: &Resolved) -> Vec<u8> {
                 IpAddr::V6(_) => Ipv4Addr::from(rng.random::<u32>()),
             };
             let (s, d) = (as_v4(src), as_v4(dst));
-            let sha = if rng.random_bool(0.7) { src_dev.and_then(|d| d.mac).unwrap_or([2, 9, 9, 9, 9, 9]) } else { [2, 7, 7, 7, 7, 7] };
+            let sha = if rng.random_bool(0.7) {
+                src_dev.and_then(|d| d.mac).unwrap_or([2, 9, 9, 9, 9, 9])
+            } else {
+                [2, 7, 7, 7, 7, 7]
+            };
             Frame::arp(sha, s, d)
         }
-        7..=9 => Frame::ether(*[0x88ccu16, 0x8035, 0x22f0, 0x0801].choose(rng).expect("non-empty"), rng.random_range(0..46)),
+        7..=9 => Frame::ether(
+            *[0x88ccu16, 0x8035, 0x22f0, 0x0801].choose(rng).expect("non-empty"),
+            rng.random_range(0..46),
+        ),
         _ => Frame::ip(src, dst, l4),
     };
     if let Body::Ip { ihl, frag_offset8, more_frags, ext, payload, .. } = &mut f.body {
@@ -274,7 +329,8 @@ pub fn frame(rng: &mut impl Rng, policy: &Resolved) -> Vec<u8> {
             *ihl = rng.random_range(5..=15);
         }
         if rng.random_bool(0.12) {
-            let offset = *[0u16, 1, 2, 185, rng.random_range(0..8192)].choose(rng).expect("non-empty");
+            let offset =
+                *[0u16, 1, 2, 185, rng.random_range(0..8192)].choose(rng).expect("non-empty");
             if v6 {
                 ext.push(Ext::Fragment { offset8: offset, more: rng.random() });
             } else {
@@ -287,15 +343,21 @@ pub fn frame(rng: &mut impl Rng, policy: &Resolved) -> Vec<u8> {
                 let e = match rng.random_range(0..4) {
                     0 => Ext::HopByHop { len8: rng.random_range(0..4) },
                     1 => Ext::Routing { len8: rng.random_range(0..4) },
-                    2 => Ext::DestOpts { len8: if rng.random_bool(0.1) { 255 } else { rng.random_range(0..4) } },
-                    _ => Ext::Fragment { offset8: if rng.random_bool(0.5) { 0 } else { rng.random_range(0..8192) }, more: rng.random() },
+                    2 => Ext::DestOpts {
+                        len8: if rng.random_bool(0.1) { 255 } else { rng.random_range(0..4) },
+                    },
+                    _ => Ext::Fragment {
+                        offset8: if rng.random_bool(0.5) { 0 } else { rng.random_range(0..8192) },
+                        more: rng.random(),
+                    },
                 };
                 ext.insert(0, e);
             }
         }
         *payload = rng.random_range(0..32);
     }
-    let vids: Vec<u16> = policy.vlans.iter().map(|v| v.id).chain([0, rng.random_range(1..4095)]).collect();
+    let vids: Vec<u16> =
+        policy.vlans.iter().map(|v| v.id).chain([0, rng.random_range(1..4095)]).collect();
     let vid = |rng: &mut dyn RngCore| -> u16 {
         match src_dev {
             Some(d) if rng.random_bool(0.5) => d.vlan,
@@ -307,7 +369,13 @@ pub fn frame(rng: &mut impl Rng, policy: &Resolved) -> Vec<u8> {
         _ if src_dev.is_some() && rng.random_bool(0.5) => vec![(TPID_8021Q, vid(rng))],
         0..=39 => vec![],
         40..=79 => vec![(TPID_8021Q, vid(rng))],
-        80..=96 => vec![(*[TPID_8021AD, 0x9100, TPID_8021Q].choose(rng).expect("non-empty"), rng.random_range(0..4096)), (TPID_8021Q, vid(rng))],
+        80..=96 => vec![
+            (
+                *[TPID_8021AD, 0x9100, TPID_8021Q].choose(rng).expect("non-empty"),
+                rng.random_range(0..4096),
+            ),
+            (TPID_8021Q, vid(rng)),
+        ],
         _ => vec![(TPID_8021AD, 1), (TPID_8021Q, 2), (TPID_8021Q, vid(rng))],
     };
     if let Some(d) = src_dev

@@ -26,15 +26,26 @@ pub fn policy(n: usize) -> Resolved {
                 rule(&nurses, L4::Ports { proto: 6, lo: 443, hi: 443 }),
                 rule(&nurses, L4::IcmpType { proto: 1, icmp_type: 8 }),
                 rule(&nurses, L4::Ports { proto: 17, lo: 5000, hi: 5100 }),
-                rule(&Peer::Nets(vec![net("10.40.0.0/24")]), L4::Ports { proto: 6, lo: 8000, hi: 8080 }),
+                rule(
+                    &Peer::Nets(vec![net("10.40.0.0/24")]),
+                    L4::Ports { proto: 6, lo: 8000, hi: 8080 },
+                ),
             ];
             // Each device's own admin host: distinct rule sets per device.
-            let admin = IpNet::new(IpAddr::V4(Ipv4Addr::new(10, 31, (i / 256) as u8, (i % 256) as u8)), 32).expect("/32");
+            let admin =
+                IpNet::new(IpAddr::V4(Ipv4Addr::new(10, 31, (i / 256) as u8, (i % 256) as u8)), 32)
+                    .expect("/32");
             allow_in.push(rule(&Peer::Nets(vec![admin]), L4::Ports { proto: 6, lo: 22, hi: 22 }));
             let allow_out = vec![
-                rule(&Peer::Nets(vec![net("10.20.5.10/32")]), L4::Ports { proto: 6, lo: 443, hi: 443 }),
+                rule(
+                    &Peer::Nets(vec![net("10.20.5.10/32")]),
+                    L4::Ports { proto: 6, lo: 443, hi: 443 },
+                ),
                 rule(&Peer::Any, L4::Ports { proto: 17, lo: 123, hi: 123 }),
-                rule(&Peer::Nets(vec![net("10.20.0.0/16")]), L4::Ports { proto: 17, lo: 53, hi: 53 }),
+                rule(
+                    &Peer::Nets(vec![net("10.20.0.0/16")]),
+                    L4::Ports { proto: 17, lo: 53, hi: 53 },
+                ),
                 rule(&nurses, L4::Ports { proto: 6, lo: 8000, hi: 8100 }),
                 rule(&Peer::Nets(vec![net("10.50.0.0/16")]), L4::Proto(17)),
             ];
@@ -52,7 +63,12 @@ pub fn policy(n: usize) -> Resolved {
         allow_arp: true,
         allow_ndp: true,
         allow_dhcp: true,
-        vlans: vec![ResolvedVlan { id: 110, name: "pumps".into(), subnets: vec![net("10.110.0.0/16")], protected: true }],
+        vlans: vec![ResolvedVlan {
+            id: 110,
+            name: "pumps".into(),
+            subnets: vec![net("10.110.0.0/16")],
+            protected: true,
+        }],
         devices,
         interfaces: Vec::new(),
     }

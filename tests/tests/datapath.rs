@@ -19,7 +19,15 @@ use vlanguard_tests::{
 /// counter of the reason moved by one frame and its bytes; the devices in
 /// `devices` (slot, direction) moved the same; nothing else moved.
 #[track_caller]
-fn check(h: &mut Harness, policy: &Resolved, iface_vlan: u16, what: &str, frame: &[u8], reason: Reason, devices: &[(u32, Direction)]) {
+fn check(
+    h: &mut Harness,
+    policy: &Resolved,
+    iface_vlan: u16,
+    what: &str,
+    frame: &[u8],
+    reason: Reason,
+    devices: &[(u32, Direction)],
+) {
     let out = h.run(frame);
     let len = frame.len() as u64;
     let verdict = reason.verdict();
@@ -28,8 +36,13 @@ fn check(h: &mut Harness, policy: &Resolved, iface_vlan: u16, what: &str, frame:
         filter_common::Verdict::Drop => XDP_DROP,
     };
     assert_eq!(out.action, action, "{what}: action (outcome {out:?})");
-    assert_eq!(out.global, BTreeMap::from([((verdict, reason), (1, len))]), "{what}: global counters");
-    let expected: BTreeMap<_, _> = devices.iter().map(|(slot, dir)| ((*slot, *dir, verdict, reason), (1, len))).collect();
+    assert_eq!(
+        out.global,
+        BTreeMap::from([((verdict, reason), (1, len))]),
+        "{what}: global counters"
+    );
+    let expected: BTreeMap<_, _> =
+        devices.iter().map(|(slot, dir)| ((*slot, *dir, verdict, reason), (1, len))).collect();
     assert_eq!(out.devices, expected, "{what}: device counters");
 
     let r = reference::evaluate(policy, frame, iface_vlan);
@@ -58,12 +71,60 @@ fn allowlist_rules_decide_traffic_to_and_from_devices() {
     use Direction::{In, Out};
 
     let to_pump = |l4| Frame::ip(v4(NURSE), v4(PUMP4), l4).bytes();
-    check(h, &p, 0, "nurse -> pump tcp/443", &to_pump(L4::tcp(40000, 443)), Reason::Allowed, &[(PUMP, In)]);
-    check(h, &p, 0, "nurse -> pump tcp/80", &to_pump(L4::tcp(40000, 80)), Reason::NotAllowed, &[(PUMP, In)]);
-    check(h, &p, 0, "nurse -> pump udp/443", &to_pump(L4::udp(40000, 443)), Reason::NotAllowed, &[(PUMP, In)]);
-    check(h, &p, 0, "nurse -> pump icmp echo", &to_pump(L4::icmp(8)), Reason::Allowed, &[(PUMP, In)]);
-    check(h, &p, 0, "nurse -> pump icmp timestamp", &to_pump(L4::icmp(13)), Reason::NotAllowed, &[(PUMP, In)]);
-    check(h, &p, 0, "other protocol (GRE) to pump", &to_pump(L4::Other { proto: 47, len: 8 }), Reason::NotAllowed, &[(PUMP, In)]);
+    check(
+        h,
+        &p,
+        0,
+        "nurse -> pump tcp/443",
+        &to_pump(L4::tcp(40000, 443)),
+        Reason::Allowed,
+        &[(PUMP, In)],
+    );
+    check(
+        h,
+        &p,
+        0,
+        "nurse -> pump tcp/80",
+        &to_pump(L4::tcp(40000, 80)),
+        Reason::NotAllowed,
+        &[(PUMP, In)],
+    );
+    check(
+        h,
+        &p,
+        0,
+        "nurse -> pump udp/443",
+        &to_pump(L4::udp(40000, 443)),
+        Reason::NotAllowed,
+        &[(PUMP, In)],
+    );
+    check(
+        h,
+        &p,
+        0,
+        "nurse -> pump icmp echo",
+        &to_pump(L4::icmp(8)),
+        Reason::Allowed,
+        &[(PUMP, In)],
+    );
+    check(
+        h,
+        &p,
+        0,
+        "nurse -> pump icmp timestamp",
+        &to_pump(L4::icmp(13)),
+        Reason::NotAllowed,
+        &[(PUMP, In)],
+    );
+    check(
+        h,
+        &p,
+        0,
+        "other protocol (GRE) to pump",
+        &to_pump(L4::Other { proto: 47, len: 8 }),
+        Reason::NotAllowed,
+        &[(PUMP, In)],
+    );
 
     // The device's own rule (a /32 and ssh) merged with its profile.
     let ssh = Frame::ip(v4("10.30.4.20"), v4(PUMP4), L4::tcp(40000, 22)).bytes();
@@ -71,11 +132,44 @@ fn allowlist_rules_decide_traffic_to_and_from_devices() {
     let ssh = Frame::ip(v4("10.30.4.21"), v4(PUMP4), L4::tcp(40000, 22)).bytes();
     check(h, &p, 0, "other nurse -> pump ssh", &ssh, Reason::NotAllowed, &[(PUMP, In)]);
 
-    let from_pump = |dst: &str, l4| Frame::ip(v4(PUMP4), v4(dst), l4).vlan(110).from_mac(PUMP_MAC).bytes();
-    check(h, &p, 0, "pump -> drug library", &from_pump("10.20.5.10", L4::tcp(40000, 443)), Reason::Allowed, &[(PUMP, Out)]);
-    check(h, &p, 0, "pump -> next to drug library", &from_pump("10.20.5.11", L4::tcp(40000, 443)), Reason::NotAllowed, &[(PUMP, Out)]);
-    check(h, &p, 0, "pump -> any ntp", &from_pump("192.0.2.1", L4::udp(123, 123)), Reason::Allowed, &[(PUMP, Out)]);
-    check(h, &p, 0, "pump -> internet https", &from_pump("192.0.2.1", L4::tcp(40000, 443)), Reason::NotAllowed, &[(PUMP, Out)]);
+    let from_pump =
+        |dst: &str, l4| Frame::ip(v4(PUMP4), v4(dst), l4).vlan(110).from_mac(PUMP_MAC).bytes();
+    check(
+        h,
+        &p,
+        0,
+        "pump -> drug library",
+        &from_pump("10.20.5.10", L4::tcp(40000, 443)),
+        Reason::Allowed,
+        &[(PUMP, Out)],
+    );
+    check(
+        h,
+        &p,
+        0,
+        "pump -> next to drug library",
+        &from_pump("10.20.5.11", L4::tcp(40000, 443)),
+        Reason::NotAllowed,
+        &[(PUMP, Out)],
+    );
+    check(
+        h,
+        &p,
+        0,
+        "pump -> any ntp",
+        &from_pump("192.0.2.1", L4::udp(123, 123)),
+        Reason::Allowed,
+        &[(PUMP, Out)],
+    );
+    check(
+        h,
+        &p,
+        0,
+        "pump -> internet https",
+        &from_pump("192.0.2.1", L4::tcp(40000, 443)),
+        Reason::NotAllowed,
+        &[(PUMP, Out)],
+    );
 
     // Port ranges at and beyond their edges.
     let mon = |port| Frame::ip(v4(MON4), v4(NURSE), L4::tcp(40000, port)).vlan(120).bytes();
@@ -91,12 +185,30 @@ fn device_to_device_needs_both_sides() {
     let Some(mut h) = setup(&p, 0) else { return };
     let h = &mut h;
     use Direction::{In, Out};
-    let d2d = |port| Frame::ip(v4(PUMP4), v4(MON4), L4::udp(40000, port)).vlan(110).from_mac(PUMP_MAC).bytes();
+    let d2d = |port| {
+        Frame::ip(v4(PUMP4), v4(MON4), L4::udp(40000, port)).vlan(110).from_mac(PUMP_MAC).bytes()
+    };
     let both = [(PUMP, Out), (MONITOR, In)];
     check(h, &p, 0, "pump -> monitor 5005 (both allow)", &d2d(5005), Reason::Allowed, &both);
-    check(h, &p, 0, "pump -> monitor 5050 (monitor allows, pump does not)", &d2d(5050), Reason::NotAllowed, &both);
+    check(
+        h,
+        &p,
+        0,
+        "pump -> monitor 5050 (monitor allows, pump does not)",
+        &d2d(5050),
+        Reason::NotAllowed,
+        &both,
+    );
     let back = Frame::ip(v4(MON4), v4(PUMP4), L4::udp(5005, 40000)).vlan(120).bytes();
-    check(h, &p, 0, "monitor -> pump (neither allows)", &back, Reason::NotAllowed, &[(MONITOR, Out), (PUMP, In)]);
+    check(
+        h,
+        &p,
+        0,
+        "monitor -> pump (neither allows)",
+        &back,
+        Reason::NotAllowed,
+        &[(MONITOR, Out), (PUMP, In)],
+    );
 }
 
 #[test]
@@ -107,7 +219,15 @@ fn every_vlan_encapsulation() {
     let h = &mut h;
     let out = [(PUMP, Direction::Out)];
     check(h, &p, 0, "802.1Q", &base().vlan(110).bytes(), Reason::Allowed, &out);
-    check(h, &p, 0, "QinQ 802.1ad + 802.1Q", &base().qinq(3000, 110).bytes(), Reason::Allowed, &out);
+    check(
+        h,
+        &p,
+        0,
+        "QinQ 802.1ad + 802.1Q",
+        &base().qinq(3000, 110).bytes(),
+        Reason::Allowed,
+        &out,
+    );
     let mut f = base();
     f.tags = vec![(0x9100, 3000), (TPID_8021Q, 110)];
     check(h, &p, 0, "QinQ 0x9100 + 802.1Q", &f.bytes(), Reason::Allowed, &out);
@@ -115,19 +235,59 @@ fn every_vlan_encapsulation() {
     f.tags = vec![(TPID_8021AD, 110)];
     check(h, &p, 0, "single 802.1ad tag", &f.bytes(), Reason::Allowed, &out);
     check(h, &p, 0, "wrong VLAN tag", &base().vlan(120).bytes(), Reason::WrongVlan, &out);
-    check(h, &p, 0, "QinQ with wrong inner VLAN", &base().qinq(110, 120).bytes(), Reason::WrongVlan, &out);
+    check(
+        h,
+        &p,
+        0,
+        "QinQ with wrong inner VLAN",
+        &base().qinq(110, 120).bytes(),
+        Reason::WrongVlan,
+        &out,
+    );
     check(h, &p, 0, "untagged on an uplink", &base().bytes(), Reason::WrongVlan, &out);
-    check(h, &p, 0, "priority tag (VID 0) on an uplink", &base().vlan(0).bytes(), Reason::WrongVlan, &out);
+    check(
+        h,
+        &p,
+        0,
+        "priority tag (VID 0) on an uplink",
+        &base().vlan(0).bytes(),
+        Reason::WrongVlan,
+        &out,
+    );
     let mut f = base();
     f.tags = vec![(TPID_8021AD, 1), (TPID_8021Q, 2), (TPID_8021Q, 110)];
     check(h, &p, 0, "three tags", &f.bytes(), Reason::Malformed, &[]);
-    check(h, &p, 0, "padded to 60 bytes", &Frame::ip(v4(NURSE), v4(PUMP4), L4::icmp(8)).padded(), Reason::Allowed, &[(PUMP, Direction::In)]);
+    check(
+        h,
+        &p,
+        0,
+        "padded to 60 bytes",
+        &Frame::ip(v4(NURSE), v4(PUMP4), L4::icmp(8)).padded(),
+        Reason::Allowed,
+        &[(PUMP, Direction::In)],
+    );
 
     // An access interface declared to carry VLAN 110 untagged.
     h.apply(&p, 110);
     check(h, &p, 110, "untagged on a VLAN 110 access port", &base().bytes(), Reason::Allowed, &out);
-    check(h, &p, 110, "priority tag on a VLAN 110 access port", &base().vlan(0).bytes(), Reason::Allowed, &out);
-    check(h, &p, 110, "a tag still wins over the port's VLAN", &base().vlan(120).bytes(), Reason::WrongVlan, &out);
+    check(
+        h,
+        &p,
+        110,
+        "priority tag on a VLAN 110 access port",
+        &base().vlan(0).bytes(),
+        Reason::Allowed,
+        &out,
+    );
+    check(
+        h,
+        &p,
+        110,
+        "a tag still wins over the port's VLAN",
+        &base().vlan(120).bytes(),
+        Reason::WrongVlan,
+        &out,
+    );
     let stranger = Frame::ip(v4("192.0.2.9"), v4("192.0.2.1"), L4::tcp(1, 2)).bytes();
     check(h, &p, 110, "unknown source on the VLAN 110 port", &stranger, Reason::UnknownDevice, &[]);
 }
@@ -143,21 +303,66 @@ fn ipv6_and_extension_headers() {
     check(h, &p, 0, "v6 tcp/443", &to_pump(L4::tcp(40000, 443)).bytes(), Reason::Allowed, &pin);
     check(h, &p, 0, "v6 tcp/80", &to_pump(L4::tcp(40000, 80)).bytes(), Reason::NotAllowed, &pin);
     check(h, &p, 0, "v6 echo request", &to_pump(L4::icmp(128)).bytes(), Reason::Allowed, &pin);
-    check(h, &p, 0, "v6 icmp type 8 is not v4 echo", &to_pump(L4::icmp(8)).bytes(), Reason::NotAllowed, &pin);
-    let from_pump = Frame::ip(v6(PUMP6), v6("2001:db8:20::10"), L4::tcp(40000, 443)).vlan(110).from_mac(PUMP_MAC);
-    check(h, &p, 0, "v6 pump -> drug library", &from_pump.bytes(), Reason::Allowed, &[(PUMP, Direction::Out)]);
+    check(
+        h,
+        &p,
+        0,
+        "v6 icmp type 8 is not v4 echo",
+        &to_pump(L4::icmp(8)).bytes(),
+        Reason::NotAllowed,
+        &pin,
+    );
+    let from_pump = Frame::ip(v6(PUMP6), v6("2001:db8:20::10"), L4::tcp(40000, 443))
+        .vlan(110)
+        .from_mac(PUMP_MAC);
+    check(
+        h,
+        &p,
+        0,
+        "v6 pump -> drug library",
+        &from_pump.bytes(),
+        Reason::Allowed,
+        &[(PUMP, Direction::Out)],
+    );
 
-    let with_ext = |ext: Vec<Ext>| to_pump(L4::tcp(40000, 443)).with_ip(|b| if let Body::Ip { ext: e, .. } = b { *e = ext });
-    let chain = vec![Ext::HopByHop { len8: 0 }, Ext::DestOpts { len8: 1 }, Ext::Routing { len8: 2 }, Ext::DestOpts { len8: 0 }];
+    let with_ext = |ext: Vec<Ext>| {
+        to_pump(L4::tcp(40000, 443)).with_ip(|b| {
+            if let Body::Ip { ext: e, .. } = b {
+                *e = ext
+            }
+        })
+    };
+    let chain = vec![
+        Ext::HopByHop { len8: 0 },
+        Ext::DestOpts { len8: 1 },
+        Ext::Routing { len8: 2 },
+        Ext::DestOpts { len8: 0 },
+    ];
     check(h, &p, 0, "v6 four extension headers", &with_ext(chain).bytes(), Reason::Allowed, &pin);
     let first = vec![Ext::HopByHop { len8: 0 }, Ext::Fragment { offset8: 0, more: true }];
     check(h, &p, 0, "v6 first fragment", &with_ext(first).bytes(), Reason::Allowed, &pin);
     let six = vec![Ext::DestOpts { len8: 0 }; 6];
-    check(h, &p, 0, "v6 six extension headers (the bound)", &with_ext(six).bytes(), Reason::Allowed, &pin);
+    check(
+        h,
+        &p,
+        0,
+        "v6 six extension headers (the bound)",
+        &with_ext(six).bytes(),
+        Reason::Allowed,
+        &pin,
+    );
     let seven = vec![Ext::DestOpts { len8: 0 }; 7];
     check(h, &p, 0, "v6 seven extension headers", &with_ext(seven).bytes(), Reason::Malformed, &[]);
     let long = vec![Ext::DestOpts { len8: 255 }, Ext::DestOpts { len8: 0 }];
-    check(h, &p, 0, "v6 headers past the offset bound", &with_ext(long).bytes(), Reason::Malformed, &[]);
+    check(
+        h,
+        &p,
+        0,
+        "v6 headers past the offset bound",
+        &with_ext(long).bytes(),
+        Reason::Malformed,
+        &[],
+    );
     let mapped = Frame::ip(v6("::ffff:10.30.1.1"), v6(PUMP6), L4::tcp(40000, 443)).bytes();
     check(h, &p, 0, "v6 with a v4-mapped source", &mapped, Reason::Malformed, &[]);
 }
@@ -176,20 +381,78 @@ fn fragments_and_ipv4_options() {
             }
         })
     };
-    check(h, &p, 0, "first fragment, tcp/443", &frag(NURSE, PUMP4, L4::tcp(1, 443), 0, true).bytes(), Reason::Allowed, &pin);
+    check(
+        h,
+        &p,
+        0,
+        "first fragment, tcp/443",
+        &frag(NURSE, PUMP4, L4::tcp(1, 443), 0, true).bytes(),
+        Reason::Allowed,
+        &pin,
+    );
     // Non-first fragments carry no ports: only rules that leave the port
     // open can pass them.
-    check(h, &p, 0, "non-first tcp fragment", &frag(NURSE, PUMP4, L4::Other { proto: 6, len: 16 }, 10, false).bytes(), Reason::NotAllowed, &pin);
-    check(h, &p, 0, "non-first udp fragment to a port-less rule", &frag(NURSE, MON4, L4::Other { proto: 17, len: 16 }, 10, false).bytes(), Reason::Allowed, &[(MONITOR, Direction::In)]);
-    check(h, &p, 0, "tcp fragment at offset 8 (RFC 1858)", &frag(NURSE, PUMP4, L4::Other { proto: 6, len: 16 }, 1, false).bytes(), Reason::Malformed, &[]);
-    check(h, &p, 0, "tiny first fragment without the tcp header", &frag(NURSE, PUMP4, L4::Other { proto: 6, len: 8 }, 0, true).bytes(), Reason::Malformed, &[]);
+    check(
+        h,
+        &p,
+        0,
+        "non-first tcp fragment",
+        &frag(NURSE, PUMP4, L4::Other { proto: 6, len: 16 }, 10, false).bytes(),
+        Reason::NotAllowed,
+        &pin,
+    );
+    check(
+        h,
+        &p,
+        0,
+        "non-first udp fragment to a port-less rule",
+        &frag(NURSE, MON4, L4::Other { proto: 17, len: 16 }, 10, false).bytes(),
+        Reason::Allowed,
+        &[(MONITOR, Direction::In)],
+    );
+    check(
+        h,
+        &p,
+        0,
+        "tcp fragment at offset 8 (RFC 1858)",
+        &frag(NURSE, PUMP4, L4::Other { proto: 6, len: 16 }, 1, false).bytes(),
+        Reason::Malformed,
+        &[],
+    );
+    check(
+        h,
+        &p,
+        0,
+        "tiny first fragment without the tcp header",
+        &frag(NURSE, PUMP4, L4::Other { proto: 6, len: 8 }, 0, true).bytes(),
+        Reason::Malformed,
+        &[],
+    );
 
     let nurse6 = v6("2001:db8:30::1");
     let v6frag = Frame::ip(nurse6, v6("2001:db8:120::5"), L4::Other { proto: 17, len: 16 })
-        .with_ip(|b| if let Body::Ip { ext, .. } = b { *ext = vec![Ext::Fragment { offset8: 3, more: false }] });
-    check(h, &p, 0, "v6 non-first udp fragment", &v6frag.bytes(), Reason::Allowed, &[(MONITOR, Direction::In)]);
+        .with_ip(|b| {
+            if let Body::Ip { ext, .. } = b {
+                *ext = vec![Ext::Fragment { offset8: 3, more: false }]
+            }
+        });
+    check(
+        h,
+        &p,
+        0,
+        "v6 non-first udp fragment",
+        &v6frag.bytes(),
+        Reason::Allowed,
+        &[(MONITOR, Direction::In)],
+    );
 
-    let ihl = |n: u8| Frame::ip(v4(NURSE), v4(PUMP4), L4::tcp(1, 443)).with_ip(|b| if let Body::Ip { ihl, .. } = b { *ihl = n });
+    let ihl = |n: u8| {
+        Frame::ip(v4(NURSE), v4(PUMP4), L4::tcp(1, 443)).with_ip(|b| {
+            if let Body::Ip { ihl, .. } = b {
+                *ihl = n
+            }
+        })
+    };
     check(h, &p, 0, "ipv4 options (ihl 8)", &ihl(8).bytes(), Reason::Allowed, &pin);
     check(h, &p, 0, "ipv4 options (ihl 15)", &ihl(15).bytes(), Reason::Allowed, &pin);
     let mut bad = ihl(5).bytes();
@@ -202,7 +465,8 @@ fn fragments_and_ipv4_options() {
     let mut long = ihl(5).bytes();
     long[14] = 0x4f; // claims 60 header bytes, total length says 40
     check(h, &p, 0, "ihl beyond total length", &long, Reason::Malformed, &[]);
-    let doff = |d: u8| Frame::ip(v4(NURSE), v4(PUMP4), L4::Tcp { sport: 1, dport: 443, doff: d }).bytes();
+    let doff =
+        |d: u8| Frame::ip(v4(NURSE), v4(PUMP4), L4::Tcp { sport: 1, dport: 443, doff: d }).bytes();
     check(h, &p, 0, "tcp doff 8", &doff(8), Reason::Allowed, &pin);
     let mut short = doff(5);
     short[14 + 20 + 12] = 0x40;
@@ -220,17 +484,47 @@ fn every_truncation_is_malformed() {
         ("v4 tcp", Frame::ip(v4(NURSE), v4(PUMP4), L4::tcp(1, 443))),
         ("v4 udp 802.1Q", Frame::ip(v4(PUMP4), v4("192.0.2.1"), L4::udp(123, 123)).vlan(110)),
         ("v4 icmp QinQ", Frame::ip(v4(PUMP4), v4(NURSE), L4::icmp(0)).qinq(7, 110)),
-        ("v4 options", Frame::ip(v4(NURSE), v4(PUMP4), L4::tcp(1, 443)).with_ip(|b| if let Body::Ip { ihl, .. } = b { *ihl = 7 })),
+        (
+            "v4 options",
+            Frame::ip(v4(NURSE), v4(PUMP4), L4::tcp(1, 443)).with_ip(|b| {
+                if let Body::Ip { ihl, .. } = b {
+                    *ihl = 7
+                }
+            }),
+        ),
         ("v6 tcp", Frame::ip(nurse6, v6(PUMP6), L4::tcp(1, 443))),
-        ("v6 udp ext", Frame::ip(nurse6, v6(PUMP6), L4::udp(1, 443)).vlan(110).with_ip(|b| if let Body::Ip { ext, .. } = b { *ext = vec![Ext::HopByHop { len8: 1 }, Ext::Fragment { offset8: 0, more: true }] })),
+        (
+            "v6 udp ext",
+            Frame::ip(nurse6, v6(PUMP6), L4::udp(1, 443)).vlan(110).with_ip(|b| {
+                if let Body::Ip { ext, .. } = b {
+                    *ext = vec![Ext::HopByHop { len8: 1 }, Ext::Fragment { offset8: 0, more: true }]
+                }
+            }),
+        ),
         ("v6 icmpv6", Frame::ip(nurse6, v6(PUMP6), L4::icmp(128)).qinq(7, 110)),
-        ("arp", Frame::arp(PUMP_MAC, "10.110.0.7".parse().expect("ip"), "10.110.0.1".parse().expect("ip")).vlan(110)),
+        (
+            "arp",
+            Frame::arp(
+                PUMP_MAC,
+                "10.110.0.7".parse().expect("ip"),
+                "10.110.0.1".parse().expect("ip"),
+            )
+            .vlan(110),
+        ),
     ];
     for (name, f) in frames {
         let whole = f.bytes();
         // BPF_PROG_TEST_RUN refuses frames under 14 bytes; so do NICs.
         for len in 14..whole.len() {
-            check(&mut h, &p, 0, &format!("{name} cut to {len} of {}", whole.len()), &whole[..len], Reason::Malformed, &[]);
+            check(
+                &mut h,
+                &p,
+                0,
+                &format!("{name} cut to {len} of {}", whole.len()),
+                &whole[..len],
+                Reason::Malformed,
+                &[],
+            );
         }
     }
 }
@@ -242,22 +536,69 @@ fn spoofing_and_unknown_hosts() {
     let h = &mut h;
     let pout = [(PUMP, Direction::Out)];
     let lib = "10.20.5.10";
-    let spoofed = Frame::ip(v4(PUMP4), v4(lib), L4::tcp(1, 443)).vlan(110).from_mac([0x02, 0xbb, 0, 0, 0, 1]).bytes();
+    let spoofed = Frame::ip(v4(PUMP4), v4(lib), L4::tcp(1, 443))
+        .vlan(110)
+        .from_mac([0x02, 0xbb, 0, 0, 0, 1])
+        .bytes();
     check(h, &p, 0, "pump address from another MAC", &spoofed, Reason::SpoofedMac, &pout);
-    let unbound = Frame::ip(v4(MON4), v4(NURSE), L4::tcp(1, 8000)).vlan(120).from_mac([0x02, 0xbb, 0, 0, 0, 1]).bytes();
-    check(h, &p, 0, "monitor has no MAC binding", &unbound, Reason::Allowed, &[(MONITOR, Direction::Out)]);
+    let unbound = Frame::ip(v4(MON4), v4(NURSE), L4::tcp(1, 8000))
+        .vlan(120)
+        .from_mac([0x02, 0xbb, 0, 0, 0, 1])
+        .bytes();
+    check(
+        h,
+        &p,
+        0,
+        "monitor has no MAC binding",
+        &unbound,
+        Reason::Allowed,
+        &[(MONITOR, Direction::Out)],
+    );
     let stranger = Frame::ip(v4("10.110.0.99"), v4(lib), L4::tcp(1, 443)).vlan(110).bytes();
     check(h, &p, 0, "unknown host in the pump VLAN", &stranger, Reason::UnknownDevice, &[]);
     let foreign = Frame::ip(v4("192.0.2.50"), v4(lib), L4::tcp(1, 443)).vlan(110).bytes();
     check(h, &p, 0, "foreign address on the pump VLAN", &foreign, Reason::UnknownDevice, &[]);
     let to_stranger = Frame::ip(v4(NURSE), v4("10.110.0.99"), L4::tcp(1, 443)).bytes();
-    check(h, &p, 0, "to an unknown host in the pump VLAN", &to_stranger, Reason::UnknownDevice, &[]);
-    let stranger_to_pump = Frame::ip(v4("10.110.0.99"), v4(PUMP4), L4::tcp(1, 443)).vlan(110).bytes();
-    check(h, &p, 0, "unknown host to a pump", &stranger_to_pump, Reason::UnknownDevice, &[(PUMP, Direction::In)]);
+    check(
+        h,
+        &p,
+        0,
+        "to an unknown host in the pump VLAN",
+        &to_stranger,
+        Reason::UnknownDevice,
+        &[],
+    );
+    let stranger_to_pump =
+        Frame::ip(v4("10.110.0.99"), v4(PUMP4), L4::tcp(1, 443)).vlan(110).bytes();
+    check(
+        h,
+        &p,
+        0,
+        "unknown host to a pump",
+        &stranger_to_pump,
+        Reason::UnknownDevice,
+        &[(PUMP, Direction::In)],
+    );
     let unmatched = Frame::ip(v4(NURSE), v4("192.0.2.1"), L4::tcp(1, 443)).vlan(30).bytes();
     check(h, &p, 0, "nurse VLAN to the internet", &unmatched, Reason::Unmatched, &[]);
-    check(h, &p, 0, "LLDP on the pump VLAN", &Frame::ether(0x88cc, 40).vlan(110).bytes(), Reason::NotAllowed, &[]);
-    check(h, &p, 0, "LLDP on the uplink", &Frame::ether(0x88cc, 40).bytes(), Reason::Unmatched, &[]);
+    check(
+        h,
+        &p,
+        0,
+        "LLDP on the pump VLAN",
+        &Frame::ether(0x88cc, 40).vlan(110).bytes(),
+        Reason::NotAllowed,
+        &[],
+    );
+    check(
+        h,
+        &p,
+        0,
+        "LLDP on the uplink",
+        &Frame::ether(0x88cc, 40).bytes(),
+        Reason::Unmatched,
+        &[],
+    );
 }
 
 #[test]
@@ -274,9 +615,17 @@ fn infrastructure_follows_settings() {
     let mut arp_spoof = Frame::arp([0x02, 0xbb, 0, 0, 0, 1], pump, gw).vlan(110);
     arp_spoof.src_mac = PUMP_MAC;
     let arp_spoof = arp_spoof.bytes();
-    let arp_stranger = Frame::arp([0x02, 0xbb, 0, 0, 0, 1], "10.110.0.99".parse().expect("ip"), gw).vlan(110).bytes();
-    let ns = Frame::ip(v6("fe80::7"), v6("ff02::1:ff00:1"), L4::icmp(135)).vlan(110).from_mac(PUMP_MAC).bytes();
-    let dhcp = Frame::ip(v4("0.0.0.0"), v4("255.255.255.255"), L4::udp(68, 67)).vlan(110).from_mac(PUMP_MAC).bytes();
+    let arp_stranger = Frame::arp([0x02, 0xbb, 0, 0, 0, 1], "10.110.0.99".parse().expect("ip"), gw)
+        .vlan(110)
+        .bytes();
+    let ns = Frame::ip(v6("fe80::7"), v6("ff02::1:ff00:1"), L4::icmp(135))
+        .vlan(110)
+        .from_mac(PUMP_MAC)
+        .bytes();
+    let dhcp = Frame::ip(v4("0.0.0.0"), v4("255.255.255.255"), L4::udp(68, 67))
+        .vlan(110)
+        .from_mac(PUMP_MAC)
+        .bytes();
 
     check(h, &on, 0, "ARP from the pump", &arp, Reason::Infra, &pout);
     check(h, &on, 0, "ARP claiming the pump's address", &arp_spoof, Reason::SpoofedMac, &pout);
@@ -299,7 +648,8 @@ fn policy_swap_takes_effect_and_leaves_one_generation() {
     let occupied = h.filter.occupancy();
     let g0 = h.filter.active_generation().expect("generation");
 
-    let tighter = resolve(&vlanguard_tests::policies::HOSPITAL.replace("port = 443 }", "port = 8443 }"));
+    let tighter =
+        resolve(&vlanguard_tests::policies::HOSPITAL.replace("port = 443 }", "port = 8443 }"));
     h.apply(&tighter, 0);
     assert_ne!(h.filter.active_generation().expect("generation"), g0, "apply flips the generation");
     check(&mut h, &tighter, 0, "after", &f, Reason::NotAllowed, &[(PUMP, Direction::In)]);

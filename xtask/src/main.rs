@@ -40,6 +40,9 @@ enum Task {
         #[arg(trailing_var_arg = true)]
         args: Vec<String>,
     },
+    /// The demo lab: a router in network namespaces enforcing
+    /// examples/hospital.toml on real traffic (root needed).
+    Demo,
     /// cargo fmt --check and clippy with warnings denied.
     Lint,
     /// Per-packet cost of the program with BPF_PROG_TEST_RUN (root needed).
@@ -65,16 +68,40 @@ fn main() -> Result<()> {
             println!("{}", path.display());
         }
         Task::Test { args } => test(&root, &args)?,
+        Task::Demo => {
+            setup::run()?;
+            require_root("the lab creates network namespaces and attaches XDP")?;
+            setup::ensure_commands(&[("ping", "iputils-ping")])?;
+            cargo(["build", "--release", "--package", "filter-user", "--bin", "vlanguard"])?;
+            let mut cmd = Command::new(root.join("tests/lab/demo.sh"));
+            cmd.arg(root.join("target/release/vlanguard")).arg(root.join("examples/hospital.toml"));
+            run(cmd)?;
+        }
         Task::Lint => {
+            let root = root.clone();
             setup::run()?;
             cargo(["fmt", "--all", "--check"])?;
-            cargo(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
+            cargo(["clippy", "--all-targets", "--", "-D", "warnings"])?;
+            // The eBPF crate only builds for the BPF target, with nightly.
+            let mut cmd = ebpf_cargo(&root, "clippy", "release");
+            cmd.args(["--", "-D", "warnings"]);
+            run(cmd)?;
         }
         Task::Bench { repeat } => {
             setup::run()?;
             require_root("the benchmarks load XDP programs")?;
             let repeat = repeat.to_string();
-            cargo(["run", "--release", "--package", "vlanguard-tests", "--bin", "bench", "--", "--repeat", &repeat])?;
+            cargo([
+                "run",
+                "--release",
+                "--package",
+                "vlanguard-tests",
+                "--bin",
+                "bench",
+                "--",
+                "--repeat",
+                &repeat,
+            ])?;
         }
     }
     Ok(())
@@ -83,7 +110,15 @@ fn main() -> Result<()> {
 fn test(root: &Path, args: &[String]) -> Result<()> {
     setup::run()?;
     // Layer 1: pure Rust (policy, compiler, reference evaluator, layouts).
-    cargo(["test", "--workspace", "--exclude", "vlanguard-tests", "--exclude", "filter-ebpf"])?;
+    cargo([
+        "test",
+        "--package",
+        "filter-common",
+        "--package",
+        "filter-user",
+        "--package",
+        "xtask",
+    ])?;
     // Layer 2: the real program in the real kernel, release build embedded
     // in the binary and the debug build loaded from its file.
     let debug_object = build_ebpf(root, true)?;
@@ -98,24 +133,24 @@ fn test(root: &Path, args: &[String]) -> Result<()> {
 /// `bpf-debug` profile (or release), and returns the object's path.
 fn build_ebpf(root: &Path, debug: bool) -> Result<PathBuf> {
     let profile = if debug { "bpf-debug" } else { "release" };
-    let target_dir = root.join("target/ebpf");
+    run(ebpf_cargo(root, "build", profile))?;
+    Ok(root.join("target/ebpf/bpfel-unknown-none").join(profile).join("vlanguard-xdp"))
+}
+
+/// `cargo <verb>` for filter-ebpf on the BPF target, as aya-build runs it.
+fn ebpf_cargo(root: &Path, verb: &str, profile: &str) -> Command {
     // core's debug-mode UB checks compare packet and stack pointers, which
     // the verifier refuses; they check Rust's rules, not the program's.
-    let rustflags = [
-        "--cfg=bpf_target_arch=\"x86_64\"",
-        "-Cdebuginfo=2",
-        "-Clink-arg=--btf",
-        "-Zub-checks=no",
-    ]
-    .join("\x1f");
+    let rustflags =
+        ["--cfg=bpf_target_arch=\"x86_64\"", "-Cdebuginfo=2", "-Clink-arg=--btf", "-Zub-checks=no"]
+            .join("\x1f");
     let mut cmd = Command::new("rustup");
-    cmd.args(["run", "nightly", "cargo", "build", "--package", "filter-ebpf", "--bins"]);
+    cmd.args(["run", "nightly", "cargo", verb, "--package", "filter-ebpf", "--bins"]);
     cmd.args(["--target", "bpfel-unknown-none", "-Z", "build-std=core", "--profile", profile]);
-    cmd.arg("--target-dir").arg(&target_dir);
+    cmd.arg("--target-dir").arg(root.join("target/ebpf"));
     cmd.env("CARGO_ENCODED_RUSTFLAGS", rustflags);
     cmd.env_remove("RUSTC").env_remove("RUSTC_WORKSPACE_WRAPPER");
-    run(cmd)?;
-    Ok(target_dir.join("bpfel-unknown-none").join(profile).join("vlanguard-xdp"))
+    cmd
 }
 
 fn require_root(why: &str) -> Result<()> {
@@ -139,7 +174,11 @@ fn cargo<I: IntoIterator<Item = S>, S: AsRef<OsStr>>(args: I) -> Result<()> {
 fn run(mut cmd: Command) -> Result<()> {
     // Every child finds the cached bpf-linker.
     cmd.env("PATH", setup::path_with_tools()?);
-    eprintln!("+ {cmd:?}");
+    let shown: Vec<_> = std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| a.to_string_lossy())
+        .collect();
+    eprintln!("+ {}", shown.join(" "));
     let status = cmd.status().with_context(|| format!("starting {cmd:?}"))?;
     if !status.success() {
         bail!("{cmd:?} failed: {status}");
@@ -148,5 +187,8 @@ fn run(mut cmd: Command) -> Result<()> {
 }
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
 }

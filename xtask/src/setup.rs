@@ -56,7 +56,13 @@ fn ensure_rust_src() -> Result<()> {
     }
     if !installed.status.success() {
         eprintln!("setup: installing the nightly toolchain");
-        check(Command::new("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal"]))?;
+        check(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            "nightly",
+            "--profile",
+            "minimal",
+        ]))?;
     }
     eprintln!("setup: adding rust-src to nightly (eBPF builds core from source)");
     check(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))
@@ -76,7 +82,10 @@ fn working_linker(tools: &Path) -> Option<PathBuf> {
 }
 
 fn build_linker(tools: &Path) -> Result<()> {
-    eprintln!("setup: building bpf-linker {BPF_LINKER_VERSION} into {} (a few minutes, once)", tools.display());
+    eprintln!(
+        "setup: building bpf-linker {BPF_LINKER_VERSION} into {} (a few minutes, once)",
+        tools.display()
+    );
     std::fs::create_dir_all(tools)?;
     let venv = tools.join("llvm");
     let python = venv.join("bin/python");
@@ -113,4 +122,30 @@ fn check(cmd: &mut Command) -> Result<()> {
         bail!("{cmd:?} failed: {status}");
     }
     Ok(())
+}
+
+/// Installs the Debian packages providing `commands` that are missing.
+pub fn ensure_commands(commands: &[(&str, &str)]) -> Result<()> {
+    let missing: Vec<&str> = commands
+        .iter()
+        .filter(|(cmd, _)| {
+            !Command::new("sh")
+                .args(["-c", &format!("command -v {cmd}")])
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+        .map(|(_, pkg)| *pkg)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!("setup: installing {}", missing.join(" "));
+    check(Command::new("apt-get").arg("update").arg("-q"))?;
+    check(
+        Command::new("apt-get")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
 }

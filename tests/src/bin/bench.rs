@@ -50,8 +50,13 @@ fn main() -> anyhow::Result<()> {
     floor.load()?;
 
     let mut md = String::new();
-    let mut csv = String::from("devices,rules_per_device,frame,bytes,ns_median,ns_min,ns_max,floor_ns_median,ratio_to_floor\n");
-    writeln!(md, "| devices | frame | verdict | ns/packet (median of {ROUNDS}) | min | max | XDP_PASS floor | minus floor |")?;
+    let mut csv = String::from(
+        "devices,rules_per_device,frame,bytes,ns_median,ns_min,ns_max,floor_ns_median,ratio_to_floor\n",
+    );
+    writeln!(
+        md,
+        "| devices | frame | verdict | ns/packet (median of {ROUNDS}) | min | max | XDP_PASS floor | minus floor |"
+    )?;
     writeln!(md, "|---:|---|---|---:|---:|---:|---:|---:|")?;
 
     for n in [1usize, 10_000] {
@@ -62,15 +67,28 @@ fn main() -> anyhow::Result<()> {
         eprintln!("bench: {n} devices applied in {:?}", t.elapsed());
         let target: IpAddr = scale::device_ip(n / 2);
         let cases = [
-            Case { name: "allowed TCP SYN v4", frame: Frame::ip(v4("10.30.1.1"), target, L4::tcp(40000, 443)).padded(), expect: Reason::Allowed },
-            Case { name: "dropped TCP SYN v4", frame: Frame::ip(v4("10.30.1.1"), target, L4::tcp(40000, 80)).padded(), expect: Reason::NotAllowed },
+            Case {
+                name: "allowed TCP SYN v4",
+                frame: Frame::ip(v4("10.30.1.1"), target, L4::tcp(40000, 443)).padded(),
+                expect: Reason::Allowed,
+            },
+            Case {
+                name: "dropped TCP SYN v4",
+                frame: Frame::ip(v4("10.30.1.1"), target, L4::tcp(40000, 80)).padded(),
+                expect: Reason::NotAllowed,
+            },
         ];
         // Check every verdict before timing: timed runs move the counters.
         for case in &cases {
             assert_eq!(case.frame.len(), 60, "64-byte frame on the wire (60 + FCS)");
             let expected = reference::evaluate(&policy, &case.frame, 0).reason;
             assert_eq!(expected, case.expect, "{}: reference verdict", case.name);
-            assert_eq!(h.run(&case.frame).reason(), Some(case.expect), "{}: kernel verdict", case.name);
+            assert_eq!(
+                h.run(&case.frame).reason(),
+                Some(case.expect),
+                "{}: kernel verdict",
+                case.name
+            );
         }
         for case in &cases {
             let (mut ours, mut floors) = (Vec::new(), Vec::new());
@@ -79,9 +97,22 @@ fn main() -> anyhow::Result<()> {
                 ours.push(h.run_raw(&case.frame, repeat).1);
             }
             let (m, f) = (median(ours.clone()), median(floors));
-            let (lo, hi) = (*ours.iter().min().expect("rounds"), *ours.iter().max().expect("rounds"));
-            writeln!(md, "| {n} | {} | {} | {m} | {lo} | {hi} | {f} | {} |", case.name, case.expect.name(), m.saturating_sub(f))?;
-            writeln!(csv, "{n},10,{},{},{m},{lo},{hi},{f},{:.2}", case.name, case.frame.len(), m as f64 / f.max(1) as f64)?;
+            let (lo, hi) =
+                (*ours.iter().min().expect("rounds"), *ours.iter().max().expect("rounds"));
+            writeln!(
+                md,
+                "| {n} | {} | {} | {m} | {lo} | {hi} | {f} | {} |",
+                case.name,
+                case.expect.name(),
+                m.saturating_sub(f)
+            )?;
+            writeln!(
+                csv,
+                "{n},10,{},{},{m},{lo},{hi},{f},{:.2}",
+                case.name,
+                case.frame.len(),
+                m as f64 / f.max(1) as f64
+            )?;
         }
     }
     println!("{md}");

@@ -1,0 +1,53 @@
+//! Attaching the loaded program to interfaces, with errors an operator can
+//! act on.
+
+use std::ffi::CString;
+
+use aya::programs::{ProgramError, XdpMode, xdp::XdpLinkId};
+
+use crate::{Filter, error::LoadError};
+
+/// How the program runs on an interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum AttachMode {
+    /// In the driver, before the kernel allocates anything: line rate.
+    Native,
+    /// In the kernel's generic path: works on every interface, slower.
+    Generic,
+}
+
+/// The ifindex of `name`, or an error naming it.
+pub fn ifindex(name: &str) -> Result<u32, LoadError> {
+    let c = CString::new(name).map_err(|_| LoadError::NoSuchInterface(name.to_string()))?;
+    // SAFETY: `c` is a valid NUL-terminated string for the duration of the call.
+    match unsafe { libc::if_nametoindex(c.as_ptr()) } {
+        0 => Err(LoadError::NoSuchInterface(name.to_string())),
+        i => Ok(i),
+    }
+}
+
+impl Filter {
+    /// Attaches the program to `iface`.
+    pub fn attach(&mut self, iface: &str, mode: AttachMode) -> Result<XdpLinkId, LoadError> {
+        let index = ifindex(iface)?;
+        let flags = match mode {
+            AttachMode::Native => XdpMode::Driver,
+            AttachMode::Generic => XdpMode::Skb,
+        };
+        self.program().attach_to_if_index(index, flags).map_err(|e| match (mode, e) {
+            (AttachMode::Native, e) => LoadError::Attach {
+                iface: iface.to_string(),
+                reason: format!(
+                    "{e}; the driver may not support native XDP: \
+                     retry with --xdp-mode generic (slower, works everywhere)"
+                ),
+            },
+            (AttachMode::Generic, ProgramError::UnknownInterface { .. }) => {
+                LoadError::NoSuchInterface(iface.to_string())
+            }
+            (AttachMode::Generic, e) => {
+                LoadError::Attach { iface: iface.to_string(), reason: e.to_string() }
+            }
+        })
+    }
+}

@@ -1,0 +1,66 @@
+//! The differential check: random policies and frames, kernel against the
+//! reference evaluator. Used on the release build (many cases) and on the
+//! debug build of the program.
+
+use std::collections::BTreeMap;
+
+use filter_common::{Direction, Reason, Verdict};
+use rand::{SeedableRng as _, rngs::StdRng};
+
+use crate::{
+    harness::{Harness, XDP_DROP, XDP_PASS},
+    random,
+};
+
+const FRAMES_PER_POLICY: usize = 120;
+
+/// Runs `cases` (policy, frame) cases from `seed`; panics with the seed and
+/// the case on the first disagreement. Returns the count per reason.
+pub fn run(h: &mut Harness, seed: u64, cases: usize) -> BTreeMap<Reason, usize> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut done = 0;
+    let mut by_reason = BTreeMap::new();
+    while done < cases {
+        let (policy, iface_vlan) = random::policy(&mut rng);
+        h.apply(&policy, iface_vlan);
+        for _ in 0..FRAMES_PER_POLICY.min(cases - done) {
+            let frame = random::frame(&mut rng, &policy);
+            let expected = filter_user::reference::evaluate(&policy, &frame, iface_vlan);
+            let got = h.run(&frame);
+            let context = || {
+                format!(
+                    "seed {seed} (VLANGUARD_SEED={seed}), case {done}\nframe ({} bytes) {:02x?}\n\
+                     iface_vlan {iface_vlan}\npolicy {policy:#?}\nexpected {expected:?}\ngot {got:?}",
+                    frame.len(),
+                    &frame[..frame.len().min(256)],
+                )
+            };
+            let verdict = expected.reason.verdict();
+            let action = if verdict == Verdict::Pass { XDP_PASS } else { XDP_DROP };
+            assert_eq!(got.action, action, "action differs\n{}", context());
+            assert_eq!(got.reason(), Some(expected.reason), "reason differs\n{}", context());
+            let len = frame.len() as u64;
+            let mut devices = BTreeMap::new();
+            if let Some(s) = expected.src_device {
+                devices.insert((s as u32, Direction::Out, verdict, expected.reason), (1, len));
+            }
+            if let Some(d) = expected.dst_device {
+                devices.insert((d as u32, Direction::In, verdict, expected.reason), (1, len));
+            }
+            assert_eq!(got.devices, devices, "device counters differ\n{}", context());
+            *by_reason.entry(expected.reason).or_insert(0usize) += 1;
+            done += 1;
+        }
+    }
+    by_reason
+}
+
+/// `VLANGUARD_SEED`, or a fresh random seed.
+pub fn seed() -> u64 {
+    env_number("VLANGUARD_SEED").unwrap_or_else(rand::random)
+}
+
+pub fn env_number(name: &str) -> Option<u64> {
+    let v = std::env::var(name).ok()?;
+    Some(v.parse().unwrap_or_else(|_| panic!("{name}={v:?} is not a number")))
+}

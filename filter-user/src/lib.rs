@@ -16,11 +16,13 @@ pub use error::{LoadError, PolicyError};
 pub use loader::{Filter, PASS_FLOOR_OBJECT, PROGRAM_OBJECT};
 pub use policy::{Policy, Resolved};
 
-/// Reads and validates a policy file; errors name the file.
+/// Reads and validates a policy file; errors say `file:line:column:` and
+/// what to do.
 pub fn read_policy(path: &std::path::Path) -> anyhow::Result<Resolved> {
     use anyhow::Context as _;
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let policy = Policy::from_toml(&text).with_context(|| format!("in {}", path.display()))?;
-    policy.resolve().with_context(|| format!("in {}", path.display()))
+    Policy::from_toml(&text)
+        .and_then(|p| p.resolve())
+        .map_err(|e| anyhow::anyhow!(e.render(path, &text)))
 }

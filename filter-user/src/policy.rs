@@ -6,12 +6,14 @@ use std::{
     collections::{BTreeMap, HashMap, HashSet},
     fmt,
     net::IpAddr,
+    ops::Range,
     str::FromStr,
 };
 
 use filter_common::MAX_RULES;
 use ipnet::IpNet;
 use serde::Deserialize;
+use toml::Spanned;
 
 use crate::error::PolicyError;
 
@@ -22,17 +24,17 @@ pub struct Policy {
     #[serde(default)]
     pub settings: Settings,
     #[serde(default, rename = "vlan")]
-    pub vlans: Vec<Vlan>,
+    pub vlans: Vec<Spanned<Vlan>>,
     /// Named address sets, IPv4 and IPv6 mixed.
     #[serde(default)]
-    pub peers: BTreeMap<String, Vec<IpNet>>,
+    pub peers: BTreeMap<String, Spanned<Vec<IpNet>>>,
     #[serde(default, rename = "profile")]
-    pub profiles: Vec<Profile>,
+    pub profiles: Vec<Spanned<Profile>>,
     #[serde(default, rename = "device")]
-    pub devices: Vec<Device>,
+    pub devices: Vec<Spanned<Device>>,
     /// Interfaces whose untagged frames belong to one VLAN.
     #[serde(default, rename = "interface")]
-    pub interfaces: Vec<Interface>,
+    pub interfaces: Vec<Spanned<Interface>>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -80,9 +82,9 @@ const fn yes() -> bool {
 pub struct Profile {
     pub name: String,
     #[serde(default)]
-    pub allow_in: Vec<InRule>,
+    pub allow_in: Vec<Spanned<InRule>>,
     #[serde(default)]
-    pub allow_out: Vec<OutRule>,
+    pub allow_out: Vec<Spanned<OutRule>>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -97,9 +99,9 @@ pub struct Device {
     #[serde(default)]
     pub profile: Option<String>,
     #[serde(default)]
-    pub allow_in: Vec<InRule>,
+    pub allow_in: Vec<Spanned<InRule>>,
     #[serde(default)]
-    pub allow_out: Vec<OutRule>,
+    pub allow_out: Vec<Spanned<OutRule>>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -141,7 +143,8 @@ pub struct Match {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(untagged)]
 pub enum PortSpec {
-    Number(u16),
+    /// Range-checked in validation, for a clear message.
+    Number(i64),
     Text(String),
 }
 
@@ -256,7 +259,8 @@ impl Policy {
     }
 
     /// Checks everything and merges profiles into devices. Nothing partial:
-    /// any error and there is no result.
+    /// any error and there is no result. Errors carry the byte range of the
+    /// table or rule at fault ([`PolicyError::render`] turns it into a line).
     pub fn resolve(&self) -> Result<Resolved, PolicyError> {
         if self.settings.mode == Mode::Monitor {
             // Accepting it would silently enforce what the operator meant
@@ -270,17 +274,19 @@ impl Policy {
         }
         let mut vlan_ids = HashSet::new();
         for v in &self.vlans {
+            let (at, v) = (v.span(), v.get_ref());
+            let what = format!("vlan {:?}", v.name);
             if !(1..=4094).contains(&v.id) {
-                return Err(PolicyError::invalid(
-                    format!("vlan {:?}", v.name),
-                    format!("id {} is outside 1-4094", v.id),
-                ));
+                return Err(
+                    PolicyError::invalid(what, format!("id {} is outside 1-4094", v.id)).at(at)
+                );
             }
             if !vlan_ids.insert(v.id) {
                 return Err(PolicyError::invalid(
-                    format!("vlan {:?}", v.name),
+                    what,
                     format!("vlan id {} is declared twice", v.id),
-                ));
+                )
+                .at(at));
             }
         }
         for (name, nets) in &self.peers {
@@ -288,30 +294,26 @@ impl Policy {
                 return Err(PolicyError::invalid(
                     "peers",
                     "a peer set cannot be called \"any\"".into(),
-                ));
+                )
+                .at(nets.span()));
             }
-            if nets.is_empty() {
+            if nets.get_ref().is_empty() {
                 return Err(PolicyError::invalid(
                     format!("peer set {name:?}"),
                     "is empty: list at least one network".into(),
-                ));
+                )
+                .at(nets.span()));
             }
         }
         let mut profiles = HashMap::new();
         for p in &self.profiles {
-            let ins = self.rules(
-                &format!("profile {:?} allow_in", p.name),
-                p.allow_in.iter().map(|r| (&r.from, &r.m)),
-            )?;
-            let outs = self.rules(
-                &format!("profile {:?} allow_out", p.name),
-                p.allow_out.iter().map(|r| (&r.to, &r.m)),
-            )?;
+            let (at, p) = (p.span(), p.get_ref());
+            let what = format!("profile {:?}", p.name);
+            let ins = self.rules(&format!("{what} allow_in"), p.allow_in.iter().map(in_rule))?;
+            let outs =
+                self.rules(&format!("{what} allow_out"), p.allow_out.iter().map(out_rule))?;
             if profiles.insert(p.name.as_str(), (ins, outs)).is_some() {
-                return Err(PolicyError::invalid(
-                    format!("profile {:?}", p.name),
-                    "is declared twice".into(),
-                ));
+                return Err(PolicyError::invalid(what, "is declared twice".into()).at(at));
             }
         }
 
@@ -319,62 +321,46 @@ impl Policy {
         let mut names = HashSet::new();
         let mut addrs: HashMap<IpAddr, &str> = HashMap::new();
         for d in &self.devices {
+            let (at, d) = (d.span(), d.get_ref());
             let what = format!("device {:?}", d.name);
+            let fail =
+                |problem: String| Err(PolicyError::invalid(what.clone(), problem).at(at.clone()));
             if !names.insert(d.name.as_str()) {
-                return Err(PolicyError::invalid(what, "is declared twice".into()));
+                return fail("is declared twice".into());
             }
-            let Some(vlan) = self.vlans.iter().find(|v| v.id == d.vlan) else {
-                return Err(PolicyError::invalid(
-                    what,
-                    format!("vlan {} is not declared in a [[vlan]] table", d.vlan),
-                ));
+            let Some(vlan) = self.vlans.iter().map(Spanned::get_ref).find(|v| v.id == d.vlan)
+            else {
+                return fail(format!("vlan {} is not declared in a [[vlan]] table", d.vlan));
             };
             if d.ip.is_empty() {
-                return Err(PolicyError::invalid(what, "has no ip".into()));
+                return fail("has no ip".into());
             }
             for ip in &d.ip {
                 if let Some(other) = addrs.insert(*ip, &d.name) {
-                    return Err(PolicyError::invalid(
-                        what,
-                        format!("ip {ip} is already used by device {other:?}"),
-                    ));
+                    return fail(format!("ip {ip} is already used by device {other:?}"));
                 }
                 if !vlan.subnets.iter().any(|n| n.contains(ip)) {
-                    return Err(PolicyError::invalid(
-                        what,
-                        format!("ip {ip} is not in any subnet of vlan {} ({})", vlan.id, vlan.name),
+                    return fail(format!(
+                        "ip {ip} is not in any subnet of vlan {} ({})",
+                        vlan.id, vlan.name
                     ));
                 }
             }
-            let mac = d
-                .mac
-                .as_deref()
-                .map(parse_mac)
-                .transpose()
-                .map_err(|e| PolicyError::invalid(what.clone(), e))?;
+            let mac = match d.mac.as_deref().map(parse_mac).transpose() {
+                Ok(mac) => mac,
+                Err(e) => return fail(e),
+            };
             let (mut allow_in, mut allow_out) = match &d.profile {
                 Some(p) => match profiles.get(p.as_str()) {
                     Some(rules) => rules.clone(),
-                    None => {
-                        return Err(PolicyError::invalid(
-                            what,
-                            format!("profile {p:?} is not declared"),
-                        ));
-                    }
+                    None => return fail(format!("profile {p:?} is not declared")),
                 },
                 None => (Vec::new(), Vec::new()),
             };
-            allow_in.extend(
-                self.rules(
-                    &format!("{what} allow_in"),
-                    d.allow_in.iter().map(|r| (&r.from, &r.m)),
-                )?,
-            );
+            allow_in
+                .extend(self.rules(&format!("{what} allow_in"), d.allow_in.iter().map(in_rule))?);
             allow_out.extend(
-                self.rules(
-                    &format!("{what} allow_out"),
-                    d.allow_out.iter().map(|r| (&r.to, &r.m)),
-                )?,
+                self.rules(&format!("{what} allow_out"), d.allow_out.iter().map(out_rule))?,
             );
             dedup(&mut allow_in);
             dedup(&mut allow_out);
@@ -385,6 +371,7 @@ impl Policy {
                         direction: dir,
                         count: rules.len(),
                         limit: MAX_RULES,
+                        at: Some(at.clone()),
                     });
                 }
             }
@@ -400,6 +387,7 @@ impl Policy {
 
         let mut interfaces = Vec::new();
         for i in &self.interfaces {
+            let (at, i) = (i.span(), i.get_ref());
             if !vlan_ids.contains(&i.untagged_vlan) {
                 return Err(PolicyError::invalid(
                     format!("interface {:?}", i.name),
@@ -407,7 +395,8 @@ impl Policy {
                         "untagged_vlan {} is not declared in a [[vlan]] table",
                         i.untagged_vlan
                     ),
-                ));
+                )
+                .at(at));
             }
             interfaces.push((i.name.clone(), i.untagged_vlan));
         }
@@ -419,6 +408,7 @@ impl Policy {
             vlans: self
                 .vlans
                 .iter()
+                .map(Spanned::get_ref)
                 .map(|v| ResolvedVlan {
                     id: v.id,
                     name: v.name.clone(),
@@ -434,14 +424,16 @@ impl Policy {
     fn rules<'a>(
         &self,
         what: &str,
-        rules: impl Iterator<Item = (&'a String, &'a Match)>,
+        rules: impl Iterator<Item = (&'a String, &'a Match, Range<usize>)>,
     ) -> Result<Vec<Rule>, PolicyError> {
         rules
             .enumerate()
-            .map(|(i, (peer, m))| {
-                let at = format!("{what} rule {}", i + 1);
-                let peer = self.peer(peer).map_err(|e| PolicyError::invalid(at.clone(), e))?;
-                let l4 = l4(m).map_err(|e| PolicyError::invalid(at, e))?;
+            .map(|(i, (peer, m, span))| {
+                let what = format!("{what} rule {}", i + 1);
+                let peer = self
+                    .peer(peer)
+                    .map_err(|e| PolicyError::invalid(what.clone(), e).at(span.clone()))?;
+                let l4 = l4(m).map_err(|e| PolicyError::invalid(what, e).at(span))?;
                 Ok(Rule { peer, l4 })
             })
             .collect()
@@ -452,7 +444,7 @@ impl Policy {
             return Ok(Peer::Any);
         }
         if let Some(nets) = self.peers.get(text) {
-            return Ok(Peer::Nets(nets.iter().map(IpNet::trunc).collect()));
+            return Ok(Peer::Nets(nets.get_ref().iter().map(IpNet::trunc).collect()));
         }
         if let Ok(net) = text.parse::<IpNet>() {
             return Ok(Peer::Nets(vec![net.trunc()]));
@@ -464,6 +456,14 @@ impl Policy {
             "peer {text:?} is neither \"any\", an address, a CIDR nor a set declared under [peers]"
         ))
     }
+}
+
+fn in_rule(r: &Spanned<InRule>) -> (&String, &Match, Range<usize>) {
+    (&r.get_ref().from, &r.get_ref().m, r.span())
+}
+
+fn out_rule(r: &Spanned<OutRule>) -> (&String, &Match, Range<usize>) {
+    (&r.get_ref().to, &r.get_ref().m, r.span())
 }
 
 fn dedup(rules: &mut Vec<Rule>) {
@@ -506,7 +506,10 @@ fn l4(m: &Match) -> Result<L4, String> {
 
 fn parse_ports(spec: &PortSpec) -> Result<(u16, u16), String> {
     let text = match spec {
-        PortSpec::Number(n) => return Ok((*n, *n)),
+        PortSpec::Number(n) => {
+            let p = u16::try_from(*n).map_err(|_| format!("port {n} is outside 0-65535"))?;
+            return Ok((p, p));
+        }
         PortSpec::Text(t) => t.trim(),
     };
     let bad = || format!("port {text:?} is not a port (443) or a range (8000-8100) of 0-65535");
@@ -674,5 +677,45 @@ mod example_tests {
         assert_eq!(r.devices.len(), 5);
         assert!(r.allow_arp && r.allow_ndp && r.allow_dhcp);
         assert_eq!(r.interfaces, vec![("vg-pumps".to_string(), 110)]);
+    }
+}
+
+#[cfg(test)]
+mod location_tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn rendered(text: &str) -> String {
+        let e = Policy::from_toml(text).and_then(|p| p.resolve()).expect_err("invalid");
+        e.render(Path::new("site.toml"), text)
+    }
+
+    #[test]
+    fn errors_name_file_line_and_column() {
+        let vlan = "[[vlan]]\nid = 110\nname = \"pumps\"\nsubnets = [\"10.110.0.0/24\"]\n";
+        let text = format!(
+            "{vlan}\n[[device]]\nname = \"p\"\nvlan = 110\nip = [\"10.110.0.7\"]\n\
+             allow_in = [ {{ from = \"any\", proto = \"tcp\", port = 22 }},\n    {{ from = \"nobody\" }} ]\n"
+        );
+        assert_eq!(
+            rendered(&text),
+            "site.toml:11:5: device \"p\" allow_in rule 2: peer \"nobody\" is neither \"any\", \
+             an address, a CIDR nor a set declared under [peers]"
+        );
+        let text = format!("{vlan}\n[[device]]\nname = \"p\"\nvlan = 110\nip = [\"10.120.0.7\"]\n");
+        assert!(
+            rendered(&text).starts_with("site.toml:6:1: device \"p\": ip 10.120.0.7"),
+            "{}",
+            rendered(&text)
+        );
+        let text = format!("{vlan}[peers]\nnobody = []\n");
+        assert!(
+            rendered(&text).starts_with("site.toml:6:10: peer set \"nobody\": is empty"),
+            "{}",
+            rendered(&text)
+        );
+        let syntax = rendered("[[vlan]]\nid = \"x\"\n");
+        assert!(syntax.starts_with("site.toml: TOML parse error at line 2, column 6"), "{syntax}");
     }
 }

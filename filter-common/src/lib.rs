@@ -19,6 +19,32 @@ pub mod maps {
     pub const PORT_SETS: &str = "PORT_SETS";
     pub const DEVICE_STATS: &str = "DEVICE_STATS";
     pub const GLOBAL_STATS: &str = "GLOBAL_STATS";
+    pub const META: &str = "META";
+
+    /// Every map, in the order they are pinned.
+    pub const ALL: [&str; 11] = [
+        GENERATION,
+        SETTINGS,
+        IFACES,
+        VLAN_FLAGS,
+        DEVICES,
+        PROTECTED,
+        PEER_SETS,
+        PORT_SETS,
+        DEVICE_STATS,
+        GLOBAL_STATS,
+        META,
+    ];
+}
+
+/// `META[i]`: facts the controller keeps with the pinned maps so that a
+/// restarted daemon can take over. Never read by the program.
+pub mod meta {
+    /// `META[RULE_SETS + generation]`: rule set slots written for it.
+    pub const RULE_SETS: u32 = 0;
+    /// `META[APPLIED_AT]`: seconds since the epoch of the last apply.
+    pub const APPLIED_AT: u32 = 2;
+    pub const LEN: u32 = 8;
 }
 
 /// The XDP program's name in the object file.

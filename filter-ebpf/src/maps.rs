@@ -59,6 +59,10 @@ pub static PORT_SETS: ArrayOfMaps<
 pub static DEVICE_STATS: PerCpuHashMap<StatKey, Counter> =
     PerCpuHashMap::with_max_entries(MAX_DEVICE_STATS, BPF_F_NO_PREALLOC);
 
+/// Controller bookkeeping that lives with the pins (`filter_common::meta`).
+#[map]
+pub static META: Array<u64> = Array::with_max_entries(filter_common::meta::LEN, 0);
+
 /// `[verdict * NUM_REASONS + reason]`: every frame, counted once.
 #[map]
 pub static GLOBAL_STATS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(GLOBAL_STATS_LEN, 0);

@@ -72,6 +72,12 @@ pub enum LoadError {
     NoSuchInterface(String),
     #[error("cannot attach to {iface}: {reason}")]
     Attach { iface: String, reason: String },
+    #[error("pinning: {0}")]
+    Pin(String),
+    #[error(
+        "another vlanguard daemon is running on pin directory {0}; stop it first (or use its socket)"
+    )]
+    Locked(String),
     #[error("bpf: {0}")]
     Syscall(std::io::Error),
     #[error("policy does not fit the maps: {0}")]

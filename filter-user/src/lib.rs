@@ -4,8 +4,10 @@
 
 pub mod attach;
 pub mod compile;
+pub mod daemon;
 pub mod error;
 pub mod loader;
+pub mod pins;
 pub mod policy;
 pub mod reference;
 pub mod report;

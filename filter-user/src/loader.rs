@@ -12,6 +12,7 @@
 use std::{
     collections::{BTreeMap, HashMap as StdHashMap, HashSet},
     os::fd::{AsFd as _, AsRawFd as _},
+    path::Path,
 };
 
 use aya::{
@@ -22,7 +23,8 @@ use aya::{
 use filter_common::{
     Counter, DeviceInfo, DeviceKey, GENERATION_MASK, GENERATIONS, GLOBAL_STATS_LEN, IfaceConf,
     MAX_RULE_SETS, MAX_SET_PREFIXES, PROGRAM_NAME, PeerData, PortData, ProtectedKey, ProtectedNet,
-    Reason, RuleBits, Settings, StatKey, VLAN_IDS, Verdict, global_stat_index, maps, rule_set_slot,
+    Reason, RuleBits, Settings, StatKey, VLAN_IDS, Verdict, global_stat_index, maps, meta,
+    rule_set_slot,
 };
 
 use crate::{
@@ -58,16 +60,23 @@ struct TrieCache<C> {
     slots: [u32; GENERATIONS as usize],
 }
 
+/// Where the program came from: loaded from the object now, or adopted from
+/// its pin (a restarted daemon).
+enum Program {
+    Loaded(Ebpf),
+    Pinned(Box<Xdp>),
+}
+
 /// The loaded program and typed handles on its maps.
 pub struct Filter {
-    ebpf: Ebpf,
+    program: Program,
+    meta: Array<MapData, u64>,
     generation: Array<MapData, u32>,
     settings: Array<MapData, Settings>,
     ifaces: HashMap<MapData, u32, IfaceConf>,
     vlan_flags: Array<MapData, u32>,
     devices: HashMap<MapData, DeviceKey, DeviceInfo>,
     protected: LpmTrie<MapData, ProtectedKey, ProtectedNet>,
-    /// The arrays of maps, written with batched raw updates (see `sys`).
     peer_sets: MapData,
     port_sets: MapData,
     peer_tries: TrieCache<PeerContent>,
@@ -80,12 +89,37 @@ pub struct Filter {
     global_stats: PerCpuArray<MapData, Counter>,
 }
 
-fn take<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(
-    ebpf: &mut Ebpf,
-    name: &'static str,
-) -> Result<T, LoadError> {
-    let map = ebpf.take_map(name).ok_or(LoadError::MissingMap(name))?;
-    Ok(T::try_from(map)?)
+/// Typed handles on every map, however obtained.
+struct Maps {
+    meta: Array<MapData, u64>,
+    generation: Array<MapData, u32>,
+    settings: Array<MapData, Settings>,
+    ifaces: HashMap<MapData, u32, IfaceConf>,
+    vlan_flags: Array<MapData, u32>,
+    devices: HashMap<MapData, DeviceKey, DeviceInfo>,
+    protected: LpmTrie<MapData, ProtectedKey, ProtectedNet>,
+    peer_sets: MapData,
+    port_sets: MapData,
+    device_stats: PerCpuHashMap<MapData, StatKey, Counter>,
+    global_stats: PerCpuArray<MapData, Counter>,
+}
+
+impl Maps {
+    fn take(source: &mut impl MapSource) -> Result<Maps, LoadError> {
+        Ok(Maps {
+            generation: source.typed(maps::GENERATION)?,
+            settings: source.typed(maps::SETTINGS)?,
+            ifaces: source.typed(maps::IFACES)?,
+            vlan_flags: source.typed(maps::VLAN_FLAGS)?,
+            devices: source.typed(maps::DEVICES)?,
+            protected: source.typed(maps::PROTECTED)?,
+            peer_sets: source.raw(maps::PEER_SETS)?,
+            port_sets: source.raw(maps::PORT_SETS)?,
+            device_stats: source.typed(maps::DEVICE_STATS)?,
+            global_stats: source.typed(maps::GLOBAL_STATS)?,
+            meta: source.typed(maps::META)?,
+        })
+    }
 }
 
 impl<C> TrieCache<C> {
@@ -94,10 +128,51 @@ impl<C> TrieCache<C> {
     }
 }
 
-fn take_raw(ebpf: &mut Ebpf, name: &'static str) -> Result<MapData, LoadError> {
-    match ebpf.take_map(name) {
-        Some(Map::ArrayOfMaps(data)) => Ok(data),
-        _ => Err(LoadError::MissingMap(name)),
+/// Hands out the program's maps by name, from a fresh load or from pins.
+trait MapSource {
+    fn map(&mut self, name: &'static str) -> Result<Map, LoadError>;
+
+    fn typed<T: TryFrom<Map, Error = aya::maps::MapError>>(
+        &mut self,
+        name: &'static str,
+    ) -> Result<T, LoadError> {
+        Ok(T::try_from(self.map(name)?)?)
+    }
+
+    /// The arrays of maps, written with raw batched updates (see `sys`).
+    fn raw(&mut self, name: &'static str) -> Result<MapData, LoadError> {
+        match self.map(name)? {
+            Map::ArrayOfMaps(data) => Ok(data),
+            _ => Err(LoadError::MissingMap(name)),
+        }
+    }
+}
+
+/// A fresh load, pinning each map under `pin` when given.
+struct Fresh<'a> {
+    ebpf: &'a mut Ebpf,
+    pin: Option<&'a Path>,
+}
+
+impl MapSource for Fresh<'_> {
+    fn map(&mut self, name: &'static str) -> Result<Map, LoadError> {
+        let map = self.ebpf.take_map(name).ok_or(LoadError::MissingMap(name))?;
+        if let Some(dir) = self.pin {
+            map.pin(dir.join(name)).map_err(|e| LoadError::Pin(format!("map {name}: {e}")))?;
+        }
+        Ok(map)
+    }
+}
+
+/// Maps pinned by an earlier daemon, in `dir`.
+struct Pinned<'a>(&'a Path);
+
+impl MapSource for Pinned<'_> {
+    fn map(&mut self, name: &'static str) -> Result<Map, LoadError> {
+        let path = self.0.join(name);
+        let data = MapData::from_pin(&path)
+            .map_err(|e| LoadError::Pin(format!("{}: {e}", path.display())))?;
+        Ok(Map::from_map_data(data)?)
     }
 }
 
@@ -122,38 +197,77 @@ fn map_fd(map: &Map) -> u32 {
 
 impl Filter {
     /// Loads `object` (normally [`PROGRAM_OBJECT`]) into the kernel, verifier
-    /// included. Nothing is attached.
+    /// included. Nothing is attached or pinned.
     pub fn load(object: &[u8]) -> Result<Filter, LoadError> {
+        Filter::load_inner(object, None)
+    }
+
+    /// Loads `object` and pins the program at `prog` and each map at
+    /// `maps/NAME`, so they outlive this process.
+    pub fn load_pinned(object: &[u8], prog: &Path, maps: &Path) -> Result<Filter, LoadError> {
+        Filter::load_inner(object, Some((prog, maps)))
+    }
+
+    fn load_inner(object: &[u8], pin: Option<(&Path, &Path)>) -> Result<Filter, LoadError> {
         let mut ebpf = Ebpf::load(object)?;
         let prog: &mut Xdp = ebpf
             .program_mut(PROGRAM_NAME)
             .ok_or(LoadError::MissingMap(PROGRAM_NAME))?
             .try_into()?;
         prog.load()?;
+        if let Some((prog_pin, _)) = pin {
+            prog.pin(prog_pin).map_err(|e| LoadError::Pin(format!("program: {e}")))?;
+        }
+        let mut source = Fresh { ebpf: &mut ebpf, pin: pin.map(|(_, maps)| maps) };
+        let maps = Maps::take(&mut source)?;
+        Filter::with(Program::Loaded(ebpf), maps)
+    }
+
+    /// Adopts a program and maps pinned by an earlier daemon: nothing is
+    /// reloaded or detached, the running filter keeps enforcing.
+    pub fn from_pins(prog: &Path, maps: &Path) -> Result<Filter, LoadError> {
+        let program = Xdp::from_pin(prog, aya_obj::programs::XdpAttachType::Interface)
+            .map_err(|e| LoadError::Pin(format!("{}: {e}", prog.display())))?;
+        let maps = Maps::take(&mut Pinned(maps))?;
+        let mut filter = Filter::with(Program::Pinned(Box::new(program)), maps)?;
+        // What the earlier daemon wrote, so the next apply can clear it.
+        for g in 0..GENERATIONS {
+            let sets = filter.meta.get(&(meta::RULE_SETS + g), 0)? as u32;
+            filter.peer_tries.slots[g as usize] = sets;
+            filter.port_tries.slots[g as usize] = sets;
+        }
+        Ok(filter)
+    }
+
+    fn with(program: Program, m: Maps) -> Result<Filter, LoadError> {
         Ok(Filter {
-            generation: take(&mut ebpf, maps::GENERATION)?,
-            settings: take(&mut ebpf, maps::SETTINGS)?,
-            ifaces: take(&mut ebpf, maps::IFACES)?,
-            vlan_flags: take(&mut ebpf, maps::VLAN_FLAGS)?,
-            devices: take(&mut ebpf, maps::DEVICES)?,
-            protected: take(&mut ebpf, maps::PROTECTED)?,
-            peer_sets: take_raw(&mut ebpf, maps::PEER_SETS)?,
-            port_sets: take_raw(&mut ebpf, maps::PORT_SETS)?,
+            program,
+            meta: m.meta,
+            generation: m.generation,
+            settings: m.settings,
+            ifaces: m.ifaces,
+            vlan_flags: m.vlan_flags,
+            devices: m.devices,
+            protected: m.protected,
+            peer_sets: m.peer_sets,
+            port_sets: m.port_sets,
             peer_tries: TrieCache::new(),
             port_tries: TrieCache::new(),
             empty_peers: new_trie::<PeerData>()?,
             empty_ports: new_trie::<PortData>()?,
-            device_stats: take(&mut ebpf, maps::DEVICE_STATS)?,
-            global_stats: take(&mut ebpf, maps::GLOBAL_STATS)?,
-            ebpf,
+            device_stats: m.device_stats,
+            global_stats: m.global_stats,
         })
     }
 
     pub fn program(&mut self) -> &mut Xdp {
-        self.ebpf
-            .program_mut(PROGRAM_NAME)
-            .and_then(|p| p.try_into().ok())
-            .expect("loaded in Filter::load")
+        match &mut self.program {
+            Program::Loaded(ebpf) => ebpf
+                .program_mut(PROGRAM_NAME)
+                .and_then(|p| p.try_into().ok())
+                .expect("loaded in Filter::load"),
+            Program::Pinned(xdp) => xdp,
+        }
     }
 
     /// The active generation.
@@ -194,6 +308,9 @@ impl Filter {
         self.set_ifaces(ifaces)?;
         // The switch: one word.
         self.generation.set(0, next, 0)?;
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        self.meta.set(meta::APPLIED_AT, now.as_secs(), 0)?;
         // Frames being decided may still read the old generation. Updating
         // a map of maps makes the kernel wait an RCU grace period, after
         // which no run of the program that read the old word is left.
@@ -245,6 +362,7 @@ impl Filter {
         let sets = c.rule_sets.len() as u32;
         self.peer_tries.slots[generation as usize] = sets;
         self.port_tries.slots[generation as usize] = sets;
+        self.meta.set(meta::RULE_SETS + generation, u64::from(sets), 0)?;
         for d in &c.devices {
             let slot = |id: u32| if id == 0 { 0 } else { rule_set_slot(generation, id) };
             let info = DeviceInfo {
@@ -310,6 +428,7 @@ impl Filter {
         }
         self.peer_tries.slots[g] = 0;
         self.port_tries.slots[g] = 0;
+        self.meta.set(meta::RULE_SETS + generation, 0, 0)?;
         release(&mut self.peer_tries, g);
         release(&mut self.port_tries, g);
         Ok(())

@@ -1,13 +1,16 @@
 //! `vlanguard`: the operator's command.
 
-use std::{path::PathBuf, process::ExitCode, time::Duration};
+use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use filter_user::{
     Filter, PROGRAM_OBJECT,
-    attach::{AttachMode, ifindex},
-    compile, read_policy, report,
+    attach::AttachMode,
+    compile,
+    daemon::{self, Daemon},
+    pins::{DEFAULT_PIN_DIR, PinDir},
+    read_policy,
 };
 
 /// vlanguard: an XDP firewall for the VLANs that hold medical and IoT
@@ -22,9 +25,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Enforce a policy on interfaces until stopped (Ctrl-C or SIGTERM),
-    /// printing per-device counters. This version keeps nothing pinned:
-    /// stopping it detaches the filter. Needs root.
+    /// Run the daemon: enforce the policy file on the interfaces. The
+    /// program, maps and links are pinned under --pin-dir, so the filter
+    /// keeps enforcing when the daemon stops or crashes; a new daemon adopts
+    /// them without a gap. SIGHUP reloads the file (an invalid file is
+    /// reported and the running policy stays). Needs root.
     Run {
         /// The policy file (TOML); see examples/hospital.toml.
         #[arg(long)]
@@ -40,6 +45,15 @@ enum Command {
         /// Print counters every this many seconds (0: only when stopping).
         #[arg(long, default_value_t = 0)]
         stats_interval: u64,
+        /// Where program, maps and links are pinned (on a BPF filesystem).
+        #[arg(long, default_value = DEFAULT_PIN_DIR)]
+        pin_dir: PathBuf,
+    },
+    /// Remove the filter completely: detach from every interface and delete
+    /// the pinned program and maps. Stop the daemon first.
+    Detach {
+        #[arg(long, default_value = DEFAULT_PIN_DIR)]
+        pin_dir: PathBuf,
     },
     /// Work with policy files.
     Policy {
@@ -77,8 +91,30 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Run { config, ifaces, xdp_mode, stats_interval } => {
-            enforce(&config, &ifaces, xdp_mode, stats_interval)
+        Command::Run { config, ifaces, xdp_mode, stats_interval, pin_dir } => {
+            let daemon = Daemon::start(daemon::Config {
+                policy: config,
+                ifaces,
+                mode: xdp_mode,
+                pin_dir,
+                stats_interval,
+            })?;
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(daemon.serve())
+        }
+        Command::Detach { pin_dir } => {
+            let pins = PinDir::new(&pin_dir);
+            if !pins.root().exists() {
+                anyhow::bail!("nothing to detach: {} does not exist", pin_dir.display());
+            }
+            let lock = pins.lock()?;
+            let ifaces = pins.detach_all(&lock)?;
+            println!(
+                "detached from {}; removed {}",
+                if ifaces.is_empty() { "no interface".to_string() } else { ifaces.join(", ") },
+                pin_dir.display()
+            );
+            Ok(())
         }
         Command::Policy { command: PolicyCommand::Validate { file } } => {
             let resolved = read_policy(&file)?;
@@ -113,61 +149,4 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
-}
-
-/// `vlanguard run`: everything is checked before the kernel is touched, the
-/// policy is in the maps before the program is attached (no window without
-/// filtering), and stopping detaches.
-fn enforce(
-    config: &std::path::Path,
-    ifaces: &[String],
-    mode: AttachMode,
-    stats_interval: u64,
-) -> anyhow::Result<()> {
-    let policy = read_policy(config)?;
-    for iface in ifaces {
-        ifindex(iface)?;
-    }
-    let mut untagged = Vec::new();
-    for (name, vlan) in &policy.interfaces {
-        let index = ifindex(name).with_context(|| {
-            format!("{}: [[interface]] {name:?} (untagged VLAN {vlan})", config.display())
-        })?;
-        untagged.push((index, *vlan));
-    }
-    let compiled = compile(&policy);
-
-    let mut filter = Filter::load(PROGRAM_OBJECT).context("loading the XDP program")?;
-    let generation = filter.apply(&compiled, &untagged)?;
-    for iface in ifaces {
-        filter.attach(iface, mode)?;
-    }
-    eprintln!(
-        "vlanguard: enforcing {} (generation {generation}, {} devices) on {} ({mode:?} XDP)",
-        config.display(),
-        policy.devices.len(),
-        ifaces.join(", "),
-    );
-
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    runtime.block_on(async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        let period = Duration::from_secs(stats_interval.max(1));
-        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-        loop {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => break,
-                _ = term.recv() => break,
-                _ = tick.tick(), if stats_interval > 0 => {
-                    print!("{}", report::device_table(&policy, &filter.device_stats()?));
-                }
-            }
-        }
-        anyhow::Ok(())
-    })?;
-
-    println!("{}", report::device_table(&policy, &filter.device_stats()?));
-    println!("{}", report::global_table(&filter.global_stats()?));
-    eprintln!("vlanguard: stopping; detaching from {}", ifaces.join(", "));
-    Ok(())
 }

@@ -14,18 +14,51 @@ VG=${1:?usage: demo.sh VLANGUARD_BINARY POLICY_FILE}
 POLICY=${2:?usage: demo.sh VLANGUARD_BINARY POLICY_FILE}
 NAMESPACES=(vgd-router vgd-nurse vgd-sw vgd-pump vgd-rogue)
 LOG=$(mktemp /tmp/vlanguard-demo.XXXXXX)
+# `ip netns exec` remounts /sys, so pins go to a BPF filesystem of the
+# demo's own, mounted outside /sys.
+BPFFS=/run/vlanguard-demo/bpf
+PINS=$BPFFS/vlanguard
 DAEMON=
 FAILED=0
 
 cleanup() {
     if [[ -n $DAEMON ]] && kill -0 "$DAEMON" 2>/dev/null; then
-        kill -INT "$DAEMON" 2>/dev/null || true
+        kill -TERM "$DAEMON" 2>/dev/null || true
         wait "$DAEMON" 2>/dev/null || true
     fi
+    [[ -d $PINS ]] && "$VG" detach --pin-dir "$PINS" >/dev/null 2>&1 || true
+    mountpoint -q "$BPFFS" && umount "$BPFFS" || true
+    rmdir "$BPFFS" /run/vlanguard-demo 2>/dev/null || true
     for ns in "${NAMESPACES[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
     rm -f "$LOG"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+start_daemon() {
+    ip netns exec vgd-router "$VG" run --config "$POLICY" --pin-dir "$PINS" \
+        --iface vg-up --iface vg-pumps >"$LOG" 2>&1 &
+    DAEMON=$!
+    for _ in $(seq 50); do
+        grep -q "applied as generation" "$LOG" && return 0
+        kill -0 "$DAEMON" 2>/dev/null || break
+        sleep 0.1
+    done
+    echo "vlanguard did not start:"; cat "$LOG"; exit 1
+}
+
+traffic() {
+    expect ok      "nurse station pings pump-icu-07 (allow_in icmp 8)" \
+        ip netns exec vgd-nurse ping -c 3 -i 0.2 -W 1 10.110.0.7
+    expect blocked "nurse station opens telnet (tcp/23) on the pump" \
+        ip netns exec vgd-nurse timeout 2 bash -c 'exec 3<>/dev/tcp/10.110.0.7/23'
+    expect blocked "pump-icu-07 pings a nurse station (no allow_out)" \
+        ip netns exec vgd-pump ping -c 3 -i 0.2 -W 1 10.30.1.1
+    expect blocked "unknown host 10.110.0.99 on the pump VLAN reaches out" \
+        ip netns exec vgd-rogue ping -c 3 -i 0.2 -W 1 10.30.1.1
+    expect blocked "nurse station pings the unknown host" \
+        ip netns exec vgd-nurse ping -c 2 -i 0.2 -W 1 10.110.0.99
+}
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 expect() { # expect ok|blocked DESCRIPTION COMMAND...
@@ -66,32 +99,33 @@ ip -n vgd-pump route add default via 10.110.0.1
 ip -n vgd-rogue route add default via 10.110.0.1
 echo "  namespaces: ${NAMESPACES[*]}"
 
+mkdir -p "$BPFFS"
+mount -t bpf bpf "$BPFFS"
+
 step "starting vlanguard on the router (policy $POLICY)"
-ip netns exec vgd-router "$VG" run --config "$POLICY" --iface vg-up --iface vg-pumps >"$LOG" 2>&1 &
-DAEMON=$!
-for _ in $(seq 50); do
-    ip -n vgd-router link show vg-pumps | grep -q xdp && break
-    kill -0 "$DAEMON" 2>/dev/null || { cat "$LOG"; exit 1; }
-    sleep 0.1
-done
-ip -n vgd-router link show vg-pumps | grep -q xdp || { echo "vlanguard did not attach"; cat "$LOG"; exit 1; }
+start_daemon
 sed 's/^/  /' "$LOG"
 
 step "traffic"
-expect ok      "nurse station pings pump-icu-07 (allow_in icmp 8)" \
-    ip netns exec vgd-nurse ping -c 5 -i 0.2 -W 1 10.110.0.7
-expect blocked "nurse station opens telnet (tcp/23) on the pump" \
-    ip netns exec vgd-nurse timeout 2 bash -c 'exec 3<>/dev/tcp/10.110.0.7/23'
-expect blocked "pump-icu-07 pings a nurse station (no allow_out)" \
-    ip netns exec vgd-pump ping -c 3 -i 0.2 -W 1 10.30.1.1
-expect blocked "unknown host 10.110.0.99 on the pump VLAN reaches out" \
-    ip netns exec vgd-rogue ping -c 3 -i 0.2 -W 1 10.30.1.1
-expect blocked "nurse station pings the unknown host" \
-    ip netns exec vgd-nurse ping -c 2 -i 0.2 -W 1 10.110.0.99
+traffic
 
-step "what vlanguard counted"
-kill -INT "$DAEMON"
-wait "$DAEMON" || true
-DAEMON=
+step "stopping the daemon: the filter keeps enforcing"
+kill -TERM "$DAEMON"; wait "$DAEMON" || true; DAEMON=
 sed 's/^/  /' "$LOG"
+traffic
+
+step "a new daemon adopts the pinned filter"
+start_daemon
+sed 's/^/  /' "$LOG"
+expect ok      "nurse station pings pump-icu-07" \
+    ip netns exec vgd-nurse ping -c 2 -i 0.2 -W 1 10.110.0.7
+
+step "what vlanguard counted (this daemon's run)"
+kill -TERM "$DAEMON"; wait "$DAEMON" || true; DAEMON=
+sed 's/^/  /' "$LOG"
+
+step "vlanguard detach: no filter, no pins left"
+"$VG" detach --pin-dir "$PINS" | sed 's/^/  /'
+expect ok      "telnet to the pump now only meets the pump's closed port" \
+    ip netns exec vgd-nurse timeout 2 bash -c 'exec 3<>/dev/tcp/10.110.0.7/23 || [[ $? == 1 ]]'
 exit $FAILED

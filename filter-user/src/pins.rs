@@ -1,0 +1,187 @@
+//! The pin directory: what keeps the filter enforcing when no daemon runs.
+//!
+//! ```text
+//! DIR/prog            the XDP program
+//! DIR/maps/NAME       every map (filter_common::maps::ALL)
+//! DIR/links/IFACE     one XDP link per interface
+//! ```
+//!
+//! A daemon holds an exclusive `flock` on `DIR` for as long as it runs, so a
+//! second one on the same directory refuses to start. `detach` removes all
+//! of it, which detaches the program and frees the maps.
+
+use std::{
+    fs::{self, File},
+    io,
+    os::fd::AsRawFd as _,
+    path::{Path, PathBuf},
+};
+
+use aya::programs::{
+    links::{FdLink, PinnedLink},
+    xdp::XdpLinkId,
+};
+
+use crate::{Filter, LoadError, PROGRAM_OBJECT, attach::AttachMode};
+
+/// `statfs` magic of a BPF filesystem.
+const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+
+pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/vlanguard";
+
+pub struct PinDir {
+    root: PathBuf,
+}
+
+/// Proof that this process owns the pin directory; released on drop.
+pub struct Lock {
+    _dir: File,
+}
+
+impl PinDir {
+    pub fn new(root: impl Into<PathBuf>) -> PinDir {
+        PinDir { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn prog(&self) -> PathBuf {
+        self.root.join("prog")
+    }
+
+    pub fn maps(&self) -> PathBuf {
+        self.root.join("maps")
+    }
+
+    pub fn links(&self) -> PathBuf {
+        self.root.join("links")
+    }
+
+    pub fn link(&self, iface: &str) -> PathBuf {
+        self.links().join(iface)
+    }
+
+    /// Whether an earlier daemon left a program here.
+    pub fn has_program(&self) -> bool {
+        self.prog().exists()
+    }
+
+    /// Creates the directory (on a BPF filesystem) and takes the lock.
+    pub fn lock(&self) -> Result<Lock, LoadError> {
+        let parent = self.root.parent().unwrap_or(Path::new("/"));
+        if !self.root.exists() && !is_bpffs(parent) {
+            return Err(LoadError::Pin(format!(
+                "{} is not on a BPF filesystem; mount one first: mount -t bpf bpf {}",
+                self.root.display(),
+                parent.display()
+            )));
+        }
+        for dir in [self.root.clone(), self.maps(), self.links()] {
+            fs::create_dir_all(&dir)
+                .map_err(|e| LoadError::Pin(format!("creating {}: {e}", dir.display())))?;
+        }
+        let dir = File::open(&self.root)
+            .map_err(|e| LoadError::Pin(format!("opening {}: {e}", self.root.display())))?;
+        // SAFETY: flock on a file descriptor we own; no memory is involved.
+        if unsafe { libc::flock(dir.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            return Err(LoadError::Locked(self.root.display().to_string()));
+        }
+        Ok(Lock { _dir: dir })
+    }
+
+    /// The filter from the pins if an earlier daemon left them, else a fresh
+    /// load that pins itself here. Needs the lock.
+    pub fn open_filter(&self, _lock: &Lock) -> Result<(Filter, bool), LoadError> {
+        if self.has_program() {
+            Ok((Filter::from_pins(&self.prog(), &self.maps())?, true))
+        } else {
+            Ok((Filter::load_pinned(PROGRAM_OBJECT, &self.prog(), &self.maps())?, false))
+        }
+    }
+
+    /// Interfaces with a pinned link.
+    pub fn linked_ifaces(&self) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(self.links())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Attaches `filter` to `iface` unless a pinned link already does, and
+    /// pins the new link. Returns whether it was attached now.
+    pub fn ensure_link(
+        &self,
+        filter: &mut Filter,
+        iface: &str,
+        mode: AttachMode,
+    ) -> Result<bool, LoadError> {
+        let path = self.link(iface);
+        if path.exists() {
+            PinnedLink::from_pin(&path)
+                .map_err(|e| LoadError::Pin(format!("{}: {e}", path.display())))?;
+            return Ok(false);
+        }
+        let id: XdpLinkId = filter.attach(iface, mode)?;
+        let link = filter.program().take_link(id)?;
+        let fd_link = FdLink::try_from(link).map_err(|e| {
+            LoadError::Pin(format!("{iface}: the kernel attached without a BPF link ({e})"))
+        })?;
+        fd_link.pin(&path).map_err(|e| LoadError::Pin(format!("{}: {e}", path.display())))?;
+        Ok(true)
+    }
+
+    /// Detaches from `iface` by removing its link pin.
+    pub fn remove_link(&self, iface: &str) -> Result<(), LoadError> {
+        let path = self.link(iface);
+        let link = PinnedLink::from_pin(&path)
+            .map_err(|e| LoadError::Pin(format!("{}: {e}", path.display())))?;
+        // Unpinning hands back the last reference; dropping it detaches.
+        drop(link.unpin().map_err(|e| LoadError::Pin(format!("{}: {e}", path.display())))?);
+        Ok(())
+    }
+
+    /// Everything: links (detaching the program), program, maps, the
+    /// directory. Needs the lock, so never under a running daemon.
+    pub fn detach_all(&self, _lock: &Lock) -> Result<Vec<String>, LoadError> {
+        let ifaces = self.linked_ifaces();
+        for iface in &ifaces {
+            self.remove_link(iface)?;
+        }
+        let remove = |p: PathBuf| match fs::remove_file(&p) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                Err(LoadError::Pin(format!("removing {}: {e}", p.display())))
+            }
+            _ => Ok(()),
+        };
+        remove(self.prog())?;
+        for name in filter_common::maps::ALL {
+            remove(self.maps().join(name))?;
+        }
+        for dir in [self.links(), self.maps(), self.root.clone()] {
+            match fs::remove_dir(&dir) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                    return Err(LoadError::Pin(format!("removing {}: {e}", dir.display())));
+                }
+                _ => {}
+            }
+        }
+        Ok(ifaces)
+    }
+}
+
+fn is_bpffs(path: &Path) -> bool {
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
+    // SAFETY: `c` is NUL-terminated and `buf` is a properly sized statfs.
+    unsafe {
+        let mut buf: libc::statfs = std::mem::zeroed();
+        libc::statfs(c.as_ptr(), &raw mut buf) == 0 && buf.f_type == BPF_FS_MAGIC
+    }
+}

@@ -99,9 +99,13 @@ impl Daemon {
             tokio::select! {
                 _ = term.recv() => break,
                 _ = int.recv() => break,
-                _ = hup.recv() => match self.reload() {
-                    Ok(g) => log(&format!("SIGHUP: {} applied as generation {g}", self.config.policy.display())),
-                    Err(e) => log(&format!("SIGHUP: {e:#}; the running policy stays")),
+                _ = hup.recv() => match timed(|| self.reload()) {
+                    (Ok(g), took) => log(&format!(
+                        "SIGHUP: {} applied as generation {g} in {} ms",
+                        self.config.policy.display(),
+                        took.as_millis()
+                    )),
+                    (Err(e), _) => log(&format!("SIGHUP: {e:#}; the running policy stays")),
                 },
                 _ = tick.tick(), if self.config.stats_interval > 0 => {
                     print!("{}", report::device_table(&self.policy, &self.filter.device_stats()?));
@@ -131,6 +135,12 @@ fn untagged_ifaces(file: &Path, policy: &Resolved) -> anyhow::Result<Vec<(u32, u
             Ok((index, *vlan))
         })
         .collect()
+}
+
+fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
+    let start = std::time::Instant::now();
+    let out = f();
+    (out, start.elapsed())
 }
 
 pub fn log(message: &str) {

@@ -5,6 +5,7 @@
 pub mod differential;
 pub mod frame;
 pub mod harness;
+pub mod lab;
 pub mod policies;
 pub mod random;
 pub mod scale;

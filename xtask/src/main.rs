@@ -123,9 +123,12 @@ fn test(root: &Path, args: &[String]) -> Result<()> {
     // in the binary and the debug build loaded from its file.
     let debug_object = build_ebpf(root, true)?;
     require_root("the kernel tests load XDP programs")?;
+    // Layer 3: the daemon binary in namespace labs with real traffic.
+    cargo(["build", "--package", "filter-user", "--bin", "vlanguard"])?;
     let mut cmd = cargo_cmd(["test", "--package", "vlanguard-tests", "--"]);
     cmd.args(args);
     cmd.env("VLANGUARD_DEBUG_OBJECT", &debug_object);
+    cmd.env("VLANGUARD_BIN", root.join("target/debug/vlanguard"));
     run(cmd)
 }
 

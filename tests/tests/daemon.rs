@@ -1,0 +1,247 @@
+//! The real daemon in a namespace lab with real traffic: enforcement that
+//! survives `kill -9`, adoption by a new daemon, `detach` leaving nothing
+//! behind, SIGHUP reloads under load, and refusals of bad input.
+
+use std::{
+    net::SocketAddr,
+    thread,
+    time::{Duration, Instant},
+};
+
+use aya::{maps::MapInfo, programs::ProgramInfo};
+use vlanguard_tests::{
+    lab::{self, Lab, NURSE, PUMP},
+    privileged,
+};
+
+fn pump_port(port: u16) -> SocketAddr {
+    format!("{PUMP}:{port}").parse().expect("address")
+}
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn enforcement_survives_kill_9_and_a_new_daemon_adopts_it() {
+    if !privileged() {
+        return;
+    }
+    let mut lab = Lab::new();
+    lab.start_daemon();
+    assert_eq!(lab.ping("nurse", PUMP, 3), 3, "pings allowed by the policy");
+    assert_eq!(lab.ping("rogue", NURSE, 2), 0, "the unknown host is dropped");
+
+    // A steady stream to an allowed port and one to a blocked port, with
+    // the daemon killed in the middle.
+    let allowed = lab
+        .in_ns("pump", || lab::udp_receive(5000, Duration::from_secs(2), Duration::from_secs(30)));
+    let blocked = lab
+        .in_ns("pump", || lab::udp_receive(6000, Duration::from_secs(2), Duration::from_secs(8)));
+    thread::sleep(Duration::from_millis(300));
+    let to_allowed =
+        lab.in_ns("nurse", || lab::udp_send(pump_port(5000), 600, Duration::from_millis(5)));
+    let to_blocked =
+        lab.in_ns("nurse", || lab::udp_send(pump_port(6000), 300, Duration::from_millis(10)));
+    thread::sleep(Duration::from_millis(1000));
+    lab.stop_daemon(libc::SIGKILL);
+    let (up, down) = lab.router_ifaces();
+    assert!(lab.xdp_attached(&up) && lab.xdp_attached(&down), "still attached with no daemon");
+    to_allowed.join().expect("sender");
+    to_blocked.join().expect("sender");
+    let allowed = allowed.join().expect("receiver");
+    let blocked = blocked.join().expect("receiver");
+    assert_eq!(allowed.len(), 600, "every allowed datagram arrived across the kill");
+    assert!(blocked.is_empty(), "{} blocked datagrams got through", blocked.len());
+    assert_eq!(lab.ping("rogue", NURSE, 2), 0, "still dropped while no daemon runs");
+
+    let log = lab.start_daemon();
+    assert!(log.contains("adopted the pinned program"), "{log}");
+    assert!(log.contains("newly attached: none"), "adoption re-attached something: {log}");
+    assert_eq!(lab.ping("nurse", PUMP, 2), 2);
+
+    // detach: no pin, no link, no map left.
+    lab.stop_daemon(libc::SIGTERM);
+    let map_ids = ProgramInfo::from_pin(lab.pin_dir.join("prog"))
+        .expect("pinned program")
+        .map_ids()
+        .expect("map ids")
+        .expect("the kernel reports map ids");
+    assert!(map_ids.len() >= 9, "{map_ids:?}");
+    let out = lab.vlanguard(&["detach", "--pin-dir", &lab.pin_dir.to_string_lossy()]);
+    assert!(out.status.success(), "detach: {}", stderr(&out));
+    assert!(!lab.pin_dir.exists(), "pin directory left behind");
+    assert!(!lab.xdp_attached(&up) && !lab.xdp_attached(&down), "still attached after detach");
+    // Maps are freed after an RCU grace period; give it a bounded moment.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while map_ids.iter().any(|id| MapInfo::from_id(*id).is_ok()) && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(50));
+    }
+    let left: Vec<u32> = map_ids.into_iter().filter(|id| MapInfo::from_id(*id).is_ok()).collect();
+    assert!(left.is_empty(), "maps {left:?} outlived detach");
+    assert_eq!(lab.ping("rogue", NURSE, 2), 2, "unfiltered after detach");
+}
+
+#[test]
+fn a_second_daemon_on_the_same_pins_refuses() {
+    if !privileged() {
+        return;
+    }
+    let mut lab = Lab::new();
+    lab.start_daemon();
+    let (up, down) = lab.router_ifaces();
+    let out = lab.vlanguard(&[
+        "run",
+        "--iface",
+        &up,
+        "--iface",
+        &down,
+        "--config",
+        &lab.policy_file.to_string_lossy(),
+        "--pin-dir",
+        &lab.pin_dir.to_string_lossy(),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("another vlanguard daemon is running on pin directory"),
+        "{}",
+        stderr(&out)
+    );
+    let out = lab.vlanguard(&["detach", "--pin-dir", &lab.pin_dir.to_string_lossy()]);
+    assert!(!out.status.success(), "detach under a running daemon must refuse");
+    assert!(stderr(&out).contains("another vlanguard daemon"), "{}", stderr(&out));
+    assert_eq!(lab.ping("nurse", PUMP, 2), 2, "the first daemon's filter is untouched");
+}
+
+#[test]
+fn bad_input_is_refused_and_changes_nothing() {
+    if !privileged() {
+        return;
+    }
+    let lab = Lab::new();
+    let pins = lab.pin_dir.to_string_lossy().into_owned();
+    let policy = lab.policy_file.to_string_lossy().into_owned();
+    let (up, _) = lab.router_ifaces();
+
+    let out = lab.vlanguard(&["run", "--iface", "nope0", "--config", &policy, "--pin-dir", &pins]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("interface \"nope0\" does not exist"), "{}", stderr(&out));
+
+    std::fs::write(
+        &lab.policy_file,
+        "[[vlan]]\nid = 110\nname = \"x\"\nsubnets = [\"10.110.0.0/33\"]\n",
+    )
+    .expect("write");
+    let out = lab.vlanguard(&["run", "--iface", &up, "--config", &policy, "--pin-dir", &pins]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("policy.toml: TOML parse error at line 4"), "{}", stderr(&out));
+
+    std::fs::write(&lab.policy_file, "[[vlan]]\nid = 110\nname = \"x\"\n\n[[device]]\nname = \"d\"\nvlan = 120\nip = [\"10.1.1.1\"]\n")
+        .expect("write");
+    let out = lab.vlanguard(&["run", "--iface", &up, "--config", &policy, "--pin-dir", &pins]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("policy.toml:5:1: device \"d\": vlan 120 is not declared"),
+        "{}",
+        stderr(&out)
+    );
+
+    assert!(!lab.pin_dir.exists(), "a refused start must not pin anything");
+    assert!(!lab.xdp_attached(&up));
+    let out = lab.vlanguard(&["detach", "--pin-dir", &pins]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("nothing to detach"), "{}", stderr(&out));
+}
+
+/// Sends `count` datagrams to the pump's `port` while `during` runs, and
+/// returns how many arrived.
+fn stream_while(lab: &Lab, port: u16, count: u32, gap: Duration, during: impl FnOnce()) -> usize {
+    // Long enough for the whole stream (and the applies that run meanwhile).
+    let limit = gap * count + Duration::from_secs(30);
+    let rx = lab.in_ns("pump", move || lab::udp_receive(port, Duration::from_secs(2), limit));
+    thread::sleep(Duration::from_millis(300));
+    let tx = lab.in_ns("nurse", move || lab::udp_send(pump_port(port), count, gap));
+    during();
+    tx.join().expect("sender");
+    rx.join().expect("receiver").len()
+}
+
+#[test]
+fn sighup_reloads_under_load_without_loss_and_revokes_at_once() {
+    if !privileged() {
+        return;
+    }
+    let mut lab = Lab::new();
+    lab.start_daemon();
+    assert_eq!(lab.ping("nurse", PUMP, 2), 2);
+    let pid = lab.daemon_pid().expect("daemon") as i32;
+    let log = lab.dir.join("daemon-0.log");
+    let applied = || {
+        std::fs::read_to_string(&log).unwrap_or_default().matches("applied as generation").count()
+    };
+
+    // 100 reloads, each of a policy that keeps UDP 5000 allowed, during a
+    // steady stream: nothing may be lost.
+    let reloads = 100;
+    let got = stream_while(&lab, 5000, 3000, Duration::from_millis(1), || {
+        for i in 0..reloads {
+            let before = applied();
+            // Alternate between two policies so each apply really changes the maps.
+            lab.write_policy(if i % 2 == 0 {
+                "\n  { from = \"nurses\", proto = \"tcp\", port = 443 },"
+            } else {
+                ""
+            });
+            // SAFETY: kill(2) on the daemon we spawned.
+            unsafe { libc::kill(pid, libc::SIGHUP) };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while applied() == before {
+                assert!(Instant::now() < deadline, "reload {i} not applied");
+                thread::sleep(Duration::from_millis(2));
+            }
+        }
+    });
+    assert_eq!(applied(), reloads + 1);
+    let times: Vec<u64> = std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.rsplit_once(" in ")?.1.strip_suffix(" ms")?.parse().ok())
+        .collect();
+    eprintln!("apply times (ms): {times:?}");
+    assert_eq!(got, 3000, "datagrams lost during {reloads} reloads");
+
+    // Revoke the UDP rule: once the reload is applied, nothing gets through.
+    let text = std::fs::read_to_string(&lab.policy_file).expect("policy");
+    std::fs::write(
+        &lab.policy_file,
+        text.replace("{ from = \"nurses\", proto = \"udp\", port = \"5000-5010\" },", ""),
+    )
+    .expect("write");
+    let before = applied();
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGHUP) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while applied() == before {
+        assert!(Instant::now() < deadline, "revoking reload not applied");
+        thread::sleep(Duration::from_millis(2));
+    }
+    let rx = lab
+        .in_ns("pump", || lab::udp_receive(5000, Duration::from_secs(2), Duration::from_secs(3)));
+    thread::sleep(Duration::from_millis(300));
+    lab.in_ns("nurse", || lab::udp_send(pump_port(5000), 200, Duration::from_millis(2)))
+        .join()
+        .expect("sender");
+    let got = rx.join().expect("receiver").len();
+    assert_eq!(got, 0, "datagrams got through after the revoking apply");
+
+    // An invalid file is reported and the running policy stays.
+    std::fs::write(&lab.policy_file, "this is not toml [").expect("write");
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGHUP) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&log).unwrap_or_default().contains("the running policy stays") {
+        assert!(Instant::now() < deadline, "invalid reload not reported");
+        thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(lab.ping("nurse", PUMP, 2), 2, "the running policy still allows pings");
+}

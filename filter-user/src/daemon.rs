@@ -1,19 +1,30 @@
 //! `vlanguard run`: the daemon. It owns the pin directory while it runs,
-//! adopts what an earlier daemon pinned, applies the policy file, follows
-//! SIGHUP reloads, and on SIGTERM exits with the filter still enforcing.
+//! adopts what an earlier daemon pinned, applies the policy file, serves the
+//! operator CLI on a Unix socket, follows SIGHUP reloads, and on SIGTERM
+//! exits with the filter still enforcing.
 
 use std::{
+    fs,
+    os::unix::fs::PermissionsExt as _,
     path::{Path, PathBuf},
-    time::Duration,
+    time::{Duration, Instant, SystemTime},
 };
 
 use anyhow::Context as _;
-use tokio::signal::unix::{SignalKind, signal};
+use serde_json::json;
+use tokio::{
+    io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader},
+    net::{UnixListener, UnixStream},
+    signal::unix::{SignalKind, signal},
+    sync::{mpsc, oneshot},
+};
 
 use crate::{
-    Filter, Resolved,
+    Filter, Policy, Resolved,
     attach::{AttachMode, ifindex},
     compile,
+    control::{self, Reply, Request},
+    diff, edit,
     pins::{Lock, PinDir},
     read_policy, report,
 };
@@ -24,6 +35,10 @@ pub struct Config {
     pub ifaces: Vec<String>,
     pub mode: AttachMode,
     pub pin_dir: PathBuf,
+    pub socket: PathBuf,
+    /// Members of this group may use the socket (root always may).
+    pub group: Option<String>,
+    pub audit_log: PathBuf,
     pub stats_interval: u64,
 }
 
@@ -31,24 +46,42 @@ pub struct Config {
 pub struct Daemon {
     pub config: Config,
     pub pins: PinDir,
-    _lock: Lock,
+    lock: Lock,
     pub filter: Filter,
     pub policy: Resolved,
     pub generation: u32,
+    listener: UnixListener,
+    group: Option<u32>,
+    applied_at: SystemTime,
+}
+
+/// A request from a connection, with who sent it and where the reply goes.
+struct Call {
+    request: Request,
+    uid: u32,
+    reply: oneshot::Sender<Reply>,
 }
 
 impl Daemon {
     /// Everything that can be checked is checked before the kernel is
     /// touched; then the filter is adopted or loaded, the policy applied and
     /// only then new interfaces attached (never a moment without filtering).
+    /// Must run inside a tokio runtime (the socket is bound here).
     pub fn start(config: Config) -> anyhow::Result<Daemon> {
         let policy = read_policy(&config.policy)?;
         for iface in &config.ifaces {
             ifindex(iface)?;
         }
         let untagged = untagged_ifaces(&config.policy, &policy)?;
+        let group = match &config.group {
+            Some(name) => Some(control::group_id(name).with_context(|| {
+                format!("group {name:?} does not exist (create it, or leave out --group)")
+            })?),
+            None => None,
+        };
         let pins = PinDir::new(&config.pin_dir);
         let lock = pins.lock()?;
+        let listener = bind(&config.socket, group)?;
         let (mut filter, adopted) = pins.open_filter(&lock)?;
         let generation = filter.apply(&compile(&policy), &untagged)?;
 
@@ -67,34 +100,55 @@ impl Daemon {
         }
         log(&format!(
             "{} program in {}; policy {} applied as generation {generation} ({} devices); \
-             interfaces {} (newly attached: {})",
+             interfaces {} (newly attached: {}); socket {}",
             if adopted { "adopted the pinned" } else { "loaded and pinned the" },
             pins.root().display(),
             config.policy.display(),
             policy.devices.len(),
             config.ifaces.join(", "),
             if attached.is_empty() { "none".to_string() } else { attached.join(", ") },
+            config.socket.display(),
         ));
-        Ok(Daemon { config, pins, _lock: lock, filter, policy, generation })
+        Ok(Daemon {
+            config,
+            pins,
+            lock,
+            filter,
+            policy,
+            generation,
+            listener,
+            group,
+            applied_at: SystemTime::now(),
+        })
     }
 
-    /// Re-reads the policy file and applies it; an invalid file is reported
-    /// and the running policy stays.
-    pub fn reload(&mut self) -> anyhow::Result<u32> {
-        let policy = read_policy(&self.config.policy)?;
+    /// Validates `policy` and installs it; the running policy stays when
+    /// anything is wrong.
+    fn install(&mut self, policy: Resolved) -> anyhow::Result<u32> {
         let untagged = untagged_ifaces(&self.config.policy, &policy)?;
         self.generation = self.filter.apply(&compile(&policy), &untagged)?;
         self.policy = policy;
+        self.applied_at = SystemTime::now();
         Ok(self.generation)
     }
 
-    /// Serves until SIGTERM or SIGINT; the filter stays attached afterwards.
+    /// Re-reads the policy file and applies it.
+    pub fn reload(&mut self) -> anyhow::Result<u32> {
+        let policy = read_policy(&self.config.policy)?;
+        self.install(policy)
+    }
+
+    /// Serves until SIGTERM, SIGINT or a `detach` request. After a signal
+    /// the filter stays attached; after `detach` nothing is left.
     pub async fn serve(mut self) -> anyhow::Result<()> {
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         let mut hup = signal(SignalKind::hangup())?;
         let period = Duration::from_secs(self.config.stats_interval.max(1));
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        let (calls, mut incoming) = mpsc::channel::<Call>(16);
+        let mut connections = tokio::task::JoinSet::new();
+        let mut detached = false;
         loop {
             tokio::select! {
                 _ = term.recv() => break,
@@ -107,10 +161,37 @@ impl Daemon {
                     )),
                     (Err(e), _) => log(&format!("SIGHUP: {e:#}; the running policy stays")),
                 },
+                accepted = self.listener.accept() => match accepted {
+                    Ok((stream, _)) => {
+                        connections.spawn(connection(stream, self.group, calls.clone()));
+                    }
+                    Err(e) => log(&format!("control socket: {e}")),
+                },
+                Some(call) = incoming.recv() => {
+                    let is_detach = matches!(call.request, Request::Detach);
+                    let reply = self.handle(&call.request, call.uid);
+                    detached = is_detach && reply.ok;
+                    let _ = call.reply.send(reply);
+                    if detached {
+                        break;
+                    }
+                }
                 _ = tick.tick(), if self.config.stats_interval > 0 => {
                     print!("{}", report::device_table(&self.policy, &self.filter.device_stats()?));
                 }
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
             }
+        }
+        let _ = fs::remove_file(&self.config.socket);
+        // Let replies already given reach their callers (bounded).
+        drop(incoming);
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            while connections.join_next().await.is_some() {}
+        })
+        .await;
+        if detached {
+            log("detached on request; nothing is filtered any more");
+            return Ok(());
         }
         println!("{}", report::device_table(&self.policy, &self.filter.device_stats()?));
         println!("{}", report::global_table(&self.filter.global_stats()?));
@@ -121,6 +202,360 @@ impl Daemon {
         ));
         Ok(())
     }
+
+    /// Answers one request; changes are audit-logged.
+    fn handle(&mut self, request: &Request, uid: u32) -> Reply {
+        let before = self.summary();
+        let started = Instant::now();
+        let reply = match self.dispatch(request) {
+            Ok(reply) => reply,
+            Err(e) => Reply::invalid(format!("{e:#}")),
+        };
+        if request.changes() {
+            self.audit(request, uid, &reply, &before, started.elapsed());
+        }
+        reply
+    }
+
+    fn dispatch(&mut self, request: &Request) -> anyhow::Result<Reply> {
+        Ok(match request {
+            Request::Status => {
+                let ifaces: Vec<_> = self
+                    .config
+                    .ifaces
+                    .iter()
+                    .map(|i| json!({ "name": i, "attached": self.pins.link(i).exists() }))
+                    .collect();
+                let occ = self.filter.occupancy();
+                let data = json!({
+                    "pin_dir": self.pins.root(),
+                    "policy_file": self.config.policy,
+                    "generation": self.generation,
+                    "applied_at": humantime::format_rfc3339_seconds(self.applied_at).to_string(),
+                    "mode": format!("{:?}", self.config.mode).to_lowercase(),
+                    "interfaces": ifaces,
+                    "devices": self.policy.devices.len(),
+                    "maps": {
+                        "device_addresses": occ.device_addrs,
+                        "protected_networks": occ.protected_nets,
+                        "peer_tries": occ.peer_tries,
+                        "port_tries": occ.port_tries,
+                    },
+                });
+                let text = format!(
+                    "policy {} (generation {}, applied {}), {} devices\n\
+                     interfaces: {} ({} XDP)\npins: {}\n\
+                     maps: {} device addresses, {} protected networks, {} + {} rule-set tries",
+                    self.config.policy.display(),
+                    self.generation,
+                    humantime::format_rfc3339_seconds(self.applied_at),
+                    self.policy.devices.len(),
+                    self.config
+                        .ifaces
+                        .iter()
+                        .map(|i| format!(
+                            "{i}{}",
+                            if self.pins.link(i).exists() { "" } else { " (NOT attached)" }
+                        ))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    format!("{:?}", self.config.mode).to_lowercase(),
+                    self.pins.root().display(),
+                    occ.device_addrs,
+                    occ.protected_nets,
+                    occ.peer_tries,
+                    occ.port_tries,
+                );
+                Reply::ok(text, data)
+            }
+            Request::Stats { device } => {
+                let stats = self.filter.device_stats()?;
+                let slot = match device {
+                    Some(name) => {
+                        Some(self.policy.devices.iter().position(|d| &d.name == name).with_context(
+                            || format!("no device named {name:?} (device list shows them)"),
+                        )? as u32)
+                    }
+                    None => None,
+                };
+                let stats: std::collections::BTreeMap<_, _> =
+                    stats.into_iter().filter(|(k, _)| slot.is_none_or(|s| k.slot == s)).collect();
+                let rows: Vec<_> = stats
+                    .iter()
+                    .filter_map(|(k, c)| {
+                        let d = self.policy.devices.get(k.slot as usize)?;
+                        Some(json!({
+                            "device": d.name,
+                            "vlan": d.vlan,
+                            "direction": if k.direction == 0 { "in" } else { "out" },
+                            "verdict": if k.verdict == 0 { "pass" } else { "drop" },
+                            "reason": filter_common::Reason::from_u8(k.reason).map_or("?", filter_common::Reason::name),
+                            "packets": c.packets,
+                            "bytes": c.bytes,
+                        }))
+                    })
+                    .collect();
+                let global: Vec<_> = self
+                    .filter
+                    .global_stats()?
+                    .iter()
+                    .map(|((v, r), c)| json!({
+                        "verdict": if *v == filter_common::Verdict::Pass { "pass" } else { "drop" },
+                        "reason": r.name(), "packets": c.packets, "bytes": c.bytes,
+                    }))
+                    .collect();
+                let mut text = report::device_table(&self.policy, &stats);
+                if device.is_none() {
+                    text.push('\n');
+                    text.push_str(&report::global_table(&self.filter.global_stats()?));
+                }
+                Reply::ok(text, json!({ "devices": rows, "global": global }))
+            }
+            Request::PolicyShow => {
+                let text = fs::read_to_string(&self.config.policy)
+                    .with_context(|| format!("reading {}", self.config.policy.display()))?;
+                let data = json!({ "file": self.config.policy, "generation": self.generation, "text": text });
+                Reply::ok(text, data)
+            }
+            Request::PolicyDiff { text, file } => {
+                let new = self.resolve_text(text.as_deref(), file.as_deref())?;
+                let changes = diff::diff(&self.policy, &new);
+                changes_reply(&changes, "no changes", json!({ "changes": changes }))
+            }
+            Request::PolicyApply { text, file } => {
+                let new = self.resolve_text(text.as_deref(), file.as_deref())?;
+                let changes = diff::diff(&self.policy, &new);
+                let old_text = fs::read_to_string(&self.config.policy).ok();
+                if let Some(text) = text {
+                    edit::write_atomically(&self.config.policy, text)
+                        .with_context(|| format!("writing {}", self.config.policy.display()))?;
+                }
+                match self.install(new) {
+                    Ok(g) => {
+                        let mut r = changes_reply(
+                            &changes,
+                            "no changes",
+                            json!({ "generation": g, "changes": changes }),
+                        );
+                        r.message = format!("applied as generation {g}\n{}", r.message);
+                        r
+                    }
+                    Err(e) => {
+                        if let (Some(_), Some(old)) = (text, old_text) {
+                            let _ = edit::write_atomically(&self.config.policy, &old);
+                        }
+                        return Err(e);
+                    }
+                }
+            }
+            Request::DeviceList => {
+                let rows: Vec<_> = self
+                    .policy
+                    .devices
+                    .iter()
+                    .map(|d| json!({
+                        "name": d.name, "vlan": d.vlan,
+                        "ip": d.addrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                        "mac": d.mac.map(|m| m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")),
+                        "allow_in": d.allow_in.len(), "allow_out": d.allow_out.len(),
+                    }))
+                    .collect();
+                let mut text = format!(
+                    "{:<24} {:>5} {:<34} {:>8} {:>9}\n",
+                    "DEVICE", "VLAN", "IP", "IN RULES", "OUT RULES"
+                );
+                for d in &self.policy.devices {
+                    let ips = d.addrs.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
+                    text.push_str(&format!(
+                        "{:<24} {:>5} {:<34} {:>8} {:>9}\n",
+                        d.name,
+                        d.vlan,
+                        ips,
+                        d.allow_in.len(),
+                        d.allow_out.len()
+                    ));
+                }
+                Reply::ok(text, json!({ "devices": rows }))
+            }
+            Request::DeviceAdd { device } => self.change(|doc| edit::add_device(doc, device))?,
+            Request::DeviceRemove { name } => self.change(|doc| edit::remove_device(doc, name))?,
+            Request::Allow { target, direction, rule } => {
+                self.change(|doc| edit::add_rule(doc, target, *direction, rule))?
+            }
+            Request::Revoke { target, direction, rule } => {
+                self.change(|doc| edit::remove_rule(doc, target, *direction, rule))?
+            }
+            Request::Detach => {
+                let ifaces = self.pins.detach_all(&self.lock)?;
+                Reply::ok(
+                    format!(
+                        "detached from {}; removed {}",
+                        ifaces.join(", "),
+                        self.pins.root().display()
+                    ),
+                    json!({ "detached": ifaces }),
+                )
+            }
+        })
+    }
+
+    /// `text` (or the policy file) validated into a policy.
+    fn resolve_text(&self, text: Option<&str>, file: Option<&Path>) -> anyhow::Result<Resolved> {
+        let file = file.unwrap_or(&self.config.policy);
+        let text = match text {
+            Some(t) => t.to_string(),
+            None => fs::read_to_string(&self.config.policy)
+                .with_context(|| format!("reading {}", self.config.policy.display()))?,
+        };
+        Policy::from_toml(&text)
+            .and_then(|p| p.resolve())
+            .map_err(|e| anyhow::anyhow!(e.render(file, &text)))
+    }
+
+    /// An edit of the policy file: applied to its text, validated as a
+    /// whole, written back atomically, then installed. Nothing changes if
+    /// any step fails.
+    fn change(
+        &mut self,
+        edit_doc: impl FnOnce(&mut toml_edit::DocumentMut) -> Result<(), String>,
+    ) -> anyhow::Result<Reply> {
+        let path = self.config.policy.clone();
+        let old =
+            fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let mut doc = edit::parse(&old).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        edit_doc(&mut doc).map_err(|e| anyhow::anyhow!(e))?;
+        let text = doc.to_string();
+        let new = Policy::from_toml(&text).and_then(|p| p.resolve()).map_err(|e| {
+            anyhow::anyhow!("the change would make the policy invalid: {}", e.render(&path, &text))
+        })?;
+        let changes = diff::diff(&self.policy, &new);
+        edit::write_atomically(&path, &text)
+            .with_context(|| format!("writing {}", path.display()))?;
+        match self.install(new) {
+            Ok(g) => {
+                let mut r = changes_reply(
+                    &changes,
+                    "no effective change",
+                    json!({ "generation": g, "changes": changes }),
+                );
+                r.message =
+                    format!("{}\napplied as generation {g}; {} updated", r.message, path.display());
+                Ok(r)
+            }
+            Err(e) => {
+                let _ = edit::write_atomically(&path, &old);
+                Err(e)
+            }
+        }
+    }
+
+    fn summary(&self) -> serde_json::Value {
+        json!({ "generation": self.generation, "devices": self.policy.devices.len() })
+    }
+
+    fn audit(
+        &self,
+        request: &Request,
+        uid: u32,
+        reply: &Reply,
+        before: &serde_json::Value,
+        took: Duration,
+    ) {
+        let entry = json!({
+            "time": humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+            "uid": uid,
+            "user": control::user_name(uid),
+            "command": request,
+            "ok": reply.ok,
+            "result": reply.message,
+            "before": before,
+            "after": self.summary(),
+            "took_ms": took.as_millis(),
+        });
+        let path = &self.config.audit_log;
+        let write = || -> std::io::Result<()> {
+            if let Some(dir) = path.parent() {
+                fs::create_dir_all(dir)?;
+            }
+            let mut f = fs::OpenOptions::new().create(true).append(true).open(path)?;
+            std::io::Write::write_all(&mut f, format!("{entry}\n").as_bytes())?;
+            f.sync_data()
+        };
+        if let Err(e) = write() {
+            log(&format!("audit log {}: {e}", path.display()));
+        }
+    }
+}
+
+fn changes_reply(changes: &[diff::Change], none: &str, data: serde_json::Value) -> Reply {
+    let text = if changes.is_empty() {
+        none.to_string()
+    } else {
+        changes.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
+    };
+    Reply::ok(text, data)
+}
+
+/// Binds the control socket, replacing a stale file but never a live
+/// socket, readable and writable by root and `group` only.
+fn bind(path: &Path, group: Option<u32>) -> anyhow::Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            anyhow::bail!(
+                "socket {} is in use by another vlanguard daemon; use another --socket",
+                path.display()
+            );
+        }
+        fs::remove_file(path).with_context(|| format!("removing stale {}", path.display()))?;
+    }
+    let listener =
+        UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o660))?;
+    if let Some(gid) = group {
+        std::os::unix::fs::chown(path, Some(0), Some(gid))?;
+    }
+    Ok(listener)
+}
+
+/// One connection: a request line in, a reply line out. Unauthorised
+/// callers get a refusal and nothing else.
+async fn connection(stream: UnixStream, group: Option<u32>, calls: mpsc::Sender<Call>) {
+    let cred = stream.peer_cred();
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    let reply = match BufReader::new(read).read_line(&mut line).await {
+        Err(e) => Reply::invalid(format!("reading the request: {e}")),
+        Ok(_) => match cred {
+            Err(e) => Reply::denied(format!("cannot identify the caller: {e}")),
+            Ok(c) if !control::authorised(c.uid(), c.gid(), c.pid(), group) => {
+                Reply::denied(format!(
+                    "permission denied: user {} is neither root nor in the vlanguard operators' group{}",
+                    control::user_name(c.uid()),
+                    if group.is_none() {
+                        " (the daemon allows root only; see run --group)"
+                    } else {
+                        ""
+                    }
+                ))
+            }
+            Ok(c) => match serde_json::from_str::<Request>(&line) {
+                Err(e) => Reply::invalid(format!("bad request: {e}")),
+                Ok(request) => {
+                    let (tx, rx) = oneshot::channel();
+                    if calls.send(Call { request, uid: c.uid(), reply: tx }).await.is_err() {
+                        return;
+                    }
+                    rx.await.unwrap_or_else(|_| Reply::invalid("the daemon is stopping"))
+                }
+            },
+        },
+    };
+    let mut out = serde_json::to_string(&reply).unwrap_or_default();
+    out.push('\n');
+    let _ = write.write_all(out.as_bytes()).await;
 }
 
 /// (ifindex, VLAN) of the policy's `[[interface]]` entries.
@@ -138,7 +573,7 @@ fn untagged_ifaces(file: &Path, policy: &Resolved) -> anyhow::Result<Vec<(u32, u
 }
 
 fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
-    let start = std::time::Instant::now();
+    let start = Instant::now();
     let out = f();
     (out, start.elapsed())
 }

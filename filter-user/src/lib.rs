@@ -4,7 +4,10 @@
 
 pub mod attach;
 pub mod compile;
+pub mod control;
 pub mod daemon;
+pub mod diff;
+pub mod edit;
 pub mod error;
 pub mod loader;
 pub mod pins;

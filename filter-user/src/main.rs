@@ -1,14 +1,19 @@
-//! `vlanguard`: the operator's command.
+//! `vlanguard`: the daemon and the operator's command.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use filter_user::{
     Filter, PROGRAM_OBJECT,
     attach::AttachMode,
     compile,
+    control::{self, ClientError, DEFAULT_SOCKET, Failure, Request},
     daemon::{self, Daemon},
+    edit::{Direction, NewDevice, RuleSpec, Target},
     pins::{DEFAULT_PIN_DIR, PinDir},
     read_policy,
 };
@@ -16,9 +21,15 @@ use filter_user::{
 /// vlanguard: an XDP firewall for the VLANs that hold medical and IoT
 /// devices. Traffic to and from a protected VLAN is dropped unless the
 /// policy file allows it, per device.
+///
+/// Exit codes: 0 done; 1 refused (invalid policy or input, unknown device);
+/// 2 bad command line; 3 the daemon is not reachable; 4 not authorised.
 #[derive(Parser)]
-#[command(version, about, long_about = None)]
+#[command(version, about, long_about)]
 struct Cli {
+    /// The daemon's control socket.
+    #[arg(long, global = true, default_value = DEFAULT_SOCKET)]
+    socket: PathBuf,
     #[command(subcommand)]
     command: Command,
 }
@@ -30,35 +41,39 @@ enum Command {
     /// keeps enforcing when the daemon stops or crashes; a new daemon adopts
     /// them without a gap. SIGHUP reloads the file (an invalid file is
     /// reported and the running policy stays). Needs root.
-    Run {
-        /// The policy file (TOML); see examples/hospital.toml.
+    Run(RunArgs),
+    /// Show interfaces, attach mode, policy generation and map fill.
+    Status {
         #[arg(long)]
-        config: PathBuf,
-        /// Interface to filter (repeat for several): the uplink and the
-        /// trunk or access ports in front of the device VLANs.
-        #[arg(long = "iface", required = true)]
-        ifaces: Vec<String>,
-        /// Native runs in the driver at line rate; generic works on any
-        /// interface, slower.
-        #[arg(long, value_enum, default_value = "native")]
-        xdp_mode: AttachMode,
-        /// Print counters every this many seconds (0: only when stopping).
-        #[arg(long, default_value_t = 0)]
-        stats_interval: u64,
-        /// Where program, maps and links are pinned (on a BPF filesystem).
-        #[arg(long, default_value = DEFAULT_PIN_DIR)]
-        pin_dir: PathBuf,
+        json: bool,
     },
-    /// Remove the filter completely: detach from every interface and delete
-    /// the pinned program and maps. Stop the daemon first.
-    Detach {
-        #[arg(long, default_value = DEFAULT_PIN_DIR)]
-        pin_dir: PathBuf,
+    /// Packets and bytes per device, direction, verdict and reason.
+    Stats {
+        /// Only this device.
+        #[arg(long)]
+        device: Option<String>,
+        #[arg(long)]
+        json: bool,
     },
     /// Work with policy files.
     Policy {
         #[command(subcommand)]
         command: PolicyCommand,
+    },
+    /// List, add or remove devices (changes are written to the policy file).
+    Device {
+        #[command(subcommand)]
+        command: DeviceCommand,
+    },
+    /// Add a rule to a device or profile (written to the policy file).
+    Allow(RuleArgs),
+    /// Remove a rule from a device or profile (written to the policy file).
+    Revoke(RuleArgs),
+    /// Remove the filter completely: detach from every interface, delete the
+    /// pinned program and maps. A running daemon does it and stops.
+    Detach {
+        #[arg(long, default_value = DEFAULT_PIN_DIR)]
+        pin_dir: PathBuf,
     },
     /// Load the XDP program into the kernel (verifier included) without
     /// attaching it, and report its size. Needs root.
@@ -70,39 +85,250 @@ enum Command {
     },
 }
 
+#[derive(Args)]
+struct RunArgs {
+    /// The policy file (TOML); see examples/hospital.toml.
+    #[arg(long)]
+    config: PathBuf,
+    /// Interface to filter (repeat for several): the uplink and the trunk
+    /// or access ports in front of the device VLANs.
+    #[arg(long = "iface", required = true)]
+    ifaces: Vec<String>,
+    /// Native runs in the driver at line rate; generic works on any
+    /// interface, slower.
+    #[arg(long, value_enum, default_value = "native")]
+    xdp_mode: AttachMode,
+    /// Where program, maps and links are pinned (on a BPF filesystem).
+    #[arg(long, default_value = DEFAULT_PIN_DIR)]
+    pin_dir: PathBuf,
+    /// Members of this group may use the control socket (root always may).
+    #[arg(long)]
+    group: Option<String>,
+    /// Append-only JSON-lines record of every change made through the socket.
+    #[arg(long, default_value = "/var/log/vlanguard/audit.log")]
+    audit_log: PathBuf,
+    /// Print counters every this many seconds (0: only when stopping).
+    #[arg(long, default_value_t = 0)]
+    stats_interval: u64,
+}
+
 #[derive(Subcommand)]
 enum PolicyCommand {
-    /// Check a policy file and report what it compiles to. Changes nothing.
+    /// Check a policy file and report what it compiles to. Changes nothing;
+    /// needs no daemon.
     Validate {
         /// The policy file (TOML).
         file: PathBuf,
     },
+    /// What applying FILE (default: the daemon's policy file as it is now
+    /// on disk) would change, in devices and rules.
+    Diff {
+        file: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Apply FILE (it replaces the daemon's policy file), or re-read the
+    /// daemon's policy file. Atomic: the new generation replaces the old
+    /// with one map write. Prints the generation installed.
+    Apply {
+        file: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the policy file the daemon runs.
+    Show,
 }
 
+#[derive(Subcommand)]
+enum DeviceCommand {
+    /// The devices of the running policy.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a device to the policy file and apply it.
+    Add {
+        name: String,
+        #[arg(long)]
+        vlan: u16,
+        /// Address (repeat for several, IPv4 and IPv6).
+        #[arg(long = "ip", required = true)]
+        ips: Vec<String>,
+        /// Bind the device's addresses to this MAC.
+        #[arg(long)]
+        mac: Option<String>,
+        #[arg(long)]
+        profile: Option<String>,
+    },
+    /// Remove a device from the policy file and apply it.
+    Remove { name: String },
+}
+
+#[derive(Args)]
+struct RuleArgs {
+    /// The device (or, with --profile, the profile) to change.
+    name: String,
+    /// NAME is a profile: every device using it is affected.
+    #[arg(long)]
+    profile: bool,
+    /// `in`: traffic to the device from PEER; `out`: from the device to PEER.
+    #[arg(value_enum)]
+    direction: Direction,
+    /// `any`, an address, a CIDR or a [peers] set.
+    peer: String,
+    /// tcp, udp, icmp, icmpv6 or any.
+    #[arg(long)]
+    proto: Option<String>,
+    /// Port or range (the device's for `in`, the peer's for `out`).
+    #[arg(long)]
+    port: Option<String>,
+    /// ICMP or ICMPv6 message type.
+    #[arg(long)]
+    icmp_type: Option<u8>,
+}
+
+impl RuleArgs {
+    fn split(self) -> (Target, Direction, RuleSpec) {
+        let target =
+            if self.profile { Target::Profile(self.name) } else { Target::Device(self.name) };
+        let rule = RuleSpec {
+            peer: self.peer,
+            proto: self.proto,
+            port: self.port,
+            icmp_type: self.icmp_type,
+        };
+        (target, self.direction, rule)
+    }
+}
+
+/// Exit codes scripts can rely on.
+const EXIT_REFUSED: u8 = 1;
+const EXIT_UNREACHABLE: u8 = 3;
+const EXIT_DENIED: u8 = 4;
+
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
         Err(e) => {
             eprintln!("vlanguard: {e:#}");
-            ExitCode::FAILURE
+            match e.downcast_ref::<ClientError>() {
+                Some(ClientError::Unreachable { .. }) => ExitCode::from(EXIT_UNREACHABLE),
+                Some(ClientError::Denied { .. }) => ExitCode::from(EXIT_DENIED),
+                _ => ExitCode::from(EXIT_REFUSED),
+            }
         }
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+/// Sends `request` to the daemon and prints the answer.
+fn ask(socket: &Path, request: &Request, json: bool) -> anyhow::Result<ExitCode> {
+    let reply = control::call(socket, request)?;
+    if reply.ok {
+        if json {
+            println!("{}", serde_json::to_string_pretty(&reply.data)?);
+        } else {
+            println!("{}", reply.message.trim_end());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!("vlanguard: {}", reply.message);
+    Ok(ExitCode::from(match reply.failure {
+        Some(Failure::Denied) => EXIT_DENIED,
+        _ => EXIT_REFUSED,
+    }))
+}
+
+fn absolute(file: Option<PathBuf>) -> Option<PathBuf> {
+    file.map(|f| std::path::absolute(&f).unwrap_or(f))
+}
+
+fn read_text(file: Option<PathBuf>) -> anyhow::Result<Option<String>> {
+    file.map(|f| std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display())))
+        .transpose()
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let socket = cli.socket;
     match cli.command {
-        Command::Run { config, ifaces, xdp_mode, stats_interval, pin_dir } => {
-            let daemon = Daemon::start(daemon::Config {
-                policy: config,
-                ifaces,
-                mode: xdp_mode,
-                pin_dir,
-                stats_interval,
-            })?;
+        Command::Run(args) => {
+            let config = daemon::Config {
+                policy: args.config,
+                ifaces: args.ifaces,
+                mode: args.xdp_mode,
+                pin_dir: args.pin_dir,
+                socket,
+                group: args.group,
+                audit_log: args.audit_log,
+                stats_interval: args.stats_interval,
+            };
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            runtime.block_on(daemon.serve())
+            runtime.block_on(async { Daemon::start(config)?.serve().await })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { json } => ask(&socket, &Request::Status, json),
+        Command::Stats { device, json } => ask(&socket, &Request::Stats { device }, json),
+        Command::Policy { command } => match command {
+            PolicyCommand::Validate { file } => {
+                let resolved = read_policy(&file)?;
+                let c = compile(&resolved);
+                println!(
+                    "{}: valid: {} vlans, {} devices, {} device addresses, {} rule sets \
+                     ({} peer entries, {} port entries)",
+                    file.display(),
+                    c.vlans.len(),
+                    c.devices.len(),
+                    c.devices.iter().map(|d| d.addrs.len()).sum::<usize>(),
+                    c.rule_sets.len(),
+                    c.peer_entries(),
+                    c.port_entries(),
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            PolicyCommand::Diff { file, json } => {
+                let text = read_text(file.clone())?;
+                ask(&socket, &Request::PolicyDiff { text, file: absolute(file) }, json)
+            }
+            PolicyCommand::Apply { file, json } => {
+                let text = read_text(file.clone())?;
+                ask(&socket, &Request::PolicyApply { text, file: absolute(file) }, json)
+            }
+            PolicyCommand::Show => ask(&socket, &Request::PolicyShow, false),
+        },
+        Command::Device { command } => match command {
+            DeviceCommand::List { json } => ask(&socket, &Request::DeviceList, json),
+            DeviceCommand::Add { name, vlan, ips, mac, profile } => {
+                let device = NewDevice { name, vlan, ip: ips, mac, profile };
+                ask(&socket, &Request::DeviceAdd { device }, false)
+            }
+            DeviceCommand::Remove { name } => ask(&socket, &Request::DeviceRemove { name }, false),
+        },
+        Command::Allow(rule) => {
+            let (target, direction, rule) = rule.split();
+            ask(&socket, &Request::Allow { target, direction, rule }, false)
+        }
+        Command::Revoke(rule) => {
+            let (target, direction, rule) = rule.split();
+            ask(&socket, &Request::Revoke { target, direction, rule }, false)
         }
         Command::Detach { pin_dir } => {
+            // A running daemon detaches and stops; otherwise do it here.
+            match control::call(&socket, &Request::Detach) {
+                Ok(reply) if reply.ok => {
+                    println!("{}", reply.message);
+                    return Ok(ExitCode::SUCCESS);
+                }
+                Ok(reply) => {
+                    eprintln!("vlanguard: {}", reply.message);
+                    return Ok(ExitCode::from(if reply.failure == Some(Failure::Denied) {
+                        EXIT_DENIED
+                    } else {
+                        EXIT_REFUSED
+                    }));
+                }
+                Err(ClientError::Unreachable { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
             let pins = PinDir::new(&pin_dir);
             if !pins.root().exists() {
                 anyhow::bail!("nothing to detach: {} does not exist", pin_dir.display());
@@ -114,23 +340,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 if ifaces.is_empty() { "no interface".to_string() } else { ifaces.join(", ") },
                 pin_dir.display()
             );
-            Ok(())
-        }
-        Command::Policy { command: PolicyCommand::Validate { file } } => {
-            let resolved = read_policy(&file)?;
-            let c = compile(&resolved);
-            println!(
-                "{}: valid: {} vlans, {} devices, {} device addresses, {} rule sets \
-                 ({} peer entries, {} port entries)",
-                file.display(),
-                c.vlans.len(),
-                c.devices.len(),
-                c.devices.iter().map(|d| d.addrs.len()).sum::<usize>(),
-                c.rule_sets.len(),
-                c.peer_entries(),
-                c.port_entries(),
-            );
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
         Command::Check { object } => {
             let bytes = match &object {
@@ -146,7 +356,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 info.verified_instruction_count().unwrap_or_default(),
                 info.size_translated().unwrap_or_default(),
             );
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

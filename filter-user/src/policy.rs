@@ -515,7 +515,8 @@ fn parse_ports(spec: &PortSpec) -> Result<(u16, u16), String> {
     let bad = || format!("port {text:?} is not a port (443) or a range (8000-8100) of 0-65535");
     match text.split_once('-') {
         None => {
-            let p = text.parse().map_err(|_| bad())?;
+            let n: u64 = text.parse().map_err(|_| bad())?;
+            let p = u16::try_from(n).map_err(|_| format!("port {n} is outside 0-65535"))?;
             Ok((p, p))
         }
         Some((a, b)) => {

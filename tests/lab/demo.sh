@@ -16,8 +16,12 @@ NAMESPACES=(vgd-router vgd-nurse vgd-sw vgd-pump vgd-rogue)
 LOG=$(mktemp /tmp/vlanguard-demo.XXXXXX)
 # `ip netns exec` remounts /sys, so pins go to a BPF filesystem of the
 # demo's own, mounted outside /sys.
-BPFFS=/run/vlanguard-demo/bpf
+RUN=/run/vlanguard-demo
+BPFFS=$RUN/bpf
 PINS=$BPFFS/vlanguard
+SOCKET=$RUN/vlanguard.sock
+# The demo edits a copy of the policy, never the example itself.
+LIVE_POLICY=$RUN/policy.toml
 DAEMON=
 FAILED=0
 
@@ -26,9 +30,9 @@ cleanup() {
         kill -TERM "$DAEMON" 2>/dev/null || true
         wait "$DAEMON" 2>/dev/null || true
     fi
-    [[ -d $PINS ]] && "$VG" detach --pin-dir "$PINS" >/dev/null 2>&1 || true
+    [[ -d $PINS ]] && "$VG" --socket "$SOCKET" detach --pin-dir "$PINS" >/dev/null 2>&1 || true
     mountpoint -q "$BPFFS" && umount "$BPFFS" || true
-    rmdir "$BPFFS" /run/vlanguard-demo 2>/dev/null || true
+    mountpoint -q "$BPFFS" || rm -rf "$RUN"
     for ns in "${NAMESPACES[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
     rm -f "$LOG"
 }
@@ -36,7 +40,8 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 start_daemon() {
-    ip netns exec vgd-router "$VG" run --config "$POLICY" --pin-dir "$PINS" \
+    ip netns exec vgd-router "$VG" --socket "$SOCKET" run --config "$LIVE_POLICY" \
+        --pin-dir "$PINS" --audit-log "$RUN/audit.log" \
         --iface vg-up --iface vg-pumps >"$LOG" 2>&1 &
     DAEMON=$!
     for _ in $(seq 50); do
@@ -101,6 +106,8 @@ echo "  namespaces: ${NAMESPACES[*]}"
 
 mkdir -p "$BPFFS"
 mount -t bpf bpf "$BPFFS"
+cp "$POLICY" "$LIVE_POLICY"
+cli() { "$VG" --socket "$SOCKET" "$@"; }
 
 step "starting vlanguard on the router (policy $POLICY)"
 start_daemon
@@ -108,6 +115,24 @@ sed 's/^/  /' "$LOG"
 
 step "traffic"
 traffic
+
+step "vlanguard status, vlanguard stats"
+cli status | sed 's/^/  /'
+echo
+cli stats | sed 's/^/  /'
+
+step "an operator lets the pump ping nurse stations, then revokes it"
+# Until flow tracking lands, the reply needs its own rule.
+cli allow pump-icu-07 out nurse-stations --proto icmp --icmp-type 8 | sed 's/^/  /'
+cli allow pump-icu-07 in nurse-stations --proto icmp --icmp-type 0 | sed 's/^/  /'
+expect ok      "pump-icu-07 pings a nurse station" \
+    ip netns exec vgd-pump ping -c 3 -i 0.2 -W 1 10.30.1.1
+cli revoke pump-icu-07 out nurse-stations --proto icmp --icmp-type 8 | sed 's/^/  /'
+cli revoke pump-icu-07 in nurse-stations --proto icmp --icmp-type 0 | sed 's/^/  /'
+expect blocked "and is stopped again" \
+    ip netns exec vgd-pump ping -c 3 -i 0.2 -W 1 10.30.1.1
+echo "  audit log:"
+sed 's/^/    /' "$RUN/audit.log"
 
 step "stopping the daemon: the filter keeps enforcing"
 kill -TERM "$DAEMON"; wait "$DAEMON" || true; DAEMON=
@@ -120,12 +145,11 @@ sed 's/^/  /' "$LOG"
 expect ok      "nurse station pings pump-icu-07" \
     ip netns exec vgd-nurse ping -c 2 -i 0.2 -W 1 10.110.0.7
 
-step "what vlanguard counted (this daemon's run)"
-kill -TERM "$DAEMON"; wait "$DAEMON" || true; DAEMON=
-sed 's/^/  /' "$LOG"
-
-step "vlanguard detach: no filter, no pins left"
-"$VG" detach --pin-dir "$PINS" | sed 's/^/  /'
+step "vlanguard detach: the daemon removes the filter and stops"
+cli detach | sed 's/^/  /'
+wait "$DAEMON" || true
+DAEMON=
+[[ ! -e $PINS ]] && echo "  no pins left in $BPFFS"
 expect ok      "telnet to the pump now only meets the pump's closed port" \
     ip netns exec vgd-nurse timeout 2 bash -c 'exec 3<>/dev/tcp/10.110.0.7/23 || [[ $? == 1 ]]'
 exit $FAILED

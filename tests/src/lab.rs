@@ -71,6 +71,8 @@ pub struct Lab {
     pub dir: PathBuf,
     pub pin_dir: PathBuf,
     pub policy_file: PathBuf,
+    pub socket: PathBuf,
+    pub audit_log: PathBuf,
     daemon: Option<Child>,
 }
 
@@ -109,6 +111,8 @@ impl Lab {
         let mut lab = Lab {
             pin_dir: dir.join("bpf/vlanguard"),
             policy_file: dir.join("policy.toml"),
+            socket: dir.join("vlanguard.sock"),
+            audit_log: dir.join("audit.log"),
             dir,
             namespaces: Vec::new(),
             prefix,
@@ -195,9 +199,37 @@ impl Lab {
             .expect("run vlanguard")
     }
 
+    /// The CLI against this lab's daemon (its socket), run as root in the
+    /// test's own namespaces: the CLI needs only the socket.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(vlanguard_bin())
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("run vlanguard")
+    }
+
+    /// The CLI run as user and group `nobody` (65534).
+    pub fn cli_as_nobody(&self, args: &[&str]) -> Output {
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(vlanguard_bin())
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("run vlanguard as nobody")
+    }
+
     /// Starts the daemon on both router interfaces and waits until it has
     /// applied the policy. Its output goes to `daemon.log` in the lab dir.
     pub fn start_daemon(&mut self) -> String {
+        self.start_daemon_with(&[])
+    }
+
+    /// `start_daemon` with extra `vlanguard run` arguments.
+    pub fn start_daemon_with(&mut self, extra: &[&str]) -> String {
         let log = self.dir.join(format!("daemon-{}.log", self.daemon_starts()));
         let out = fs::File::create(&log).expect("log file");
         let (up, down) = self.router_ifaces();
@@ -208,6 +240,11 @@ impl Lab {
             .arg(&self.policy_file)
             .arg("--pin-dir")
             .arg(&self.pin_dir)
+            .arg("--socket")
+            .arg(&self.socket)
+            .arg("--audit-log")
+            .arg(&self.audit_log)
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(out)
             .spawn()
@@ -313,6 +350,8 @@ impl Drop for Lab {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
         }
         let _ = fs::remove_dir_all(&self.dir);
+        // The shared parent goes with the last lab.
+        let _ = self.dir.parent().map(fs::remove_dir);
     }
 }
 

@@ -180,10 +180,10 @@ fn sighup_reloads_under_load_without_loss_and_revokes_at_once() {
         std::fs::read_to_string(&log).unwrap_or_default().matches("applied as generation").count()
     };
 
-    // 100 reloads, each of a policy that keeps UDP 5000 allowed, during a
+    // Reloads, each of a policy that keeps UDP 5000 allowed, during a
     // steady stream: nothing may be lost.
-    let reloads = 100;
-    let got = stream_while(&lab, 5000, 3000, Duration::from_millis(1), || {
+    let reloads = 20;
+    let got = stream_while(&lab, 5000, 1000, Duration::from_millis(1), || {
         for i in 0..reloads {
             let before = applied();
             // Alternate between two policies so each apply really changes the maps.
@@ -208,7 +208,7 @@ fn sighup_reloads_under_load_without_loss_and_revokes_at_once() {
         .filter_map(|l| l.rsplit_once(" in ")?.1.strip_suffix(" ms")?.parse().ok())
         .collect();
     eprintln!("apply times (ms): {times:?}");
-    assert_eq!(got, 3000, "datagrams lost during {reloads} reloads");
+    assert_eq!(got, 1000, "datagrams lost during {reloads} reloads");
 
     // Revoke the UDP rule: once the reload is applied, nothing gets through.
     let text = std::fs::read_to_string(&lab.policy_file).expect("policy");

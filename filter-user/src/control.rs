@@ -1,0 +1,191 @@
+//! The daemon's control socket: one JSON request per line, one JSON reply
+//! per line. Callers are identified by the kernel (SO_PEERCRED), not by
+//! anything they send.
+
+use std::{
+    io::{BufRead as _, BufReader, Write as _},
+    os::unix::net::UnixStream,
+    path::Path,
+    time::Duration,
+};
+
+use serde::{Deserialize, Serialize};
+
+use crate::edit::{Direction, NewDevice, RuleSpec, Target};
+
+pub const DEFAULT_SOCKET: &str = "/run/vlanguard/vlanguard.sock";
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "request", rename_all = "kebab-case")]
+pub enum Request {
+    Status,
+    Stats {
+        device: Option<String>,
+    },
+    PolicyShow,
+    /// Without `text`: the daemon's own policy file, re-read. `file` names
+    /// where `text` came from, for error messages.
+    PolicyDiff {
+        text: Option<String>,
+        file: Option<std::path::PathBuf>,
+    },
+    PolicyApply {
+        text: Option<String>,
+        file: Option<std::path::PathBuf>,
+    },
+    DeviceList,
+    DeviceAdd {
+        device: NewDevice,
+    },
+    DeviceRemove {
+        name: String,
+    },
+    Allow {
+        target: Target,
+        direction: Direction,
+        rule: RuleSpec,
+    },
+    Revoke {
+        target: Target,
+        direction: Direction,
+        rule: RuleSpec,
+    },
+    /// Detach everything and stop the daemon.
+    Detach,
+}
+
+impl Request {
+    /// Whether the request changes anything (and so goes to the audit log).
+    pub fn changes(&self) -> bool {
+        matches!(
+            self,
+            Request::PolicyApply { .. }
+                | Request::DeviceAdd { .. }
+                | Request::DeviceRemove { .. }
+                | Request::Allow { .. }
+                | Request::Revoke { .. }
+                | Request::Detach
+        )
+    }
+}
+
+/// How a request failed, for the CLI's exit code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Failure {
+    /// Bad input: unknown device, invalid policy, ... (exit 1)
+    Invalid,
+    /// The caller may not use the socket (exit 4)
+    Denied,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Reply {
+    pub ok: bool,
+    pub failure: Option<Failure>,
+    /// Human-readable summary or error.
+    pub message: String,
+    /// Structured result for `--json`.
+    pub data: serde_json::Value,
+}
+
+impl Reply {
+    pub fn ok(message: impl Into<String>, data: serde_json::Value) -> Reply {
+        Reply { ok: true, failure: None, message: message.into(), data }
+    }
+    pub fn invalid(message: impl Into<String>) -> Reply {
+        Reply {
+            ok: false,
+            failure: Some(Failure::Invalid),
+            message: message.into(),
+            data: serde_json::Value::Null,
+        }
+    }
+    pub fn denied(message: impl Into<String>) -> Reply {
+        Reply {
+            ok: false,
+            failure: Some(Failure::Denied),
+            message: message.into(),
+            data: serde_json::Value::Null,
+        }
+    }
+}
+
+/// Why the CLI could not get an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(
+        "cannot reach the vlanguard daemon at {socket}: {source} (is `vlanguard run` running? see --socket)"
+    )]
+    Unreachable { socket: String, source: std::io::Error },
+    #[error(
+        "permission denied on {socket}: the control socket is for root and the operators' group (run --group)"
+    )]
+    Denied { socket: String },
+    #[error("talking to the daemon: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the daemon's reply is not understood: {0}")]
+    Protocol(#[from] serde_json::Error),
+}
+
+/// Sends one request and waits (bounded) for its reply.
+pub fn call(socket: &Path, request: &Request) -> Result<Reply, ClientError> {
+    let mut stream = UnixStream::connect(socket).map_err(|source| {
+        let socket = socket.display().to_string();
+        if source.kind() == std::io::ErrorKind::PermissionDenied {
+            ClientError::Denied { socket }
+        } else {
+            ClientError::Unreachable { socket, source }
+        }
+    })?;
+    stream.set_read_timeout(Some(Duration::from_secs(120)))?;
+    let mut line = serde_json::to_string(request)?;
+    line.push('\n');
+    stream.write_all(line.as_bytes())?;
+    let mut reply = String::new();
+    BufReader::new(stream).read_line(&mut reply)?;
+    Ok(serde_json::from_str(&reply)?)
+}
+
+/// Whether `uid`/`gid`/`pid` may use the socket: root, or a member of
+/// `group` (primary or supplementary).
+pub fn authorised(uid: u32, gid: u32, pid: Option<i32>, group: Option<u32>) -> bool {
+    if uid == 0 {
+        return true;
+    }
+    let Some(group) = group else { return false };
+    if gid == group {
+        return true;
+    }
+    // Supplementary groups of the calling process.
+    pid.and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
+        .and_then(|status| {
+            status.lines().find_map(|l| l.strip_prefix("Groups:")).map(|groups| {
+                groups.split_whitespace().filter_map(|g| g.parse::<u32>().ok()).any(|g| g == group)
+            })
+        })
+        .unwrap_or(false)
+}
+
+/// The gid of group `name`.
+pub fn group_id(name: &str) -> Option<u32> {
+    let c = std::ffi::CString::new(name).ok()?;
+    // SAFETY: getgrnam returns NULL or a pointer to static storage that is
+    // valid until the next getgr* call; we read one field right away.
+    unsafe {
+        let g = libc::getgrnam(c.as_ptr());
+        (!g.is_null()).then(|| (*g).gr_gid)
+    }
+}
+
+/// The user name of `uid`, or the number.
+pub fn user_name(uid: u32) -> String {
+    // SAFETY: as for getgrnam: NULL or static storage read at once.
+    unsafe {
+        let p = libc::getpwuid(uid);
+        if p.is_null() || (*p).pw_name.is_null() {
+            return uid.to_string();
+        }
+        std::ffi::CStr::from_ptr((*p).pw_name).to_string_lossy().into_owned()
+    }
+}

@@ -393,3 +393,37 @@ mod tests {
         assert!(rule_set_slot(1, MAX_RULE_SETS - 1) < RULE_SET_SLOTS);
     }
 }
+
+/// The test lab's VLAN switch (`filter-ebpf/src/bin/lab_vlan.rs`), which
+/// stands in for 802.1Q subinterfaces on kernels without them. Not part of
+/// the filter.
+pub mod lab {
+    pub const PROGRAM_NAME: &str = "lab_vlan";
+    pub const MAP: &str = "LAB_VLAN";
+
+    /// Key: the interface a frame arrived on and its VLAN id (0: untagged).
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub struct PortKey {
+        pub ifindex: u32,
+        pub vid: u16,
+        pub _pad: u16,
+    }
+
+    /// What to do: redirect to the egress of `target`, first popping the tag
+    /// (tagged frames) or pushing `push_vid` (untagged frames).
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct PortAction {
+        pub target: u32,
+        pub push_vid: u16,
+        pub _pad: u16,
+    }
+
+    #[cfg(feature = "user")]
+    // SAFETY: #[repr(C)], integers only, no implicit padding.
+    unsafe impl aya::Pod for PortKey {}
+    #[cfg(feature = "user")]
+    // SAFETY: as above.
+    unsafe impl aya::Pod for PortAction {}
+}

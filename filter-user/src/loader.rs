@@ -547,3 +547,8 @@ fn sum<'a>(values: impl Iterator<Item = &'a Counter>) -> Counter {
         bytes: acc.bytes + c.bytes,
     })
 }
+
+/// The test lab's VLAN switch program (tc); see `filter_common::lab`.
+#[cfg(feature = "lab")]
+pub static LAB_VLAN_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lab-vlan"));

@@ -10,7 +10,7 @@ use std::{
 
 use aya::{maps::MapInfo, programs::ProgramInfo};
 use vlanguard_tests::{
-    lab::{self, Lab, NURSE, PUMP},
+    lab::{self, Lab, NURSE, PUMP, ROUTER_IFACES},
     privileged,
 };
 
@@ -45,8 +45,7 @@ fn enforcement_survives_kill_9_and_a_new_daemon_adopts_it() {
         lab.in_ns("nurse", || lab::udp_send(pump_port(6000), 300, Duration::from_millis(10)));
     thread::sleep(Duration::from_millis(1000));
     lab.stop_daemon(libc::SIGKILL);
-    let (up, down) = lab.router_ifaces();
-    assert!(lab.xdp_attached(&up) && lab.xdp_attached(&down), "still attached with no daemon");
+    assert!(ROUTER_IFACES.iter().all(|i| lab.xdp_attached(i)), "still attached with no daemon");
     to_allowed.join().expect("sender");
     to_blocked.join().expect("sender");
     let allowed = allowed.join().expect("receiver");
@@ -71,7 +70,7 @@ fn enforcement_survives_kill_9_and_a_new_daemon_adopts_it() {
     let out = lab.vlanguard(&["detach", "--pin-dir", &lab.pin_dir.to_string_lossy()]);
     assert!(out.status.success(), "detach: {}", stderr(&out));
     assert!(!lab.pin_dir.exists(), "pin directory left behind");
-    assert!(!lab.xdp_attached(&up) && !lab.xdp_attached(&down), "still attached after detach");
+    assert!(!ROUTER_IFACES.iter().any(|i| lab.xdp_attached(i)), "still attached after detach");
     // Maps are freed after an RCU grace period; give it a bounded moment.
     let deadline = Instant::now() + Duration::from_secs(5);
     while map_ids.iter().any(|id| MapInfo::from_id(*id).is_ok()) && Instant::now() < deadline {
@@ -89,13 +88,12 @@ fn a_second_daemon_on_the_same_pins_refuses() {
     }
     let mut lab = Lab::new();
     lab.start_daemon();
-    let (up, down) = lab.router_ifaces();
     let out = lab.vlanguard(&[
         "run",
         "--iface",
-        &up,
+        "uplink",
         "--iface",
-        &down,
+        "trunk0",
         "--config",
         &lab.policy_file.to_string_lossy(),
         "--pin-dir",
@@ -121,7 +119,7 @@ fn bad_input_is_refused_and_changes_nothing() {
     let lab = Lab::new();
     let pins = lab.pin_dir.to_string_lossy().into_owned();
     let policy = lab.policy_file.to_string_lossy().into_owned();
-    let (up, _) = lab.router_ifaces();
+    let up = "uplink";
 
     let out = lab.vlanguard(&["run", "--iface", "nope0", "--config", &policy, "--pin-dir", &pins]);
     assert!(!out.status.success());
@@ -132,13 +130,13 @@ fn bad_input_is_refused_and_changes_nothing() {
         "[[vlan]]\nid = 110\nname = \"x\"\nsubnets = [\"10.110.0.0/33\"]\n",
     )
     .expect("write");
-    let out = lab.vlanguard(&["run", "--iface", &up, "--config", &policy, "--pin-dir", &pins]);
+    let out = lab.vlanguard(&["run", "--iface", up, "--config", &policy, "--pin-dir", &pins]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("policy.toml: TOML parse error at line 4"), "{}", stderr(&out));
 
     std::fs::write(&lab.policy_file, "[[vlan]]\nid = 110\nname = \"x\"\n\n[[device]]\nname = \"d\"\nvlan = 120\nip = [\"10.1.1.1\"]\n")
         .expect("write");
-    let out = lab.vlanguard(&["run", "--iface", &up, "--config", &policy, "--pin-dir", &pins]);
+    let out = lab.vlanguard(&["run", "--iface", up, "--config", &policy, "--pin-dir", &pins]);
     assert!(!out.status.success());
     assert!(
         stderr(&out).contains("policy.toml:5:1: device \"d\": vlan 120 is not declared"),
@@ -147,7 +145,7 @@ fn bad_input_is_refused_and_changes_nothing() {
     );
 
     assert!(!lab.pin_dir.exists(), "a refused start must not pin anything");
-    assert!(!lab.xdp_attached(&up));
+    assert!(!lab.xdp_attached(up));
     let out = lab.vlanguard(&["detach", "--pin-dir", &pins]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("nothing to detach"), "{}", stderr(&out));

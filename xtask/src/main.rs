@@ -71,10 +71,11 @@ fn main() -> Result<()> {
         Task::Demo => {
             setup::run()?;
             require_root("the lab creates network namespaces and attaches XDP")?;
-            setup::ensure_commands(&[("ping", "iputils-ping")])?;
-            cargo(["build", "--release", "--package", "filter-user", "--bin", "vlanguard"])?;
-            let mut cmd = Command::new(root.join("tests/lab/demo.sh"));
-            cmd.arg(root.join("target/release/vlanguard")).arg(root.join("examples/hospital.toml"));
+            setup::ensure_commands(LAB_COMMANDS)?;
+            build_lab_binaries()?;
+            let mut cmd = Command::new(root.join("target/debug/demo"));
+            cmd.arg(root.join("examples/hospital.toml"));
+            lab_env(&root, &mut cmd);
             run(cmd)?;
         }
         Task::Lint => {
@@ -124,11 +125,12 @@ fn test(root: &Path, args: &[String]) -> Result<()> {
     let debug_object = build_ebpf(root, true)?;
     require_root("the kernel tests load XDP programs")?;
     // Layer 3: the daemon binary in namespace labs with real traffic.
-    cargo(["build", "--package", "filter-user", "--bin", "vlanguard"])?;
+    setup::ensure_commands(LAB_COMMANDS)?;
+    build_lab_binaries()?;
     let mut cmd = cargo_cmd(["test", "--package", "vlanguard-tests", "--"]);
     cmd.args(args);
     cmd.env("VLANGUARD_DEBUG_OBJECT", &debug_object);
-    cmd.env("VLANGUARD_BIN", root.join("target/debug/vlanguard"));
+    lab_env(root, &mut cmd);
     run(cmd)
 }
 
@@ -154,6 +156,25 @@ fn ebpf_cargo(root: &Path, verb: &str, profile: &str) -> Command {
     cmd.env("CARGO_ENCODED_RUSTFLAGS", rustflags);
     cmd.env_remove("RUSTC").env_remove("RUSTC_WORKSPACE_WRAPPER");
     cmd
+}
+
+/// Commands the namespace labs use, and the Debian packages with them.
+const LAB_COMMANDS: &[(&str, &str)] = &[
+    ("ip", "iproute2"),
+    ("ping", "iputils-ping"),
+    ("ethtool", "ethtool"),
+    ("setpriv", "util-linux"),
+];
+
+/// The daemon, the lab's VLAN switch helper and the demo.
+fn build_lab_binaries() -> Result<()> {
+    cargo(["build", "--package", "filter-user", "--bin", "vlanguard"])?;
+    cargo(["build", "--package", "vlanguard-tests", "--bins"])
+}
+
+fn lab_env(root: &Path, cmd: &mut Command) {
+    cmd.env("VLANGUARD_BIN", root.join("target/debug/vlanguard"));
+    cmd.env("VLANGUARD_LAB_VLAN_BIN", root.join("target/debug/lab_vlan"));
 }
 
 fn require_root(why: &str) -> Result<()> {

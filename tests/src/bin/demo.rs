@@ -122,8 +122,8 @@ fn flows(lab: &Lab, e: &mut Expect) {
 fn main() -> anyhow::Result<()> {
     // SAFETY: installs a handler that only stores to an atomic.
     unsafe {
-        libc::signal(libc::SIGINT, on_signal as libc::sighandler_t);
-        libc::signal(libc::SIGTERM, on_signal as libc::sighandler_t);
+        libc::signal(libc::SIGINT, on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t);
     }
     let policy = std::env::args().nth(1).context("usage: demo POLICY_FILE")?;
     let mut e = Expect { failed: 0 };

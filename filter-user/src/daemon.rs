@@ -68,6 +68,7 @@ impl Daemon {
     /// only then new interfaces attached (never a moment without filtering).
     /// Must run inside a tokio runtime (the socket is bound here).
     pub fn start(config: Config) -> anyhow::Result<Daemon> {
+        raise_open_file_limit();
         let policy = read_policy(&config.policy)?;
         for iface in &config.ifaces {
             ifindex(iface)?;
@@ -570,6 +571,19 @@ fn untagged_ifaces(file: &Path, policy: &Resolved) -> anyhow::Result<Vec<(u32, u
             Ok((index, *vlan))
         })
         .collect()
+}
+
+/// Large policies publish thousands of inner maps per batch; use the hard
+/// open-file limit rather than the (often 1024) soft one.
+fn raise_open_file_limit() {
+    // SAFETY: getrlimit/setrlimit with a properly sized struct we own.
+    unsafe {
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &raw const lim);
+        }
+    }
 }
 
 fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {

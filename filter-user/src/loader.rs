@@ -41,6 +41,10 @@ pub static PROGRAM_OBJECT: &[u8] =
 pub static PASS_FLOOR_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/pass-floor"));
 
+/// Rule sets published per batched update: bounds the inner-map descriptors
+/// open at once (and costs one RCU grace period per chunk).
+const PUBLISH_CHUNK: usize = 4096;
+
 /// Inner tries are created with the flags of the template in the object
 /// (`BPF_F_NO_PREALLOC`, which LPM tries require).
 const INNER_TRIE_FLAGS: u32 = 1;
@@ -53,7 +57,10 @@ type PortContent = Vec<(PortPrefix, RuleBits)>;
 /// Kept as `Map` so both typed access (to fill them) and the file
 /// descriptor (to publish them) are at hand.
 struct TrieCache<C> {
-    tries: StdHashMap<C, Map>,
+    /// Content -> inner map id. Ids, not file descriptors: a policy with
+    /// tens of thousands of rule sets must not need as many open files; the
+    /// outer arrays hold the kernel's references.
+    tries: StdHashMap<C, u32>,
     /// Contents each generation's slots point at.
     used: [HashSet<C>; GENERATIONS as usize],
     /// Highest rule set id written per generation (slots 1..=n are set).
@@ -331,34 +338,42 @@ impl Filter {
             );
             self.protected.insert(&key, ProtectedNet { vlan: *vlan, _pad: 0 }, 0)?;
         }
-        // Rule sets before the devices that point at them.
-        let mut slots = Vec::with_capacity(c.rule_sets.len());
-        let mut peer_fds = Vec::with_capacity(c.rule_sets.len());
-        let mut port_fds = Vec::with_capacity(c.rule_sets.len());
-        for (index, set) in c.rule_sets.iter().enumerate() {
-            slots.push(rule_set_slot(generation, index as u32 + 1));
-            peer_fds.push(publish::<PeerData, _>(
-                &mut self.peer_tries,
-                generation,
-                &set.peers,
-                |p| Key::new(p.len, p.value.to_be_bytes()),
-            )?);
-            port_fds.push(publish::<PortData, _>(
-                &mut self.port_tries,
-                generation,
-                &set.ports,
-                |p| {
-                    let data = PortData {
-                        proto: (p.value >> 16) as u8,
-                        port: (p.value as u16).to_be_bytes(),
-                        _pad: [0; 5],
-                    };
-                    Key::new(p.len, data)
-                },
-            )?);
+        // Rule sets before the devices that point at them, published in
+        // chunks so that open inner-map descriptors stay bounded.
+        for (chunk_index, chunk) in c.rule_sets.chunks(PUBLISH_CHUNK).enumerate() {
+            let first = (chunk_index * PUBLISH_CHUNK) as u32 + 1;
+            let slots: Vec<u32> =
+                (0..chunk.len() as u32).map(|i| rule_set_slot(generation, first + i)).collect();
+            let mut peers = Vec::with_capacity(chunk.len());
+            let mut ports = Vec::with_capacity(chunk.len());
+            for set in chunk {
+                peers.push(publish::<PeerData, _>(
+                    &mut self.peer_tries,
+                    generation,
+                    &set.peers,
+                    |p| Key::new(p.len, p.value.to_be_bytes()),
+                )?);
+                ports.push(publish::<PortData, _>(
+                    &mut self.port_tries,
+                    generation,
+                    &set.ports,
+                    |p| {
+                        let data = PortData {
+                            proto: (p.value >> 16) as u8,
+                            port: (p.value as u16).to_be_bytes(),
+                            _pad: [0; 5],
+                        };
+                        Key::new(p.len, data)
+                    },
+                )?);
+            }
+            let fds = |maps: &[MapData]| -> Vec<u32> {
+                maps.iter().map(|m| m.fd().as_fd().as_raw_fd() as u32).collect()
+            };
+            sys::update_batch(self.peer_sets.fd().as_fd(), &slots, &fds(&peers))?;
+            sys::update_batch(self.port_sets.fd().as_fd(), &slots, &fds(&ports))?;
+            // Dropping the handles closes them; the outer arrays keep the maps.
         }
-        sys::update_batch(self.peer_sets.fd().as_fd(), &slots, &peer_fds)?;
-        sys::update_batch(self.port_sets.fd().as_fd(), &slots, &port_fds)?;
         let sets = c.rule_sets.len() as u32;
         self.peer_tries.slots[generation as usize] = sets;
         self.port_tries.slots[generation as usize] = sets;
@@ -502,32 +517,36 @@ pub struct Occupancy {
     pub port_tries: usize,
 }
 
-/// The file descriptor of the inner trie holding `content`, built and
-/// filled once if no live generation has one yet; recorded as used by
-/// `generation`.
+/// A handle on the inner trie holding `content`: the one a live generation
+/// already has (reopened by id), or a new one, built and filled; recorded
+/// as used by `generation`.
 fn publish<K: aya::Pod, P>(
     cache: &mut TrieCache<Vec<(P, RuleBits)>>,
     generation: u32,
     content: &[(P, RuleBits)],
     key: impl Fn(&P) -> Key<K>,
-) -> Result<u32, LoadError>
+) -> Result<MapData, LoadError>
 where
     P: Clone + Eq + std::hash::Hash,
 {
     let content = content.to_vec();
-    if !cache.tries.contains_key(&content) {
-        let mut map = new_trie::<K>()?;
-        {
-            let mut trie: LpmTrie<&mut MapData, K, RuleBits> = (&mut map).try_into()?;
-            for (prefix, bits) in &content {
-                trie.insert(&key(prefix), bits, 0)?;
-            }
-        }
-        cache.tries.insert(content.clone(), map);
+    if let Some(id) = cache.tries.get(&content)
+        && let Ok(data) = MapData::from_id(*id)
+    {
+        cache.used[generation as usize].insert(content);
+        return Ok(data);
     }
-    let fd = map_fd(&cache.tries[&content]);
+    let mut map = new_trie::<K>()?;
+    {
+        let mut trie: LpmTrie<&mut MapData, K, RuleBits> = (&mut map).try_into()?;
+        for (prefix, bits) in &content {
+            trie.insert(&key(prefix), bits, 0)?;
+        }
+    }
+    let Map::LpmTrie(data) = map else { unreachable!("new_trie makes LPM tries") };
+    cache.tries.insert(content.clone(), data.info()?.id());
     cache.used[generation as usize].insert(content);
-    Ok(fd)
+    Ok(data)
 }
 
 /// Drops generation `g`'s claim on its tries; tries no generation uses

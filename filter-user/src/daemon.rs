@@ -88,8 +88,18 @@ impl Daemon {
 
         let mut attached = Vec::new();
         for iface in &config.ifaces {
-            if pins.ensure_link(&mut filter, iface, config.mode)? {
-                attached.push(iface.clone());
+            match pins.ensure_link(&mut filter, iface, config.mode) {
+                Ok(true) => attached.push(iface.clone()),
+                Ok(false) => {}
+                Err(e) => {
+                    // A fresh start that cannot attach everywhere leaves
+                    // nothing behind; an adopted filter keeps enforcing.
+                    if !adopted {
+                        drop(filter);
+                        let _ = pins.detach_all(&lock);
+                    }
+                    return Err(e.into());
+                }
             }
         }
         // Reconcile: interfaces no longer configured stop being filtered.

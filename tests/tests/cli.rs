@@ -287,7 +287,35 @@ fn policy_apply_under_load_loses_nothing_and_revokes_at_once() {
     );
     assert_eq!(got.len(), count as usize, "datagrams lost during 100 applies");
 
-    // Revoke: from the moment apply returns, nothing gets through.
+    // Revoke during a stream: no datagram sent after `apply` returned gets
+    // through (the switch happens before it returns).
+    let rx = lab.in_ns("pump", move || {
+        lab::udp_receive(5000, Duration::from_secs(2), Duration::from_secs(30))
+    });
+    thread::sleep(Duration::from_millis(300));
+    let tx = lab.in_ns("nurse", move || {
+        let sock = std::net::UdpSocket::bind("0.0.0.0:0").expect("bind");
+        let mut sent = Vec::new();
+        for seq in 0..1500u32 {
+            let _ = sock.send_to(&seq.to_be_bytes(), dst);
+            sent.push(Instant::now());
+            thread::sleep(Duration::from_millis(1));
+        }
+        sent
+    });
+    thread::sleep(Duration::from_millis(500));
     ok(&lab.cli(&["policy", "apply", &revoke.to_string_lossy()]));
+    let returned = Instant::now();
+    let sent = tx.join().expect("sender");
+    let got = rx.join().expect("receiver");
+    let last =
+        got.iter().map(|s| sent[*s as usize]).max().expect("the stream passed before the revoke");
+    let after = sent.iter().filter(|t| **t > returned).count();
+    eprintln!(
+        "revoke: last datagram that passed was sent {} ms before apply returned; {after} sent after it, none arrived",
+        returned.duration_since(last).as_millis()
+    );
+    assert!(last < returned, "a datagram sent after apply returned got through");
+    assert!(after > 500, "the stream went on after the apply");
     assert_eq!(udp_arrivals(&lab, 5000), 0, "datagrams got through after the revoking apply");
 }

@@ -144,6 +144,23 @@ fn bad_input_is_refused_and_changes_nothing() {
         stderr(&out)
     );
 
+    // An interface whose driver has no native XDP (a bridge): the error names
+    // it and suggests generic mode, which then works.
+    let r = lab.ns("r");
+    let ok = std::process::Command::new("ip")
+        .args(["-n", &r, "link", "add", "nox0", "type", "bridge"])
+        .status()
+        .expect("ip");
+    assert!(ok.success());
+    std::fs::write(&lab.policy_file, lab::policy("")).expect("write");
+    let out = lab.vlanguard(&["run", "--iface", "nox0", "--config", &policy, "--pin-dir", &pins]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("cannot attach to nox0")
+            && stderr(&out).contains("--xdp-mode generic"),
+        "{}",
+        stderr(&out)
+    );
     assert!(!lab.pin_dir.exists(), "a refused start must not pin anything");
     assert!(!lab.xdp_attached(up));
     let out = lab.vlanguard(&["detach", "--pin-dir", &pins]);

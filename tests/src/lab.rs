@@ -258,11 +258,14 @@ impl Lab {
         fs::write(&self.policy_file, policy(extra_pump_rules)).expect("write policy");
     }
 
-    /// `vlanguard ARGS` run inside the router namespace, to completion.
+    /// `vlanguard ARGS` run inside the router namespace, to completion,
+    /// always with this lab's socket (never the machine's default one).
     pub fn vlanguard(&self, args: &[&str]) -> Output {
         Command::new("ip")
             .args(["netns", "exec", &self.ns("r")])
             .arg(vlanguard_bin())
+            .arg("--socket")
+            .arg(&self.socket)
             .args(args)
             .output()
             .expect("run vlanguard")

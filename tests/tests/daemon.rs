@@ -105,10 +105,24 @@ fn a_second_daemon_on_the_same_pins_refuses() {
         "{}",
         stderr(&out)
     );
-    let out = lab.vlanguard(&["detach", "--pin-dir", &lab.pin_dir.to_string_lossy()]);
+    assert_eq!(lab.ping("nurse", PUMP, 2), 2, "the first daemon's filter is untouched");
+
+    // Detaching behind the daemon's back (not through its socket) is
+    // refused while it holds the pins.
+    let out = std::process::Command::new(lab::vlanguard_bin())
+        .args(["--socket", "/nonexistent/vlanguard.sock", "detach", "--pin-dir"])
+        .arg(&lab.pin_dir)
+        .output()
+        .expect("vlanguard");
     assert!(!out.status.success(), "detach under a running daemon must refuse");
     assert!(stderr(&out).contains("another vlanguard daemon"), "{}", stderr(&out));
-    assert_eq!(lab.ping("nurse", PUMP, 2), 2, "the first daemon's filter is untouched");
+    assert_eq!(lab.ping("nurse", PUMP, 2), 2, "still enforcing");
+
+    // Through the socket, the daemon detaches everything and stops.
+    let out = lab.cli(&["detach"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!lab.pin_dir.exists());
+    assert_eq!(lab.ping("rogue", NURSE, 2), 2, "nothing filters any more");
 }
 
 #[test]

@@ -20,9 +20,10 @@ pub mod maps {
     pub const DEVICE_STATS: &str = "DEVICE_STATS";
     pub const GLOBAL_STATS: &str = "GLOBAL_STATS";
     pub const META: &str = "META";
+    pub const DEVICE_SLOTS: &str = "DEVICE_SLOTS";
 
     /// Every map, in the order they are pinned.
-    pub const ALL: [&str; 11] = [
+    pub const ALL: [&str; 12] = [
         GENERATION,
         SETTINGS,
         IFACES,
@@ -34,6 +35,7 @@ pub mod maps {
         DEVICE_STATS,
         GLOBAL_STATS,
         META,
+        DEVICE_SLOTS,
     ];
 }
 
@@ -281,6 +283,21 @@ pub const PORT_BITS: u32 = 8 + 16;
 /// unknown (non-first fragments, protocols without ports).
 pub const PORT_PROTO_BITS: u32 = 8;
 
+/// Longest device name, in bytes.
+pub const MAX_DEVICE_NAME: usize = 63;
+
+/// `DEVICE_SLOTS` key: a device name, NUL-padded. The value is the device's
+/// counter slot, kept stable across applies and daemon restarts so that a
+/// device's counters stay its own when others are added or removed. Never
+/// read by the program.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct DeviceName {
+    pub bytes: [u8; MAX_DEVICE_NAME + 1],
+}
+
+pub const MAX_DEVICE_SLOTS: u32 = 1 << 18;
+
 /// `DEVICE_STATS` key.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -325,6 +342,8 @@ mod pod {
     // SAFETY: as above.
     unsafe impl aya::Pod for PortData {}
     // SAFETY: as above.
+    unsafe impl aya::Pod for DeviceName {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for StatKey {}
     // SAFETY: as above.
     unsafe impl aya::Pod for Counter {}
@@ -355,6 +374,7 @@ mod tests {
         assert_layout!(ProtectedKey, size 20, align 4, generation @ 0, addr @ 4);
         assert_layout!(ProtectedNet, size 4, align 2, vlan @ 0, _pad @ 2);
         assert_layout!(PortData, size 8, align 1, proto @ 0, port @ 1, _pad @ 3);
+        assert_layout!(DeviceName, size 64, align 1, bytes @ 0);
         assert_layout!(StatKey, size 8, align 4,
             slot @ 0, direction @ 4, verdict @ 5, reason @ 6, _pad @ 7);
         assert_layout!(Counter, size 16, align 8, packets @ 0, bytes @ 8);

@@ -59,6 +59,11 @@ pub static PORT_SETS: ArrayOfMaps<
 pub static DEVICE_STATS: PerCpuHashMap<StatKey, Counter> =
     PerCpuHashMap::with_max_entries(MAX_DEVICE_STATS, BPF_F_NO_PREALLOC);
 
+/// Device name -> counter slot, kept by the controller with the pins.
+#[map]
+pub static DEVICE_SLOTS: HashMap<filter_common::DeviceName, u32> =
+    HashMap::with_max_entries(filter_common::MAX_DEVICE_SLOTS, BPF_F_NO_PREALLOC);
+
 /// Controller bookkeeping that lives with the pins (`filter_common::meta`).
 #[map]
 pub static META: Array<u64> = Array::with_max_entries(filter_common::meta::LEN, 0);

@@ -48,6 +48,9 @@ pub struct RuleSet {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CompiledDevice {
+    pub name: String,
+    /// Counter slot in file order; the loader replaces it with the
+    /// device's stable slot.
     pub slot: u32,
     pub vlan: u16,
     pub flags: u16,
@@ -120,6 +123,7 @@ pub fn compile(policy: &Resolved) -> Compiled {
         .iter()
         .enumerate()
         .map(|(slot, d)| CompiledDevice {
+            name: d.name.clone(),
             slot: slot as u32,
             vlan: d.vlan,
             flags: if d.mac.is_some() { DEVICE_MAC_BOUND } else { 0 },

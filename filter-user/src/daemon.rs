@@ -188,7 +188,7 @@ impl Daemon {
                     }
                 }
                 _ = tick.tick(), if self.config.stats_interval > 0 => {
-                    print!("{}", report::device_table(&self.policy, &self.filter.device_stats()?));
+                    print!("{}", report::device_table(&self.filter.slot_names(), &self.filter.device_stats()?));
                 }
                 Some(_) = connections.join_next(), if !connections.is_empty() => {}
             }
@@ -204,7 +204,10 @@ impl Daemon {
             log("detached on request; nothing is filtered any more");
             return Ok(());
         }
-        println!("{}", report::device_table(&self.policy, &self.filter.device_stats()?));
+        println!(
+            "{}",
+            report::device_table(&self.filter.slot_names(), &self.filter.device_stats()?)
+        );
         println!("{}", report::global_table(&self.filter.global_stats()?));
         log(&format!(
             "stopping; the filter stays attached and enforcing (pins in {}); \
@@ -282,19 +285,19 @@ impl Daemon {
             Request::Stats { device } => {
                 let stats = self.filter.device_stats()?;
                 let slot = match device {
-                    Some(name) => {
-                        Some(self.policy.devices.iter().position(|d| &d.name == name).with_context(
-                            || format!("no device named {name:?} (device list shows them)"),
-                        )? as u32)
-                    }
+                    Some(name) => Some(self.filter.device_slot(name).with_context(|| {
+                        format!("no device named {name:?} (device list shows them)")
+                    })?),
                     None => None,
                 };
+                let names = self.filter.slot_names();
                 let stats: std::collections::BTreeMap<_, _> =
                     stats.into_iter().filter(|(k, _)| slot.is_none_or(|s| k.slot == s)).collect();
                 let rows: Vec<_> = stats
                     .iter()
                     .filter_map(|(k, c)| {
-                        let d = self.policy.devices.get(k.slot as usize)?;
+                        let name = names.get(&k.slot)?;
+                        let d = self.policy.devices.iter().find(|d| &d.name == name)?;
                         Some(json!({
                             "device": d.name,
                             "vlan": d.vlan,
@@ -315,7 +318,7 @@ impl Daemon {
                         "reason": r.name(), "packets": c.packets, "bytes": c.bytes,
                     }))
                     .collect();
-                let mut text = report::device_table(&self.policy, &stats);
+                let mut text = report::device_table(&names, &stats);
                 if device.is_none() {
                     text.push('\n');
                     text.push_str(&report::global_table(&self.filter.global_stats()?));

@@ -21,10 +21,10 @@ use aya::{
     programs::Xdp,
 };
 use filter_common::{
-    Counter, DeviceInfo, DeviceKey, GENERATION_MASK, GENERATIONS, GLOBAL_STATS_LEN, IfaceConf,
-    MAX_RULE_SETS, MAX_SET_PREFIXES, PROGRAM_NAME, PeerData, PortData, ProtectedKey, ProtectedNet,
-    Reason, RuleBits, Settings, StatKey, VLAN_IDS, Verdict, global_stat_index, maps, meta,
-    rule_set_slot,
+    Counter, DeviceInfo, DeviceKey, DeviceName, GENERATION_MASK, GENERATIONS, GLOBAL_STATS_LEN,
+    IfaceConf, MAX_DEVICE_NAME, MAX_RULE_SETS, MAX_SET_PREFIXES, PROGRAM_NAME, PeerData, PortData,
+    ProtectedKey, ProtectedNet, Reason, RuleBits, Settings, StatKey, VLAN_IDS, Verdict,
+    global_stat_index, maps, meta, rule_set_slot,
 };
 
 use crate::{
@@ -94,6 +94,9 @@ pub struct Filter {
     empty_ports: Map,
     device_stats: PerCpuHashMap<MapData, StatKey, Counter>,
     global_stats: PerCpuArray<MapData, Counter>,
+    device_slots: HashMap<MapData, DeviceName, u32>,
+    /// Device name -> counter slot (mirrors `DEVICE_SLOTS`).
+    slots: BTreeMap<String, u32>,
 }
 
 /// Typed handles on every map, however obtained.
@@ -109,6 +112,7 @@ struct Maps {
     port_sets: MapData,
     device_stats: PerCpuHashMap<MapData, StatKey, Counter>,
     global_stats: PerCpuArray<MapData, Counter>,
+    device_slots: HashMap<MapData, DeviceName, u32>,
 }
 
 impl Maps {
@@ -125,6 +129,7 @@ impl Maps {
             device_stats: source.typed(maps::DEVICE_STATS)?,
             global_stats: source.typed(maps::GLOBAL_STATS)?,
             meta: source.typed(maps::META)?,
+            device_slots: source.typed(maps::DEVICE_SLOTS)?,
         })
     }
 }
@@ -247,7 +252,14 @@ impl Filter {
     }
 
     fn with(program: Program, m: Maps) -> Result<Filter, LoadError> {
+        let mut slots = BTreeMap::new();
+        for entry in m.device_slots.iter() {
+            let (name, slot) = entry?;
+            slots.insert(name_of(&name), slot);
+        }
         Ok(Filter {
+            slots,
+            device_slots: m.device_slots,
             program,
             meta: m.meta,
             generation: m.generation,
@@ -304,10 +316,12 @@ impl Filter {
         }
         let active = self.active_generation()?;
         let next = (active + 1) & GENERATION_MASK;
+        let mut policy = policy.clone();
+        let removed = self.assign_slots(&mut policy)?;
 
         // Leftovers of an interrupted apply would mix into the new policy.
         self.clear_generation(next)?;
-        if let Err(e) = self.write_generation(next, policy) {
+        if let Err(e) = self.write_generation(next, &policy) {
             // Leave nothing half-written behind; the active policy is untouched.
             let _ = self.clear_generation(next);
             return Err(e);
@@ -323,7 +337,67 @@ impl Filter {
         // which no run of the program that read the old word is left.
         self.wait_for_readers()?;
         self.clear_generation(active)?;
+        self.release_slots(&removed)?;
         Ok(next)
+    }
+
+    /// Gives every device of `policy` its stable counter slot: the one it
+    /// had, else the lowest free one. Returns the devices that are gone.
+    fn assign_slots(&mut self, policy: &mut Compiled) -> Result<Vec<String>, LoadError> {
+        let wanted: HashSet<&str> = policy.devices.iter().map(|d| d.name.as_str()).collect();
+        let removed: Vec<String> =
+            self.slots.keys().filter(|n| !wanted.contains(n.as_str())).cloned().collect();
+        // Slots of removed devices stay taken until the switch, so a frame
+        // decided by the old policy never counts against a new device.
+        let mut taken: HashSet<u32> = self.slots.values().copied().collect();
+        let mut next_free = 0u32;
+        for d in &mut policy.devices {
+            let slot = match self.slots.get(&d.name) {
+                Some(slot) => *slot,
+                None => {
+                    while taken.contains(&next_free) {
+                        next_free += 1;
+                    }
+                    taken.insert(next_free);
+                    self.device_slots.insert(device_name(&d.name), next_free, 0)?;
+                    self.slots.insert(d.name.clone(), next_free);
+                    next_free
+                }
+            };
+            d.slot = slot;
+        }
+        Ok(removed)
+    }
+
+    /// Forgets removed devices: their slots and counters.
+    fn release_slots(&mut self, removed: &[String]) -> Result<(), LoadError> {
+        let gone: HashSet<u32> = removed.iter().filter_map(|n| self.slots.remove(n)).collect();
+        for name in removed {
+            let _ = self.device_slots.remove(&device_name(name));
+        }
+        if gone.is_empty() {
+            return Ok(());
+        }
+        let stale: Vec<StatKey> = self
+            .device_stats
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| gone.contains(&k.slot))
+            .collect();
+        for k in stale {
+            self.device_stats.remove(&k)?;
+        }
+        Ok(())
+    }
+
+    /// The counter slot of device `name`.
+    pub fn device_slot(&self, name: &str) -> Option<u32> {
+        self.slots.get(name).copied()
+    }
+
+    /// Counter slot -> device name, for every device of the running policy.
+    pub fn slot_names(&self) -> std::collections::HashMap<u32, String> {
+        self.slots.iter().map(|(n, s)| (*s, n.clone())).collect()
     }
 
     fn write_generation(&mut self, generation: u32, c: &Compiled) -> Result<(), LoadError> {
@@ -558,6 +632,18 @@ fn release<C: Eq + std::hash::Hash>(cache: &mut TrieCache<C>, g: usize) {
             cache.tries.remove(&c);
         }
     }
+}
+
+fn device_name(name: &str) -> DeviceName {
+    let mut bytes = [0u8; MAX_DEVICE_NAME + 1];
+    let n = name.len().min(MAX_DEVICE_NAME);
+    bytes[..n].copy_from_slice(&name.as_bytes()[..n]);
+    DeviceName { bytes }
+}
+
+fn name_of(name: &DeviceName) -> String {
+    let end = name.bytes.iter().position(|b| *b == 0).unwrap_or(name.bytes.len());
+    String::from_utf8_lossy(&name.bytes[..end]).into_owned()
 }
 
 fn sum<'a>(values: impl Iterator<Item = &'a Counter>) -> Counter {

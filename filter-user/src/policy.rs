@@ -328,6 +328,15 @@ impl Policy {
             if !names.insert(d.name.as_str()) {
                 return fail("is declared twice".into());
             }
+            if d.name.is_empty()
+                || d.name.len() > filter_common::MAX_DEVICE_NAME
+                || !d.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+            {
+                return fail(format!(
+                    "a device name is 1-{} letters, digits, '.', '_' or '-'",
+                    filter_common::MAX_DEVICE_NAME
+                ));
+            }
             let Some(vlan) = self.vlans.iter().map(Spanned::get_ref).find(|v| v.id == d.vlan)
             else {
                 return fail(format!("vlan {} is not declared in a [[vlan]] table", d.vlan));
@@ -595,6 +604,10 @@ mod tests {
             (device("profile = \"ghost\""), "profile \"ghost\" is not declared"),
             (device("mac = \"02:00:00:00:07\""), "six hex bytes"),
             (device("allow_in = [ { from = \"any\", proto = \"sctp\" } ]"), "unknown proto"),
+            (
+                format!("{VLAN}[[device]]\nname = \"pump 7\"\nvlan = 110\nip = [\"10.110.0.7\"]\n"),
+                "a device name is",
+            ),
             (
                 device("allow_in = [ { from = \"any\", proto = \"tcp\", port = \"90-80\" } ]"),
                 "reversed",

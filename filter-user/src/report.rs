@@ -1,14 +1,15 @@
 //! Operator-facing tables of what the program counted.
 
-use std::{collections::BTreeMap, fmt::Write as _};
+use std::{
+    collections::{BTreeMap, HashMap},
+    fmt::Write as _,
+};
 
 use filter_common::{Counter, Direction, Reason, StatKey, Verdict};
 
-use crate::policy::Resolved;
-
 /// Per-device packets by direction, verdict and reason, one line each, for
-/// the devices of `policy` that saw traffic.
-pub fn device_table(policy: &Resolved, stats: &BTreeMap<StatKey, Counter>) -> String {
+/// the devices (counter slot -> name) that saw traffic.
+pub fn device_table(names: &HashMap<u32, String>, stats: &BTreeMap<StatKey, Counter>) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -16,14 +17,14 @@ pub fn device_table(policy: &Resolved, stats: &BTreeMap<StatKey, Counter>) -> St
         "DEVICE", "DIR", "VERDICT", "REASON", "PACKETS", "BYTES"
     );
     for (k, c) in stats {
-        let Some(device) = policy.devices.get(k.slot as usize) else { continue };
+        let Some(device) = names.get(&k.slot) else { continue };
         let dir = if k.direction == Direction::In as u8 { "in" } else { "out" };
         let verdict = if k.verdict == Verdict::Pass as u8 { "pass" } else { "drop" };
         let reason = Reason::from_u8(k.reason).map_or("?", Reason::name);
         let _ = writeln!(
             out,
             "{:<24} {:<4} {:<6} {:<16} {:>10} {:>12}",
-            device.name, dir, verdict, reason, c.packets, c.bytes
+            device, dir, verdict, reason, c.packets, c.bytes
         );
     }
     out

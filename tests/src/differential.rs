@@ -40,12 +40,16 @@ pub fn run(h: &mut Harness, seed: u64, cases: usize) -> BTreeMap<Reason, usize> 
             assert_eq!(got.action, action, "action differs\n{}", context());
             assert_eq!(got.reason(), Some(expected.reason), "reason differs\n{}", context());
             let len = frame.len() as u64;
+            // Devices keep stable counter slots across policies by name.
+            let slot = |i: usize| {
+                h.filter.device_slot(&policy.devices[i].name).expect("every device has a slot")
+            };
             let mut devices = BTreeMap::new();
             if let Some(s) = expected.src_device {
-                devices.insert((s as u32, Direction::Out, verdict, expected.reason), (1, len));
+                devices.insert((slot(s), Direction::Out, verdict, expected.reason), (1, len));
             }
             if let Some(d) = expected.dst_device {
-                devices.insert((d as u32, Direction::In, verdict, expected.reason), (1, len));
+                devices.insert((slot(d), Direction::In, verdict, expected.reason), (1, len));
             }
             assert_eq!(got.devices, devices, "device counters differ\n{}", context());
             *by_reason.entry(expected.reason).or_insert(0usize) += 1;

@@ -657,3 +657,50 @@ fn policy_swap_takes_effect_and_leaves_one_generation() {
     check(&mut h, &p, 0, "back", &f, Reason::Allowed, &[(PUMP, Direction::In)]);
     assert_eq!(h.filter.occupancy(), occupied, "the old generation is removed after a swap");
 }
+
+#[test]
+fn devices_keep_their_counters_when_others_come_and_go() {
+    let p = hospital();
+    let Some(mut h) = setup(&p, 0) else { return };
+    let to_monitor = Frame::ip(v4(NURSE), v4(MON4), L4::tcp(40000, 9)).bytes();
+    check(&mut h, &p, 0, "before", &to_monitor, Reason::NotAllowed, &[(MONITOR, Direction::In)]);
+    let to_pump = Frame::ip(v4(NURSE), v4(PUMP4), L4::tcp(40000, 443)).bytes();
+    check(&mut h, &p, 0, "pump before", &to_pump, Reason::Allowed, &[(PUMP, Direction::In)]);
+    let monitor_slot = h.filter.device_slot("monitor-1").expect("slot");
+    let pump_slot = h.filter.device_slot("pump-1").expect("slot");
+    let count = |h: &Harness, slot: u32| -> u64 {
+        h.filter
+            .device_stats()
+            .expect("stats")
+            .iter()
+            .filter(|(k, _)| k.slot == slot)
+            .map(|(_, c)| c.packets)
+            .sum()
+    };
+    assert_eq!(count(&h, monitor_slot), 1);
+
+    // Remove the pump (listed first): the monitor keeps its slot and
+    // counters, the pump's counters go.
+    let text = vlanguard_tests::policies::HOSPITAL;
+    let start = text.find("[[device]]\nname = \"pump-1\"").expect("pump table");
+    let end = text[start + 1..].find("[[device]]").expect("next device") + start + 1;
+    let without_pump = format!("{}{}", &text[..start], &text[end..]);
+    let q = resolve(&without_pump);
+    h.apply(&q, 0);
+    assert_eq!(h.filter.device_slot("monitor-1"), Some(monitor_slot));
+    assert_eq!(h.filter.device_slot("pump-1"), None);
+    assert_eq!(count(&h, monitor_slot), 1, "the monitor's counters stay its own");
+    assert_eq!(count(&h, pump_slot), 0, "a removed device's counters go with it");
+
+    // A new device reuses the free slot, starting from zero.
+    let with_new = format!(
+        "{without_pump}\n[[device]]\nname = \"pump-2\"\nvlan = 110\nip = [\"10.110.0.8\"]\nallow_in = [ {{ from = \"any\", proto = \"udp\" }} ]\n"
+    );
+    let r = resolve(&with_new);
+    h.apply(&r, 0);
+    assert_eq!(h.filter.device_slot("pump-2"), Some(pump_slot));
+    assert_eq!(count(&h, pump_slot), 0);
+    let to_new = Frame::ip(v4(NURSE), v4("10.110.0.8"), L4::udp(1, 2)).bytes();
+    check(&mut h, &r, 0, "new device", &to_new, Reason::Allowed, &[(pump_slot, Direction::In)]);
+    assert_eq!(count(&h, monitor_slot), 1);
+}

@@ -24,7 +24,7 @@ use crate::{
     attach::{AttachMode, ifindex},
     compile,
     control::{self, Reply, Request},
-    diff, edit,
+    diff, edit, metrics,
     pins::{Lock, PinDir},
     read_policy, report,
 };
@@ -39,6 +39,8 @@ pub struct Config {
     /// Members of this group may use the socket (root always may).
     pub group: Option<String>,
     pub audit_log: PathBuf,
+    /// Where `/metrics` is served (Prometheus); None: not at all.
+    pub metrics_addr: Option<std::net::SocketAddr>,
     pub stats_interval: u64,
 }
 
@@ -51,8 +53,10 @@ pub struct Daemon {
     pub policy: Resolved,
     pub generation: u32,
     listener: UnixListener,
+    metrics: Option<tokio::net::TcpListener>,
     group: Option<u32>,
     applied_at: SystemTime,
+    last_apply_ok: bool,
 }
 
 /// A request from a connection, with who sent it and where the reply goes.
@@ -83,6 +87,10 @@ impl Daemon {
         let pins = PinDir::new(&config.pin_dir);
         let lock = pins.lock()?;
         let listener = bind(&config.socket, group)?;
+        let metrics = match config.metrics_addr {
+            Some(addr) => Some(bind_metrics(addr)?),
+            None => None,
+        };
         let (mut filter, adopted) = pins.open_filter(&lock)?;
         let generation = filter.apply(&compile(&policy), &untagged)?;
 
@@ -128,8 +136,10 @@ impl Daemon {
             policy,
             generation,
             listener,
+            metrics,
             group,
             applied_at: SystemTime::now(),
+            last_apply_ok: true,
         })
     }
 
@@ -141,6 +151,77 @@ impl Daemon {
         self.policy = policy;
         self.applied_at = SystemTime::now();
         Ok(self.generation)
+    }
+
+    /// What `/metrics` reports, read from the maps now.
+    fn snapshot(&self) -> anyhow::Result<metrics::Snapshot> {
+        let names = self.filter.slot_names();
+        let vlan_of =
+            |name: &str| self.policy.devices.iter().find(|d| d.name == name).map_or(0, |d| d.vlan);
+        let devices = self
+            .filter
+            .device_stats()?
+            .iter()
+            .filter_map(|(k, c)| {
+                let device = names.get(&k.slot)?;
+                Some(metrics::DeviceSample {
+                    device: device.clone(),
+                    vlan: vlan_of(device),
+                    direction: if k.direction == 0 { "in" } else { "out" },
+                    verdict: if k.verdict == 0 { "pass" } else { "drop" },
+                    reason: filter_common::Reason::from_u8(k.reason)
+                        .map_or("unknown", filter_common::Reason::name),
+                    packets: c.packets,
+                    bytes: c.bytes,
+                })
+            })
+            .collect();
+        let frames = self
+            .filter
+            .global_stats()?
+            .iter()
+            .map(|((v, r), c)| {
+                (
+                    if *v == filter_common::Verdict::Pass { "pass" } else { "drop" },
+                    r.name(),
+                    c.packets,
+                    c.bytes,
+                )
+            })
+            .collect();
+        let occ = self.filter.occupancy();
+        let mode = format!("{:?}", self.config.mode).to_lowercase();
+        Ok(metrics::Snapshot {
+            devices,
+            frames,
+            generation: self.generation,
+            last_apply_seconds: self
+                .applied_at
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            last_apply_ok: self.last_apply_ok,
+            maps: vec![
+                (
+                    "device_addresses",
+                    occ.device_addrs as u64,
+                    u64::from(filter_common::MAX_DEVICE_ADDRS),
+                ),
+                (
+                    "protected_networks",
+                    occ.protected_nets as u64,
+                    u64::from(filter_common::MAX_PROTECTED_NETS),
+                ),
+                ("peer_tries", occ.peer_tries as u64, u64::from(filter_common::MAX_RULE_SETS)),
+                ("port_tries", occ.port_tries as u64, u64::from(filter_common::MAX_RULE_SETS)),
+            ],
+            interfaces: self
+                .config
+                .ifaces
+                .iter()
+                .map(|i| (i.clone(), self.pins.link(i).exists(), mode.clone()))
+                .collect(),
+            devices_configured: self.policy.devices.len() as u64,
+        })
     }
 
     /// Re-reads the policy file and applies it.
@@ -159,19 +240,37 @@ impl Daemon {
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         let (calls, mut incoming) = mpsc::channel::<Call>(16);
         let mut connections = tokio::task::JoinSet::new();
+        let (scrapes, mut scrape_requests) = mpsc::channel::<oneshot::Sender<String>>(16);
+        let metrics_server =
+            self.metrics.take().map(|listener| tokio::spawn(serve_metrics(listener, scrapes)));
         let mut detached = false;
         loop {
             tokio::select! {
                 _ = term.recv() => break,
                 _ = int.recv() => break,
                 _ = hup.recv() => match timed(|| self.reload()) {
-                    (Ok(g), took) => log(&format!(
-                        "SIGHUP: {} applied as generation {g} in {} ms",
-                        self.config.policy.display(),
-                        took.as_millis()
-                    )),
-                    (Err(e), _) => log(&format!("SIGHUP: {e:#}; the running policy stays")),
+                    (Ok(g), took) => {
+                        self.last_apply_ok = true;
+                        log(&format!(
+                            "SIGHUP: {} applied as generation {g} in {} ms",
+                            self.config.policy.display(),
+                            took.as_millis()
+                        ));
+                    }
+                    (Err(e), _) => {
+                        self.last_apply_ok = false;
+                        log(&format!("SIGHUP: {e:#}; the running policy stays"));
+                    }
                 },
+                Some(reply) = scrape_requests.recv() => {
+                    // A failed map read is logged and never fails the scrape:
+                    // what could be read is reported.
+                    let snapshot = self.snapshot().unwrap_or_else(|e| {
+                        log(&format!("metrics: reading the maps: {e:#}"));
+                        metrics::Snapshot::default()
+                    });
+                    let _ = reply.send(metrics::openmetrics(&snapshot));
+                }
                 accepted = self.listener.accept() => match accepted {
                     Ok((stream, _)) => {
                         connections.spawn(connection(stream, self.group, calls.clone()));
@@ -194,6 +293,9 @@ impl Daemon {
             }
         }
         let _ = fs::remove_file(&self.config.socket);
+        if let Some(server) = metrics_server {
+            server.abort();
+        }
         // Let replies already given reach their callers (bounded).
         drop(incoming);
         let _ = tokio::time::timeout(Duration::from_secs(2), async {
@@ -225,6 +327,9 @@ impl Daemon {
             Ok(reply) => reply,
             Err(e) => Reply::invalid(format!("{e:#}")),
         };
+        if request.changes() && !matches!(request, Request::Detach) {
+            self.last_apply_ok = reply.ok;
+        }
         if request.changes() {
             self.audit(request, uid, &reply, &before, started.elapsed());
         }
@@ -532,6 +637,53 @@ fn bind(path: &Path, group: Option<u32>) -> anyhow::Result<UnixListener> {
         std::os::unix::fs::chown(path, Some(0), Some(gid))?;
     }
     Ok(listener)
+}
+
+fn bind_metrics(addr: std::net::SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    let std = std::net::TcpListener::bind(addr)
+        .with_context(|| format!("metrics address {addr}: cannot listen (see --metrics-addr)"))?;
+    std.set_nonblocking(true)?;
+    Ok(tokio::net::TcpListener::from_std(std)?)
+}
+
+/// `GET /metrics`: the main loop reads the maps; this task only formats.
+async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    scrapes: mpsc::Sender<oneshot::Sender<String>>,
+) {
+    use axum::{
+        extract::State,
+        http::{HeaderMap, StatusCode, header},
+        response::IntoResponse,
+        routing::get,
+    };
+    async fn scrape(
+        State(scrapes): State<mpsc::Sender<oneshot::Sender<String>>>,
+        headers: HeaderMap,
+    ) -> impl IntoResponse {
+        let (tx, rx) = oneshot::channel();
+        let text = match scrapes.send(tx).await {
+            Ok(()) => rx.await.ok(),
+            Err(_) => None,
+        };
+        let Some(text) = text else {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::CONTENT_TYPE, "text/plain")],
+                String::from("stopping\n"),
+            );
+        };
+        let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+        if metrics::wants_openmetrics(accept) {
+            (StatusCode::OK, [(header::CONTENT_TYPE, metrics::OPENMETRICS)], text)
+        } else {
+            (StatusCode::OK, [(header::CONTENT_TYPE, metrics::CLASSIC)], metrics::to_classic(&text))
+        }
+    }
+    let app = axum::Router::new().route("/metrics", get(scrape)).with_state(scrapes);
+    if let Err(e) = axum::serve(listener, app).await {
+        log(&format!("metrics server: {e}"));
+    }
 }
 
 /// One connection: a request line in, a reply line out. Unauthorised

@@ -10,6 +10,7 @@ pub mod diff;
 pub mod edit;
 pub mod error;
 pub mod loader;
+pub mod metrics;
 pub mod pins;
 pub mod policy;
 pub mod reference;

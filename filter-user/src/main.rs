@@ -107,6 +107,10 @@ struct RunArgs {
     /// Append-only JSON-lines record of every change made through the socket.
     #[arg(long, default_value = "/var/log/vlanguard/audit.log")]
     audit_log: PathBuf,
+    /// Serve Prometheus metrics at http://ADDR/metrics ("off": not at all).
+    /// Loopback by default: expose it deliberately.
+    #[arg(long, default_value = "127.0.0.1:9880")]
+    metrics_addr: String,
     /// Print counters every this many seconds (0: only when stopping).
     #[arg(long, default_value_t = 0)]
     stats_interval: u64,
@@ -260,6 +264,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 socket,
                 group: args.group,
                 audit_log: args.audit_log,
+                metrics_addr: match args.metrics_addr.as_str() {
+                    "off" => None,
+                    addr => Some(addr.parse().with_context(|| {
+                        format!("--metrics-addr {addr:?}: want ADDRESS:PORT or off")
+                    })?),
+                },
                 stats_interval: args.stats_interval,
             };
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;

@@ -126,7 +126,7 @@ fn check(cmd: &mut Command) -> Result<()> {
 
 /// Installs the Debian packages providing `commands` that are missing.
 pub fn ensure_commands(commands: &[(&str, &str)]) -> Result<()> {
-    let missing: Vec<&str> = commands
+    let mut missing: Vec<&str> = commands
         .iter()
         .filter(|(cmd, _)| {
             !Command::new("sh")
@@ -137,6 +137,8 @@ pub fn ensure_commands(commands: &[(&str, &str)]) -> Result<()> {
         })
         .map(|(_, pkg)| *pkg)
         .collect();
+    missing.sort_unstable();
+    missing.dedup();
     if missing.is_empty() {
         return Ok(());
     }

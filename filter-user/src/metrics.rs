@@ -1,0 +1,277 @@
+//! Prometheus metrics, read from the maps at scrape time.
+//!
+//! The exposition is built with `prometheus-client` (OpenMetrics). Scrapers
+//! that ask for OpenMetrics get it; the rest (`text/plain`, `*/*`) get the
+//! classic 0.0.4 text format, converted from it, as Prometheus' own clients
+//! negotiate (DESIGN §5).
+
+use std::fmt::Write as _;
+
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{counter::Counter, family::Family, gauge::Gauge},
+    registry::Registry,
+};
+
+/// Everything a scrape reports, taken from the daemon in one go.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    pub devices: Vec<DeviceSample>,
+    /// (verdict, reason, packets, bytes) for every frame.
+    pub frames: Vec<(&'static str, &'static str, u64, u64)>,
+    pub generation: u32,
+    pub last_apply_seconds: u64,
+    pub last_apply_ok: bool,
+    /// (map, entries, capacity)
+    pub maps: Vec<(&'static str, u64, u64)>,
+    /// (interface, attached, mode)
+    pub interfaces: Vec<(String, bool, String)>,
+    pub devices_configured: u64,
+}
+
+#[derive(Clone, Debug)]
+pub struct DeviceSample {
+    pub device: String,
+    pub vlan: u16,
+    pub direction: &'static str,
+    pub verdict: &'static str,
+    pub reason: &'static str,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DeviceLabels {
+    device: String,
+    vlan: String,
+    direction: String,
+    verdict: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FrameLabels {
+    verdict: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MapLabels {
+    map: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct IfaceLabels {
+    interface: String,
+    mode: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: String,
+}
+
+pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub const CLASSIC: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Whether the scraper's `Accept` header asks for OpenMetrics.
+pub fn wants_openmetrics(accept: Option<&str>) -> bool {
+    accept.is_some_and(|a| a.contains("application/openmetrics-text"))
+}
+
+/// The OpenMetrics exposition of `s`.
+pub fn openmetrics(s: &Snapshot) -> String {
+    let mut registry = Registry::with_prefix("vlanguard");
+
+    let packets = Family::<DeviceLabels, Counter>::default();
+    let bytes = Family::<DeviceLabels, Counter>::default();
+    for d in &s.devices {
+        let labels = DeviceLabels {
+            device: d.device.clone(),
+            vlan: d.vlan.to_string(),
+            direction: d.direction.into(),
+            verdict: d.verdict.into(),
+            reason: d.reason.into(),
+        };
+        packets.get_or_create(&labels).inc_by(d.packets);
+        bytes.get_or_create(&labels).inc_by(d.bytes);
+    }
+    registry.register(
+        "device_packets",
+        "Packets to (direction=in) and from (out) each device, by verdict and reason",
+        packets,
+    );
+    registry.register(
+        "device_bytes",
+        "Bytes to and from each device, by verdict and reason",
+        bytes,
+    );
+
+    let frames = Family::<FrameLabels, Counter>::default();
+    let frame_bytes = Family::<FrameLabels, Counter>::default();
+    for (verdict, reason, p, b) in &s.frames {
+        let labels = FrameLabels { verdict: (*verdict).into(), reason: (*reason).into() };
+        frames.get_or_create(&labels).inc_by(*p);
+        frame_bytes.get_or_create(&labels).inc_by(*b);
+    }
+    registry.register(
+        "frames",
+        "Every frame seen, by verdict and reason (reason=unmatched: no device involved; \
+         reason=malformed: could not be parsed)",
+        frames,
+    );
+    registry.register(
+        "frame_bytes",
+        "Bytes of every frame seen, by verdict and reason",
+        frame_bytes,
+    );
+
+    let entries = Family::<MapLabels, Gauge>::default();
+    let capacity = Family::<MapLabels, Gauge>::default();
+    for (map, n, cap) in &s.maps {
+        let labels = MapLabels { map: (*map).into() };
+        entries.get_or_create(&labels).set(*n as i64);
+        capacity.get_or_create(&labels).set(*cap as i64);
+    }
+    registry.register("map_entries", "Entries in the BPF maps", entries);
+    registry.register("map_capacity", "Entries the BPF maps can hold", capacity);
+
+    let generation = Gauge::<i64>::default();
+    generation.set(i64::from(s.generation));
+    registry.register("policy_generation", "Policy generation in force (0 or 1)", generation);
+    let applied = Gauge::<i64>::default();
+    applied.set(s.last_apply_seconds as i64);
+    registry.register(
+        "policy_last_apply_timestamp_seconds",
+        "When the policy in force was applied, seconds since the epoch",
+        applied,
+    );
+    let ok = Gauge::<i64>::default();
+    ok.set(i64::from(s.last_apply_ok));
+    registry.register(
+        "policy_last_apply_success",
+        "1 if the last apply or reload succeeded, 0 if it was refused",
+        ok,
+    );
+    let configured = Gauge::<i64>::default();
+    configured.set(s.devices_configured as i64);
+    registry.register("devices", "Devices in the policy in force", configured);
+
+    let attached = Family::<IfaceLabels, Gauge>::default();
+    for (iface, up, mode) in &s.interfaces {
+        attached
+            .get_or_create(&IfaceLabels { interface: iface.clone(), mode: mode.clone() })
+            .set(i64::from(*up));
+    }
+    registry.register(
+        "interface_attached",
+        "1 if the filter is attached to the interface",
+        attached,
+    );
+
+    let build = Family::<BuildLabels, Gauge>::default();
+    build.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION").into() }).set(1);
+    registry.register("build_info", "Build of the running daemon", build);
+
+    let mut out = String::new();
+    // Writing to a String cannot fail.
+    let _ = encode(&mut out, &registry);
+    out
+}
+
+/// OpenMetrics text to the classic Prometheus 0.0.4 format: counters are
+/// named with their `_total` suffix in HELP/TYPE, `# UNIT` and `# EOF`
+/// lines go.
+pub fn to_classic(openmetrics: &str) -> String {
+    let counters: Vec<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters.contains(&name).then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        let _ = writeln!(out, "{}", renamed.as_deref().unwrap_or(line));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot() -> Snapshot {
+        Snapshot {
+            devices: vec![DeviceSample {
+                device: "pump-icu-07".into(),
+                vlan: 110,
+                direction: "in",
+                verdict: "drop",
+                reason: "not-allowed",
+                packets: 50,
+                bytes: 4900,
+            }],
+            frames: vec![("drop", "not-allowed", 50, 4900), ("pass", "unmatched", 7, 700)],
+            generation: 1,
+            last_apply_seconds: 1_700_000_000,
+            last_apply_ok: true,
+            maps: vec![("devices", 7, 524288)],
+            interfaces: vec![("trunk0".into(), true, "native".into())],
+            devices_configured: 5,
+        }
+    }
+
+    #[test]
+    fn openmetrics_exposition_holds_the_samples() {
+        let text = openmetrics(&snapshot());
+        assert!(text.contains("# TYPE vlanguard_device_packets counter"), "{text}");
+        assert!(text.contains(
+            "vlanguard_device_packets_total{device=\"pump-icu-07\",vlan=\"110\",direction=\"in\",verdict=\"drop\",reason=\"not-allowed\"} 50"
+        ), "{text}");
+        assert!(
+            text.contains("vlanguard_frames_total{verdict=\"pass\",reason=\"unmatched\"} 7"),
+            "{text}"
+        );
+        assert!(
+            text.contains("vlanguard_interface_attached{interface=\"trunk0\",mode=\"native\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("vlanguard_policy_last_apply_success 1"), "{text}");
+        assert!(text.trim_end().ends_with("# EOF"));
+    }
+
+    #[test]
+    fn classic_format_names_counters_with_total_and_has_no_eof() {
+        let classic = to_classic(&openmetrics(&snapshot()));
+        assert!(classic.contains("# TYPE vlanguard_device_packets_total counter"), "{classic}");
+        assert!(classic.contains("# HELP vlanguard_device_packets_total Packets"), "{classic}");
+        assert!(classic.contains("# TYPE vlanguard_policy_generation gauge"), "{classic}");
+        assert!(!classic.contains("# EOF"));
+        let cases = [
+            (
+                "# TYPE a counter\n# HELP a x y\na_total 1\n# EOF\n",
+                "# TYPE a_total counter\n# HELP a_total x y\na_total 1\n",
+            ),
+            ("# TYPE g gauge\n# UNIT g seconds\ng 2\n# EOF\n", "# TYPE g gauge\ng 2\n"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(to_classic(input), want);
+        }
+    }
+
+    #[test]
+    fn negotiation() {
+        assert!(wants_openmetrics(Some(
+            "application/openmetrics-text;version=1.0.0,text/plain;q=0.5"
+        )));
+        assert!(!wants_openmetrics(Some("text/plain")));
+        assert!(!wants_openmetrics(Some("*/*")));
+        assert!(!wants_openmetrics(None));
+    }
+}

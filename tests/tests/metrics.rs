@@ -1,0 +1,229 @@
+//! Metrics: the daemon's `/metrics` in the namespace lab, scraped directly
+//! and by a real Prometheus (Debian's `prometheus`, started by the test in
+//! the router's namespace on loopback), must move exactly as the traffic
+//! the test sends; `promtool check metrics` accepts the live exposition.
+
+use std::{
+    io::{Read as _, Write as _},
+    net::TcpStream,
+    process::{Child, Command, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use vlanguard_tests::{
+    lab::{Lab, MONITOR, PUMP},
+    privileged,
+};
+
+/// `GET path` on 127.0.0.1:`port` inside the router namespace: the
+/// response head and body of a 200, or None.
+fn try_get(lab: &Lab, port: u16, path: &str, accept: &str) -> Option<(String, String)> {
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: {accept}\r\nConnection: close\r\n\r\n"
+    );
+    lab.in_ns("r", move || {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+        s.write_all(request.as_bytes()).ok()?;
+        let mut response = String::new();
+        s.read_to_string(&mut response).ok()?;
+        let (head, body) = response.split_once("\r\n\r\n")?;
+        head.starts_with("HTTP/1.1 200").then(|| (head.to_string(), body.to_string()))
+    })
+    .join()
+    .expect("http thread")
+}
+
+fn get(lab: &Lab, port: u16, path: &str, accept: &str) -> (String, String) {
+    try_get(lab, port, path, accept).unwrap_or_else(|| panic!("GET {path} on port {port} failed"))
+}
+
+fn metrics(lab: &Lab) -> String {
+    get(lab, 9880, "/metrics", "text/plain").1
+}
+
+/// The value of the sample whose name and labels contain all of `parts`.
+fn sample(text: &str, name: &str, parts: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && parts.iter().all(|p| l.contains(p)))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
+}
+
+const MONITOR_DROPS: &[&str] =
+    &["device=\"monitor\"", "direction=\"in\"", "reason=\"not-allowed\""];
+const PUMP_PASSES: &[&str] = &["device=\"pump\"", "direction=\"in\"", "reason=\"allowed\""];
+
+fn flood_ping(lab: &Lab, role: &str, dst: &str, count: u32) {
+    let status = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.ns(role),
+            "ping",
+            "-q",
+            "-c",
+            &count.to_string(),
+            "-i",
+            "0.01",
+            "-W",
+            "1",
+            dst,
+        ])
+        .stdout(Stdio::null())
+        .status()
+        .expect("ping");
+    let _ = status;
+}
+
+#[test]
+fn metrics_move_exactly_with_traffic_and_pass_promtool() {
+    if !privileged() {
+        return;
+    }
+    let mut lab = Lab::new();
+    lab.start_daemon();
+
+    let (head, open) =
+        get(&lab, 9880, "/metrics", "application/openmetrics-text;version=1.0.0,text/plain;q=0.5");
+    assert!(head.contains("application/openmetrics-text"), "{head}");
+    assert!(open.trim_end().ends_with("# EOF"));
+    let (head, classic) = get(&lab, 9880, "/metrics", "*/*");
+    assert!(head.contains("text/plain; version=0.0.4"), "{head}");
+    assert!(classic.contains("# TYPE vlanguard_frames_total counter"), "{classic}");
+
+    let before = metrics(&lab);
+    flood_ping(&lab, "nurse", MONITOR, 50);
+    flood_ping(&lab, "nurse", PUMP, 20);
+    let after = metrics(&lab);
+    let name = "vlanguard_device_packets_total";
+    assert_eq!(
+        sample(&after, name, MONITOR_DROPS) - sample(&before, name, MONITOR_DROPS),
+        50.0,
+        "{after}"
+    );
+    assert_eq!(
+        sample(&after, name, PUMP_PASSES) - sample(&before, name, PUMP_PASSES),
+        20.0,
+        "{after}"
+    );
+    assert_eq!(sample(&after, "vlanguard_interface_attached", &["interface=\"trunk0\""]), 1.0);
+    assert_eq!(sample(&after, "vlanguard_devices", &[]), 2.0);
+    assert_eq!(sample(&after, "vlanguard_policy_last_apply_success", &[]), 1.0);
+
+    // promtool lints the classic format Prometheus' Go client serves.
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus)");
+    promtool.stdin.take().expect("stdin").write_all(after.as_bytes()).expect("feed promtool");
+    let out = promtool.wait_with_output().expect("promtool");
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A Prometheus server in the router namespace, scraping the daemon every
+/// second; killed on drop.
+struct Prometheus(Child);
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn query(lab: &Lab, expr: &str) -> Option<f64> {
+    let encoded: String = expr
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"_-.".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    let (_, body) =
+        try_get(lab, 9090, &format!("/api/v1/query?query={encoded}"), "application/json")?;
+    let json: serde_json::Value = serde_json::from_str(&body).ok()?;
+    json["data"]["result"][0]["value"][1].as_str()?.parse().ok()
+}
+
+/// Waits (bounded) until Prometheus reports `expr` = `want`.
+fn wait_for(lab: &Lab, expr: &str, want: f64) -> f64 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut last = f64::NAN;
+    while Instant::now() < deadline {
+        if let Some(v) = query(lab, expr) {
+            last = v;
+            if v == want {
+                return v;
+            }
+        }
+        thread::sleep(Duration::from_millis(250));
+    }
+    last
+}
+
+#[test]
+fn a_real_prometheus_sees_what_the_traffic_did() {
+    if !privileged() {
+        return;
+    }
+    let mut lab = Lab::new();
+    lab.start_daemon();
+    let dir = lab.dir.join("prometheus");
+    std::fs::create_dir_all(&dir).expect("prometheus dir");
+    let config = dir.join("prometheus.yml");
+    std::fs::write(
+        &config,
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: vlanguard\n    static_configs:\n      - targets: ['127.0.0.1:9880']\n",
+    )
+    .expect("config");
+    let log = std::fs::File::create(dir.join("prometheus.log")).expect("log");
+    let _prometheus = Prometheus(
+        Command::new("ip")
+            .args(["netns", "exec", &lab.ns("r"), "prometheus"])
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+            .args(["--web.listen-address=127.0.0.1:9090", "--storage.tsdb.retention.time=1h"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("prometheus (Debian package)"),
+    );
+
+    let up = wait_for(&lab, "up{job=\"vlanguard\"}", 1.0);
+    assert_eq!(
+        up,
+        1.0,
+        "Prometheus scrapes the daemon: {}",
+        std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default()
+    );
+    let drops = "sum(vlanguard_device_packets_total{device=\"monitor\",direction=\"in\",reason=\"not-allowed\"}) or vector(0)";
+    let passes = "sum(vlanguard_device_packets_total{device=\"pump\",direction=\"in\",reason=\"allowed\"}) or vector(0)";
+    // Let a scrape see the current values first.
+    thread::sleep(Duration::from_millis(2500));
+    let drops_before = query(&lab, drops).expect("query");
+    let passes_before = query(&lab, passes).expect("query");
+
+    flood_ping(&lab, "nurse", MONITOR, 50);
+    flood_ping(&lab, "nurse", PUMP, 20);
+
+    assert_eq!(wait_for(&lab, drops, drops_before + 50.0), drops_before + 50.0, "50 blocked pings");
+    assert_eq!(
+        wait_for(&lab, passes, passes_before + 20.0),
+        passes_before + 20.0,
+        "20 allowed pings"
+    );
+    assert_eq!(query(&lab, "vlanguard_policy_last_apply_success"), Some(1.0));
+}

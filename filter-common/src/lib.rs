@@ -21,9 +21,12 @@ pub mod maps {
     pub const GLOBAL_STATS: &str = "GLOBAL_STATS";
     pub const META: &str = "META";
     pub const DEVICE_SLOTS: &str = "DEVICE_SLOTS";
+    pub const EVENTS: &str = "EVENTS";
+    pub const EVENT_STATS: &str = "EVENT_STATS";
+    pub const EVENT_RATE: &str = "EVENT_RATE";
 
     /// Every map, in the order they are pinned.
-    pub const ALL: [&str; 12] = [
+    pub const ALL: [&str; 15] = [
         GENERATION,
         SETTINGS,
         IFACES,
@@ -36,6 +39,9 @@ pub mod maps {
         GLOBAL_STATS,
         META,
         DEVICE_SLOTS,
+        EVENTS,
+        EVENT_STATS,
+        EVENT_RATE,
     ];
 }
 
@@ -199,7 +205,52 @@ pub const VLAN_PROTECTED: u32 = 1;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Settings {
     pub flags: u32,
+    /// Drop events each CPU may send per second; the rest are counted as
+    /// suppressed (a flood cannot flood user space).
+    pub events_per_sec: u32,
 }
+
+/// A dropped frame, sent to user space through the `EVENTS` ring buffer.
+/// Addresses v4-mapped; fields the frame did not reach are zero.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DropEvent {
+    pub ktime_ns: u64,
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    /// Counter slots of the devices involved, `u32::MAX` for none.
+    pub src_slot: u32,
+    pub dst_slot: u32,
+    pub ifindex: u32,
+    pub sport: u16,
+    pub dport: u16,
+    pub vlan: u16,
+    pub proto: u8,
+    pub reason: u8,
+    pub _pad: [u8; 4],
+}
+
+/// `EVENT_STATS[i]` (per CPU): what happened to drop events.
+pub mod event_stats {
+    pub const SENT: u32 = 0;
+    /// Over the per-CPU rate.
+    pub const SUPPRESSED: u32 = 1;
+    /// The ring buffer was full.
+    pub const LOST: u32 = 2;
+    pub const LEN: u32 = 4;
+}
+
+/// `EVENT_RATE[0]` (per CPU): the rate limiter's window.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RateWindow {
+    pub second: u64,
+    pub sent: u32,
+    pub _pad: u32,
+}
+
+pub const EVENTS_RING_BYTES: u32 = 1 << 18;
+pub const DEFAULT_EVENTS_PER_SEC: u32 = 100;
 
 /// `IFACES` value, keyed by ifindex.
 #[repr(C)]
@@ -344,6 +395,10 @@ mod pod {
     // SAFETY: as above.
     unsafe impl aya::Pod for DeviceName {}
     // SAFETY: as above.
+    unsafe impl aya::Pod for DropEvent {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for RateWindow {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for StatKey {}
     // SAFETY: as above.
     unsafe impl aya::Pod for Counter {}
@@ -366,7 +421,11 @@ mod tests {
 
     #[test]
     fn layouts_have_no_implicit_padding() {
-        assert_layout!(Settings, size 4, align 4, flags @ 0);
+        assert_layout!(Settings, size 8, align 4, flags @ 0, events_per_sec @ 4);
+        assert_layout!(DropEvent, size 64, align 8,
+            ktime_ns @ 0, src @ 8, dst @ 24, src_slot @ 40, dst_slot @ 44, ifindex @ 48,
+            sport @ 52, dport @ 54, vlan @ 56, proto @ 58, reason @ 59, _pad @ 60);
+        assert_layout!(RateWindow, size 16, align 8, second @ 0, sent @ 8, _pad @ 12);
         assert_layout!(IfaceConf, size 4, align 2, untagged_vlan @ 0, _pad @ 2);
         assert_layout!(DeviceKey, size 20, align 4, generation @ 0, addr @ 4);
         assert_layout!(DeviceInfo, size 24, align 4,

@@ -117,6 +117,19 @@ pub fn decide(ctx: &XdpContext, pkt: &Packet) -> (Reason, Involved) {
     (reason, involved)
 }
 
+/// Drop events allowed per CPU and second by the active policy.
+#[inline(always)]
+pub fn event_rate() -> u32 {
+    let generation = match GENERATION.get(0) {
+        Some(g) => *g & GENERATION_MASK,
+        None => 0,
+    };
+    match SETTINGS.get(generation) {
+        Some(s) => s.events_per_sec,
+        None => 0,
+    }
+}
+
 /// Neighbour solicitation/advertisement, router solicitation/advertisement,
 /// redirect.
 #[inline(always)]

@@ -4,6 +4,7 @@
 #![no_main]
 
 mod decide;
+mod events;
 mod maps;
 mod parse;
 mod ptr;
@@ -25,6 +26,10 @@ pub fn vlanguard(ctx: XdpContext) -> u32 {
     };
     let verdict = reason.verdict();
     stats::count(verdict, reason, &devices, u64::from(len));
+    if verdict == Verdict::Drop {
+        let rate = decide::event_rate();
+        events::emit(&pkt, reason, &devices, ctx.ingress_ifindex() as u32, rate);
+    }
     match verdict {
         Verdict::Pass => xdp_action::XDP_PASS,
         Verdict::Drop => xdp_action::XDP_DROP,

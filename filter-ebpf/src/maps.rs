@@ -5,7 +5,7 @@ use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
     btf_maps::{self, ArrayOfMaps},
     macros::{btf_map, map},
-    maps::{Array, HashMap, LpmTrie, PerCpuArray, PerCpuHashMap},
+    maps::{Array, HashMap, LpmTrie, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use filter_common::{
     Counter, DeviceInfo, DeviceKey, GENERATIONS, GLOBAL_STATS_LEN, IfaceConf, MAX_DEVICE_ADDRS,
@@ -58,6 +58,19 @@ pub static PORT_SETS: ArrayOfMaps<
 #[map]
 pub static DEVICE_STATS: PerCpuHashMap<StatKey, Counter> =
     PerCpuHashMap::with_max_entries(MAX_DEVICE_STATS, BPF_F_NO_PREALLOC);
+
+/// Drop events for the daemon (rate-limited per CPU).
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(filter_common::EVENTS_RING_BYTES, 0);
+
+/// `filter_common::event_stats`: events sent, suppressed, lost.
+#[map]
+pub static EVENT_STATS: PerCpuArray<u64> =
+    PerCpuArray::with_max_entries(filter_common::event_stats::LEN, 0);
+
+/// The per-CPU rate limiter's window.
+#[map]
+pub static EVENT_RATE: PerCpuArray<filter_common::RateWindow> = PerCpuArray::with_max_entries(1, 0);
 
 /// Device name -> counter slot, kept by the controller with the pins.
 #[map]

@@ -64,6 +64,7 @@ pub struct CompiledDevice {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Compiled {
     pub settings_flags: u32,
+    pub events_per_sec: u32,
     /// (vlan id, flags) for every declared VLAN.
     pub vlans: Vec<(u16, u32)>,
     pub protected: Vec<(PeerPrefix, u16)>,
@@ -136,6 +137,7 @@ pub fn compile(policy: &Resolved) -> Compiled {
 
     Compiled {
         settings_flags,
+        events_per_sec: policy.events_per_sec,
         vlans,
         protected,
         devices,

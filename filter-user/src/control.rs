@@ -50,6 +50,11 @@ pub enum Request {
         direction: Direction,
         rule: RuleSpec,
     },
+    /// Recent drop events; with `follow`, then every new one as it comes.
+    Events {
+        device: Option<String>,
+        follow: bool,
+    },
     /// Detach everything and stop the daemon.
     Detach,
 }
@@ -145,6 +150,32 @@ pub fn call(socket: &Path, request: &Request) -> Result<Reply, ClientError> {
     let mut reply = String::new();
     BufReader::new(stream).read_line(&mut reply)?;
     Ok(serde_json::from_str(&reply)?)
+}
+
+/// Sends one request and hands every line of the answer (the reply, then
+/// streamed events) to `line` until the daemon closes or `line` says stop.
+pub fn stream(
+    socket: &Path,
+    request: &Request,
+    mut line: impl FnMut(&str) -> bool,
+) -> Result<(), ClientError> {
+    let mut stream = UnixStream::connect(socket).map_err(|source| {
+        let socket = socket.display().to_string();
+        if source.kind() == std::io::ErrorKind::PermissionDenied {
+            ClientError::Denied { socket }
+        } else {
+            ClientError::Unreachable { socket, source }
+        }
+    })?;
+    let mut text = serde_json::to_string(request)?;
+    text.push('\n');
+    stream.write_all(text.as_bytes())?;
+    for l in BufReader::new(stream).lines() {
+        if !line(&l?) {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// Whether `uid`/`gid`/`pid` may use the socket: root, or a member of

@@ -24,7 +24,7 @@ use crate::{
     attach::{AttachMode, ifindex},
     compile,
     control::{self, Reply, Request},
-    diff, edit, metrics,
+    diff, edit, events, metrics,
     pins::{Lock, PinDir},
     read_policy, report,
 };
@@ -39,6 +39,8 @@ pub struct Config {
     /// Members of this group may use the socket (root always may).
     pub group: Option<String>,
     pub audit_log: PathBuf,
+    /// Drop events, one JSON object per line; None: not logged.
+    pub events_log: Option<PathBuf>,
     /// Where `/metrics` is served (Prometheus); None: not at all.
     pub metrics_addr: Option<std::net::SocketAddr>,
     pub stats_interval: u64,
@@ -57,6 +59,8 @@ pub struct Daemon {
     group: Option<u32>,
     applied_at: SystemTime,
     last_apply_ok: bool,
+    recent: events::Recent,
+    followers: tokio::sync::broadcast::Sender<events::Event>,
 }
 
 /// A request from a connection, with who sent it and where the reply goes.
@@ -140,6 +144,8 @@ impl Daemon {
             group,
             applied_at: SystemTime::now(),
             last_apply_ok: true,
+            recent: events::Recent::default(),
+            followers: tokio::sync::broadcast::channel(1024).0,
         })
     }
 
@@ -221,6 +227,15 @@ impl Daemon {
                 .map(|i| (i.clone(), self.pins.link(i).exists(), mode.clone()))
                 .collect(),
             devices_configured: self.policy.devices.len() as u64,
+            events: {
+                let [sent, suppressed, lost] = self.filter.event_stats()?;
+                vec![
+                    ("sent", sent),
+                    ("suppressed", suppressed),
+                    ("lost", lost),
+                    ("delivered", self.recent.delivered),
+                ]
+            },
         })
     }
 
@@ -243,6 +258,36 @@ impl Daemon {
         let (scrapes, mut scrape_requests) = mpsc::channel::<oneshot::Sender<String>>(16);
         let metrics_server =
             self.metrics.take().map(|listener| tokio::spawn(serve_metrics(listener, scrapes)));
+        let mut ring = match self.filter.take_events() {
+            // SAFETY: the RingBuf owns its map's file descriptor for as long
+            // as the AsyncFd holds it, and always reports that same one.
+            Some(r) => Some(
+                unsafe {
+                    tokio::io::unix::AsyncFd::register_with_interest(
+                        r,
+                        tokio::io::Interest::READABLE,
+                    )
+                }
+                .map_err(|e| anyhow::anyhow!("watching the events ring buffer: {e}"))?,
+            ),
+            None => None,
+        };
+        let boot = events::boot_time();
+        let mut events_log = match &self.config.events_log {
+            Some(path) => {
+                if let Some(dir) = path.parent() {
+                    fs::create_dir_all(dir)?;
+                }
+                Some(
+                    fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(path)
+                        .with_context(|| format!("events log {}", path.display()))?,
+                )
+            }
+            None => None,
+        };
         let mut detached = false;
         loop {
             tokio::select! {
@@ -262,6 +307,32 @@ impl Daemon {
                         log(&format!("SIGHUP: {e:#}; the running policy stays"));
                     }
                 },
+                ready = async { ring.as_mut().expect("guarded").readable_mut().await }, if ring.is_some() => {
+                    let mut guard = ready?;
+                    let mut raw: Vec<Vec<u8>> = Vec::new();
+                    {
+                        let rb = guard.get_inner_mut();
+                        // Bounded per wake-up so scrapes and the CLI stay served.
+                        while raw.len() < 4096 {
+                            match rb.next() {
+                                Some(item) => raw.push(item.to_vec()),
+                                None => break,
+                            }
+                        }
+                    }
+                    if raw.len() < 4096 {
+                        guard.clear_ready();
+                    }
+                    let names = self.filter.slot_names();
+                    for r in raw {
+                        let Some(e) = events::decode(&r, boot, |s| names.get(&s).cloned(), iface_name) else { continue };
+                        if let Some(f) = events_log.as_mut() {
+                            let _ = std::io::Write::write_all(f, format!("{}\n", serde_json::to_string(&e).unwrap_or_default()).as_bytes());
+                        }
+                        let _ = self.followers.send(e.clone());
+                        self.recent.push(e);
+                    }
+                }
                 Some(reply) = scrape_requests.recv() => {
                     // A failed map read is logged and never fails the scrape:
                     // what could be read is reported.
@@ -273,7 +344,7 @@ impl Daemon {
                 }
                 accepted = self.listener.accept() => match accepted {
                     Ok((stream, _)) => {
-                        connections.spawn(connection(stream, self.group, calls.clone()));
+                        connections.spawn(connection(stream, self.group, calls.clone(), self.followers.clone()));
                     }
                     Err(e) => log(&format!("control socket: {e}")),
                 },
@@ -504,6 +575,16 @@ impl Daemon {
             Request::Revoke { target, direction, rule } => {
                 self.change(|doc| edit::remove_rule(doc, target, *direction, rule))?
             }
+            Request::Events { device, .. } => {
+                if let Some(d) = device
+                    && self.filter.device_slot(d).is_none()
+                {
+                    anyhow::bail!("no device named {d:?} (device list shows them)");
+                }
+                let list = self.recent.matching(device.as_deref());
+                let text = list.iter().map(events::Event::line).collect::<Vec<_>>().join("\n");
+                Reply::ok(text, json!({ "events": list }))
+            }
             Request::Detach => {
                 let ifaces = self.pins.detach_all(&self.lock)?;
                 Reply::ok(
@@ -688,10 +769,16 @@ async fn serve_metrics(
 
 /// One connection: a request line in, a reply line out. Unauthorised
 /// callers get a refusal and nothing else.
-async fn connection(stream: UnixStream, group: Option<u32>, calls: mpsc::Sender<Call>) {
+async fn connection(
+    stream: UnixStream,
+    group: Option<u32>,
+    calls: mpsc::Sender<Call>,
+    followers: tokio::sync::broadcast::Sender<events::Event>,
+) {
     let cred = stream.peer_cred();
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
+    let mut follow: Option<Option<String>> = None;
     let reply = match BufReader::new(read).read_line(&mut line).await {
         Err(e) => Reply::invalid(format!("reading the request: {e}")),
         Ok(_) => match cred {
@@ -710,6 +797,9 @@ async fn connection(stream: UnixStream, group: Option<u32>, calls: mpsc::Sender<
             Ok(c) => match serde_json::from_str::<Request>(&line) {
                 Err(e) => Reply::invalid(format!("bad request: {e}")),
                 Ok(request) => {
+                    if let Request::Events { device, follow: true } = &request {
+                        follow = Some(device.clone());
+                    }
                     let (tx, rx) = oneshot::channel();
                     if calls.send(Call { request, uid: c.uid(), reply: tx }).await.is_err() {
                         return;
@@ -721,7 +811,39 @@ async fn connection(stream: UnixStream, group: Option<u32>, calls: mpsc::Sender<
     };
     let mut out = serde_json::to_string(&reply).unwrap_or_default();
     out.push('\n');
-    let _ = write.write_all(out.as_bytes()).await;
+    if write.write_all(out.as_bytes()).await.is_err() || !reply.ok {
+        return;
+    }
+    // `events --follow`: every new event, until the caller goes away.
+    if let Some(device) = follow {
+        let mut rx = followers.subscribe();
+        loop {
+            let e = match rx.recv().await {
+                Ok(e) => e,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(_) => return,
+            };
+            if device.as_deref().is_some_and(|d| e.device.as_deref() != Some(d)) {
+                continue;
+            }
+            let mut line = serde_json::to_string(&e).unwrap_or_default();
+            line.push('\n');
+            if write.write_all(line.as_bytes()).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+fn iface_name(ifindex: u32) -> String {
+    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: if_indextoname writes at most IF_NAMESIZE bytes into `buf`.
+    let p = unsafe { libc::if_indextoname(ifindex, buf.as_mut_ptr()) };
+    if p.is_null() {
+        return ifindex.to_string();
+    }
+    // SAFETY: on success `buf` holds a NUL-terminated name.
+    unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }.to_string_lossy().into_owned()
 }
 
 /// (ifindex, VLAN) of the policy's `[[interface]]` entries.

@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod diff;
 pub mod edit;
 pub mod error;
+pub mod events;
 pub mod loader;
 pub mod metrics;
 pub mod pins;

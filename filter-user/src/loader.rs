@@ -17,7 +17,9 @@ use std::{
 
 use aya::{
     Ebpf,
-    maps::{Array, HashMap, LpmTrie, Map, MapData, PerCpuArray, PerCpuHashMap, lpm_trie::Key},
+    maps::{
+        Array, HashMap, LpmTrie, Map, MapData, PerCpuArray, PerCpuHashMap, RingBuf, lpm_trie::Key,
+    },
     programs::Xdp,
 };
 use filter_common::{
@@ -97,6 +99,10 @@ pub struct Filter {
     device_slots: HashMap<MapData, DeviceName, u32>,
     /// Device name -> counter slot (mirrors `DEVICE_SLOTS`).
     slots: BTreeMap<String, u32>,
+    /// Until the daemon takes it for its reader.
+    events: Option<RingBuf<MapData>>,
+    event_stats: PerCpuArray<MapData, u64>,
+    _event_rate: Map,
 }
 
 /// Typed handles on every map, however obtained.
@@ -113,6 +119,10 @@ struct Maps {
     device_stats: PerCpuHashMap<MapData, StatKey, Counter>,
     global_stats: PerCpuArray<MapData, Counter>,
     device_slots: HashMap<MapData, DeviceName, u32>,
+    events: RingBuf<MapData>,
+    event_stats: PerCpuArray<MapData, u64>,
+    /// Only the program uses it; held so it is pinned with the rest.
+    event_rate: Map,
 }
 
 impl Maps {
@@ -130,6 +140,9 @@ impl Maps {
             global_stats: source.typed(maps::GLOBAL_STATS)?,
             meta: source.typed(maps::META)?,
             device_slots: source.typed(maps::DEVICE_SLOTS)?,
+            events: source.typed(maps::EVENTS)?,
+            event_stats: source.typed(maps::EVENT_STATS)?,
+            event_rate: source.map(maps::EVENT_RATE)?,
         })
     }
 }
@@ -260,6 +273,9 @@ impl Filter {
         Ok(Filter {
             slots,
             device_slots: m.device_slots,
+            events: Some(m.events),
+            event_stats: m.event_stats,
+            _event_rate: m.event_rate,
             program,
             meta: m.meta,
             generation: m.generation,
@@ -390,6 +406,21 @@ impl Filter {
         Ok(())
     }
 
+    /// The drop-event ring buffer, for one reader.
+    pub fn take_events(&mut self) -> Option<RingBuf<MapData>> {
+        self.events.take()
+    }
+
+    /// Drop events sent, suppressed by the rate limit, and lost (ring buffer
+    /// full), summed over CPUs.
+    pub fn event_stats(&self) -> Result<[u64; 3], LoadError> {
+        let mut out = [0u64; 3];
+        for (i, slot) in out.iter_mut().enumerate() {
+            *slot = self.event_stats.get(&(i as u32), 0)?.iter().sum();
+        }
+        Ok(out)
+    }
+
     /// The counter slot of device `name`.
     pub fn device_slot(&self, name: &str) -> Option<u32> {
         self.slots.get(name).copied()
@@ -401,7 +432,11 @@ impl Filter {
     }
 
     fn write_generation(&mut self, generation: u32, c: &Compiled) -> Result<(), LoadError> {
-        self.settings.set(generation, Settings { flags: c.settings_flags }, 0)?;
+        self.settings.set(
+            generation,
+            Settings { flags: c.settings_flags, events_per_sec: c.events_per_sec },
+            0,
+        )?;
         for (id, flags) in &c.vlans {
             self.vlan_flags.set(generation * VLAN_IDS + u32::from(*id), *flags, 0)?;
         }

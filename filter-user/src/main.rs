@@ -55,6 +55,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Recent drop events (time, interface, VLAN, device, direction,
+    /// addresses, ports, reason); --follow keeps printing new ones.
+    Events {
+        #[arg(long)]
+        device: Option<String>,
+        #[arg(long)]
+        follow: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Work with policy files.
     Policy {
         #[command(subcommand)]
@@ -107,6 +117,9 @@ struct RunArgs {
     /// Append-only JSON-lines record of every change made through the socket.
     #[arg(long, default_value = "/var/log/vlanguard/audit.log")]
     audit_log: PathBuf,
+    /// Log drop events here, one JSON object per line ("off": do not).
+    #[arg(long, default_value = "/var/log/vlanguard/events.log")]
+    events_log: String,
     /// Serve Prometheus metrics at http://ADDR/metrics ("off": not at all).
     /// Loopback by default: expose it deliberately.
     #[arg(long, default_value = "127.0.0.1:9880")]
@@ -243,6 +256,47 @@ fn ask(socket: &Path, request: &Request, json: bool) -> anyhow::Result<ExitCode>
     }))
 }
 
+/// `vlanguard events`: the recent ones, then (with --follow) new ones.
+fn events(
+    socket: &Path,
+    device: Option<String>,
+    follow: bool,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    use filter_user::events::Event;
+    let mut code = ExitCode::SUCCESS;
+    let mut first = true;
+    control::stream(socket, &Request::Events { device, follow }, |line| {
+        if first {
+            first = false;
+            let Ok(reply) = serde_json::from_str::<control::Reply>(line) else { return false };
+            if !reply.ok {
+                eprintln!("vlanguard: {}", reply.message);
+                code = ExitCode::from(if reply.failure == Some(Failure::Denied) {
+                    EXIT_DENIED
+                } else {
+                    EXIT_REFUSED
+                });
+                return false;
+            }
+            let list: Vec<Event> =
+                serde_json::from_value(reply.data["events"].clone()).unwrap_or_default();
+            for e in list {
+                println!(
+                    "{}",
+                    if json { serde_json::to_string(&e).unwrap_or_default() } else { e.line() }
+                );
+            }
+            return follow;
+        }
+        if let Ok(e) = serde_json::from_str::<Event>(line) {
+            println!("{}", if json { line.to_string() } else { e.line() });
+        }
+        true
+    })?;
+    Ok(code)
+}
+
 fn absolute(file: Option<PathBuf>) -> Option<PathBuf> {
     file.map(|f| std::path::absolute(&f).unwrap_or(f))
 }
@@ -264,6 +318,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 socket,
                 group: args.group,
                 audit_log: args.audit_log,
+                events_log: (args.events_log != "off").then(|| PathBuf::from(&args.events_log)),
                 metrics_addr: match args.metrics_addr.as_str() {
                     "off" => None,
                     addr => Some(addr.parse().with_context(|| {
@@ -277,6 +332,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Status { json } => ask(&socket, &Request::Status, json),
+        Command::Events { device, follow, json } => events(&socket, device, follow, json),
         Command::Stats { device, json } => ask(&socket, &Request::Stats { device }, json),
         Command::Policy { command } => match command {
             PolicyCommand::Validate { file } => {

@@ -27,6 +27,9 @@ pub struct Snapshot {
     /// (interface, attached, mode)
     pub interfaces: Vec<(String, bool, String)>,
     pub devices_configured: u64,
+    /// (outcome, count): sent, suppressed (over the rate), lost (ring buffer
+    /// full) by the kernel; delivered (read by the daemon).
+    pub events: Vec<(&'static str, u64)>,
 }
 
 #[derive(Clone, Debug)]
@@ -64,6 +67,11 @@ struct MapLabels {
 struct IfaceLabels {
     interface: String,
     mode: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EventLabels {
+    outcome: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -169,6 +177,17 @@ pub fn openmetrics(s: &Snapshot) -> String {
         attached,
     );
 
+    let events = Family::<EventLabels, Counter>::default();
+    for (outcome, n) in &s.events {
+        events.get_or_create(&EventLabels { outcome: (*outcome).into() }).inc_by(*n);
+    }
+    registry.register(
+        "drop_events",
+        "Drop events: sent by the kernel, suppressed by its per-CPU rate limit, lost to a full \
+         ring buffer, delivered to the daemon",
+        events,
+    );
+
     let build = Family::<BuildLabels, Gauge>::default();
     build.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION").into() }).set(1);
     registry.register("build_info", "Build of the running daemon", build);
@@ -224,6 +243,7 @@ mod tests {
             maps: vec![("devices", 7, 524288)],
             interfaces: vec![("trunk0".into(), true, "native".into())],
             devices_configured: 5,
+            events: vec![("sent", 3), ("suppressed", 7)],
         }
     }
 

@@ -51,6 +51,10 @@ pub struct Settings {
     /// Let DHCP (UDP 67/68) and DHCPv6 (UDP 546/547) through.
     #[serde(default)]
     pub allow_dhcp: bool,
+    /// Drop events each CPU sends per second at most (the rest are counted
+    /// as suppressed). Default 100; 0 sends none.
+    #[serde(default)]
+    pub events_per_second: Option<u32>,
 }
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -246,6 +250,7 @@ pub struct Resolved {
     pub allow_arp: bool,
     pub allow_ndp: bool,
     pub allow_dhcp: bool,
+    pub events_per_sec: u32,
     pub vlans: Vec<ResolvedVlan>,
     /// Device index = counter slot.
     pub devices: Vec<ResolvedDevice>,
@@ -414,6 +419,10 @@ impl Policy {
             allow_arp: self.settings.allow_arp,
             allow_ndp: self.settings.allow_ndp,
             allow_dhcp: self.settings.allow_dhcp,
+            events_per_sec: self
+                .settings
+                .events_per_second
+                .unwrap_or(filter_common::DEFAULT_EVENTS_PER_SEC),
             vlans: self
                 .vlans
                 .iter()

@@ -318,6 +318,8 @@ impl Lab {
             .arg(&self.socket)
             .arg("--audit-log")
             .arg(&self.audit_log)
+            .arg("--events-log")
+            .arg(self.dir.join("events.log"))
             .args(extra)
             .stdout(Stdio::null())
             .stderr(out)

@@ -80,6 +80,7 @@ pub fn policy(rng: &mut impl Rng) -> (Resolved, u16) {
         allow_arp: rng.random_bool(0.5),
         allow_ndp: rng.random_bool(0.5),
         allow_dhcp: rng.random_bool(0.5),
+        events_per_sec: 100,
         vlans,
         devices,
         interfaces: Vec::new(),

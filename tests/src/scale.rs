@@ -63,6 +63,7 @@ pub fn policy(n: usize) -> Resolved {
         allow_arp: true,
         allow_ndp: true,
         allow_dhcp: true,
+        events_per_sec: 100,
         vlans: vec![ResolvedVlan {
             id: 110,
             name: "pumps".into(),

@@ -1,0 +1,71 @@
+//! Drop events to user space, at most `events_per_sec` per CPU per second;
+//! the rest are counted as suppressed, so a flood of dropped frames costs
+//! user space nothing.
+
+use aya_ebpf::helpers::bpf_ktime_get_ns;
+use filter_common::{DropEvent, Reason, event_stats};
+
+use crate::{
+    decide::Involved,
+    maps::{EVENT_RATE, EVENT_STATS, EVENTS},
+    parse::Packet,
+};
+
+const NS_PER_SEC: u64 = 1_000_000_000;
+
+#[inline(always)]
+pub fn emit(pkt: &Packet, reason: Reason, devices: &Involved, ifindex: u32, rate: u32) {
+    // SAFETY: a helper without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let Some(window) = EVENT_RATE.get_ptr_mut(0) else { return };
+    // SAFETY: this CPU's slot of a per-CPU array; XDP runs with preemption
+    // off, so nothing else touches it meanwhile.
+    let allowed = unsafe {
+        let second = now / NS_PER_SEC;
+        if (*window).second != second {
+            (*window).second = second;
+            (*window).sent = 0;
+        }
+        if (*window).sent < rate {
+            (*window).sent += 1;
+            true
+        } else {
+            false
+        }
+    };
+    if !allowed {
+        bump(event_stats::SUPPRESSED);
+        return;
+    }
+    let Some(mut entry) = EVENTS.reserve::<DropEvent>(0) else {
+        bump(event_stats::LOST);
+        return;
+    };
+    let e = entry.as_mut_ptr();
+    // SAFETY: `e` points at a reserved, 8-byte aligned ring buffer slot of
+    // size_of::<DropEvent>() bytes; every field is written before submit.
+    unsafe {
+        (*e).ktime_ns = now;
+        (*e).src = pkt.src;
+        (*e).dst = pkt.dst;
+        (*e).src_slot = devices.src_slot;
+        (*e).dst_slot = devices.dst_slot;
+        (*e).ifindex = ifindex;
+        (*e).sport = pkt.sport;
+        (*e).dport = pkt.port;
+        (*e).vlan = pkt.vlan;
+        (*e).proto = pkt.proto;
+        (*e).reason = reason as u8;
+        (*e)._pad = [0; 4];
+    }
+    entry.submit(0);
+    bump(event_stats::SENT);
+}
+
+#[inline(always)]
+fn bump(index: u32) {
+    if let Some(c) = EVENT_STATS.get_ptr_mut(index) {
+        // SAFETY: this CPU's counter, as above.
+        unsafe { *c = (*c).wrapping_add(1) };
+    }
+}

@@ -1,0 +1,175 @@
+//! Drop events from the kernel's ring buffer: decoded, named, kept (the
+//! most recent ones) for `vlanguard events`, logged as JSON lines, and fanned
+//! out to followers.
+
+use std::{
+    collections::VecDeque,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    time::{Duration, SystemTime},
+};
+
+use filter_common::{DropEvent, Reason};
+use serde::{Deserialize, Serialize};
+
+/// Events kept in memory for `vlanguard events`.
+pub const KEEP: usize = 10_000;
+
+/// A drop event, in operator terms.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    pub time: String,
+    pub interface: String,
+    pub vlan: u16,
+    /// The device the frame was to (`direction` in) or from (out), if any.
+    pub device: Option<String>,
+    pub direction: Option<String>,
+    pub src: String,
+    pub dst: String,
+    pub proto: String,
+    pub sport: u16,
+    pub dport: u16,
+    pub reason: String,
+}
+
+impl Event {
+    pub fn line(&self) -> String {
+        format!(
+            "{} {:<8} vlan {:<4} {:<18} {:<3} {} {}:{} -> {}:{} {}",
+            self.time,
+            self.interface,
+            self.vlan,
+            self.device.as_deref().unwrap_or("-"),
+            self.direction.as_deref().unwrap_or("-"),
+            self.proto,
+            self.src,
+            self.sport,
+            self.dst,
+            self.dport,
+            self.reason
+        )
+    }
+}
+
+/// Decodes `raw` (one ring buffer record); `name` maps a counter slot to
+/// its device, `iface` an ifindex to its name.
+pub fn decode(
+    raw: &[u8],
+    boot: SystemTime,
+    name: impl Fn(u32) -> Option<String>,
+    iface: impl Fn(u32) -> String,
+) -> Option<Event> {
+    if raw.len() < size_of::<DropEvent>() {
+        return None;
+    }
+    // SAFETY: the record holds at least one DropEvent, written by the
+    // program with the same #[repr(C)] layout; read_unaligned copes with
+    // any alignment of the buffer.
+    let e: DropEvent = unsafe { raw.as_ptr().cast::<DropEvent>().read_unaligned() };
+    let (device, direction) = match (name(e.src_slot), name(e.dst_slot)) {
+        (Some(d), _) => (Some(d), Some("out".to_string())),
+        (None, Some(d)) => (Some(d), Some("in".to_string())),
+        (None, None) => (None, None),
+    };
+    let time = boot + Duration::from_nanos(e.ktime_ns);
+    Some(Event {
+        time: humantime::format_rfc3339_millis(time).to_string(),
+        interface: iface(e.ifindex),
+        vlan: e.vlan,
+        device,
+        direction,
+        src: addr(e.src).to_string(),
+        dst: addr(e.dst).to_string(),
+        proto: match e.proto {
+            1 => "icmp".into(),
+            6 => "tcp".into(),
+            17 => "udp".into(),
+            58 => "icmpv6".into(),
+            p => p.to_string(),
+        },
+        sport: e.sport,
+        dport: e.dport,
+        reason: Reason::from_u8(e.reason).map_or("unknown", Reason::name).to_string(),
+    })
+}
+
+fn addr(a: [u8; 16]) -> IpAddr {
+    let v6 = Ipv6Addr::from(a);
+    match v6.to_ipv4_mapped() {
+        Some(v4) => IpAddr::V4(v4),
+        None if a == [0; 16] => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        None => IpAddr::V6(v6),
+    }
+}
+
+/// When CLOCK_MONOTONIC (the program's `bpf_ktime_get_ns`) was zero.
+pub fn boot_time() -> SystemTime {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes the struct we pass.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) };
+    let since_boot = Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32);
+    SystemTime::now() - since_boot
+}
+
+/// The most recent events.
+#[derive(Default)]
+pub struct Recent {
+    events: VecDeque<Event>,
+    pub delivered: u64,
+}
+
+impl Recent {
+    pub fn push(&mut self, e: Event) {
+        if self.events.len() == KEEP {
+            self.events.pop_front();
+        }
+        self.events.push_back(e);
+        self.delivered += 1;
+    }
+
+    pub fn matching(&self, device: Option<&str>) -> Vec<Event> {
+        self.events
+            .iter()
+            .filter(|e| device.is_none_or(|d| e.device.as_deref() == Some(d)))
+            .cloned()
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_a_record() {
+        let e = DropEvent {
+            ktime_ns: 2_000_000_000,
+            src: filter_common::v4_mapped([10, 30, 1, 1]),
+            dst: filter_common::v4_mapped([10, 110, 0, 7]),
+            src_slot: u32::MAX,
+            dst_slot: 3,
+            ifindex: 7,
+            sport: 40000,
+            dport: 23,
+            vlan: 0,
+            proto: 6,
+            reason: Reason::NotAllowed as u8,
+            _pad: [0; 4],
+        };
+        // SAFETY: DropEvent is plain data.
+        let raw = unsafe {
+            std::slice::from_raw_parts((&raw const e).cast::<u8>(), size_of::<DropEvent>())
+        };
+        let boot = SystemTime::UNIX_EPOCH;
+        let got = decode(raw, boot, |s| (s == 3).then(|| "pump".to_string()), |_| "uplink".into())
+            .expect("decodes");
+        assert_eq!(got.device.as_deref(), Some("pump"));
+        assert_eq!(got.direction.as_deref(), Some("in"));
+        assert_eq!(
+            (got.src.as_str(), got.dst.as_str(), got.proto.as_str()),
+            ("10.30.1.1", "10.110.0.7", "tcp")
+        );
+        assert_eq!((got.sport, got.dport, got.reason.as_str()), (40000, 23, "not-allowed"));
+        assert_eq!(got.time, "1970-01-01T00:00:02.000Z");
+        assert!(decode(&raw[..10], boot, |_| None, |_| String::new()).is_none());
+    }
+}

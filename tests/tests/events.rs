@@ -1,0 +1,179 @@
+//! Drop events through the kernel's ring buffer: blocked traffic produces
+//! events with the right 5-tuple, device and reason; a bounded flood shows
+//! the per-CPU rate limit holding (the rest counted as suppressed) while the
+//! daemon keeps answering.
+
+use std::{
+    net::{SocketAddr, UdpSocket},
+    thread,
+    time::{Duration, Instant},
+};
+
+use vlanguard_tests::{
+    lab::{Lab, NURSE, PUMP, ROGUE},
+    privileged,
+};
+
+fn events(lab: &Lab, device: Option<&str>) -> Vec<serde_json::Value> {
+    let mut args = vec!["events", "--json"];
+    if let Some(d) = device {
+        args.extend(["--device", d]);
+    }
+    let out = lab.cli(&args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect()
+}
+
+/// `vlanguard_drop_events_total{outcome=...}` from the daemon's /metrics.
+fn metric(lab: &Lab, outcome: &str) -> u64 {
+    let text = lab_metrics(lab);
+    text.lines()
+        .filter(|l| {
+            l.starts_with("vlanguard_drop_events_total")
+                && l.contains(&format!("outcome=\"{outcome}\""))
+        })
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+fn lab_metrics(lab: &Lab) -> String {
+    lab.in_ns("r", || {
+        use std::io::{Read as _, Write as _};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", 9880)).expect("metrics");
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .expect("send");
+        let mut r = String::new();
+        s.read_to_string(&mut r).expect("read");
+        r
+    })
+    .join()
+    .expect("metrics thread")
+}
+
+#[test]
+fn blocked_traffic_produces_events_with_its_five_tuple() {
+    if !privileged() {
+        return;
+    }
+    let mut lab = Lab::new();
+    lab.start_daemon();
+    let dst: SocketAddr = format!("{PUMP}:6000").parse().expect("address");
+    lab.in_ns("nurse", move || {
+        let s = UdpSocket::bind("0.0.0.0:41000").expect("bind");
+        for _ in 0..3 {
+            s.send_to(b"x", dst).expect("send");
+        }
+    })
+    .join()
+    .expect("sender");
+    assert_eq!(lab.ping("rogue", NURSE, 1), 0);
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (to_pump, rogue) = loop {
+        let all = events(&lab, None);
+        let to_pump: Vec<_> = all.iter().filter(|e| e["dport"] == 6000).cloned().collect();
+        let rogue: Vec<_> = all.iter().filter(|e| e["src"] == ROGUE).cloned().collect();
+        if to_pump.len() >= 3 && !rogue.is_empty() || Instant::now() > deadline {
+            break (to_pump, rogue);
+        }
+        thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(to_pump.len(), 3, "{to_pump:?}");
+    let e = &to_pump[0];
+    assert_eq!(
+        (
+            e["src"].as_str(),
+            e["dst"].as_str(),
+            e["proto"].as_str(),
+            e["sport"].as_u64(),
+            e["dport"].as_u64()
+        ),
+        (Some(NURSE), Some(PUMP), Some("udp"), Some(41000), Some(6000)),
+        "{e}"
+    );
+    assert_eq!((e["device"].as_str(), e["direction"].as_str()), (Some("pump"), Some("in")), "{e}");
+    assert_eq!(
+        (e["reason"].as_str(), e["interface"].as_str()),
+        (Some("not-allowed"), Some("uplink")),
+        "{e}"
+    );
+    let r = &rogue[0];
+    assert_eq!(
+        (r["reason"].as_str(), r["vlan"].as_u64(), r["interface"].as_str()),
+        (Some("unknown-device"), Some(110), Some("trunk0")),
+        "{r}"
+    );
+    assert!(r["device"].is_null());
+
+    assert_eq!(events(&lab, Some("pump")).len(), 3, "--device filters");
+    let out = lab.cli(&["events", "--device", "ghost"]);
+    assert_eq!(out.status.code(), Some(1));
+    let log = std::fs::read_to_string(lab.dir.join("events.log")).expect("events log");
+    assert!(log.lines().filter(|l| l.contains("\"dport\":6000")).count() == 3, "{log}");
+}
+
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    let fields: Vec<&str> = stat.rsplit_once(')').expect("comm").1.split_whitespace().collect();
+    fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime")
+}
+
+#[test]
+fn a_flood_is_rate_limited_in_the_kernel_and_the_daemon_stays_responsive() {
+    if !privileged() {
+        return;
+    }
+    let mut lab = Lab::new();
+    lab.start_daemon();
+    let pid = lab.daemon_pid().expect("daemon");
+    let (sent0, suppressed0) = (metric(&lab, "sent"), metric(&lab, "suppressed"));
+    let ticks0 = cpu_ticks(pid);
+
+    // At least 200,000 frames; up to a million or 10 s, so the flood is
+    // still running when `status` is asked.
+    let frames = 1_000_000u32;
+    let dst: SocketAddr = format!("{PUMP}:6001").parse().expect("address");
+    let start = Instant::now();
+    let flood = lab.in_ns("nurse", move || {
+        let s = UdpSocket::bind("0.0.0.0:0").expect("bind");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut sent = 0u32;
+        while sent < frames && Instant::now() < deadline {
+            if s.send_to(b"flood", dst).is_ok() {
+                sent += 1;
+            }
+        }
+        sent
+    });
+    // The daemon answers while the flood runs.
+    thread::sleep(Duration::from_millis(100));
+    let asked = Instant::now();
+    let out = lab.cli(&["status"]);
+    let status_took = asked.elapsed();
+    let flood_running = !flood.is_finished();
+    assert!(out.status.success());
+    let flooded = flood.join().expect("flood");
+    let secs = start.elapsed().as_secs_f64();
+    thread::sleep(Duration::from_millis(1500));
+    let sent = metric(&lab, "sent") - sent0;
+    let suppressed = metric(&lab, "suppressed") - suppressed0;
+    let delivered = metric(&lab, "delivered");
+    let cpu_ms = (cpu_ticks(pid) - ticks0) * 1000 / 100;
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from) as f64;
+    eprintln!(
+        "flood: {flooded} frames in {secs:.1} s; events sent {sent}, suppressed {suppressed}, delivered {delivered}; \
+         daemon CPU {cpu_ms} ms ({:.1}% of one CPU); status answered in {} ms",
+        cpu_ms as f64 / 10.0 / secs,
+        status_took.as_millis()
+    );
+    assert!(flooded >= 200_000, "the flood itself was too small: {flooded}");
+    assert!(flood_running, "status must be answered while the flood runs");
+    // 100 events per CPU and second (the default), for every second begun.
+    let ceiling = (100.0 * cpus * (secs.ceil() + 2.0)) as u64;
+    assert!(sent <= ceiling, "{sent} events sent, more than the rate allows ({ceiling})");
+    assert!(suppressed >= u64::from(flooded) / 2, "suppressed {suppressed} of {flooded}");
+    assert!(status_took < Duration::from_secs(2), "status took {status_took:?} during the flood");
+}

@@ -17,6 +17,7 @@ pub mod policy;
 pub mod reference;
 pub mod report;
 mod sys;
+pub mod top;
 
 pub use compile::{Compiled, compile};
 pub use error::{LoadError, PolicyError};

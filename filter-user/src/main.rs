@@ -65,6 +65,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// A live view of per-device pass and drop rates and the top drop
+    /// reasons, refreshed every second; `q` quits.
+    Top,
     /// Work with policy files.
     Policy {
         #[command(subcommand)]
@@ -332,6 +335,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Status { json } => ask(&socket, &Request::Status, json),
+        Command::Top => {
+            filter_user::top::run(&socket)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Events { device, follow, json } => events(&socket, device, follow, json),
         Command::Stats { device, json } => ask(&socket, &Request::Stats { device }, json),
         Command::Policy { command } => match command {

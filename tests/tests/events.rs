@@ -177,3 +177,42 @@ fn a_flood_is_rate_limited_in_the_kernel_and_the_daemon_stays_responsive() {
     assert!(suppressed >= u64::from(flooded) / 2, "suppressed {suppressed} of {flooded}");
     assert!(status_took < Duration::from_secs(2), "status took {status_took:?} during the flood");
 }
+
+#[test]
+fn events_follow_streams_new_drops() {
+    if !privileged() {
+        return;
+    }
+    let mut lab = Lab::new();
+    lab.start_daemon();
+    let mut follower = std::process::Command::new(vlanguard_tests::lab::vlanguard_bin())
+        .arg("--socket")
+        .arg(&lab.socket)
+        .args(["events", "--follow", "--json", "--device", "pump"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("vlanguard events --follow");
+    let stdout = follower.stdout.take().expect("stdout");
+    let reader = thread::spawn(move || {
+        use std::io::BufRead as _;
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        lines.next().and_then(Result::ok)
+    });
+    thread::sleep(Duration::from_millis(500));
+    let dst: SocketAddr = format!("{PUMP}:6002").parse().expect("address");
+    lab.in_ns("nurse", move || {
+        let s = UdpSocket::bind("0.0.0.0:0").expect("bind");
+        s.send_to(b"x", dst).expect("send");
+    })
+    .join()
+    .expect("sender");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !reader.is_finished() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(50));
+    }
+    let _ = follower.kill();
+    let _ = follower.wait();
+    let line = reader.join().expect("reader").expect("a streamed event");
+    let e: serde_json::Value = serde_json::from_str(&line).expect("JSON");
+    assert_eq!((e["dport"].as_u64(), e["device"].as_str()), (Some(6002), Some("pump")), "{e}");
+}

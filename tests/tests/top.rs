@@ -1,0 +1,74 @@
+//! `vlanguard top` in a real terminal: tmux runs it against the lab's
+//! daemon; the captured screen shows the device rows; `q` quits.
+
+use std::{
+    process::{Command, Output},
+    thread,
+    time::{Duration, Instant},
+};
+
+use vlanguard_tests::{
+    lab::{self, Lab, MONITOR, PUMP},
+    privileged,
+};
+
+/// A tmux server of this test's own (never the user's), killed on drop.
+struct Tmux(String);
+
+impl Tmux {
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new("tmux")
+            .args(["-L", &self.0])
+            .args(args)
+            .output()
+            .expect("tmux (Debian package tmux)")
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.run(&["kill-server"]);
+    }
+}
+
+#[test]
+fn top_renders_the_devices_in_a_real_terminal() {
+    if !privileged() {
+        return;
+    }
+    let mut lab = Lab::new();
+    lab.start_daemon();
+    assert_eq!(lab.ping("nurse", PUMP, 2), 2);
+    assert_eq!(lab.ping("nurse", MONITOR, 2), 0);
+
+    let tmux = Tmux(format!("{}-top", lab.prefix));
+    let command =
+        format!("{} --socket {} top", lab::vlanguard_bin().display(), lab.socket.display());
+    let out = tmux.run(&["new-session", "-d", "-s", "top", "-x", "140", "-y", "40", &command]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let screen = loop {
+        let screen =
+            String::from_utf8_lossy(&tmux.run(&["capture-pane", "-p", "-t", "top"]).stdout)
+                .into_owned();
+        let ready =
+            screen.contains("DEVICE") && screen.contains("pump") && screen.contains("monitor");
+        if ready || Instant::now() > deadline {
+            break screen;
+        }
+        thread::sleep(Duration::from_millis(200));
+    };
+    assert!(screen.contains("vlanguard top"), "{screen}");
+    assert!(screen.contains("DROP/s") && screen.contains("top drop reasons"), "{screen}");
+    let monitor = screen.lines().find(|l| l.contains("monitor")).expect("a monitor row");
+    assert!(monitor.contains("120"), "the monitor's VLAN: {monitor}");
+    assert!(screen.contains("not-allowed"), "{screen}");
+
+    tmux.run(&["send-keys", "-t", "top", "q"]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while tmux.run(&["has-session", "-t", "top"]).status.success() {
+        assert!(Instant::now() < deadline, "q did not quit top");
+        thread::sleep(Duration::from_millis(100));
+    }
+}

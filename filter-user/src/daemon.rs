@@ -162,8 +162,9 @@ impl Daemon {
     /// What `/metrics` reports, read from the maps now.
     fn snapshot(&self) -> anyhow::Result<metrics::Snapshot> {
         let names = self.filter.slot_names();
-        let vlan_of =
-            |name: &str| self.policy.devices.iter().find(|d| d.name == name).map_or(0, |d| d.vlan);
+        let vlans: std::collections::HashMap<&str, u16> =
+            self.policy.devices.iter().map(|d| (d.name.as_str(), d.vlan)).collect();
+        let vlan_of = |name: &str| vlans.get(name).copied().unwrap_or(0);
         let devices = self
             .filter
             .device_stats()?
@@ -469,11 +470,13 @@ impl Daemon {
                 let names = self.filter.slot_names();
                 let stats: std::collections::BTreeMap<_, _> =
                     stats.into_iter().filter(|(k, _)| slot.is_none_or(|s| k.slot == s)).collect();
+                let by_name: std::collections::HashMap<&str, &crate::policy::ResolvedDevice> =
+                    self.policy.devices.iter().map(|d| (d.name.as_str(), d)).collect();
                 let rows: Vec<_> = stats
                     .iter()
                     .filter_map(|(k, c)| {
                         let name = names.get(&k.slot)?;
-                        let d = self.policy.devices.iter().find(|d| &d.name == name)?;
+                        let d = by_name.get(name.as_str())?;
                         Some(json!({
                             "device": d.name,
                             "vlan": d.vlan,

@@ -12,8 +12,7 @@ fn main() -> anyhow::Result<()> {
         anyhow::bail!("usage: fill_counters PIN_DIR N");
     };
     let n: u32 = n.parse()?;
-    let mut prog =
-        Xdp::from_pin(format!("{pins}/prog"), aya_obj::programs::XdpAttachType::Interface)?;
+    let prog = Xdp::from_pin(format!("{pins}/prog"), aya_obj::programs::XdpAttachType::Interface)?;
     for i in 0..n {
         let dst = v4(&format!("10.110.{}.{}", i / 250, i % 250 + 1));
         for port in [443, 80] {

@@ -24,9 +24,10 @@ pub mod maps {
     pub const EVENTS: &str = "EVENTS";
     pub const EVENT_STATS: &str = "EVENT_STATS";
     pub const EVENT_RATE: &str = "EVENT_RATE";
+    pub const RULE_HITS: &str = "RULE_HITS";
 
     /// Every map, in the order they are pinned.
-    pub const ALL: [&str; 15] = [
+    pub const ALL: [&str; 16] = [
         GENERATION,
         SETTINGS,
         IFACES,
@@ -42,6 +43,7 @@ pub mod maps {
         EVENTS,
         EVENT_STATS,
         EVENT_RATE,
+        RULE_HITS,
     ];
 }
 
@@ -360,6 +362,20 @@ pub struct StatKey {
     pub _pad: u8,
 }
 
+/// `RULE_HITS` key: rule `rule` (its index in the device's merged list) of
+/// direction `direction` of the device in counter slot `slot`. The value
+/// (per CPU) counts the frames it let through.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RuleHitKey {
+    pub slot: u32,
+    pub direction: u8,
+    pub rule: u8,
+    pub _pad: u16,
+}
+
+pub const MAX_RULE_HITS: u32 = 1 << 20;
+
 /// Counter value in `DEVICE_STATS` and `GLOBAL_STATS` (per CPU).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -399,6 +415,8 @@ mod pod {
     // SAFETY: as above.
     unsafe impl aya::Pod for RateWindow {}
     // SAFETY: as above.
+    unsafe impl aya::Pod for RuleHitKey {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for StatKey {}
     // SAFETY: as above.
     unsafe impl aya::Pod for Counter {}
@@ -426,6 +444,7 @@ mod tests {
             ktime_ns @ 0, src @ 8, dst @ 24, src_slot @ 40, dst_slot @ 44, ifindex @ 48,
             sport @ 52, dport @ 54, vlan @ 56, proto @ 58, reason @ 59, _pad @ 60);
         assert_layout!(RateWindow, size 16, align 8, second @ 0, sent @ 8, _pad @ 12);
+        assert_layout!(RuleHitKey, size 8, align 4, slot @ 0, direction @ 4, rule @ 5, _pad @ 6);
         assert_layout!(IfaceConf, size 4, align 2, untagged_vlan @ 0, _pad @ 2);
         assert_layout!(DeviceKey, size 20, align 4, generation @ 0, addr @ 4);
         assert_layout!(DeviceInfo, size 24, align 4,

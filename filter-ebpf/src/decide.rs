@@ -22,12 +22,17 @@ use crate::{
 pub struct Involved {
     pub src_slot: u32,
     pub dst_slot: u32,
+    /// The rule of each device that let the frame through, [`NO_SLOT`] for
+    /// none.
+    pub src_rule: u32,
+    pub dst_rule: u32,
 }
 
 pub const NO_SLOT: u32 = u32::MAX;
 
 impl Involved {
-    pub const NONE: Involved = Involved { src_slot: NO_SLOT, dst_slot: NO_SLOT };
+    pub const NONE: Involved =
+        Involved { src_slot: NO_SLOT, dst_slot: NO_SLOT, src_rule: NO_SLOT, dst_rule: NO_SLOT };
 }
 
 #[inline(always)]
@@ -62,6 +67,8 @@ pub fn decide(ctx: &XdpContext, pkt: &Packet) -> (Reason, Involved) {
             Some(d) => d.slot,
             None => NO_SLOT,
         },
+        src_rule: NO_SLOT,
+        dst_rule: NO_SLOT,
     };
     let src_protected = src_dev.is_none() && protected(generation, &pkt.src);
     let dst_protected = dst_dev.is_none() && protected(generation, &pkt.dst);
@@ -105,16 +112,27 @@ pub fn decide(ctx: &XdpContext, pkt: &Packet) -> (Reason, Involved) {
     }
 
     // Both ends that are devices must allow it.
-    let out_ok = match src_dev {
-        Some(d) => rules_allow(d.rules_out, &pkt.dst, pkt),
-        None => true,
+    // Matching rules of each side (all ones: no device on that side).
+    let out_bits = match src_dev {
+        Some(d) => matching_rules(d.rules_out, &pkt.dst, pkt),
+        None => RuleBits::MAX,
     };
-    let in_ok = match dst_dev {
-        Some(d) => rules_allow(d.rules_in, &pkt.src, pkt),
-        None => true,
+    let in_bits = match dst_dev {
+        Some(d) => matching_rules(d.rules_in, &pkt.src, pkt),
+        None => RuleBits::MAX,
     };
-    let reason = if out_ok && in_ok { Reason::Allowed } else { Reason::NotAllowed };
-    (reason, involved)
+    if out_bits == 0 || in_bits == 0 {
+        return (Reason::NotAllowed, involved);
+    }
+    // Credit the first matching rule of each device with the hit.
+    let mut involved = involved;
+    if src_dev.is_some() {
+        involved.src_rule = out_bits.trailing_zeros();
+    }
+    if dst_dev.is_some() {
+        involved.dst_rule = in_bits.trailing_zeros();
+    }
+    (Reason::Allowed, involved)
 }
 
 /// Drop events allowed per CPU and second by the active policy.
@@ -183,17 +201,18 @@ fn protected(generation: u32, addr: &[u8; 16]) -> bool {
 }
 
 /// The bit-vector match: rules whose peer contains `peer`, AND rules whose
-/// protocol and port match, from the two tries of rule set `slot`. Two
+/// protocol and port match, from the two tries of rule set `slot`; the
+/// result's set bits are the matching rules. Two
 /// array lookups and two LPM lookups in tries the size of one rule set,
 /// whatever the number of devices and rules.
 #[inline(always)]
-fn rules_allow(slot: u32, peer: &[u8; 16], pkt: &Packet) -> bool {
+fn matching_rules(slot: u32, peer: &[u8; 16], pkt: &Packet) -> RuleBits {
     let by_peer = match PEER_SETS.get_value_ptr_mut(slot, &Key::new(PEER_BITS, *peer)) {
         // SAFETY: inner tries are never modified once published (user space
         // builds a new one instead), and the element stays valid for this
         // run of the program (RCU).
         Some(bits) => unsafe { *bits },
-        None => return false,
+        None => return 0,
     };
     // Without an L4 header only rules that leave the port open can match:
     // look up no deeper than the protocol.
@@ -204,5 +223,5 @@ fn rules_allow(slot: u32, peer: &[u8; 16], pkt: &Packet) -> bool {
         Some(bits) => unsafe { *bits },
         None => 0,
     };
-    by_peer & by_port != 0
+    by_peer & by_port
 }

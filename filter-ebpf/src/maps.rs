@@ -59,6 +59,11 @@ pub static PORT_SETS: ArrayOfMaps<
 pub static DEVICE_STATS: PerCpuHashMap<StatKey, Counter> =
     PerCpuHashMap::with_max_entries(MAX_DEVICE_STATS, BPF_F_NO_PREALLOC);
 
+/// Frames each device rule let through (per CPU).
+#[map]
+pub static RULE_HITS: PerCpuHashMap<filter_common::RuleHitKey, u64> =
+    PerCpuHashMap::with_max_entries(filter_common::MAX_RULE_HITS, BPF_F_NO_PREALLOC);
+
 /// Drop events for the daemon (rate-limited per CPU).
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(filter_common::EVENTS_RING_BYTES, 0);

@@ -2,11 +2,11 @@
 //! and per device, direction, verdict and reason for frames touching devices.
 
 use aya_ebpf::bindings::BPF_NOEXIST;
-use filter_common::{Counter, Direction, Reason, StatKey, Verdict, global_stat_index};
+use filter_common::{Counter, Direction, Reason, RuleHitKey, StatKey, Verdict, global_stat_index};
 
 use crate::{
     decide::{Involved, NO_SLOT},
-    maps::{DEVICE_STATS, GLOBAL_STATS},
+    maps::{DEVICE_STATS, GLOBAL_STATS, RULE_HITS},
 };
 
 #[inline(always)]
@@ -21,6 +21,29 @@ pub fn count(verdict: Verdict, reason: Reason, devices: &Involved, len: u64) {
     }
     if devices.dst_slot != NO_SLOT {
         count_device(devices.dst_slot, Direction::In, verdict, reason, len);
+    }
+    if devices.src_rule != NO_SLOT {
+        count_rule(devices.src_slot, Direction::Out, devices.src_rule);
+    }
+    if devices.dst_rule != NO_SLOT {
+        count_rule(devices.dst_slot, Direction::In, devices.dst_rule);
+    }
+}
+
+#[inline(always)]
+fn count_rule(slot: u32, direction: Direction, rule: u32) {
+    let key = RuleHitKey { slot, direction: direction as u8, rule: rule as u8, _pad: 0 };
+    match RULE_HITS.get_ptr_mut(key) {
+        // SAFETY: this CPU's value of a per-CPU hash entry, as for devices.
+        Some(c) => unsafe { *c = (*c).wrapping_add(1) },
+        None => {
+            if RULE_HITS.insert(key, 1, u64::from(BPF_NOEXIST)).is_err()
+                && let Some(c) = RULE_HITS.get_ptr_mut(key)
+            {
+                // SAFETY: as above.
+                unsafe { *c = (*c).wrapping_add(1) };
+            }
+        }
     }
 }
 

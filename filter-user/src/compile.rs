@@ -59,6 +59,9 @@ pub struct CompiledDevice {
     /// Rule set ids; 0 = no rules (deny).
     pub policy_in: u32,
     pub policy_out: u32,
+    /// Fingerprints of the rule lists, to notice when a device's rules (and
+    /// so the meaning of its rule-hit counters) change.
+    pub rules_fingerprint: (u64, u64),
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -132,6 +135,7 @@ pub fn compile(policy: &Resolved) -> Compiled {
             addrs: d.addrs.iter().map(|a| mapped(*a)).collect(),
             policy_in: set_id(&d.allow_in, &mut ids),
             policy_out: set_id(&d.allow_out, &mut ids),
+            rules_fingerprint: (fingerprint(&d.allow_in), fingerprint(&d.allow_out)),
         })
         .collect();
 
@@ -144,6 +148,13 @@ pub fn compile(policy: &Resolved) -> Compiled {
         rule_sets,
         interfaces: policy.interfaces.clone(),
     }
+}
+
+fn fingerprint(rules: &[Rule]) -> u64 {
+    use std::hash::{Hash as _, Hasher as _};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    rules.hash(&mut h);
+    h.finish()
 }
 
 /// The two tries' entries for one rule list.

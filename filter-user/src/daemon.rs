@@ -228,6 +228,25 @@ impl Daemon {
                 .map(|i| (i.clone(), self.pins.link(i).exists(), mode.clone()))
                 .collect(),
             devices_configured: self.policy.devices.len() as u64,
+            rule_hits: {
+                let by_name: std::collections::HashMap<&str, &crate::policy::ResolvedDevice> =
+                    self.policy.devices.iter().map(|d| (d.name.as_str(), d)).collect();
+                self.filter
+                    .rule_hits()?
+                    .into_iter()
+                    .filter_map(|(k, n)| {
+                        let name = names.get(&k.slot)?;
+                        let d = by_name.get(name.as_str())?;
+                        let (dir, rules, side) = if k.direction == 0 {
+                            ("in", &d.allow_in, "allow_in")
+                        } else {
+                            ("out", &d.allow_out, "allow_out")
+                        };
+                        let rule = rules.get(usize::from(k.rule))?;
+                        Some((name.clone(), dir, short(&diff::rule_text(rule, side)), n))
+                    })
+                    .collect()
+            },
             events: {
                 let [sent, suppressed, lost] = self.filter.event_stats()?;
                 vec![
@@ -721,6 +740,16 @@ fn bind(path: &Path, group: Option<u32>) -> anyhow::Result<UnixListener> {
         std::os::unix::fs::chown(path, Some(0), Some(gid))?;
     }
     Ok(listener)
+}
+
+/// A rule as a label value: long peer lists are cut, so labels stay small.
+fn short(rule: &str) -> String {
+    const MAX: usize = 120;
+    if rule.len() <= MAX {
+        return rule.to_string();
+    }
+    let cut = (0..=MAX).rev().find(|i| rule.is_char_boundary(*i)).unwrap_or(0);
+    format!("{}…", &rule[..cut])
 }
 
 fn bind_metrics(addr: std::net::SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {

@@ -25,7 +25,7 @@ use aya::{
 use filter_common::{
     Counter, DeviceInfo, DeviceKey, DeviceName, GENERATION_MASK, GENERATIONS, GLOBAL_STATS_LEN,
     IfaceConf, MAX_DEVICE_NAME, MAX_RULE_SETS, MAX_SET_PREFIXES, PROGRAM_NAME, PeerData, PortData,
-    ProtectedKey, ProtectedNet, Reason, RuleBits, Settings, StatKey, VLAN_IDS, Verdict,
+    ProtectedKey, ProtectedNet, Reason, RuleBits, RuleHitKey, Settings, StatKey, VLAN_IDS, Verdict,
     global_stat_index, maps, meta, rule_set_slot,
 };
 
@@ -103,6 +103,9 @@ pub struct Filter {
     events: Option<RingBuf<MapData>>,
     event_stats: PerCpuArray<MapData, u64>,
     _event_rate: Map,
+    rule_hits: PerCpuHashMap<MapData, RuleHitKey, u64>,
+    /// Device name -> fingerprints of its rule lists as last applied.
+    fingerprints: std::collections::HashMap<String, (u64, u64)>,
 }
 
 /// Typed handles on every map, however obtained.
@@ -123,6 +126,7 @@ struct Maps {
     event_stats: PerCpuArray<MapData, u64>,
     /// Only the program uses it; held so it is pinned with the rest.
     event_rate: Map,
+    rule_hits: PerCpuHashMap<MapData, RuleHitKey, u64>,
 }
 
 impl Maps {
@@ -143,6 +147,7 @@ impl Maps {
             events: source.typed(maps::EVENTS)?,
             event_stats: source.typed(maps::EVENT_STATS)?,
             event_rate: source.map(maps::EVENT_RATE)?,
+            rule_hits: source.typed(maps::RULE_HITS)?,
         })
     }
 }
@@ -276,6 +281,8 @@ impl Filter {
             events: Some(m.events),
             event_stats: m.event_stats,
             _event_rate: m.event_rate,
+            rule_hits: m.rule_hits,
+            fingerprints: std::collections::HashMap::new(),
             program,
             meta: m.meta,
             generation: m.generation,
@@ -381,8 +388,40 @@ impl Filter {
                 }
             };
             d.slot = slot;
+            // Rule-hit counters are per rule index: a changed list starts over.
+            if let Some(old) = self.fingerprints.insert(d.name.clone(), d.rules_fingerprint) {
+                for (dir, changed) in
+                    [(0u8, old.0 != d.rules_fingerprint.0), (1u8, old.1 != d.rules_fingerprint.1)]
+                {
+                    if changed {
+                        self.reset_rule_hits(|k| k.slot == slot && k.direction == dir)?;
+                    }
+                }
+            }
+        }
+        for name in &removed {
+            self.fingerprints.remove(name);
         }
         Ok(removed)
+    }
+
+    fn reset_rule_hits(&mut self, which: impl Fn(&RuleHitKey) -> bool) -> Result<(), LoadError> {
+        let stale: Vec<RuleHitKey> =
+            self.rule_hits.keys().filter_map(Result::ok).filter(|k| which(k)).collect();
+        for k in stale {
+            self.rule_hits.remove(&k)?;
+        }
+        Ok(())
+    }
+
+    /// Frames each rule let through: (slot, direction, rule index) -> count.
+    pub fn rule_hits(&self) -> Result<BTreeMap<RuleHitKey, u64>, LoadError> {
+        let mut out = BTreeMap::new();
+        for entry in self.rule_hits.iter() {
+            let (key, per_cpu) = entry?;
+            out.insert(key, per_cpu.iter().sum());
+        }
+        Ok(out)
     }
 
     /// Forgets removed devices: their slots and counters.
@@ -403,6 +442,7 @@ impl Filter {
         for k in stale {
             self.device_stats.remove(&k)?;
         }
+        self.reset_rule_hits(|k| gone.contains(&k.slot))?;
         Ok(())
     }
 

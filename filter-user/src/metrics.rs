@@ -30,6 +30,8 @@ pub struct Snapshot {
     /// (outcome, count): sent, suppressed (over the rate), lost (ring buffer
     /// full) by the kernel; delivered (read by the daemon).
     pub events: Vec<(&'static str, u64)>,
+    /// (device, direction, rule as written, frames it let through)
+    pub rule_hits: Vec<(String, &'static str, String, u64)>,
 }
 
 #[derive(Clone, Debug)]
@@ -67,6 +69,13 @@ struct MapLabels {
 struct IfaceLabels {
     interface: String,
     mode: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RuleLabels {
+    device: String,
+    direction: String,
+    rule: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -177,6 +186,21 @@ pub fn openmetrics(s: &Snapshot) -> String {
         attached,
     );
 
+    let hits = Family::<RuleLabels, Counter>::default();
+    for (device, direction, rule, n) in &s.rule_hits {
+        let labels = RuleLabels {
+            device: device.clone(),
+            direction: (*direction).into(),
+            rule: rule.clone(),
+        };
+        hits.get_or_create(&labels).inc_by(*n);
+    }
+    registry.register(
+        "rule_hits",
+        "Frames each rule let through (the first matching rule of the device is credited)",
+        hits,
+    );
+
     let events = Family::<EventLabels, Counter>::default();
     for (outcome, n) in &s.events {
         events.get_or_create(&EventLabels { outcome: (*outcome).into() }).inc_by(*n);
@@ -244,6 +268,12 @@ mod tests {
             interfaces: vec![("trunk0".into(), true, "native".into())],
             devices_configured: 5,
             events: vec![("sent", 3), ("suppressed", 7)],
+            rule_hits: vec![(
+                "pump-icu-07".into(),
+                "in",
+                "from 10.30.0.0/16 tcp port 443".into(),
+                9,
+            )],
         }
     }
 
@@ -263,6 +293,9 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("vlanguard_policy_last_apply_success 1"), "{text}");
+        assert!(text.contains(
+            "vlanguard_rule_hits_total{device=\"pump-icu-07\",direction=\"in\",rule=\"from 10.30.0.0/16 tcp port 443\"} 9"
+        ), "{text}");
         assert!(text.trim_end().ends_with("# EOF"));
     }
 

@@ -108,6 +108,15 @@ fn metrics_move_exactly_with_traffic_and_pass_promtool() {
         20.0,
         "{after}"
     );
+    let hits = "vlanguard_rule_hits_total";
+    let echo = &[
+        "device=\"pump\"",
+        "direction=\"in\"",
+        "rule=\"from 10.30.0.0/16 2001:db8:30::/48 icmp type 8\"",
+    ];
+    assert_eq!(sample(&after, hits, echo) - sample(&before, hits, echo), 20.0, "{after}");
+    let reply = &["device=\"pump\"", "direction=\"out\"", "icmp type 0"];
+    assert_eq!(sample(&after, hits, reply) - sample(&before, hits, reply), 20.0, "{after}");
     assert_eq!(sample(&after, "vlanguard_interface_attached", &["interface=\"trunk0\""]), 1.0);
     assert_eq!(sample(&after, "vlanguard_devices", &[]), 2.0);
     assert_eq!(sample(&after, "vlanguard_policy_last_apply_success", &[]), 1.0);

@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use filter_common::{MAX_HEADER_START, MAX_IPV6_EXT_HEADERS, Reason};
 
-use crate::policy::{L4, Resolved, ResolvedDevice, Rule};
+use crate::policy::{L4, Resolved, Rule};
 
 /// What the reference decides for a frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -17,6 +17,11 @@ pub struct Decision {
     pub src_device: Option<usize>,
     /// Device slot of the receiver, counted under direction `in`.
     pub dst_device: Option<usize>,
+    /// For allowed frames: the first matching rule (index in the device's
+    /// merged list) of the sender's `allow_out` and the receiver's
+    /// `allow_in`, credited with a rule hit.
+    pub src_rule: Option<usize>,
+    pub dst_rule: Option<usize>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -209,7 +214,13 @@ fn parse_l4(b: &Bytes<'_>, l4: usize, end: usize, v6: bool, f: &mut Frame) -> Op
 /// Decides `frame` arriving on an interface whose untagged VLAN is
 /// `iface_vlan` (0 = none).
 pub fn evaluate(policy: &Resolved, frame: &[u8], iface_vlan: u16) -> Decision {
-    let none = |reason| Decision { reason, src_device: None, dst_device: None };
+    let none = |reason| Decision {
+        reason,
+        src_device: None,
+        dst_device: None,
+        src_rule: None,
+        dst_rule: None,
+    };
     let Some(f) = parse(frame) else {
         return none(Reason::Malformed);
     };
@@ -226,7 +237,13 @@ pub fn evaluate(policy: &Resolved, frame: &[u8], iface_vlan: u16) -> Decision {
     };
     let src = find(f.src);
     let dst = find(f.dst);
-    let decision = |reason| Decision { reason, src_device: src, dst_device: dst };
+    let decision = |reason| Decision {
+        reason,
+        src_device: src,
+        dst_device: dst,
+        src_rule: None,
+        dst_rule: None,
+    };
     let src_protected = src.is_none() && in_protected(f.src);
     let dst_protected = dst.is_none() && in_protected(f.dst);
     if src.is_none() && dst.is_none() && !src_protected && !dst_protected && !vlan_protected {
@@ -257,19 +274,20 @@ pub fn evaluate(policy: &Resolved, frame: &[u8], iface_vlan: u16) -> Decision {
         return decision(Reason::UnknownDevice);
     }
 
-    let allows = |d: &ResolvedDevice, rules: &[Rule], peer: IpAddr| {
-        let _ = d;
-        rules.iter().any(|r| r.peer.contains(peer) && l4_matches(&r.l4, f.proto, f.l4))
+    let first_match = |rules: &[Rule], peer: IpAddr| {
+        rules.iter().position(|r| r.peer.contains(peer) && l4_matches(&r.l4, f.proto, f.l4))
     };
-    let out_ok = src.is_none_or(|i| {
-        let d = &policy.devices[i];
-        allows(d, &d.allow_out, f.dst)
-    });
-    let in_ok = dst.is_none_or(|i| {
-        let d = &policy.devices[i];
-        allows(d, &d.allow_in, f.src)
-    });
-    decision(if out_ok && in_ok { Reason::Allowed } else { Reason::NotAllowed })
+    let out_rule = src.map(|i| first_match(&policy.devices[i].allow_out, f.dst));
+    let in_rule = dst.map(|i| first_match(&policy.devices[i].allow_in, f.src));
+    // A side without a device allows; a device side needs a matching rule.
+    if out_rule == Some(None) || in_rule == Some(None) {
+        return decision(Reason::NotAllowed);
+    }
+    Decision {
+        src_rule: out_rule.flatten(),
+        dst_rule: in_rule.flatten(),
+        ..decision(Reason::Allowed)
+    }
 }
 
 /// A rule's protocol/port part against a frame. Without an L4 header (a

@@ -52,6 +52,14 @@ pub fn run(h: &mut Harness, seed: u64, cases: usize) -> BTreeMap<Reason, usize> 
                 devices.insert((slot(d), Direction::In, verdict, expected.reason), (1, len));
             }
             assert_eq!(got.devices, devices, "device counters differ\n{}", context());
+            let mut rules = BTreeMap::new();
+            if let (Some(s), Some(r)) = (expected.src_device, expected.src_rule) {
+                rules.insert((slot(s), Direction::Out, r as u8), 1);
+            }
+            if let (Some(d), Some(r)) = (expected.dst_device, expected.dst_rule) {
+                rules.insert((slot(d), Direction::In, r as u8), 1);
+            }
+            assert_eq!(got.rules, rules, "rule hits differ\n{}", context());
             *by_reason.entry(expected.reason).or_insert(0usize) += 1;
             done += 1;
         }

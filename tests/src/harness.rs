@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use aya::programs::TestRun as _;
-use filter_common::{Counter, Direction, Reason, StatKey, Verdict};
+use filter_common::{Counter, Direction, Reason, RuleHitKey, StatKey, Verdict};
 use filter_user::{Filter, PROGRAM_OBJECT, Resolved, compile};
 
 /// XDP return codes.
@@ -19,6 +19,8 @@ pub struct Outcome {
     pub global: BTreeMap<(Verdict, Reason), (u64, u64)>,
     /// Device counters that moved: (slot, direction, verdict, reason).
     pub devices: BTreeMap<(u32, Direction, Verdict, Reason), (u64, u64)>,
+    /// Rule hits that moved: (slot, direction, rule index) -> frames.
+    pub rules: BTreeMap<(u32, Direction, u8), u64>,
 }
 
 impl Outcome {
@@ -35,6 +37,7 @@ pub struct Harness {
     pub filter: Filter,
     global: BTreeMap<(Verdict, Reason), Counter>,
     devices: BTreeMap<StatKey, Counter>,
+    rules: BTreeMap<RuleHitKey, u64>,
 }
 
 impl Harness {
@@ -45,7 +48,12 @@ impl Harness {
 
     pub fn with_object(object: &[u8]) -> Harness {
         let filter = Filter::load(object).expect("load the XDP program (verifier)");
-        let mut h = Harness { filter, global: BTreeMap::new(), devices: BTreeMap::new() };
+        let mut h = Harness {
+            filter,
+            global: BTreeMap::new(),
+            devices: BTreeMap::new(),
+            rules: BTreeMap::new(),
+        };
         h.snapshot();
         h
     }
@@ -62,6 +70,7 @@ impl Harness {
     fn snapshot(&mut self) {
         self.global = self.filter.global_stats().expect("read global stats");
         self.devices = self.filter.device_stats().expect("read device stats");
+        self.rules = self.filter.rule_hits().expect("read rule hits");
     }
 
     /// Runs the program once on `frame`; returns its action and the counter
@@ -70,7 +79,17 @@ impl Harness {
         let action = self.run_raw(frame, 1).0;
         let global_before = std::mem::take(&mut self.global);
         let devices_before = std::mem::take(&mut self.devices);
+        let rules_before = std::mem::take(&mut self.rules);
         self.snapshot();
+        let mut rules = BTreeMap::new();
+        for (k, n) in &self.rules {
+            let before = rules_before.get(k).copied().unwrap_or(0);
+            if *n != before {
+                let dir =
+                    if k.direction == Direction::In as u8 { Direction::In } else { Direction::Out };
+                rules.insert((k.slot, dir, k.rule), n - before);
+            }
+        }
         let global = diff(&global_before, &self.global, |k| *k);
         let devices = diff(&devices_before, &self.devices, |k| {
             (
@@ -80,7 +99,7 @@ impl Harness {
                 Reason::from_u8(k.reason).expect("known reason"),
             )
         });
-        Outcome { action, global, devices }
+        Outcome { action, global, devices, rules }
     }
 
     /// Runs the program `repeat` times on `frame`; returns the action and the

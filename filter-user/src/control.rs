@@ -133,16 +133,20 @@ pub enum ClientError {
     Protocol(#[from] serde_json::Error),
 }
 
-/// Sends one request and waits (bounded) for its reply.
-pub fn call(socket: &Path, request: &Request) -> Result<Reply, ClientError> {
-    let mut stream = UnixStream::connect(socket).map_err(|source| {
+fn connect(socket: &Path) -> Result<UnixStream, ClientError> {
+    UnixStream::connect(socket).map_err(|source| {
         let socket = socket.display().to_string();
         if source.kind() == std::io::ErrorKind::PermissionDenied {
             ClientError::Denied { socket }
         } else {
             ClientError::Unreachable { socket, source }
         }
-    })?;
+    })
+}
+
+/// Sends one request and waits (bounded) for its reply.
+pub fn call(socket: &Path, request: &Request) -> Result<Reply, ClientError> {
+    let mut stream = connect(socket)?;
     stream.set_read_timeout(Some(Duration::from_secs(120)))?;
     let mut line = serde_json::to_string(request)?;
     line.push('\n');
@@ -159,14 +163,7 @@ pub fn stream(
     request: &Request,
     mut line: impl FnMut(&str) -> bool,
 ) -> Result<(), ClientError> {
-    let mut stream = UnixStream::connect(socket).map_err(|source| {
-        let socket = socket.display().to_string();
-        if source.kind() == std::io::ErrorKind::PermissionDenied {
-            ClientError::Denied { socket }
-        } else {
-            ClientError::Unreachable { socket, source }
-        }
-    })?;
+    let mut stream = connect(socket)?;
     let mut text = serde_json::to_string(request)?;
     text.push('\n');
     stream.write_all(text.as_bytes())?;

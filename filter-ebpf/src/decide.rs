@@ -35,8 +35,15 @@ impl Involved {
         Involved { src_slot: NO_SLOT, dst_slot: NO_SLOT, src_rule: NO_SLOT, dst_rule: NO_SLOT };
 }
 
+/// The policy generation in force and its settings, read once per frame so
+/// that everything decided for it comes from one generation.
+pub struct Active {
+    pub generation: u32,
+    pub settings: Settings,
+}
+
 #[inline(always)]
-pub fn decide(ctx: &XdpContext, pkt: &Packet) -> (Reason, Involved) {
+pub fn active() -> Active {
     let generation = match GENERATION.get(0) {
         Some(g) => *g & GENERATION_MASK,
         None => 0,
@@ -45,6 +52,12 @@ pub fn decide(ctx: &XdpContext, pkt: &Packet) -> (Reason, Involved) {
         Some(s) => *s,
         None => Settings::default(),
     };
+    Active { generation, settings }
+}
+
+#[inline(always)]
+pub fn decide(ctx: &XdpContext, pkt: &Packet, active: &Active) -> (Reason, Involved) {
+    let Active { generation, settings } = *active;
 
     // The frame's VLAN: its innermost tag, else the interface's untagged VLAN.
     let vlan = if pkt.vlan != 0 { pkt.vlan } else { iface_vlan(ctx) };
@@ -133,19 +146,6 @@ pub fn decide(ctx: &XdpContext, pkt: &Packet) -> (Reason, Involved) {
         involved.dst_rule = in_bits.trailing_zeros();
     }
     (Reason::Allowed, involved)
-}
-
-/// Drop events allowed per CPU and second by the active policy.
-#[inline(always)]
-pub fn event_rate() -> u32 {
-    let generation = match GENERATION.get(0) {
-        Some(g) => *g & GENERATION_MASK,
-        None => 0,
-    };
-    match SETTINGS.get(generation) {
-        Some(s) => s.events_per_sec,
-        None => 0,
-    }
 }
 
 /// Neighbour solicitation/advertisement, router solicitation/advertisement,

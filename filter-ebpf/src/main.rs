@@ -19,15 +19,16 @@ pub fn vlanguard(ctx: XdpContext) -> u32 {
     // panic path the verifier refuses) out of debug builds.
     let len = ctx.data_end().wrapping_sub(ctx.data()) as u32;
     let mut pkt = parse::Packet::empty(len);
+    let active = decide::active();
     // One exit: every frame is decided and counted exactly once.
     let (reason, devices) = match parse::parse(&ctx, &mut pkt) {
-        Ok(()) => decide::decide(&ctx, &pkt),
+        Ok(()) => decide::decide(&ctx, &pkt, &active),
         Err(()) => (Reason::Malformed, decide::Involved::NONE),
     };
     let verdict = reason.verdict();
     stats::count(verdict, reason, &devices, u64::from(len));
     if verdict == Verdict::Drop {
-        let rate = decide::event_rate();
+        let rate = active.settings.events_per_sec;
         events::emit(&pkt, reason, &devices, ctx.ingress_ifindex() as u32, rate);
     }
     match verdict {

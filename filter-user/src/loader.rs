@@ -76,34 +76,18 @@ enum Program {
     Pinned(Box<Xdp>),
 }
 
-/// The loaded program and typed handles on its maps.
+/// The loaded program, its maps and what the controller keeps about them.
 pub struct Filter {
     program: Program,
-    meta: Array<MapData, u64>,
-    generation: Array<MapData, u32>,
-    settings: Array<MapData, Settings>,
-    ifaces: HashMap<MapData, u32, IfaceConf>,
-    vlan_flags: Array<MapData, u32>,
-    devices: HashMap<MapData, DeviceKey, DeviceInfo>,
-    protected: LpmTrie<MapData, ProtectedKey, ProtectedNet>,
-    peer_sets: MapData,
-    port_sets: MapData,
+    maps: Maps,
     peer_tries: TrieCache<PeerContent>,
     port_tries: TrieCache<PortContent>,
     /// Tries with no entries, one per key type: what cleared slots point at
     /// (they match nothing, like no trie at all).
     empty_peers: Map,
     empty_ports: Map,
-    device_stats: PerCpuHashMap<MapData, StatKey, Counter>,
-    global_stats: PerCpuArray<MapData, Counter>,
-    device_slots: HashMap<MapData, DeviceName, u32>,
     /// Device name -> counter slot (mirrors `DEVICE_SLOTS`).
     slots: BTreeMap<String, u32>,
-    /// Until the daemon takes it for its reader.
-    events: Option<RingBuf<MapData>>,
-    event_stats: PerCpuArray<MapData, u64>,
-    _event_rate: Map,
-    rule_hits: PerCpuHashMap<MapData, RuleHitKey, u64>,
     /// Device name -> fingerprints of its rule lists as last applied.
     fingerprints: std::collections::HashMap<String, (u64, u64)>,
 }
@@ -122,10 +106,11 @@ struct Maps {
     device_stats: PerCpuHashMap<MapData, StatKey, Counter>,
     global_stats: PerCpuArray<MapData, Counter>,
     device_slots: HashMap<MapData, DeviceName, u32>,
-    events: RingBuf<MapData>,
+    /// Until the daemon takes it for its reader.
+    events: Option<RingBuf<MapData>>,
     event_stats: PerCpuArray<MapData, u64>,
     /// Only the program uses it; held so it is pinned with the rest.
-    event_rate: Map,
+    _event_rate: Map,
     rule_hits: PerCpuHashMap<MapData, RuleHitKey, u64>,
 }
 
@@ -144,9 +129,9 @@ impl Maps {
             global_stats: source.typed(maps::GLOBAL_STATS)?,
             meta: source.typed(maps::META)?,
             device_slots: source.typed(maps::DEVICE_SLOTS)?,
-            events: source.typed(maps::EVENTS)?,
+            events: Some(source.typed(maps::EVENTS)?),
             event_stats: source.typed(maps::EVENT_STATS)?,
-            event_rate: source.map(maps::EVENT_RATE)?,
+            _event_rate: source.map(maps::EVENT_RATE)?,
             rule_hits: source.typed(maps::RULE_HITS)?,
         })
     }
@@ -262,43 +247,28 @@ impl Filter {
         let mut filter = Filter::with(Program::Pinned(Box::new(program)), maps)?;
         // What the earlier daemon wrote, so the next apply can clear it.
         for g in 0..GENERATIONS {
-            let sets = filter.meta.get(&(meta::RULE_SETS + g), 0)? as u32;
+            let sets = filter.maps.meta.get(&(meta::RULE_SETS + g), 0)? as u32;
             filter.peer_tries.slots[g as usize] = sets;
             filter.port_tries.slots[g as usize] = sets;
         }
         Ok(filter)
     }
 
-    fn with(program: Program, m: Maps) -> Result<Filter, LoadError> {
+    fn with(program: Program, maps: Maps) -> Result<Filter, LoadError> {
         let mut slots = BTreeMap::new();
-        for entry in m.device_slots.iter() {
+        for entry in maps.device_slots.iter() {
             let (name, slot) = entry?;
             slots.insert(name_of(&name), slot);
         }
         Ok(Filter {
-            slots,
-            device_slots: m.device_slots,
-            events: Some(m.events),
-            event_stats: m.event_stats,
-            _event_rate: m.event_rate,
-            rule_hits: m.rule_hits,
-            fingerprints: std::collections::HashMap::new(),
             program,
-            meta: m.meta,
-            generation: m.generation,
-            settings: m.settings,
-            ifaces: m.ifaces,
-            vlan_flags: m.vlan_flags,
-            devices: m.devices,
-            protected: m.protected,
-            peer_sets: m.peer_sets,
-            port_sets: m.port_sets,
+            maps,
             peer_tries: TrieCache::new(),
             port_tries: TrieCache::new(),
             empty_peers: new_trie::<PeerData>()?,
             empty_ports: new_trie::<PortData>()?,
-            device_stats: m.device_stats,
-            global_stats: m.global_stats,
+            slots,
+            fingerprints: std::collections::HashMap::new(),
         })
     }
 
@@ -314,7 +284,7 @@ impl Filter {
 
     /// The active generation.
     pub fn active_generation(&self) -> Result<u32, LoadError> {
-        Ok(self.generation.get(&0, 0)? & GENERATION_MASK)
+        Ok(self.maps.generation.get(&0, 0)? & GENERATION_MASK)
     }
 
     /// Installs `policy` with `ifaces` (ifindex, untagged VLAN) and returns
@@ -351,10 +321,10 @@ impl Filter {
         }
         self.set_ifaces(ifaces)?;
         // The switch: one word.
-        self.generation.set(0, next, 0)?;
+        self.maps.generation.set(0, next, 0)?;
         let now =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        self.meta.set(meta::APPLIED_AT, now.as_secs(), 0)?;
+        self.maps.meta.set(meta::APPLIED_AT, now.as_secs(), 0)?;
         // Frames being decided may still read the old generation. Updating
         // a map of maps makes the kernel wait an RCU grace period, after
         // which no run of the program that read the old word is left.
@@ -382,7 +352,7 @@ impl Filter {
                         next_free += 1;
                     }
                     taken.insert(next_free);
-                    self.device_slots.insert(device_name(&d.name), next_free, 0)?;
+                    self.maps.device_slots.insert(device_name(&d.name), next_free, 0)?;
                     self.slots.insert(d.name.clone(), next_free);
                     next_free
                 }
@@ -407,9 +377,9 @@ impl Filter {
 
     fn reset_rule_hits(&mut self, which: impl Fn(&RuleHitKey) -> bool) -> Result<(), LoadError> {
         let stale: Vec<RuleHitKey> =
-            self.rule_hits.keys().filter_map(Result::ok).filter(|k| which(k)).collect();
+            self.maps.rule_hits.keys().filter_map(Result::ok).filter(|k| which(k)).collect();
         for k in stale {
-            self.rule_hits.remove(&k)?;
+            self.maps.rule_hits.remove(&k)?;
         }
         Ok(())
     }
@@ -417,7 +387,7 @@ impl Filter {
     /// Frames each rule let through: (slot, direction, rule index) -> count.
     pub fn rule_hits(&self) -> Result<BTreeMap<RuleHitKey, u64>, LoadError> {
         let mut out = BTreeMap::new();
-        for entry in self.rule_hits.iter() {
+        for entry in self.maps.rule_hits.iter() {
             let (key, per_cpu) = entry?;
             out.insert(key, per_cpu.iter().sum());
         }
@@ -428,19 +398,20 @@ impl Filter {
     fn release_slots(&mut self, removed: &[String]) -> Result<(), LoadError> {
         let gone: HashSet<u32> = removed.iter().filter_map(|n| self.slots.remove(n)).collect();
         for name in removed {
-            let _ = self.device_slots.remove(&device_name(name));
+            let _ = self.maps.device_slots.remove(&device_name(name));
         }
         if gone.is_empty() {
             return Ok(());
         }
         let stale: Vec<StatKey> = self
+            .maps
             .device_stats
             .keys()
             .filter_map(Result::ok)
             .filter(|k| gone.contains(&k.slot))
             .collect();
         for k in stale {
-            self.device_stats.remove(&k)?;
+            self.maps.device_stats.remove(&k)?;
         }
         self.reset_rule_hits(|k| gone.contains(&k.slot))?;
         Ok(())
@@ -448,7 +419,7 @@ impl Filter {
 
     /// The drop-event ring buffer, for one reader.
     pub fn take_events(&mut self) -> Option<RingBuf<MapData>> {
-        self.events.take()
+        self.maps.events.take()
     }
 
     /// Drop events sent, suppressed by the rate limit, and lost (ring buffer
@@ -456,7 +427,7 @@ impl Filter {
     pub fn event_stats(&self) -> Result<[u64; 3], LoadError> {
         let mut out = [0u64; 3];
         for (i, slot) in out.iter_mut().enumerate() {
-            *slot = self.event_stats.get(&(i as u32), 0)?.iter().sum();
+            *slot = self.maps.event_stats.get(&(i as u32), 0)?.iter().sum();
         }
         Ok(out)
     }
@@ -472,20 +443,20 @@ impl Filter {
     }
 
     fn write_generation(&mut self, generation: u32, c: &Compiled) -> Result<(), LoadError> {
-        self.settings.set(
+        self.maps.settings.set(
             generation,
             Settings { flags: c.settings_flags, events_per_sec: c.events_per_sec },
             0,
         )?;
         for (id, flags) in &c.vlans {
-            self.vlan_flags.set(generation * VLAN_IDS + u32::from(*id), *flags, 0)?;
+            self.maps.vlan_flags.set(generation * VLAN_IDS + u32::from(*id), *flags, 0)?;
         }
         for (prefix, vlan) in &c.protected {
             let key = Key::new(
                 32 + prefix.len,
                 ProtectedKey { generation, addr: prefix.value.to_be_bytes() },
             );
-            self.protected.insert(&key, ProtectedNet { vlan: *vlan, _pad: 0 }, 0)?;
+            self.maps.protected.insert(&key, ProtectedNet { vlan: *vlan, _pad: 0 }, 0)?;
         }
         // Rule sets before the devices that point at them, published in
         // chunks so that open inner-map descriptors stay bounded.
@@ -519,14 +490,14 @@ impl Filter {
             let fds = |maps: &[MapData]| -> Vec<u32> {
                 maps.iter().map(|m| m.fd().as_fd().as_raw_fd() as u32).collect()
             };
-            sys::update_batch(self.peer_sets.fd().as_fd(), &slots, &fds(&peers))?;
-            sys::update_batch(self.port_sets.fd().as_fd(), &slots, &fds(&ports))?;
+            sys::update_batch(self.maps.peer_sets.fd().as_fd(), &slots, &fds(&peers))?;
+            sys::update_batch(self.maps.port_sets.fd().as_fd(), &slots, &fds(&ports))?;
             // Dropping the handles closes them; the outer arrays keep the maps.
         }
         let sets = c.rule_sets.len() as u32;
         self.peer_tries.slots[generation as usize] = sets;
         self.port_tries.slots[generation as usize] = sets;
-        self.meta.set(meta::RULE_SETS + generation, u64::from(sets), 0)?;
+        self.maps.meta.set(meta::RULE_SETS + generation, u64::from(sets), 0)?;
         for d in &c.devices {
             let slot = |id: u32| if id == 0 { 0 } else { rule_set_slot(generation, id) };
             let info = DeviceInfo {
@@ -539,7 +510,7 @@ impl Filter {
                 _pad: [0; 2],
             };
             for addr in &d.addrs {
-                self.devices.insert(DeviceKey { generation, addr: *addr }, info, 0)?;
+                self.maps.devices.insert(DeviceKey { generation, addr: *addr }, info, 0)?;
             }
         }
         Ok(())
@@ -547,30 +518,32 @@ impl Filter {
 
     /// Removes every entry of `generation` from the policy maps.
     fn clear_generation(&mut self, generation: u32) -> Result<(), LoadError> {
-        self.settings.set(generation, Settings::default(), 0)?;
+        self.maps.settings.set(generation, Settings::default(), 0)?;
         for vid in 0..VLAN_IDS {
             let index = generation * VLAN_IDS + vid;
-            if self.vlan_flags.get(&index, 0)? != 0 {
-                self.vlan_flags.set(index, 0, 0)?;
+            if self.maps.vlan_flags.get(&index, 0)? != 0 {
+                self.maps.vlan_flags.set(index, 0, 0)?;
             }
         }
         let stale: Vec<DeviceKey> = self
+            .maps
             .devices
             .keys()
             .filter_map(Result::ok)
             .filter(|k| k.generation == generation)
             .collect();
         for k in stale {
-            self.devices.remove(&k)?;
+            self.maps.devices.remove(&k)?;
         }
         let stale: Vec<Key<ProtectedKey>> = self
+            .maps
             .protected
             .keys()
             .filter_map(Result::ok)
             .filter(|k| k.data().generation == generation)
             .collect();
         for k in stale {
-            self.protected.remove(&k)?;
+            self.maps.protected.remove(&k)?;
         }
         // Point the generation's slots at the empty trie, which matches
         // nothing (the same as no trie), so the old tries can be freed.
@@ -580,19 +553,19 @@ impl Filter {
             .collect();
         if !slots.is_empty() {
             sys::update_batch(
-                self.peer_sets.fd().as_fd(),
+                self.maps.peer_sets.fd().as_fd(),
                 &slots,
                 &vec![map_fd(&self.empty_peers); slots.len()],
             )?;
             sys::update_batch(
-                self.port_sets.fd().as_fd(),
+                self.maps.port_sets.fd().as_fd(),
                 &slots,
                 &vec![map_fd(&self.empty_ports); slots.len()],
             )?;
         }
         self.peer_tries.slots[g] = 0;
         self.port_tries.slots[g] = 0;
-        self.meta.set(meta::RULE_SETS + generation, 0, 0)?;
+        self.maps.meta.set(meta::RULE_SETS + generation, 0, 0)?;
         release(&mut self.peer_tries, g);
         release(&mut self.port_tries, g);
         Ok(())
@@ -602,22 +575,23 @@ impl Filter {
     /// started before the call has finished. Slot 0 is rule set 0, "no
     /// rules", so pointing it at the empty trie changes no decision.
     fn wait_for_readers(&mut self) -> Result<(), LoadError> {
-        sys::update_batch(self.peer_sets.fd().as_fd(), &[0], &[map_fd(&self.empty_peers)])?;
+        sys::update_batch(self.maps.peer_sets.fd().as_fd(), &[0], &[map_fd(&self.empty_peers)])?;
         Ok(())
     }
 
     fn set_ifaces(&mut self, ifaces: &[(u32, u16)]) -> Result<(), LoadError> {
         let stale: Vec<u32> = self
+            .maps
             .ifaces
             .keys()
             .filter_map(Result::ok)
             .filter(|i| !ifaces.iter().any(|(j, _)| j == i))
             .collect();
         for i in stale {
-            self.ifaces.remove(&i)?;
+            self.maps.ifaces.remove(&i)?;
         }
         for (ifindex, vlan) in ifaces {
-            self.ifaces.insert(ifindex, IfaceConf { untagged_vlan: *vlan, _pad: 0 }, 0)?;
+            self.maps.ifaces.insert(ifindex, IfaceConf { untagged_vlan: *vlan, _pad: 0 }, 0)?;
         }
         Ok(())
     }
@@ -625,7 +599,7 @@ impl Filter {
     /// Per-device counters, summed over CPUs.
     pub fn device_stats(&self) -> Result<BTreeMap<StatKey, Counter>, LoadError> {
         let mut out = BTreeMap::new();
-        for entry in self.device_stats.iter() {
+        for entry in self.maps.device_stats.iter() {
             let (key, per_cpu) = entry?;
             out.insert(key, sum(per_cpu.iter()));
         }
@@ -640,7 +614,7 @@ impl Filter {
             let verdict = reason.verdict();
             let index = global_stat_index(verdict, reason);
             debug_assert!(index < GLOBAL_STATS_LEN);
-            let per_cpu = self.global_stats.get(&index, 0)?;
+            let per_cpu = self.maps.global_stats.get(&index, 0)?;
             out.insert((verdict, reason), sum(per_cpu.iter()));
         }
         Ok(out)
@@ -650,8 +624,8 @@ impl Filter {
     /// generations), and the inner tries alive for rule sets.
     pub fn occupancy(&self) -> Occupancy {
         Occupancy {
-            device_addrs: self.devices.keys().count(),
-            protected_nets: self.protected.keys().count(),
+            device_addrs: self.maps.devices.keys().count(),
+            protected_nets: self.maps.protected.keys().count(),
             peer_tries: self.peer_tries.tries.len(),
             port_tries: self.port_tries.tries.len(),
         }

@@ -159,13 +159,13 @@ impl Daemon {
         Ok(self.generation)
     }
 
-    /// What `/metrics` reports, read from the maps now.
-    fn snapshot(&self) -> anyhow::Result<metrics::Snapshot> {
+    /// Per-device counters, named: what `stats`, the console tables and
+    /// `/metrics` all report.
+    fn device_samples(&self) -> anyhow::Result<Vec<metrics::DeviceSample>> {
         let names = self.filter.slot_names();
         let vlans: std::collections::HashMap<&str, u16> =
             self.policy.devices.iter().map(|d| (d.name.as_str(), d.vlan)).collect();
-        let vlan_of = |name: &str| vlans.get(name).copied().unwrap_or(0);
-        let devices = self
+        Ok(self
             .filter
             .device_stats()?
             .iter()
@@ -173,7 +173,7 @@ impl Daemon {
                 let device = names.get(&k.slot)?;
                 Some(metrics::DeviceSample {
                     device: device.clone(),
-                    vlan: vlan_of(device),
+                    vlan: vlans.get(device.as_str()).copied().unwrap_or(0),
                     direction: if k.direction == 0 { "in" } else { "out" },
                     verdict: if k.verdict == 0 { "pass" } else { "drop" },
                     reason: filter_common::Reason::from_u8(k.reason)
@@ -182,20 +182,29 @@ impl Daemon {
                     bytes: c.bytes,
                 })
             })
-            .collect();
-        let frames = self
+            .collect())
+    }
+
+    /// Every frame by verdict and reason.
+    fn frame_samples(&self) -> anyhow::Result<Vec<metrics::FrameSample>> {
+        Ok(self
             .filter
             .global_stats()?
             .iter()
-            .map(|((v, r), c)| {
-                (
-                    if *v == filter_common::Verdict::Pass { "pass" } else { "drop" },
-                    r.name(),
-                    c.packets,
-                    c.bytes,
-                )
+            .map(|((v, r), c)| metrics::FrameSample {
+                verdict: if *v == filter_common::Verdict::Pass { "pass" } else { "drop" },
+                reason: r.name(),
+                packets: c.packets,
+                bytes: c.bytes,
             })
-            .collect();
+            .collect())
+    }
+
+    /// What `/metrics` reports, read from the maps now.
+    fn snapshot(&self) -> anyhow::Result<metrics::Snapshot> {
+        let names = self.filter.slot_names();
+        let devices = self.device_samples()?;
+        let frames = self.frame_samples()?;
         let occ = self.filter.occupancy();
         let mode = format!("{:?}", self.config.mode).to_lowercase();
         Ok(metrics::Snapshot {
@@ -378,7 +387,7 @@ impl Daemon {
                     }
                 }
                 _ = tick.tick(), if self.config.stats_interval > 0 => {
-                    print!("{}", report::device_table(&self.filter.slot_names(), &self.filter.device_stats()?));
+                    print!("{}", report::device_table(&self.device_samples()?));
                 }
                 Some(_) = connections.join_next(), if !connections.is_empty() => {}
             }
@@ -397,11 +406,8 @@ impl Daemon {
             log("detached on request; nothing is filtered any more");
             return Ok(());
         }
-        println!(
-            "{}",
-            report::device_table(&self.filter.slot_names(), &self.filter.device_stats()?)
-        );
-        println!("{}", report::global_table(&self.filter.global_stats()?));
+        println!("{}", report::device_table(&self.device_samples()?));
+        println!("{}", report::global_table(&self.frame_samples()?));
         log(&format!(
             "stopping; the filter stays attached and enforcing (pins in {}); \
              `vlanguard detach` removes it",
@@ -479,47 +485,18 @@ impl Daemon {
                 Reply::ok(text, data)
             }
             Request::Stats { device } => {
-                let stats = self.filter.device_stats()?;
-                let slot = match device {
-                    Some(name) => Some(self.filter.device_slot(name).with_context(|| {
-                        format!("no device named {name:?} (device list shows them)")
-                    })?),
-                    None => None,
-                };
-                let names = self.filter.slot_names();
-                let stats: std::collections::BTreeMap<_, _> =
-                    stats.into_iter().filter(|(k, _)| slot.is_none_or(|s| k.slot == s)).collect();
-                let by_name: std::collections::HashMap<&str, &crate::policy::ResolvedDevice> =
-                    self.policy.devices.iter().map(|d| (d.name.as_str(), d)).collect();
-                let rows: Vec<_> = stats
-                    .iter()
-                    .filter_map(|(k, c)| {
-                        let name = names.get(&k.slot)?;
-                        let d = by_name.get(name.as_str())?;
-                        Some(json!({
-                            "device": d.name,
-                            "vlan": d.vlan,
-                            "direction": if k.direction == 0 { "in" } else { "out" },
-                            "verdict": if k.verdict == 0 { "pass" } else { "drop" },
-                            "reason": filter_common::Reason::from_u8(k.reason).map_or("?", filter_common::Reason::name),
-                            "packets": c.packets,
-                            "bytes": c.bytes,
-                        }))
-                    })
-                    .collect();
-                let global: Vec<_> = self
-                    .filter
-                    .global_stats()?
-                    .iter()
-                    .map(|((v, r), c)| json!({
-                        "verdict": if *v == filter_common::Verdict::Pass { "pass" } else { "drop" },
-                        "reason": r.name(), "packets": c.packets, "bytes": c.bytes,
-                    }))
-                    .collect();
-                let mut text = report::device_table(&names, &stats);
+                if let Some(name) = device
+                    && self.filter.device_slot(name).is_none()
+                {
+                    anyhow::bail!("no device named {name:?} (device list shows them)");
+                }
+                let mut rows = self.device_samples()?;
+                rows.retain(|r| device.as_ref().is_none_or(|d| &r.device == d));
+                let global = self.frame_samples()?;
+                let mut text = report::device_table(&rows);
                 if device.is_none() {
                     text.push('\n');
-                    text.push_str(&report::global_table(&self.filter.global_stats()?));
+                    text.push_str(&report::global_table(&global));
                 }
                 Reply::ok(text, json!({ "devices": rows, "global": global }))
             }

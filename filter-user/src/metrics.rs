@@ -17,8 +17,8 @@ use prometheus_client::{
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
     pub devices: Vec<DeviceSample>,
-    /// (verdict, reason, packets, bytes) for every frame.
-    pub frames: Vec<(&'static str, &'static str, u64, u64)>,
+    /// Every frame, by verdict and reason.
+    pub frames: Vec<FrameSample>,
     pub generation: u32,
     pub last_apply_seconds: u64,
     pub last_apply_ok: bool,
@@ -34,11 +34,19 @@ pub struct Snapshot {
     pub rule_hits: Vec<(String, &'static str, String, u64)>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct DeviceSample {
     pub device: String,
     pub vlan: u16,
     pub direction: &'static str,
+    pub verdict: &'static str,
+    pub reason: &'static str,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct FrameSample {
     pub verdict: &'static str,
     pub reason: &'static str,
     pub packets: u64,
@@ -126,10 +134,10 @@ pub fn openmetrics(s: &Snapshot) -> String {
 
     let frames = Family::<FrameLabels, Counter>::default();
     let frame_bytes = Family::<FrameLabels, Counter>::default();
-    for (verdict, reason, p, b) in &s.frames {
-        let labels = FrameLabels { verdict: (*verdict).into(), reason: (*reason).into() };
-        frames.get_or_create(&labels).inc_by(*p);
-        frame_bytes.get_or_create(&labels).inc_by(*b);
+    for f in &s.frames {
+        let labels = FrameLabels { verdict: f.verdict.into(), reason: f.reason.into() };
+        frames.get_or_create(&labels).inc_by(f.packets);
+        frame_bytes.get_or_create(&labels).inc_by(f.bytes);
     }
     registry.register(
         "frames",
@@ -260,7 +268,10 @@ mod tests {
                 packets: 50,
                 bytes: 4900,
             }],
-            frames: vec![("drop", "not-allowed", 50, 4900), ("pass", "unmatched", 7, 700)],
+            frames: vec![
+                FrameSample { verdict: "drop", reason: "not-allowed", packets: 50, bytes: 4900 },
+                FrameSample { verdict: "pass", reason: "unmatched", packets: 7, bytes: 700 },
+            ],
             generation: 1,
             last_apply_seconds: 1_700_000_000,
             last_apply_ok: true,

@@ -1,43 +1,34 @@
 //! Operator-facing tables of what the program counted.
 
-use std::{
-    collections::{BTreeMap, HashMap},
-    fmt::Write as _,
-};
+use std::fmt::Write as _;
 
-use filter_common::{Counter, Direction, Reason, StatKey, Verdict};
+use crate::metrics::{DeviceSample, FrameSample};
 
-/// Per-device packets by direction, verdict and reason, one line each, for
-/// the devices (counter slot -> name) that saw traffic.
-pub fn device_table(names: &HashMap<u32, String>, stats: &BTreeMap<StatKey, Counter>) -> String {
+/// Per-device packets by direction, verdict and reason, one line each.
+pub fn device_table(rows: &[DeviceSample]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
         "{:<24} {:<4} {:<6} {:<16} {:>10} {:>12}",
         "DEVICE", "DIR", "VERDICT", "REASON", "PACKETS", "BYTES"
     );
-    for (k, c) in stats {
-        let Some(device) = names.get(&k.slot) else { continue };
-        let dir = if k.direction == Direction::In as u8 { "in" } else { "out" };
-        let verdict = if k.verdict == Verdict::Pass as u8 { "pass" } else { "drop" };
-        let reason = Reason::from_u8(k.reason).map_or("?", Reason::name);
+    for r in rows {
         let _ = writeln!(
             out,
             "{:<24} {:<4} {:<6} {:<16} {:>10} {:>12}",
-            device, dir, verdict, reason, c.packets, c.bytes
+            r.device, r.direction, r.verdict, r.reason, r.packets, r.bytes
         );
     }
     out
 }
 
 /// Every frame by verdict and reason.
-pub fn global_table(stats: &BTreeMap<(Verdict, Reason), Counter>) -> String {
+pub fn global_table(rows: &[FrameSample]) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "{:<6} {:<16} {:>10} {:>12}", "VERDICT", "REASON", "PACKETS", "BYTES");
-    for ((verdict, reason), c) in stats {
-        let verdict = if *verdict == Verdict::Pass { "pass" } else { "drop" };
+    for r in rows {
         let _ =
-            writeln!(out, "{:<6} {:<16} {:>10} {:>12}", verdict, reason.name(), c.packets, c.bytes);
+            writeln!(out, "{:<6} {:<16} {:>10} {:>12}", r.verdict, r.reason, r.packets, r.bytes);
     }
     out
 }

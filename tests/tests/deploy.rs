@@ -3,7 +3,7 @@
 
 use std::{path::Path, process::Command};
 
-use filter_user::metrics::{DeviceSample, Snapshot, openmetrics};
+use filter_user::metrics::{DeviceSample, FrameSample, Snapshot, openmetrics};
 
 fn root() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
@@ -21,7 +21,7 @@ fn exported() -> Vec<String> {
             packets: 1,
             bytes: 1,
         }],
-        frames: vec![("drop", "not-allowed", 1, 1)],
+        frames: vec![FrameSample { verdict: "drop", reason: "not-allowed", packets: 1, bytes: 1 }],
         maps: vec![("m", 1, 2)],
         interfaces: vec![("i".into(), true, "native".into())],
         events: vec![("sent", 1)],

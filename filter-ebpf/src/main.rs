@@ -3,6 +3,9 @@
 #![no_std]
 #![no_main]
 
+// The panic handler.
+use filter_ebpf as _;
+
 mod decide;
 mod events;
 mod maps;
@@ -35,14 +38,6 @@ pub fn vlanguard(ctx: XdpContext) -> u32 {
         Verdict::Pass => xdp_action::XDP_PASS,
         Verdict::Drop => xdp_action::XDP_DROP,
     }
-}
-
-#[cfg(not(test))]
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
-    // Unreachable by construction: the verifier rejects any program that
-    // still contains a path here.
-    loop {}
 }
 
 #[unsafe(link_section = "license")]

@@ -6,6 +6,9 @@
 #![no_std]
 #![no_main]
 
+// The panic handler.
+use filter_ebpf as _;
+
 use aya_ebpf::{
     bindings::{TC_ACT_OK, TC_ACT_SHOT},
     helpers::{bpf_redirect, bpf_skb_vlan_pop, bpf_skb_vlan_push},
@@ -47,12 +50,6 @@ pub fn lab_vlan(ctx: TcContext) -> i32 {
     }
     // SAFETY: plain helper call.
     unsafe { bpf_redirect(action.target, 0) as i32 }
-}
-
-#[cfg(not(test))]
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
-    loop {}
 }
 
 #[unsafe(link_section = "license")]

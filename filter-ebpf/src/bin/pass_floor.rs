@@ -3,17 +3,14 @@
 #![no_std]
 #![no_main]
 
+// The panic handler.
+use filter_ebpf as _;
+
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 
 #[xdp]
 pub fn pass_floor(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
-}
-
-#[cfg(not(test))]
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
-    loop {}
 }
 
 #[unsafe(link_section = "license")]

@@ -90,6 +90,9 @@ pub struct Filter {
     slots: BTreeMap<String, u32>,
     /// Device name -> fingerprints of its rule lists as last applied.
     fingerprints: std::collections::HashMap<String, (u64, u64)>,
+    /// `VLAN_FLAGS` indices each generation has set, so clearing touches
+    /// those instead of reading all 4,096.
+    vlans_set: [Vec<u32>; GENERATIONS as usize],
 }
 
 /// Typed handles on every map, however obtained.
@@ -250,6 +253,12 @@ impl Filter {
             let sets = filter.maps.meta.get(&(meta::RULE_SETS + g), 0)? as u32;
             filter.peer_tries.slots[g as usize] = sets;
             filter.port_tries.slots[g as usize] = sets;
+            for vid in 0..VLAN_IDS {
+                let index = g * VLAN_IDS + vid;
+                if filter.maps.vlan_flags.get(&index, 0)? != 0 {
+                    filter.vlans_set[g as usize].push(index);
+                }
+            }
         }
         Ok(filter)
     }
@@ -269,6 +278,7 @@ impl Filter {
             empty_ports: new_trie::<PortData>()?,
             slots,
             fingerprints: std::collections::HashMap::new(),
+            vlans_set: Default::default(),
         })
     }
 
@@ -449,7 +459,9 @@ impl Filter {
             0,
         )?;
         for (id, flags) in &c.vlans {
-            self.maps.vlan_flags.set(generation * VLAN_IDS + u32::from(*id), *flags, 0)?;
+            let index = generation * VLAN_IDS + u32::from(*id);
+            self.maps.vlan_flags.set(index, *flags, 0)?;
+            self.vlans_set[generation as usize].push(index);
         }
         for (prefix, vlan) in &c.protected {
             let key = Key::new(
@@ -519,11 +531,8 @@ impl Filter {
     /// Removes every entry of `generation` from the policy maps.
     fn clear_generation(&mut self, generation: u32) -> Result<(), LoadError> {
         self.maps.settings.set(generation, Settings::default(), 0)?;
-        for vid in 0..VLAN_IDS {
-            let index = generation * VLAN_IDS + vid;
-            if self.maps.vlan_flags.get(&index, 0)? != 0 {
-                self.maps.vlan_flags.set(index, 0, 0)?;
-            }
+        for index in std::mem::take(&mut self.vlans_set[generation as usize]) {
+            self.maps.vlan_flags.set(index, 0, 0)?;
         }
         let stale: Vec<DeviceKey> = self
             .maps

@@ -201,6 +201,9 @@ const LAB_COMMANDS: &[(&str, &str)] = &[
     ("ping", "iputils-ping"),
     ("ethtool", "ethtool"),
     ("setpriv", "util-linux"),
+    ("prometheus", "prometheus"),
+    ("promtool", "prometheus"),
+    ("tmux", "tmux"),
 ];
 
 /// The daemon, the lab's VLAN switch helper and the demo.

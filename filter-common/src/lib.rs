@@ -25,9 +25,12 @@ pub mod maps {
     pub const EVENT_STATS: &str = "EVENT_STATS";
     pub const EVENT_RATE: &str = "EVENT_RATE";
     pub const RULE_HITS: &str = "RULE_HITS";
+    /// Slot 0: the debug-log program, tail-called when `settings::DEBUG_LOG`
+    /// is on. Pinned so the kernel keeps its entry while no daemon runs.
+    pub const DEBUG_PROGS: &str = "DEBUG_PROGS";
 
     /// Every map, in the order they are pinned.
-    pub const ALL: [&str; 16] = [
+    pub const ALL: [&str; 17] = [
         GENERATION,
         SETTINGS,
         IFACES,
@@ -44,6 +47,7 @@ pub mod maps {
         EVENT_STATS,
         EVENT_RATE,
         RULE_HITS,
+        DEBUG_PROGS,
     ];
 }
 
@@ -59,6 +63,8 @@ pub mod meta {
 
 /// The XDP program's name in the object file.
 pub const PROGRAM_NAME: &str = "vlanguard";
+/// The debug-log program (see `maps::DEBUG_PROGS`).
+pub const DEBUG_PROGRAM_NAME: &str = "vlanguard_log";
 
 /// Policy generations held in the maps at once: the active one and the one
 /// being built (DESIGN §4). The active one is `GENERATION[0]`.
@@ -197,6 +203,8 @@ pub mod settings {
     pub const ALLOW_ARP: u32 = 1 << 0;
     pub const ALLOW_NDP: u32 = 1 << 1;
     pub const ALLOW_DHCP: u32 = 1 << 2;
+    /// Log every decision through aya-log (troubleshooting only).
+    pub const DEBUG_LOG: u32 = 1 << 3;
 }
 
 /// `VLAN_FLAGS[gen * VLAN_IDS + vid]` bits.

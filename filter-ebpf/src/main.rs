@@ -6,6 +6,7 @@
 // The panic handler.
 use filter_ebpf as _;
 
+mod debug;
 mod decide;
 mod events;
 mod maps;
@@ -14,7 +15,7 @@ mod ptr;
 mod stats;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
-use filter_common::{Reason, Verdict};
+use filter_common::{Reason, Verdict, settings};
 
 #[xdp]
 pub fn vlanguard(ctx: XdpContext) -> u32 {
@@ -30,14 +31,23 @@ pub fn vlanguard(ctx: XdpContext) -> u32 {
     };
     let verdict = reason.verdict();
     stats::count(verdict, reason, &devices, u64::from(len));
+    let ifindex = ctx.ingress_ifindex() as u32;
     if verdict == Verdict::Drop {
-        let rate = active.settings.events_per_sec;
-        events::emit(&pkt, reason, &devices, ctx.ingress_ifindex() as u32, rate);
+        events::emit(&pkt, reason, &devices, ifindex, active.settings.events_per_sec);
+    }
+    if active.settings.flags & settings::DEBUG_LOG != 0 {
+        debug::log_decision(&ctx, &pkt, reason, ifindex);
     }
     match verdict {
         Verdict::Pass => xdp_action::XDP_PASS,
         Verdict::Drop => xdp_action::XDP_DROP,
     }
+}
+
+/// The debug log, tail-called by `vlanguard` (see `debug`).
+#[xdp]
+pub fn vlanguard_log(_ctx: XdpContext) -> u32 {
+    debug::log_staged()
 }
 
 #[unsafe(link_section = "license")]

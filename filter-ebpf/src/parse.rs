@@ -52,6 +52,7 @@ pub enum Kind {
     Other,
 }
 
+#[derive(Clone, Copy)]
 pub struct Packet {
     pub len: u32,
     pub src_mac: [u8; 6],

@@ -98,6 +98,9 @@ pub fn compile(policy: &Resolved) -> Compiled {
     if policy.allow_dhcp {
         settings_flags |= settings::ALLOW_DHCP;
     }
+    if policy.debug_log {
+        settings_flags |= settings::DEBUG_LOG;
+    }
     let vlans =
         policy.vlans.iter().map(|v| (v.id, if v.protected { VLAN_PROTECTED } else { 0 })).collect();
     let protected = policy

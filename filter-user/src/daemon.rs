@@ -26,7 +26,7 @@ use crate::{
     control::{self, Reply, Request},
     diff, edit, events, metrics,
     pins::{Lock, PinDir},
-    read_policy, report,
+    program_log, read_policy, report,
 };
 
 #[derive(Clone, Debug)]
@@ -287,6 +287,10 @@ impl Daemon {
         let (scrapes, mut scrape_requests) = mpsc::channel::<oneshot::Sender<String>>(16);
         let metrics_server =
             self.metrics.take().map(|listener| tokio::spawn(serve_metrics(listener, scrapes)));
+        match self.filter.debug_program_id()? {
+            Some(id) => program_log::spawn(id)?,
+            None => log("the debug-log program is not installed; `debug_log` has no effect"),
+        }
         let mut ring = match self.filter.take_events() {
             // SAFETY: the RingBuf owns its map's file descriptor for as long
             // as the AsyncFd holds it, and always reports that same one.

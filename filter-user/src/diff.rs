@@ -45,6 +45,7 @@ pub fn diff(old: &Resolved, new: &Resolved) -> Vec<Change> {
         ("allow_arp", old.allow_arp, new.allow_arp),
         ("allow_ndp", old.allow_ndp, new.allow_ndp),
         ("allow_dhcp", old.allow_dhcp, new.allow_dhcp),
+        ("debug_log", old.debug_log, new.debug_log),
     ] {
         if a != b {
             out.push(Change::Setting { setting, from: a.to_string(), to: b.to_string() });

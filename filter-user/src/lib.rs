@@ -14,6 +14,7 @@ pub mod loader;
 pub mod metrics;
 pub mod pins;
 pub mod policy;
+pub mod program_log;
 pub mod reference;
 pub mod report;
 mod sys;

@@ -18,15 +18,16 @@ use std::{
 use aya::{
     Ebpf,
     maps::{
-        Array, HashMap, LpmTrie, Map, MapData, PerCpuArray, PerCpuHashMap, RingBuf, lpm_trie::Key,
+        Array, HashMap, LpmTrie, Map, MapData, PerCpuArray, PerCpuHashMap, ProgramArray, RingBuf,
+        lpm_trie::Key,
     },
     programs::Xdp,
 };
 use filter_common::{
-    Counter, DeviceInfo, DeviceKey, DeviceName, GENERATION_MASK, GENERATIONS, GLOBAL_STATS_LEN,
-    IfaceConf, MAX_DEVICE_NAME, MAX_RULE_SETS, MAX_SET_PREFIXES, PROGRAM_NAME, PeerData, PortData,
-    ProtectedKey, ProtectedNet, Reason, RuleBits, RuleHitKey, Settings, StatKey, VLAN_IDS, Verdict,
-    global_stat_index, maps, meta, rule_set_slot,
+    Counter, DEBUG_PROGRAM_NAME, DeviceInfo, DeviceKey, DeviceName, GENERATION_MASK, GENERATIONS,
+    GLOBAL_STATS_LEN, IfaceConf, MAX_DEVICE_NAME, MAX_RULE_SETS, MAX_SET_PREFIXES, PROGRAM_NAME,
+    PeerData, PortData, ProtectedKey, ProtectedNet, Reason, RuleBits, RuleHitKey, Settings,
+    StatKey, VLAN_IDS, Verdict, global_stat_index, maps, meta, rule_set_slot,
 };
 
 use crate::{
@@ -115,6 +116,9 @@ struct Maps {
     /// Only the program uses it; held so it is pinned with the rest.
     _event_rate: Map,
     rule_hits: PerCpuHashMap<MapData, RuleHitKey, u64>,
+    /// A `Map` rather than a `ProgramArray`: aya 0.14's gives no access to
+    /// its descriptor, which `debug_program_id` needs.
+    debug_progs: Map,
 }
 
 impl Maps {
@@ -136,6 +140,7 @@ impl Maps {
             event_stats: source.typed(maps::EVENT_STATS)?,
             _event_rate: source.map(maps::EVENT_RATE)?,
             rule_hits: source.typed(maps::RULE_HITS)?,
+            debug_progs: source.map(maps::DEBUG_PROGS)?,
         })
     }
 }
@@ -236,8 +241,20 @@ impl Filter {
         if let Some((prog_pin, _)) = pin {
             prog.pin(prog_pin).map_err(|e| LoadError::Pin(format!("program: {e}")))?;
         }
+        let logger: &mut Xdp = ebpf
+            .program_mut(DEBUG_PROGRAM_NAME)
+            .ok_or(LoadError::MissingMap(DEBUG_PROGRAM_NAME))?
+            .try_into()?;
+        logger.load()?;
         let mut source = Fresh { ebpf: &mut ebpf, pin: pin.map(|(_, maps)| maps) };
-        let maps = Maps::take(&mut source)?;
+        let mut maps = Maps::take(&mut source)?;
+        let logger: &Xdp = ebpf
+            .program(DEBUG_PROGRAM_NAME)
+            .and_then(|p| p.try_into().ok())
+            .ok_or(LoadError::MissingMap(DEBUG_PROGRAM_NAME))?;
+        // Installed whether or not the policy turns the log on: the filter
+        // tail-calls it only when `settings::DEBUG_LOG` is set.
+        ProgramArray::try_from(&mut maps.debug_progs)?.set(0, logger.fd()?, 0)?;
         Filter::with(Program::Loaded(ebpf), maps)
     }
 
@@ -290,6 +307,16 @@ impl Filter {
                 .expect("loaded in Filter::load"),
             Program::Pinned(xdp) => xdp,
         }
+    }
+
+    /// The id of the debug-log program installed in `DEBUG_PROGS`, whose
+    /// `AYA_LOGS` ring buffer carries the log (see `aya_log`).
+    pub fn debug_program_id(&self) -> Result<Option<u32>, LoadError> {
+        let Map::ProgramArray(data) = &self.maps.debug_progs else {
+            return Err(LoadError::MissingMap(maps::DEBUG_PROGS));
+        };
+        sys::lookup_u32(data.fd().as_fd(), 0)
+            .map_err(|e| LoadError::Pin(format!("reading {}: {e}", maps::DEBUG_PROGS)))
     }
 
     /// The active generation.

@@ -55,6 +55,12 @@ pub struct Settings {
     /// as suppressed). Default 100; 0 sends none.
     #[serde(default)]
     pub events_per_second: Option<u32>,
+    /// Log every frame the program decides (verdict, reason, interface,
+    /// VLAN, addresses, ports) through aya-log to the daemon's standard
+    /// error, prefixed `program:`. For troubleshooting on a quiet link:
+    /// every frame costs a log record. Off by default.
+    #[serde(default)]
+    pub debug_log: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -251,6 +257,7 @@ pub struct Resolved {
     pub allow_ndp: bool,
     pub allow_dhcp: bool,
     pub events_per_sec: u32,
+    pub debug_log: bool,
     pub vlans: Vec<ResolvedVlan>,
     /// Device index = counter slot.
     pub devices: Vec<ResolvedDevice>,
@@ -423,6 +430,7 @@ impl Policy {
                 .settings
                 .events_per_second
                 .unwrap_or(filter_common::DEFAULT_EVENTS_PER_SEC),
+            debug_log: self.settings.debug_log,
             vlans: self
                 .vlans
                 .iter()

@@ -67,3 +67,47 @@ pub fn update_batch(map: BorrowedFd<'_>, keys: &[u32], values: &[u32]) -> io::Re
     }
     Ok(())
 }
+
+const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
+
+/// `union bpf_attr`, the element-command member.
+#[repr(C)]
+#[derive(Default)]
+struct ElemAttr {
+    map_fd: u32,
+    _pad: u32,
+    key: u64,
+    value: u64,
+    flags: u64,
+}
+
+/// `map[key]` for a map with `u32` keys and values, `None` when empty. For a
+/// program array the value read back is the program's id (aya 0.14 has no
+/// lookup for program arrays).
+pub fn lookup_u32(map: BorrowedFd<'_>, key: u32) -> io::Result<Option<u32>> {
+    let mut value = 0u32;
+    let mut attr = ElemAttr {
+        map_fd: map.as_raw_fd() as u32,
+        key: (&raw const key) as u64,
+        value: (&raw mut value) as u64,
+        ..ElemAttr::default()
+    };
+    // SAFETY: `attr` is a valid bpf_attr prefix for this command; key and
+    // value point at u32s that outlive the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_MAP_LOOKUP_ELEM,
+            &raw mut attr,
+            size_of::<ElemAttr>() as libc::c_uint,
+        )
+    };
+    if ret < 0 {
+        let err = io::Error::last_os_error();
+        return match err.raw_os_error() {
+            Some(libc::ENOENT) => Ok(None),
+            _ => Err(err),
+        };
+    }
+    Ok(Some(value))
+}

@@ -81,6 +81,9 @@ pub fn policy(rng: &mut impl Rng) -> (Resolved, u16) {
         allow_ndp: rng.random_bool(0.5),
         allow_dhcp: rng.random_bool(0.5),
         events_per_sec: 100,
+        // The debug log's program returns the verdict in its place, so it
+        // must agree with the reference too.
+        debug_log: rng.random_bool(0.2),
         vlans,
         devices,
         interfaces: Vec::new(),

@@ -64,6 +64,7 @@ pub fn policy(n: usize) -> Resolved {
         allow_ndp: true,
         allow_dhcp: true,
         events_per_sec: 100,
+        debug_log: false,
         vlans: vec![ResolvedVlan {
             id: 110,
             name: "pumps".into(),

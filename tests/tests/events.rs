@@ -216,3 +216,84 @@ fn events_follow_streams_new_drops() {
     let e: serde_json::Value = serde_json::from_str(&line).expect("JSON");
     assert_eq!((e["dport"].as_u64(), e["device"].as_str()), (Some(6002), Some("pump")), "{e}");
 }
+
+/// The lines the program logged (`program: ...`) in the daemon's output.
+fn program_lines(daemon_log: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(daemon_log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.strip_prefix("program: "))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Waits (bounded) until the program has logged a line containing `want`.
+fn wait_for_line(daemon_log: &std::path::Path, want: &str) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let lines = program_lines(daemon_log);
+        if lines.iter().any(|l| l.contains(want)) {
+            return lines;
+        }
+        assert!(Instant::now() < deadline, "no program line with {want:?} in {lines:#?}");
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn debug_log_shows_each_decision_only_while_turned_on() {
+    if !privileged() {
+        return;
+    }
+    let mut lab = Lab::new();
+    lab.start_daemon();
+    let first_log = lab.dir.join("daemon-0.log");
+    assert_eq!(lab.ping("rogue", NURSE, 1), 0);
+    assert_eq!(lab.ping("nurse", PUMP, 1), 1);
+    thread::sleep(Duration::from_millis(300));
+    assert_eq!(program_lines(&first_log), Vec::<String>::new(), "logged while off");
+
+    // On through an ordinary policy apply.
+    let on = std::fs::read_to_string(&lab.policy_file).expect("policy").replacen(
+        "[settings]\n",
+        "[settings]\ndebug_log = true\n",
+        1,
+    );
+    std::fs::write(&lab.policy_file, &on).expect("write policy");
+    let out = lab.cli(&["policy", "apply"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    assert_eq!(lab.ping("rogue", NURSE, 1), 0);
+    let drop = "drop unknown-device: if ";
+    let rogue = format!("vlan 110 proto 1 {ROGUE}:0 -> {NURSE}:8");
+    let lines = wait_for_line(&first_log, &rogue);
+    assert!(lines.iter().any(|l| l.starts_with(drop) && l.ends_with(&rogue)), "{lines:#?}");
+    assert_eq!(lab.ping("nurse", PUMP, 1), 1);
+    let lines = wait_for_line(&first_log, &format!("-> {PUMP}:8"));
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("pass allowed: ")
+                && l.ends_with(&format!("{NURSE}:0 -> {PUMP}:8"))),
+        "{lines:#?}"
+    );
+
+    // A restarted daemon finds the logger through the pinned maps.
+    lab.stop_daemon(libc::SIGTERM);
+    lab.start_daemon();
+    let second_log = lab.dir.join("daemon-1.log");
+    assert_eq!(lab.ping("rogue", NURSE, 1), 0);
+    wait_for_line(&second_log, &rogue);
+
+    // Off again: the traffic still gets its verdict, and no more lines.
+    std::fs::write(&lab.policy_file, on.replacen("debug_log = true\n", "", 1))
+        .expect("write policy");
+    let out = lab.cli(&["policy", "apply"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    thread::sleep(Duration::from_millis(500));
+    let before = program_lines(&second_log).len();
+    assert_eq!(lab.ping("rogue", NURSE, 2), 0);
+    assert_eq!(lab.ping("nurse", PUMP, 2), 2);
+    thread::sleep(Duration::from_millis(500));
+    assert_eq!(program_lines(&second_log).len(), before);
+}

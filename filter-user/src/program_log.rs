@@ -1,0 +1,53 @@
+//! The program's debug log (`[settings] debug_log = true`): aya-log
+//! records from the `vlanguard_log` program, written to standard error as
+//! `program: <line>`.
+//!
+//! Read on a thread of its own: aya-log drains its ring buffer until it is
+//! empty, which under a flood may take long, and the daemon's event loop
+//! (control socket, scrapes, drop events) must not wait for it.
+
+use std::{io, os::fd::AsRawFd as _, thread};
+
+use aya_log::EbpfLogger;
+use log::{Log, Metadata, Record};
+
+/// Writes each program record as one line on standard error.
+struct Stderr;
+
+impl Log for Stderr {
+    fn enabled(&self, _: &Metadata<'_>) -> bool {
+        true
+    }
+
+    fn log(&self, record: &Record<'_>) {
+        eprintln!("program: {}", record.args());
+    }
+
+    fn flush(&self) {}
+}
+
+/// Starts the reader for the log of the program with id `program_id`. Runs
+/// until the process exits; it sleeps in poll(2) until there are records,
+/// which only happens while the policy has `debug_log` on.
+pub fn spawn(program_id: u32) -> anyhow::Result<()> {
+    let mut logger = EbpfLogger::init_from_id_with_logger(program_id, Stderr)
+        .map_err(|e| anyhow::anyhow!("opening the program's debug log: {e}"))?;
+    thread::Builder::new().name("program-log".into()).spawn(move || {
+        let mut poll = libc::pollfd { fd: logger.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        loop {
+            // SAFETY: one valid pollfd, for the duration of the call; the
+            // logger keeps the descriptor open.
+            let ready = unsafe { libc::poll(&raw mut poll, 1, -1) };
+            if ready > 0 {
+                logger.flush();
+            } else if ready < 0 {
+                let err = io::Error::last_os_error();
+                if err.kind() != io::ErrorKind::Interrupted {
+                    eprintln!("vlanguard: program log: poll: {err}");
+                    return;
+                }
+            }
+        }
+    })?;
+    Ok(())
+}

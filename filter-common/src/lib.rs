@@ -28,9 +28,11 @@ pub mod maps {
     /// Slot 0: the debug-log program, tail-called when `settings::DEBUG_LOG`
     /// is on. Pinned so the kernel keeps its entry while no daemon runs.
     pub const DEBUG_PROGS: &str = "DEBUG_PROGS";
+    pub const FLOWS: &str = "FLOWS";
+    pub const FLOW_STATS: &str = "FLOW_STATS";
 
     /// Every map, in the order they are pinned.
-    pub const ALL: [&str; 17] = [
+    pub const ALL: [&str; 19] = [
         GENERATION,
         SETTINGS,
         IFACES,
@@ -48,6 +50,8 @@ pub mod maps {
         EVENT_RATE,
         RULE_HITS,
         DEBUG_PROGS,
+        FLOWS,
+        FLOW_STATS,
     ];
 }
 
@@ -58,6 +62,8 @@ pub mod meta {
     pub const RULE_SETS: u32 = 0;
     /// `META[APPLIED_AT]`: seconds since the epoch of the last apply.
     pub const APPLIED_AT: u32 = 2;
+    /// `META[EPOCH]`: applies so far (`Settings::epoch` of the last one).
+    pub const EPOCH: u32 = 3;
     pub const LEN: u32 = 8;
 }
 
@@ -128,10 +134,13 @@ pub enum Reason {
     /// Dropped: the frame could not be parsed (truncated, bad header, too
     /// many VLAN tags or IPv6 extension headers).
     Malformed = 7,
+    /// Passed: part of a flow an allowed packet opened (a reply, or more of
+    /// the same connection), still allowed by the policy in force.
+    Established = 8,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 8] = [
+    pub const ALL: [Reason; 9] = [
         Reason::Unmatched,
         Reason::Allowed,
         Reason::Infra,
@@ -140,12 +149,15 @@ impl Reason {
         Reason::SpoofedMac,
         Reason::WrongVlan,
         Reason::Malformed,
+        Reason::Established,
     ];
 
     /// The verdict a reason implies in enforce mode.
     pub const fn verdict(self) -> Verdict {
         match self {
-            Reason::Unmatched | Reason::Allowed | Reason::Infra => Verdict::Pass,
+            Reason::Unmatched | Reason::Allowed | Reason::Infra | Reason::Established => {
+                Verdict::Pass
+            }
             _ => Verdict::Drop,
         }
     }
@@ -161,6 +173,7 @@ impl Reason {
             Reason::SpoofedMac => "spoofed-mac",
             Reason::WrongVlan => "wrong-vlan",
             Reason::Malformed => "malformed",
+            Reason::Established => "established",
         }
     }
 
@@ -218,6 +231,124 @@ pub struct Settings {
     /// Drop events each CPU may send per second; the rest are counted as
     /// suppressed (a flood cannot flood user space).
     pub events_per_sec: u32,
+    /// Counts applies. A flow opened under another epoch is checked against
+    /// the rules again before it may pass (revoked rules end their flows).
+    pub epoch: u32,
+    /// Flow idle timeouts in seconds, indexed by [`FlowTimeout`].
+    pub flow_timeouts: [u32; FLOW_TIMEOUTS],
+}
+
+/// `Settings::flow_timeouts` indices.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlowTimeout {
+    /// TCP after the SYN, until the other side answers.
+    TcpOpening = 0,
+    TcpEstablished = 1,
+    /// TCP after a FIN or RST.
+    TcpClosing = 2,
+    Udp = 3,
+    /// ICMP and ICMPv6 echo.
+    Icmp = 4,
+}
+
+pub const FLOW_TIMEOUTS: usize = 5;
+/// Defaults in seconds, as in Linux conntrack (SYN_SENT 120, ESTABLISHED 5
+/// days shortened to one hour: medical devices reconnect, and a shorter
+/// timeout bounds how long a forgotten flow stays open; CLOSE_WAIT-ish 10,
+/// UDP 30 unreplied / 120 replied taken as 60, ICMP 30).
+pub const DEFAULT_FLOW_TIMEOUTS: [u32; FLOW_TIMEOUTS] = [120, 3600, 10, 60, 30];
+
+/// Flow table capacity (LRU: the least recently used flow makes room).
+pub const MAX_FLOWS: u32 = 1 << 16;
+
+/// `FLOWS` key: a connection in canonical order (the lower (address, port)
+/// end first), so both directions find the same entry with one lookup.
+/// Addresses v4-mapped. ICMP echo uses ports 0.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    pub lo: [u8; 16],
+    pub hi: [u8; 16],
+    pub lo_port: u16,
+    pub hi_port: u16,
+    pub proto: u8,
+    pub _pad: [u8; 3],
+}
+
+impl FlowKey {
+    /// Sets the key of a packet from (`src`, `sport`) to (`dst`, `dport`);
+    /// returns whether the source is the `lo` end. Written in place: in
+    /// the XDP program the key lives in a per-CPU scratch map, not on the
+    /// stack.
+    #[inline(always)]
+    pub fn set(
+        &mut self,
+        src: &[u8; 16],
+        sport: u16,
+        dst: &[u8; 16],
+        dport: u16,
+        proto: u8,
+    ) -> bool {
+        let src_lo = order(src, sport) <= order(dst, dport);
+        let (lo, lo_port, hi, hi_port) =
+            if src_lo { (src, sport, dst, dport) } else { (dst, dport, src, sport) };
+        self.lo = *lo;
+        self.hi = *hi;
+        self.lo_port = lo_port;
+        self.hi_port = hi_port;
+        self.proto = proto;
+        self._pad = [0; 3];
+        src_lo
+    }
+}
+
+/// A total order on (address, port) made of plain integer compares (no
+/// memcmp call in the BPF program).
+#[inline(always)]
+fn order(a: &[u8; 16], port: u16) -> (u64, u64, u16) {
+    let [a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, b2, b3, b4, b5, b6, b7] = *a;
+    (
+        u64::from_be_bytes([a0, a1, a2, a3, a4, a5, a6, a7]),
+        u64::from_be_bytes([b0, b1, b2, b3, b4, b5, b6, b7]),
+        port,
+    )
+}
+
+/// `FlowValue::state`.
+pub mod flow_state {
+    /// TCP SYN seen, no answer yet.
+    pub const OPENING: u8 = 0;
+    /// TCP answered; UDP and ICMP flows are always in this state.
+    pub const ESTABLISHED: u8 = 1;
+    /// TCP FIN or RST seen.
+    pub const CLOSING: u8 = 2;
+}
+
+/// `FLOWS` value.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowValue {
+    /// `bpf_ktime_get_boot_ns` after which the flow is gone.
+    pub expires_ns: u64,
+    /// `Settings::epoch` the flow was last found allowed under.
+    pub epoch: u32,
+    /// The destination port (ICMP: type) of the opening packet: what the
+    /// rules are asked again when the epoch changes.
+    pub open_port: u16,
+    /// Whether the `lo` end opened the flow.
+    pub lo_opened: u8,
+    pub state: u8,
+}
+
+/// `FLOW_STATS[i]` (per CPU).
+pub mod flow_stats {
+    pub const CREATED: u32 = 0;
+    /// Found past its timeout and removed.
+    pub const EXPIRED: u32 = 1;
+    /// Found no longer allowed after a policy change and removed.
+    pub const REVOKED: u32 = 2;
+    pub const LEN: u32 = 4;
 }
 
 /// A dropped frame, sent to user space through the `EVENTS` ring buffer.
@@ -428,6 +559,10 @@ mod pod {
     unsafe impl aya::Pod for StatKey {}
     // SAFETY: as above.
     unsafe impl aya::Pod for Counter {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for FlowKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for FlowValue {}
 }
 
 #[cfg(test)]
@@ -447,7 +582,12 @@ mod tests {
 
     #[test]
     fn layouts_have_no_implicit_padding() {
-        assert_layout!(Settings, size 8, align 4, flags @ 0, events_per_sec @ 4);
+        assert_layout!(Settings, size 32, align 4,
+            flags @ 0, events_per_sec @ 4, epoch @ 8, flow_timeouts @ 12);
+        assert_layout!(FlowKey, size 40, align 2,
+            lo @ 0, hi @ 16, lo_port @ 32, hi_port @ 34, proto @ 36, _pad @ 37);
+        assert_layout!(FlowValue, size 16, align 8,
+            expires_ns @ 0, epoch @ 8, open_port @ 12, lo_opened @ 14, state @ 15);
         assert_layout!(DropEvent, size 64, align 8,
             ktime_ns @ 0, src @ 8, dst @ 24, src_slot @ 40, dst_slot @ 44, ifindex @ 48,
             sport @ 52, dport @ 54, vlan @ 56, proto @ 58, reason @ 59, _pad @ 60);

@@ -157,6 +157,7 @@ mod lines {
             Reason::SpoofedMac => "drop spoofed-mac",
             Reason::WrongVlan => "drop wrong-vlan",
             Reason::Malformed => "drop malformed",
+            Reason::Established => "pass established",
         }
     }
 

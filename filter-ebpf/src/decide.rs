@@ -1,16 +1,17 @@
-//! The decision of DESIGN §3 for a parsed frame. Steps 2 (blocklist) and 3
-//! (flow table) will slot in before `classify`.
+//! The decision of DESIGN §3 for a parsed frame. Step 2 (blocklist) will
+//! slot in before the flow table.
 //!
 //! Mirrored in plain Rust by `filter_user::reference`; keep them in step.
 
 use aya_ebpf::{maps::lpm_trie::Key, programs::XdpContext};
 use filter_common::{
-    DEVICE_MAC_BOUND, DeviceInfo, DeviceKey, GENERATION_MASK, IfaceConf, PEER_BITS, PORT_BITS,
-    PORT_PROTO_BITS, PROTECTED_KEY_BITS, PortData, ProtectedKey, Reason, RuleBits, Settings,
-    VLAN_IDS, VLAN_PROTECTED, settings,
+    DEVICE_MAC_BOUND, DeviceInfo, DeviceKey, FLOW_TIMEOUTS, GENERATION_MASK, IfaceConf, PEER_BITS,
+    PORT_BITS, PORT_PROTO_BITS, PROTECTED_KEY_BITS, PortData, ProtectedKey, Reason, RuleBits,
+    Settings, VLAN_IDS, VLAN_PROTECTED, settings,
 };
 
 use crate::{
+    flow::{self, Lookup},
     maps::{DEVICES, GENERATION, IFACES, PEER_SETS, PORT_SETS, PROTECTED, SETTINGS, VLAN_FLAGS},
     parse::{IPPROTO_ICMPV6, IPPROTO_UDP, Kind, Packet},
 };
@@ -39,8 +40,12 @@ impl Involved {
 /// that everything decided for it comes from one generation.
 pub struct Active {
     pub generation: u32,
-    pub settings: Settings,
+    pub settings: &'static Settings,
 }
+
+/// What a generation that was never written holds.
+static NO_SETTINGS: Settings =
+    Settings { flags: 0, events_per_sec: 0, epoch: 0, flow_timeouts: [0; FLOW_TIMEOUTS] };
 
 #[inline(always)]
 pub fn active() -> Active {
@@ -48,10 +53,9 @@ pub fn active() -> Active {
         Some(g) => *g & GENERATION_MASK,
         None => 0,
     };
-    let settings = match SETTINGS.get(generation) {
-        Some(s) => *s,
-        None => Settings::default(),
-    };
+    // User space writes a generation's settings before making it active
+    // and never while it is active.
+    let settings = SETTINGS.get(generation).unwrap_or(&NO_SETTINGS);
     Active { generation, settings }
 }
 
@@ -124,18 +128,42 @@ pub fn decide(ctx: &XdpContext, pkt: &Packet, active: &Active) -> (Reason, Invol
         return (Reason::UnknownDevice, involved);
     }
 
+    // A flow an allowed packet opened (DESIGN §3 step 3).
+    let tracked = flow::key(pkt);
+    let now = if tracked.is_some() { flow::now() } else { 0 };
+    if let Some(t) = &tracked {
+        match flow::lookup(t, pkt, settings, now) {
+            Lookup::Miss => {}
+            Lookup::Current { flow: f, from_opener } => {
+                flow::touch(f, pkt, from_opener, settings, now);
+                return (Reason::Established, involved);
+            }
+            Lookup::Stale { flow: f, from_opener, open_port } => {
+                // Ask the rules about the packet that opened the flow.
+                let (opener, other, opener_addr, other_addr) = if from_opener {
+                    (src_dev, dst_dev, &pkt.src, &pkt.dst)
+                } else {
+                    (dst_dev, src_dev, &pkt.dst, &pkt.src)
+                };
+                let (o, i) =
+                    rules(opener, other, opener_addr, other_addr, pkt.proto, open_port, true);
+                if o != 0 && i != 0 {
+                    flow::touch(f, pkt, from_opener, settings, now);
+                    return (Reason::Established, involved);
+                }
+                flow::revoke(t);
+            }
+        }
+    }
+
     // Both ends that are devices must allow it.
-    // Matching rules of each side (all ones: no device on that side).
-    let out_bits = match src_dev {
-        Some(d) => matching_rules(d.rules_out, &pkt.dst, pkt),
-        None => RuleBits::MAX,
-    };
-    let in_bits = match dst_dev {
-        Some(d) => matching_rules(d.rules_in, &pkt.src, pkt),
-        None => RuleBits::MAX,
-    };
+    let (out_bits, in_bits) =
+        rules(src_dev, dst_dev, &pkt.src, &pkt.dst, pkt.proto, pkt.port, pkt.l4_known);
     if out_bits == 0 || in_bits == 0 {
         return (Reason::NotAllowed, involved);
+    }
+    if let Some(t) = &tracked {
+        flow::open(t, pkt, settings, now);
     }
     // Credit the first matching rule of each device with the hit.
     let mut involved = involved;
@@ -146,6 +174,30 @@ pub fn decide(ctx: &XdpContext, pkt: &Packet, active: &Active) -> (Reason, Invol
         involved.dst_rule = in_bits.trailing_zeros();
     }
     (Reason::Allowed, involved)
+}
+
+/// Matching rules of each side of a packet from `src` to `dst` (all ones:
+/// no device on that side): the sender's `allow_out` on the receiver's
+/// address, the receiver's `allow_in` on the sender's.
+#[inline(always)]
+fn rules(
+    src_dev: Option<&DeviceInfo>,
+    dst_dev: Option<&DeviceInfo>,
+    src: &[u8; 16],
+    dst: &[u8; 16],
+    proto: u8,
+    port: u16,
+    l4_known: bool,
+) -> (RuleBits, RuleBits) {
+    let out_bits = match src_dev {
+        Some(d) => matching_rules(d.rules_out, dst, proto, port, l4_known),
+        None => RuleBits::MAX,
+    };
+    let in_bits = match dst_dev {
+        Some(d) => matching_rules(d.rules_in, src, proto, port, l4_known),
+        None => RuleBits::MAX,
+    };
+    (out_bits, in_bits)
 }
 
 /// Neighbour solicitation/advertisement, router solicitation/advertisement,
@@ -206,7 +258,7 @@ fn protected(generation: u32, addr: &[u8; 16]) -> bool {
 /// array lookups and two LPM lookups in tries the size of one rule set,
 /// whatever the number of devices and rules.
 #[inline(always)]
-fn matching_rules(slot: u32, peer: &[u8; 16], pkt: &Packet) -> RuleBits {
+fn matching_rules(slot: u32, peer: &[u8; 16], proto: u8, port: u16, l4_known: bool) -> RuleBits {
     let by_peer = match PEER_SETS.get_value_ptr_mut(slot, &Key::new(PEER_BITS, *peer)) {
         // SAFETY: inner tries are never modified once published (user space
         // builds a new one instead), and the element stays valid for this
@@ -216,8 +268,8 @@ fn matching_rules(slot: u32, peer: &[u8; 16], pkt: &Packet) -> RuleBits {
     };
     // Without an L4 header only rules that leave the port open can match:
     // look up no deeper than the protocol.
-    let prefix = if pkt.l4_known { PORT_BITS } else { PORT_PROTO_BITS };
-    let port = PortData { proto: pkt.proto, port: pkt.port.to_be_bytes(), _pad: [0; 5] };
+    let prefix = if l4_known { PORT_BITS } else { PORT_PROTO_BITS };
+    let port = PortData { proto, port: port.to_be_bytes(), _pad: [0; 5] };
     let by_port: RuleBits = match PORT_SETS.get_value_ptr_mut(slot, &Key::new(prefix, port)) {
         // SAFETY: as above.
         Some(bits) => unsafe { *bits },

@@ -9,6 +9,7 @@ use filter_ebpf as _;
 mod debug;
 mod decide;
 mod events;
+mod flow;
 mod maps;
 mod parse;
 mod ptr;

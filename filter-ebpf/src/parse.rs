@@ -40,6 +40,7 @@ const IPPROTO_DSTOPTS: u8 = 60;
 
 /// Byte of the TCP header holding the data offset.
 const TCP_DOFF_BYTE: usize = 12;
+const TCP_FLAGS_BYTE: usize = 13;
 
 /// Smallest ICMPv6 header we read: type, code, checksum.
 const ICMPV6_MIN_LEN: usize = 4;
@@ -72,6 +73,8 @@ pub struct Packet {
     pub sport: u16,
     /// Destination port, or ICMP/ICMPv6 type.
     pub port: u16,
+    /// TCP flags (FIN, SYN, RST, PSH, ACK, ...), 0 for other protocols.
+    pub tcp_flags: u8,
 }
 
 impl Packet {
@@ -89,6 +92,7 @@ impl Packet {
             l4_known: false,
             sport: 0,
             port: 0,
+            tcp_flags: 0,
         }
     }
 }
@@ -284,6 +288,7 @@ fn parse_l4(ctx: &XdpContext, l4: usize, end: usize, v6: bool, pkt: &mut Packet)
             if doff < TcpHdr::LEN || l4 + doff > end {
                 return Err(());
             }
+            pkt.tcp_flags = ptr::field(tcp, TCP_FLAGS_BYTE);
         }
         IPPROTO_UDP => {
             let udp = ptr::at::<UdpHdr>(ctx, l4)?;

@@ -68,6 +68,7 @@ pub struct CompiledDevice {
 pub struct Compiled {
     pub settings_flags: u32,
     pub events_per_sec: u32,
+    pub flow_timeouts: [u32; filter_common::FLOW_TIMEOUTS],
     /// (vlan id, flags) for every declared VLAN.
     pub vlans: Vec<(u16, u32)>,
     pub protected: Vec<(PeerPrefix, u16)>,
@@ -145,6 +146,7 @@ pub fn compile(policy: &Resolved) -> Compiled {
     Compiled {
         settings_flags,
         events_per_sec: policy.events_per_sec,
+        flow_timeouts: policy.flow_timeouts,
         vlans,
         protected,
         devices,

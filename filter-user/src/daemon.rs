@@ -206,6 +206,7 @@ impl Daemon {
         let devices = self.device_samples()?;
         let frames = self.frame_samples()?;
         let occ = self.filter.occupancy();
+        let flows = self.filter.flow_stats()?;
         let mode = format!("{:?}", self.config.mode).to_lowercase();
         Ok(metrics::Snapshot {
             devices,
@@ -229,6 +230,13 @@ impl Daemon {
                 ),
                 ("peer_tries", occ.peer_tries as u64, u64::from(filter_common::MAX_RULE_SETS)),
                 ("port_tries", occ.port_tries as u64, u64::from(filter_common::MAX_RULE_SETS)),
+                ("flows", flows.live, u64::from(filter_common::MAX_FLOWS)),
+            ],
+            flows: vec![
+                ("created", flows.created),
+                ("expired", flows.expired),
+                ("revoked", flows.revoked),
+                ("evicted", flows.evicted),
             ],
             interfaces: self
                 .config

@@ -24,10 +24,11 @@ use aya::{
     programs::Xdp,
 };
 use filter_common::{
-    Counter, DEBUG_PROGRAM_NAME, DeviceInfo, DeviceKey, DeviceName, GENERATION_MASK, GENERATIONS,
-    GLOBAL_STATS_LEN, IfaceConf, MAX_DEVICE_NAME, MAX_RULE_SETS, MAX_SET_PREFIXES, PROGRAM_NAME,
-    PeerData, PortData, ProtectedKey, ProtectedNet, Reason, RuleBits, RuleHitKey, Settings,
-    StatKey, VLAN_IDS, Verdict, global_stat_index, maps, meta, rule_set_slot,
+    Counter, DEBUG_PROGRAM_NAME, DeviceInfo, DeviceKey, DeviceName, FlowKey, FlowValue,
+    GENERATION_MASK, GENERATIONS, GLOBAL_STATS_LEN, IfaceConf, MAX_DEVICE_NAME, MAX_RULE_SETS,
+    MAX_SET_PREFIXES, PROGRAM_NAME, PeerData, PortData, ProtectedKey, ProtectedNet, Reason,
+    RuleBits, RuleHitKey, Settings, StatKey, VLAN_IDS, Verdict, flow_stats, global_stat_index,
+    maps, meta, rule_set_slot,
 };
 
 use crate::{
@@ -119,6 +120,10 @@ struct Maps {
     /// A `Map` rather than a `ProgramArray`: aya 0.14's gives no access to
     /// its descriptor, which `debug_program_id` needs.
     debug_progs: Map,
+    /// Only the program writes it; held so it is pinned (flows outlive the
+    /// daemon) and counted for the metrics.
+    flows: HashMap<MapData, FlowKey, FlowValue>,
+    flow_stats: PerCpuArray<MapData, u64>,
 }
 
 impl Maps {
@@ -141,6 +146,8 @@ impl Maps {
             _event_rate: source.map(maps::EVENT_RATE)?,
             rule_hits: source.typed(maps::RULE_HITS)?,
             debug_progs: source.map(maps::DEBUG_PROGS)?,
+            flows: source.typed(maps::FLOWS)?,
+            flow_stats: source.typed(maps::FLOW_STATS)?,
         })
     }
 }
@@ -480,9 +487,18 @@ impl Filter {
     }
 
     fn write_generation(&mut self, generation: u32, c: &Compiled) -> Result<(), LoadError> {
+        // A new epoch per apply: flows opened before it are checked
+        // against the rules again before they may pass.
+        let epoch = (self.maps.meta.get(&meta::EPOCH, 0)? as u32).wrapping_add(1);
+        self.maps.meta.set(meta::EPOCH, u64::from(epoch), 0)?;
         self.maps.settings.set(
             generation,
-            Settings { flags: c.settings_flags, events_per_sec: c.events_per_sec },
+            Settings {
+                flags: c.settings_flags,
+                events_per_sec: c.events_per_sec,
+                epoch,
+                flow_timeouts: c.flow_timeouts,
+            },
             0,
         )?;
         for (id, flags) in &c.vlans {
@@ -658,6 +674,27 @@ impl Filter {
 
     /// Map fill: device addresses and protected networks (both
     /// generations), and the inner tries alive for rule sets.
+    /// Flows ended by the program, by outcome (summed over CPUs), and the
+    /// flows in the table now.
+    pub fn flow_stats(&self) -> Result<FlowStats, LoadError> {
+        let read = |i: u32| -> Result<u64, LoadError> {
+            Ok(self.maps.flow_stats.get(&i, 0)?.iter().copied().fold(0u64, u64::wrapping_add))
+        };
+        let live = self.maps.flows.keys().count() as u64;
+        let created = read(flow_stats::CREATED)?;
+        let expired = read(flow_stats::EXPIRED)?;
+        let revoked = read(flow_stats::REVOKED)?;
+        Ok(FlowStats {
+            live,
+            created,
+            expired,
+            revoked,
+            // The kernel does not count LRU evictions: what was created and
+            // neither ended by the program nor is still there.
+            evicted: created.saturating_sub(expired + revoked + live),
+        })
+    }
+
     pub fn occupancy(&self) -> Occupancy {
         Occupancy {
             device_addrs: self.maps.devices.keys().count(),
@@ -666,6 +703,15 @@ impl Filter {
             port_tries: self.port_tries.tries.len(),
         }
     }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowStats {
+    pub live: u64,
+    pub created: u64,
+    pub expired: u64,
+    pub revoked: u64,
+    pub evicted: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

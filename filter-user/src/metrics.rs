@@ -30,6 +30,8 @@ pub struct Snapshot {
     /// (outcome, count): sent, suppressed (over the rate), lost (ring buffer
     /// full) by the kernel; delivered (read by the daemon).
     pub events: Vec<(&'static str, u64)>,
+    /// Flows by how they came and went: created, expired, revoked, evicted.
+    pub flows: Vec<(&'static str, u64)>,
     /// (device, direction, rule as written, frames it let through)
     pub rule_hits: Vec<(String, &'static str, String, u64)>,
 }
@@ -220,6 +222,18 @@ pub fn openmetrics(s: &Snapshot) -> String {
         events,
     );
 
+    let flows = Family::<EventLabels, Counter>::default();
+    for (outcome, n) in &s.flows {
+        flows.get_or_create(&EventLabels { outcome: (*outcome).into() }).inc_by(*n);
+    }
+    registry.register(
+        "flows",
+        "Tracked flows: created by an allowed opening packet, expired (idle past their \
+         timeout), revoked (no longer allowed after a policy change), evicted (the least \
+         recently used, to make room in a full table)",
+        flows,
+    );
+
     let build = Family::<BuildLabels, Gauge>::default();
     build.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION").into() }).set(1);
     registry.register("build_info", "Build of the running daemon", build);
@@ -279,6 +293,7 @@ mod tests {
             interfaces: vec![("trunk0".into(), true, "native".into())],
             devices_configured: 5,
             events: vec![("sent", 3), ("suppressed", 7)],
+            flows: vec![("created", 4), ("revoked", 1)],
             rule_hits: vec![(
                 "pump-icu-07".into(),
                 "in",

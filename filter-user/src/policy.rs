@@ -61,6 +61,57 @@ pub struct Settings {
     /// every frame costs a log record. Off by default.
     #[serde(default)]
     pub debug_log: bool,
+    /// Idle timeouts of tracked flows (durations such as "30s", "1h").
+    #[serde(default)]
+    pub flow_timeouts: FlowTimeouts,
+}
+
+/// `[settings.flow_timeouts]`; unset entries take
+/// `filter_common::DEFAULT_FLOW_TIMEOUTS`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowTimeouts {
+    /// TCP after the SYN until the other side answers.
+    pub tcp_opening: Option<String>,
+    pub tcp_established: Option<String>,
+    /// TCP after a FIN or RST.
+    pub tcp_closing: Option<String>,
+    pub udp: Option<String>,
+    /// ICMP and ICMPv6 echo.
+    pub icmp: Option<String>,
+}
+
+impl FlowTimeouts {
+    /// Seconds, in `filter_common::FlowTimeout` order.
+    fn resolve(&self) -> Result<[u32; filter_common::FLOW_TIMEOUTS], PolicyError> {
+        let mut out = filter_common::DEFAULT_FLOW_TIMEOUTS;
+        let given = [
+            ("tcp_opening", &self.tcp_opening),
+            ("tcp_established", &self.tcp_established),
+            ("tcp_closing", &self.tcp_closing),
+            ("udp", &self.udp),
+            ("icmp", &self.icmp),
+        ];
+        for (slot, (name, value)) in out.iter_mut().zip(given) {
+            let Some(text) = value else { continue };
+            let what = format!("settings.flow_timeouts.{name}");
+            let d = humantime::parse_duration(text).map_err(|e| {
+                PolicyError::invalid(
+                    &what,
+                    format!("{text:?} is not a duration ({e}); write e.g. \"30s\" or \"1h\""),
+                )
+            })?;
+            let secs = d.as_secs();
+            if !(1..=7 * 24 * 3600).contains(&secs) {
+                return Err(PolicyError::invalid(
+                    &what,
+                    format!("{text:?} is outside 1 second to 7 days"),
+                ));
+            }
+            *slot = secs as u32;
+        }
+        Ok(out)
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -258,6 +309,8 @@ pub struct Resolved {
     pub allow_dhcp: bool,
     pub events_per_sec: u32,
     pub debug_log: bool,
+    /// Seconds, in `filter_common::FlowTimeout` order.
+    pub flow_timeouts: [u32; filter_common::FLOW_TIMEOUTS],
     pub vlans: Vec<ResolvedVlan>,
     /// Device index = counter slot.
     pub devices: Vec<ResolvedDevice>,
@@ -431,6 +484,7 @@ impl Policy {
                 .events_per_second
                 .unwrap_or(filter_common::DEFAULT_EVENTS_PER_SEC),
             debug_log: self.settings.debug_log,
+            flow_timeouts: self.settings.flow_timeouts.resolve()?,
             vlans: self
                 .vlans
                 .iter()

@@ -4,7 +4,9 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use filter_common::{MAX_HEADER_START, MAX_IPV6_EXT_HEADERS, Reason};
+use std::collections::HashMap;
+
+use filter_common::{FlowKey, MAX_HEADER_START, MAX_IPV6_EXT_HEADERS, Reason};
 
 use crate::policy::{L4, Resolved, Rule};
 
@@ -43,6 +45,7 @@ pub struct Frame {
     proto: u8,
     /// Destination port or ICMP type, when the frame carries an L4 header.
     l4: Option<(u16, u16)>,
+    tcp_flags: u8,
 }
 
 /// Bounds-checked reads of a frame.
@@ -74,6 +77,7 @@ pub fn parse(frame: &[u8]) -> Option<Frame> {
         dst: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         proto: 0,
         l4: None,
+        tcp_flags: 0,
     };
     let mut ethertype = b.be16(12)?;
     let mut off = 14;
@@ -200,6 +204,7 @@ fn parse_l4(b: &Bytes<'_>, l4: usize, end: usize, v6: bool, f: &mut Frame) -> Op
             if doff < 20 || l4 + doff > end {
                 return None;
             }
+            f.tcp_flags = b.u8(l4 + 13)?;
             f.l4 = Some((u16::from_be_bytes([h[0], h[1]]), u16::from_be_bytes([h[2], h[3]])));
         }
         17 => {
@@ -211,9 +216,61 @@ fn parse_l4(b: &Bytes<'_>, l4: usize, end: usize, v6: bool, f: &mut Frame) -> Op
     Some(())
 }
 
+/// The flow table as the reference keeps it: every flow an allowed opening
+/// packet created, never timing out (the differential tests use timeouts
+/// far longer than a run).
+#[derive(Debug, Default)]
+pub struct Flows {
+    table: HashMap<FlowKey, RefFlow>,
+    /// `Settings::epoch` of the policy in force; bump it with every apply.
+    pub epoch: u32,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct RefFlow {
+    lo_opened: bool,
+    open_port: u16,
+    closing: bool,
+    epoch: u32,
+}
+
 /// Decides `frame` arriving on an interface whose untagged VLAN is
-/// `iface_vlan` (0 = none).
+/// `iface_vlan` (0 = none), without flow tracking: for frames that neither
+/// open nor continue flows.
 pub fn evaluate(policy: &Resolved, frame: &[u8], iface_vlan: u16) -> Decision {
+    evaluate_with_flows(policy, frame, iface_vlan, &mut Flows::default())
+}
+
+fn mapped(a: IpAddr) -> [u8; 16] {
+    match a {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        IpAddr::V6(v6) => v6.octets(),
+    }
+}
+
+/// Echo request (`request`) or reply, ICMP or ICMPv6.
+fn is_echo(f: &Frame, request: bool) -> bool {
+    let t = match f.l4 {
+        Some((_, t)) => t,
+        None => return false,
+    };
+    match (f.proto, request) {
+        (1, true) => t == 8,
+        (1, false) => t == 0,
+        (58, true) => t == 128,
+        (58, false) => t == 129,
+        _ => false,
+    }
+}
+
+/// As [`evaluate`], with the flow table `flows` consulted and updated as the
+/// program does (DESIGN §3 step 3).
+pub fn evaluate_with_flows(
+    policy: &Resolved,
+    frame: &[u8],
+    iface_vlan: u16,
+    flows: &mut Flows,
+) -> Decision {
     let none = |reason| Decision {
         reason,
         src_device: None,
@@ -274,14 +331,73 @@ pub fn evaluate(policy: &Resolved, frame: &[u8], iface_vlan: u16) -> Decision {
         return decision(Reason::UnknownDevice);
     }
 
-    let first_match = |rules: &[Rule], peer: IpAddr| {
-        rules.iter().position(|r| r.peer.contains(peer) && l4_matches(&r.l4, f.proto, f.l4))
+    // Rules of a packet from `s` (device `sd`) to `d` (device `dd`), with
+    // protocol and ports `l4`: the first matching rule of each device side.
+    let first_match = |rules: &[Rule], peer: IpAddr, l4: Option<(u16, u16)>| {
+        rules.iter().position(|r| r.peer.contains(peer) && l4_matches(&r.l4, f.proto, l4))
     };
-    let out_rule = src.map(|i| first_match(&policy.devices[i].allow_out, f.dst));
-    let in_rule = dst.map(|i| first_match(&policy.devices[i].allow_in, f.src));
+    let check = |sd: Option<usize>, dd: Option<usize>, s: IpAddr, d: IpAddr, l4| {
+        (
+            sd.map(|i| first_match(&policy.devices[i].allow_out, d, l4)),
+            dd.map(|i| first_match(&policy.devices[i].allow_in, s, l4)),
+        )
+    };
+    let allows =
+        |(o, i): (Option<Option<usize>>, Option<Option<usize>>)| o != Some(None) && i != Some(None);
+
+    // Flow tracking: TCP, UDP, ICMP echo with an L4 header.
+    let tracked = match (f.proto, f.l4) {
+        (6 | 17, Some((sport, dport))) => Some((sport, dport)),
+        _ if is_echo(&f, true) || is_echo(&f, false) => Some((0, 0)),
+        _ => None,
+    }
+    .map(|(sport, dport)| {
+        let mut key = FlowKey::default();
+        let src_lo = key.set(&mapped(f.src), sport, &mapped(f.dst), dport, f.proto);
+        (key, src_lo)
+    });
+    let bare_syn = f.proto == 6 && f.tcp_flags & 0x12 == 0x02;
+    if let Some((key, src_lo)) = tracked
+        && let Some(flow) = flows.table.get(&key).copied()
+    {
+        let from_opener = flow.lo_opened == src_lo;
+        let continues = match f.proto {
+            6 => !(bare_syn && (!from_opener || flow.closing)),
+            17 => true,
+            _ => is_echo(&f, from_opener),
+        };
+        if continues {
+            let still = flow.epoch == flows.epoch || {
+                let (o, r, oa, ra) =
+                    if from_opener { (src, dst, f.src, f.dst) } else { (dst, src, f.dst, f.src) };
+                allows(check(o, r, oa, ra, Some((0, flow.open_port))))
+            };
+            if still {
+                let closing = flow.closing || (f.proto == 6 && f.tcp_flags & 0x05 != 0);
+                let epoch = flows.epoch;
+                flows.table.insert(key, RefFlow { closing, epoch, ..flow });
+                return decision(Reason::Established);
+            }
+            flows.table.remove(&key);
+        }
+    }
+
+    let (out_rule, in_rule) = check(src, dst, f.src, f.dst, f.l4);
     // A side without a device allows; a device side needs a matching rule.
-    if out_rule == Some(None) || in_rule == Some(None) {
+    if !allows((out_rule, in_rule)) {
         return decision(Reason::NotAllowed);
+    }
+    if let Some((key, src_lo)) = tracked {
+        let opens = match f.proto {
+            6 => f.tcp_flags & 0x17 == 0x02,
+            17 => true,
+            _ => is_echo(&f, true),
+        };
+        if opens {
+            let open_port = f.l4.map_or(0, |(_, p)| p);
+            let flow = RefFlow { lo_opened: src_lo, open_port, closing: false, epoch: flows.epoch };
+            flows.table.insert(key, flow);
+        }
     }
     Decision {
         src_rule: out_rule.flatten(),

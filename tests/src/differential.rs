@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use filter_common::{Direction, Reason, Verdict};
-use rand::{SeedableRng as _, rngs::StdRng};
+use rand::{Rng as _, SeedableRng as _, rngs::StdRng, seq::IndexedRandom as _};
 
 use crate::{
     harness::{Harness, XDP_DROP, XDP_PASS},
@@ -20,12 +20,40 @@ pub fn run(h: &mut Harness, seed: u64, cases: usize) -> BTreeMap<Reason, usize> 
     let mut rng = StdRng::seed_from_u64(seed);
     let mut done = 0;
     let mut by_reason = BTreeMap::new();
+    // The flow table (`h.flows` for the reference) lives across policies,
+    // in the kernel as here: flows of an earlier policy are checked against
+    // the new one.
+    // Tuples of frames that passed: some frames answer one of them.
+    let mut passed: Vec<random::Tuple> = Vec::new();
     while done < cases {
         let (policy, iface_vlan) = random::policy(&mut rng);
         h.apply(&policy, iface_vlan);
+        // Mostly answer this policy's frames; some answers to the previous
+        // one's check flows carried across a policy change.
+        if rng.random_bool(0.7) {
+            passed.clear();
+        }
         for _ in 0..FRAMES_PER_POLICY.min(cases - done) {
-            let frame = random::frame(&mut rng, &policy);
-            let expected = filter_user::reference::evaluate(&policy, &frame, iface_vlan);
+            let answer = match passed.choose(&mut rng) {
+                Some(t) if rng.random_bool(0.5) => Some(random::reply(&mut rng, t)),
+                _ => None,
+            };
+            let (frame, tuple) = random::frame(&mut rng, &policy, answer);
+            let expected = filter_user::reference::evaluate_with_flows(
+                &policy,
+                &frame,
+                iface_vlan,
+                &mut h.flows,
+            );
+            // Replies to frames that involved a device and passed.
+            if let Some(t) = tuple
+                && matches!(expected.reason, Reason::Allowed | Reason::Established)
+            {
+                if passed.len() == 64 {
+                    passed.swap_remove(rng.random_range(0..64));
+                }
+                passed.push(t);
+            }
             let got = h.run(&frame);
             let context = || {
                 format!(

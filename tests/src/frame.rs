@@ -13,6 +13,8 @@ pub enum L4 {
         sport: u16,
         dport: u16,
         doff: u8,
+        /// FIN 0x01, SYN 0x02, RST 0x04, ACK 0x10.
+        flags: u8,
     },
     Udp {
         sport: u16,
@@ -30,8 +32,15 @@ pub enum L4 {
 }
 
 impl L4 {
+    /// A segment of an open connection (ACK): decided by the rules alone,
+    /// since it neither opens nor (without a SYN before it) continues a
+    /// tracked flow.
     pub fn tcp(sport: u16, dport: u16) -> L4 {
-        L4::Tcp { sport, dport, doff: 5 }
+        L4::Tcp { sport, dport, doff: 5, flags: 0x10 }
+    }
+    /// A connection's first segment (SYN): opens a flow when allowed.
+    pub fn syn(sport: u16, dport: u16) -> L4 {
+        L4::Tcp { sport, dport, doff: 5, flags: 0x02 }
     }
     pub fn udp(sport: u16, dport: u16) -> L4 {
         L4::Udp { sport, dport }
@@ -274,12 +283,12 @@ fn ext_bytes(e: &Ext, next: u8) -> Vec<u8> {
 fn l4_bytes(l4: &L4, v6: bool, payload: usize) -> (u8, Vec<u8>) {
     let mut b = Vec::new();
     let proto = match l4 {
-        L4::Tcp { sport, dport, doff } => {
+        L4::Tcp { sport, dport, doff, flags } => {
             b.extend_from_slice(&sport.to_be_bytes());
             b.extend_from_slice(&dport.to_be_bytes());
             b.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0]);
             b.push(doff << 4);
-            b.push(0x02); // SYN
+            b.push(*flags);
             b.extend_from_slice(&[0xff, 0xff, 0, 0, 0, 0]);
             // Options making up a data offset above 5.
             b.extend(std::iter::repeat_n(1u8, usize::from(*doff).saturating_sub(5) * 4));

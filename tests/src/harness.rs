@@ -38,6 +38,9 @@ pub struct Harness {
     global: BTreeMap<(Verdict, Reason), Counter>,
     devices: BTreeMap<StatKey, Counter>,
     rules: BTreeMap<RuleHitKey, u64>,
+    /// The reference's flow table, kept in step with the program's: every
+    /// `apply` starts a new epoch in both.
+    pub flows: filter_user::reference::Flows,
 }
 
 impl Harness {
@@ -53,6 +56,7 @@ impl Harness {
             global: BTreeMap::new(),
             devices: BTreeMap::new(),
             rules: BTreeMap::new(),
+            flows: filter_user::reference::Flows::default(),
         };
         h.snapshot();
         h
@@ -64,6 +68,7 @@ impl Harness {
         let ifaces: &[(u32, u16)] =
             if iface_vlan == 0 { &[] } else { &[(LOOPBACK_IFINDEX, iface_vlan)] };
         self.filter.apply(&compile(policy), ifaces).expect("apply policy");
+        self.flows.epoch += 1;
         self.snapshot();
     }
 

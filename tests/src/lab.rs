@@ -407,6 +407,21 @@ impl Lab {
             .and_then(|n| n.parse().ok())
             .unwrap_or(0)
     }
+
+    /// The daemon's /metrics (default address, in the router namespace).
+    pub fn scrape(&self) -> String {
+        self.in_ns("r", || {
+            use std::io::{Read as _, Write as _};
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", 9880)).expect("metrics");
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .expect("send");
+            let mut r = String::new();
+            s.read_to_string(&mut r).expect("read");
+            r
+        })
+        .join()
+        .expect("metrics thread")
+    }
 }
 
 impl Default for Lab {

@@ -84,6 +84,8 @@ pub fn policy(rng: &mut impl Rng) -> (Resolved, u16) {
         // The debug log's program returns the verdict in its place, so it
         // must agree with the reference too.
         debug_log: rng.random_bool(0.2),
+        // Longer than any run: the reference's flows never time out.
+        flow_timeouts: [7 * 24 * 3600; filter_common::FLOW_TIMEOUTS],
         vlans,
         devices,
         interfaces: Vec::new(),
@@ -221,7 +223,7 @@ fn targeted(rng: &mut impl Rng, policy: &Resolved) -> Option<(IpAddr, IpAddr, Op
         RuleL4::Ports { proto, lo, hi } => {
             let (sport, dport) = (rng.random(), edge(rng, lo, hi));
             Some(if proto == 6 {
-                L4::Tcp { sport, dport, doff: 5 }
+                L4::Tcp { sport, dport, doff: 5, flags: tcp_flags(rng) }
             } else {
                 L4::Udp { sport, dport }
             })
@@ -229,7 +231,12 @@ fn targeted(rng: &mut impl Rng, policy: &Resolved) -> Option<(IpAddr, IpAddr, Op
         RuleL4::IcmpType { icmp_type, .. } => Some(L4::Icmp {
             icmp_type: edge(rng, u16::from(icmp_type), u16::from(icmp_type)) as u8,
         }),
-        RuleL4::Proto(6) => Some(L4::Tcp { sport: rng.random(), dport: rng.random(), doff: 5 }),
+        RuleL4::Proto(6) => Some(L4::Tcp {
+            sport: rng.random(),
+            dport: rng.random(),
+            doff: 5,
+            flags: tcp_flags(rng),
+        }),
         RuleL4::Proto(17) => Some(L4::Udp { sport: rng.random(), dport: rng.random() }),
         RuleL4::Proto(1 | 58) => Some(L4::Icmp { icmp_type: rng.random() }),
         RuleL4::Proto(p) => Some(L4::Other { proto: p, len: 8 }),
@@ -242,7 +249,46 @@ fn targeted(rng: &mut impl Rng, policy: &Resolved) -> Option<(IpAddr, IpAddr, Op
 pub const MAX_FRAME: usize = 3000;
 
 /// A random frame for `policy`: its bytes.
-pub fn frame(rng: &mut impl Rng, policy: &Resolved) -> Vec<u8> {
+/// Mostly connection openings (SYN), some of everything else.
+fn tcp_flags(rng: &mut (impl Rng + ?Sized)) -> u8 {
+    *[0x02, 0x02, 0x02, 0x12, 0x10, 0x11, 0x04, 0x18, 0x03].choose(rng).expect("non-empty")
+}
+
+/// The addresses and L4 header of an IP frame, as `frame` built it.
+pub type Tuple = (IpAddr, IpAddr, L4);
+
+/// The answer to `t`: addresses and ports swapped, echo requests answered,
+/// TCP flags of a reply or a close.
+pub fn reply(rng: &mut impl Rng, t: &Tuple) -> Tuple {
+    let (src, dst, l4) = t;
+    let l4 = match l4 {
+        L4::Tcp { sport, dport, doff, .. } => L4::Tcp {
+            sport: *dport,
+            dport: *sport,
+            doff: *doff,
+            flags: *[0x12, 0x10, 0x11, 0x04, 0x02].choose(rng).expect("non-empty"),
+        },
+        L4::Udp { sport, dport } => L4::Udp { sport: *dport, dport: *sport },
+        L4::Icmp { icmp_type } => L4::Icmp {
+            icmp_type: match icmp_type {
+                8 => 0,
+                128 => 129,
+                t => *t,
+            },
+        },
+        other => other.clone(),
+    };
+    (*dst, *src, l4)
+}
+
+/// A random frame for `policy`; with `answer`, built around that tuple
+/// instead of a random one (a reply to an earlier frame). Returns the bytes
+/// and, for IP frames, the tuple used.
+pub fn frame(
+    rng: &mut impl Rng,
+    policy: &Resolved,
+    answer: Option<Tuple>,
+) -> (Vec<u8>, Option<Tuple>) {
     let v6 = rng.random_bool(0.35);
     let mut pool: Vec<IpAddr> = Vec::new();
     for d in &policy.devices {
@@ -280,7 +326,7 @@ pub fn frame(rng: &mut impl Rng, policy: &Resolved) -> Vec<u8> {
             RuleL4::IcmpType { icmp_type, .. } => vec![u16::from(icmp_type)],
             _ => vec![],
         })
-        .chain([67, 68, 546, 547, 133, 135, 137, 138])
+        .chain([67, 68, 546, 547, 133, 135, 137, 138, 8, 0, 128, 129])
         .collect();
     let port = |rng: &mut dyn RngCore| {
         if rng.random_bool(0.8) { *ports.choose(rng).expect("non-empty") } else { rng.random() }
@@ -290,6 +336,7 @@ pub fn frame(rng: &mut impl Rng, policy: &Resolved) -> Vec<u8> {
             sport: port(rng),
             dport: port(rng),
             doff: if rng.random_bool(0.05) { rng.random_range(0..16) } else { 5 },
+            flags: tcp_flags(rng),
         },
         4..=6 => L4::Udp { sport: port(rng), dport: port(rng) },
         7 | 8 => L4::Icmp { icmp_type: port(rng) as u8 },
@@ -300,11 +347,13 @@ pub fn frame(rng: &mut impl Rng, policy: &Resolved) -> Vec<u8> {
     };
     // Half the frames aim at one rule of one device (and its edges), so
     // allow/deny decisions are well represented, not only unknown hosts.
-    let (src, dst, l4) = match targeted(rng, policy) {
-        Some((src, dst, Some(l4))) => (src, dst, l4),
-        Some((src, dst, None)) => (src, dst, random_l4(rng)),
-        None => (addr(rng), addr(rng), random_l4(rng)),
+    let (src, dst, l4) = match (answer, targeted(rng, policy)) {
+        (Some(t), _) => t,
+        (None, Some((src, dst, Some(l4)))) => (src, dst, l4),
+        (None, Some((src, dst, None))) => (src, dst, random_l4(rng)),
+        (None, None) => (addr(rng), addr(rng), random_l4(rng)),
     };
+    let tuple = (src, dst, l4.clone());
     let v6 = src.is_ipv6();
     let src_dev = policy.devices.iter().find(|d| d.addrs.contains(&src));
 
@@ -405,5 +454,6 @@ pub fn frame(rng: &mut impl Rng, policy: &Resolved) -> Vec<u8> {
         }
         _ => {}
     }
-    bytes
+    let is_ip = matches!(f.body, Body::Ip { .. });
+    (bytes, is_ip.then_some(tuple))
 }

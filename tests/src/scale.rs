@@ -65,6 +65,7 @@ pub fn policy(n: usize) -> Resolved {
         allow_dhcp: true,
         events_per_sec: 100,
         debug_log: false,
+        flow_timeouts: filter_common::DEFAULT_FLOW_TIMEOUTS,
         vlans: vec![ResolvedVlan {
             id: 110,
             name: "pumps".into(),

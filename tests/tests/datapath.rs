@@ -45,7 +45,7 @@ fn check(
         devices.iter().map(|(slot, dir)| ((*slot, *dir, verdict, reason), (1, len))).collect();
     assert_eq!(out.devices, expected, "{what}: device counters");
 
-    let r = reference::evaluate(policy, frame, iface_vlan);
+    let r = reference::evaluate_with_flows(policy, frame, iface_vlan, &mut h.flows);
     assert_eq!(r.reason, reason, "{what}: reference evaluator disagrees");
 }
 
@@ -199,15 +199,111 @@ fn device_to_device_needs_both_sides() {
         Reason::NotAllowed,
         &both,
     );
-    let back = Frame::ip(v4(MON4), v4(PUMP4), L4::udp(5005, 40000)).vlan(120).bytes();
+    let back =
+        |sport, dport| Frame::ip(v4(MON4), v4(PUMP4), L4::udp(sport, dport)).vlan(120).bytes();
+    let back_sides = [(MONITOR, Out), (PUMP, In)];
     check(
         h,
         &p,
         0,
-        "monitor -> pump (neither allows)",
-        &back,
+        "monitor -> pump, not a reply (neither allows)",
+        &back(5006, 40000),
         Reason::NotAllowed,
-        &[(MONITOR, Out), (PUMP, In)],
+        &back_sides,
+    );
+    check(
+        h,
+        &p,
+        0,
+        "monitor -> pump, the reply to the allowed datagram",
+        &back(5005, 40000),
+        Reason::Established,
+        &back_sides,
+    );
+}
+
+/// Flow tracking (DESIGN §3 step 3) through the kernel program: what opens
+/// a flow, what continues it, what does not, and a revoked rule ending it.
+#[test]
+fn flows_let_replies_through_until_revoked() {
+    let p = hospital();
+    let Some(mut h) = setup(&p, 0) else { return };
+    let h = &mut h;
+    use Direction::{In, Out};
+    let server = "10.20.5.10";
+    let out = |l4| Frame::ip(v4(PUMP4), v4(server), l4).vlan(110).from_mac(PUMP_MAC).bytes();
+    let back = |l4| Frame::ip(v4(server), v4(PUMP4), l4).bytes();
+    let pout = [(PUMP, Out)];
+    let pin = [(PUMP, In)];
+    let tcp = |sport, dport, flags| L4::Tcp { sport, dport, doff: 5, flags };
+
+    // Unsolicited: the server's SYN-ACK before any SYN is dropped.
+    check(h, &p, 0, "unsolicited syn-ack", &back(tcp(443, 40001, 0x12)), Reason::NotAllowed, &pin);
+    check(h, &p, 0, "pump syn", &out(L4::syn(40001, 443)), Reason::Allowed, &pout);
+    check(h, &p, 0, "server syn-ack", &back(tcp(443, 40001, 0x12)), Reason::Established, &pin);
+    check(h, &p, 0, "pump ack", &out(tcp(40001, 443, 0x10)), Reason::Established, &pout);
+    check(h, &p, 0, "server data", &back(tcp(443, 40001, 0x18)), Reason::Established, &pin);
+    // The server may not open its own connection on the same ports.
+    check(h, &p, 0, "server bare syn", &back(L4::syn(443, 40001)), Reason::NotAllowed, &pin);
+    // Another client port is another flow.
+    check(h, &p, 0, "other port", &back(tcp(443, 40002, 0x12)), Reason::NotAllowed, &pin);
+    check(h, &p, 0, "server fin", &back(tcp(443, 40001, 0x11)), Reason::Established, &pin);
+    check(h, &p, 0, "pump fin-ack", &out(tcp(40001, 443, 0x11)), Reason::Established, &pout);
+    // After the close a new SYN is a new connection, for the rules.
+    check(h, &p, 0, "new syn after close", &out(L4::syn(40001, 443)), Reason::Allowed, &pout);
+
+    // The pump's NTP query (allow_out udp 123) and its answer.
+    check(h, &p, 0, "ntp query", &out(L4::udp(50123, 123)), Reason::Allowed, &pout);
+    check(h, &p, 0, "ntp answer", &back(L4::udp(123, 50123)), Reason::Established, &pin);
+    check(h, &p, 0, "other udp", &back(L4::udp(123, 50124)), Reason::NotAllowed, &pin);
+
+    // Echo: a nurse pings the pump; the pump's reply is the flow's.
+    let nurse_ping = Frame::ip(v4(NURSE), v4(PUMP4), L4::icmp(8)).bytes();
+    let pump_reply =
+        Frame::ip(v4(PUMP4), v4(NURSE), L4::icmp(0)).vlan(110).from_mac(PUMP_MAC).bytes();
+    check(h, &p, 0, "nurse echo request", &nurse_ping, Reason::Allowed, &pin);
+    check(h, &p, 0, "pump echo reply", &pump_reply, Reason::Established, &pout);
+
+    // IPv6: the pump's HTTPS to the drug library.
+    let out6 =
+        |l4| Frame::ip(v6(PUMP6), v6("2001:db8:20::10"), l4).vlan(110).from_mac(PUMP_MAC).bytes();
+    let back6 = |l4| Frame::ip(v6("2001:db8:20::10"), v6(PUMP6), l4).bytes();
+    check(h, &p, 0, "v6 syn", &out6(L4::syn(40003, 443)), Reason::Allowed, &pout);
+    check(h, &p, 0, "v6 syn-ack", &back6(tcp(443, 40003, 0x12)), Reason::Established, &pin);
+
+    // Revoking the rule that opened the flows ends them: the pump's
+    // allow_out loses HTTPS to the drug library.
+    let mut revoked = p.clone();
+    let pump = revoked.devices.iter_mut().find(|d| d.name == "pump-1").expect("pump");
+    pump.allow_out.retain(|r| !matches!(r.l4, filter_user::policy::L4::Ports { lo: 443, .. }));
+    h.apply(&revoked, 0);
+    check(
+        h,
+        &revoked,
+        0,
+        "syn-ack after revoke",
+        &back(tcp(443, 40003, 0x12)),
+        Reason::NotAllowed,
+        &pin,
+    );
+    check(
+        h,
+        &revoked,
+        0,
+        "v6 after revoke",
+        &back6(tcp(443, 40003, 0x18)),
+        Reason::NotAllowed,
+        &pin,
+    );
+    // Flows a policy change leaves allowed carry on.
+    check(
+        h,
+        &revoked,
+        0,
+        "ntp answer still",
+        &back(L4::udp(123, 50123)),
+        Reason::Established,
+        &pin,
     );
 }
 
@@ -465,8 +561,10 @@ fn fragments_and_ipv4_options() {
     let mut long = ihl(5).bytes();
     long[14] = 0x4f; // claims 60 header bytes, total length says 40
     check(h, &p, 0, "ihl beyond total length", &long, Reason::Malformed, &[]);
-    let doff =
-        |d: u8| Frame::ip(v4(NURSE), v4(PUMP4), L4::Tcp { sport: 1, dport: 443, doff: d }).bytes();
+    let doff = |d: u8| {
+        Frame::ip(v4(NURSE), v4(PUMP4), L4::Tcp { sport: 1, dport: 443, doff: d, flags: 0x02 })
+            .bytes()
+    };
     check(h, &p, 0, "tcp doff 8", &doff(8), Reason::Allowed, &pin);
     let mut short = doff(5);
     short[14 + 20 + 12] = 0x40;

@@ -40,17 +40,7 @@ fn metric(lab: &Lab, outcome: &str) -> u64 {
 }
 
 fn lab_metrics(lab: &Lab) -> String {
-    lab.in_ns("r", || {
-        use std::io::{Read as _, Write as _};
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", 9880)).expect("metrics");
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .expect("send");
-        let mut r = String::new();
-        s.read_to_string(&mut r).expect("read");
-        r
-    })
-    .join()
-    .expect("metrics thread")
+    lab.scrape()
 }
 
 #[test]
@@ -273,7 +263,9 @@ fn debug_log_shows_each_decision_only_while_turned_on() {
     assert!(
         lines
             .iter()
-            .any(|l| l.starts_with("pass allowed: ")
+            // Allowed by its rule, or part of the echo flow the first
+            // ping opened.
+            .any(|l| (l.starts_with("pass allowed: ") || l.starts_with("pass established: "))
                 && l.ends_with(&format!("{NURSE}:0 -> {PUMP}:8"))),
         "{lines:#?}"
     );

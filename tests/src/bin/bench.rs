@@ -23,6 +23,8 @@ const ROUNDS: usize = 7;
 
 struct Case {
     name: &'static str,
+    /// Sent once before: the frame that opens the flow `frame` belongs to.
+    opener: Option<Vec<u8>>,
     frame: Vec<u8>,
     expect: Reason,
 }
@@ -66,22 +68,36 @@ fn main() -> anyhow::Result<()> {
         h.apply(&policy, 0);
         eprintln!("bench: {n} devices applied in {:?}", t.elapsed());
         let target: IpAddr = scale::device_ip(n / 2);
+        let nurse = v4("10.30.1.1");
         let cases = [
             Case {
-                name: "allowed TCP SYN v4",
-                frame: Frame::ip(v4("10.30.1.1"), target, L4::tcp(40000, 443)).padded(),
+                name: "allowed TCP v4, by the rules (ACK, no flow)",
+                opener: None,
+                frame: Frame::ip(nurse, target, L4::tcp(40000, 443)).padded(),
                 expect: Reason::Allowed,
             },
             Case {
-                name: "dropped TCP SYN v4",
-                frame: Frame::ip(v4("10.30.1.1"), target, L4::tcp(40000, 80)).padded(),
+                name: "dropped TCP v4",
+                opener: None,
+                frame: Frame::ip(nurse, target, L4::tcp(40000, 80)).padded(),
                 expect: Reason::NotAllowed,
+            },
+            Case {
+                name: "TCP v4 reply of an established flow",
+                opener: Some(Frame::ip(nurse, target, L4::syn(40001, 443)).padded()),
+                frame: Frame::ip(target, nurse, L4::tcp(443, 40001)).vlan(110).padded(),
+                expect: Reason::Established,
             },
         ];
         // Check every verdict before timing: timed runs move the counters.
         for case in &cases {
-            assert_eq!(case.frame.len(), 60, "64-byte frame on the wire (60 + FCS)");
-            let expected = reference::evaluate(&policy, &case.frame, 0).reason;
+            if let Some(opener) = &case.opener {
+                reference::evaluate_with_flows(&policy, opener, 0, &mut h.flows);
+                h.run(opener);
+            }
+            assert!(case.frame.len() <= 64, "a minimal frame");
+            let expected =
+                reference::evaluate_with_flows(&policy, &case.frame, 0, &mut h.flows).reason;
             assert_eq!(expected, case.expect, "{}: reference verdict", case.name);
             assert_eq!(
                 h.run(&case.frame).reason(),

@@ -1,0 +1,250 @@
+//! Flow tracking in the namespace lab, with real sockets: the pump may open
+//! connections to its server and gets the answers without any rule for
+//! them; the server may not open connections to the pump; UDP and ICMP echo
+//! likewise, IPv6 too; an idle flow expires; revoking the rule cuts an
+//! established connection.
+
+use std::{
+    fs,
+    io::{Read as _, Write as _},
+    net::{SocketAddr, TcpListener, TcpStream, UdpSocket},
+    thread,
+    time::{Duration, Instant},
+};
+
+use vlanguard_tests::{
+    lab::{CORE, Lab, PUMP},
+    privileged,
+};
+
+const CORE6: &str = "2001:db8:20::10";
+const PUMP6: &str = "2001:db8:110::7";
+
+/// The pump may open TCP 8443, UDP 5353 and echo to the servers; nothing
+/// may reach it unasked. UDP flows idle out after 2 s.
+fn policy(with_tcp: bool) -> String {
+    let tcp = if with_tcp { r#"{ to = "servers", proto = "tcp", port = 8443 },"# } else { "" };
+    format!(
+        r#"
+[settings]
+allow_arp = true
+allow_ndp = true
+
+[settings.flow_timeouts]
+udp = "2s"
+
+[[vlan]]
+id = 110
+name = "pumps"
+subnets = ["10.110.0.0/24", "2001:db8:110::/64"]
+
+[[vlan]]
+id = 120
+name = "monitors"
+subnets = ["10.120.0.0/24", "2001:db8:120::/64"]
+
+[peers]
+servers = ["10.20.0.0/16", "2001:db8:20::/48"]
+
+[[device]]
+name = "pump"
+vlan = 110
+ip = ["10.110.0.7", "2001:db8:110::7"]
+mac = "02:00:00:00:00:07"
+allow_out = [
+  {tcp}
+  {{ to = "servers", proto = "udp", port = 5353 }},
+  {{ to = "servers", proto = "icmp", icmp_type = 8 }},
+  {{ to = "servers", proto = "icmpv6", icmp_type = 128 }},
+]
+
+[[device]]
+name = "monitor"
+vlan = 120
+ip = ["10.120.0.11", "2001:db8:120::11"]
+"#
+    )
+}
+
+/// A TCP server in `role`'s namespace on `addr` that echoes what it reads,
+/// for one connection, for at most 20 s.
+fn tcp_echo(lab: &Lab, role: &str, addr: SocketAddr) -> thread::JoinHandle<()> {
+    lab.in_ns(role, move || {
+        let listener = TcpListener::bind(addr).expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut conn = loop {
+            match listener.accept() {
+                Ok((c, _)) => break c,
+                Err(_) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
+                Err(_) => return,
+            }
+        };
+        conn.set_nonblocking(false).expect("blocking");
+        conn.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+        let mut buf = [0u8; 256];
+        while let Ok(n @ 1..) = conn.read(&mut buf) {
+            if conn.write_all(&buf[..n]).is_err() {
+                return;
+            }
+        }
+    })
+}
+
+/// Sends `msg` on `conn` and waits up to 2 s for it to come back.
+fn round_trip(conn: &mut TcpStream, msg: &[u8]) -> bool {
+    conn.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
+    if conn.write_all(msg).is_err() {
+        return false;
+    }
+    let mut buf = vec![0u8; msg.len()];
+    conn.read_exact(&mut buf).is_ok() && buf == msg
+}
+
+/// In `role`'s namespace: connects to `to` (3 s at most) and checks one
+/// round trip.
+fn tcp_works(lab: &Lab, role: &str, to: SocketAddr) -> bool {
+    lab.in_ns(role, move || {
+        TcpStream::connect_timeout(&to, Duration::from_secs(3))
+            .is_ok_and(|mut c| round_trip(&mut c, b"ping"))
+    })
+    .join()
+    .expect("client")
+}
+
+/// A UDP echo in `role`'s namespace on `addr` answering each datagram after
+/// `delay`, for `life`.
+fn udp_echo(lab: &Lab, role: &str, addr: SocketAddr, delay: Duration, life: Duration) {
+    let _ = lab.in_ns(role, move || {
+        let s = UdpSocket::bind(addr).expect("bind");
+        s.set_read_timeout(Some(Duration::from_millis(100))).expect("timeout");
+        let end = Instant::now() + life;
+        let mut buf = [0u8; 64];
+        while Instant::now() < end {
+            if let Ok((n, from)) = s.recv_from(&mut buf) {
+                thread::sleep(delay);
+                let _ = s.send_to(&buf[..n], from);
+            }
+        }
+    });
+}
+
+/// From `role`: one datagram to `to`; whether the answer came within `wait`.
+fn udp_answered(lab: &Lab, role: &str, to: SocketAddr, wait: Duration) -> bool {
+    lab.in_ns(role, move || {
+        let bind = if to.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" };
+        let s = UdpSocket::bind(bind).expect("bind");
+        s.set_read_timeout(Some(wait)).expect("timeout");
+        s.send_to(b"q", to).expect("send");
+        let mut buf = [0u8; 8];
+        s.recv_from(&mut buf).is_ok()
+    })
+    .join()
+    .expect("udp client")
+}
+
+fn flows_metric(lab: &Lab, outcome: &str) -> u64 {
+    lab.scrape()
+        .lines()
+        .filter(|l| l.starts_with("vlanguard_flows_total") && l.contains(&format!("\"{outcome}\"")))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+fn addr(ip: &str, port: u16) -> SocketAddr {
+    if ip.contains(':') { format!("[{ip}]:{port}") } else { format!("{ip}:{port}") }
+        .parse()
+        .expect("address")
+}
+
+#[test]
+fn replies_pass_unsolicited_traffic_does_not() {
+    if !privileged() {
+        return;
+    }
+    let mut lab = Lab::new();
+    fs::write(&lab.policy_file, policy(true)).expect("policy");
+    lab.start_daemon();
+
+    // TCP, v4 and v6: the pump opens, the server answers.
+    let server = tcp_echo(&lab, "core", addr(CORE, 8443));
+    assert!(tcp_works(&lab, "pump", addr(CORE, 8443)), "pump -> server TCP and its replies");
+    server.join().expect("server");
+    let server = tcp_echo(&lab, "core", addr(CORE6, 8443));
+    assert!(tcp_works(&lab, "pump", addr(CORE6, 8443)), "IPv6 pump -> server TCP");
+    server.join().expect("server");
+    // The server may not open a connection to the pump.
+    let pump_server = tcp_echo(&lab, "pump", addr("0.0.0.0", 8443));
+    assert!(!tcp_works(&lab, "core", addr(PUMP, 8443)), "server -> pump must be dropped");
+    assert!(!tcp_works(&lab, "core", addr(PUMP6, 8443)), "IPv6 server -> pump must be dropped");
+    drop(pump_server);
+
+    // UDP request and response; the server's own datagram is not one.
+    udp_echo(&lab, "core", addr(CORE, 5353), Duration::ZERO, Duration::from_secs(4));
+    thread::sleep(Duration::from_millis(200));
+    assert!(udp_answered(&lab, "pump", addr(CORE, 5353), Duration::from_secs(2)), "UDP answer");
+    udp_echo(&lab, "pump", addr("0.0.0.0", 5353), Duration::ZERO, Duration::from_secs(3));
+    thread::sleep(Duration::from_millis(200));
+    assert!(
+        !udp_answered(&lab, "core", addr(PUMP, 5353), Duration::from_secs(1)),
+        "server -> pump UDP must be dropped"
+    );
+
+    // ICMP echo: the pump's pings are answered, the server's are not.
+    assert_eq!(lab.ping("pump", CORE, 2), 2, "pump pings the server");
+    assert_eq!(lab.ping("pump", CORE6, 2), 2, "pump pings the server over IPv6");
+    assert_eq!(lab.ping("core", PUMP, 1), 0, "server pings the pump");
+
+    // An idle UDP flow expires after its 2 s: an answer 3 s late is dropped.
+    thread::sleep(Duration::from_secs(3));
+    udp_echo(&lab, "core", addr(CORE, 5354), Duration::from_secs(3), Duration::from_secs(5));
+    let late = {
+        let mut p = policy(true);
+        p = p.replace("port = 5353", "port = \"5353-5354\"");
+        p
+    };
+    fs::write(&lab.policy_file, late).expect("policy");
+    assert!(lab.cli(&["policy", "apply"]).status.success());
+    thread::sleep(Duration::from_millis(200));
+    assert!(
+        !udp_answered(&lab, "pump", addr(CORE, 5354), Duration::from_secs(4)),
+        "an answer after the flow timed out must be dropped"
+    );
+    assert!(flows_metric(&lab, "expired") >= 1, "expired flows are counted");
+    assert!(flows_metric(&lab, "created") >= 5, "created flows are counted");
+}
+
+#[test]
+fn revoking_the_rule_cuts_an_established_connection() {
+    if !privileged() {
+        return;
+    }
+    let mut lab = Lab::new();
+    fs::write(&lab.policy_file, policy(true)).expect("policy");
+    lab.start_daemon();
+    let server = tcp_echo(&lab, "core", addr(CORE, 8443));
+    thread::sleep(Duration::from_millis(200));
+    let policy_file = lab.policy_file.clone();
+    let socket = lab.socket.clone();
+    let (before, after) = lab
+        .in_ns("pump", move || {
+            let mut c = TcpStream::connect_timeout(&addr(CORE, 8443), Duration::from_secs(3))
+                .expect("connect");
+            let before = round_trip(&mut c, b"one");
+            fs::write(&policy_file, policy(false)).expect("policy");
+            let out = std::process::Command::new(vlanguard_tests::lab::vlanguard_bin())
+                .arg("--socket")
+                .arg(&socket)
+                .args(["policy", "apply"])
+                .output()
+                .expect("apply");
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            (before, round_trip(&mut c, b"two"))
+        })
+        .join()
+        .expect("client");
+    assert!(before, "the connection works while the rule is there");
+    assert!(!after, "no data may pass on the connection once its rule is revoked");
+    assert!(flows_metric(&lab, "revoked") >= 1, "revoked flows are counted");
+    drop(server);
+}

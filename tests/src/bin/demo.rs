@@ -147,8 +147,9 @@ fn main() -> anyhow::Result<()> {
     show(&lab.cli(&["stats"]));
 
     step("an operator lets pump-icu-07 ping nurse stations, then revokes it")?;
-    // Until flow tracking lands, the echo reply needs a rule of its own.
-    let rules = [("out", "8"), ("in", "0")];
+    // Only the request needs a rule: the reply belongs to the flow it opens,
+    // and revoking the rule ends that flow too.
+    let rules = [("out", "8")];
     let change = |verb: &str| {
         for (direction, icmp_type) in rules {
             show(&lab.cli(&[

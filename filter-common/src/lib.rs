@@ -190,6 +190,29 @@ pub const NUM_REASONS: u32 = 16;
 pub enum Verdict {
     Pass = 0,
     Drop = 1,
+    /// Monitor mode: would have been dropped, was passed and reported.
+    WouldDrop = 2,
+}
+
+impl Verdict {
+    pub const ALL: [Verdict; 3] = [Verdict::Pass, Verdict::Drop, Verdict::WouldDrop];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::Drop => "drop",
+            Verdict::WouldDrop => "would-drop",
+        }
+    }
+
+    pub fn from_u8(v: u8) -> Option<Verdict> {
+        Verdict::ALL.get(usize::from(v)).copied()
+    }
+
+    /// What the frame gets: a would-drop passes.
+    pub const fn passes(self) -> bool {
+        !matches!(self, Verdict::Drop)
+    }
 }
 
 pub const NUM_VERDICTS: u32 = 4;
@@ -218,6 +241,10 @@ pub mod settings {
     pub const ALLOW_DHCP: u32 = 1 << 2;
     /// Log every decision through aya-log (troubleshooting only).
     pub const DEBUG_LOG: u32 = 1 << 3;
+    /// Monitor mode for frames that involve no device (unknown hosts,
+    /// malformed frames, non-IP on protected VLANs): report, never drop.
+    /// Devices carry their own `DEVICE_MONITOR`.
+    pub const MONITOR: u32 = 1 << 4;
 }
 
 /// `VLAN_FLAGS[gen * VLAN_IDS + vid]` bits.
@@ -368,7 +395,9 @@ pub struct DropEvent {
     pub vlan: u16,
     pub proto: u8,
     pub reason: u8,
-    pub _pad: [u8; 4],
+    /// `Verdict`: drop, or would-drop in monitor mode.
+    pub verdict: u8,
+    pub _pad: [u8; 3],
 }
 
 /// `EVENT_STATS[i]` (per CPU): what happened to drop events.
@@ -414,6 +443,8 @@ pub struct DeviceKey {
 
 /// `DEVICE_FLAGS`: `DeviceInfo::flags` bits.
 pub const DEVICE_MAC_BOUND: u16 = 1;
+/// The device is in monitor mode: frames it would deny pass as would-drops.
+pub const DEVICE_MONITOR: u16 = 2;
 
 /// `DEVICES` value.
 #[repr(C)]
@@ -590,7 +621,7 @@ mod tests {
             expires_ns @ 0, epoch @ 8, open_port @ 12, lo_opened @ 14, state @ 15);
         assert_layout!(DropEvent, size 64, align 8,
             ktime_ns @ 0, src @ 8, dst @ 24, src_slot @ 40, dst_slot @ 44, ifindex @ 48,
-            sport @ 52, dport @ 54, vlan @ 56, proto @ 58, reason @ 59, _pad @ 60);
+            sport @ 52, dport @ 54, vlan @ 56, proto @ 58, reason @ 59, verdict @ 60, _pad @ 61);
         assert_layout!(RateWindow, size 16, align 8, second @ 0, sent @ 8, _pad @ 12);
         assert_layout!(RuleHitKey, size 8, align 4, slot @ 0, direction @ 4, rule @ 5, _pad @ 6);
         assert_layout!(IfaceConf, size 4, align 2, untagged_vlan @ 0, _pad @ 2);

@@ -22,7 +22,9 @@ use crate::parse::{Kind, Packet};
 /// What one log line is made from, handed from the filter to the logger.
 pub struct Staged {
     pkt: Packet,
+    #[cfg_attr(debug_assertions, expect(dead_code, reason = "read by the log lines only"))]
     reason: Reason,
+    verdict: Verdict,
     #[cfg_attr(debug_assertions, expect(dead_code, reason = "read by the log lines only"))]
     ifindex: u32,
 }
@@ -40,11 +42,17 @@ static DEBUG_PROGS: ProgramArray = ProgramArray::with_max_entries(1, 0);
 /// for the filter. Returns only if the logger is not installed; the caller
 /// then returns the verdict itself.
 #[inline(always)]
-pub fn log_decision(ctx: &XdpContext, pkt: &Packet, reason: Reason, ifindex: u32) {
+pub fn log_decision(
+    ctx: &XdpContext,
+    pkt: &Packet,
+    reason: Reason,
+    verdict: Verdict,
+    ifindex: u32,
+) {
     let Some(slot) = DEBUG_STAGE.get_ptr_mut(0) else { return };
     // SAFETY: this CPU's slot, see DEBUG_STAGE; `write` because the slot
     // starts zeroed, which is no valid `Staged`.
-    unsafe { slot.write(Staged { pkt: *pkt, reason, ifindex }) };
+    unsafe { slot.write(Staged { pkt: *pkt, reason, verdict, ifindex }) };
     // SAFETY: on success control never comes back here; the logger reads
     // only DEBUG_STAGE and returns the staged reason's verdict.
     unsafe { DEBUG_PROGS.tail_call(ctx, 0) };
@@ -60,10 +68,7 @@ pub fn log_staged() -> u32 {
         Kind::Arp => lines::log_arp(),
         Kind::Other => lines::log_other(),
     }
-    match s.reason.verdict() {
-        Verdict::Pass => xdp_action::XDP_PASS,
-        Verdict::Drop => xdp_action::XDP_DROP,
-    }
+    if s.verdict.passes() { xdp_action::XDP_PASS } else { xdp_action::XDP_DROP }
 }
 
 /// This CPU's staged frame, written by `log_decision` just before.
@@ -86,17 +91,17 @@ fn staged() -> Option<&'static Staged> {
 #[cfg(not(debug_assertions))]
 mod lines {
     use aya_log_ebpf::info;
-    use filter_common::Reason;
+    use filter_common::{Reason, Verdict};
 
     use super::{Staged, staged};
 
     #[inline(never)]
     pub fn log_v4() {
-        let Some(Staged { pkt, reason, ifindex }) = staged() else { return };
+        let Some(Staged { pkt, reason, verdict, ifindex }) = staged() else { return };
         info!(
             (),
             "{}: if {} vlan {} proto {} {:i}:{} -> {:i}:{}",
-            label(*reason),
+            label(*reason, *verdict),
             *ifindex,
             pkt.vlan,
             pkt.proto,
@@ -109,11 +114,11 @@ mod lines {
 
     #[inline(never)]
     pub fn log_v6() {
-        let Some(Staged { pkt, reason, ifindex }) = staged() else { return };
+        let Some(Staged { pkt, reason, verdict, ifindex }) = staged() else { return };
         info!(
             (),
             "{}: if {} vlan {} proto {} [{:i}]:{} -> [{:i}]:{}",
-            label(*reason),
+            label(*reason, *verdict),
             *ifindex,
             pkt.vlan,
             pkt.proto,
@@ -126,11 +131,11 @@ mod lines {
 
     #[inline(never)]
     pub fn log_arp() {
-        let Some(Staged { pkt, reason, ifindex }) = staged() else { return };
+        let Some(Staged { pkt, reason, verdict, ifindex }) = staged() else { return };
         info!(
             (),
             "{}: if {} vlan {} arp {:i} -> {:i}",
-            label(*reason),
+            label(*reason, *verdict),
             *ifindex,
             pkt.vlan,
             v4(&pkt.src),
@@ -140,14 +145,23 @@ mod lines {
 
     #[inline(never)]
     pub fn log_other() {
-        let Some(Staged { pkt, reason, ifindex }) = staged() else { return };
-        info!((), "{}: if {} vlan {}", label(*reason), *ifindex, pkt.vlan);
+        let Some(Staged { pkt, reason, verdict, ifindex }) = staged() else { return };
+        info!((), "{}: if {} vlan {}", label(*reason, *verdict), *ifindex, pkt.vlan);
     }
 
     /// Verdict and reason as one argument (each argument costs the record
     /// builder stack).
     #[inline(always)]
-    fn label(reason: Reason) -> &'static str {
+    fn label(reason: Reason, verdict: Verdict) -> &'static str {
+        if verdict == Verdict::WouldDrop {
+            return match reason {
+                Reason::NotAllowed => "would-drop not-allowed",
+                Reason::UnknownDevice => "would-drop unknown-device",
+                Reason::SpoofedMac => "would-drop spoofed-mac",
+                Reason::WrongVlan => "would-drop wrong-vlan",
+                _ => "would-drop malformed",
+            };
+        }
         match reason {
             Reason::Unmatched => "pass unmatched",
             Reason::Allowed => "pass allowed",

@@ -5,9 +5,9 @@
 
 use aya_ebpf::{maps::lpm_trie::Key, programs::XdpContext};
 use filter_common::{
-    DEVICE_MAC_BOUND, DeviceInfo, DeviceKey, FLOW_TIMEOUTS, GENERATION_MASK, IfaceConf, PEER_BITS,
-    PORT_BITS, PORT_PROTO_BITS, PROTECTED_KEY_BITS, PortData, ProtectedKey, Reason, RuleBits,
-    Settings, VLAN_IDS, VLAN_PROTECTED, settings,
+    DEVICE_MAC_BOUND, DEVICE_MONITOR, DeviceInfo, DeviceKey, FLOW_TIMEOUTS, GENERATION_MASK,
+    IfaceConf, PEER_BITS, PORT_BITS, PORT_PROTO_BITS, PROTECTED_KEY_BITS, PortData, ProtectedKey,
+    Reason, RuleBits, Settings, VLAN_IDS, VLAN_PROTECTED, settings,
 };
 
 use crate::{
@@ -27,13 +27,32 @@ pub struct Involved {
     /// none.
     pub src_rule: u32,
     pub dst_rule: u32,
+    /// Every device involved is in monitor mode (false with none).
+    pub monitor: bool,
 }
 
 pub const NO_SLOT: u32 = u32::MAX;
 
 impl Involved {
-    pub const NONE: Involved =
-        Involved { src_slot: NO_SLOT, dst_slot: NO_SLOT, src_rule: NO_SLOT, dst_rule: NO_SLOT };
+    pub const NONE: Involved = Involved {
+        src_slot: NO_SLOT,
+        dst_slot: NO_SLOT,
+        src_rule: NO_SLOT,
+        dst_rule: NO_SLOT,
+        monitor: false,
+    };
+
+    /// Whether a frame these devices would deny is passed and reported:
+    /// by the devices' own mode, or for frames involving none by the
+    /// policy's.
+    #[inline(always)]
+    pub fn monitored(&self, settings: &Settings) -> bool {
+        if self.src_slot == NO_SLOT && self.dst_slot == NO_SLOT {
+            settings.flags & settings::MONITOR != 0
+        } else {
+            self.monitor
+        }
+    }
 }
 
 /// The policy generation in force and its settings, read once per frame so
@@ -86,6 +105,9 @@ pub fn decide(ctx: &XdpContext, pkt: &Packet, active: &Active) -> (Reason, Invol
         },
         src_rule: NO_SLOT,
         dst_rule: NO_SLOT,
+        monitor: (src_dev.is_some() || dst_dev.is_some())
+            && src_dev.is_none_or(|d| d.flags & DEVICE_MONITOR != 0)
+            && dst_dev.is_none_or(|d| d.flags & DEVICE_MONITOR != 0),
     };
     let src_protected = src_dev.is_none() && protected(generation, &pkt.src);
     let dst_protected = dst_dev.is_none() && protected(generation, &pkt.dst);

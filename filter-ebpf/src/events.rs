@@ -3,7 +3,7 @@
 //! user space nothing.
 
 use aya_ebpf::helpers::bpf_ktime_get_ns;
-use filter_common::{DropEvent, Reason, event_stats};
+use filter_common::{DropEvent, Reason, Verdict, event_stats};
 
 use crate::{
     decide::Involved,
@@ -14,7 +14,14 @@ use crate::{
 const NS_PER_SEC: u64 = 1_000_000_000;
 
 #[inline(always)]
-pub fn emit(pkt: &Packet, reason: Reason, devices: &Involved, ifindex: u32, rate: u32) {
+pub fn emit(
+    pkt: &Packet,
+    reason: Reason,
+    verdict: Verdict,
+    devices: &Involved,
+    ifindex: u32,
+    rate: u32,
+) {
     // SAFETY: a helper without arguments.
     let now = unsafe { bpf_ktime_get_ns() };
     let Some(window) = EVENT_RATE.get_ptr_mut(0) else { return };
@@ -56,7 +63,8 @@ pub fn emit(pkt: &Packet, reason: Reason, devices: &Involved, ifindex: u32, rate
         (*e).vlan = pkt.vlan;
         (*e).proto = pkt.proto;
         (*e).reason = reason as u8;
-        (*e)._pad = [0; 4];
+        (*e).verdict = verdict as u8;
+        (*e)._pad = [0; 3];
     }
     entry.submit(0);
     bump(event_stats::SENT);

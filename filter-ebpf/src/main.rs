@@ -30,19 +30,24 @@ pub fn vlanguard(ctx: XdpContext) -> u32 {
         Ok(()) => decide::decide(&ctx, &pkt, &active),
         Err(()) => (Reason::Malformed, decide::Involved::NONE),
     };
-    let verdict = reason.verdict();
+    let mut verdict = reason.verdict();
+    if verdict == Verdict::Drop && devices.monitored(active.settings) {
+        verdict = Verdict::WouldDrop;
+    }
     stats::count(verdict, reason, &devices, u64::from(len));
     let ifindex = ctx.ingress_ifindex() as u32;
-    if verdict == Verdict::Drop {
-        events::emit(&pkt, reason, &devices, ifindex, active.settings.events_per_sec);
+    if verdict != Verdict::Pass {
+        events::emit(&pkt, reason, verdict, &devices, ifindex, active.settings.events_per_sec);
     }
     if active.settings.flags & settings::DEBUG_LOG != 0 {
-        debug::log_decision(&ctx, &pkt, reason, ifindex);
+        debug::log_decision(&ctx, &pkt, reason, verdict, ifindex);
     }
-    match verdict {
-        Verdict::Pass => xdp_action::XDP_PASS,
-        Verdict::Drop => xdp_action::XDP_DROP,
-    }
+    action(verdict)
+}
+
+#[inline(always)]
+fn action(verdict: Verdict) -> u32 {
+    if verdict.passes() { xdp_action::XDP_PASS } else { xdp_action::XDP_DROP }
 }
 
 /// The debug log, tail-called by `vlanguard` (see `debug`).

@@ -10,7 +10,9 @@
 
 use std::{collections::HashMap, net::IpAddr};
 
-use filter_common::{DEVICE_MAC_BOUND, RuleBits, VLAN_PROTECTED, settings, v4_mapped};
+use filter_common::{
+    DEVICE_MAC_BOUND, DEVICE_MONITOR, RuleBits, VLAN_PROTECTED, settings, v4_mapped,
+};
 use ipnet::IpNet;
 
 use crate::policy::{L4, Peer, Resolved, Rule};
@@ -102,6 +104,9 @@ pub fn compile(policy: &Resolved) -> Compiled {
     if policy.debug_log {
         settings_flags |= settings::DEBUG_LOG;
     }
+    if policy.monitor {
+        settings_flags |= settings::MONITOR;
+    }
     let vlans =
         policy.vlans.iter().map(|v| (v.id, if v.protected { VLAN_PROTECTED } else { 0 })).collect();
     let protected = policy
@@ -134,7 +139,8 @@ pub fn compile(policy: &Resolved) -> Compiled {
             name: d.name.clone(),
             slot: slot as u32,
             vlan: d.vlan,
-            flags: if d.mac.is_some() { DEVICE_MAC_BOUND } else { 0 },
+            flags: if d.mac.is_some() { DEVICE_MAC_BOUND } else { 0 }
+                | if d.monitor { DEVICE_MONITOR } else { 0 },
             mac: d.mac.unwrap_or_default(),
             addrs: d.addrs.iter().map(|a| mapped(*a)).collect(),
             policy_in: set_id(&d.allow_in, &mut ids),

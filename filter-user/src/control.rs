@@ -55,6 +55,19 @@ pub enum Request {
         device: Option<String>,
         follow: bool,
     },
+    /// Allow rules for what monitor mode would have dropped, as a policy
+    /// fragment (`suggest`).
+    PolicySuggest {
+        device: Option<String>,
+        /// Only events of the last this many seconds.
+        since_secs: Option<u64>,
+    },
+    /// Adds the rules of a fragment (as `PolicySuggest` writes it) to the
+    /// policy file and applies it. `file` names where `text` came from.
+    PolicyMerge {
+        text: String,
+        file: Option<std::path::PathBuf>,
+    },
     /// Detach everything and stop the daemon.
     Detach,
 }
@@ -65,6 +78,7 @@ impl Request {
         matches!(
             self,
             Request::PolicyApply { .. }
+                | Request::PolicyMerge { .. }
                 | Request::DeviceAdd { .. }
                 | Request::DeviceRemove { .. }
                 | Request::Allow { .. }

@@ -26,7 +26,7 @@ use crate::{
     control::{self, Reply, Request},
     diff, edit, events, metrics,
     pins::{Lock, PinDir},
-    program_log, read_policy, report,
+    program_log, read_policy, report, suggest,
 };
 
 #[derive(Clone, Debug)]
@@ -175,7 +175,8 @@ impl Daemon {
                     device: device.clone(),
                     vlan: vlans.get(device.as_str()).copied().unwrap_or(0),
                     direction: if k.direction == 0 { "in" } else { "out" },
-                    verdict: if k.verdict == 0 { "pass" } else { "drop" },
+                    verdict: filter_common::Verdict::from_u8(k.verdict)
+                        .map_or("unknown", filter_common::Verdict::name),
                     reason: filter_common::Reason::from_u8(k.reason)
                         .map_or("unknown", filter_common::Reason::name),
                     packets: c.packets,
@@ -192,7 +193,7 @@ impl Daemon {
             .global_stats()?
             .iter()
             .map(|((v, r), c)| metrics::FrameSample {
-                verdict: if *v == filter_common::Verdict::Pass { "pass" } else { "drop" },
+                verdict: v.name(),
                 reason: r.name(),
                 packets: c.packets,
                 bytes: c.bytes,
@@ -595,6 +596,46 @@ impl Daemon {
                 let list = self.recent.matching(device.as_deref());
                 let text = list.iter().map(events::Event::line).collect::<Vec<_>>().join("\n");
                 Reply::ok(text, json!({ "events": list }))
+            }
+            Request::PolicySuggest { device, since_secs } => {
+                if let Some(d) = device
+                    && self.filter.device_slot(d).is_none()
+                {
+                    anyhow::bail!("no device named {d:?} (device list shows them)");
+                }
+                let window = since_secs.map(Duration::from_secs);
+                let since = window.map(|w| SystemTime::now() - w);
+                let text = fs::read_to_string(&self.config.policy)
+                    .with_context(|| format!("reading {}", self.config.policy.display()))?;
+                let peers = Policy::from_toml(&text)
+                    .map(|p| p.peers.into_iter().map(|(k, v)| (k, v.into_inner())).collect())
+                    .unwrap_or_default();
+                let list =
+                    suggest::suggest(&self.recent.matching(None), &peers, device.as_deref(), since);
+                let rules: Vec<_> = list
+                    .iter()
+                    .map(|s| json!({ "device": s.device, "direction": s.direction, "rule": s.rule, "frames": s.frames }))
+                    .collect();
+                Reply::ok(suggest::to_toml(&list, window), json!({ "suggestions": rules }))
+            }
+            Request::PolicyMerge { text, file } => {
+                let from = file.as_ref().map_or("the fragment".into(), |f| f.display().to_string());
+                let rules =
+                    suggest::parse_fragment(text).map_err(|e| anyhow::anyhow!("{from}: {e}"))?;
+                if rules.is_empty() {
+                    anyhow::bail!("{from}: no rules to merge");
+                }
+                self.change(|doc| {
+                    for (target, direction, rule) in &rules {
+                        match edit::add_rule(doc, target, *direction, rule) {
+                            Ok(()) => {}
+                            // Merging twice changes nothing the second time.
+                            Err(e) if e == edit::ALREADY_THERE => {}
+                            Err(e) => return Err(format!("{from}: {e}")),
+                        }
+                    }
+                    Ok(())
+                })?
             }
             Request::Detach => {
                 let ifaces = self.pins.detach_all(&self.lock)?;

@@ -46,6 +46,7 @@ pub fn diff(old: &Resolved, new: &Resolved) -> Vec<Change> {
         ("allow_ndp", old.allow_ndp, new.allow_ndp),
         ("allow_dhcp", old.allow_dhcp, new.allow_dhcp),
         ("debug_log", old.debug_log, new.debug_log),
+        ("monitor", old.monitor, new.monitor),
     ] {
         if a != b {
             out.push(Change::Setting { setting, from: a.to_string(), to: b.to_string() });
@@ -85,6 +86,13 @@ pub fn diff(old: &Resolved, new: &Resolved) -> Vec<Change> {
             out.push(Change::DeviceChanged {
                 device: device(),
                 what: format!("mac {} -> {}", mac_text(o.mac), mac_text(n.mac)),
+            });
+        }
+        if o.monitor != n.monitor {
+            let mode = |m: bool| if m { "monitor" } else { "enforce" };
+            out.push(Change::DeviceChanged {
+                device: device(),
+                what: format!("mode {} -> {}", mode(o.monitor), mode(n.monitor)),
             });
         }
         for (direction, a, b) in

@@ -151,6 +151,9 @@ fn same_rule(t: &InlineTable, direction: Direction, r: &RuleSpec) -> bool {
         && text("icmp_type") == r.icmp_type.map(|t| t.to_string())
 }
 
+/// `add_rule`'s error for a rule the list already has.
+pub const ALREADY_THERE: &str = "that rule is already there";
+
 pub fn add_rule(
     doc: &mut DocumentMut,
     target: &Target,
@@ -165,7 +168,7 @@ pub fn add_rule(
         .as_array_mut()
         .ok_or_else(|| format!("{} is not a list of rules", direction.key()))?;
     if array.iter().any(|v| v.as_inline_table().is_some_and(|t| same_rule(t, direction, r))) {
-        return Err("that rule is already there".into());
+        return Err(ALREADY_THERE.into());
     }
     array.push(rule_table(direction, r));
     Ok(())

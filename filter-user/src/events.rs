@@ -8,7 +8,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use filter_common::{DropEvent, Reason};
+use filter_common::{DropEvent, Reason, Verdict};
 use serde::{Deserialize, Serialize};
 
 /// Events kept in memory for `vlanguard events`.
@@ -29,12 +29,19 @@ pub struct Event {
     pub sport: u16,
     pub dport: u16,
     pub reason: String,
+    /// `drop`, or `would-drop` in monitor mode.
+    #[serde(default)]
+    pub verdict: String,
+    /// For frames between two devices: the receiving one (`device` is the
+    /// sender then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_device: Option<String>,
 }
 
 impl Event {
     pub fn line(&self) -> String {
         format!(
-            "{} {:<8} vlan {:<4} {:<18} {:<3} {} {}:{} -> {}:{} {}",
+            "{} {:<8} vlan {:<4} {:<18} {:<3} {} {}:{} -> {}:{} {} {}",
             self.time,
             self.interface,
             self.vlan,
@@ -45,6 +52,7 @@ impl Event {
             self.sport,
             self.dst,
             self.dport,
+            self.verdict,
             self.reason
         )
     }
@@ -65,10 +73,10 @@ pub fn decode(
     // program with the same #[repr(C)] layout; read_unaligned copes with
     // any alignment of the buffer.
     let e: DropEvent = unsafe { raw.as_ptr().cast::<DropEvent>().read_unaligned() };
-    let (device, direction) = match (name(e.src_slot), name(e.dst_slot)) {
-        (Some(d), _) => (Some(d), Some("out".to_string())),
-        (None, Some(d)) => (Some(d), Some("in".to_string())),
-        (None, None) => (None, None),
+    let (device, direction, to_device) = match (name(e.src_slot), name(e.dst_slot)) {
+        (Some(d), to) => (Some(d), Some("out".to_string()), to),
+        (None, Some(d)) => (Some(d), Some("in".to_string()), None),
+        (None, None) => (None, None, None),
     };
     let time = boot + Duration::from_nanos(e.ktime_ns);
     Some(Event {
@@ -89,6 +97,8 @@ pub fn decode(
         sport: e.sport,
         dport: e.dport,
         reason: Reason::from_u8(e.reason).map_or("unknown", Reason::name).to_string(),
+        verdict: Verdict::from_u8(e.verdict).map_or("unknown", Verdict::name).to_string(),
+        to_device,
     })
 }
 
@@ -153,7 +163,8 @@ mod tests {
             vlan: 0,
             proto: 6,
             reason: Reason::NotAllowed as u8,
-            _pad: [0; 4],
+            verdict: Verdict::Drop as u8,
+            _pad: [0; 3],
         };
         // SAFETY: DropEvent is plain data.
         let raw = unsafe {

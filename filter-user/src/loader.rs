@@ -664,10 +664,14 @@ impl Filter {
         let mut out = BTreeMap::new();
         for reason in Reason::ALL {
             let verdict = reason.verdict();
-            let index = global_stat_index(verdict, reason);
-            debug_assert!(index < GLOBAL_STATS_LEN);
-            let per_cpu = self.maps.global_stats.get(&index, 0)?;
-            out.insert((verdict, reason), sum(per_cpu.iter()));
+            // A reason that drops may also have passed as a would-drop.
+            let monitored = (verdict == Verdict::Drop).then_some(Verdict::WouldDrop);
+            for verdict in [Some(verdict), monitored].into_iter().flatten() {
+                let index = global_stat_index(verdict, reason);
+                debug_assert!(index < GLOBAL_STATS_LEN);
+                let per_cpu = self.maps.global_stats.get(&index, 0)?;
+                out.insert((verdict, reason), sum(per_cpu.iter()));
+            }
         }
         Ok(out)
     }

@@ -157,6 +157,29 @@ enum PolicyCommand {
     },
     /// Print the policy file the daemon runs.
     Show,
+    /// Propose allow rules for what monitor mode would have dropped
+    /// (`not-allowed` would-drops among the drop events the daemon keeps),
+    /// grouped by device, peers named by their `[peers]` set. Prints a
+    /// policy fragment to review and pass to `policy merge`.
+    Suggest {
+        /// Only this device's rules.
+        #[arg(long)]
+        device: Option<String>,
+        /// Only events of this recent window, e.g. "1h", "30m".
+        #[arg(long, value_parser = humantime::parse_duration)]
+        since: Option<std::time::Duration>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add the rules of FILE (a fragment as `policy suggest` prints it:
+    /// `[[device]]` tables with `name` and `allow_in` / `allow_out`) to the
+    /// daemon's policy file, validate and apply it. Rules already there are
+    /// skipped; anything invalid changes nothing.
+    Merge {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -367,6 +390,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ask(&socket, &Request::PolicyApply { text, file: absolute(file) }, json)
             }
             PolicyCommand::Show => ask(&socket, &Request::PolicyShow, false),
+            PolicyCommand::Suggest { device, since, json } => ask(
+                &socket,
+                &Request::PolicySuggest { device, since_secs: since.map(|d| d.as_secs()) },
+                json,
+            ),
+            PolicyCommand::Merge { file, json } => {
+                let text = std::fs::read_to_string(&file)
+                    .with_context(|| format!("reading {}", file.display()))?;
+                ask(&socket, &Request::PolicyMerge { text, file: absolute(Some(file)) }, json)
+            }
         },
         Command::Device { command } => match command {
             DeviceCommand::List { json } => ask(&socket, &Request::DeviceList, json),

@@ -163,6 +163,9 @@ pub struct Device {
     pub allow_in: Vec<Spanned<InRule>>,
     #[serde(default)]
     pub allow_out: Vec<Spanned<OutRule>>,
+    /// Overrides `[settings] mode` for this device.
+    #[serde(default)]
+    pub mode: Option<Mode>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -291,6 +294,9 @@ pub struct ResolvedDevice {
     pub mac: Option<[u8; 6]>,
     pub allow_in: Vec<Rule>,
     pub allow_out: Vec<Rule>,
+    /// Monitor mode (its own `mode`, else the policy's): what it would deny
+    /// passes and is reported as would-drop.
+    pub monitor: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -309,6 +315,10 @@ pub struct Resolved {
     pub allow_dhcp: bool,
     pub events_per_sec: u32,
     pub debug_log: bool,
+    /// `[settings] mode = "monitor"`: frames involving no device (unknown
+    /// hosts, malformed frames) are reported, not dropped; devices follow
+    /// it unless they set their own mode.
+    pub monitor: bool,
     /// Seconds, in `filter_common::FlowTimeout` order.
     pub flow_timeouts: [u32; filter_common::FLOW_TIMEOUTS],
     pub vlans: Vec<ResolvedVlan>,
@@ -327,16 +337,6 @@ impl Policy {
     /// any error and there is no result. Errors carry the byte range of the
     /// table or rule at fault ([`PolicyError::render`] turns it into a line).
     pub fn resolve(&self) -> Result<Resolved, PolicyError> {
-        if self.settings.mode == Mode::Monitor {
-            // Accepting it would silently enforce what the operator meant
-            // only to watch.
-            return Err(PolicyError::invalid(
-                "settings",
-                "mode = \"monitor\" is not implemented in this version, which only enforces; \
-                 remove the line or set mode = \"enforce\""
-                    .into(),
-            ));
-        }
         let mut vlan_ids = HashSet::new();
         for v in &self.vlans {
             let (at, v) = (v.span(), v.get_ref());
@@ -456,6 +456,7 @@ impl Policy {
                 mac,
                 allow_in,
                 allow_out,
+                monitor: d.mode.unwrap_or(self.settings.mode) == Mode::Monitor,
             });
         }
 
@@ -484,6 +485,7 @@ impl Policy {
                 .events_per_second
                 .unwrap_or(filter_common::DEFAULT_EVENTS_PER_SEC),
             debug_log: self.settings.debug_log,
+            monitor: self.settings.mode == Mode::Monitor,
             flow_timeouts: self.settings.flow_timeouts.resolve()?,
             vlans: self
                 .vlans

@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use std::collections::HashMap;
 
-use filter_common::{FlowKey, MAX_HEADER_START, MAX_IPV6_EXT_HEADERS, Reason};
+use filter_common::{FlowKey, MAX_HEADER_START, MAX_IPV6_EXT_HEADERS, Reason, Verdict};
 
 use crate::policy::{L4, Resolved, Rule};
 
@@ -14,6 +14,8 @@ use crate::policy::{L4, Resolved, Rule};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Decision {
     pub reason: Reason,
+    /// The reason's verdict, or would-drop in monitor mode.
+    pub verdict: Verdict,
     /// Device slot (index in `Resolved::devices`) of the sender, counted
     /// under direction `out`.
     pub src_device: Option<usize>,
@@ -271,8 +273,25 @@ pub fn evaluate_with_flows(
     iface_vlan: u16,
     flows: &mut Flows,
 ) -> Decision {
-    let none = |reason| Decision {
+    let mut d = decide(policy, frame, iface_vlan, flows);
+    // Monitor mode: the devices' own, or for frames involving none the
+    // policy's.
+    let involved = [d.src_device, d.dst_device];
+    let monitored = if involved.iter().all(Option::is_none) {
+        policy.monitor
+    } else {
+        involved.iter().flatten().all(|&i| policy.devices[i].monitor)
+    };
+    if d.verdict == Verdict::Drop && monitored {
+        d.verdict = Verdict::WouldDrop;
+    }
+    d
+}
+
+fn decide(policy: &Resolved, frame: &[u8], iface_vlan: u16, flows: &mut Flows) -> Decision {
+    let none = |reason: Reason| Decision {
         reason,
+        verdict: reason.verdict(),
         src_device: None,
         dst_device: None,
         src_rule: None,
@@ -294,8 +313,9 @@ pub fn evaluate_with_flows(
     };
     let src = find(f.src);
     let dst = find(f.dst);
-    let decision = |reason| Decision {
+    let decision = |reason: Reason| Decision {
         reason,
+        verdict: reason.verdict(),
         src_device: src,
         dst_device: dst,
         src_rule: None,

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use filter_common::{Direction, Reason, Verdict};
+use filter_common::{Direction, Reason};
 use rand::{Rng as _, SeedableRng as _, rngs::StdRng, seq::IndexedRandom as _};
 
 use crate::{
@@ -63,8 +63,8 @@ pub fn run(h: &mut Harness, seed: u64, cases: usize) -> BTreeMap<Reason, usize> 
                     &frame[..frame.len().min(256)],
                 )
             };
-            let verdict = expected.reason.verdict();
-            let action = if verdict == Verdict::Pass { XDP_PASS } else { XDP_DROP };
+            let verdict = expected.verdict;
+            let action = if verdict.passes() { XDP_PASS } else { XDP_DROP };
             assert_eq!(got.action, action, "action differs\n{}", context());
             assert_eq!(got.reason(), Some(expected.reason), "reason differs\n{}", context());
             let len = frame.len() as u64;

@@ -100,7 +100,7 @@ impl Harness {
             (
                 k.slot,
                 if k.direction == Direction::In as u8 { Direction::In } else { Direction::Out },
-                if k.verdict == Verdict::Pass as u8 { Verdict::Pass } else { Verdict::Drop },
+                Verdict::from_u8(k.verdict).expect("known verdict"),
                 Reason::from_u8(k.reason).expect("known reason"),
             )
         });

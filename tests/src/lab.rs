@@ -408,6 +408,20 @@ impl Lab {
             .unwrap_or(0)
     }
 
+    /// UDP datagrams from `from` to `to`:`port` (a receiver in `to_role`'s
+    /// namespace) that arrive, out of 20.
+    pub fn udp(&self, from: &str, to_role: &str, to: &str, port: u16) -> usize {
+        let rx = self.in_ns(to_role, move || {
+            udp_receive(port, Duration::from_secs(1), Duration::from_secs(3))
+        });
+        thread::sleep(Duration::from_millis(200));
+        let dst: SocketAddr = format!("{to}:{port}").parse().expect("address");
+        self.in_ns(from, move || udp_send(dst, 20, Duration::from_millis(5)))
+            .join()
+            .expect("sender");
+        rx.join().expect("receiver").len()
+    }
+
     /// The daemon's /metrics (default address, in the router namespace).
     pub fn scrape(&self) -> String {
         self.in_ns("r", || {

@@ -62,6 +62,7 @@ pub fn policy(rng: &mut impl Rng) -> (Resolved, u16) {
             mac,
             allow_in: Vec::new(),
             allow_out: Vec::new(),
+            monitor: rng.random_bool(0.25),
         });
     }
     // Rules after devices, so peers can name other devices.
@@ -84,6 +85,7 @@ pub fn policy(rng: &mut impl Rng) -> (Resolved, u16) {
         // The debug log's program returns the verdict in its place, so it
         // must agree with the reference too.
         debug_log: rng.random_bool(0.2),
+        monitor: rng.random_bool(0.2),
         // Longer than any run: the reference's flows never time out.
         flow_timeouts: [7 * 24 * 3600; filter_common::FLOW_TIMEOUTS],
         vlans,

@@ -56,6 +56,7 @@ pub fn policy(n: usize) -> Resolved {
                 mac: None,
                 allow_in,
                 allow_out,
+                monitor: false,
             }
         })
         .collect();
@@ -65,6 +66,7 @@ pub fn policy(n: usize) -> Resolved {
         allow_dhcp: true,
         events_per_sec: 100,
         debug_log: false,
+        monitor: false,
         flow_timeouts: filter_common::DEFAULT_FLOW_TIMEOUTS,
         vlans: vec![ResolvedVlan {
             id: 110,

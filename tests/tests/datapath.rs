@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use filter_common::{Direction, Reason};
+use filter_common::{Direction, Reason, Verdict};
 use filter_user::{Resolved, reference};
 use vlanguard_tests::{
     frame::{Body, Ext, Frame, L4, TPID_8021AD, TPID_8021Q, v4, v6},
@@ -28,13 +28,25 @@ fn check(
     reason: Reason,
     devices: &[(u32, Direction)],
 ) {
+    check_verdict(h, policy, iface_vlan, what, frame, reason, reason.verdict(), devices);
+}
+
+/// `check` with the verdict given (monitor mode turns drops into
+/// would-drops).
+#[expect(clippy::too_many_arguments, reason = "one assertion, spelled out at each call")]
+fn check_verdict(
+    h: &mut Harness,
+    policy: &Resolved,
+    iface_vlan: u16,
+    what: &str,
+    frame: &[u8],
+    reason: Reason,
+    verdict: Verdict,
+    devices: &[(u32, Direction)],
+) {
     let out = h.run(frame);
     let len = frame.len() as u64;
-    let verdict = reason.verdict();
-    let action = match verdict {
-        filter_common::Verdict::Pass => XDP_PASS,
-        filter_common::Verdict::Drop => XDP_DROP,
-    };
+    let action = if verdict.passes() { XDP_PASS } else { XDP_DROP };
     assert_eq!(out.action, action, "{what}: action (outcome {out:?})");
     assert_eq!(
         out.global,
@@ -46,7 +58,7 @@ fn check(
     assert_eq!(out.devices, expected, "{what}: device counters");
 
     let r = reference::evaluate_with_flows(policy, frame, iface_vlan, &mut h.flows);
-    assert_eq!(r.reason, reason, "{what}: reference evaluator disagrees");
+    assert_eq!((r.reason, r.verdict), (reason, verdict), "{what}: reference evaluator disagrees");
 }
 
 fn setup(policy: &Resolved, iface_vlan: u16) -> Option<Harness> {
@@ -801,4 +813,70 @@ fn devices_keep_their_counters_when_others_come_and_go() {
     let to_new = Frame::ip(v4(NURSE), v4("10.110.0.8"), L4::udp(1, 2)).bytes();
     check(&mut h, &r, 0, "new device", &to_new, Reason::Allowed, &[(pump_slot, Direction::In)]);
     assert_eq!(count(&h, monitor_slot), 1);
+}
+
+/// Monitor mode: per device and for the whole policy, denied frames pass
+/// as would-drops (counted, reported); devices in enforce mode still drop.
+#[test]
+fn monitor_mode_passes_and_counts_would_drops() {
+    let text = vlanguard_tests::policies::HOSPITAL.replace(
+        "profile = \"infusion-pump\"\n",
+        "profile = \"infusion-pump\"\nmode = \"monitor\"\n",
+    );
+    let p = resolve(&text);
+    assert!(p.devices[PUMP as usize].monitor && !p.devices[MONITOR as usize].monitor);
+    let Some(mut h) = setup(&p, 0) else { return };
+    let h = &mut h;
+    use Direction::{In, Out};
+    let nurse_to = |dst, port| Frame::ip(v4(NURSE), v4(dst), L4::udp(41000, port)).bytes();
+    let (would, drop) = (Verdict::WouldDrop, Verdict::Drop);
+    let nr = Reason::NotAllowed;
+    check_verdict(h, &p, 0, "pump in monitor", &nurse_to(PUMP4, 9), nr, would, &[(PUMP, In)]);
+    let tcp_to_monitor = Frame::ip(v4(NURSE), v4(MON4), L4::tcp(41000, 9999)).bytes();
+    check_verdict(h, &p, 0, "monitor-1 enforces", &tcp_to_monitor, nr, drop, &[(MONITOR, In)]);
+    let allowed = nurse_to(MON4, 5000);
+    check(h, &p, 0, "allowed stays allowed", &allowed, Reason::Allowed, &[(MONITOR, In)]);
+    // Pump (monitor) to monitor-1 (enforce): the enforcing side decides.
+    let d2d = Frame::ip(v4(PUMP4), v4(MON4), L4::udp(40000, 6000)).vlan(110).from_mac(PUMP_MAC);
+    check_verdict(
+        h,
+        &p,
+        0,
+        "to an enforcing device",
+        &d2d.bytes(),
+        nr,
+        drop,
+        &[(PUMP, Out), (MONITOR, In)],
+    );
+    // A spoofed frame from the monitored pump is reported, not dropped.
+    let spoof = Frame::ip(v4(PUMP4), v4(NURSE), L4::udp(40000, 53)).vlan(110);
+    check_verdict(
+        h,
+        &p,
+        0,
+        "spoofed, monitored",
+        &spoof.bytes(),
+        Reason::SpoofedMac,
+        would,
+        &[(PUMP, Out)],
+    );
+    // Frames with no device: the policy's mode.
+    let rogue = Frame::ip(v4("10.110.0.99"), v4(NURSE), L4::udp(1, 2)).vlan(110).bytes();
+    check(h, &p, 0, "unknown host, policy enforces", &rogue, Reason::UnknownDevice, &[]);
+    let mut all = resolve(&text.replacen("[settings]\n", "[settings]\nmode = \"monitor\"\n", 1));
+    all.devices[MONITOR as usize].monitor = false;
+    h.apply(&all, 0);
+    check_verdict(
+        h,
+        &all,
+        0,
+        "unknown host, policy monitors",
+        &rogue,
+        Reason::UnknownDevice,
+        would,
+        &[],
+    );
+    let mut bad = rogue.clone();
+    bad.truncate(20);
+    check_verdict(h, &all, 0, "malformed, policy monitors", &bad, Reason::Malformed, would, &[]);
 }

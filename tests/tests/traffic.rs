@@ -10,7 +10,7 @@ use std::{
 };
 
 use vlanguard_tests::{
-    lab::{self, CORE, Lab, MONITOR, MONITOR6, NURSE, PUMP, PUMP6, ROGUE},
+    lab::{CORE, Lab, MONITOR, MONITOR6, NURSE, PUMP, PUMP6, ROGUE},
     privileged,
 };
 
@@ -47,15 +47,7 @@ fn connects(lab: &Lab, role: &str, addr: &str, port: u16) -> bool {
 
 /// UDP datagrams from `from` to `to`:`port` that arrive, out of 20.
 fn udp(lab: &Lab, from: &'static str, to_role: &'static str, to: &str, port: u16) -> usize {
-    let rx = lab.in_ns(to_role, move || {
-        lab::udp_receive(port, Duration::from_secs(1), Duration::from_secs(3))
-    });
-    thread::sleep(Duration::from_millis(200));
-    let dst: SocketAddr = format!("{to}:{port}").parse().expect("address");
-    lab.in_ns(from, move || lab::udp_send(dst, 20, Duration::from_millis(5)))
-        .join()
-        .expect("sender");
-    rx.join().expect("receiver").len()
+    lab.udp(from, to_role, to, port)
 }
 
 fn stats(lab: &Lab) -> serde_json::Value {

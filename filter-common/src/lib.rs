@@ -30,9 +30,13 @@ pub mod maps {
     pub const DEBUG_PROGS: &str = "DEBUG_PROGS";
     pub const FLOWS: &str = "FLOWS";
     pub const FLOW_STATS: &str = "FLOW_STATS";
+    pub const BLOCKS: &str = "BLOCKS";
+    pub const QUARANTINE: &str = "QUARANTINE";
+    pub const MANAGEMENT: &str = "MANAGEMENT";
+    pub const ACTION_COUNTS: &str = "ACTION_COUNTS";
 
     /// Every map, in the order they are pinned.
-    pub const ALL: [&str; 19] = [
+    pub const ALL: [&str; 23] = [
         GENERATION,
         SETTINGS,
         IFACES,
@@ -52,6 +56,10 @@ pub mod maps {
         DEBUG_PROGS,
         FLOWS,
         FLOW_STATS,
+        BLOCKS,
+        QUARANTINE,
+        MANAGEMENT,
+        ACTION_COUNTS,
     ];
 }
 
@@ -137,10 +145,15 @@ pub enum Reason {
     /// Passed: part of a flow an allowed packet opened (a reply, or more of
     /// the same connection), still allowed by the policy in force.
     Established = 8,
+    /// Dropped: from or to an address on the dynamic blocklist.
+    Blocked = 9,
+    /// Dropped: a quarantined device, with a peer outside the management
+    /// networks.
+    Quarantined = 10,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 9] = [
+    pub const ALL: [Reason; 11] = [
         Reason::Unmatched,
         Reason::Allowed,
         Reason::Infra,
@@ -150,6 +163,8 @@ impl Reason {
         Reason::WrongVlan,
         Reason::Malformed,
         Reason::Established,
+        Reason::Blocked,
+        Reason::Quarantined,
     ];
 
     /// The verdict a reason implies in enforce mode.
@@ -174,7 +189,15 @@ impl Reason {
             Reason::WrongVlan => "wrong-vlan",
             Reason::Malformed => "malformed",
             Reason::Established => "established",
+            Reason::Blocked => "blocked",
+            Reason::Quarantined => "quarantined",
         }
+    }
+
+    /// An operator's explicit action (block, quarantine): enforced in
+    /// monitor mode too.
+    pub const fn is_operator_action(self) -> bool {
+        matches!(self, Reason::Blocked | Reason::Quarantined)
     }
 
     pub fn from_u8(v: u8) -> Option<Reason> {
@@ -285,6 +308,35 @@ pub const FLOW_TIMEOUTS: usize = 5;
 /// timeout bounds how long a forgotten flow stays open; CLOSE_WAIT-ish 10,
 /// UDP 30 unreplied / 120 replied taken as 60, ICMP 30).
 pub const DEFAULT_FLOW_TIMEOUTS: [u32; FLOW_TIMEOUTS] = [120, 3600, 10, 60, 30];
+
+/// `BLOCKS` capacity: blocked addresses and networks.
+pub const MAX_BLOCKS: u32 = 1 << 14;
+/// `MANAGEMENT` capacity (both generations).
+pub const MAX_MANAGEMENT_NETS: u32 = 1 << 10;
+/// Bytes of an operator's reason kept with a block or quarantine.
+pub const BLOCK_REASON_LEN: usize = 48;
+
+/// `BLOCKS` value (key: an LPM prefix of a v4-mapped address, like
+/// `PeerData`) and `QUARANTINE` value (key: device counter slot).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockEntry {
+    /// `bpf_ktime_get_boot_ns` after which the entry no longer applies; 0
+    /// for never. The program checks it: expiry needs no daemon.
+    pub expires_ns: u64,
+    /// When it was made, seconds since the Unix epoch (for operators).
+    pub created_unix: u64,
+    /// The operator's reason, UTF-8, zero-padded.
+    pub reason: [u8; BLOCK_REASON_LEN],
+}
+
+impl BlockEntry {
+    /// Whether the entry applies at boot time `now_ns`.
+    #[inline(always)]
+    pub const fn active(&self, now_ns: u64) -> bool {
+        self.expires_ns == 0 || now_ns < self.expires_ns
+    }
+}
 
 /// Flow table capacity (LRU: the least recently used flow makes room).
 pub const MAX_FLOWS: u32 = 1 << 16;
@@ -591,6 +643,8 @@ mod pod {
     // SAFETY: as above.
     unsafe impl aya::Pod for Counter {}
     // SAFETY: as above.
+    unsafe impl aya::Pod for BlockEntry {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for FlowKey {}
     // SAFETY: as above.
     unsafe impl aya::Pod for FlowValue {}
@@ -615,6 +669,7 @@ mod tests {
     fn layouts_have_no_implicit_padding() {
         assert_layout!(Settings, size 32, align 4,
             flags @ 0, events_per_sec @ 4, epoch @ 8, flow_timeouts @ 12);
+        assert_layout!(BlockEntry, size 64, align 8, expires_ns @ 0, created_unix @ 8, reason @ 16);
         assert_layout!(FlowKey, size 40, align 2,
             lo @ 0, hi @ 16, lo_port @ 32, hi_port @ 34, proto @ 36, _pad @ 37);
         assert_layout!(FlowValue, size 16, align 8,

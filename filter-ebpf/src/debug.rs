@@ -172,6 +172,8 @@ mod lines {
             Reason::WrongVlan => "drop wrong-vlan",
             Reason::Malformed => "drop malformed",
             Reason::Established => "pass established",
+            Reason::Blocked => "drop blocked",
+            Reason::Quarantined => "drop quarantined",
         }
     }
 

@@ -1,5 +1,6 @@
-//! The decision of DESIGN §3 for a parsed frame. Step 2 (blocklist) will
-//! slot in before the flow table.
+//! The decision of DESIGN §3 for a parsed frame: operators' actions
+//! (blocklist, quarantine), identity checks, infrastructure, the flow
+//! table, then the rules.
 //!
 //! Mirrored in plain Rust by `filter_user::reference`; keep them in step.
 
@@ -11,6 +12,7 @@ use filter_common::{
 };
 
 use crate::{
+    actions,
     flow::{self, Lookup},
     maps::{DEVICES, GENERATION, IFACES, PEER_SETS, PORT_SETS, PROTECTED, SETTINGS, VLAN_FLAGS},
     parse::{IPPROTO_ICMPV6, IPPROTO_UDP, Kind, Packet},
@@ -109,6 +111,15 @@ pub fn decide(ctx: &XdpContext, pkt: &Packet, active: &Active) -> (Reason, Invol
             && src_dev.is_none_or(|d| d.flags & DEVICE_MONITOR != 0)
             && dst_dev.is_none_or(|d| d.flags & DEVICE_MONITOR != 0),
     };
+    // Operators' actions (DESIGN §3 step 2): a blocked address is dropped
+    // wherever it appears, device or not.
+    let any_quarantine = actions::any_quarantine();
+    let now = if actions::any_blocks() || any_quarantine { flow::now() } else { 0 };
+    if actions::any_blocks() && (actions::blocked(&pkt.src, now) || actions::blocked(&pkt.dst, now))
+    {
+        return (Reason::Blocked, involved);
+    }
+
     let src_protected = src_dev.is_none() && protected(generation, &pkt.src);
     let dst_protected = dst_dev.is_none() && protected(generation, &pkt.dst);
     if src_dev.is_none() && dst_dev.is_none() && !src_protected && !dst_protected && !vlan_protected
@@ -150,9 +161,22 @@ pub fn decide(ctx: &XdpContext, pkt: &Packet, active: &Active) -> (Reason, Invol
         return (Reason::UnknownDevice, involved);
     }
 
+    // A quarantined device reaches only the management networks, flows
+    // and rules notwithstanding.
+    if any_quarantine
+        && ((involved.src_slot != NO_SLOT
+            && actions::quarantined(involved.src_slot, now)
+            && !actions::management(generation, &pkt.dst))
+            || (involved.dst_slot != NO_SLOT
+                && actions::quarantined(involved.dst_slot, now)
+                && !actions::management(generation, &pkt.src)))
+    {
+        return (Reason::Quarantined, involved);
+    }
+
     // A flow an allowed packet opened (DESIGN §3 step 3).
     let tracked = flow::key(pkt);
-    let now = if tracked.is_some() { flow::now() } else { 0 };
+    let now = if tracked.is_some() && now == 0 { flow::now() } else { now };
     if let Some(t) = &tracked {
         match flow::lookup(t, pkt, settings, now) {
             Lookup::Miss => {}

@@ -6,6 +6,7 @@
 // The panic handler.
 use filter_ebpf as _;
 
+mod actions;
 mod debug;
 mod decide;
 mod events;
@@ -31,7 +32,10 @@ pub fn vlanguard(ctx: XdpContext) -> u32 {
         Err(()) => (Reason::Malformed, decide::Involved::NONE),
     };
     let mut verdict = reason.verdict();
-    if verdict == Verdict::Drop && devices.monitored(active.settings) {
+    if verdict == Verdict::Drop
+        && !reason.is_operator_action()
+        && devices.monitored(active.settings)
+    {
         verdict = Verdict::WouldDrop;
     }
     stats::count(verdict, reason, &devices, u64::from(len));

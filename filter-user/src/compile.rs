@@ -74,6 +74,8 @@ pub struct Compiled {
     /// (vlan id, flags) for every declared VLAN.
     pub vlans: Vec<(u16, u32)>,
     pub protected: Vec<(PeerPrefix, u16)>,
+    /// `[settings] management` as prefixes.
+    pub management: Vec<PeerPrefix>,
     pub devices: Vec<CompiledDevice>,
     /// Rule set `id` is `rule_sets[id - 1]`.
     pub rule_sets: Vec<RuleSet>,
@@ -155,6 +157,7 @@ pub fn compile(policy: &Resolved) -> Compiled {
         flow_timeouts: policy.flow_timeouts,
         vlans,
         protected,
+        management: policy.management.iter().flat_map(net_prefixes).collect(),
         devices,
         rule_sets,
         interfaces: policy.interfaces.clone(),

@@ -68,6 +68,27 @@ pub enum Request {
         text: String,
         file: Option<std::path::PathBuf>,
     },
+    /// Blocks an address or network (`net`), for `for_secs` or until
+    /// unblocked.
+    Block {
+        net: String,
+        for_secs: Option<u64>,
+        reason: String,
+    },
+    Unblock {
+        net: String,
+    },
+    /// Blocklist entries and quarantined devices in force.
+    Blocks,
+    /// Cuts `device` off from all but the management networks.
+    Quarantine {
+        device: String,
+        for_secs: Option<u64>,
+        reason: String,
+    },
+    Release {
+        device: String,
+    },
     /// Detach everything and stop the daemon.
     Detach,
 }
@@ -79,6 +100,10 @@ impl Request {
             self,
             Request::PolicyApply { .. }
                 | Request::PolicyMerge { .. }
+                | Request::Block { .. }
+                | Request::Unblock { .. }
+                | Request::Quarantine { .. }
+                | Request::Release { .. }
                 | Request::DeviceAdd { .. }
                 | Request::DeviceRemove { .. }
                 | Request::Allow { .. }

@@ -20,7 +20,7 @@ use tokio::{
 };
 
 use crate::{
-    Filter, Policy, Resolved,
+    Filter, Policy, Resolved, actions,
     attach::{AttachMode, ifindex},
     compile,
     control::{self, Reply, Request},
@@ -232,6 +232,16 @@ impl Daemon {
                 ("peer_tries", occ.peer_tries as u64, u64::from(filter_common::MAX_RULE_SETS)),
                 ("port_tries", occ.port_tries as u64, u64::from(filter_common::MAX_RULE_SETS)),
                 ("flows", flows.live, u64::from(filter_common::MAX_FLOWS)),
+                (
+                    "blocks",
+                    self.filter.blocks()?.len() as u64,
+                    u64::from(filter_common::MAX_BLOCKS),
+                ),
+                (
+                    "quarantined_devices",
+                    self.filter.quarantined()?.len() as u64,
+                    u64::from(filter_common::MAX_DEVICE_SLOTS),
+                ),
             ],
             flows: vec![
                 ("created", flows.created),
@@ -637,6 +647,91 @@ impl Daemon {
                     Ok(())
                 })?
             }
+            Request::Block { net, for_secs, reason } => {
+                let parsed = parse_net(net)?;
+                let entry = actions::entry(for_secs.map(Duration::from_secs), reason)
+                    .map_err(|e| anyhow::anyhow!(e))?;
+                self.filter.block(parsed, entry)?;
+                let d = actions::describe(parsed.to_string(), &entry, actions::boot_ns());
+                Reply::ok(format!("blocked {}", d.line()), json!({ "blocked": d }))
+            }
+            Request::Unblock { net } => {
+                let parsed = parse_net(net)?;
+                if !self.filter.unblock(parsed)? {
+                    anyhow::bail!(
+                        "{parsed} is not on the blocklist (`vlanguard blocks` lists it; unblock \
+                         takes the exact address or network that was blocked)"
+                    );
+                }
+                Reply::ok(format!("unblocked {parsed}"), json!({ "unblocked": parsed }))
+            }
+            Request::Blocks => {
+                let now = actions::boot_ns();
+                self.filter.prune_actions(now)?;
+                let names = self.filter.slot_names();
+                let blocks: Vec<_> = self
+                    .filter
+                    .blocks()?
+                    .iter()
+                    .map(|(n, e)| actions::describe(n.to_string(), e, now))
+                    .collect();
+                let quarantined: Vec<_> = self
+                    .filter
+                    .quarantined()?
+                    .iter()
+                    .map(|(slot, e)| {
+                        let name =
+                            names.get(slot).cloned().unwrap_or_else(|| format!("slot {slot}"));
+                        actions::describe(name, e, now)
+                    })
+                    .collect();
+                let mut text = String::new();
+                if blocks.is_empty() && quarantined.is_empty() {
+                    text.push_str("nothing blocked, no device quarantined");
+                }
+                for b in &blocks {
+                    text.push_str(&format!("blocked     {}\n", b.line()));
+                }
+                for q in &quarantined {
+                    text.push_str(&format!("quarantined {}\n", q.line()));
+                }
+                Reply::ok(
+                    text.trim_end().to_string(),
+                    json!({ "blocks": blocks, "quarantined": quarantined }),
+                )
+            }
+            Request::Quarantine { device, for_secs, reason } => {
+                let Some(slot) = self.filter.device_slot(device) else {
+                    anyhow::bail!("no device named {device:?} (device list shows them)");
+                };
+                let entry = actions::entry(for_secs.map(Duration::from_secs), reason)
+                    .map_err(|e| anyhow::anyhow!(e))?;
+                self.filter.quarantine(slot, entry)?;
+                let d = actions::describe(device.clone(), &entry, actions::boot_ns());
+                let reach = if self.policy.management.is_empty() {
+                    "nothing (no [settings] management networks)".to_string()
+                } else {
+                    self.policy
+                        .management
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                Reply::ok(
+                    format!("quarantined {}\nit can reach only: {reach}", d.line()),
+                    json!({ "quarantined": d }),
+                )
+            }
+            Request::Release { device } => {
+                let Some(slot) = self.filter.device_slot(device) else {
+                    anyhow::bail!("no device named {device:?} (device list shows them)");
+                };
+                if !self.filter.release(slot)? {
+                    anyhow::bail!("{device} is not quarantined");
+                }
+                Reply::ok(format!("released {device}"), json!({ "released": device }))
+            }
             Request::Detach => {
                 let ifaces = self.pins.detach_all(&self.lock)?;
                 Reply::ok(
@@ -943,4 +1038,11 @@ fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
 
 pub fn log(message: &str) {
     eprintln!("vlanguard: {message}");
+}
+
+/// An address or network as an operator writes it.
+fn parse_net(text: &str) -> anyhow::Result<ipnet::IpNet> {
+    text.parse::<ipnet::IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| anyhow::anyhow!("{text:?} is neither an address nor a CIDR"))
 }

@@ -82,6 +82,8 @@ pub enum LoadError {
     Syscall(std::io::Error),
     #[error("policy does not fit the maps: {0}")]
     Capacity(String),
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl From<std::io::Error> for LoadError {

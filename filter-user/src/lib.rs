@@ -2,6 +2,7 @@
 //! map entries, the loader that installs them, and the reference evaluator
 //! the kernel program is tested against.
 
+pub mod actions;
 pub mod attach;
 pub mod compile;
 pub mod control;

@@ -24,12 +24,13 @@ use aya::{
     programs::Xdp,
 };
 use filter_common::{
-    Counter, DEBUG_PROGRAM_NAME, DeviceInfo, DeviceKey, DeviceName, FlowKey, FlowValue,
+    BlockEntry, Counter, DEBUG_PROGRAM_NAME, DeviceInfo, DeviceKey, DeviceName, FlowKey, FlowValue,
     GENERATION_MASK, GENERATIONS, GLOBAL_STATS_LEN, IfaceConf, MAX_DEVICE_NAME, MAX_RULE_SETS,
     MAX_SET_PREFIXES, PROGRAM_NAME, PeerData, PortData, ProtectedKey, ProtectedNet, Reason,
     RuleBits, RuleHitKey, Settings, StatKey, VLAN_IDS, Verdict, flow_stats, global_stat_index,
     maps, meta, rule_set_slot,
 };
+use ipnet::IpNet;
 
 use crate::{
     compile::{Compiled, PeerPrefix, PortPrefix},
@@ -124,6 +125,10 @@ struct Maps {
     /// daemon) and counted for the metrics.
     flows: HashMap<MapData, FlowKey, FlowValue>,
     flow_stats: PerCpuArray<MapData, u64>,
+    blocks: LpmTrie<MapData, PeerData, BlockEntry>,
+    quarantine: HashMap<MapData, u32, BlockEntry>,
+    management: LpmTrie<MapData, ProtectedKey, u8>,
+    action_counts: Array<MapData, u32>,
 }
 
 impl Maps {
@@ -148,6 +153,10 @@ impl Maps {
             debug_progs: source.map(maps::DEBUG_PROGS)?,
             flows: source.typed(maps::FLOWS)?,
             flow_stats: source.typed(maps::FLOW_STATS)?,
+            blocks: source.typed(maps::BLOCKS)?,
+            quarantine: source.typed(maps::QUARANTINE)?,
+            management: source.typed(maps::MANAGEMENT)?,
+            action_counts: source.typed(maps::ACTION_COUNTS)?,
         })
     }
 }
@@ -441,6 +450,12 @@ impl Filter {
     /// Forgets removed devices: their slots and counters.
     fn release_slots(&mut self, removed: &[String]) -> Result<(), LoadError> {
         let gone: HashSet<u32> = removed.iter().filter_map(|n| self.slots.remove(n)).collect();
+        // A removed device's quarantine goes with it: its slot may be
+        // handed to a new device.
+        for slot in &gone {
+            let _ = self.maps.quarantine.remove(slot);
+        }
+        self.count_actions()?;
         for name in removed {
             let _ = self.maps.device_slots.remove(&device_name(name));
         }
@@ -458,6 +473,102 @@ impl Filter {
             self.maps.device_stats.remove(&k)?;
         }
         self.reset_rule_hits(|k| gone.contains(&k.slot))?;
+        Ok(())
+    }
+
+    /// Blocks `net` until boot time `expires_ns` (0: until unblocked).
+    /// Keeps the program's longest-prefix lookup right: an entry inside
+    /// another lasts at least as long as the one around it, so a more
+    /// specific entry expiring never unblocks addresses its enclosing entry
+    /// still blocks. Replaces an entry for the same `net`.
+    pub fn block(&mut self, net: IpNet, mut entry: BlockEntry) -> Result<(), LoadError> {
+        let net = net.trunc();
+        // IPv4 lives at ::ffff:0:0/96 in the program's keys: an IPv6 block
+        // around or inside it would block IPv4 hosts.
+        let mapped: ipnet::Ipv6Net = "::ffff:0:0/96".parse().expect("constant");
+        if let IpNet::V6(n) = net
+            && (n.contains(&mapped) || mapped.contains(&n))
+        {
+            return Err(LoadError::Refused(format!(
+                "{net} covers IPv4-mapped addresses (::ffff:0:0/96); block IPv4 networks as \
+                 such and IPv6 ones outside that range"
+            )));
+        }
+        let later = |a: u64, b: u64| if a == 0 || b == 0 { 0 } else { a.max(b) };
+        for (other, e) in self.blocks()? {
+            if other != net && other.contains(&net) {
+                entry.expires_ns = later(entry.expires_ns, e.expires_ns);
+            }
+        }
+        for (inner, mut e) in self.blocks()? {
+            if inner != net && net.contains(&inner) {
+                e.expires_ns = later(e.expires_ns, entry.expires_ns);
+                self.maps.blocks.insert(&block_key(inner), e, 0)?;
+            }
+        }
+        self.maps.blocks.insert(&block_key(net), entry, 0)?;
+        self.count_actions()
+    }
+
+    /// Removes the entry for exactly `net`; false if there is none.
+    pub fn unblock(&mut self, net: IpNet) -> Result<bool, LoadError> {
+        let removed = self.maps.blocks.remove(&block_key(net.trunc())).is_ok();
+        self.count_actions()?;
+        Ok(removed)
+    }
+
+    /// Every blocklist entry, expired ones included.
+    pub fn blocks(&self) -> Result<Vec<(IpNet, BlockEntry)>, LoadError> {
+        let mut out = Vec::new();
+        for key in self.maps.blocks.keys() {
+            let key = key?;
+            let entry = self.maps.blocks.get(&key, 0)?;
+            out.push((block_net(&key), entry));
+        }
+        Ok(out)
+    }
+
+    /// Quarantines the device with counter slot `slot`.
+    pub fn quarantine(&mut self, slot: u32, entry: BlockEntry) -> Result<(), LoadError> {
+        self.maps.quarantine.insert(slot, entry, 0)?;
+        self.count_actions()
+    }
+
+    /// Lifts the quarantine of `slot`; false if it had none.
+    pub fn release(&mut self, slot: u32) -> Result<bool, LoadError> {
+        let removed = self.maps.quarantine.remove(&slot).is_ok();
+        self.count_actions()?;
+        Ok(removed)
+    }
+
+    /// Quarantined devices by counter slot, expired ones included.
+    pub fn quarantined(&self) -> Result<Vec<(u32, BlockEntry)>, LoadError> {
+        self.maps.quarantine.iter().map(|r| r.map_err(LoadError::from)).collect()
+    }
+
+    /// Removes entries that expired before boot time `now_ns`.
+    pub fn prune_actions(&mut self, now_ns: u64) -> Result<usize, LoadError> {
+        let mut n = 0;
+        for (net, e) in self.blocks()? {
+            if !e.active(now_ns) && self.maps.blocks.remove(&block_key(net)).is_ok() {
+                n += 1;
+            }
+        }
+        for (slot, e) in self.quarantined()? {
+            if !e.active(now_ns) && self.maps.quarantine.remove(&slot).is_ok() {
+                n += 1;
+            }
+        }
+        self.count_actions()?;
+        Ok(n)
+    }
+
+    /// Tells the program how many entries to look for (0: skip lookups).
+    fn count_actions(&mut self) -> Result<(), LoadError> {
+        let blocks = self.maps.blocks.keys().count() as u32;
+        let quarantined = self.maps.quarantine.keys().count() as u32;
+        self.maps.action_counts.set(0, blocks, 0)?;
+        self.maps.action_counts.set(1, quarantined, 0)?;
         Ok(())
     }
 
@@ -512,6 +623,13 @@ impl Filter {
                 ProtectedKey { generation, addr: prefix.value.to_be_bytes() },
             );
             self.maps.protected.insert(&key, ProtectedNet { vlan: *vlan, _pad: 0 }, 0)?;
+        }
+        for prefix in &c.management {
+            let key = Key::new(
+                32 + prefix.len,
+                ProtectedKey { generation, addr: prefix.value.to_be_bytes() },
+            );
+            self.maps.management.insert(&key, 1, 0)?;
         }
         // Rule sets before the devices that point at them, published in
         // chunks so that open inner-map descriptors stay bounded.
@@ -596,6 +714,16 @@ impl Filter {
             .collect();
         for k in stale {
             self.maps.protected.remove(&k)?;
+        }
+        let stale: Vec<Key<ProtectedKey>> = self
+            .maps
+            .management
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| k.data().generation == generation)
+            .collect();
+        for k in stale {
+            self.maps.management.remove(&k)?;
         }
         // Point the generation's slots at the empty trie, which matches
         // nothing (the same as no trie), so the old tries can be freed.
@@ -792,3 +920,24 @@ fn sum<'a>(values: impl Iterator<Item = &'a Counter>) -> Counter {
 #[cfg(feature = "lab")]
 pub static LAB_VLAN_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lab-vlan"));
+
+fn block_key(net: IpNet) -> Key<PeerData> {
+    let prefix = crate::compile::net_prefixes(&net);
+    // An IPv4 net is one prefix; IPv6 nets overlapping ::ffff:0:0/96 are
+    // split by net_prefixes, but blocks are taken as given.
+    let (addr, len) = match net {
+        IpNet::V4(_) => (prefix[0].value.to_be_bytes(), prefix[0].len),
+        IpNet::V6(n) => (n.network().octets(), u32::from(n.prefix_len())),
+    };
+    Key::new(len, addr)
+}
+
+fn block_net(key: &Key<PeerData>) -> IpNet {
+    let v6 = std::net::Ipv6Addr::from(key.data());
+    match v6.to_ipv4_mapped() {
+        Some(v4) if key.prefix_len() >= 96 => {
+            IpNet::V4(ipnet::Ipv4Net::new(v4, (key.prefix_len() - 96) as u8).expect("prefix"))
+        }
+        _ => IpNet::V6(ipnet::Ipv6Net::new(v6, key.prefix_len() as u8).expect("prefix")),
+    }
+}

@@ -73,6 +73,51 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Drop every frame from or to an address or network, device or not,
+    /// now, whatever the policy says (monitor mode included). The program
+    /// lifts it when --for runs out, daemon or not; it survives daemon
+    /// restarts. Audit-logged.
+    Block {
+        /// An address or CIDR, IPv4 or IPv6.
+        net: String,
+        /// How long, e.g. "15m", "2h"; without it, until `unblock`.
+        #[arg(long = "for", value_parser = humantime::parse_duration)]
+        duration: Option<std::time::Duration>,
+        /// Why (kept with the entry, at most 48 bytes).
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lift a block: the exact address or network that was blocked.
+    Unblock {
+        net: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Blocked addresses and quarantined devices in force, with time left.
+    Blocks {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cut a device off from everything but the `[settings] management`
+    /// networks (existing flows included), e.g. while it is examined.
+    /// Expires like `block`; survives daemon restarts. Audit-logged.
+    Quarantine {
+        device: String,
+        #[arg(long = "for", value_parser = humantime::parse_duration)]
+        duration: Option<std::time::Duration>,
+        #[arg(long, default_value = "")]
+        reason: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lift a device's quarantine.
+    Release {
+        device: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// List, add or remove devices (changes are written to the policy file).
     Device {
         #[command(subcommand)]
@@ -417,6 +462,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let (target, direction, rule) = rule.split();
             ask(&socket, &Request::Revoke { target, direction, rule }, false)
         }
+        Command::Block { net, duration, reason, json } => ask(
+            &socket,
+            &Request::Block { net, for_secs: duration.map(|d| d.as_secs().max(1)), reason },
+            json,
+        ),
+        Command::Unblock { net, json } => ask(&socket, &Request::Unblock { net }, json),
+        Command::Blocks { json } => ask(&socket, &Request::Blocks, json),
+        Command::Quarantine { device, duration, reason, json } => ask(
+            &socket,
+            &Request::Quarantine { device, for_secs: duration.map(|d| d.as_secs().max(1)), reason },
+            json,
+        ),
+        Command::Release { device, json } => ask(&socket, &Request::Release { device }, json),
         Command::Detach { pin_dir } => {
             // A running daemon detaches and stops; otherwise do it here.
             match control::call(&socket, &Request::Detach) {

@@ -64,6 +64,10 @@ pub struct Settings {
     /// Idle timeouts of tracked flows (durations such as "30s", "1h").
     #[serde(default)]
     pub flow_timeouts: FlowTimeouts,
+    /// What a quarantined device may still reach (and be reached from):
+    /// addresses, CIDRs or `[peers]` sets. Empty: nothing.
+    #[serde(default)]
+    pub management: Vec<String>,
 }
 
 /// `[settings.flow_timeouts]`; unset entries take
@@ -321,6 +325,8 @@ pub struct Resolved {
     pub monitor: bool,
     /// Seconds, in `filter_common::FlowTimeout` order.
     pub flow_timeouts: [u32; filter_common::FLOW_TIMEOUTS],
+    /// `[settings] management`, resolved.
+    pub management: Vec<IpNet>,
     pub vlans: Vec<ResolvedVlan>,
     /// Device index = counter slot.
     pub devices: Vec<ResolvedDevice>,
@@ -487,6 +493,7 @@ impl Policy {
             debug_log: self.settings.debug_log,
             monitor: self.settings.mode == Mode::Monitor,
             flow_timeouts: self.settings.flow_timeouts.resolve()?,
+            management: self.management()?,
             vlans: self
                 .vlans
                 .iter()
@@ -519,6 +526,25 @@ impl Policy {
                 Ok(Rule { peer, l4 })
             })
             .collect()
+    }
+
+    fn management(&self) -> Result<Vec<IpNet>, PolicyError> {
+        let mut out = Vec::new();
+        for text in &self.settings.management {
+            match self.peer(text) {
+                Ok(Peer::Nets(nets)) => out.extend(nets),
+                Ok(Peer::Any) => {
+                    return Err(PolicyError::invalid(
+                        "settings.management",
+                        "\"any\" would make quarantine mean nothing; name the management \
+                         networks"
+                            .into(),
+                    ));
+                }
+                Err(e) => return Err(PolicyError::invalid("settings.management", e)),
+            }
+        }
+        Ok(out)
     }
 
     fn peer(&self, text: &str) -> Result<Peer, String> {

@@ -7,6 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::collections::HashMap;
 
 use filter_common::{FlowKey, MAX_HEADER_START, MAX_IPV6_EXT_HEADERS, Reason, Verdict};
+use ipnet::IpNet;
 
 use crate::policy::{L4, Resolved, Rule};
 
@@ -218,14 +219,19 @@ fn parse_l4(b: &Bytes<'_>, l4: usize, end: usize, v6: bool, f: &mut Frame) -> Op
     Some(())
 }
 
-/// The flow table as the reference keeps it: every flow an allowed opening
-/// packet created, never timing out (the differential tests use timeouts
-/// far longer than a run).
+/// What the program keeps besides the policy, as the reference sees it:
+/// the flow table (every flow an allowed opening packet created, never
+/// timing out: the differential tests use timeouts far longer than a run)
+/// and the operators' actions.
 #[derive(Debug, Default)]
 pub struct Flows {
     table: HashMap<FlowKey, RefFlow>,
     /// `Settings::epoch` of the policy in force; bump it with every apply.
     pub epoch: u32,
+    /// Blocklist entries and whether each is in force (not expired).
+    pub blocks: Vec<(IpNet, bool)>,
+    /// Quarantined devices by name, and whether each is in force.
+    pub quarantined: Vec<(String, bool)>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -282,7 +288,7 @@ pub fn evaluate_with_flows(
     } else {
         involved.iter().flatten().all(|&i| policy.devices[i].monitor)
     };
-    if d.verdict == Verdict::Drop && monitored {
+    if d.verdict == Verdict::Drop && !d.reason.is_operator_action() && monitored {
         d.verdict = Verdict::WouldDrop;
     }
     d
@@ -321,6 +327,12 @@ fn decide(policy: &Resolved, frame: &[u8], iface_vlan: u16, flows: &mut Flows) -
         src_rule: None,
         dst_rule: None,
     };
+    // Operators' actions: a blocked address anywhere in the frame.
+    let blocked = |a: IpAddr| flows.blocks.iter().any(|(n, on)| *on && n.contains(&a));
+    if blocked(f.src) || blocked(f.dst) {
+        return decision(Reason::Blocked);
+    }
+
     let src_protected = src.is_none() && in_protected(f.src);
     let dst_protected = dst.is_none() && in_protected(f.dst);
     if src.is_none() && dst.is_none() && !src_protected && !dst_protected && !vlan_protected {
@@ -349,6 +361,17 @@ fn decide(policy: &Resolved, frame: &[u8], iface_vlan: u16, flows: &mut Flows) -
 
     if (src.is_none() && (src_protected || vlan_protected)) || dst_protected {
         return decision(Reason::UnknownDevice);
+    }
+
+    // A quarantined device reaches only the management networks.
+    let quarantined = |d: Option<usize>| {
+        d.is_some_and(|i| {
+            flows.quarantined.iter().any(|(n, on)| *on && *n == policy.devices[i].name)
+        })
+    };
+    let management = |a: IpAddr| policy.management.iter().any(|n| n.contains(&a));
+    if (quarantined(src) && !management(f.dst)) || (quarantined(dst) && !management(f.src)) {
+        return decision(Reason::Quarantined);
     }
 
     // Rules of a packet from `s` (device `sd`) to `d` (device `dd`), with

@@ -33,6 +33,8 @@ pub fn run(h: &mut Harness, seed: u64, cases: usize) -> BTreeMap<Reason, usize> 
         if rng.random_bool(0.7) {
             passed.clear();
         }
+        let (blocks, quarantined) = random::actions(&mut rng, &policy);
+        h.set_actions(&blocks, &quarantined);
         for _ in 0..FRAMES_PER_POLICY.min(cases - done) {
             let answer = match passed.choose(&mut rng) {
                 Some(t) if rng.random_bool(0.5) => Some(random::reply(&mut rng, t)),
@@ -55,10 +57,13 @@ pub fn run(h: &mut Harness, seed: u64, cases: usize) -> BTreeMap<Reason, usize> 
                 passed.push(t);
             }
             let got = h.run(&frame);
+            let actions =
+                format!("blocks {:?}\nquarantined {:?}", h.flows.blocks, h.flows.quarantined);
             let context = || {
                 format!(
                     "seed {seed} (VLANGUARD_SEED={seed}), case {done}\nframe ({} bytes) {:02x?}\n\
-                     iface_vlan {iface_vlan}\npolicy {policy:#?}\nexpected {expected:?}\ngot {got:?}",
+                     iface_vlan {iface_vlan}\npolicy {policy:#?}\n{actions}\nexpected {expected:?}\n\
+                     got {got:?}",
                     frame.len(),
                     &frame[..frame.len().min(256)],
                 )

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use aya::programs::TestRun as _;
 use filter_common::{Counter, Direction, Reason, RuleHitKey, StatKey, Verdict};
 use filter_user::{Filter, PROGRAM_OBJECT, Resolved, compile};
+use ipnet::IpNet;
 
 /// XDP return codes.
 pub const XDP_DROP: u32 = 1;
@@ -70,6 +71,43 @@ impl Harness {
         self.filter.apply(&compile(policy), ifaces).expect("apply policy");
         self.flows.epoch += 1;
         self.snapshot();
+    }
+
+    /// Replaces the blocklist and the quarantines with `blocks` and
+    /// `quarantined` (device names), each in force or already expired, in
+    /// the program and in the reference's view.
+    pub fn set_actions(&mut self, blocks: &[(IpNet, bool)], quarantined: &[(String, bool)]) {
+        let entry = |on: bool| {
+            let mut e = filter_user::actions::entry(None, "test").expect("entry");
+            // Boot time 1 ns: long past.
+            if !on {
+                e.expires_ns = 1;
+            }
+            e
+        };
+        for (net, _) in self.filter.blocks().expect("blocks") {
+            self.filter.unblock(net).expect("unblock");
+        }
+        for (slot, _) in self.filter.quarantined().expect("quarantined") {
+            self.filter.release(slot).expect("release");
+        }
+        for (net, on) in blocks {
+            self.filter.block(*net, entry(*on)).expect("block");
+        }
+        for (name, on) in quarantined {
+            let slot = self.filter.device_slot(name).expect("a device of the policy");
+            self.filter.quarantine(slot, entry(*on)).expect("quarantine");
+        }
+        // What the program holds (block() may lengthen nested entries).
+        let now = filter_user::actions::boot_ns();
+        self.flows.blocks = self
+            .filter
+            .blocks()
+            .expect("blocks")
+            .into_iter()
+            .map(|(n, e)| (n, e.active(now)))
+            .collect();
+        self.flows.quarantined = quarantined.to_vec();
     }
 
     fn snapshot(&mut self) {

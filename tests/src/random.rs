@@ -86,6 +86,11 @@ pub fn policy(rng: &mut impl Rng) -> (Resolved, u16) {
         // must agree with the reference too.
         debug_log: rng.random_bool(0.2),
         monitor: rng.random_bool(0.2),
+        management: if rng.random_bool(0.5) {
+            nets.choose_multiple(rng, 2).copied().collect()
+        } else {
+            Vec::new()
+        },
         // Longer than any run: the reference's flows never time out.
         flow_timeouts: [7 * 24 * 3600; filter_common::FLOW_TIMEOUTS],
         vlans,
@@ -251,6 +256,55 @@ fn targeted(rng: &mut impl Rng, policy: &Resolved) -> Option<(IpAddr, IpAddr, Op
 pub const MAX_FRAME: usize = 3000;
 
 /// A random frame for `policy`: its bytes.
+/// Operators' actions for `policy`: mostly none; else a few blocked
+/// addresses and networks (device addresses, subnets, rule peers, nested
+/// ones) and quarantined devices, each in force or already expired.
+/// Blocked nets and quarantined device names, each with whether it is in
+/// force.
+pub type Actions = (Vec<(IpNet, bool)>, Vec<(String, bool)>);
+
+pub fn actions(rng: &mut impl Rng, policy: &Resolved) -> Actions {
+    let mut blocks: Vec<(IpNet, bool)> = Vec::new();
+    let mut quarantined = Vec::new();
+    if rng.random_bool(0.6) {
+        return (blocks, quarantined);
+    }
+    let mut pool: Vec<IpNet> = policy.vlans.iter().flat_map(|v| v.subnets.clone()).collect();
+    pool.extend(policy.devices.iter().flat_map(|d| d.addrs.iter().map(|a| IpNet::from(*a))));
+    for d in &policy.devices {
+        for r in d.allow_in.iter().chain(&d.allow_out) {
+            if let Peer::Nets(nets) = &r.peer {
+                pool.extend(nets);
+            }
+        }
+    }
+    // The loader refuses IPv6 nets over the IPv4-mapped range.
+    let mapped: ipnet::Ipv6Net = "::ffff:0:0/96".parse().expect("constant");
+    pool.retain(|n| match n {
+        IpNet::V6(n) => !n.contains(&mapped) && !mapped.contains(n),
+        IpNet::V4(_) => true,
+    });
+    for _ in 0..rng.random_range(1..=3) {
+        if let Some(net) = pool.choose(rng) {
+            let net = if rng.random_bool(0.3) {
+                // Something inside it: the nesting the loader must keep right.
+                IpNet::from(host_in(rng, net))
+            } else {
+                *net
+            };
+            if !blocks.iter().any(|(n, _)| *n == net) {
+                blocks.push((net, rng.random_bool(0.7)));
+            }
+        }
+    }
+    for d in &policy.devices {
+        if rng.random_bool(0.5) {
+            quarantined.push((d.name.clone(), rng.random_bool(0.7)));
+        }
+    }
+    (blocks, quarantined)
+}
+
 /// Mostly connection openings (SYN), some of everything else.
 fn tcp_flags(rng: &mut (impl Rng + ?Sized)) -> u8 {
     *[0x02, 0x02, 0x02, 0x12, 0x10, 0x11, 0x04, 0x18, 0x03].choose(rng).expect("non-empty")

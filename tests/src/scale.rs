@@ -67,6 +67,7 @@ pub fn policy(n: usize) -> Resolved {
         events_per_sec: 100,
         debug_log: false,
         monitor: false,
+        management: Vec::new(),
         flow_timeouts: filter_common::DEFAULT_FLOW_TIMEOUTS,
         vlans: vec![ResolvedVlan {
             id: 110,

@@ -67,10 +67,12 @@ ip = ["10.120.0.11", "2001:db8:120::11"]
 }
 
 /// A TCP server in `role`'s namespace on `addr` that echoes what it reads,
-/// for one connection, for at most 20 s.
+/// for one connection, for at most 20 s. Listening when this returns.
 fn tcp_echo(lab: &Lab, role: &str, addr: SocketAddr) -> thread::JoinHandle<()> {
-    lab.in_ns(role, move || {
+    let (ready, listening) = std::sync::mpsc::channel();
+    let server = lab.in_ns(role, move || {
         let listener = TcpListener::bind(addr).expect("bind");
+        let _ = ready.send(());
         listener.set_nonblocking(true).expect("nonblocking");
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut conn = loop {
@@ -88,7 +90,9 @@ fn tcp_echo(lab: &Lab, role: &str, addr: SocketAddr) -> thread::JoinHandle<()> {
                 return;
             }
         }
-    })
+    });
+    let _ = listening.recv_timeout(Duration::from_secs(5));
+    server
 }
 
 /// Sends `msg` on `conn` and waits up to 2 s for it to come back.

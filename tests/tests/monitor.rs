@@ -28,8 +28,10 @@ fn pump_in(lab: &Lab, verdict: &str, reason: &str) -> u64 {
 /// Whether a TCP connection from the nurse station to the pump's `port`
 /// completes (a listener runs in the pump's namespace meanwhile).
 fn nurse_connects(lab: &Lab, port: u16) -> bool {
+    let (ready, listening) = std::sync::mpsc::channel();
     let listener = lab.in_ns("pump", move || {
         let l = TcpListener::bind(("0.0.0.0", port)).expect("bind");
+        let _ = ready.send(());
         l.set_nonblocking(true).expect("nonblocking");
         for _ in 0..300 {
             if l.accept().is_ok() {
@@ -38,7 +40,7 @@ fn nurse_connects(lab: &Lab, port: u16) -> bool {
             thread::sleep(Duration::from_millis(10));
         }
     });
-    thread::sleep(Duration::from_millis(100));
+    let _ = listening.recv_timeout(Duration::from_secs(5));
     let to = format!("{PUMP}:{port}").parse().expect("address");
     let ok = lab
         .in_ns("nurse", move || {

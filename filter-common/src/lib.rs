@@ -34,9 +34,10 @@ pub mod maps {
     pub const QUARANTINE: &str = "QUARANTINE";
     pub const MANAGEMENT: &str = "MANAGEMENT";
     pub const ACTION_COUNTS: &str = "ACTION_COUNTS";
+    pub const RATE_STATE: &str = "RATE_STATE";
 
     /// Every map, in the order they are pinned.
-    pub const ALL: [&str; 23] = [
+    pub const ALL: [&str; 24] = [
         GENERATION,
         SETTINGS,
         IFACES,
@@ -60,6 +61,7 @@ pub mod maps {
         QUARANTINE,
         MANAGEMENT,
         ACTION_COUNTS,
+        RATE_STATE,
     ];
 }
 
@@ -150,10 +152,12 @@ pub enum Reason {
     /// Dropped: a quarantined device, with a peer outside the management
     /// networks.
     Quarantined = 10,
+    /// Dropped: over the receiving device's `rate_limit` this second.
+    RateLimited = 11,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 11] = [
+    pub const ALL: [Reason; 12] = [
         Reason::Unmatched,
         Reason::Allowed,
         Reason::Infra,
@@ -165,6 +169,7 @@ impl Reason {
         Reason::Established,
         Reason::Blocked,
         Reason::Quarantined,
+        Reason::RateLimited,
     ];
 
     /// The verdict a reason implies in enforce mode.
@@ -191,6 +196,7 @@ impl Reason {
             Reason::Established => "established",
             Reason::Blocked => "blocked",
             Reason::Quarantined => "quarantined",
+            Reason::RateLimited => "rate-limited",
         }
     }
 
@@ -512,6 +518,21 @@ pub struct DeviceInfo {
     pub flags: u16,
     pub mac: [u8; 6],
     pub _pad: [u8; 2],
+    /// Frames per second it may receive; 0: no limit.
+    pub packets_per_sec: u32,
+    /// New TCP connections (SYN) per second towards it; 0: no limit.
+    pub syns_per_sec: u32,
+}
+
+/// `RATE_STATE` value, keyed by device slot: this second's counts towards
+/// the device, shared by all CPUs (atomic adds).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RateState {
+    /// `bpf_ktime_get_ns` / 1e9 of the window.
+    pub second: u64,
+    pub packets: u64,
+    pub syns: u64,
 }
 
 /// `PROTECTED` LPM data: generation, then the address. Prefix lengths count
@@ -645,6 +666,8 @@ mod pod {
     // SAFETY: as above.
     unsafe impl aya::Pod for BlockEntry {}
     // SAFETY: as above.
+    unsafe impl aya::Pod for RateState {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for FlowKey {}
     // SAFETY: as above.
     unsafe impl aya::Pod for FlowValue {}
@@ -681,8 +704,10 @@ mod tests {
         assert_layout!(RuleHitKey, size 8, align 4, slot @ 0, direction @ 4, rule @ 5, _pad @ 6);
         assert_layout!(IfaceConf, size 4, align 2, untagged_vlan @ 0, _pad @ 2);
         assert_layout!(DeviceKey, size 20, align 4, generation @ 0, addr @ 4);
-        assert_layout!(DeviceInfo, size 24, align 4,
-            slot @ 0, rules_in @ 4, rules_out @ 8, vlan @ 12, flags @ 14, mac @ 16, _pad @ 22);
+        assert_layout!(DeviceInfo, size 32, align 4,
+            slot @ 0, rules_in @ 4, rules_out @ 8, vlan @ 12, flags @ 14, mac @ 16, _pad @ 22,
+            packets_per_sec @ 24, syns_per_sec @ 28);
+        assert_layout!(RateState, size 24, align 8, second @ 0, packets @ 8, syns @ 16);
         assert_layout!(ProtectedKey, size 20, align 4, generation @ 0, addr @ 4);
         assert_layout!(ProtectedNet, size 4, align 2, vlan @ 0, _pad @ 2);
         assert_layout!(PortData, size 8, align 1, proto @ 0, port @ 1, _pad @ 3);

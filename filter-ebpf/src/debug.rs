@@ -159,6 +159,7 @@ mod lines {
                 Reason::UnknownDevice => "would-drop unknown-device",
                 Reason::SpoofedMac => "would-drop spoofed-mac",
                 Reason::WrongVlan => "would-drop wrong-vlan",
+                Reason::RateLimited => "would-drop rate-limited",
                 _ => "would-drop malformed",
             };
         }
@@ -174,6 +175,7 @@ mod lines {
             Reason::Established => "pass established",
             Reason::Blocked => "drop blocked",
             Reason::Quarantined => "drop quarantined",
+            Reason::RateLimited => "drop rate-limited",
         }
     }
 

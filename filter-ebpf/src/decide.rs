@@ -16,6 +16,7 @@ use crate::{
     flow::{self, Lookup},
     maps::{DEVICES, GENERATION, IFACES, PEER_SETS, PORT_SETS, PROTECTED, SETTINGS, VLAN_FLAGS},
     parse::{IPPROTO_ICMPV6, IPPROTO_UDP, Kind, Packet},
+    rate,
 };
 
 /// Counter slots of the devices a frame was decided for, [`NO_SLOT`] for
@@ -181,6 +182,9 @@ pub fn decide(ctx: &XdpContext, pkt: &Packet, active: &Active) -> (Reason, Invol
         match flow::lookup(t, pkt, settings, now) {
             Lookup::Miss => {}
             Lookup::Current { flow: f, from_opener } => {
+                if over_rate(dst_dev, false) {
+                    return (Reason::RateLimited, involved);
+                }
                 flow::touch(f, pkt, from_opener, settings, now);
                 return (Reason::Established, involved);
             }
@@ -194,6 +198,9 @@ pub fn decide(ctx: &XdpContext, pkt: &Packet, active: &Active) -> (Reason, Invol
                 let (o, i) =
                     rules(opener, other, opener_addr, other_addr, pkt.proto, open_port, true);
                 if o != 0 && i != 0 {
+                    if over_rate(dst_dev, false) {
+                        return (Reason::RateLimited, involved);
+                    }
                     flow::touch(f, pkt, from_opener, settings, now);
                     return (Reason::Established, involved);
                 }
@@ -208,6 +215,11 @@ pub fn decide(ctx: &XdpContext, pkt: &Packet, active: &Active) -> (Reason, Invol
     if out_bits == 0 || in_bits == 0 {
         return (Reason::NotAllowed, involved);
     }
+    // Limits count what would pass, before a flow is opened: a dropped SYN
+    // opens nothing that its retransmission could ride on.
+    if over_rate(dst_dev, flow::is_syn(pkt)) {
+        return (Reason::RateLimited, involved);
+    }
     if let Some(t) = &tracked {
         flow::open(t, pkt, settings, now);
     }
@@ -220,6 +232,16 @@ pub fn decide(ctx: &XdpContext, pkt: &Packet, active: &Active) -> (Reason, Invol
         involved.dst_rule = in_bits.trailing_zeros();
     }
     (Reason::Allowed, involved)
+}
+
+/// Whether a frame towards `dst` (a device, or none) is over its rate
+/// limits; counts it.
+#[inline(always)]
+fn over_rate(dst: Option<&DeviceInfo>, syn: bool) -> bool {
+    match dst {
+        Some(d) => rate::over(d, syn),
+        None => false,
+    }
 }
 
 /// Matching rules of each side of a packet from `src` to `dst` (all ones:

@@ -197,6 +197,12 @@ fn timeout(settings: &Settings, proto: u8, state: u8) -> u64 {
     u64::from(secs) * NS_PER_SEC
 }
 
+/// A TCP segment opening a connection: SYN without ACK.
+#[inline(always)]
+pub fn is_syn(pkt: &Packet) -> bool {
+    pkt.proto == IPPROTO_TCP && pkt.l4_known && pkt.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN
+}
+
 /// An ICMP or ICMPv6 echo request (`request`) or reply.
 #[inline(always)]
 fn is_echo(pkt: &Packet, request: bool) -> bool {

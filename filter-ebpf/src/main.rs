@@ -2,6 +2,10 @@
 //! against the compiled allowlist (DESIGN §3) and counts each decision.
 #![no_std]
 #![no_main]
+// One atomic add (see `rate::atomic_add`); the BPF target's core has no
+// atomic read-modify-write types.
+#![feature(core_intrinsics)]
+#![expect(internal_features, reason = "core_intrinsics, for the BPF atomic add")]
 
 // The panic handler.
 use filter_ebpf as _;
@@ -14,6 +18,7 @@ mod flow;
 mod maps;
 mod parse;
 mod ptr;
+mod rate;
 mod stats;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};

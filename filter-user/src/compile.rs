@@ -64,6 +64,9 @@ pub struct CompiledDevice {
     /// Fingerprints of the rule lists, to notice when a device's rules (and
     /// so the meaning of its rule-hit counters) change.
     pub rules_fingerprint: (u64, u64),
+    /// `rate_limit`, 0 for none.
+    pub packets_per_sec: u32,
+    pub syns_per_sec: u32,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -148,6 +151,8 @@ pub fn compile(policy: &Resolved) -> Compiled {
             policy_in: set_id(&d.allow_in, &mut ids),
             policy_out: set_id(&d.allow_out, &mut ids),
             rules_fingerprint: (fingerprint(&d.allow_in), fingerprint(&d.allow_out)),
+            packets_per_sec: d.rate_limit.packets_per_second.unwrap_or(0),
+            syns_per_sec: d.rate_limit.new_tcp_per_second.unwrap_or(0),
         })
         .collect();
 

@@ -26,7 +26,7 @@ use crate::{
     control::{self, Reply, Request},
     diff, edit, events, metrics,
     pins::{Lock, PinDir},
-    program_log, read_policy, report, suggest,
+    program_log, read_policy, report, scan, suggest,
 };
 
 #[derive(Clone, Debug)]
@@ -61,6 +61,9 @@ pub struct Daemon {
     last_apply_ok: bool,
     recent: events::Recent,
     followers: tokio::sync::broadcast::Sender<events::Event>,
+    /// Scan detection, when the policy turns it on.
+    scan: Option<scan::Detector>,
+    scans_detected: u64,
 }
 
 /// A request from a connection, with who sent it and where the reply goes.
@@ -137,7 +140,6 @@ impl Daemon {
             pins,
             lock,
             filter,
-            policy,
             generation,
             listener,
             metrics,
@@ -146,6 +148,9 @@ impl Daemon {
             last_apply_ok: true,
             recent: events::Recent::default(),
             followers: tokio::sync::broadcast::channel(1024).0,
+            scan: detector(&policy),
+            scans_detected: 0,
+            policy,
         })
     }
 
@@ -154,9 +159,62 @@ impl Daemon {
     fn install(&mut self, policy: Resolved) -> anyhow::Result<u32> {
         let untagged = untagged_ifaces(&self.config.policy, &policy)?;
         self.generation = self.filter.apply(&compile(&policy), &untagged)?;
+        if self.policy.scan_detection != policy.scan_detection
+            || self.policy.management != policy.management
+        {
+            self.scan = detector(&policy);
+        }
         self.policy = policy;
         self.applied_at = SystemTime::now();
         Ok(self.generation)
+    }
+
+    /// A scan was detected: block the source, report it everywhere.
+    fn scan_detected(&mut self, src: std::net::IpAddr, targets: usize) -> Option<events::Event> {
+        let config = *self.scan.as_ref()?.config();
+        let reason =
+            format!("scan: {targets} targets in {}", humantime::format_duration(config.window));
+        let entry = match actions::entry(Some(config.block_for), &reason) {
+            Ok(e) => e,
+            Err(e) => {
+                log(&format!("scan detection: {e}"));
+                return None;
+            }
+        };
+        let net = ipnet::IpNet::from(src);
+        if let Err(e) = self.filter.block(net, entry) {
+            log(&format!("scan detection: blocking {src}: {e}"));
+            return None;
+        }
+        self.scans_detected += 1;
+        let message = format!(
+            "scan detection: {src} was denied on {targets} targets within {}; blocked for {}",
+            humantime::format_duration(config.window),
+            humantime::format_duration(config.block_for)
+        );
+        log(&message);
+        self.write_audit(json!({
+            "time": humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+            "user": "vlanguard (scan detection)",
+            "command": { "request": "block", "net": net, "for_secs": config.block_for.as_secs(), "reason": reason },
+            "ok": true,
+            "result": message,
+        }));
+        Some(events::Event {
+            time: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+            interface: String::new(),
+            vlan: 0,
+            device: None,
+            direction: None,
+            src: src.to_string(),
+            dst: String::new(),
+            proto: String::new(),
+            sport: 0,
+            dport: 0,
+            reason: "scan-detected".into(),
+            verdict: "block".into(),
+            to_device: None,
+        })
     }
 
     /// Per-device counters, named: what `stats`, the console tables and
@@ -243,6 +301,7 @@ impl Daemon {
                     u64::from(filter_common::MAX_DEVICE_SLOTS),
                 ),
             ],
+            scans_detected: self.scans_detected,
             flows: vec![
                 ("created", flows.created),
                 ("expired", flows.expired),
@@ -382,7 +441,15 @@ impl Daemon {
                             let _ = std::io::Write::write_all(f, format!("{}\n", serde_json::to_string(&e).unwrap_or_default()).as_bytes());
                         }
                         let _ = self.followers.send(e.clone());
+                        let scan = self.scan.as_mut().and_then(|d| d.observe(&e, Instant::now()));
                         self.recent.push(e);
+                        if let Some(alert) = scan.and_then(|(src, n)| self.scan_detected(src, n)) {
+                            if let Some(f) = events_log.as_mut() {
+                                let _ = std::io::Write::write_all(f, format!("{}\n", serde_json::to_string(&alert).unwrap_or_default()).as_bytes());
+                            }
+                            let _ = self.followers.send(alert.clone());
+                            self.recent.push(alert);
+                        }
                     }
                 }
                 Some(reply) = scrape_requests.recv() => {
@@ -819,6 +886,11 @@ impl Daemon {
             "after": self.summary(),
             "took_ms": took.as_millis(),
         });
+        self.write_audit(entry);
+    }
+
+    /// Appends one entry to the audit log (synced).
+    fn write_audit(&self, entry: serde_json::Value) {
         let path = &self.config.audit_log;
         let write = || -> std::io::Result<()> {
             if let Some(dir) = path.parent() {
@@ -1045,4 +1117,10 @@ fn parse_net(text: &str) -> anyhow::Result<ipnet::IpNet> {
     text.parse::<ipnet::IpNet>()
         .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
         .map_err(|_| anyhow::anyhow!("{text:?} is neither an address nor a CIDR"))
+}
+
+/// Scan detection as `policy` configures it (the management networks are
+/// never blocked by it).
+fn detector(policy: &Resolved) -> Option<scan::Detector> {
+    policy.scan_detection.map(|c| scan::Detector::new(c, policy.management.clone()))
 }

@@ -18,6 +18,7 @@ pub mod policy;
 pub mod program_log;
 pub mod reference;
 pub mod report;
+pub mod scan;
 pub mod suggest;
 mod sys;
 pub mod top;

@@ -681,6 +681,8 @@ impl Filter {
                 flags: d.flags,
                 mac: d.mac,
                 _pad: [0; 2],
+                packets_per_sec: d.packets_per_sec,
+                syns_per_sec: d.syns_per_sec,
             };
             for addr in &d.addrs {
                 self.maps.devices.insert(DeviceKey { generation, addr: *addr }, info, 0)?;

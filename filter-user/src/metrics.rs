@@ -32,6 +32,8 @@ pub struct Snapshot {
     pub events: Vec<(&'static str, u64)>,
     /// Flows by how they came and went: created, expired, revoked, evicted.
     pub flows: Vec<(&'static str, u64)>,
+    /// Sources blocked by scan detection since the daemon started.
+    pub scans_detected: u64,
     /// (device, direction, rule as written, frames it let through)
     pub rule_hits: Vec<(String, &'static str, String, u64)>,
 }
@@ -234,6 +236,14 @@ pub fn openmetrics(s: &Snapshot) -> String {
         flows,
     );
 
+    let scans = Counter::<u64>::default();
+    scans.inc_by(s.scans_detected);
+    registry.register(
+        "scans_detected",
+        "Sources scan detection blocked (since the daemon started)",
+        scans,
+    );
+
     let build = Family::<BuildLabels, Gauge>::default();
     build.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION").into() }).set(1);
     registry.register("build_info", "Build of the running daemon", build);
@@ -294,6 +304,7 @@ mod tests {
             devices_configured: 5,
             events: vec![("sent", 3), ("suppressed", 7)],
             flows: vec![("created", 4), ("revoked", 1)],
+            scans_detected: 1,
             rule_hits: vec![(
                 "pump-icu-07".into(),
                 "in",

@@ -68,6 +68,59 @@ pub struct Settings {
     /// addresses, CIDRs or `[peers]` sets. Empty: nothing.
     #[serde(default)]
     pub management: Vec<String>,
+    /// Block sources that probe many denied targets. Off without it.
+    #[serde(default)]
+    pub scan_detection: Option<ScanDetectionToml>,
+}
+
+/// `[settings.scan_detection]` as written; unset keys take the defaults.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScanDetectionToml {
+    /// Distinct denied targets (address and port) that make a scan.
+    /// Default 20.
+    pub targets: Option<u32>,
+    /// Within this long. Default "10s".
+    pub window: Option<String>,
+    /// How long the scanner is blocked. Default "10m".
+    pub block_for: Option<String>,
+}
+
+/// Scan detection, resolved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ScanDetection {
+    pub targets: u32,
+    pub window: std::time::Duration,
+    pub block_for: std::time::Duration,
+}
+
+impl ScanDetectionToml {
+    fn resolve(&self) -> Result<ScanDetection, PolicyError> {
+        let what = "settings.scan_detection";
+        let duration = |name: &str, text: &Option<String>, default: u64| match text {
+            None => Ok(std::time::Duration::from_secs(default)),
+            Some(t) => match humantime::parse_duration(t) {
+                Ok(d) if d >= std::time::Duration::from_secs(1) => Ok(d),
+                Ok(_) => Err(PolicyError::invalid(what, format!("{name} {t:?} is under 1s"))),
+                Err(e) => Err(PolicyError::invalid(
+                    what,
+                    format!("{name} {t:?} is not a duration ({e}); write e.g. \"10s\""),
+                )),
+            },
+        };
+        let targets = self.targets.unwrap_or(20);
+        if targets < 2 {
+            return Err(PolicyError::invalid(
+                what,
+                format!("targets = {targets} would block any client denied once; use 2 or more"),
+            ));
+        }
+        Ok(ScanDetection {
+            targets,
+            window: duration("window", &self.window, 10)?,
+            block_for: duration("block_for", &self.block_for, 600)?,
+        })
+    }
 }
 
 /// `[settings.flow_timeouts]`; unset entries take
@@ -150,6 +203,21 @@ pub struct Profile {
     pub allow_in: Vec<Spanned<InRule>>,
     #[serde(default)]
     pub allow_out: Vec<Spanned<OutRule>>,
+    /// For the profile's devices, unless a device sets its own.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// Limits on traffic towards a device, enforced by the program per second
+/// (reason `rate-limited`). Unset: no limit.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// Frames per second the device may receive (allowed ones; what the
+    /// policy drops anyway is not counted).
+    pub packets_per_second: Option<u32>,
+    /// New TCP connections (SYN) per second towards the device.
+    pub new_tcp_per_second: Option<u32>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -170,6 +238,9 @@ pub struct Device {
     /// Overrides `[settings] mode` for this device.
     #[serde(default)]
     pub mode: Option<Mode>,
+    /// Overrides its profile's `rate_limit`.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimit>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -301,6 +372,8 @@ pub struct ResolvedDevice {
     /// Monitor mode (its own `mode`, else the policy's): what it would deny
     /// passes and is reported as would-drop.
     pub monitor: bool,
+    /// Its own `rate_limit`, else its profile's.
+    pub rate_limit: RateLimit,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -327,11 +400,29 @@ pub struct Resolved {
     pub flow_timeouts: [u32; filter_common::FLOW_TIMEOUTS],
     /// `[settings] management`, resolved.
     pub management: Vec<IpNet>,
+    /// `[settings.scan_detection]`, if on.
+    pub scan_detection: Option<ScanDetection>,
     pub vlans: Vec<ResolvedVlan>,
     /// Device index = counter slot.
     pub devices: Vec<ResolvedDevice>,
     /// Interface name -> untagged VLAN.
     pub interfaces: Vec<(String, u16)>,
+}
+
+/// A limit of 0 would cut the device off: say so rather than do it.
+fn check_rate_limit(limit: &RateLimit) -> Result<(), String> {
+    for (name, value) in [
+        ("packets_per_second", limit.packets_per_second),
+        ("new_tcp_per_second", limit.new_tcp_per_second),
+    ] {
+        if value == Some(0) {
+            return Err(format!(
+                "rate_limit {name} = 0 would drop everything; leave it out for no limit, or use \
+                 `vlanguard quarantine` to cut a device off"
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl Policy {
@@ -377,12 +468,18 @@ impl Policy {
             }
         }
         let mut profiles = HashMap::new();
+        let mut profile_limits = HashMap::new();
         for p in &self.profiles {
             let (at, p) = (p.span(), p.get_ref());
             let what = format!("profile {:?}", p.name);
             let ins = self.rules(&format!("{what} allow_in"), p.allow_in.iter().map(in_rule))?;
             let outs =
                 self.rules(&format!("{what} allow_out"), p.allow_out.iter().map(out_rule))?;
+            if let Some(limit) = p.rate_limit {
+                check_rate_limit(&limit)
+                    .map_err(|e| PolicyError::invalid(&what, e).at(at.clone()))?;
+                profile_limits.insert(p.name.as_str(), limit);
+            }
             if profiles.insert(p.name.as_str(), (ins, outs)).is_some() {
                 return Err(PolicyError::invalid(what, "is declared twice".into()).at(at));
             }
@@ -463,6 +560,19 @@ impl Policy {
                 allow_in,
                 allow_out,
                 monitor: d.mode.unwrap_or(self.settings.mode) == Mode::Monitor,
+                rate_limit: match d.rate_limit {
+                    Some(limit) => {
+                        if let Err(e) = check_rate_limit(&limit) {
+                            return fail(e);
+                        }
+                        limit
+                    }
+                    None => d
+                        .profile
+                        .as_deref()
+                        .and_then(|p| profile_limits.get(p).copied())
+                        .unwrap_or_default(),
+                },
             });
         }
 
@@ -494,6 +604,12 @@ impl Policy {
             monitor: self.settings.mode == Mode::Monitor,
             flow_timeouts: self.settings.flow_timeouts.resolve()?,
             management: self.management()?,
+            scan_detection: self
+                .settings
+                .scan_detection
+                .as_ref()
+                .map(ScanDetectionToml::resolve)
+                .transpose()?,
             vlans: self
                 .vlans
                 .iter()
@@ -716,6 +832,13 @@ mod tests {
                 "is not a port",
             ),
             (device("allow_in = [ { from = \"any\", port = 80 } ]"), "need a proto"),
+            (device("rate_limit = { packets_per_second = 0 }"), "would drop everything"),
+            (device("rate_limit = { packets = 10 }"), "unknown field"),
+            (format!("[settings.scan_detection]\ntargets = 1\n{VLAN}"), "use 2 or more"),
+            (format!("[settings.scan_detection]\nwindow = \"soon\"\n{VLAN}"), "not a duration"),
+            (format!("[settings.flow_timeouts]\nudp = \"0s\"\n{VLAN}"), "outside 1 second"),
+            (format!("[settings]\nmanagement = [\"any\"]\n{VLAN}"), "quarantine mean nothing"),
+            (format!("[settings]\nmanagement = [\"ghosts\"]\n{VLAN}"), "neither \"any\""),
             (
                 device("allow_in = [ { from = \"any\", proto = \"icmp\", port = 80 } ]"),
                 "icmp has no ports",

@@ -63,6 +63,8 @@ pub fn policy(rng: &mut impl Rng) -> (Resolved, u16) {
             allow_in: Vec::new(),
             allow_out: Vec::new(),
             monitor: rng.random_bool(0.25),
+            // Rate limits depend on time; the kernel tests cover them.
+            rate_limit: Default::default(),
         });
     }
     // Rules after devices, so peers can name other devices.
@@ -86,6 +88,7 @@ pub fn policy(rng: &mut impl Rng) -> (Resolved, u16) {
         // must agree with the reference too.
         debug_log: rng.random_bool(0.2),
         monitor: rng.random_bool(0.2),
+        scan_detection: None,
         management: if rng.random_bool(0.5) {
             nets.choose_multiple(rng, 2).copied().collect()
         } else {

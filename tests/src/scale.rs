@@ -57,6 +57,7 @@ pub fn policy(n: usize) -> Resolved {
                 allow_in,
                 allow_out,
                 monitor: false,
+                rate_limit: Default::default(),
             }
         })
         .collect();
@@ -67,6 +68,7 @@ pub fn policy(n: usize) -> Resolved {
         events_per_sec: 100,
         debug_log: false,
         monitor: false,
+        scan_detection: None,
         management: Vec::new(),
         flow_timeouts: filter_common::DEFAULT_FLOW_TIMEOUTS,
         vlans: vec![ResolvedVlan {

@@ -880,3 +880,72 @@ fn monitor_mode_passes_and_counts_would_drops() {
     bad.truncate(20);
     check_verdict(h, &all, 0, "malformed, policy monitors", &bad, Reason::Malformed, would, &[]);
 }
+
+/// Seconds of CLOCK_MONOTONIC, the program's `bpf_ktime_get_ns`.
+fn monotonic_second() -> i64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes the struct we pass.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) };
+    ts.tv_sec
+}
+
+/// Runs `frames` within one second of the program's clock (retrying when a
+/// run straddles a second) and returns how many of them each reason got.
+fn within_one_second(h: &mut Harness, frames: &[Vec<u8>]) -> BTreeMap<Reason, usize> {
+    for _ in 0..5 {
+        // Start early in a second so the run fits in it.
+        let before = monotonic_second();
+        while monotonic_second() == before {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        let start = monotonic_second();
+        let mut got = BTreeMap::new();
+        for f in frames {
+            *got.entry(h.run(f).reason().expect("a reason")).or_insert(0) += 1;
+        }
+        if monotonic_second() == start {
+            return got;
+        }
+    }
+    panic!("could not fit the run in one second");
+}
+
+/// Rate limits towards a device, per second, in the kernel: frames over
+/// the limit are dropped as `rate-limited`, SYNs over the connection limit
+/// too, and neither opens a flow.
+#[test]
+fn rate_limits_cut_at_the_configured_rate() {
+    let text = vlanguard_tests::policies::HOSPITAL.replace(
+        "profile = \"infusion-pump\"\n",
+        "profile = \"infusion-pump\"\nrate_limit = { packets_per_second = 25, new_tcp_per_second = 5 }\n",
+    );
+    let p = resolve(&text);
+    let Some(mut h) = setup(&p, 0) else { return };
+    // ACKs to the pump's HTTPS: allowed by the rules, no flows.
+    let acks: Vec<Vec<u8>> = (0..100)
+        .map(|i| Frame::ip(v4(NURSE), v4(PUMP4), L4::tcp(20000 + i, 443)).bytes())
+        .collect();
+    let got = within_one_second(&mut h, &acks);
+    assert_eq!(got.get(&Reason::Allowed), Some(&25), "{got:?}");
+    assert_eq!(got.get(&Reason::RateLimited), Some(&75), "{got:?}");
+
+    // New connections: 5 per second, in the next second.
+    let syns: Vec<Vec<u8>> =
+        (0..20).map(|i| Frame::ip(v4(NURSE), v4(PUMP4), L4::syn(30000 + i, 443)).bytes()).collect();
+    let got = within_one_second(&mut h, &syns);
+    assert_eq!(got.get(&Reason::Allowed), Some(&5), "{got:?}");
+    assert_eq!(got.get(&Reason::RateLimited), Some(&15), "{got:?}");
+    // A dropped SYN opened no flow: the pump's answer to it is not a reply.
+    let answer =
+        Frame::ip(v4(PUMP4), v4(NURSE), L4::Tcp { sport: 443, dport: 30019, doff: 5, flags: 0x12 })
+            .vlan(110)
+            .from_mac(PUMP_MAC)
+            .bytes();
+    assert_ne!(h.run(&answer).reason(), Some(Reason::Established));
+    // The other device has no limit.
+    let to_monitor: Vec<Vec<u8>> = (0..100)
+        .map(|i| Frame::ip(v4(NURSE), v4(MON4), L4::udp(20000 + i, 5000)).bytes())
+        .collect();
+    let got = within_one_second(&mut h, &to_monitor);
+    assert_eq!(got.get(&Reason::Allowed), Some(&100), "{got:?}");
+}

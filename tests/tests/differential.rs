@@ -21,7 +21,9 @@ fn kernel_agrees_with_reference_evaluator() {
     // A generator that stopped producing some outcome would weaken this
     // test without failing it.
     if cases >= DEFAULT_CASES {
-        for reason in Reason::ALL {
+        // Rate limits depend on the clock, which the reference has not:
+        // `datapath.rs` tests them.
+        for reason in Reason::ALL.into_iter().filter(|r| *r != Reason::RateLimited) {
             assert!(
                 by_reason.get(&reason).copied().unwrap_or(0) > 50,
                 "only {by_reason:?}; seed {seed}"

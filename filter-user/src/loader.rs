@@ -829,6 +829,36 @@ impl Filter {
         })
     }
 
+    /// Kernel memory of each map the program uses, as the kernel accounts
+    /// it (`memlock` in the map's fdinfo), with its capacity.
+    pub fn map_memory(&self) -> Result<Vec<MapMemory>, LoadError> {
+        let info = match &self.program {
+            Program::Loaded(ebpf) => {
+                ebpf.program(PROGRAM_NAME).ok_or(LoadError::MissingMap(PROGRAM_NAME))?.info()?
+            }
+            Program::Pinned(xdp) => xdp.info()?,
+        };
+        let mut out = Vec::new();
+        for id in info.map_ids()?.unwrap_or_default() {
+            let map = aya::maps::MapInfo::from_id(id)?;
+            let fd = map.fd()?;
+            let fdinfo =
+                std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_fd().as_raw_fd()))?;
+            let field = |name: &str| {
+                fdinfo
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name)?.trim().parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            out.push(MapMemory {
+                name: map.name_as_str().unwrap_or("?").to_string(),
+                max_entries: field("max_entries:"),
+                memlock: field("memlock:"),
+            });
+        }
+        Ok(out)
+    }
+
     pub fn occupancy(&self) -> Occupancy {
         Occupancy {
             device_addrs: self.maps.devices.keys().count(),
@@ -837,6 +867,15 @@ impl Filter {
             port_tries: self.port_tries.tries.len(),
         }
     }
+}
+
+/// One map's kernel memory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MapMemory {
+    pub name: String,
+    pub max_entries: u64,
+    /// Bytes the kernel charges for it.
+    pub memlock: u64,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -14,7 +14,7 @@ use aya::{
 use filter_common::Reason;
 use filter_user::{PASS_FLOOR_OBJECT, reference};
 use vlanguard_tests::{
-    frame::{Frame, L4, v4},
+    frame::{Body, Frame, L4, v4},
     harness::Harness,
     privileged, scale,
 };
@@ -83,6 +83,19 @@ fn main() -> anyhow::Result<()> {
                 expect: Reason::NotAllowed,
             },
             Case {
+                name: "allowed UDP v4 non-first fragment, rules only (no flow lookup)",
+                opener: None,
+                frame: Frame::ip(target, v4("10.50.0.9"), L4::udp(5000, 9))
+                    .vlan(110)
+                    .with_ip(|b| {
+                        if let Body::Ip { frag_offset8, .. } = b {
+                            *frag_offset8 = 8;
+                        }
+                    })
+                    .padded(),
+                expect: Reason::Allowed,
+            },
+            Case {
                 name: "TCP v4 reply of an established flow",
                 opener: Some(Frame::ip(nurse, target, L4::syn(40001, 443)).padded()),
                 frame: Frame::ip(target, nurse, L4::tcp(443, 40001)).vlan(110).padded(),
@@ -128,6 +141,24 @@ fn main() -> anyhow::Result<()> {
                 case.name,
                 case.frame.len(),
                 m as f64 / f.max(1) as f64
+            )?;
+        }
+    }
+    // Kernel memory of the flow table (preallocated: LRU), per entry.
+    let h = Harness::new();
+    writeln!(
+        md,
+        "\n| map | entries | kernel memory (memlock) | per entry |\n|---|---:|---:|---:|"
+    )?;
+    if let Some(m) = h.filter.map_memory()?.into_iter().find(|m| m.name == "FLOWS") {
+        {
+            writeln!(
+                md,
+                "| {} | {} | {} | {} |",
+                m.name,
+                m.max_entries,
+                m.memlock,
+                m.memlock / m.max_entries.max(1)
             )?;
         }
     }

@@ -4,7 +4,11 @@
 //!
 //! Mirrored in plain Rust by `filter_user::reference`; keep them in step.
 
-use aya_ebpf::{maps::lpm_trie::Key, programs::XdpContext};
+use aya_ebpf::{
+    macros::map,
+    maps::{PerCpuArray, lpm_trie::Key},
+    programs::XdpContext,
+};
 use filter_common::{
     DEVICE_MAC_BOUND, DEVICE_MONITOR, DeviceInfo, DeviceKey, FLOW_TIMEOUTS, GENERATION_MASK,
     IfaceConf, PEER_BITS, PORT_BITS, PORT_PROTO_BITS, PROTECTED_KEY_BITS, PortData, ProtectedKey,
@@ -57,6 +61,57 @@ impl Involved {
         }
     }
 }
+
+/// The decision as the rest of the program sees it, laundered through a
+/// per-CPU map slot.
+///
+/// Why: `decide` returns from a dozen places with different constants
+/// (reason, slots, rule indexes); the verifier would walk the counting,
+/// event and log code after it once for each. Read back from a map, the
+/// values are plain unknown numbers, so the paths meet in one state and
+/// that code is checked once (see `parse::settle`).
+#[inline(always)]
+pub fn settle(reason: Reason, devices: Involved) -> (Reason, Involved) {
+    let Some(slot) = DECISION.get_ptr_mut(0) else { return (reason, devices) };
+    // SAFETY: this CPU's slot; XDP runs with preemption off, so it is this
+    // frame's from the write to the read.
+    let d = unsafe {
+        slot.write(Decision {
+            reason: reason as u32,
+            src_slot: devices.src_slot,
+            dst_slot: devices.dst_slot,
+            src_rule: devices.src_rule,
+            dst_rule: devices.dst_rule,
+            monitor: u32::from(devices.monitor),
+        });
+        slot.read_volatile()
+    };
+    let reason = match Reason::from_u8(d.reason as u8) {
+        Some(r) => r,
+        None => Reason::Malformed,
+    };
+    let devices = Involved {
+        src_slot: d.src_slot,
+        dst_slot: d.dst_slot,
+        src_rule: d.src_rule,
+        dst_rule: d.dst_rule,
+        monitor: d.monitor != 0,
+    };
+    (reason, devices)
+}
+
+/// `settle`'s slot: `Involved` and the reason as plain integers.
+pub struct Decision {
+    reason: u32,
+    src_slot: u32,
+    dst_slot: u32,
+    src_rule: u32,
+    dst_rule: u32,
+    monitor: u32,
+}
+
+#[map]
+static DECISION: PerCpuArray<Decision> = PerCpuArray::with_max_entries(1, 0);
 
 /// The policy generation in force and its settings, read once per frame so
 /// that everything decided for it comes from one generation.

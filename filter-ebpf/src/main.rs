@@ -29,13 +29,15 @@ pub fn vlanguard(ctx: XdpContext) -> u32 {
     // data_end >= data always; wrapping keeps an overflow check (and a
     // panic path the verifier refuses) out of debug builds.
     let len = ctx.data_end().wrapping_sub(ctx.data()) as u32;
-    let mut pkt = parse::Packet::empty(len);
+    let Some(pkt) = parse::slot(len) else { return xdp_action::XDP_PASS };
     let active = decide::active();
     // One exit: every frame is decided and counted exactly once.
-    let (reason, devices) = match parse::parse(&ctx, &mut pkt) {
-        Ok(()) => decide::decide(&ctx, &pkt, &active),
-        Err(()) => (Reason::Malformed, decide::Involved::NONE),
+    let (reason, devices) = if parse::parse(&ctx, pkt).is_ok() {
+        decide::decide(&ctx, pkt, &active)
+    } else {
+        (Reason::Malformed, decide::Involved::NONE)
     };
+    let (reason, devices) = decide::settle(reason, devices);
     let mut verdict = reason.verdict();
     if verdict == Verdict::Drop
         && !reason.is_operator_action()
@@ -46,10 +48,10 @@ pub fn vlanguard(ctx: XdpContext) -> u32 {
     stats::count(verdict, reason, &devices, u64::from(len));
     let ifindex = ctx.ingress_ifindex() as u32;
     if verdict != Verdict::Pass {
-        events::emit(&pkt, reason, verdict, &devices, ifindex, active.settings.events_per_sec);
+        events::emit(pkt, reason, verdict, &devices, ifindex, active.settings.events_per_sec);
     }
     if active.settings.flags & settings::DEBUG_LOG != 0 {
-        debug::log_decision(&ctx, &pkt, reason, verdict, ifindex);
+        debug::log_decision(&ctx, pkt, reason, verdict, ifindex);
     }
     action(verdict)
 }

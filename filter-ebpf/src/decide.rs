@@ -232,18 +232,17 @@ pub fn decide(ctx: &XdpContext, pkt: &Packet, active: &Active) -> (Reason, Invol
 
     // A flow an allowed packet opened (DESIGN §3 step 3).
     let tracked = flow::key(pkt);
-    let now = if tracked.is_some() && now == 0 { flow::now() } else { now };
     if let Some(t) = &tracked {
         match flow::lookup(t, pkt, settings, now) {
             Lookup::Miss => {}
-            Lookup::Current { flow: f, from_opener } => {
+            Lookup::Current { flow: f, from_opener, now } => {
                 if over_rate(dst_dev, false) {
                     return (Reason::RateLimited, involved);
                 }
                 flow::touch(f, pkt, from_opener, settings, now);
                 return (Reason::Established, involved);
             }
-            Lookup::Stale { flow: f, from_opener, open_port } => {
+            Lookup::Stale { flow: f, from_opener, open_port, now } => {
                 // Ask the rules about the packet that opened the flow.
                 let (opener, other, opener_addr, other_addr) = if from_opener {
                     (src_dev, dst_dev, &pkt.src, &pkt.dst)

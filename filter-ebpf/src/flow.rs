@@ -72,12 +72,13 @@ pub enum Lookup {
     /// No live flow that this frame continues.
     Miss,
     /// A live flow this frame continues, opened under the policy in force
-    /// (`from_opener`: sent by the end that opened it): pass.
-    Current { flow: *mut FlowValue, from_opener: bool },
+    /// (`from_opener`: sent by the end that opened it; `now`: the clock as
+    /// read for it): pass.
+    Current { flow: *mut FlowValue, from_opener: bool, now: u64 },
     /// As `Current`, but opened under an earlier policy: pass only if the
     /// rules still allow the opening packet (destination port `open_port`,
     /// sent by the source of this frame if `from_opener`).
-    Stale { flow: *mut FlowValue, from_opener: bool, open_port: u16 },
+    Stale { flow: *mut FlowValue, from_opener: bool, open_port: u16, now: u64 },
 }
 
 #[inline(always)]
@@ -88,8 +89,11 @@ pub fn now() -> u64 {
 }
 
 #[inline(always)]
+/// `now`: the boot-time clock if already read, else 0 (read here only when
+/// there is a flow: a miss needs no clock, and reading it costs).
 pub fn lookup(t: &Tracked, pkt: &Packet, settings: &Settings, now: u64) -> Lookup {
     let Some(flow) = FLOWS.get_ptr_mut(t.key) else { return Lookup::Miss };
+    let now = if now == 0 { self::now() } else { now };
     // SAFETY: the entry stays valid for this run of the program (RCU);
     // other CPUs may update it concurrently, which at worst mixes two
     // recent timestamps or states of the same flow.
@@ -104,9 +108,9 @@ pub fn lookup(t: &Tracked, pkt: &Packet, settings: &Settings, now: u64) -> Looku
         return Lookup::Miss;
     }
     if v.epoch == settings.epoch {
-        Lookup::Current { flow, from_opener }
+        Lookup::Current { flow, from_opener, now }
     } else {
-        Lookup::Stale { flow, from_opener, open_port: v.open_port }
+        Lookup::Stale { flow, from_opener, open_port: v.open_port, now }
     }
 }
 
@@ -154,7 +158,8 @@ pub fn revoke(t: &Tracked) {
     bump(flow_stats::REVOKED);
 }
 
-/// Records the flow an allowed frame opens, if it opens one.
+/// Records the flow an allowed frame opens, if it opens one. `now` as for
+/// `lookup`.
 #[inline(always)]
 pub fn open(t: &Tracked, pkt: &Packet, settings: &Settings, now: u64) {
     let state = match pkt.proto {
@@ -165,6 +170,7 @@ pub fn open(t: &Tracked, pkt: &Packet, settings: &Settings, now: u64) {
         IPPROTO_ICMP | IPPROTO_ICMPV6 if is_echo(pkt, true) => flow_state::ESTABLISHED,
         _ => return,
     };
+    let now = if now == 0 { self::now() } else { now };
     let value = FlowValue {
         expires_ns: now.saturating_add(timeout(settings, pkt.proto, state)),
         epoch: settings.epoch,

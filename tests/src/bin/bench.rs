@@ -95,6 +95,27 @@ fn main() -> anyhow::Result<()> {
                     .padded(),
                 expect: Reason::Allowed,
             },
+            // The same drop with and without the flow lookup: a datagram
+            // is looked up in the flow table first, a non-first fragment
+            // has no ports and is not.
+            Case {
+                name: "dropped UDP v4 datagram (flow lookup, then rules)",
+                opener: None,
+                frame: Frame::ip(nurse, target, L4::udp(40000, 6000)).padded(),
+                expect: Reason::NotAllowed,
+            },
+            Case {
+                name: "dropped UDP v4 non-first fragment (rules only)",
+                opener: None,
+                frame: Frame::ip(nurse, target, L4::udp(40000, 6000))
+                    .with_ip(|b| {
+                        if let Body::Ip { frag_offset8, .. } = b {
+                            *frag_offset8 = 8;
+                        }
+                    })
+                    .padded(),
+                expect: Reason::NotAllowed,
+            },
             Case {
                 name: "TCP v4 reply of an established flow",
                 opener: Some(Frame::ip(nurse, target, L4::syn(40001, 443)).padded()),

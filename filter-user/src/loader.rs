@@ -840,21 +840,21 @@ impl Filter {
         };
         let mut out = Vec::new();
         for id in info.map_ids()?.unwrap_or_default() {
-            let map = aya::maps::MapInfo::from_id(id)?;
-            let fd = map.fd()?;
-            let fdinfo =
-                std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_fd().as_raw_fd()))?;
-            let field = |name: &str| {
-                fdinfo
-                    .lines()
-                    .find_map(|l| l.strip_prefix(name)?.trim().parse::<u64>().ok())
-                    .unwrap_or(0)
-            };
-            out.push(MapMemory {
-                name: map.name_as_str().unwrap_or("?").to_string(),
-                max_entries: field("max_entries:"),
-                memlock: field("memlock:"),
-            });
+            out.push(map_memory(id)?);
+        }
+        // The rule sets' inner tries, which the program reaches through
+        // the outer arrays: one line for each kind.
+        for (name, cache) in [
+            ("PEER_SETS inner tries", self.peer_tries.tries.values().copied().collect::<Vec<_>>()),
+            ("PORT_SETS inner tries", self.port_tries.tries.values().copied().collect()),
+        ] {
+            let mut total = MapMemory { name: name.into(), max_entries: 0, memlock: 0 };
+            for id in cache {
+                let m = map_memory(id)?;
+                total.max_entries += 1;
+                total.memlock += m.memlock;
+            }
+            out.push(total);
         }
         Ok(out)
     }
@@ -981,4 +981,19 @@ fn block_net(key: &Key<PeerData>) -> IpNet {
         }
         _ => IpNet::V6(ipnet::Ipv6Net::new(v6, key.prefix_len() as u8).expect("prefix")),
     }
+}
+
+/// One map's kernel memory, from its fdinfo.
+fn map_memory(id: u32) -> Result<MapMemory, LoadError> {
+    let map = aya::maps::MapInfo::from_id(id)?;
+    let fd = map.fd()?;
+    let fdinfo = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_fd().as_raw_fd()))?;
+    let field = |name: &str| {
+        fdinfo.lines().find_map(|l| l.strip_prefix(name)?.trim().parse::<u64>().ok()).unwrap_or(0)
+    };
+    Ok(MapMemory {
+        name: map.name_as_str().unwrap_or("?").to_string(),
+        max_entries: field("max_entries:"),
+        memlock: field("memlock:"),
+    })
 }

@@ -1,6 +1,7 @@
 //! `cargo xtask <task>`: the one entry point for setting up a machine,
 //! building, testing, linting and benchmarking vlanguard.
 
+mod bench_summary;
 mod setup;
 
 use std::{
@@ -51,11 +52,16 @@ enum Task {
         #[arg(long, default_value_t = 10_000)]
         devices: u32,
     },
-    /// Per-packet cost of the program with BPF_PROG_TEST_RUN (root needed).
+    /// Per-packet cost of the program with BPF_PROG_TEST_RUN (root needed),
+    /// in several processes (this machine's speed varies by process); the
+    /// summary gives the median, the fast cluster's median, min and max.
     Bench {
         /// Runs of the program per measurement.
         #[arg(long, default_value_t = 1_000_000)]
         repeat: u32,
+        /// Separate processes the whole benchmark runs in.
+        #[arg(long, default_value_t = 3)]
+        processes: u32,
     },
 }
 
@@ -95,21 +101,25 @@ fn main() -> Result<()> {
             cmd.args(["--", "-D", "warnings"]);
             run(cmd)?;
         }
-        Task::Bench { repeat } => {
+        Task::Bench { repeat, processes } => {
             setup::run()?;
             require_root("the benchmarks load XDP programs")?;
             let repeat = repeat.to_string();
-            cargo([
-                "run",
-                "--release",
-                "--package",
-                "vlanguard-tests",
-                "--bin",
-                "bench",
-                "--",
-                "--repeat",
-                &repeat,
-            ])?;
+            cargo(["build", "--release", "--package", "vlanguard-tests", "--bin", "bench"])?;
+            let dir = root.join("target/bench");
+            let mut runs = Vec::new();
+            for k in 1..=processes.max(1) {
+                let name = format!("run-{k}");
+                let mut cmd = Command::new(root.join("target/release/bench"));
+                cmd.args(["--repeat", &repeat, "--name", &name]);
+                run(cmd)?;
+                runs.push(dir.join(format!("{name}.csv")));
+            }
+            let (md, csv) = bench_summary::summarise(&runs)?;
+            std::fs::write(dir.join("summary.md"), &md)?;
+            std::fs::write(dir.join("summary.csv"), &csv)?;
+            println!("{md}");
+            eprintln!("bench: wrote {}", dir.join("summary.{md,csv}").display());
         }
     }
     Ok(())

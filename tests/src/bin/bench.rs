@@ -38,10 +38,13 @@ fn median(mut v: Vec<u64>) -> u64 {
 
 fn main() -> anyhow::Result<()> {
     let mut repeat: u32 = 1_000_000;
+    let mut name = String::from("datapath");
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--repeat" => repeat = args.next().and_then(|v| v.parse().ok()).expect("--repeat N"),
+            // Output file stem under target/bench (one per process run).
+            "--name" => name = args.next().expect("--name STEM"),
             other => anyhow::bail!("unknown argument {other}"),
         }
     }
@@ -195,7 +198,7 @@ fn main() -> anyhow::Result<()> {
             )?;
             writeln!(
                 csv,
-                "{n},10,{},{},{m},{lo},{hi},{f},{:.2}",
+                "{n},10,\"{}\",{},{m},{lo},{hi},{f},{:.2}",
                 case.name,
                 case.frame.len(),
                 m as f64 / f.max(1) as f64
@@ -231,7 +234,11 @@ fn main() -> anyhow::Result<()> {
             "| {n} | mixed: {MIXED} distinct allowed TCP v4 frames, each run once | 60 | allowed | {m} | {lo} | {hi} | {f} | {} |",
             m.saturating_sub(f)
         )?;
-        writeln!(csv, "{n},10,mixed,60,{m},{lo},{hi},{f},{:.2}", m as f64 / f.max(1) as f64)?;
+        writeln!(
+            csv,
+            "{n},10,\"mixed: {MIXED} distinct frames\",60,{m},{lo},{hi},{f},{:.2}",
+            m as f64 / f.max(1) as f64
+        )?;
     }
     // Map memory: all maps (the fixed, preallocated ones included) and what
     // each device adds beyond the one-device policy.
@@ -255,9 +262,9 @@ fn main() -> anyhow::Result<()> {
     println!("{md}");
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
     std::fs::create_dir_all(&dir)?;
-    std::fs::write(dir.join("datapath.md"), &md)?;
-    std::fs::write(dir.join("datapath.csv"), &csv)?;
-    eprintln!("bench: wrote {}", dir.join("datapath.{md,csv}").display());
+    std::fs::write(dir.join(format!("{name}.md")), &md)?;
+    std::fs::write(dir.join(format!("{name}.csv")), &csv)?;
+    eprintln!("bench: wrote {}", dir.join(format!("{name}.{{md,csv}}")).display());
     Ok(())
 }
 

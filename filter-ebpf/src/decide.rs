@@ -169,10 +169,9 @@ pub fn decide(ctx: &XdpContext, pkt: &Packet, active: &Active) -> (Reason, Invol
     };
     // Operators' actions (DESIGN §3 step 2): a blocked address is dropped
     // wherever it appears, device or not.
-    let any_quarantine = actions::any_quarantine();
-    let now = if actions::any_blocks() || any_quarantine { flow::now() } else { 0 };
-    if actions::any_blocks() && (actions::blocked(&pkt.src, now) || actions::blocked(&pkt.dst, now))
-    {
+    let (any_blocks, any_quarantine) = (actions::any_blocks(), actions::any_quarantine());
+    let now = if any_blocks || any_quarantine { flow::now() } else { 0 };
+    if any_blocks && (actions::blocked(&pkt.src, now) || actions::blocked(&pkt.dst, now)) {
         return (Reason::Blocked, involved);
     }
 

@@ -245,6 +245,27 @@ pub fn mapped(addr: IpAddr) -> [u8; 16] {
     }
 }
 
+/// Whether an IPv6 network contains or lies inside `::ffff:0:0/96`, where
+/// the program keeps IPv4 addresses (so it would reach IPv4 hosts).
+pub fn overlaps_v4_mapped(net: &IpNet) -> bool {
+    match net {
+        IpNet::V6(n) => {
+            let (p, v4) = (v6_prefix(n), v4_mapped_range());
+            p.contains(&v4) || v4.contains(&p)
+        }
+        IpNet::V4(_) => false,
+    }
+}
+
+/// `::ffff:0:0/96`, where IPv4 addresses live in the program's keys.
+fn v4_mapped_range() -> PeerPrefix {
+    PeerPrefix::new(0xffff_u128 << 32, 96)
+}
+
+fn v6_prefix(n: &ipnet::Ipv6Net) -> PeerPrefix {
+    PeerPrefix::new(u128::from_be_bytes(n.network().octets()), u32::from(n.prefix_len()))
+}
+
 /// The prefixes of the v4-mapped key space a network covers. IPv4 lives
 /// in `::ffff:0:0/96`, so an IPv6 network containing that range (`::/0`,
 /// say) is split around it: IPv6 rules must never match IPv4 hosts.
@@ -255,11 +276,7 @@ pub fn net_prefixes(net: &IpNet) -> Vec<PeerPrefix> {
             96 + u32::from(n.prefix_len()),
         )],
         IpNet::V6(n) => {
-            let p = PeerPrefix::new(
-                u128::from_be_bytes(n.network().octets()),
-                u32::from(n.prefix_len()),
-            );
-            let v4 = PeerPrefix::new(0xffff_u128 << 32, 96);
+            let (p, v4) = (v6_prefix(n), v4_mapped_range());
             if p.contains(&v4) {
                 subtract(p, v4)
             } else if v4.contains(&p) {

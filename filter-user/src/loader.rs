@@ -485,22 +485,20 @@ impl Filter {
         let net = net.trunc();
         // IPv4 lives at ::ffff:0:0/96 in the program's keys: an IPv6 block
         // around or inside it would block IPv4 hosts.
-        let mapped: ipnet::Ipv6Net = "::ffff:0:0/96".parse().expect("constant");
-        if let IpNet::V6(n) = net
-            && (n.contains(&mapped) || mapped.contains(&n))
-        {
+        if crate::compile::overlaps_v4_mapped(&net) {
             return Err(LoadError::Refused(format!(
                 "{net} covers IPv4-mapped addresses (::ffff:0:0/96); block IPv4 networks as \
                  such and IPv6 ones outside that range"
             )));
         }
         let later = |a: u64, b: u64| if a == 0 || b == 0 { 0 } else { a.max(b) };
-        for (other, e) in self.blocks()? {
-            if other != net && other.contains(&net) {
+        let existing = self.blocks()?;
+        for (other, e) in &existing {
+            if *other != net && other.contains(&net) {
                 entry.expires_ns = later(entry.expires_ns, e.expires_ns);
             }
         }
-        for (inner, mut e) in self.blocks()? {
+        for (inner, mut e) in existing {
             if inner != net && net.contains(&inner) {
                 e.expires_ns = later(e.expires_ns, entry.expires_ns);
                 self.maps.blocks.insert(&block_key(inner), e, 0)?;
@@ -618,18 +616,11 @@ impl Filter {
             self.vlans_set[generation as usize].push(index);
         }
         for (prefix, vlan) in &c.protected {
-            let key = Key::new(
-                32 + prefix.len,
-                ProtectedKey { generation, addr: prefix.value.to_be_bytes() },
-            );
-            self.maps.protected.insert(&key, ProtectedNet { vlan: *vlan, _pad: 0 }, 0)?;
+            let value = ProtectedNet { vlan: *vlan, _pad: 0 };
+            self.maps.protected.insert(&generation_key(generation, prefix), value, 0)?;
         }
         for prefix in &c.management {
-            let key = Key::new(
-                32 + prefix.len,
-                ProtectedKey { generation, addr: prefix.value.to_be_bytes() },
-            );
-            self.maps.management.insert(&key, 1, 0)?;
+            self.maps.management.insert(&generation_key(generation, prefix), 1, 0)?;
         }
         // Rule sets before the devices that point at them, published in
         // chunks so that open inner-map descriptors stay bounded.
@@ -707,26 +698,8 @@ impl Filter {
         for k in stale {
             self.maps.devices.remove(&k)?;
         }
-        let stale: Vec<Key<ProtectedKey>> = self
-            .maps
-            .protected
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| k.data().generation == generation)
-            .collect();
-        for k in stale {
-            self.maps.protected.remove(&k)?;
-        }
-        let stale: Vec<Key<ProtectedKey>> = self
-            .maps
-            .management
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| k.data().generation == generation)
-            .collect();
-        for k in stale {
-            self.maps.management.remove(&k)?;
-        }
+        clear_generation_trie(&mut self.maps.protected, generation)?;
+        clear_generation_trie(&mut self.maps.management, generation)?;
         // Point the generation's slots at the empty trie, which matches
         // nothing (the same as no trie), so the old tries can be freed.
         let g = generation as usize;
@@ -996,4 +969,23 @@ fn map_memory(id: u32) -> Result<MapMemory, LoadError> {
         max_entries: field("max_entries:"),
         memlock: field("memlock:"),
     })
+}
+
+/// The key of `prefix` in a trie keyed by generation, then address
+/// (`PROTECTED`, `MANAGEMENT`): prefix lengths count the generation bits.
+fn generation_key(generation: u32, prefix: &PeerPrefix) -> Key<ProtectedKey> {
+    Key::new(32 + prefix.len, ProtectedKey { generation, addr: prefix.value.to_be_bytes() })
+}
+
+/// Removes `generation`'s entries from such a trie.
+fn clear_generation_trie<V: aya::Pod>(
+    trie: &mut LpmTrie<MapData, ProtectedKey, V>,
+    generation: u32,
+) -> Result<(), LoadError> {
+    let stale: Vec<Key<ProtectedKey>> =
+        trie.keys().filter_map(Result::ok).filter(|k| k.data().generation == generation).collect();
+    for k in stale {
+        trie.remove(&k)?;
+    }
+    Ok(())
 }

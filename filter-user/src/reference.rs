@@ -9,7 +9,10 @@ use std::collections::HashMap;
 use filter_common::{FlowKey, MAX_HEADER_START, MAX_IPV6_EXT_HEADERS, Reason, Verdict};
 use ipnet::IpNet;
 
-use crate::policy::{L4, Resolved, Rule};
+use crate::{
+    compile,
+    policy::{L4, Resolved, Rule},
+};
 
 /// What the reference decides for a frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -249,13 +252,6 @@ pub fn evaluate(policy: &Resolved, frame: &[u8], iface_vlan: u16) -> Decision {
     evaluate_with_flows(policy, frame, iface_vlan, &mut Flows::default())
 }
 
-fn mapped(a: IpAddr) -> [u8; 16] {
-    match a {
-        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
-        IpAddr::V6(v6) => v6.octets(),
-    }
-}
-
 /// Echo request (`request`) or reply, ICMP or ICMPv6.
 fn is_echo(f: &Frame, request: bool) -> bool {
     let t = match f.l4 {
@@ -396,7 +392,8 @@ fn decide(policy: &Resolved, frame: &[u8], iface_vlan: u16, flows: &mut Flows) -
     }
     .map(|(sport, dport)| {
         let mut key = FlowKey::default();
-        let src_lo = key.set(&mapped(f.src), sport, &mapped(f.dst), dport, f.proto);
+        let src_lo =
+            key.set(&compile::mapped(f.src), sport, &compile::mapped(f.dst), dport, f.proto);
         (key, src_lo)
     });
     let bare_syn = f.proto == 6 && f.tcp_flags & 0x12 == 0x02;

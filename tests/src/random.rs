@@ -282,11 +282,7 @@ pub fn actions(rng: &mut impl Rng, policy: &Resolved) -> Actions {
         }
     }
     // The loader refuses IPv6 nets over the IPv4-mapped range.
-    let mapped: ipnet::Ipv6Net = "::ffff:0:0/96".parse().expect("constant");
-    pool.retain(|n| match n {
-        IpNet::V6(n) => !n.contains(&mapped) && !mapped.contains(n),
-        IpNet::V4(_) => true,
-    });
+    pool.retain(|n| !filter_user::compile::overlaps_v4_mapped(n));
     for _ in 0..rng.random_range(1..=3) {
         if let Some(net) = pool.choose(rng) {
             let net = if rng.random_bool(0.3) {

@@ -46,6 +46,19 @@ pub const MONITOR6: &str = "2001:db8:120::11";
 /// The router interfaces vlanguard filters.
 pub const ROUTER_IFACES: [&str; 3] = ["uplink", "core0", "trunk0"];
 
+/// The lab's VLANs as policy tables: 110 (the pump, the unknown host) and
+/// 120 (the monitor), both protected.
+pub const VLANS: &str = r#"[[vlan]]
+id = 110
+name = "pumps"
+subnets = ["10.110.0.0/24", "2001:db8:110::/64"]
+
+[[vlan]]
+id = 120
+name = "monitors"
+subnets = ["10.120.0.0/24", "2001:db8:120::/64"]
+"#;
+
 /// The lab's policy. The pump takes pings, UDP 5000-5010 and HTTPS from
 /// nurse stations; it may answer them (no flow tracking yet: replies need
 /// rules) and send UDP 5000-5010 to the monitor, which takes it from the
@@ -57,16 +70,7 @@ pub fn policy(extra_pump_rules: &str) -> String {
 allow_arp = true
 allow_ndp = true
 
-[[vlan]]
-id = 110
-name = "pumps"
-subnets = ["10.110.0.0/24", "2001:db8:110::/64"]
-
-[[vlan]]
-id = 120
-name = "monitors"
-subnets = ["10.120.0.0/24", "2001:db8:120::/64"]
-
+{VLANS}
 [peers]
 nurses = ["10.30.0.0/16", "2001:db8:30::/48"]
 servers = ["10.20.0.0/16", "2001:db8:20::/48"]
@@ -467,6 +471,13 @@ pub fn udp_send(dst: SocketAddr, count: u32, gap: Duration) {
         let _ = sock.send_to(&seq.to_be_bytes(), dst);
         thread::sleep(gap);
     }
+}
+
+/// `ip`:`port` (an IPv6 `ip` in brackets).
+pub fn socket_addr(ip: &str, port: u16) -> SocketAddr {
+    if ip.contains(':') { format!("[{ip}]:{port}") } else { format!("{ip}:{port}") }
+        .parse()
+        .expect("address")
 }
 
 /// Receives numbered datagrams on `port` until `idle` passes without one

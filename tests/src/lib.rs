@@ -10,6 +10,24 @@ pub mod policies;
 pub mod random;
 pub mod scale;
 
+/// Seconds of CLOCK_MONOTONIC: the program's `bpf_ktime_get_ns`, whose
+/// whole seconds are the rate limits' windows.
+pub fn monotonic_second() -> i64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes the struct we pass.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) };
+    ts.tv_sec
+}
+
+/// The sum of the samples of metric `name` whose lines contain all of
+/// `parts` (labels), in a Prometheus text exposition.
+pub fn sample(text: &str, name: &str, parts: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && parts.iter().all(|p| l.contains(p)))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
+}
+
 /// Whether the tests may touch the kernel. Kernel tests need root; outside
 /// CI they are skipped with a message when it is missing, under `CI=true`
 /// a missing privilege fails the test.

@@ -66,6 +66,15 @@ pub const PUMP_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x07];
 pub const PUMP: u32 = 0;
 pub const MONITOR: u32 = 1;
 
+/// `HOSPITAL` with `line` added to the pump's table.
+pub fn hospital_with_pump(line: &str) -> String {
+    HOSPITAL.replacen(
+        "profile = \"infusion-pump\"\n",
+        &format!("profile = \"infusion-pump\"\n{line}\n"),
+        1,
+    )
+}
+
 pub fn hospital() -> Resolved {
     resolve(HOSPITAL)
 }

@@ -11,7 +11,8 @@ use filter_user::{Resolved, reference};
 use vlanguard_tests::{
     frame::{Body, Ext, Frame, L4, TPID_8021AD, TPID_8021Q, v4, v6},
     harness::{Harness, XDP_DROP, XDP_PASS},
-    policies::{MONITOR, PUMP, PUMP_MAC, hospital, resolve},
+    monotonic_second,
+    policies::{MONITOR, PUMP, PUMP_MAC, hospital, hospital_with_pump, resolve},
     privileged,
 };
 
@@ -819,10 +820,7 @@ fn devices_keep_their_counters_when_others_come_and_go() {
 /// as would-drops (counted, reported); devices in enforce mode still drop.
 #[test]
 fn monitor_mode_passes_and_counts_would_drops() {
-    let text = vlanguard_tests::policies::HOSPITAL.replace(
-        "profile = \"infusion-pump\"\n",
-        "profile = \"infusion-pump\"\nmode = \"monitor\"\n",
-    );
+    let text = hospital_with_pump("mode = \"monitor\"");
     let p = resolve(&text);
     assert!(p.devices[PUMP as usize].monitor && !p.devices[MONITOR as usize].monitor);
     let Some(mut h) = setup(&p, 0) else { return };
@@ -881,14 +879,6 @@ fn monitor_mode_passes_and_counts_would_drops() {
     check_verdict(h, &all, 0, "malformed, policy monitors", &bad, Reason::Malformed, would, &[]);
 }
 
-/// Seconds of CLOCK_MONOTONIC, the program's `bpf_ktime_get_ns`.
-fn monotonic_second() -> i64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: clock_gettime writes the struct we pass.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) };
-    ts.tv_sec
-}
-
 /// Runs `frames` within one second of the program's clock (retrying when a
 /// run straddles a second) and returns how many of them each reason got.
 fn within_one_second(h: &mut Harness, frames: &[Vec<u8>]) -> BTreeMap<Reason, usize> {
@@ -915,10 +905,8 @@ fn within_one_second(h: &mut Harness, frames: &[Vec<u8>]) -> BTreeMap<Reason, us
 /// too, and neither opens a flow.
 #[test]
 fn rate_limits_cut_at_the_configured_rate() {
-    let text = vlanguard_tests::policies::HOSPITAL.replace(
-        "profile = \"infusion-pump\"\n",
-        "profile = \"infusion-pump\"\nrate_limit = { packets_per_second = 25, new_tcp_per_second = 5 }\n",
-    );
+    let text =
+        hospital_with_pump("rate_limit = { packets_per_second = 25, new_tcp_per_second = 5 }");
     let p = resolve(&text);
     let Some(mut h) = setup(&p, 0) else { return };
     // ACKs to the pump's HTTPS: allowed by the rules, no flows.

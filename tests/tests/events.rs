@@ -11,7 +11,7 @@ use std::{
 
 use vlanguard_tests::{
     lab::{Lab, NURSE, PUMP, ROGUE},
-    privileged,
+    privileged, sample,
 };
 
 fn events(lab: &Lab, device: Option<&str>) -> Vec<serde_json::Value> {
@@ -29,18 +29,8 @@ fn events(lab: &Lab, device: Option<&str>) -> Vec<serde_json::Value> {
 
 /// `vlanguard_drop_events_total{outcome=...}` from the daemon's /metrics.
 fn metric(lab: &Lab, outcome: &str) -> u64 {
-    let text = lab_metrics(lab);
-    text.lines()
-        .filter(|l| {
-            l.starts_with("vlanguard_drop_events_total")
-                && l.contains(&format!("outcome=\"{outcome}\""))
-        })
-        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
-        .sum::<f64>() as u64
-}
-
-fn lab_metrics(lab: &Lab) -> String {
-    lab.scrape()
+    let label = format!("outcome=\"{outcome}\"");
+    sample(&lab.scrape(), "vlanguard_drop_events_total", &[&label]) as u64
 }
 
 #[test]

@@ -13,8 +13,8 @@ use std::{
 };
 
 use vlanguard_tests::{
-    lab::{CORE, Lab, PUMP},
-    privileged,
+    lab::{self, CORE, Lab, PUMP},
+    privileged, sample,
 };
 
 const CORE6: &str = "2001:db8:20::10";
@@ -33,16 +33,7 @@ allow_ndp = true
 [settings.flow_timeouts]
 udp = "2s"
 
-[[vlan]]
-id = 110
-name = "pumps"
-subnets = ["10.110.0.0/24", "2001:db8:110::/64"]
-
-[[vlan]]
-id = 120
-name = "monitors"
-subnets = ["10.120.0.0/24", "2001:db8:120::/64"]
-
+{vlans}
 [peers]
 servers = ["10.20.0.0/16", "2001:db8:20::/48"]
 
@@ -62,7 +53,8 @@ allow_out = [
 name = "monitor"
 vlan = 120
 ip = ["10.120.0.11", "2001:db8:120::11"]
-"#
+"#,
+        vlans = lab::VLANS
     )
 }
 
@@ -148,17 +140,8 @@ fn udp_answered(lab: &Lab, role: &str, to: SocketAddr, wait: Duration) -> bool {
 }
 
 fn flows_metric(lab: &Lab, outcome: &str) -> u64 {
-    lab.scrape()
-        .lines()
-        .filter(|l| l.starts_with("vlanguard_flows_total") && l.contains(&format!("\"{outcome}\"")))
-        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
-        .sum::<f64>() as u64
-}
-
-fn addr(ip: &str, port: u16) -> SocketAddr {
-    if ip.contains(':') { format!("[{ip}]:{port}") } else { format!("{ip}:{port}") }
-        .parse()
-        .expect("address")
+    let label = format!("outcome=\"{outcome}\"");
+    sample(&lab.scrape(), "vlanguard_flows_total", &[&label]) as u64
 }
 
 #[test]
@@ -171,26 +154,44 @@ fn replies_pass_unsolicited_traffic_does_not() {
     lab.start_daemon();
 
     // TCP, v4 and v6: the pump opens, the server answers.
-    let server = tcp_echo(&lab, "core", addr(CORE, 8443));
-    assert!(tcp_works(&lab, "pump", addr(CORE, 8443)), "pump -> server TCP and its replies");
+    let server = tcp_echo(&lab, "core", lab::socket_addr(CORE, 8443));
+    assert!(
+        tcp_works(&lab, "pump", lab::socket_addr(CORE, 8443)),
+        "pump -> server TCP and its replies"
+    );
     server.join().expect("server");
-    let server = tcp_echo(&lab, "core", addr(CORE6, 8443));
-    assert!(tcp_works(&lab, "pump", addr(CORE6, 8443)), "IPv6 pump -> server TCP");
+    let server = tcp_echo(&lab, "core", lab::socket_addr(CORE6, 8443));
+    assert!(tcp_works(&lab, "pump", lab::socket_addr(CORE6, 8443)), "IPv6 pump -> server TCP");
     server.join().expect("server");
     // The server may not open a connection to the pump.
-    let pump_server = tcp_echo(&lab, "pump", addr("0.0.0.0", 8443));
-    assert!(!tcp_works(&lab, "core", addr(PUMP, 8443)), "server -> pump must be dropped");
-    assert!(!tcp_works(&lab, "core", addr(PUMP6, 8443)), "IPv6 server -> pump must be dropped");
+    let pump_server = tcp_echo(&lab, "pump", lab::socket_addr("0.0.0.0", 8443));
+    assert!(
+        !tcp_works(&lab, "core", lab::socket_addr(PUMP, 8443)),
+        "server -> pump must be dropped"
+    );
+    assert!(
+        !tcp_works(&lab, "core", lab::socket_addr(PUMP6, 8443)),
+        "IPv6 server -> pump must be dropped"
+    );
     drop(pump_server);
 
     // UDP request and response; the server's own datagram is not one.
-    udp_echo(&lab, "core", addr(CORE, 5353), Duration::ZERO, Duration::from_secs(4));
-    thread::sleep(Duration::from_millis(200));
-    assert!(udp_answered(&lab, "pump", addr(CORE, 5353), Duration::from_secs(2)), "UDP answer");
-    udp_echo(&lab, "pump", addr("0.0.0.0", 5353), Duration::ZERO, Duration::from_secs(3));
+    udp_echo(&lab, "core", lab::socket_addr(CORE, 5353), Duration::ZERO, Duration::from_secs(4));
     thread::sleep(Duration::from_millis(200));
     assert!(
-        !udp_answered(&lab, "core", addr(PUMP, 5353), Duration::from_secs(1)),
+        udp_answered(&lab, "pump", lab::socket_addr(CORE, 5353), Duration::from_secs(2)),
+        "UDP answer"
+    );
+    udp_echo(
+        &lab,
+        "pump",
+        lab::socket_addr("0.0.0.0", 5353),
+        Duration::ZERO,
+        Duration::from_secs(3),
+    );
+    thread::sleep(Duration::from_millis(200));
+    assert!(
+        !udp_answered(&lab, "core", lab::socket_addr(PUMP, 5353), Duration::from_secs(1)),
         "server -> pump UDP must be dropped"
     );
 
@@ -201,17 +202,19 @@ fn replies_pass_unsolicited_traffic_does_not() {
 
     // An idle UDP flow expires after its 2 s: an answer 3 s late is dropped.
     thread::sleep(Duration::from_secs(3));
-    udp_echo(&lab, "core", addr(CORE, 5354), Duration::from_secs(3), Duration::from_secs(5));
-    let late = {
-        let mut p = policy(true);
-        p = p.replace("port = 5353", "port = \"5353-5354\"");
-        p
-    };
+    udp_echo(
+        &lab,
+        "core",
+        lab::socket_addr(CORE, 5354),
+        Duration::from_secs(3),
+        Duration::from_secs(5),
+    );
+    let late = policy(true).replace("port = 5353", "port = \"5353-5354\"");
     fs::write(&lab.policy_file, late).expect("policy");
     assert!(lab.cli(&["policy", "apply"]).status.success());
     thread::sleep(Duration::from_millis(200));
     assert!(
-        !udp_answered(&lab, "pump", addr(CORE, 5354), Duration::from_secs(4)),
+        !udp_answered(&lab, "pump", lab::socket_addr(CORE, 5354), Duration::from_secs(4)),
         "an answer after the flow timed out must be dropped"
     );
     assert!(flows_metric(&lab, "expired") >= 1, "expired flows are counted");
@@ -226,14 +229,15 @@ fn revoking_the_rule_cuts_an_established_connection() {
     let mut lab = Lab::new();
     fs::write(&lab.policy_file, policy(true)).expect("policy");
     lab.start_daemon();
-    let server = tcp_echo(&lab, "core", addr(CORE, 8443));
+    let server = tcp_echo(&lab, "core", lab::socket_addr(CORE, 8443));
     thread::sleep(Duration::from_millis(200));
     let policy_file = lab.policy_file.clone();
     let socket = lab.socket.clone();
     let (before, after) = lab
         .in_ns("pump", move || {
-            let mut c = TcpStream::connect_timeout(&addr(CORE, 8443), Duration::from_secs(3))
-                .expect("connect");
+            let mut c =
+                TcpStream::connect_timeout(&lab::socket_addr(CORE, 8443), Duration::from_secs(3))
+                    .expect("connect");
             let before = round_trip(&mut c, b"one");
             fs::write(&policy_file, policy(false)).expect("policy");
             let out = std::process::Command::new(vlanguard_tests::lab::vlanguard_bin())

@@ -11,17 +11,10 @@ use std::{
 
 use vlanguard_tests::{
     lab::{self, Lab, PUMP},
-    privileged,
+    monotonic_second, privileged,
 };
 
 const LIMIT: u64 = 200;
-
-fn monotonic_second() -> i64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: clock_gettime writes the struct we pass.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) };
-    ts.tv_sec
-}
 
 #[test]
 fn a_flood_towards_a_device_is_cut_to_its_rate_limit() {

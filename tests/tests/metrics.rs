@@ -13,7 +13,7 @@ use std::{
 
 use vlanguard_tests::{
     lab::{Lab, MONITOR, PUMP},
-    privileged,
+    privileged, sample,
 };
 
 /// `GET path` on 127.0.0.1:`port` inside the router namespace: the
@@ -41,14 +41,6 @@ fn get(lab: &Lab, port: u16, path: &str, accept: &str) -> (String, String) {
 
 fn metrics(lab: &Lab) -> String {
     get(lab, 9880, "/metrics", "text/plain").1
-}
-
-/// The value of the sample whose name and labels contain all of `parts`.
-fn sample(text: &str, name: &str, parts: &[&str]) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(name) && parts.iter().all(|p| l.contains(p)))
-        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
-        .sum()
 }
 
 const MONITOR_DROPS: &[&str] =

@@ -4,13 +4,13 @@
 //! on the 802.1Q trunk (device VLANs 110 and 120) and on the uplinks.
 
 use std::{
-    net::{SocketAddr, TcpListener, TcpStream},
+    net::{TcpListener, TcpStream},
     thread,
     time::{Duration, Instant},
 };
 
 use vlanguard_tests::{
-    lab::{CORE, Lab, MONITOR, MONITOR6, NURSE, PUMP, PUMP6, ROGUE},
+    lab::{self, CORE, Lab, MONITOR, MONITOR6, NURSE, PUMP, PUMP6, ROGUE},
     privileged,
 };
 
@@ -34,22 +34,13 @@ fn listen(lab: &Lab, role: &str, port: u16, for_: Duration) -> thread::JoinHandl
 
 /// Whether a TCP connection from `role` to `addr` completes within 2 s.
 fn connects(lab: &Lab, role: &str, addr: &str, port: u16) -> bool {
-    let target: SocketAddr = match addr.contains(':') {
-        true => format!("[{addr}]:{port}"),
-        false => format!("{addr}:{port}"),
-    }
-    .parse()
-    .expect("address");
+    let target = lab::socket_addr(addr, port);
     lab.in_ns(role, move || TcpStream::connect_timeout(&target, Duration::from_secs(2)).is_ok())
         .join()
         .expect("connect thread")
 }
 
 /// UDP datagrams from `from` to `to`:`port` that arrive, out of 20.
-fn udp(lab: &Lab, from: &'static str, to_role: &'static str, to: &str, port: u16) -> usize {
-    lab.udp(from, to_role, to, port)
-}
-
 fn stats(lab: &Lab) -> serde_json::Value {
     let out = lab.cli(&["stats", "--json"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -108,19 +99,11 @@ fn allowed_traffic_arrives_and_the_rest_is_dropped_with_its_reason() {
     assert_eq!(other.join().expect("listener"), 0);
 
     // UDP, including device to device over the trunk: both sides must allow.
-    assert_eq!(udp(&lab, "nurse", "pump", PUMP, 5005), 20, "nurse -> pump udp/5005");
-    assert_eq!(udp(&lab, "nurse", "pump", PUMP, 6000), 0, "nurse -> pump udp/6000");
-    assert_eq!(
-        udp(&lab, "pump", "mon", MONITOR, 5005),
-        20,
-        "pump -> monitor udp/5005 (both allow)"
-    );
-    assert_eq!(
-        udp(&lab, "pump", "mon", MONITOR, 5050),
-        0,
-        "pump -> monitor udp/5050 (pump may not)"
-    );
-    assert_eq!(udp(&lab, "rogue", "mon", MONITOR, 5005), 0, "unknown host -> monitor");
+    assert_eq!(lab.udp("nurse", "pump", PUMP, 5005), 20, "nurse -> pump udp/5005");
+    assert_eq!(lab.udp("nurse", "pump", PUMP, 6000), 0, "nurse -> pump udp/6000");
+    assert_eq!(lab.udp("pump", "mon", MONITOR, 5005), 20, "pump -> monitor udp/5005 (both allow)");
+    assert_eq!(lab.udp("pump", "mon", MONITOR, 5050), 0, "pump -> monitor udp/5050 (pump may not)");
+    assert_eq!(lab.udp("rogue", "mon", MONITOR, 5005), 0, "unknown host -> monitor");
 
     // Counters with the right reasons.
     let s = stats(&lab);

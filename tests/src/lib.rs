@@ -9,6 +9,7 @@ pub mod lab;
 pub mod policies;
 pub mod random;
 pub mod scale;
+pub mod xdp_filter;
 
 /// Seconds of CLOCK_MONOTONIC: the program's `bpf_ktime_get_ns`, whose
 /// whole seconds are the rate limits' windows.

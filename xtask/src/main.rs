@@ -104,6 +104,7 @@ fn main() -> Result<()> {
         Task::Bench { repeat, processes } => {
             setup::run()?;
             require_root("the benchmarks load XDP programs")?;
+            setup::ensure_commands(BENCH_COMMANDS)?;
             let repeat = repeat.to_string();
             cargo(["build", "--release", "--package", "vlanguard-tests", "--bin", "bench"])?;
             let dir = root.join("target/bench");
@@ -214,6 +215,15 @@ const LAB_COMMANDS: &[(&str, &str)] = &[
     ("prometheus", "prometheus"),
     ("promtool", "prometheus"),
     ("tmux", "tmux"),
+];
+
+/// What the benchmark compares vlanguard with, and the Debian packages.
+const BENCH_COMMANDS: &[(&str, &str)] = &[
+    ("ip", "iproute2"),
+    ("ethtool", "ethtool"),
+    ("xdp-filter", "xdp-tools"),
+    ("nft", "nftables"),
+    ("iptables", "iptables"),
 ];
 
 /// The daemon, the lab's VLAN switch helper and the demo.

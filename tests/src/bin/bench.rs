@@ -1,6 +1,8 @@
 //! Per-packet cost of the XDP program, measured by the kernel itself
-//! (BPF_PROG_TEST_RUN with `repeat`), next to an XDP_PASS floor in the same
-//! run, alternating the programs so drift hits all of them alike.
+//! (BPF_PROG_TEST_RUN with `repeat`), next to an XDP_PASS floor and
+//! xdp-filter (Debian's xdp-tools, its address allowlist holding the same
+//! devices) in the same run, alternating the programs so drift hits all of
+//! them alike.
 //!
 //! Run through `cargo xtask bench` (root needed). Writes a markdown table
 //! and a CSV under target/bench/.
@@ -16,7 +18,9 @@ use filter_user::{PASS_FLOOR_OBJECT, reference};
 use vlanguard_tests::{
     frame::{Body, Frame, L4, v4, v6},
     harness::Harness,
+    harness::{XDP_DROP, XDP_PASS},
     privileged, scale,
+    xdp_filter::{self, XdpFilter},
 };
 
 const ROUNDS: usize = 7;
@@ -58,13 +62,13 @@ fn main() -> anyhow::Result<()> {
 
     let mut md = String::new();
     let mut csv = String::from(
-        "devices,rules_per_device,frame,bytes,ns_median,ns_min,ns_max,floor_ns_median,ratio_to_floor\n",
+        "devices,rules_per_device,frame,bytes,ns_median,ns_min,ns_max,floor_ns_median,ratio_to_floor,xdp_filter_ns_median,xdp_filter_verdict\n",
     );
     writeln!(
         md,
-        "| devices | frame | bytes | verdict | ns/packet (median of {ROUNDS}) | min | max | XDP_PASS floor | minus floor |"
+        "| devices | frame | bytes | verdict | ns/packet (median of {ROUNDS}) | min | max | XDP_PASS floor | minus floor | xdp-filter | its verdict | vlanguard / xdp-filter |"
     )?;
-    writeln!(md, "|---:|---|---:|---|---:|---:|---:|---:|---:|")?;
+    writeln!(md, "|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---|---:|")?;
 
     // Map memory per policy size, for the per-device figure.
     let mut memory: Vec<(usize, u64)> = Vec::new();
@@ -74,6 +78,19 @@ fn main() -> anyhow::Result<()> {
         let t = std::time::Instant::now();
         h.apply(&policy, 0);
         eprintln!("bench: {n} devices applied in {:?}", t.elapsed());
+        // xdp-filter with the same devices' addresses allowed, the target's
+        // first (its maps hold 10,000 addresses per family).
+        let mut xdpf = XdpFilter::load()?;
+        let listed = xdpf.allow(
+            [scale::device_ip(n / 2), scale::device_ip6(n / 2)].into_iter().chain(
+                (0..n)
+                    .filter(|i| *i != n / 2)
+                    .flat_map(|i| [scale::device_ip(i), scale::device_ip6(i)]),
+            ),
+        )?;
+        if n > xdp_filter::CAPACITY {
+            eprintln!("bench: xdp-filter holds {listed} of the {} device addresses", 2 * n);
+        }
         memory.push((n, h.filter.map_memory()?.iter().map(|m| m.memlock).sum()));
         let target: IpAddr = scale::device_ip(n / 2);
         let target6: IpAddr = scale::device_ip6(n / 2);
@@ -156,6 +173,14 @@ fn main() -> anyhow::Result<()> {
                 frame: Frame::ip(nurse, v4("10.20.5.10"), L4::tcp(40000, 443)).padded(),
                 expect: Reason::Unmatched,
             },
+            // Dropped by both: xdp-filter looks up both addresses and both
+            // ports before its default drop.
+            Case {
+                name: "unknown host on a device VLAN (802.1Q 110)",
+                opener: None,
+                frame: Frame::ip(v4("10.110.0.251"), nurse, L4::tcp(40000, 443)).vlan(110).padded(),
+                expect: Reason::UnknownDevice,
+            },
             Case {
                 name: "TCP v4 reply of an established flow",
                 opener: Some(Frame::ip(nurse, target, L4::syn(40001, 443)).padded()),
@@ -180,25 +205,32 @@ fn main() -> anyhow::Result<()> {
             );
         }
         for case in &cases {
-            let (mut ours, mut floors) = (Vec::new(), Vec::new());
+            let (mut ours, mut floors, mut theirs) = (Vec::new(), Vec::new(), Vec::new());
             for _ in 0..ROUNDS {
-                floors.push(run(floor, &case.frame, repeat)?);
+                floors.push(run(floor, &case.frame, repeat)?.1);
                 ours.push(h.run_raw(&case.frame, repeat).1);
+                theirs.push(run(xdpf.program(), &case.frame, repeat)?.1);
             }
-            let (m, f) = (median(ours.clone()), median(floors));
+            let their_verdict = match run(xdpf.program(), &case.frame, 1)?.0 {
+                XDP_PASS => "pass",
+                XDP_DROP => "drop",
+                _ => "other",
+            };
+            let (m, f, x) = (median(ours.clone()), median(floors), median(theirs));
             let (lo, hi) =
                 (*ours.iter().min().expect("rounds"), *ours.iter().max().expect("rounds"));
             writeln!(
                 md,
-                "| {n} | {} | {} | {} | {m} | {lo} | {hi} | {f} | {} |",
+                "| {n} | {} | {} | {} | {m} | {lo} | {hi} | {f} | {} | {x} | {their_verdict} | {:.2} |",
                 case.name,
                 case.frame.len(),
                 case.expect.name(),
-                m.saturating_sub(f)
+                m.saturating_sub(f),
+                m as f64 / x.max(1) as f64
             )?;
             writeln!(
                 csv,
-                "{n},10,\"{}\",{},{m},{lo},{hi},{f},{:.2}",
+                "{n},10,\"{}\",{},{m},{lo},{hi},{f},{:.2},{x},{their_verdict}",
                 case.name,
                 case.frame.len(),
                 m as f64 / f.max(1) as f64
@@ -217,26 +249,31 @@ fn main() -> anyhow::Result<()> {
                     .padded()
             })
             .collect();
-        let (mut ours, mut floors) = (Vec::new(), Vec::new());
+        let (mut ours, mut floors, mut theirs) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..ROUNDS {
-            let (mut o, mut f) = (0u64, 0u64);
+            let (mut o, mut f, mut x) = (0u64, 0u64, 0u64);
             for frame in &mixed {
-                f += run(floor, frame, 1)?;
+                f += run(floor, frame, 1)?.1;
                 o += h.run_raw(frame, 1).1;
+                x += run(xdpf.program(), frame, 1)?.1;
             }
             ours.push(o / MIXED as u64);
             floors.push(f / MIXED as u64);
+            theirs.push(x / MIXED as u64);
         }
-        let (m, f) = (median(ours.clone()), median(floors));
+        // xdp-filter passes the frames to the devices it holds.
+        let their_verdict = if n > xdp_filter::CAPACITY { "pass/drop" } else { "pass" };
+        let (m, f, x) = (median(ours.clone()), median(floors), median(theirs));
         let (lo, hi) = (*ours.iter().min().expect("rounds"), *ours.iter().max().expect("rounds"));
         writeln!(
             md,
-            "| {n} | mixed: {MIXED} distinct allowed TCP v4 frames, each run once | 60 | allowed | {m} | {lo} | {hi} | {f} | {} |",
-            m.saturating_sub(f)
+            "| {n} | mixed: {MIXED} distinct allowed TCP v4 frames, each run once | 60 | allowed | {m} | {lo} | {hi} | {f} | {} | {x} | {their_verdict} | {:.2} |",
+            m.saturating_sub(f),
+            m as f64 / x.max(1) as f64
         )?;
         writeln!(
             csv,
-            "{n},10,\"mixed: {MIXED} distinct frames\",60,{m},{lo},{hi},{f},{:.2}",
+            "{n},10,\"mixed: {MIXED} distinct frames\",60,{m},{lo},{hi},{f},{:.2},{x},{their_verdict}",
             m as f64 / f.max(1) as f64
         )?;
     }
@@ -268,7 +305,8 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run(prog: &mut Xdp, frame: &[u8], repeat: u32) -> anyhow::Result<u64> {
+/// The program's action and its mean time per run in nanoseconds.
+fn run(prog: &mut Xdp, frame: &[u8], repeat: u32) -> anyhow::Result<(u32, u64)> {
     let r = prog.test_run(TestRunOptions { data_in: Some(frame), repeat, ..Default::default() })?;
-    Ok(r.duration.as_nanos() as u64)
+    Ok((r.return_value, r.duration.as_nanos() as u64))
 }

@@ -441,6 +441,7 @@ pub mod flow_stats {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DropEvent {
+    /// CLOCK_MONOTONIC at tick resolution (the program's coarse clock).
     pub ktime_ns: u64,
     pub src: [u8; 16],
     pub dst: [u8; 16],

@@ -434,8 +434,8 @@ impl Daemon {
                     if raw.len() < 4096 {
                         guard.clear_ready();
                     }
-                    let names = self.filter.slot_names();
                     for r in raw {
+                        let names = self.filter.slot_names();
                         let Some(e) = events::decode(&r, boot, |s| names.get(&s).cloned(), iface_name) else { continue };
                         if let Some(f) = events_log.as_mut() {
                             let _ = std::io::Write::write_all(f, format!("{}\n", serde_json::to_string(&e).unwrap_or_default()).as_bytes());

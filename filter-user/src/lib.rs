@@ -25,7 +25,7 @@ pub mod top;
 
 pub use compile::{Compiled, compile};
 pub use error::{LoadError, PolicyError};
-pub use loader::{Filter, PASS_FLOOR_OBJECT, PROGRAM_OBJECT};
+pub use loader::{BENCH_OBJECT, Filter, PROGRAM_OBJECT};
 pub use policy::{Policy, Resolved};
 
 /// Reads and validates a policy file; errors say `file:line:column:` and

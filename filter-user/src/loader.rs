@@ -42,9 +42,10 @@ use crate::{
 pub static PROGRAM_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/vlanguard-xdp"));
 
-/// A program that only returns XDP_PASS, for benchmarks to measure the floor.
-pub static PASS_FLOOR_OBJECT: &[u8] =
-    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/pass-floor"));
+/// The benchmarks' programs: `pass_floor` (XDP_PASS, the floor) and
+/// `flood_tx` (XDP_TX, the flood generator).
+pub static BENCH_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/bench-programs"));
 
 /// Rule sets published per batched update: bounds the inner-map descriptors
 /// open at once (and costs one RCU grace period per chunk).
@@ -91,6 +92,9 @@ pub struct Filter {
     empty_ports: Map,
     /// Device name -> counter slot (mirrors `DEVICE_SLOTS`).
     slots: BTreeMap<String, u32>,
+    /// The reverse, for naming every drop event without rebuilding a map
+    /// of all devices each time.
+    names: std::collections::HashMap<u32, String>,
     /// Device name -> fingerprints of its rule lists as last applied.
     fingerprints: std::collections::HashMap<String, (u64, u64)>,
     /// `VLAN_FLAGS` indices each generation has set, so clearing touches
@@ -309,6 +313,7 @@ impl Filter {
             port_tries: TrieCache::new(),
             empty_peers: new_trie::<PeerData>()?,
             empty_ports: new_trie::<PortData>()?,
+            names: slots.iter().map(|(n, s)| (*s, n.clone())).collect(),
             slots,
             fingerprints: std::collections::HashMap::new(),
             vlans_set: Default::default(),
@@ -407,6 +412,7 @@ impl Filter {
                     taken.insert(next_free);
                     self.maps.device_slots.insert(device_name(&d.name), next_free, 0)?;
                     self.slots.insert(d.name.clone(), next_free);
+                    self.names.insert(next_free, d.name.clone());
                     next_free
                 }
             };
@@ -450,6 +456,7 @@ impl Filter {
     /// Forgets removed devices: their slots and counters.
     fn release_slots(&mut self, removed: &[String]) -> Result<(), LoadError> {
         let gone: HashSet<u32> = removed.iter().filter_map(|n| self.slots.remove(n)).collect();
+        self.names.retain(|slot, _| !gone.contains(slot));
         // A removed device's quarantine goes with it: its slot may be
         // handed to a new device.
         for slot in &gone {
@@ -591,8 +598,8 @@ impl Filter {
     }
 
     /// Counter slot -> device name, for every device of the running policy.
-    pub fn slot_names(&self) -> std::collections::HashMap<u32, String> {
-        self.slots.iter().map(|(n, s)| (*s, n.clone())).collect()
+    pub fn slot_names(&self) -> &std::collections::HashMap<u32, String> {
+        &self.names
     }
 
     fn write_generation(&mut self, generation: u32, c: &Compiled) -> Result<(), LoadError> {

@@ -16,6 +16,9 @@
 //! sends tags inside the frame (txvlan off), as a real switch does, so the
 //! XDP program on `trunk0` sees them. IPv6 throughout (2001:db8:<net>::/64).
 //!
+//! `Lab::pair` is the benchmarks' smaller lab: a sender namespace joined
+//! to the router by one veth (`<p>-snd` eth0 ── uplink `<p>-r`).
+//!
 //! Every namespace carries a prefix unique to the lab, so tests run in any
 //! order and in parallel. Dropping the lab (also when a test panics) stops
 //! the daemon, detaches and removes the pins, unmounts the lab's BPF
@@ -111,11 +114,13 @@ pub struct Lab {
     pub socket: PathBuf,
     pub audit_log: PathBuf,
     daemon: Option<Child>,
+    /// The router interfaces the daemon runs on.
+    ifaces: Vec<&'static str>,
 }
 
 /// A binary of this build: next to the running one (a binary) or one
 /// level up (a test, in deps/).
-fn built_next_to_tests(name: &str) -> PathBuf {
+pub fn built_next_to_tests(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     let dir = exe.parent().expect("target dir");
     [dir.join(name), dir.parent().unwrap_or(dir).join(name)]
@@ -139,7 +144,8 @@ pub fn lab_vlan_bin() -> PathBuf {
         .map_or_else(|| built_next_to_tests("lab_vlan"), PathBuf::from)
 }
 
-fn sh(cmd: &mut Command) -> Output {
+/// Runs `cmd` to completion; panics (the lab cleans up) unless it succeeds.
+pub fn sh(cmd: &mut Command) -> Output {
     let out = cmd.output().unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
     assert!(
         out.status.success(),
@@ -156,10 +162,34 @@ fn ip(args: &str) {
 
 impl Lab {
     pub fn new() -> Lab {
+        let mut lab = Lab::empty();
+        lab.build();
+        lab
+    }
+
+    /// Two namespaces and one veth: `snd` (eth0) and the router `r`
+    /// (uplink, where the daemon runs), with the lab's BPF filesystem.
+    pub fn pair() -> Lab {
+        let mut lab = Lab::empty();
+        lab.ifaces = vec!["uplink"];
+        let (r, snd) = (lab.ns("r"), lab.ns("snd"));
+        for ns in [&r, &snd] {
+            ip(&format!("netns add {ns}"));
+            lab.namespaces.push(ns.clone());
+            ip(&format!("-n {ns} link set lo up"));
+        }
+        ip(&format!("link add uplink netns {r} type veth peer name eth0 netns {snd}"));
+        ip(&format!("-n {r} link set uplink up"));
+        ip(&format!("-n {snd} link set eth0 up"));
+        lab.mount_bpffs();
+        lab
+    }
+
+    fn empty() -> Lab {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let prefix = format!("vt{:x}{n}", std::process::id() % 0xffff);
         let dir = PathBuf::from(format!("/run/vlanguard-test/{prefix}"));
-        let mut lab = Lab {
+        Lab {
             pin_dir: dir.join("bpf/vlanguard"),
             policy_file: dir.join("policy.toml"),
             socket: dir.join("vlanguard.sock"),
@@ -168,9 +198,8 @@ impl Lab {
             namespaces: Vec::new(),
             prefix,
             daemon: None,
-        };
-        lab.build();
-        lab
+            ifaces: ROUTER_IFACES.to_vec(),
+        }
     }
 
     pub fn ns(&self, role: &str) -> String {
@@ -250,12 +279,16 @@ impl Lab {
             sh(Command::new(lab_vlan_bin()).arg(ns).arg(trunk).args(ports));
         }
 
-        // Pins outlive `ip netns exec`'s private /sys only on a BPF
-        // filesystem of our own.
+        self.mount_bpffs();
+        self.write_policy("");
+    }
+
+    /// Pins outlive `ip netns exec`'s private /sys only on a BPF
+    /// filesystem of our own.
+    fn mount_bpffs(&self) {
         let bpffs = self.dir.join("bpf");
         fs::create_dir_all(&bpffs).expect("lab directory");
         sh(Command::new("mount").args(["-t", "bpf", "bpf"]).arg(&bpffs));
-        self.write_policy("");
     }
 
     pub fn write_policy(&self, extra_pump_rules: &str) {
@@ -310,7 +343,7 @@ impl Lab {
         let out = fs::File::create(&log).expect("log file");
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.ns("r")]).arg(vlanguard_bin()).arg("run");
-        for iface in ROUTER_IFACES {
+        for iface in &self.ifaces {
             cmd.args(["--iface", iface]);
         }
         let child = cmd

@@ -1,6 +1,8 @@
 //! Policies of any size for benchmarks: `n` devices in one protected VLAN,
 //! each with ten rules (nine from a shared profile shape plus one of its
-//! own, so every device has its own rule set as in a real inventory).
+//! own, so every device has its own rule set as in a real inventory), as a
+//! resolved policy (`policy`) and as a policy file (`policy_toml`) for the
+//! daemon.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -35,8 +37,27 @@ pub fn device_ip6(i: usize) -> IpAddr {
     ))
 }
 
+/// Device `i`'s own admin host: distinct rule sets per device.
+fn admin_host(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(10, 31 + (i / 65_536) as u8, (i / 256 % 256) as u8, (i % 256) as u8)
+}
+
+/// Extra rule `k` of device `i` (`policy_with_rules`): its own host
+/// (10.64.0.0/10) and port.
+fn extra_host(i: usize, k: usize) -> Ipv4Addr {
+    let n = (i * 64 + k) as u32;
+    Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 64, 0, 0)) + n)
+}
+
 pub fn policy(n: usize) -> Resolved {
+    policy_with_rules(n, 10)
+}
+
+/// `policy(n)` with `rules` rules per device (10 or more, at most 74): the
+/// rules beyond ten are the device's own, for the memory cost of a rule.
+pub fn policy_with_rules(n: usize, rules: usize) -> Resolved {
     assert!(n <= MAX_DEVICES, "10.110.0.0/15 holds {MAX_DEVICES} devices");
+    assert!((10..=74).contains(&rules), "10 to 74 rules per device");
     let nurses = Peer::Nets(vec![net("10.30.0.0/16"), net("2001:db8:30::/48")]);
     let rule = |peer: &Peer, l4| Rule { peer: peer.clone(), l4 };
     let devices = (0..n)
@@ -50,18 +71,16 @@ pub fn policy(n: usize) -> Resolved {
                     L4::Ports { proto: 6, lo: 8000, hi: 8080 },
                 ),
             ];
-            // Each device's own admin host: distinct rule sets per device.
-            let admin = IpNet::new(
-                IpAddr::V4(Ipv4Addr::new(
-                    10,
-                    31 + (i / 65_536) as u8,
-                    (i / 256 % 256) as u8,
-                    (i % 256) as u8,
-                )),
-                32,
-            )
-            .expect("/32");
+            let admin = IpNet::new(IpAddr::V4(admin_host(i)), 32).expect("/32");
             allow_in.push(rule(&Peer::Nets(vec![admin]), L4::Ports { proto: 6, lo: 22, hi: 22 }));
+            for k in 0..rules - 10 {
+                let host = IpNet::new(IpAddr::V4(extra_host(i, k)), 32).expect("/32");
+                let port = 2000 + k as u16;
+                allow_in.push(rule(
+                    &Peer::Nets(vec![host]),
+                    L4::Ports { proto: 6, lo: port, hi: port },
+                ));
+            }
             let allow_out = vec![
                 rule(
                     &Peer::Nets(vec![net("10.20.5.10/32")]),
@@ -105,5 +124,74 @@ pub fn policy(n: usize) -> Resolved {
         }],
         devices,
         interfaces: Vec::new(),
+    }
+}
+
+/// `policy(n)` as a policy file, for the daemon.
+pub fn policy_toml(n: usize) -> String {
+    assert!(n <= MAX_DEVICES, "10.110.0.0/15 holds {MAX_DEVICES} devices");
+    let mut out = String::from(
+        "# `policy(n)` of tests/src/scale.rs: generated for benchmarks\n\
+         [settings]\nallow_arp = true\nallow_ndp = true\nallow_dhcp = true\n\n\
+         [[vlan]]\nid = 110\nname = \"pumps\"\nsubnets = [\"10.110.0.0/15\", \"2001:db8:110::/48\"]\n\n\
+         [peers]\nnurses = [\"10.30.0.0/16\", \"2001:db8:30::/48\"]\n\n\
+         [[profile]]\nname = \"pump\"\nallow_in = [\n\
+         \x20 { from = \"nurses\", proto = \"tcp\", port = 443 },\n\
+         \x20 { from = \"nurses\", proto = \"icmp\", icmp_type = 8 },\n\
+         \x20 { from = \"nurses\", proto = \"udp\", port = \"5000-5100\" },\n\
+         \x20 { from = \"10.40.0.0/24\", proto = \"tcp\", port = \"8000-8080\" },\n]\n\
+         allow_out = [\n\
+         \x20 { to = \"10.20.5.10\", proto = \"tcp\", port = 443 },\n\
+         \x20 { to = \"any\", proto = \"udp\", port = 123 },\n\
+         \x20 { to = \"10.20.0.0/16\", proto = \"udp\", port = 53 },\n\
+         \x20 { to = \"nurses\", proto = \"tcp\", port = \"8000-8100\" },\n\
+         \x20 { to = \"10.50.0.0/16\", proto = \"udp\" },\n]\n",
+    );
+    for i in 0..n {
+        out.push_str(&format!(
+            "\n[[device]]\nname = \"pump-{i}\"\nvlan = 110\nip = [\"{}\", \"{}\"]\nprofile = \"pump\"\n\
+             allow_in = [ {{ from = \"{}\", proto = \"tcp\", port = 22 }} ]\n",
+            device_ip(i),
+            device_ip6(i),
+            admin_host(i),
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use filter_user::policy::Policy;
+
+    #[test]
+    fn the_policy_file_is_the_resolved_policy() {
+        let file = Policy::from_toml(&super::policy_toml(300)).expect("parses");
+        let resolved = file.resolve().expect("resolves");
+        let expected = super::policy(300);
+        assert_eq!(resolved.devices.len(), expected.devices.len());
+        for (got, want) in resolved.devices.iter().zip(&expected.devices) {
+            assert_eq!(got.addrs, want.addrs, "{}", want.name);
+            let mut got_in = got.allow_in.clone();
+            let mut want_in = want.allow_in.clone();
+            got_in.sort();
+            want_in.sort();
+            assert_eq!(got_in, want_in, "{} allow_in", want.name);
+            let (mut got_out, mut want_out) = (got.allow_out.clone(), want.allow_out.clone());
+            got_out.sort();
+            want_out.sort();
+            assert_eq!(got_out, want_out, "{} allow_out", want.name);
+        }
+        assert_eq!(resolved.vlans, expected.vlans);
+    }
+
+    #[test]
+    fn extra_rules_are_each_devices_own() {
+        let p = super::policy_with_rules(1000, 20);
+        assert!(p.devices.iter().all(|d| d.allow_in.len() + d.allow_out.len() == 20));
+        let mut peers: Vec<_> = p.devices.iter().flat_map(|d| &d.allow_in[5..]).collect();
+        let all = peers.len();
+        peers.sort();
+        peers.dedup();
+        assert_eq!(peers.len(), all, "no two devices share an extra rule");
     }
 }

@@ -1,5 +1,4 @@
-//! XDP_PASS and nothing else: the cost floor of running any XDP program,
-//! measured next to vlanguard by the benchmarks.
+//! Programs the benchmarks run next to vlanguard; not used in production.
 #![no_std]
 #![no_main]
 
@@ -8,9 +7,17 @@ use filter_ebpf as _;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 
+/// XDP_PASS and nothing else: the cost floor of running any XDP program.
 #[xdp]
 pub fn pass_floor(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
+}
+
+/// The flood generator: run with BPF_PROG_TEST_RUN in live-frames mode on
+/// the sender's veth, every frame goes out of it (XDP_TX) to the peer.
+#[xdp]
+pub fn flood_tx(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_TX
 }
 
 #[unsafe(link_section = "license")]

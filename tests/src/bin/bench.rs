@@ -14,7 +14,7 @@ use aya::{
     programs::{TestRun as _, Xdp},
 };
 use filter_common::Reason;
-use filter_user::{PASS_FLOOR_OBJECT, reference};
+use filter_user::{BENCH_OBJECT, reference};
 use vlanguard_tests::{
     frame::{Body, Frame, L4, v4, v6},
     harness::Harness,
@@ -56,7 +56,7 @@ fn main() -> anyhow::Result<()> {
         anyhow::bail!("the benchmark needs root");
     }
 
-    let mut floor_obj = Ebpf::load(PASS_FLOOR_OBJECT)?;
+    let mut floor_obj = Ebpf::load(BENCH_OBJECT)?;
     let floor: &mut Xdp = floor_obj.program_mut("pass_floor").expect("pass_floor").try_into()?;
     floor.load()?;
 
@@ -279,12 +279,27 @@ fn main() -> anyhow::Result<()> {
     }
     // Map memory: all maps (the fixed, preallocated ones included) and what
     // each device adds beyond the one-device policy.
-    writeln!(md, "\n| devices | map memory (memlock, all maps) | per device beyond 1 device |")?;
-    writeln!(md, "|---:|---:|---:|")?;
+    // Per rule: the same devices with ten more rules each (their own).
+    let mut memory_csv =
+        String::from("devices,memlock_bytes,per_device,memlock_bytes_20_rules,per_rule\n");
+    writeln!(
+        md,
+        "\n| devices | map memory (memlock, all maps) | per device beyond 1 device | with 20 rules per device | per rule |"
+    )?;
+    writeln!(md, "|---:|---:|---:|---:|---:|")?;
     let base = memory.first().map_or(0, |(_, b)| *b);
     for (n, bytes) in &memory {
         let per = if *n > 1 { (bytes.saturating_sub(base)) / (*n as u64 - 1) } else { 0 };
-        writeln!(md, "| {n} | {bytes} | {per} |")?;
+        let (with20, per_rule) = if *n >= 10_000 {
+            let mut h = Harness::new();
+            h.apply(&scale::policy_with_rules(*n, 20), 0);
+            let m: u64 = h.filter.map_memory()?.iter().map(|m| m.memlock).sum();
+            (m.to_string(), (m.saturating_sub(*bytes) / (*n as u64 * 10)).to_string())
+        } else {
+            Default::default()
+        };
+        writeln!(md, "| {n} | {bytes} | {per} | {with20} | {per_rule} |")?;
+        writeln!(memory_csv, "{n},{bytes},{per},{with20},{per_rule}")?;
     }
     // Kernel memory of the flow table (preallocated: LRU), per entry.
     let h = Harness::new();
@@ -301,6 +316,7 @@ fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir)?;
     std::fs::write(dir.join(format!("{name}.md")), &md)?;
     std::fs::write(dir.join(format!("{name}.csv")), &csv)?;
+    std::fs::write(dir.join("memory.csv"), &memory_csv)?;
     eprintln!("bench: wrote {}", dir.join(format!("{name}.{{md,csv}}")).display());
     Ok(())
 }

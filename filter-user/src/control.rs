@@ -68,6 +68,13 @@ pub enum Request {
         text: String,
         file: Option<std::path::PathBuf>,
     },
+    /// Makes profile `profile` hold exactly `rules`, imported from the MUD
+    /// file at `url` (`vlanguard mud import`), and applies the policy.
+    MudImport {
+        profile: String,
+        url: String,
+        rules: Vec<(Direction, RuleSpec)>,
+    },
     /// Blocks an address or network (`net`), for `for_secs` or until
     /// unblocked.
     Block {
@@ -100,6 +107,7 @@ impl Request {
             self,
             Request::PolicyApply { .. }
                 | Request::PolicyMerge { .. }
+                | Request::MudImport { .. }
                 | Request::Block { .. }
                 | Request::Unblock { .. }
                 | Request::Quarantine { .. }

@@ -400,9 +400,18 @@ impl Daemon {
             None => None,
         };
         let mut detached = false;
+        let refresh_every = |p: &Resolved| Duration::from_secs(p.dns_refresh_secs.max(1));
+        let mut dns_due = tokio::time::Instant::now() + refresh_every(&self.policy);
         loop {
             tokio::select! {
                 _ = term.recv() => break,
+                // DNS names in the rules: resolved again on schedule.
+                _ = tokio::time::sleep_until(dns_due) => {
+                    dns_due = tokio::time::Instant::now() + refresh_every(&self.policy);
+                    if !self.policy.names.is_empty() {
+                        self.refresh_names();
+                    }
+                }
                 _ = int.recv() => break,
                 _ = hup.recv() => match timed(|| self.reload()) {
                     (Ok(g), took) => {
@@ -541,6 +550,8 @@ impl Daemon {
                     "mode": format!("{:?}", self.config.mode).to_lowercase(),
                     "interfaces": ifaces,
                     "devices": self.policy.devices.len(),
+                    "names": self.policy.names,
+                    "dns_refresh_secs": self.policy.dns_refresh_secs,
                     "maps": {
                         "device_addresses": occ.device_addrs,
                         "protected_networks": occ.protected_nets,
@@ -572,6 +583,18 @@ impl Daemon {
                     occ.peer_tries,
                     occ.port_tries,
                 );
+                let mut text = text;
+                if !self.policy.names.is_empty() {
+                    text += &format!(
+                        "\nDNS names (resolved again every {}):",
+                        humantime::format_duration(Duration::from_secs(
+                            self.policy.dns_refresh_secs
+                        ))
+                    );
+                    for (name, addrs) in &self.policy.names {
+                        text += &format!("\n  {name} -> {}", join(addrs));
+                    }
+                }
                 Reply::ok(text, data)
             }
             Request::Stats { device } => {
@@ -714,6 +737,13 @@ impl Daemon {
                     Ok(())
                 })?
             }
+            Request::MudImport { profile, url, rules } => {
+                let origin = format!("imported from MUD file {url} (vlanguard mud import)");
+                let mut reply =
+                    self.change(|doc| edit::set_profile_rules(doc, profile, &origin, rules))?;
+                reply.message = format!("profile {profile:?} from {url}:\n{}", reply.message);
+                reply
+            }
             Request::Block { net, for_secs, reason } => {
                 let parsed = parse_net(net)?;
                 let entry = actions::entry(for_secs.map(Duration::from_secs), reason)
@@ -821,9 +851,44 @@ impl Daemon {
             None => fs::read_to_string(&self.config.policy)
                 .with_context(|| format!("reading {}", self.config.policy.display()))?,
         };
-        Policy::from_toml(&text)
-            .and_then(|p| p.resolve())
-            .map_err(|e| anyhow::anyhow!(e.render(file, &text)))
+        crate::resolve_policy(&text).map_err(|e| anyhow::anyhow!(e.render(file, &text)))
+    }
+
+    /// Resolves the policy's DNS names again and applies the policy if an
+    /// answer changed. Names that do not answer keep their addresses. Skipped
+    /// while the policy file holds changes not yet applied (they wait for an
+    /// apply or SIGHUP, as always).
+    fn refresh_names(&mut self) {
+        let Ok(text) = fs::read_to_string(&self.config.policy) else { return };
+        let Ok(mut file) = Policy::from_toml(&text) else { return };
+        file.names = self.policy.names.clone();
+        if file.resolve().ok().as_ref() != Some(&self.policy) {
+            log("DNS refresh skipped: the policy file has changes that are not applied");
+            return;
+        }
+        file.names = crate::lookup_names(&file.dns_names());
+        for (name, addrs) in &self.policy.names {
+            file.names.entry(name.clone()).or_insert_with(|| addrs.clone());
+        }
+        match file.resolve() {
+            Ok(new) if new != self.policy => {
+                let changed: Vec<String> = new
+                    .names
+                    .iter()
+                    .filter(|(n, a)| self.policy.names.get(*n) != Some(*a))
+                    .map(|(n, a)| format!("{n} -> {}", join(a)))
+                    .collect();
+                match self.install(new) {
+                    Ok(g) => log(&format!(
+                        "DNS refresh: {} ; applied as generation {g}",
+                        changed.join(", ")
+                    )),
+                    Err(e) => log(&format!("DNS refresh: applying: {e:#}")),
+                }
+            }
+            Ok(_) => {}
+            Err(e) => log(&format!("DNS refresh: {}", e.render(&self.config.policy, &text))),
+        }
     }
 
     /// An edit of the policy file: applied to its text, validated as a
@@ -839,7 +904,7 @@ impl Daemon {
         let mut doc = edit::parse(&old).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         edit_doc(&mut doc).map_err(|e| anyhow::anyhow!(e))?;
         let text = doc.to_string();
-        let new = Policy::from_toml(&text).and_then(|p| p.resolve()).map_err(|e| {
+        let new = crate::resolve_policy(&text).map_err(|e| {
             anyhow::anyhow!("the change would make the policy invalid: {}", e.render(&path, &text))
         })?;
         let changes = diff::diff(&self.policy, &new);
@@ -913,6 +978,10 @@ fn changes_reply(changes: &[diff::Change], none: &str, data: serde_json::Value) 
         changes.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
     };
     Reply::ok(text, data)
+}
+
+fn join(addrs: &[std::net::IpAddr]) -> String {
+    addrs.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
 }
 
 /// Binds the control socket, replacing a stale file but never a live

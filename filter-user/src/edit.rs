@@ -120,6 +120,42 @@ pub fn remove_device(doc: &mut DocumentMut, name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Makes profile `name` hold exactly `rules` (creating it if needed), with
+/// `origin` as the comment above it: what `mud import` writes, so that a
+/// newer MUD file replaces the rules of the older one.
+pub fn set_profile_rules(
+    doc: &mut DocumentMut,
+    name: &str,
+    origin: &str,
+    rules: &[(Direction, RuleSpec)],
+) -> Result<(), String> {
+    if find(doc, &Target::Profile(name.into())).is_err() {
+        let mut t = Table::new();
+        t["name"] = toml_edit::value(name);
+        if doc.get("profile").is_none() {
+            doc["profile"] = Item::ArrayOfTables(ArrayOfTables::new());
+        }
+        tables(doc, "profile")
+            .ok_or("`profile` in the policy is not a list of [[profile]] tables")?
+            .push(t);
+    }
+    let table = find(doc, &Target::Profile(name.into()))?;
+    table.decor_mut().set_prefix(format!("\n# {origin}\n"));
+    for direction in [Direction::In, Direction::Out] {
+        let mut array = Array::new();
+        for (_, r) in rules.iter().filter(|(d, _)| *d == direction) {
+            array.push(rule_table(direction, r));
+        }
+        for v in array.iter_mut() {
+            v.decor_mut().set_prefix("\n  ");
+        }
+        array.set_trailing("\n");
+        array.set_trailing_comma(true);
+        table[direction.key()] = toml_edit::value(array);
+    }
+    Ok(())
+}
+
 fn rule_table(direction: Direction, r: &RuleSpec) -> InlineTable {
     let mut t = InlineTable::new();
     t.insert(direction.peer_key(), r.peer.as_str().into());

@@ -13,6 +13,7 @@ pub mod error;
 pub mod events;
 pub mod loader;
 pub mod metrics;
+pub mod mud;
 pub mod pins;
 pub mod policy;
 pub mod program_log;
@@ -34,7 +35,29 @@ pub fn read_policy(path: &std::path::Path) -> anyhow::Result<Resolved> {
     use anyhow::Context as _;
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    Policy::from_toml(&text)
-        .and_then(|p| p.resolve())
-        .map_err(|e| anyhow::anyhow!(e.render(path, &text)))
+    resolve_policy(&text).map_err(|e| anyhow::anyhow!(e.render(path, &text)))
+}
+
+/// Policy text validated into a policy, the DNS names its rules use
+/// resolved with the system resolver (getaddrinfo: /etc/hosts, then
+/// /etc/resolv.conf's servers). A name without an answer fails validation.
+pub fn resolve_policy(text: &str) -> Result<Resolved, error::PolicyError> {
+    let mut policy = Policy::from_toml(text)?;
+    policy.names = lookup_names(&policy.dns_names());
+    policy.resolve()
+}
+
+/// The addresses of each name that resolves (port 0: any service).
+pub fn lookup_names(names: &[String]) -> std::collections::BTreeMap<String, Vec<std::net::IpAddr>> {
+    use std::net::ToSocketAddrs as _;
+    names
+        .iter()
+        .filter_map(|name| {
+            let mut addrs: Vec<_> =
+                (name.as_str(), 0).to_socket_addrs().ok()?.map(|a| a.ip()).collect();
+            addrs.sort();
+            addrs.dedup();
+            (!addrs.is_empty()).then(|| (name.clone(), addrs))
+        })
+        .collect()
 }

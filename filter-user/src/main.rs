@@ -34,6 +34,93 @@ struct Cli {
     command: Command,
 }
 
+/// Options `mud show` and `mud import` share.
+#[derive(clap::Args)]
+struct MudArgs {
+    /// The MUD file (JSON).
+    file: PathBuf,
+    /// Map a MUD abstraction to a set under [peers]: `my-controller=SET`,
+    /// `local-networks=SET`, `same-manufacturer=SET`,
+    /// `controller:URI=SET`, `manufacturer:NAME=SET`, `model:URI=SET`.
+    /// Repeat for each; an abstraction the file uses and no option maps is
+    /// an error, never an open door.
+    #[arg(long = "abstraction", value_name = "ABSTRACTION=SET")]
+    abstractions: Vec<String>,
+    /// Detached CMS signature of the file (DER or PEM); checked against
+    /// --trust-anchor before anything else.
+    #[arg(long, requires = "trust_anchor")]
+    signature: Option<PathBuf>,
+    /// Certificate(s) (PEM) the signer's certificate must chain to.
+    #[arg(long, requires = "signature")]
+    trust_anchor: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum MudCommand {
+    /// Print what the MUD file allows, in operator terms: the rules it
+    /// becomes, what flow tracking covers, and what vlanguard would enforce
+    /// more strictly than the file. Changes nothing.
+    Show {
+        #[command(flatten)]
+        args: MudArgs,
+    },
+    /// Make profile NAME hold exactly the file's rules (created if new,
+    /// replaced on a later import), then validate, apply and audit-log it
+    /// like any policy edit. DNS names in the file are resolved when the
+    /// policy is applied and again every `[settings] dns_refresh`.
+    Import {
+        #[command(flatten)]
+        args: MudArgs,
+        /// The profile's name.
+        #[arg(long)]
+        profile: String,
+        /// Import even though some entries are enforced more strictly than
+        /// the file says (`mud show` lists them): e.g. replies only, where
+        /// the file would also let the peer open.
+        #[arg(long)]
+        accept_stricter: bool,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Reads, checks the signature of, and converts a MUD file.
+fn read_mud(
+    args: &MudArgs,
+) -> anyhow::Result<(filter_user::mud::Mud, filter_user::mud::Conversion)> {
+    use filter_user::mud;
+    let data =
+        std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    if let (Some(sig), Some(anchor)) = (&args.signature, &args.trust_anchor) {
+        let sig = std::fs::read(sig).with_context(|| format!("reading {}", sig.display()))?;
+        let anchor =
+            std::fs::read(anchor).with_context(|| format!("reading {}", anchor.display()))?;
+        mud::verify_signature(&data, &sig, &anchor)
+            .map_err(|e| anyhow::anyhow!("{}: {e}; nothing imported", args.file.display()))?;
+        eprintln!("vlanguard: signature verified against the trust anchor");
+    }
+    let text = String::from_utf8(data).context("the MUD file is not UTF-8 text")?;
+    let fail = |errors: Vec<String>| {
+        anyhow::anyhow!(
+            "{}: cannot be enforced as written:\n  {}",
+            args.file.display(),
+            errors.join("\n  ")
+        )
+    };
+    let parsed = mud::parse(&text).map_err(fail)?;
+    let mut map = std::collections::BTreeMap::new();
+    for a in &args.abstractions {
+        let (key, set) = a
+            .rsplit_once('=')
+            .with_context(|| format!("--abstraction {a:?}: want ABSTRACTION=SET"))?;
+        let key: mud::Abstraction =
+            key.parse().map_err(|e: String| anyhow::anyhow!("--abstraction {a:?}: {e}"))?;
+        map.insert(key, set.to_string());
+    }
+    let conversion = mud::convert(&parsed, &map).map_err(fail)?;
+    Ok((parsed, conversion))
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the daemon: enforce the policy file on the interfaces. The
@@ -72,6 +159,14 @@ enum Command {
     Policy {
         #[command(subcommand)]
         command: PolicyCommand,
+    },
+    /// Manufacturer Usage Descriptions (RFC 8520): what a device's maker
+    /// says it needs, turned into a profile. Workflow: `mud show` the file,
+    /// `mud import` it as a profile, give devices `profile = NAME` with
+    /// `mode = "monitor"` first, then enforce.
+    Mud {
+        #[command(subcommand)]
+        command: MudCommand,
     },
     /// Drop every frame from or to an address or network, device or not,
     /// now, whatever the policy says (monitor mode included). The program
@@ -409,6 +504,34 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Events { device, follow, json } => events(&socket, device, follow, json),
         Command::Stats { device, json } => ask(&socket, &Request::Stats { device }, json),
+        Command::Mud { command } => match command {
+            MudCommand::Show { args } => {
+                let (parsed, conversion) = read_mud(&args)?;
+                print!("{}", filter_user::mud::describe(&parsed, &conversion));
+                Ok(ExitCode::SUCCESS)
+            }
+            MudCommand::Import { args, profile, accept_stricter, json } => {
+                let (parsed, conversion) = read_mud(&args)?;
+                if !conversion.stricter.is_empty() && !accept_stricter {
+                    let list: Vec<String> = conversion
+                        .stricter
+                        .iter()
+                        .map(|(ace, why)| format!("ACE {ace}: {why}"))
+                        .collect();
+                    anyhow::bail!(
+                        "{}: not imported: vlanguard would enforce some entries more strictly than the file says:\n  {}\n\
+                         review them (`vlanguard mud show`) and pass --accept-stricter to import anyway",
+                        args.file.display(),
+                        list.join("\n  ")
+                    );
+                }
+                if conversion.rules.is_empty() {
+                    anyhow::bail!("{}: allows nothing; no profile imported", args.file.display());
+                }
+                let rules = conversion.rules.into_iter().map(|(d, r, _)| (d, r)).collect();
+                ask(&socket, &Request::MudImport { profile, url: parsed.url, rules }, json)
+            }
+        },
         Command::Policy { command } => match command {
             PolicyCommand::Validate { file } => {
                 let resolved = read_policy(&file)?;

@@ -28,6 +28,14 @@ pub struct Policy {
     /// Named address sets, IPv4 and IPv6 mixed.
     #[serde(default)]
     pub peers: BTreeMap<String, Spanned<Vec<IpNet>>>,
+    /// DNS names with fixed addresses (closed networks): rules naming them
+    /// use these instead of asking a resolver.
+    #[serde(default)]
+    pub hosts: BTreeMap<String, Vec<IpAddr>>,
+    /// DNS names rules use, as resolved when the policy is applied (filled
+    /// by `crate::resolve_policy`, not read from the file).
+    #[serde(skip)]
+    pub names: BTreeMap<String, Vec<IpAddr>>,
     #[serde(default, rename = "profile")]
     pub profiles: Vec<Spanned<Profile>>,
     #[serde(default, rename = "device")]
@@ -64,6 +72,11 @@ pub struct Settings {
     /// Idle timeouts of tracked flows (durations such as "30s", "1h").
     #[serde(default)]
     pub flow_timeouts: FlowTimeouts,
+    /// How often the daemon resolves the DNS names rules use again (a
+    /// duration such as "5m", the default). A changed answer is applied
+    /// like a policy change.
+    #[serde(default)]
+    pub dns_refresh: Option<String>,
     /// What a quarantined device may still reach (and be reached from):
     /// addresses, CIDRs or `[peers]` sets. Empty: nothing.
     #[serde(default)]
@@ -407,7 +420,30 @@ pub struct Resolved {
     pub devices: Vec<ResolvedDevice>,
     /// Interface name -> untagged VLAN.
     pub interfaces: Vec<(String, u16)>,
+    /// DNS names the rules use (not under `[hosts]`) and their addresses
+    /// as resolved for this policy.
+    pub names: BTreeMap<String, Vec<IpAddr>>,
+    /// `[settings] dns_refresh`, in seconds.
+    pub dns_refresh_secs: u64,
 }
+
+/// Whether `s` is a DNS name a rule may use as its peer (not an address).
+pub fn is_dns_name(s: &str) -> bool {
+    s.contains('.')
+        && s.parse::<IpAddr>().is_err()
+        && s.parse::<IpNet>().is_err()
+        && s.len() <= 253
+        && s.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        })
+}
+
+/// `[settings] dns_refresh` unless set: five minutes.
+pub const DEFAULT_DNS_REFRESH_SECS: u64 = 300;
 
 /// A limit of 0 would cut the device off: say so rather than do it.
 fn check_rate_limit(limit: &RateLimit) -> Result<(), String> {
@@ -465,6 +501,17 @@ impl Policy {
                     "is empty: list at least one network".into(),
                 )
                 .at(nets.span()));
+            }
+        }
+        for (name, addrs) in &self.hosts {
+            if !is_dns_name(name) {
+                return Err(PolicyError::invalid("hosts", format!("{name:?} is not a DNS name")));
+            }
+            if addrs.is_empty() {
+                return Err(PolicyError::invalid(
+                    format!("hosts.{name:?}"),
+                    "is empty: list its addresses".into(),
+                ));
             }
         }
         let mut profiles = HashMap::new();
@@ -623,6 +670,24 @@ impl Policy {
                 .collect(),
             devices,
             interfaces,
+            names: self
+                .dns_names()
+                .into_iter()
+                .filter_map(|n| Some((n.clone(), self.names.get(&n)?.clone())))
+                .collect(),
+            dns_refresh_secs: match &self.settings.dns_refresh {
+                None => DEFAULT_DNS_REFRESH_SECS,
+                Some(text) => humantime::parse_duration(text)
+                    .ok()
+                    .map(|d| d.as_secs())
+                    .filter(|s| *s > 0)
+                    .ok_or_else(|| {
+                        PolicyError::invalid(
+                            "settings.dns_refresh",
+                            format!("{text:?} is not a duration such as \"5m\""),
+                        )
+                    })?,
+            },
         })
     }
 
@@ -663,12 +728,46 @@ impl Policy {
         Ok(out)
     }
 
+    /// DNS names rules and settings use as peers that `[hosts]` does not
+    /// fix: what a resolver must answer before the policy can be applied.
+    pub fn dns_names(&self) -> Vec<String> {
+        let profiles =
+            self.profiles.iter().map(Spanned::get_ref).map(|p| (&p.allow_in, &p.allow_out));
+        let devices =
+            self.devices.iter().map(Spanned::get_ref).map(|d| (&d.allow_in, &d.allow_out));
+        let mut names: Vec<String> = profiles
+            .chain(devices)
+            .flat_map(|(i, o)| {
+                i.iter()
+                    .map(|r| r.get_ref().from.as_str())
+                    .chain(o.iter().map(|r| r.get_ref().to.as_str()))
+            })
+            .chain(self.settings.management.iter().map(String::as_str))
+            .filter(|t| {
+                !self.peers.contains_key(*t) && !self.hosts.contains_key(*t) && is_dns_name(t)
+            })
+            .map(String::from)
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
     fn peer(&self, text: &str) -> Result<Peer, String> {
         if text == "any" {
             return Ok(Peer::Any);
         }
         if let Some(nets) = self.peers.get(text) {
             return Ok(Peer::Nets(nets.get_ref().iter().map(IpNet::trunc).collect()));
+        }
+        if is_dns_name(text) {
+            let addrs = self.hosts.get(text).or_else(|| self.names.get(text)).ok_or_else(|| {
+                format!(
+                    "host name {text:?} has no addresses: the resolver did not answer for it; \
+                     list it under [hosts] for a closed network"
+                )
+            })?;
+            return Ok(Peer::Nets(addrs.iter().copied().map(IpNet::from).collect()));
         }
         if let Ok(net) = text.parse::<IpNet>() {
             return Ok(Peer::Nets(vec![net.trunc()]));
@@ -677,7 +776,8 @@ impl Policy {
             return Ok(Peer::Nets(vec![IpNet::from(addr)]));
         }
         Err(format!(
-            "peer {text:?} is neither \"any\", an address, a CIDR nor a set declared under [peers]"
+            "peer {text:?} is neither \"any\", an address, a CIDR, a set declared under [peers] \
+             nor a DNS name"
         ))
     }
 }
@@ -900,6 +1000,37 @@ mod tests {
         );
         assert_eq!(peers[3], &Peer::Any);
     }
+
+    #[test]
+    fn dns_names_come_from_hosts_or_the_resolver_and_never_default_open() {
+        let rules = "allow_out = [ { to = \"ntp.lab.test\", proto = \"udp\", port = 123 }, \
+                     { to = \"updates.lab.test\", proto = \"tcp\", port = 443 } ]";
+        let body = &device(rules)[VLAN.len()..];
+        let fixed = format!("{VLAN}[hosts]\n\"ntp.lab.test\" = [\"10.20.1.123\"]\n{body}");
+        let mut p = Policy::from_toml(&fixed).expect("parses");
+        // Only the name [hosts] does not fix needs a resolver.
+        assert_eq!(p.dns_names(), ["updates.lab.test"]);
+        let e = p.resolve().expect_err("unresolved name");
+        assert!(e.to_string().contains("\"updates.lab.test\" has no addresses"), "{e}");
+
+        p.names.insert("updates.lab.test".into(), vec!["10.20.5.10".parse().expect("addr")]);
+        let r = p.resolve().expect("valid once resolved");
+        let peers: Vec<&Peer> = r.devices[0].allow_out.iter().map(|r| &r.peer).collect();
+        assert_eq!(peers[0], &Peer::Nets(vec!["10.20.1.123/32".parse().expect("net")]));
+        assert_eq!(peers[1], &Peer::Nets(vec!["10.20.5.10/32".parse().expect("net")]));
+        // What was resolved is kept for `status`; [hosts] entries are not.
+        assert_eq!(r.names.keys().collect::<Vec<_>>(), ["updates.lab.test"]);
+        assert_eq!(r.dns_refresh_secs, DEFAULT_DNS_REFRESH_SECS);
+
+        for (bad, why) in [
+            (format!("{VLAN}[hosts]\n\"not_a_name\" = [\"10.0.0.1\"]\n"), "is not a DNS name"),
+            (format!("{VLAN}[hosts]\n\"a.lab.test\" = []\n"), "list its addresses"),
+            (format!("[settings]\ndns_refresh = \"soon\"\n{VLAN}"), "not a duration"),
+        ] {
+            let e = Policy::from_toml(&bad).expect("parses").resolve().expect_err(why);
+            assert!(e.to_string().contains(why), "{e}");
+        }
+    }
 }
 
 #[cfg(test)]
@@ -937,7 +1068,7 @@ mod location_tests {
         assert_eq!(
             rendered(&text),
             "site.toml:11:5: device \"p\" allow_in rule 2: peer \"nobody\" is neither \"any\", \
-             an address, a CIDR nor a set declared under [peers]"
+             an address, a CIDR, a set declared under [peers] nor a DNS name"
         );
         let text = format!("{vlan}\n[[device]]\nname = \"p\"\nvlan = 110\nip = [\"10.120.0.7\"]\n");
         assert!(

@@ -26,7 +26,8 @@
 
 use std::{
     fs,
-    net::{SocketAddr, UdpSocket},
+    io::{Read as _, Write as _},
+    net::{SocketAddr, TcpListener, TcpStream, UdpSocket},
     os::fd::AsRawFd as _,
     path::PathBuf,
     process::{Child, Command, Output, Stdio},
@@ -420,6 +421,15 @@ impl Lab {
         })
     }
 
+    /// Makes `role`'s processes started with `ip netns exec` (the daemon,
+    /// the CLI) use `text` as /etc/resolv.conf: iproute2 bind-mounts
+    /// /etc/netns/<namespace>/resolv.conf over it. Removed with the lab.
+    pub fn resolv_conf(&self, role: &str, text: &str) {
+        let dir = PathBuf::from(format!("/etc/netns/{}", self.ns(role)));
+        fs::create_dir_all(&dir).expect("/etc/netns directory");
+        fs::write(dir.join("resolv.conf"), text).expect("resolv.conf");
+    }
+
     /// Pings `dst` from `role` `count` times; returns replies received.
     pub fn ping(&self, role: &str, dst: &str, count: u32) -> u32 {
         let out = Command::new("ip")
@@ -490,11 +500,63 @@ impl Drop for Lab {
         let _ = Command::new("umount").arg(self.dir.join("bpf")).stderr(Stdio::null()).status();
         for ns in &self.namespaces {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
+            // Per-namespace resolver files a test wrote (see `resolv_conf`).
+            let _ = fs::remove_dir_all(format!("/etc/netns/{ns}"));
         }
         let _ = fs::remove_dir_all(&self.dir);
         // The shared parent goes with the last lab.
         let _ = self.dir.parent().map(fs::remove_dir);
     }
+}
+
+/// A TCP server in `role`'s namespace on `addr` that echoes what it reads,
+/// for one connection, for at most 20 s. Listening when this returns.
+pub fn tcp_echo(lab: &Lab, role: &str, addr: SocketAddr) -> thread::JoinHandle<()> {
+    let (ready, listening) = std::sync::mpsc::channel();
+    let server = lab.in_ns(role, move || {
+        let listener = TcpListener::bind(addr).expect("bind");
+        let _ = ready.send(());
+        listener.set_nonblocking(true).expect("nonblocking");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut conn = loop {
+            match listener.accept() {
+                Ok((c, _)) => break c,
+                Err(_) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
+                Err(_) => return,
+            }
+        };
+        conn.set_nonblocking(false).expect("blocking");
+        conn.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+        let mut buf = [0u8; 256];
+        while let Ok(n @ 1..) = conn.read(&mut buf) {
+            if conn.write_all(&buf[..n]).is_err() {
+                return;
+            }
+        }
+    });
+    let _ = listening.recv_timeout(Duration::from_secs(5));
+    server
+}
+
+/// Sends `msg` on `conn` and waits up to 2 s for it to come back.
+pub fn round_trip(conn: &mut TcpStream, msg: &[u8]) -> bool {
+    conn.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
+    if conn.write_all(msg).is_err() {
+        return false;
+    }
+    let mut buf = vec![0u8; msg.len()];
+    conn.read_exact(&mut buf).is_ok() && buf == msg
+}
+
+/// In `role`'s namespace: connects to `to` (3 s at most) and checks one
+/// round trip.
+pub fn tcp_works(lab: &Lab, role: &str, to: SocketAddr) -> bool {
+    lab.in_ns(role, move || {
+        TcpStream::connect_timeout(&to, Duration::from_secs(3))
+            .is_ok_and(|mut c| round_trip(&mut c, b"ping"))
+    })
+    .join()
+    .expect("client")
 }
 
 /// A bounded UDP stream: `count` datagrams, one every `gap`, numbered.

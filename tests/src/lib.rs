@@ -3,6 +3,7 @@
 //! root check.
 
 pub mod differential;
+pub mod dns;
 pub mod frame;
 pub mod harness;
 pub mod lab;

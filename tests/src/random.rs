@@ -99,6 +99,8 @@ pub fn policy(rng: &mut impl Rng) -> (Resolved, u16) {
         vlans,
         devices,
         interfaces: Vec::new(),
+        names: Default::default(),
+        dns_refresh_secs: filter_user::policy::DEFAULT_DNS_REFRESH_SECS,
     };
     (policy, iface_vlan)
 }

@@ -124,6 +124,8 @@ pub fn policy_with_rules(n: usize, rules: usize) -> Resolved {
         }],
         devices,
         interfaces: Vec::new(),
+        names: Default::default(),
+        dns_refresh_secs: filter_user::policy::DEFAULT_DNS_REFRESH_SECS,
     }
 }
 

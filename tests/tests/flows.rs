@@ -6,14 +6,13 @@
 
 use std::{
     fs,
-    io::{Read as _, Write as _},
-    net::{SocketAddr, TcpListener, TcpStream, UdpSocket},
+    net::{SocketAddr, TcpStream, UdpSocket},
     thread,
     time::{Duration, Instant},
 };
 
 use vlanguard_tests::{
-    lab::{self, CORE, Lab, PUMP},
+    lab::{self, CORE, Lab, PUMP, round_trip, tcp_echo, tcp_works},
     privileged, sample,
 };
 
@@ -56,56 +55,6 @@ ip = ["10.120.0.11", "2001:db8:120::11"]
 "#,
         vlans = lab::VLANS
     )
-}
-
-/// A TCP server in `role`'s namespace on `addr` that echoes what it reads,
-/// for one connection, for at most 20 s. Listening when this returns.
-fn tcp_echo(lab: &Lab, role: &str, addr: SocketAddr) -> thread::JoinHandle<()> {
-    let (ready, listening) = std::sync::mpsc::channel();
-    let server = lab.in_ns(role, move || {
-        let listener = TcpListener::bind(addr).expect("bind");
-        let _ = ready.send(());
-        listener.set_nonblocking(true).expect("nonblocking");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let mut conn = loop {
-            match listener.accept() {
-                Ok((c, _)) => break c,
-                Err(_) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
-                Err(_) => return,
-            }
-        };
-        conn.set_nonblocking(false).expect("blocking");
-        conn.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
-        let mut buf = [0u8; 256];
-        while let Ok(n @ 1..) = conn.read(&mut buf) {
-            if conn.write_all(&buf[..n]).is_err() {
-                return;
-            }
-        }
-    });
-    let _ = listening.recv_timeout(Duration::from_secs(5));
-    server
-}
-
-/// Sends `msg` on `conn` and waits up to 2 s for it to come back.
-fn round_trip(conn: &mut TcpStream, msg: &[u8]) -> bool {
-    conn.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
-    if conn.write_all(msg).is_err() {
-        return false;
-    }
-    let mut buf = vec![0u8; msg.len()];
-    conn.read_exact(&mut buf).is_ok() && buf == msg
-}
-
-/// In `role`'s namespace: connects to `to` (3 s at most) and checks one
-/// round trip.
-fn tcp_works(lab: &Lab, role: &str, to: SocketAddr) -> bool {
-    lab.in_ns(role, move || {
-        TcpStream::connect_timeout(&to, Duration::from_secs(3))
-            .is_ok_and(|mut c| round_trip(&mut c, b"ping"))
-    })
-    .join()
-    .expect("client")
 }
 
 /// A UDP echo in `role`'s namespace on `addr` answering each datagram after

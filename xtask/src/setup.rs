@@ -36,6 +36,7 @@ pub fn path_with_tools() -> Result<std::ffi::OsString> {
 pub fn run() -> Result<PathBuf> {
     let tools = tools_dir()?;
     ensure_rust_src()?;
+    ensure_packages(BUILD_PACKAGES)?;
     if working_linker(&tools).is_none() {
         build_linker(&tools)?;
         if working_linker(&tools).is_none() {
@@ -139,6 +140,29 @@ pub fn ensure_commands(commands: &[(&str, &str)]) -> Result<()> {
         .collect();
     missing.sort_unstable();
     missing.dedup();
+    apt_install(&missing)
+}
+
+/// Debian packages the build needs: OpenSSL's headers for the MUD
+/// signature check (openssl-sys), found through pkg-config.
+const BUILD_PACKAGES: &[&str] = &["libssl-dev", "pkg-config"];
+
+/// Installs those of `packages` dpkg does not list as installed.
+fn ensure_packages(packages: &[&str]) -> Result<()> {
+    let missing: Vec<&str> = packages
+        .iter()
+        .copied()
+        .filter(|p| {
+            !Command::new("dpkg-query")
+                .args(["-W", "-f", "${Status}", p])
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        })
+        .collect();
+    apt_install(&missing)
+}
+
+fn apt_install(missing: &[&str]) -> Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
@@ -147,7 +171,7 @@ pub fn ensure_commands(commands: &[(&str, &str)]) -> Result<()> {
     check(
         Command::new("apt-get")
             .args(["install", "-y", "-q", "--no-install-recommends"])
-            .args(&missing)
+            .args(missing)
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )
 }

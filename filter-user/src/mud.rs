@@ -1,0 +1,867 @@
+//! Manufacturer Usage Descriptions (RFC 8520, with the ACL model of RFC
+//! 8519) turned into a profile's rules.
+//!
+//! A MUD file lists access-control entries (ACEs) for packets from the
+//! device (`from-device-policy`) and to it (`to-device-policy`). vlanguard
+//! rules are per direction of the connection's opening, with replies let
+//! through by flow tracking, and match the peer, the protocol and the
+//! destination port. So:
+//!
+//! - an ACE for packets the device sends to a peer's port (from-device,
+//!   `destination-port`) becomes `allow_out`; one for packets a peer sends
+//!   to the device's port (to-device, `destination-port`) becomes
+//!   `allow_in`; protocol-only and ICMP ACEs likewise by their side;
+//! - an ACE for the other half of such a connection (the reply: a
+//!   `source-port` only, or `direction-initiated` naming the other side) is
+//!   covered by the flow the first half opens;
+//! - `direction-initiated` is enforced by that split: only the named side's
+//!   rule exists, so only it may open the connection;
+//! - what cannot be enforced exactly is either stricter (a reply half with
+//!   no ACE that opens its flow; a TCP ACE without `direction-initiated`,
+//!   which vlanguard lets only one side open) — reported, imported only
+//!   with `--accept-stricter` — or looser (a source-port match on the
+//!   opening half, an ICMP code, a drop action, other match fields), which
+//!   is refused.
+
+use std::{collections::BTreeMap, fmt};
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::edit::{Direction, RuleSpec};
+
+/// Which way an ACE's packets go, or which side opens a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Side {
+    FromDevice,
+    ToDevice,
+}
+
+impl Side {
+    fn other(self) -> Side {
+        match self {
+            Side::FromDevice => Side::ToDevice,
+            Side::ToDevice => Side::FromDevice,
+        }
+    }
+}
+
+/// RFC 8520's names for peers the local network defines.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Abstraction {
+    Manufacturer(String),
+    SameManufacturer,
+    Model(String),
+    LocalNetworks,
+    Controller(String),
+    MyController,
+}
+
+impl fmt::Display for Abstraction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Abstraction::Manufacturer(m) => write!(f, "manufacturer:{m}"),
+            Abstraction::SameManufacturer => f.write_str("same-manufacturer"),
+            Abstraction::Model(m) => write!(f, "model:{m}"),
+            Abstraction::LocalNetworks => f.write_str("local-networks"),
+            Abstraction::Controller(c) => write!(f, "controller:{c}"),
+            Abstraction::MyController => f.write_str("my-controller"),
+        }
+    }
+}
+
+impl std::str::FromStr for Abstraction {
+    type Err = String;
+    /// The `--abstraction` key: `local-networks`, `same-manufacturer`,
+    /// `my-controller`, `controller:URI`, `manufacturer:NAME`, `model:URI`.
+    fn from_str(s: &str) -> Result<Abstraction, String> {
+        Ok(match s.split_once(':') {
+            None | Some(("https" | "http", _)) => match s {
+                "local-networks" => Abstraction::LocalNetworks,
+                "same-manufacturer" => Abstraction::SameManufacturer,
+                "my-controller" => Abstraction::MyController,
+                _ => return Err(format!("unknown MUD abstraction {s:?}")),
+            },
+            Some(("controller", uri)) => Abstraction::Controller(uri.into()),
+            Some(("manufacturer", name)) => Abstraction::Manufacturer(name.into()),
+            Some(("model", uri)) => Abstraction::Model(uri.into()),
+            Some(_) => return Err(format!("unknown MUD abstraction {s:?}")),
+        })
+    }
+}
+
+/// The other end of an ACE.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PeerRef {
+    Any,
+    Net(IpNet),
+    Name(String),
+    Abstraction(Abstraction),
+}
+
+impl fmt::Display for PeerRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PeerRef::Any => f.write_str("any address"),
+            PeerRef::Net(n) => write!(f, "{n}"),
+            PeerRef::Name(n) => write!(f, "{n} (DNS name)"),
+            PeerRef::Abstraction(a) => write!(f, "{a} (MUD abstraction)"),
+        }
+    }
+}
+
+/// An inclusive port range.
+type Ports = (u16, u16);
+
+/// One ACE, as far as vlanguard reads it.
+#[derive(Clone, Debug)]
+pub struct Ace {
+    pub name: String,
+    /// The policy list it is in: packets from or to the device.
+    pub side: Side,
+    pub peer: PeerRef,
+    pub proto: Option<u8>,
+    pub src_ports: Option<Vec<Ports>>,
+    pub dst_ports: Option<Vec<Ports>>,
+    pub icmp_type: Option<u8>,
+    pub initiated: Option<Side>,
+}
+
+/// A MUD file's header and ACEs.
+#[derive(Clone, Debug)]
+pub struct Mud {
+    pub url: String,
+    pub systeminfo: Option<String>,
+    pub last_update: Option<String>,
+    pub aces: Vec<Ace>,
+}
+
+/// What importing yields: rules, the ACEs flows cover, and what is
+/// enforced more strictly than the file says.
+#[derive(Clone, Debug, Default)]
+pub struct Conversion {
+    /// (direction, rule, the ACE it came from).
+    pub rules: Vec<(Direction, RuleSpec, String)>,
+    /// ACE name -> why flow tracking covers it.
+    pub covered: Vec<(String, String)>,
+    /// ACE name -> how vlanguard is stricter.
+    pub stricter: Vec<(String, String)>,
+}
+
+fn field<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
+    v.as_object()?.get(key)
+}
+
+fn text<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    field(v, key)?.as_str()
+}
+
+/// Parses a MUD file; errors name the ACE and what vlanguard cannot read.
+pub fn parse(json: &str) -> Result<Mud, Vec<String>> {
+    let root: Value = serde_json::from_str(json).map_err(|e| vec![format!("not JSON: {e}")])?;
+    let mud = field(&root, "ietf-mud:mud")
+        .ok_or_else(|| vec!["no \"ietf-mud:mud\" container: not a MUD file".to_string()])?;
+    let url = text(mud, "mud-url").ok_or_else(|| vec!["no mud-url".to_string()])?.to_string();
+    // RFC 8520 names the ACL container "ietf-access-control-list:acls";
+    // some generators write "...:access-lists".
+    let acls = ["ietf-access-control-list:acls", "ietf-access-control-list:access-lists"]
+        .iter()
+        .find_map(|k| field(&root, k))
+        .and_then(|a| field(a, "acl"))
+        .and_then(Value::as_array)
+        .ok_or_else(|| vec!["no \"ietf-access-control-list:acls\" list".to_string()])?;
+    let by_name: BTreeMap<&str, &Value> =
+        acls.iter().filter_map(|a| Some((text(a, "name")?, a))).collect();
+
+    let mut errors = Vec::new();
+    let mut aces = Vec::new();
+    for (policy, side) in
+        [("from-device-policy", Side::FromDevice), ("to-device-policy", Side::ToDevice)]
+    {
+        let names = field(mud, policy)
+            .and_then(|p| field(p, "access-lists"))
+            .and_then(|l| field(l, "access-list"))
+            .and_then(Value::as_array)
+            .map(|l| l.iter().filter_map(|a| text(a, "name")).collect::<Vec<_>>())
+            .unwrap_or_default();
+        for name in names {
+            let Some(acl) = by_name.get(name) else {
+                errors.push(format!("{policy} names ACL {name:?}, which the file does not hold"));
+                continue;
+            };
+            match text(acl, "type") {
+                Some("ipv4-acl-type" | "ipv6-acl-type") | None => {}
+                Some(other) => {
+                    errors.push(format!("ACL {name}: type {other} is not supported (only ipv4-acl-type and ipv6-acl-type)"));
+                    continue;
+                }
+            }
+            let list = field(acl, "aces")
+                .and_then(|a| field(a, "ace"))
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            for ace in &list {
+                match parse_ace(ace, side) {
+                    Ok(a) => aces.push(a),
+                    Err(e) => errors.push(format!(
+                        "ACL {name}, ACE {}: {e}",
+                        text(ace, "name").unwrap_or("(unnamed)")
+                    )),
+                }
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(Mud {
+        url,
+        systeminfo: text(mud, "systeminfo").map(Into::into),
+        last_update: text(mud, "last-update").map(Into::into),
+        aces,
+    })
+}
+
+fn parse_ace(ace: &Value, side: Side) -> Result<Ace, String> {
+    let name = text(ace, "name").unwrap_or("(unnamed)").to_string();
+    match field(ace, "actions").and_then(|a| text(a, "forwarding")) {
+        Some("accept" | "ietf-access-control-list:accept") => {}
+        other => {
+            return Err(format!(
+                "action {} is not supported: vlanguard imports allow rules (accept) only",
+                other.unwrap_or("(none)")
+            ));
+        }
+    }
+    let matches = field(ace, "matches").and_then(Value::as_object).ok_or("no matches")?;
+    let mut out = Ace {
+        name,
+        side,
+        peer: PeerRef::Any,
+        proto: None,
+        src_ports: None,
+        dst_ports: None,
+        icmp_type: None,
+        initiated: None,
+    };
+    // The peer is the destination of packets from the device, the source
+    // of packets to it.
+    let (peer_net, peer_dns, other_net, other_dns) = match side {
+        Side::FromDevice => ("destination", "dst-dnsname", "source", "src-dnsname"),
+        Side::ToDevice => ("source", "src-dnsname", "destination", "dst-dnsname"),
+    };
+    for (key, m) in matches {
+        match key.as_str() {
+            "ipv4" | "ipv6" | "l3" => {
+                let obj = m.as_object().ok_or("ip match is not an object")?;
+                for (k, v) in obj {
+                    let k = k.strip_prefix("ietf-acldns:").unwrap_or(k);
+                    match k {
+                        "protocol" => out.proto = Some(number(v, "protocol")?),
+                        _ if k == format!("{peer_net}-ipv4-network")
+                            || k == format!("{peer_net}-ipv6-network") =>
+                        {
+                            let s = v.as_str().ok_or("network is not a string")?;
+                            let net: IpNet =
+                                s.parse().map_err(|_| format!("{k}: {s:?} is not a network"))?;
+                            out.peer = PeerRef::Net(net.trunc());
+                        }
+                        _ if k == peer_dns => {
+                            let s = v.as_str().ok_or("DNS name is not a string")?;
+                            out.peer = PeerRef::Name(s.to_string());
+                        }
+                        _ if k == other_dns
+                            || k == format!("{other_net}-ipv4-network")
+                            || k == format!("{other_net}-ipv6-network") =>
+                        {
+                            return Err(format!(
+                                "{k} names the device's own end; vlanguard matches the device by its inventory addresses, not by this"
+                            ));
+                        }
+                        _ => return Err(format!("{key} match {k} is not supported")),
+                    }
+                }
+            }
+            "tcp" | "udp" => {
+                let proto = if key == "tcp" { 6 } else { 17 };
+                if out.proto.is_some_and(|p| p != proto) {
+                    return Err(format!("{key} match with protocol {:?}", out.proto));
+                }
+                out.proto = Some(proto);
+                let obj = m.as_object().ok_or("port match is not an object")?;
+                for (k, v) in obj {
+                    match k.as_str() {
+                        "source-port" => out.src_ports = Some(ports(v)?),
+                        "destination-port" => out.dst_ports = Some(ports(v)?),
+                        "ietf-mud:direction-initiated" => {
+                            out.initiated = Some(match v.as_str() {
+                                Some("from-device") => Side::FromDevice,
+                                Some("to-device") => Side::ToDevice,
+                                _ => return Err(format!("direction-initiated {v}")),
+                            })
+                        }
+                        other => return Err(format!("{key} match {other} is not supported")),
+                    }
+                }
+            }
+            "icmp" => {
+                let obj = m.as_object().ok_or("icmp match is not an object")?;
+                for (k, v) in obj {
+                    match k.as_str() {
+                        "type" => out.icmp_type = Some(number(v, "icmp type")?),
+                        "code" => {
+                            return Err("an ICMP code: vlanguard matches the ICMP type only, which would let every code through".into());
+                        }
+                        other => return Err(format!("icmp match {other} is not supported")),
+                    }
+                }
+            }
+            "ietf-mud:mud" => {
+                let obj = m.as_object().ok_or("mud match is not an object")?;
+                if obj.len() != 1 {
+                    return Err("a mud match must name one abstraction".into());
+                }
+                let (k, v) = obj.iter().next().expect("one entry");
+                let a = match k.as_str() {
+                    "manufacturer" => Abstraction::Manufacturer(string(v, k)?),
+                    "same-manufacturer" => Abstraction::SameManufacturer,
+                    "model" => Abstraction::Model(string(v, k)?),
+                    "local-networks" => Abstraction::LocalNetworks,
+                    "controller" => Abstraction::Controller(string(v, k)?),
+                    "my-controller" => Abstraction::MyController,
+                    other => return Err(format!("MUD abstraction {other} is not supported")),
+                };
+                out.peer = PeerRef::Abstraction(a);
+            }
+            other => return Err(format!("{other} matches are not supported")),
+        }
+    }
+    if out.icmp_type.is_some() && out.proto.is_none() {
+        return Err("an icmp match without protocol 1 or 58".into());
+    }
+    Ok(out)
+}
+
+fn number<T: TryFrom<u64>>(v: &Value, what: &str) -> Result<T, String> {
+    v.as_u64().and_then(|n| T::try_from(n).ok()).ok_or_else(|| format!("{what} {v} is not valid"))
+}
+
+fn string(v: &Value, what: &str) -> Result<String, String> {
+    v.as_str().map(Into::into).ok_or_else(|| format!("{what} is not a string"))
+}
+
+/// RFC 8519 port matches: `operator` eq/lte/gte/neq with `port`, or
+/// `lower-port`/`upper-port`; `neq` becomes the two ranges around it.
+fn ports(v: &Value) -> Result<Vec<Ports>, String> {
+    let port = |k: &str| number::<u16>(field(v, k).unwrap_or(&Value::Null), k);
+    if field(v, "lower-port").is_some() {
+        let (lo, hi) = (port("lower-port")?, port("upper-port")?);
+        if lo > hi {
+            return Err(format!("port range {lo}-{hi} is empty"));
+        }
+        return Ok(vec![(lo, hi)]);
+    }
+    let p = port("port")?;
+    Ok(match text(v, "operator").unwrap_or("eq") {
+        "eq" => vec![(p, p)],
+        "lte" => vec![(0, p)],
+        "gte" => vec![(p, u16::MAX)],
+        "neq" => {
+            let mut v = Vec::new();
+            if p > 0 {
+                v.push((0, p - 1));
+            }
+            if p < u16::MAX {
+                v.push((p + 1, u16::MAX));
+            }
+            v
+        }
+        other => return Err(format!("port operator {other} is not supported")),
+    })
+}
+
+fn proto_name(p: u8) -> Result<&'static str, String> {
+    Ok(match p {
+        6 => "tcp",
+        17 => "udp",
+        1 => "icmp",
+        58 => "icmpv6",
+        other => {
+            return Err(format!(
+                "protocol {other}: vlanguard rules match TCP, UDP, ICMP and ICMPv6"
+            ));
+        }
+    })
+}
+
+fn port_text((lo, hi): Ports) -> String {
+    if lo == hi { lo.to_string() } else { format!("{lo}-{hi}") }
+}
+
+/// Whether `a` (a reply half with source ports) has an opening half on the
+/// other side: same peer and protocol, destination ports equal to `a`'s
+/// source ports.
+fn has_opener(a: &Ace, all: &[Ace]) -> bool {
+    all.iter().any(|b| {
+        b.side == a.side.other()
+            && b.peer == a.peer
+            && b.proto == a.proto
+            && b.dst_ports.is_some()
+            && b.dst_ports == a.src_ports
+    })
+}
+
+/// The rules of `mud`, with abstractions named by `peers` (abstraction ->
+/// `[peers]` set). Errors: what vlanguard cannot enforce without letting
+/// more through than the file allows, and unmapped abstractions.
+pub fn convert(
+    mud: &Mud,
+    peers: &BTreeMap<Abstraction, String>,
+) -> Result<Conversion, Vec<String>> {
+    let mut out = Conversion::default();
+    let mut errors = Vec::new();
+    let mut unmapped: BTreeMap<Abstraction, Vec<String>> = BTreeMap::new();
+    for a in &mud.aces {
+        let peer = match &a.peer {
+            PeerRef::Any => "any".to_string(),
+            PeerRef::Net(n) => n.to_string(),
+            PeerRef::Name(n) => n.clone(),
+            PeerRef::Abstraction(x) => match peers.get(x) {
+                Some(set) => set.clone(),
+                None => {
+                    unmapped.entry(x.clone()).or_default().push(a.name.clone());
+                    continue;
+                }
+            },
+        };
+        let proto = match a.proto.map(proto_name).transpose() {
+            Ok(p) => p.map(String::from),
+            Err(e) => {
+                errors.push(format!("ACE {}: {e}", a.name));
+                continue;
+            }
+        };
+        let ported = matches!(a.proto, Some(6 | 17));
+        // Which half of a connection the ACE's packets are: the opening
+        // one (a rule) or the reply (the flow covers it).
+        let opening = match (a.initiated, ported) {
+            (Some(by), true) => by == a.side,
+            // UDP, or TCP without direction-initiated: by the ports.
+            (None, true) => a.dst_ports.is_some() || a.src_ports.is_none(),
+            (_, false) => true,
+        };
+        if !opening {
+            if a.initiated.is_some() || has_opener(a, &mud.aces) {
+                out.covered.push((
+                    a.name.clone(),
+                    "the reply half of a flow another ACE opens; flow tracking lets it through"
+                        .into(),
+                ));
+            } else {
+                out.stricter.push((a.name.clone(), format!(
+                    "packets from source port(s) {} with no ACE opening their flow: vlanguard lets them through only as replies",
+                    a.src_ports.iter().flatten().map(|p| port_text(*p)).collect::<Vec<_>>().join(",")
+                )));
+            }
+            continue;
+        }
+        if a.src_ports.is_some() {
+            errors.push(format!(
+                "ACE {}: a source-port match on packets that open a connection: vlanguard matches destination ports only, which would let every source port through",
+                a.name
+            ));
+            continue;
+        }
+        if ported && a.proto == Some(6) && a.initiated.is_none() {
+            out.stricter.push((
+                a.name.clone(),
+                format!(
+                    "TCP without direction-initiated: only the {} may open these connections",
+                    if a.side == Side::FromDevice { "device" } else { "peer" }
+                ),
+            ));
+        }
+        let direction = match a.side {
+            Side::FromDevice => Direction::Out,
+            Side::ToDevice => Direction::In,
+        };
+        let ranges: Vec<Option<String>> = match &a.dst_ports {
+            Some(r) if ported => r.iter().map(|p| Some(port_text(*p))).collect(),
+            _ => vec![None],
+        };
+        for port in ranges {
+            let rule =
+                RuleSpec { peer: peer.clone(), proto: proto.clone(), port, icmp_type: a.icmp_type };
+            if !out.rules.iter().any(|(d, r, _)| *d == direction && *r == rule) {
+                out.rules.push((direction, rule, a.name.clone()));
+            }
+        }
+    }
+    for (x, aces) in unmapped {
+        errors.push(format!(
+            "MUD abstraction {x} (ACE {}) is not mapped to a peer set: --abstraction '{x}=SET', SET declared under [peers]",
+            aces.join(", ")
+        ));
+    }
+    if errors.is_empty() { Ok(out) } else { Err(errors) }
+}
+
+/// DNS names the rules use (resolved when the policy is applied).
+pub fn names(mud: &Mud) -> Vec<String> {
+    let mut v: Vec<String> = mud
+        .aces
+        .iter()
+        .filter_map(|a| match &a.peer {
+            PeerRef::Name(n) => Some(n.clone()),
+            _ => None,
+        })
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// `mud show`: what the file allows, in operator terms.
+pub fn describe(mud: &Mud, c: &Conversion) -> String {
+    let mut s = format!("MUD file {}\n", mud.url);
+    if let Some(i) = &mud.systeminfo {
+        s += &format!("  device: {i}\n");
+    }
+    if let Some(u) = &mud.last_update {
+        s += &format!("  last update: {u}\n");
+    }
+    s += "\nThe device may:\n";
+    for (d, r, ace) in &c.rules {
+        let what = match (&r.proto, &r.port, r.icmp_type) {
+            (Some(p), Some(port), _) => format!("{} port {port}", p.to_uppercase()),
+            (Some(p), None, Some(t)) => format!("{} type {t}", p.to_uppercase()),
+            (Some(p), None, None) => format!("any {}", p.to_uppercase()),
+            (None, _, _) => "any protocol".into(),
+        };
+        let line = match d {
+            Direction::Out => format!("  open {what} to {}", r.peer),
+            Direction::In => format!("  accept {what} from {}", r.peer),
+        };
+        s += &format!("{line:<60} (ACE {ace})\n");
+    }
+    if c.rules.is_empty() {
+        s += "  nothing\n";
+    }
+    s += "  and receive the replies of those flows.\n";
+    if !c.covered.is_empty() {
+        s += "\nCovered by flow tracking:\n";
+        for (ace, why) in &c.covered {
+            s += &format!("  ACE {ace}: {why}\n");
+        }
+    }
+    if !c.stricter.is_empty() {
+        s += "\nEnforced more strictly than the file says (import needs --accept-stricter):\n";
+        for (ace, why) in &c.stricter {
+            s += &format!("  ACE {ace}: {why}\n");
+        }
+    }
+    let names = names(mud);
+    if !names.is_empty() {
+        s += &format!(
+            "\nDNS names, resolved when the policy is applied and again every [settings] dns_refresh: {}\n",
+            names.join(", ")
+        );
+    }
+    s
+}
+
+/// Checks `signature` (a detached CMS signature, DER or PEM, as RFC 8520
+/// section 13 has manufacturers publish next to the file) over `data`
+/// against the trust anchor certificate(s) in `anchor_pem`: the signer's
+/// certificate must chain to one of them.
+pub fn verify_signature(data: &[u8], signature: &[u8], anchor_pem: &[u8]) -> Result<(), String> {
+    use openssl::{
+        cms::{CMSOptions, CmsContentInfo},
+        x509::{X509, store::X509StoreBuilder},
+    };
+    let mut cms = CmsContentInfo::from_der(signature)
+        .or_else(|_| CmsContentInfo::from_pem(signature))
+        .map_err(|_| "the signature is not a CMS signature (DER or PEM)".to_string())?;
+    let anchors = X509::stack_from_pem(anchor_pem)
+        .map_err(|e| format!("the trust anchor is not a PEM certificate: {e}"))?;
+    if anchors.is_empty() {
+        return Err("the trust anchor file holds no certificate".into());
+    }
+    let mut store = X509StoreBuilder::new().map_err(|e| e.to_string())?;
+    for cert in anchors {
+        store.add_cert(cert).map_err(|e| e.to_string())?;
+    }
+    let store = store.build();
+    cms.verify(None, Some(&store), Some(data), None, CMSOptions::BINARY)
+        .map_err(|e| format!("the signature does not verify against the trust anchor: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// RFC 8520 section 9's example (the light bulb): IPv6 ACLs by DNS name,
+    /// TCP 443, each connection opened by the device.
+    const RFC_EXAMPLE: &str = include_str!("../tests/mud/rfc8520-lightbulb.json");
+    /// A MUD file as a public generator (MUDgee) writes them, with
+    /// "access-lists" for "acls", UDP to NTP by name and ICMP.
+    const GENERATED: &str = include_str!("../tests/mud/generated-plug.json");
+    /// Every supported construct at once.
+    const ALL: &str = include_str!("../tests/mud/all-constructs.json");
+
+    fn rules(c: &Conversion) -> Vec<String> {
+        c.rules
+            .iter()
+            .map(|(d, r, _)| {
+                format!(
+                    "{d:?} {} {} {} {}",
+                    r.peer,
+                    r.proto.as_deref().unwrap_or("-"),
+                    r.port.as_deref().unwrap_or("-"),
+                    r.icmp_type.map_or("-".into(), |t| t.to_string())
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_rfc_example_becomes_one_outgoing_rule_and_a_covered_reply() {
+        let mud = parse(RFC_EXAMPLE).expect("parses");
+        assert_eq!(mud.url, "https://lighting.example.com/lightbulb2000");
+        let c = convert(&mud, &BTreeMap::new()).expect("converts");
+        assert_eq!(rules(&c), ["Out test.example.com tcp 443 -"]);
+        assert_eq!(c.covered.len(), 1, "{:?}", c.covered);
+        assert!(c.stricter.is_empty(), "{:?}", c.stricter);
+        assert_eq!(names(&mud), ["test.example.com"]);
+        let text = describe(&mud, &c);
+        assert!(text.contains("open TCP port 443 to test.example.com"), "{text}");
+    }
+
+    #[test]
+    fn a_generated_file_with_udp_pairs_and_icmp() {
+        let mud = parse(GENERATED).expect("parses");
+        let c = convert(&mud, &BTreeMap::new()).expect("converts");
+        assert_eq!(
+            rules(&c),
+            [
+                "Out pool.ntp.org udp 123 -",
+                "Out cloud.example.net tcp 443 -",
+                "Out 10.20.0.0/16 icmp - 8",
+                "In 10.20.0.0/16 icmp - 8",
+            ]
+        );
+        // The NTP answers mirror the request ACE; the TCP reply is named
+        // by direction-initiated.
+        assert_eq!(c.covered.len(), 2, "{:?}", c.covered);
+        assert!(c.stricter.is_empty(), "{:?}", c.stricter);
+    }
+
+    #[test]
+    fn every_supported_construct() {
+        let mud = parse(ALL).expect("parses");
+        let mut peers = BTreeMap::new();
+        for (a, set) in [
+            ("my-controller", "central-station"),
+            ("local-networks", "nurse-stations"),
+            ("same-manufacturer", "vendor"),
+            ("manufacturer:pumps.example.com", "pump-vendor"),
+            ("model:https://pumps.example.com/p1", "p1"),
+            ("controller:https://ctl.example.com/x", "ctl"),
+        ] {
+            peers.insert(a.parse().expect("abstraction"), set.to_string());
+        }
+        let c = convert(&mud, &peers).expect("converts");
+        assert_eq!(
+            rules(&c),
+            [
+                "Out central-station tcp 8443 -",
+                "Out 10.20.7.0/24 tcp 8000-8100 -",
+                "Out 2001:db8:20::/48 tcp 0-1023 -",
+                "Out 2001:db8:20::/48 udp 0-52 -",
+                "Out 2001:db8:20::/48 udp 54-65535 -",
+                "Out vendor udp - -",
+                "Out pump-vendor tcp 443 -",
+                "Out p1 tcp 443 -",
+                "Out ctl tcp 5683 -",
+                "In nurse-stations tcp 22 -",
+                "In any icmpv6 - 128",
+                "In nurse-stations tcp 1024-65535 -",
+            ]
+        );
+        // The TCP ACE without direction-initiated is opened by the
+        // device only; the lone reply half is reply-only.
+        let stricter: Vec<&str> = c.stricter.iter().map(|(a, _)| a.as_str()).collect();
+        assert_eq!(stricter, ["gte-no-direction", "orphan-reply"]);
+        let covered: Vec<&str> = c.covered.iter().map(|(a, _)| a.as_str()).collect();
+        assert_eq!(covered, ["ssh-reply", "controller-reply"]);
+    }
+
+    #[test]
+    fn unmapped_abstractions_are_named() {
+        let mud = parse(ALL).expect("parses");
+        let errors = convert(&mud, &BTreeMap::new()).expect_err("unmapped");
+        assert_eq!(errors.len(), 6, "one error per abstraction: {errors:?}");
+        assert!(
+            errors.iter().any(|e| e.contains("my-controller (ACE mycontroller) is not mapped"))
+        );
+        assert!(errors.iter().any(|e| e.contains(
+            "controller:https://ctl.example.com/x (ACE controller, controller-reply) is not mapped"
+        )));
+    }
+
+    fn with_ace(matches: &str, side: &str) -> String {
+        format!(
+            r#"{{"ietf-mud:mud": {{"mud-url": "https://x.example/y",
+                "{side}-policy": {{"access-lists": {{"access-list": [{{"name": "a"}}]}}}}}},
+              "ietf-access-control-list:acls": {{"acl": [{{"name": "a", "type": "ipv4-acl-type",
+                "aces": {{"ace": [{{"name": "e", "matches": {matches},
+                  "actions": {{"forwarding": "accept"}}}}]}}}}]}}}}"#
+        )
+    }
+
+    #[test]
+    fn unsupported_constructs_are_refused_with_the_reason() {
+        for (matches, side, why) in [
+            (r#"{"eth": {"ethertype": 2048}}"#, "from-device", "eth matches are not supported"),
+            (r#"{"ipv4": {"dscp": 10}}"#, "from-device", "ipv4 match dscp is not supported"),
+            (r#"{"ipv4": {"protocol": 47}}"#, "from-device", "protocol 47"),
+            (
+                r#"{"ipv4": {"protocol": 1}, "icmp": {"type": 3, "code": 1}}"#,
+                "to-device",
+                "ICMP code",
+            ),
+            (
+                r#"{"tcp": {"source-port": {"operator": "eq", "port": 5000}, "destination-port": {"operator": "eq", "port": 80}}}"#,
+                "from-device",
+                "source-port match on packets that open",
+            ),
+            (r#"{"tcp": {"flags": "syn"}}"#, "from-device", "tcp match flags is not supported"),
+            (
+                r#"{"ipv4": {"ietf-acldns:src-dnsname": "me.example"}}"#,
+                "from-device",
+                "device's own end",
+            ),
+            (r#"{"ietf-mud:mud": {"direct-net": [null]}}"#, "to-device", "abstraction direct-net"),
+        ] {
+            let text = with_ace(matches, side);
+            let result = parse(&text).and_then(|m| convert(&m, &BTreeMap::new()));
+            let errors = result.expect_err(matches);
+            assert!(errors.iter().any(|e| e.contains(why)), "{matches}: {errors:?}");
+        }
+        let drop =
+            with_ace(r#"{"ipv4": {"protocol": 6}}"#, "from-device").replace("accept", "drop");
+        assert!(parse(&drop).expect_err("drop")[0].contains("accept"));
+        let eth = with_ace("{}", "from-device").replace("ipv4-acl-type", "eth-acl-type");
+        assert!(parse(&eth).expect_err("eth")[0].contains("eth-acl-type"));
+        assert!(parse("{}").expect_err("not MUD")[0].contains("not a MUD file"));
+    }
+
+    /// Signing for the tests: a CA and a certificate it issued, made with
+    /// OpenSSL here (nothing is read from disk).
+    mod pki {
+        use openssl::{
+            asn1::Asn1Time,
+            bn::BigNum,
+            cms::{CMSOptions, CmsContentInfo},
+            hash::MessageDigest,
+            pkey::{PKey, Private},
+            rsa::Rsa,
+            x509::{X509, X509NameBuilder, extension::BasicConstraints},
+        };
+
+        pub struct Pair {
+            pub key: PKey<Private>,
+            pub cert: X509,
+        }
+
+        fn issue(cn: &str, issuer: Option<&Pair>, ca: bool) -> Pair {
+            let key = PKey::from_rsa(Rsa::generate(2048).expect("rsa")).expect("key");
+            let mut name = X509NameBuilder::new().expect("name");
+            name.append_entry_by_text("CN", cn).expect("cn");
+            let name = name.build();
+            let mut b = X509::builder().expect("builder");
+            b.set_version(2).expect("v3");
+            b.set_serial_number(&BigNum::from_u32(1).expect("bn").to_asn1_integer().expect("int"))
+                .expect("serial");
+            b.set_subject_name(&name).expect("subject");
+            b.set_issuer_name(issuer.map_or(&name, |i| i.cert.subject_name())).expect("issuer");
+            b.set_pubkey(&key).expect("pubkey");
+            b.set_not_before(&Asn1Time::days_from_now(0).expect("t")).expect("nb");
+            b.set_not_after(&Asn1Time::days_from_now(30).expect("t")).expect("na");
+            if ca {
+                b.append_extension(BasicConstraints::new().critical().ca().build().expect("bc"))
+                    .expect("ext");
+            }
+            b.sign(issuer.map_or(&key, |i| &i.key), MessageDigest::sha256()).expect("sign");
+            Pair { key, cert: b.build() }
+        }
+
+        pub fn ca(cn: &str) -> Pair {
+            issue(cn, None, true)
+        }
+
+        pub fn signer(cn: &str, ca: &Pair) -> Pair {
+            issue(cn, Some(ca), false)
+        }
+
+        /// A detached CMS signature over `data`, DER, as RFC 8520 wants.
+        pub fn sign(data: &[u8], by: &Pair) -> Vec<u8> {
+            let flags = CMSOptions::DETACHED | CMSOptions::BINARY;
+            CmsContentInfo::sign(Some(&by.cert), Some(&by.key), None, Some(data), flags)
+                .expect("cms sign")
+                .to_der()
+                .expect("der")
+        }
+    }
+
+    #[test]
+    fn signatures_verify_only_for_the_signed_file_and_the_trusted_ca() {
+        let ca = pki::ca("vlanguard test manufacturer CA");
+        let other_ca = pki::ca("someone else");
+        let maker = pki::signer("pumps.example.com", &ca);
+        let stranger = pki::signer("pumps.example.com", &other_ca);
+        let anchor = ca.cert.to_pem().expect("pem");
+        let data = ALL.as_bytes();
+
+        let good = pki::sign(data, &maker);
+        verify_signature(data, &good, &anchor).expect("a file signed under the anchor verifies");
+
+        let tampered = ALL.replace("8443", "8444");
+        let e = verify_signature(tampered.as_bytes(), &good, &anchor).expect_err("tampered");
+        assert!(e.contains("does not verify"), "{e}");
+
+        let foreign = pki::sign(data, &stranger);
+        let e = verify_signature(data, &foreign, &anchor).expect_err("another CA");
+        assert!(e.contains("does not verify"), "{e}");
+
+        assert!(verify_signature(data, b"not a signature", &anchor).is_err());
+        assert!(verify_signature(data, &good, b"not a certificate").is_err());
+    }
+
+    #[test]
+    fn port_operators() {
+        let p = |v: &str| ports(&serde_json::from_str(v).expect("json")).expect("ports");
+        assert_eq!(p(r#"{"operator": "eq", "port": 80}"#), [(80, 80)]);
+        assert_eq!(p(r#"{"operator": "lte", "port": 1023}"#), [(0, 1023)]);
+        assert_eq!(p(r#"{"operator": "gte", "port": 1024}"#), [(1024, 65535)]);
+        assert_eq!(p(r#"{"operator": "neq", "port": 53}"#), [(0, 52), (54, 65535)]);
+        assert_eq!(p(r#"{"operator": "neq", "port": 0}"#), [(1, 65535)]);
+        assert_eq!(p(r#"{"operator": "neq", "port": 65535}"#), [(0, 65534)]);
+        assert_eq!(p(r#"{"lower-port": 8000, "upper-port": 8100}"#), [(8000, 8100)]);
+        assert!(ports(&serde_json::json!({"lower-port": 9, "upper-port": 8})).is_err());
+    }
+
+    #[test]
+    fn dns_names_are_told_from_addresses_and_sets() {
+        use crate::policy::is_dns_name;
+        assert!(is_dns_name("ntp.example.com"));
+        assert!(!is_dns_name("10.0.0.1"));
+        assert!(!is_dns_name("10.0.0.0/8"));
+        assert!(!is_dns_name("nurse-stations"));
+        assert!(!is_dns_name("bad..name"));
+    }
+}

@@ -100,6 +100,100 @@ ip = ["10.120.0.11", "2001:db8:120::11"]
     )
 }
 
+/// A manufacturer's CA and signing certificate, and a stranger's, made
+/// with the openssl command in the lab's directory.
+struct Pki {
+    dir: std::path::PathBuf,
+    /// The maker's CA certificate (PEM): the trust anchor.
+    anchor: String,
+}
+
+impl Pki {
+    fn new(dir: &std::path::Path) -> Pki {
+        let dir = dir.join("pki");
+        fs::create_dir_all(&dir).expect("pki dir");
+        let openssl = |args: &[&str]| {
+            let out = std::process::Command::new("openssl")
+                .args(args)
+                .current_dir(&dir)
+                .output()
+                .expect("openssl");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        for who in ["maker", "stranger"] {
+            let (ca, key, csr, cert) = (
+                format!("{who}-ca"),
+                format!("{who}.key"),
+                format!("{who}.csr"),
+                format!("{who}.pem"),
+            );
+            openssl(&[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                &format!("/CN={who} CA"),
+                "-keyout",
+                &format!("{ca}.key"),
+                "-out",
+                &format!("{ca}.pem"),
+            ]);
+            openssl(&[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                &format!("/CN={who}"),
+                "-keyout",
+                &key,
+                "-out",
+                &csr,
+            ]);
+            openssl(&[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                &format!("{ca}.pem"),
+                "-CAkey",
+                &format!("{ca}.key"),
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-out",
+                &cert,
+            ]);
+        }
+        let anchor = dir.join("maker-ca.pem").to_string_lossy().to_string();
+        Pki { dir, anchor }
+    }
+
+    /// A detached DER CMS signature of `file` by `who`; returns its path.
+    fn sign(&self, file: &str, who: &str) -> String {
+        let out = self.dir.join(format!("{who}.p7s")).to_string_lossy().to_string();
+        let status = std::process::Command::new("openssl")
+            .args(["cms", "-sign", "-binary", "-outform", "DER", "-in", file, "-out", &out])
+            .arg("-signer")
+            .arg(self.dir.join(format!("{who}.pem")))
+            .arg("-inkey")
+            .arg(self.dir.join(format!("{who}.key")))
+            .status()
+            .expect("openssl cms");
+        assert!(status.success(), "signing");
+        out
+    }
+}
+
 fn ok(out: &std::process::Output) -> String {
     let text =
         format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
@@ -139,6 +233,35 @@ fn an_imported_mud_profile_opens_exactly_the_declared_flows() {
         ok(&lab.vlanguard(&["mud", "show", &mud, "--abstraction", "my-controller=controllers"]));
     assert!(shown.contains("open TCP port 8443 to updates.lab.test"), "{shown}");
     assert!(shown.contains("accept TCP port 8080 from controllers"), "{shown}");
+
+    // Signed by the maker's CA: checked before anything else. A tampered
+    // file, or one signed under another CA, imports nothing.
+    let pki = Pki::new(&lab.dir);
+    let signature = pki.sign(&mud, "maker");
+    let tampered = lab.dir.join("tampered.json");
+    fs::write(&tampered, MUD.replace("8443", "8444")).expect("tampered file");
+    let foreign = pki.sign(&mud, "stranger");
+    for (file, sig) in
+        [(tampered.to_string_lossy().to_string(), &signature), (mud.clone(), &foreign)]
+    {
+        let out = lab.vlanguard(&[
+            "mud",
+            "import",
+            &file,
+            "--profile",
+            "pump-mud",
+            "--abstraction",
+            "my-controller=controllers",
+            "--signature",
+            sig,
+            "--trust-anchor",
+            &pki.anchor,
+        ]);
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{text}");
+        assert!(text.contains("does not verify") && text.contains("nothing imported"), "{text}");
+    }
+    assert_eq!(fs::read_to_string(&lab.policy_file).expect("policy"), before);
 
     // An abstraction nobody mapped is an error, not an open door.
     let refused = lab.vlanguard(&["mud", "import", &mud, "--profile", "pump-mud"]);
@@ -187,6 +310,35 @@ fn an_imported_mud_profile_opens_exactly_the_declared_flows() {
     assert!(tcp_works(&lab, "nurse", socket_addr(PUMP, 8080)), "controller -> pump:8080");
     let _s = tcp_echo(&lab, "nurse", socket_addr(NURSE, 8080));
     assert!(!tcp_works(&lab, "pump", socket_addr(NURSE, 8080)), "pump -> controller");
+
+    // Entries vlanguard would enforce more strictly than the file (here TCP
+    // without direction-initiated, which only one side may then open) need
+    // the operator's explicit consent.
+    let stricter = lab.dir.join("stricter.json");
+    let text = MUD.replacen(
+        r#"{"destination-port": {"operator": "eq", "port": 8080},
+                 "ietf-mud:direction-initiated": "to-device"}"#,
+        r#"{"destination-port": {"operator": "eq", "port": 8080}}"#,
+        1,
+    );
+    assert_ne!(text, MUD);
+    fs::write(&stricter, text).expect("file");
+    let stricter = stricter.to_string_lossy().to_string();
+    let args = [
+        "mud",
+        "import",
+        &stricter,
+        "--profile",
+        "spare",
+        "--abstraction",
+        "my-controller=controllers",
+    ];
+    let out = lab.vlanguard(&args);
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("ACE controller") && text.contains("--accept-stricter"), "{text}");
+    ok(&lab.vlanguard(&[&args[..], &["--accept-stricter"]].concat()));
+    assert!(fs::read_to_string(&lab.policy_file).expect("policy").contains("name = \"spare\""));
 
     // The name moves: the next refresh applies the new address and drops
     // the old one.

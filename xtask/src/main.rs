@@ -210,6 +210,7 @@ const LAB_COMMANDS: &[(&str, &str)] = &[
     ("prometheus", "prometheus"),
     ("promtool", "prometheus"),
     ("tmux", "tmux"),
+    ("openssl", "openssl"),
 ];
 
 /// What the benchmark compares vlanguard with, and the Debian packages.

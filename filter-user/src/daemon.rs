@@ -79,7 +79,7 @@ impl Daemon {
     /// only then new interfaces attached (never a moment without filtering).
     /// Must run inside a tokio runtime (the socket is bound here).
     pub fn start(config: Config) -> anyhow::Result<Daemon> {
-        raise_open_file_limit();
+        crate::privileges::check().map_err(|e| anyhow::anyhow!(e))?;
         let policy = read_policy(&config.policy)?;
         for iface in &config.ifaces {
             ifindex(iface)?;
@@ -366,9 +366,25 @@ impl Daemon {
         let metrics_server =
             self.metrics.take().map(|listener| tokio::spawn(serve_metrics(listener, scrapes)));
         match self.filter.debug_program_id()? {
-            Some(id) => program_log::spawn(id)?,
+            Some(id) => {
+                if let Err(e) = program_log::spawn(id) {
+                    log(&format!(
+                        "{e:#}; `debug_log` has no effect (opening the log needs CAP_SYS_ADMIN)"
+                    ));
+                }
+            }
             None => log("the debug-log program is not installed; `debug_log` has no effect"),
         }
+        // Attached and applied: nothing from here on needs more than the
+        // filter's own capabilities.
+        if let Err(e) = crate::privileges::drop_unneeded() {
+            log(&format!("giving up unneeded capabilities: {e}"));
+        }
+        crate::privileges::notify(&format!(
+            "READY=1\nSTATUS=enforcing policy generation {} ({} devices)",
+            self.generation,
+            self.policy.devices.len()
+        ));
         let mut ring = match self.filter.take_events() {
             // SAFETY: the RingBuf owns its map's file descriptor for as long
             // as the AsyncFd holds it, and always reports that same one.
@@ -550,6 +566,7 @@ impl Daemon {
                     "mode": format!("{:?}", self.config.mode).to_lowercase(),
                     "interfaces": ifaces,
                     "devices": self.policy.devices.len(),
+                    "capabilities": crate::privileges::effective_names(),
                     "names": self.policy.names,
                     "dns_refresh_secs": self.policy.dns_refresh_secs,
                     "maps": {
@@ -1160,17 +1177,6 @@ fn untagged_ifaces(file: &Path, policy: &Resolved) -> anyhow::Result<Vec<(u32, u
 
 /// Large policies publish thousands of inner maps per batch; use the hard
 /// open-file limit rather than the (often 1024) soft one.
-fn raise_open_file_limit() {
-    // SAFETY: getrlimit/setrlimit with a properly sized struct we own.
-    unsafe {
-        let mut lim: libc::rlimit = std::mem::zeroed();
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &raw const lim);
-        }
-    }
-}
-
 fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
     let start = Instant::now();
     let out = f();

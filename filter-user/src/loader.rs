@@ -60,13 +60,12 @@ type PeerContent = Vec<(PeerPrefix, RuleBits)>;
 type PortContent = Vec<(PortPrefix, RuleBits)>;
 
 /// Content-addressed inner tries of one kind, shared between generations.
-/// Kept as `Map` so both typed access (to fill them) and the file
-/// descriptor (to publish them) are at hand.
 struct TrieCache<C> {
-    /// Content -> inner map id. Ids, not file descriptors: a policy with
-    /// tens of thousands of rule sets must not need as many open files; the
-    /// outer arrays hold the kernel's references.
-    tries: StdHashMap<C, u32>,
+    /// Content -> the inner map. File descriptors, not ids: reopening a map
+    /// by id takes CAP_SYS_ADMIN, which the daemon gives up once attached,
+    /// so a policy with tens of thousands of rule sets keeps as many files
+    /// open (the daemon raises its limit; the unit sets LimitNOFILE).
+    tries: StdHashMap<C, MapData>,
     /// Contents each generation's slots point at.
     used: [HashSet<C>; GENERATIONS as usize],
     /// Highest rule set id written per generation (slots 1..=n are set).
@@ -301,6 +300,8 @@ impl Filter {
     }
 
     fn with(program: Program, maps: Maps) -> Result<Filter, LoadError> {
+        // One descriptor per distinct rule-set trie (see TrieCache).
+        crate::raise_open_file_limit();
         let mut slots = BTreeMap::new();
         for entry in maps.device_slots.iter() {
             let (name, slot) = entry?;
@@ -658,12 +659,8 @@ impl Filter {
                     },
                 )?);
             }
-            let fds = |maps: &[MapData]| -> Vec<u32> {
-                maps.iter().map(|m| m.fd().as_fd().as_raw_fd() as u32).collect()
-            };
-            sys::update_batch(self.maps.peer_sets.fd().as_fd(), &slots, &fds(&peers))?;
-            sys::update_batch(self.maps.port_sets.fd().as_fd(), &slots, &fds(&ports))?;
-            // Dropping the handles closes them; the outer arrays keep the maps.
+            sys::update_batch(self.maps.peer_sets.fd().as_fd(), &slots, &peers)?;
+            sys::update_batch(self.maps.port_sets.fd().as_fd(), &slots, &ports)?;
         }
         let sets = c.rule_sets.len() as u32;
         self.peer_tries.slots[generation as usize] = sets;
@@ -825,8 +822,8 @@ impl Filter {
         // The rule sets' inner tries, which the program reaches through
         // the outer arrays: one line for each kind.
         for (name, cache) in [
-            ("PEER_SETS inner tries", self.peer_tries.tries.values().copied().collect::<Vec<_>>()),
-            ("PORT_SETS inner tries", self.port_tries.tries.values().copied().collect()),
+            ("PEER_SETS inner tries", ids(&self.peer_tries)?),
+            ("PORT_SETS inner tries", ids(&self.port_tries)?),
         ] {
             let mut total = MapMemory { name: name.into(), max_entries: 0, memlock: 0 };
             for id in cache {
@@ -883,16 +880,15 @@ fn publish<K: aya::Pod, P>(
     generation: u32,
     content: &[(P, RuleBits)],
     key: impl Fn(&P) -> Key<K>,
-) -> Result<MapData, LoadError>
+) -> Result<u32, LoadError>
 where
     P: Clone + Eq + std::hash::Hash,
 {
     let content = content.to_vec();
-    if let Some(id) = cache.tries.get(&content)
-        && let Ok(data) = MapData::from_id(*id)
-    {
+    if let Some(data) = cache.tries.get(&content) {
+        let fd = map_fd_of(data);
         cache.used[generation as usize].insert(content);
-        return Ok(data);
+        return Ok(fd);
     }
     let mut map = new_trie::<K>()?;
     {
@@ -902,9 +898,21 @@ where
         }
     }
     let Map::LpmTrie(data) = map else { unreachable!("new_trie makes LPM tries") };
-    cache.tries.insert(content.clone(), data.info()?.id());
+    let fd = map_fd_of(&data);
+    cache.tries.insert(content.clone(), data);
     cache.used[generation as usize].insert(content);
-    Ok(data)
+    Ok(fd)
+}
+
+/// The descriptor number of `data`, for the outer arrays' batch update;
+/// valid while the cache holds `data`.
+fn map_fd_of(data: &MapData) -> u32 {
+    data.fd().as_fd().as_raw_fd() as u32
+}
+
+/// The kernel ids of a cache's tries (for their memory figures).
+fn ids<C>(cache: &TrieCache<C>) -> Result<Vec<u32>, LoadError> {
+    cache.tries.values().map(|m| Ok(m.info()?.id())).collect()
 }
 
 /// Drops generation `g`'s claim on its tries; tries no generation uses

@@ -25,7 +25,12 @@ use filter_user::{
 /// Exit codes: 0 done; 1 refused (invalid policy or input, unknown device);
 /// 2 bad command line; 3 the daemon is not reachable; 4 not authorised.
 #[derive(Parser)]
-#[command(version, about, long_about)]
+#[command(
+    name = "vlanguard",
+    version,
+    about = "XDP firewall for the VLANs of medical and IoT devices",
+    long_about
+)]
 struct Cli {
     /// The daemon's control socket.
     #[arg(long, global = true, default_value = DEFAULT_SOCKET)]
@@ -155,6 +160,17 @@ enum Command {
     /// A live view of per-device pass and drop rates and the top drop
     /// reasons, refreshed every second; `q` quits.
     Top,
+    /// Write the man pages (`--man DIR`: vlanguard.1 and one page per
+    /// subcommand) and shell completions (`--completions DIR`: bash, zsh,
+    /// fish), generated from these definitions so they never drift from
+    /// --help. For packaging.
+    #[command(hide = true)]
+    Generate {
+        #[arg(long)]
+        man: Option<PathBuf>,
+        #[arg(long)]
+        completions: Option<PathBuf>,
+    },
     /// Work with policy files.
     Policy {
         #[command(subcommand)]
@@ -504,6 +520,26 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Events { device, follow, json } => events(&socket, device, follow, json),
         Command::Stats { device, json } => ask(&socket, &Request::Stats { device }, json),
+        Command::Generate { man, completions } => {
+            use clap::CommandFactory as _;
+            if let Some(dir) = man {
+                std::fs::create_dir_all(&dir)?;
+                clap_mangen::generate_to(Cli::command(), &dir)
+                    .with_context(|| format!("writing man pages to {}", dir.display()))?;
+            }
+            if let Some(dir) = completions {
+                std::fs::create_dir_all(&dir)?;
+                for shell in [
+                    clap_complete::Shell::Bash,
+                    clap_complete::Shell::Zsh,
+                    clap_complete::Shell::Fish,
+                ] {
+                    clap_complete::generate_to(shell, &mut Cli::command(), "vlanguard", &dir)
+                        .with_context(|| format!("writing completions to {}", dir.display()))?;
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Mud { command } => match command {
             MudCommand::Show { args } => {
                 let (parsed, conversion) = read_mud(&args)?;

@@ -33,6 +33,11 @@ pub fn spawn(program_id: u32) -> anyhow::Result<()> {
     let mut logger = EbpfLogger::init_from_id_with_logger(program_id, Stderr)
         .map_err(|e| anyhow::anyhow!("opening the program's debug log: {e}"))?;
     thread::Builder::new().name("program-log".into()).spawn(move || {
+        // Its descriptors are open; like the main thread, it keeps nothing
+        // more than the filter's capabilities.
+        if let Err(e) = crate::privileges::drop_unneeded() {
+            eprintln!("vlanguard: program log: giving up capabilities: {e}");
+        }
         let mut poll = libc::pollfd { fd: logger.as_raw_fd(), events: libc::POLLIN, revents: 0 };
         loop {
             // SAFETY: one valid pollfd, for the duration of the call; the

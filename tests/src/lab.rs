@@ -340,24 +340,18 @@ impl Lab {
 
     /// `start_daemon` with extra `vlanguard run` arguments.
     pub fn start_daemon_with(&mut self, extra: &[&str]) -> String {
+        self.start_daemon_wrapped(&[], extra)
+    }
+
+    /// `start_daemon_with`, the daemon started through `wrapper` (e.g.
+    /// `setpriv` with fewer capabilities) inside the router namespace.
+    pub fn start_daemon_wrapped(&mut self, wrapper: &[&str], extra: &[&str]) -> String {
         let log = self.dir.join(format!("daemon-{}.log", self.daemon_starts()));
         let out = fs::File::create(&log).expect("log file");
         let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.ns("r")]).arg(vlanguard_bin()).arg("run");
-        for iface in &self.ifaces {
-            cmd.args(["--iface", iface]);
-        }
+        cmd.args(["netns", "exec", &self.ns("r")]).args(wrapper).arg(vlanguard_bin());
         let child = cmd
-            .arg("--config")
-            .arg(&self.policy_file)
-            .arg("--pin-dir")
-            .arg(&self.pin_dir)
-            .arg("--socket")
-            .arg(&self.socket)
-            .arg("--audit-log")
-            .arg(&self.audit_log)
-            .arg("--events-log")
-            .arg(self.dir.join("events.log"))
+            .args(self.run_args())
             .args(extra)
             .stdout(Stdio::null())
             .stderr(out)
@@ -392,6 +386,25 @@ impl Lab {
             unsafe { libc::kill(child.id() as i32, signal) };
             let _ = child.wait();
         }
+    }
+
+    /// The `vlanguard run` arguments `start_daemon` uses (interfaces,
+    /// policy, pins, socket, logs), for tests that start it themselves.
+    pub fn run_args(&self) -> Vec<String> {
+        let mut args: Vec<String> = vec!["run".into()];
+        for iface in &self.ifaces {
+            args.extend(["--iface".into(), iface.to_string()]);
+        }
+        for (flag, path) in [
+            ("--config", &self.policy_file),
+            ("--pin-dir", &self.pin_dir),
+            ("--socket", &self.socket),
+            ("--audit-log", &self.audit_log),
+            ("--events-log", &self.dir.join("events.log")),
+        ] {
+            args.extend([flag.to_string(), path.to_string_lossy().into_owned()]);
+        }
+        args
     }
 
     pub fn daemon_pid(&self) -> Option<u32> {

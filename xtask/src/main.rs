@@ -46,6 +46,11 @@ enum Task {
     Demo,
     /// cargo fmt --check and clippy with warnings denied.
     Lint,
+    /// Build the Debian package (target/debian/vlanguard_*.deb, with
+    /// cargo-deb): the release binary, the example policy as
+    /// /etc/vlanguard/policy.toml, the systemd unit, man pages and shell
+    /// completions generated from the CLI definitions.
+    Package,
     /// Print a policy with N devices (ten rules each, one of them per
     /// device; IPv4 and IPv6 addresses in 10.110.0.0/15 and
     /// 2001:db8:110::/48), the one the benchmarks use, for measurements.
@@ -93,6 +98,10 @@ fn main() -> Result<()> {
             cmd.arg(root.join("examples/hospital.toml"));
             lab_env(&root, &mut cmd);
             run(cmd)?;
+        }
+        Task::Package => {
+            let deb = package(&root)?;
+            println!("{}", deb.display());
         }
         Task::GenPolicy { devices } => {
             let n = devices.to_string();
@@ -170,9 +179,12 @@ fn test(root: &Path, args: &[String]) -> Result<()> {
     // Layer 3: the daemon binary in namespace labs with real traffic.
     setup::ensure_commands(LAB_COMMANDS)?;
     build_lab_binaries()?;
+    // The Debian package, for the test that installs it.
+    let deb = package(root)?;
     let mut cmd = cargo_cmd(["test", "--package", "vlanguard-tests", "--"]);
     cmd.args(args);
     cmd.env("VLANGUARD_DEBUG_OBJECT", &debug_object);
+    cmd.env("VLANGUARD_DEB", &deb);
     lab_env(root, &mut cmd);
     run(cmd)
 }
@@ -201,6 +213,36 @@ fn ebpf_cargo(root: &Path, verb: &str, profile: &str) -> Command {
     cmd
 }
 
+/// Builds the Debian package; returns its path.
+fn package(root: &Path) -> Result<PathBuf> {
+    setup::run()?;
+    setup::ensure_cargo_deb()?;
+    cargo(["build", "--release", "--package", "filter-user", "--bin", "vlanguard"])?;
+    let out = root.join("target/package");
+    let _ = std::fs::remove_dir_all(&out);
+    let mut generate = Command::new(root.join("target/release/vlanguard"));
+    generate.arg("generate").arg("--man").arg(out.join("man1"));
+    generate.arg("--completions").arg(out.join("completions"));
+    run(generate)?;
+    // Man pages ship compressed (Debian policy 12.1).
+    for page in std::fs::read_dir(out.join("man1"))? {
+        let mut gzip = Command::new("gzip");
+        gzip.arg("-9n").arg(page?.path());
+        run(gzip)?;
+    }
+    let debian = root.join("target/debian");
+    let _ = std::fs::remove_dir_all(&debian);
+    std::fs::create_dir_all(&debian)?;
+    let mut deb = cargo_cmd(["deb", "--package", "filter-user", "--no-build", "--output"]);
+    deb.arg(&debian);
+    run(deb)?;
+    std::fs::read_dir(&debian)?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "deb"))
+        .context("cargo deb made no .deb")
+}
+
 /// Commands the namespace labs use, and the Debian packages with them.
 const LAB_COMMANDS: &[(&str, &str)] = &[
     ("ip", "iproute2"),
@@ -211,6 +253,9 @@ const LAB_COMMANDS: &[(&str, &str)] = &[
     ("promtool", "prometheus"),
     ("tmux", "tmux"),
     ("openssl", "openssl"),
+    ("man", "man-db"),
+    ("systemd-analyze", "systemd"),
+    ("lintian", "lintian"),
 ];
 
 /// What the benchmark compares vlanguard with, and the Debian packages.

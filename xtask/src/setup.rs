@@ -117,6 +117,31 @@ fn build_linker(tools: &Path) -> Result<()> {
     )
 }
 
+const CARGO_DEB_VERSION: &str = "3.8.0";
+
+/// cargo-deb (for `cargo xtask package`), built once into the tools
+/// directory like bpf-linker; returns that directory's bin.
+pub fn ensure_cargo_deb() -> Result<PathBuf> {
+    let tools = tools_dir()?;
+    let bin = tools.join("bin");
+    let works = Command::new(bin.join("cargo-deb"))
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !works {
+        eprintln!("setup: building cargo-deb {CARGO_DEB_VERSION} into {} (once)", tools.display());
+        check(
+            Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+                .args(["install", "cargo-deb", "--locked", "--version", CARGO_DEB_VERSION])
+                .arg("--root")
+                .arg(&tools),
+        )?;
+    }
+    Ok(bin)
+}
+
 fn check(cmd: &mut Command) -> Result<()> {
     let status = cmd.status().with_context(|| format!("starting {cmd:?}"))?;
     if !status.success() {

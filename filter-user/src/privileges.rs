@@ -1,0 +1,141 @@
+//! Capabilities: `vlanguard run` checks at start that it has what loading,
+//! attaching and updating the filter take, naming what is missing, and once
+//! the filter is attached gives up everything else (also when started as
+//! root), so a compromised daemon holds no more than it needs.
+
+/// Capability numbers (linux/capability.h).
+const CAP_SETPCAP: u32 = 8;
+const CAP_NET_ADMIN: u32 = 12;
+const CAP_SYS_RESOURCE: u32 = 24;
+const CAP_PERFMON: u32 = 38;
+const CAP_BPF: u32 = 39;
+const CAP_LAST: u32 = 40;
+
+/// What the daemon cannot run without: loading the program and creating
+/// maps (CAP_BPF, CAP_PERFMON for the verifier's pointer checks), attaching
+/// XDP (CAP_NET_ADMIN).
+pub const NEEDED: [(u32, &str); 3] =
+    [(CAP_BPF, "CAP_BPF"), (CAP_NET_ADMIN, "CAP_NET_ADMIN"), (CAP_PERFMON, "CAP_PERFMON")];
+
+/// Kept when present: memlock accounting on kernels before 5.11 needs it.
+const OPTIONAL: [u32; 1] = [CAP_SYS_RESOURCE];
+
+const VERSION_3: u32 = 0x2008_0522;
+
+#[repr(C)]
+struct Header {
+    version: u32,
+    pid: i32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct Data {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+/// This thread's capability sets as (effective, permitted) bit masks.
+fn current() -> std::io::Result<(u64, u64)> {
+    let mut header = Header { version: VERSION_3, pid: 0 };
+    let mut data = [Data::default(); 2];
+    // SAFETY: capget with a version-3 header and the two data structs that
+    // version takes, both ours.
+    let rc = unsafe { libc::syscall(libc::SYS_capget, &raw mut header, data.as_mut_ptr()) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let join = |lo: u32, hi: u32| u64::from(lo) | (u64::from(hi) << 32);
+    Ok((join(data[0].effective, data[1].effective), join(data[0].permitted, data[1].permitted)))
+}
+
+/// Checks the capabilities `vlanguard run` needs; the error names each
+/// one that is missing and how to grant them.
+pub fn check() -> Result<(), String> {
+    let (effective, _) = current().map_err(|e| format!("reading capabilities: {e}"))?;
+    let missing: Vec<&str> =
+        NEEDED.iter().filter(|(cap, _)| effective & (1 << cap) == 0).map(|(_, n)| *n).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "missing capability {}: `vlanguard run` needs CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON \
+         (run it as root, or grant them, e.g. AmbientCapabilities= in the systemd unit)",
+        missing.join(", ")
+    ))
+}
+
+/// Gives up every capability but the needed and optional ones, on this
+/// thread (threads started later inherit it): from the bounding set (when
+/// allowed), the inheritable and ambient sets, then the effective and
+/// permitted ones; and sets no_new_privs, so nothing executed regains any.
+pub fn drop_unneeded() -> std::io::Result<()> {
+    let keep: u64 =
+        NEEDED.iter().map(|(c, _)| 1u64 << c).chain(OPTIONAL.iter().map(|c| 1 << c)).sum();
+    let (effective, permitted) = current()?;
+    if effective & (1 << CAP_SETPCAP) != 0 {
+        for cap in 0..=CAP_LAST {
+            if keep & (1 << cap) == 0 {
+                // SAFETY: prctl with integer arguments; EINVAL for numbers
+                // this kernel does not know is fine.
+                unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
+            }
+        }
+    }
+    // SAFETY: prctl with integer arguments only.
+    unsafe {
+        libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong, 0, 0, 0);
+        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    let (effective, permitted) = (effective & keep, permitted & keep);
+    let split = |m: u64| (m as u32, (m >> 32) as u32);
+    let (e, p) = (split(effective), split(permitted));
+    let mut header = Header { version: VERSION_3, pid: 0 };
+    let data = [
+        Data { effective: e.0, permitted: p.0, inheritable: 0 },
+        Data { effective: e.1, permitted: p.1, inheritable: 0 },
+    ];
+    // SAFETY: capset with a version-3 header and its two data structs.
+    let rc = unsafe { libc::syscall(libc::SYS_capset, &raw mut header, data.as_ptr()) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// This thread's effective capabilities among those the daemon uses, by
+/// name, for `status`.
+pub fn effective_names() -> Vec<&'static str> {
+    let Ok((effective, _)) = current() else { return Vec::new() };
+    NEEDED
+        .iter()
+        .copied()
+        .chain([(CAP_SYS_RESOURCE, "CAP_SYS_RESOURCE")])
+        .filter(|(c, _)| effective & (1 << c) != 0)
+        .map(|(_, n)| n)
+        .collect()
+}
+
+/// Tells systemd (`Type=notify`) how the daemon is: `READY=1` once the
+/// program is attached and the policy applied. Nothing without
+/// `$NOTIFY_SOCKET` (not started by systemd).
+pub fn notify(state: &str) {
+    use std::os::{linux::net::SocketAddrExt as _, unix::ffi::OsStrExt as _};
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else { return };
+    let bytes = path.as_bytes();
+    // "@name" is an abstract socket.
+    let addr = match bytes.strip_prefix(b"@") {
+        Some(name) => std::os::unix::net::SocketAddr::from_abstract_name(name),
+        None => std::os::unix::net::SocketAddr::from_pathname(&path),
+    };
+    let sent = addr.and_then(|addr| {
+        let sock = std::os::unix::net::UnixDatagram::unbound()?;
+        sock.send_to_addr(state.as_bytes(), &addr)
+    });
+    if let Err(e) = sent {
+        eprintln!("vlanguard: telling systemd {state:?} through {}: {e}", path.to_string_lossy());
+    }
+}

@@ -5,6 +5,9 @@ use std::{env, path::PathBuf};
 
 fn main() -> anyhow::Result<()> {
     println!("cargo:rerun-if-env-changed=VLANGUARD_TOOLS");
+    // The upgrade test's second build of the program (see filter-ebpf's
+    // events.rs).
+    println!("cargo:rerun-if-env-changed=VLANGUARD_EBPF_VARIANT");
     // `cargo xtask setup` caches bpf-linker in the tools directory; find it
     // there when it is not on PATH, so a plain `cargo build` works too.
     let tools = env::var_os("VLANGUARD_TOOLS")

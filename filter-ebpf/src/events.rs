@@ -13,6 +13,14 @@ use crate::{
 
 const NS_PER_SEC: u64 = 1_000_000_000;
 
+/// 0 in every build but the upgrade test's second one
+/// (`VLANGUARD_EBPF_VARIANT=1`), which must differ in its instructions and
+/// nothing else: it marks the events' padding, which user space ignores.
+const VARIANT: u8 = match option_env!("VLANGUARD_EBPF_VARIANT") {
+    Some(v) if !v.is_empty() => v.as_bytes()[0].wrapping_sub(b'0'),
+    _ => 0,
+};
+
 #[inline(always)]
 pub fn emit(
     pkt: &Packet,
@@ -67,7 +75,7 @@ pub fn emit(
         (*e).proto = pkt.proto;
         (*e).reason = reason as u8;
         (*e).verdict = verdict as u8;
-        (*e)._pad = [0; 3];
+        (*e)._pad = [VARIANT, 0, 0];
     }
     entry.submit(0);
     bump(event_stats::SENT);

@@ -98,7 +98,8 @@ impl Daemon {
             Some(addr) => Some(bind_metrics(addr)?),
             None => None,
         };
-        let (mut filter, adopted) = pins.open_filter(&lock)?;
+        let (mut filter, opened) = pins.open_filter(&lock)?;
+        let adopted = opened != crate::pins::Opened::Loaded;
         let generation = filter.apply(&compile(&policy), &untagged)?;
 
         let mut attached = Vec::new();
@@ -127,7 +128,14 @@ impl Daemon {
         log(&format!(
             "{} program in {}; policy {} applied as generation {generation} ({} devices); \
              interfaces {} (newly attached: {}); socket {}",
-            if adopted { "adopted the pinned" } else { "loaded and pinned the" },
+            match opened {
+                crate::pins::Opened::Loaded => "loaded and pinned the".to_string(),
+                crate::pins::Opened::Adopted => "adopted the pinned".to_string(),
+                crate::pins::Opened::Upgraded { old, new } => format!(
+                    "replaced the pinned program {old:016x} with this version's {new:016x} (links \
+                     updated in place, maps kept) as the"
+                ),
+            },
             pins.root().display(),
             config.policy.display(),
             policy.devices.len(),
@@ -567,6 +575,7 @@ impl Daemon {
                     "interfaces": ifaces,
                     "devices": self.policy.devices.len(),
                     "capabilities": crate::privileges::effective_names(),
+                    "program_tag": self.filter.program_tag().map(|t| format!("{t:016x}")).ok(),
                     "names": self.policy.names,
                     "dns_refresh_secs": self.policy.dns_refresh_secs,
                     "maps": {
@@ -601,6 +610,12 @@ impl Daemon {
                     occ.port_tries,
                 );
                 let mut text = text;
+                if let Ok(tag) = self.filter.program_tag() {
+                    text += &format!(
+                        "\nprogram: tag {tag:016x} (vlanguard {})",
+                        env!("CARGO_PKG_VERSION")
+                    );
+                }
                 if !self.policy.names.is_empty() {
                     text += &format!(
                         "\nDNS names (resolved again every {}):",

@@ -218,6 +218,41 @@ impl MapSource for Pinned<'_> {
     }
 }
 
+/// Refuses an upgrade whose maps would not fit the pinned ones (type, key
+/// and value size, flags, capacity): the new program would misread them.
+fn check_map_layouts(object: &[u8], maps_dir: &Path) -> Result<(), LoadError> {
+    let obj = aya_obj::Object::parse(object).map_err(|e| LoadError::Refused(format!("{e}")))?;
+    for name in maps::ALL {
+        let (Some(want), Ok(have)) =
+            (obj.maps.get(name), aya::maps::MapInfo::from_pin(maps_dir.join(name)))
+        else {
+            continue;
+        };
+        let mut differs = Vec::new();
+        if want.map_type() != have.map_type().map(|t| t as u32).unwrap_or(u32::MAX) {
+            differs.push("type");
+        }
+        if want.key_size() != have.key_size() {
+            differs.push("key size");
+        }
+        if want.value_size() != have.value_size() {
+            differs.push("value size");
+        }
+        if want.max_entries() != 0 && want.max_entries() != have.max_entries() {
+            differs.push("capacity");
+        }
+        if !differs.is_empty() {
+            return Err(LoadError::Refused(format!(
+                "this version's map {name} differs from the running filter's ({}): it cannot take \
+                 over without a gap; run `vlanguard detach` and start it again, or keep the \
+                 running version",
+                differs.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// A new, empty inner trie with `K` keys.
 fn new_trie<K>() -> Result<Map, LoadError> {
     let def = aya_obj::Map::new_from_params(
@@ -283,20 +318,97 @@ impl Filter {
         let program = Xdp::from_pin(prog, aya_obj::programs::XdpAttachType::Interface)
             .map_err(|e| LoadError::Pin(format!("{}: {e}", prog.display())))?;
         let maps = Maps::take(&mut Pinned(maps))?;
-        let mut filter = Filter::with(Program::Pinned(Box::new(program)), maps)?;
-        // What the earlier daemon wrote, so the next apply can clear it.
+        Filter::with(Program::Pinned(Box::new(program)), maps)?.restore_state()
+    }
+
+    /// An upgrade (or downgrade) of a pinned filter to the program in
+    /// `object`: when its instructions differ from the pinned program's,
+    /// loads it over the pinned maps (state, counters, flows and policy
+    /// kept), swaps it into every pinned link at once (BPF_LINK_UPDATE: the
+    /// interface is never without a program), and pins it in place of the
+    /// old one. `Ok(None)`: the same program; adopt it. Refused, changing
+    /// nothing, when this version's maps differ from the pinned ones.
+    pub fn upgrade_pinned(
+        object: &[u8],
+        prog_pin: &Path,
+        maps_dir: &Path,
+        links: &[std::path::PathBuf],
+    ) -> Result<Option<(Filter, u64, u64)>, LoadError> {
+        let running = Xdp::from_pin(prog_pin, aya_obj::programs::XdpAttachType::Interface)
+            .map_err(|e| LoadError::Pin(format!("{}: {e}", prog_pin.display())))?;
+        let old_tag = running.info()?.tag();
+        check_map_layouts(object, maps_dir)?;
+        let mut loader = aya::EbpfLoader::new();
+        let paths: Vec<(&'static str, std::path::PathBuf)> =
+            maps::ALL.iter().map(|name| (*name, maps_dir.join(name))).collect();
+        for (name, path) in &paths {
+            loader.map_pin_path(name, path.as_path());
+        }
+        let mut ebpf = loader.load(object)?;
+        let prog: &mut Xdp = ebpf
+            .program_mut(PROGRAM_NAME)
+            .ok_or(LoadError::MissingMap(PROGRAM_NAME))?
+            .try_into()?;
+        prog.load()?;
+        let new_tag = prog.info()?.tag();
+        if new_tag == old_tag {
+            return Ok(None);
+        }
+        for path in links {
+            let pinned = aya::programs::links::PinnedLink::from_pin(path)
+                .map_err(|e| LoadError::Pin(format!("{}: {e}", path.display())))?;
+            let link =
+                aya::programs::xdp::XdpLink::try_from(aya::programs::links::FdLink::from(pinned))
+                    .map_err(|e| LoadError::Pin(format!("{}: {e}", path.display())))?;
+            let id = prog.attach_to_link(link)?;
+            // The pin keeps the link; this handle only closes its descriptor.
+            drop(prog.take_link(id)?);
+        }
+        std::fs::remove_file(prog_pin)
+            .map_err(|e| LoadError::Pin(format!("{}: {e}", prog_pin.display())))?;
+        prog.pin(prog_pin).map_err(|e| LoadError::Pin(format!("program: {e}")))?;
+        let logger: &mut Xdp = ebpf
+            .program_mut(DEBUG_PROGRAM_NAME)
+            .ok_or(LoadError::MissingMap(DEBUG_PROGRAM_NAME))?
+            .try_into()?;
+        logger.load()?;
+        let mut maps = Maps::take(&mut Fresh { ebpf: &mut ebpf, pin: None })?;
+        let logger: &Xdp = ebpf
+            .program(DEBUG_PROGRAM_NAME)
+            .and_then(|p| p.try_into().ok())
+            .ok_or(LoadError::MissingMap(DEBUG_PROGRAM_NAME))?;
+        ProgramArray::try_from(&mut maps.debug_progs)?.set(0, logger.fd()?, 0)?;
+        let filter = Filter::with(Program::Loaded(ebpf), maps)?.restore_state()?;
+        Ok(Some((filter, old_tag, new_tag)))
+    }
+
+    /// The running program's tag (a hash of its instructions), as
+    /// `status` shows it.
+    pub fn program_tag(&self) -> Result<u64, LoadError> {
+        let prog: &Xdp = match &self.program {
+            Program::Loaded(ebpf) => ebpf
+                .program(PROGRAM_NAME)
+                .and_then(|p| p.try_into().ok())
+                .ok_or(LoadError::MissingMap(PROGRAM_NAME))?,
+            Program::Pinned(p) => p,
+        };
+        Ok(prog.info()?.tag())
+    }
+
+    /// What an earlier daemon wrote, so the next apply can clear it.
+    fn restore_state(mut self) -> Result<Filter, LoadError> {
         for g in 0..GENERATIONS {
-            let sets = filter.maps.meta.get(&(meta::RULE_SETS + g), 0)? as u32;
-            filter.peer_tries.slots[g as usize] = sets;
-            filter.port_tries.slots[g as usize] = sets;
+            let sets = self.maps.meta.get(&(meta::RULE_SETS + g), 0)? as u32;
+            self.peer_tries.slots[g as usize] = sets;
+            self.port_tries.slots[g as usize] = sets;
             for vid in 0..VLAN_IDS {
                 let index = g * VLAN_IDS + vid;
-                if filter.maps.vlan_flags.get(&index, 0)? != 0 {
-                    filter.vlans_set[g as usize].push(index);
+                if self.maps.vlan_flags.get(&index, 0)? != 0 {
+                    self.vlans_set[g as usize].push(index);
                 }
             }
         }
-        Ok(filter)
+        Ok(self)
     }
 
     fn with(program: Program, maps: Maps) -> Result<Filter, LoadError> {

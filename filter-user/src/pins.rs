@@ -29,6 +29,18 @@ const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/vlanguard";
 
+/// How `open_filter` came by the filter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Opened {
+    /// Nothing was pinned: loaded from this binary and pinned.
+    Loaded,
+    /// The pinned program is this binary's: adopted as it runs.
+    Adopted,
+    /// The pinned program was another version's (tags): this binary's was
+    /// swapped into its links and pins.
+    Upgraded { old: u64, new: u64 },
+}
+
 pub struct PinDir {
     root: PathBuf,
 }
@@ -93,11 +105,15 @@ impl PinDir {
 
     /// The filter from the pins if an earlier daemon left them, else a fresh
     /// load that pins itself here. Needs the lock.
-    pub fn open_filter(&self, _lock: &Lock) -> Result<(Filter, bool), LoadError> {
-        if self.has_program() {
-            Ok((Filter::from_pins(&self.prog(), &self.maps())?, true))
-        } else {
-            Ok((Filter::load_pinned(PROGRAM_OBJECT, &self.prog(), &self.maps())?, false))
+    pub fn open_filter(&self, _lock: &Lock) -> Result<(Filter, Opened), LoadError> {
+        if !self.has_program() {
+            let filter = Filter::load_pinned(PROGRAM_OBJECT, &self.prog(), &self.maps())?;
+            return Ok((filter, Opened::Loaded));
+        }
+        let links: Vec<PathBuf> = self.linked_ifaces().iter().map(|i| self.link(i)).collect();
+        match Filter::upgrade_pinned(PROGRAM_OBJECT, &self.prog(), &self.maps(), &links)? {
+            Some((filter, old, new)) => Ok((filter, Opened::Upgraded { old, new })),
+            None => Ok((Filter::from_pins(&self.prog(), &self.maps())?, Opened::Adopted)),
         }
     }
 

@@ -346,10 +346,19 @@ impl Lab {
     /// `start_daemon_with`, the daemon started through `wrapper` (e.g.
     /// `setpriv` with fewer capabilities) inside the router namespace.
     pub fn start_daemon_wrapped(&mut self, wrapper: &[&str], extra: &[&str]) -> String {
+        self.spawn_daemon(&vlanguard_bin(), wrapper, extra)
+    }
+
+    /// `start_daemon` with another build of `vlanguard` (upgrades).
+    pub fn start_daemon_as(&mut self, bin: &std::path::Path) -> String {
+        self.spawn_daemon(bin, &[], &[])
+    }
+
+    fn spawn_daemon(&mut self, bin: &std::path::Path, wrapper: &[&str], extra: &[&str]) -> String {
         let log = self.dir.join(format!("daemon-{}.log", self.daemon_starts()));
         let out = fs::File::create(&log).expect("log file");
         let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.ns("r")]).args(wrapper).arg(vlanguard_bin());
+        cmd.args(["netns", "exec", &self.ns("r")]).args(wrapper).arg(bin);
         let child = cmd
             .args(self.run_args())
             .args(extra)

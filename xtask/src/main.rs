@@ -181,10 +181,16 @@ fn test(root: &Path, args: &[String]) -> Result<()> {
     build_lab_binaries()?;
     // The Debian package, for the test that installs it.
     let deb = package(root)?;
+    // A second build whose eBPF program differs, for the upgrade test.
+    let variant_dir = root.join("target/variant");
+    let mut variant = cargo_cmd(["build", "--package", "filter-user", "--bin", "vlanguard"]);
+    variant.arg("--target-dir").arg(&variant_dir).env("VLANGUARD_EBPF_VARIANT", "1");
+    run(variant)?;
     let mut cmd = cargo_cmd(["test", "--package", "vlanguard-tests", "--"]);
     cmd.args(args);
     cmd.env("VLANGUARD_DEBUG_OBJECT", &debug_object);
     cmd.env("VLANGUARD_DEB", &deb);
+    cmd.env("VLANGUARD_VARIANT_BIN", variant_dir.join("debug/vlanguard"));
     lab_env(root, &mut cmd);
     run(cmd)
 }

@@ -74,6 +74,15 @@ pub fn drop_unneeded() -> std::io::Result<()> {
     let keep: u64 =
         NEEDED.iter().map(|(c, _)| 1u64 << c).chain(OPTIONAL.iter().map(|c| 1 << c)).sum();
     let (effective, permitted) = current()?;
+    // SAFETY: prctl with integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if (effective | permitted) & !keep == 0 {
+        // Started with no more than it needs (the systemd unit): nothing to
+        // give up, and capset may be outside the syscall filter.
+        return Ok(());
+    }
     if effective & (1 << CAP_SETPCAP) != 0 {
         for cap in 0..=CAP_LAST {
             if keep & (1 << cap) == 0 {
@@ -86,9 +95,6 @@ pub fn drop_unneeded() -> std::io::Result<()> {
     // SAFETY: prctl with integer arguments only.
     unsafe {
         libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong, 0, 0, 0);
-        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
     }
     let (effective, permitted) = (effective & keep, permitted & keep);
     let split = |m: u64| (m as u32, (m >> 32) as u32);

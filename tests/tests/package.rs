@@ -6,7 +6,10 @@
 
 use std::{path::Path, process::Command};
 
-use vlanguard_tests::{lab::vlanguard_bin, privileged};
+use vlanguard_tests::{
+    lab::{Lab, vlanguard_bin},
+    privileged,
+};
 
 fn run(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
@@ -180,8 +183,23 @@ fn the_package_installs_with_owners_and_modes_and_purges() {
     eprintln!("lintian:\n{report}");
     assert!(lintian.status.success(), "lintian errors:\n{report}");
 
+    // The packaged daemon's filter (pins on the unit's own BPF filesystem)
+    // keeps enforcing when the daemon stops; removing the package detaches
+    // it, purging unmounts the filesystem.
+    run(&mut Command::new("/usr/lib/vlanguard/prepare-pins"));
+    let mut lab = Lab::new();
+    lab.pin_dir = "/run/vlanguard-pins/vlanguard".into();
+    lab.start_daemon_as(Path::new("/usr/bin/vlanguard"));
+    lab.stop_daemon(libc::SIGTERM);
+    assert!(lab.xdp_attached("uplink"), "enforcing after the daemon stopped");
+    run(Command::new("dpkg").args(["--remove", "vlanguard"]));
+    for iface in ["uplink", "core0", "trunk0"] {
+        assert!(!lab.xdp_attached(iface), "{iface} still filtered after removal");
+    }
+    assert!(!Path::new("/run/vlanguard-pins/vlanguard").exists(), "pins left after removal");
+
     run(Command::new("dpkg").args(["--purge", "vlanguard"]));
-    for gone in ["/usr/bin/vlanguard", "/etc/vlanguard", unit] {
+    for gone in ["/usr/bin/vlanguard", "/etc/vlanguard", unit, "/run/vlanguard-pins"] {
         assert!(!Path::new(gone).exists(), "{gone} is left after purge");
     }
 }

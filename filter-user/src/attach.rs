@@ -35,11 +35,26 @@ impl Filter {
             AttachMode::Generic => XdpMode::Skb,
         };
         self.program().attach_to_if_index(index, flags).map_err(|e| match (mode, e) {
+            // The kernel's answer when the interface already runs an XDP
+            // program that is not ours (xdp-filter, a driver tool, ...).
+            (_, ProgramError::SyscallError(aya::sys::SyscallError { io_error, .. }))
+                if matches!(io_error.raw_os_error(), Some(libc::EBUSY | libc::EEXIST)) =>
+            {
+                LoadError::Attach {
+                    iface: iface.to_string(),
+                    reason: format!(
+                        "another XDP program is attached to it ({io_error}; `ip link show {iface}` \
+                         shows it): remove it (`ip link set dev {iface} xdp off`, or the tool that \
+                         attached it) and start again"
+                    ),
+                }
+            }
             (AttachMode::Native, e) => LoadError::Attach {
                 iface: iface.to_string(),
                 reason: format!(
-                    "{e}; the driver may not support native XDP: \
-                     retry with --xdp-mode generic (slower, works everywhere)"
+                    "{e}{}; the driver may not support native XDP: \
+                     retry with --xdp-mode generic (slower, works everywhere)",
+                    std::error::Error::source(&e).map(|s| format!(" ({s})")).unwrap_or_default()
                 ),
             },
             (AttachMode::Generic, ProgramError::UnknownInterface { .. }) => {

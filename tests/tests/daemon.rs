@@ -274,3 +274,38 @@ fn sighup_reloads_under_load_without_loss_and_revokes_at_once() {
     }
     assert_eq!(lab.ping("nurse", PUMP, 2), 2, "the running policy still allows pings");
 }
+
+#[test]
+fn an_interface_running_another_xdp_program_is_named_as_such() {
+    if !privileged() {
+        return;
+    }
+    let lab = Lab::new();
+    // Another tool's XDP program on the uplink, held while the daemon starts.
+    let (attached, release) = std::sync::mpsc::channel();
+    let (done, hold) = std::sync::mpsc::channel::<()>();
+    let holder = lab.in_ns("r", move || {
+        let mut ebpf = aya::Ebpf::load(filter_user::BENCH_OBJECT).expect("object");
+        let prog: &mut aya::programs::Xdp =
+            ebpf.program_mut("pass_floor").expect("pass_floor").try_into().expect("xdp");
+        prog.load().expect("load");
+        prog.attach("uplink", aya::programs::xdp::XdpMode::Driver).expect("attach");
+        attached.send(()).expect("signal");
+        let _ = hold.recv_timeout(Duration::from_secs(30));
+    });
+    release.recv_timeout(Duration::from_secs(10)).expect("attached");
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", &lab.ns("r")])
+        .arg(lab::vlanguard_bin())
+        .args(lab.run_args())
+        .output()
+        .expect("vlanguard run");
+    let _ = done.send(());
+    holder.join().expect("holder");
+    let text = stderr(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("cannot attach to uplink: another XDP program is attached"), "{text}");
+    assert!(text.contains("ip link set dev uplink xdp off"), "{text}");
+    // Nothing of ours was left on the interfaces it did attach to first.
+    assert!(!lab.pin_dir.join("prog").exists(), "pins left behind");
+}

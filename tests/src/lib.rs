@@ -45,3 +45,19 @@ pub fn privileged() -> bool {
     }
     root
 }
+
+/// Pins thread `tid` (0: the calling thread) to `cpu`, for the benchmarks'
+/// flood sender and receiver.
+pub fn pin_to_cpu(tid: u32, cpu: usize) -> std::io::Result<()> {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET and
+    // sched_setaffinity only touch the set we own.
+    let rc = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(tid as i32, size_of::<libc::cpu_set_t>(), &set)
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}

@@ -81,7 +81,8 @@ fn main() -> Result<()> {
 
     let run_flood = |lab: &Lab| -> Result<(u64, Sample)> {
         let napi = napi_thread()?;
-        pin(napi, RECEIVER_CPU)?;
+        vlanguard_tests::pin_to_cpu(napi, RECEIVER_CPU)
+            .with_context(|| format!("pinning thread {napi} to CPU {RECEIVER_CPU}"))?;
         let before = receiver(lab, napi)?;
         let out = sh(Command::new("ip")
             .args(["netns", "exec", &lab.ns("snd")])
@@ -250,20 +251,6 @@ fn napi_thread() -> Result<u32> {
         }
     }
     found.context("no NAPI thread for uplink: threaded NAPI did not start")
-}
-
-fn pin(pid: u32, cpu: usize) -> Result<()> {
-    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET and
-    // sched_setaffinity only touch the set we own.
-    let rc = unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(pid as i32, size_of::<libc::cpu_set_t>(), &set)
-    };
-    if rc != 0 {
-        bail!("pinning thread {pid} to CPU {cpu}: {}", std::io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 fn receiver(lab: &Lab, napi: u32) -> Result<Sample> {

@@ -51,22 +51,6 @@ fn fix_ipv4_checksum(frame: &mut [u8]) {
     ip[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
 }
 
-/// Pins this thread to `cpu`: live-frames runs transmit on the CPU they
-/// run on.
-fn pin_to_cpu(cpu: usize) -> Result<()> {
-    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET and
-    // sched_setaffinity only touch the set we own.
-    let rc = unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set)
-    };
-    if rc != 0 {
-        bail!("pinning to CPU {cpu}: {}", std::io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [iface, src_mac, dst_mac, src, dst, dport, seconds, cpu] = args.as_slice() else {
@@ -74,7 +58,8 @@ fn main() -> Result<()> {
     };
     let (src, dst): (IpAddr, IpAddr) = (src.parse()?, dst.parse()?);
     let seconds: u64 = seconds.parse()?;
-    pin_to_cpu(cpu.parse()?)?;
+    let cpu: usize = cpu.parse()?;
+    vlanguard_tests::pin_to_cpu(0, cpu).with_context(|| format!("pinning to CPU {cpu}"))?;
 
     let mut frame = Frame::ip(src, dst, L4::udp(40000, dport.parse()?));
     frame.src_mac = mac(src_mac)?;

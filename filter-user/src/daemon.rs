@@ -388,7 +388,7 @@ impl Daemon {
         if let Err(e) = crate::privileges::drop_unneeded() {
             log(&format!("giving up unneeded capabilities: {e}"));
         }
-        crate::privileges::notify(&format!(
+        crate::notify::notify(&format!(
             "READY=1\nSTATUS=enforcing policy generation {} ({} devices)",
             self.generation,
             self.policy.devices.len()

@@ -14,6 +14,7 @@ pub mod events;
 pub mod loader;
 pub mod metrics;
 pub mod mud;
+pub mod notify;
 pub mod pins;
 pub mod policy;
 pub mod privileges;

@@ -61,15 +61,46 @@ type PortContent = Vec<(PortPrefix, RuleBits)>;
 
 /// Content-addressed inner tries of one kind, shared between generations.
 struct TrieCache<C> {
-    /// Content -> the inner map. File descriptors, not ids: reopening a map
-    /// by id takes CAP_SYS_ADMIN, which the daemon gives up once attached,
-    /// so a policy with tens of thousands of rule sets keeps as many files
-    /// open (the daemon raises its limit; the unit sets LimitNOFILE).
-    tries: StdHashMap<C, MapData>,
+    /// Content -> the inner map.
+    tries: StdHashMap<C, Held>,
     /// Contents each generation's slots point at.
     used: [HashSet<C>; GENERATIONS as usize],
     /// Highest rule set id written per generation (slots 1..=n are set).
     slots: [u32; GENERATIONS as usize],
+}
+
+/// How a cache holds a trie. By descriptor while the open-file limit has
+/// room (`FdBudget`): reopening a map by id takes CAP_SYS_ADMIN, which the
+/// daemon gives up once attached. Beyond that by id, reopened when still
+/// permitted, else built again (correct, only slower).
+enum Held {
+    Fd(MapData),
+    Id(u32),
+}
+
+/// Descriptors the trie caches may keep open: the open-file limit (raised
+/// as far as allowed; the unit sets LimitNOFILE) less a reserve for
+/// everything else the process opens.
+struct FdBudget {
+    held: usize,
+    limit: usize,
+}
+
+/// Descriptors kept free of held tries: one chunk's reopened or new tries
+/// (peer and port) during a publish, and 1,024 for maps, sockets, logs and
+/// connections.
+const FD_RESERVE: usize = 2 * PUBLISH_CHUNK + 1024;
+
+impl FdBudget {
+    fn new() -> FdBudget {
+        crate::raise_open_file_limit();
+        // SAFETY: getrlimit with a properly sized struct we own.
+        let soft = unsafe {
+            let mut lim: libc::rlimit = std::mem::zeroed();
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut lim) == 0 { lim.rlim_cur } else { 0 }
+        };
+        FdBudget { held: 0, limit: (soft as usize).saturating_sub(FD_RESERVE) }
+    }
 }
 
 /// Where the program came from: loaded from the object now, or adopted from
@@ -85,6 +116,7 @@ pub struct Filter {
     maps: Maps,
     peer_tries: TrieCache<PeerContent>,
     port_tries: TrieCache<PortContent>,
+    trie_fds: FdBudget,
     /// Tries with no entries, one per key type: what cleared slots point at
     /// (they match nothing, like no trie at all).
     empty_peers: Map,
@@ -218,6 +250,23 @@ impl MapSource for Pinned<'_> {
     }
 }
 
+/// The object's XDP program `name`.
+fn xdp_mut<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut Xdp, LoadError> {
+    Ok(ebpf.program_mut(name).ok_or(LoadError::MissingMap(name))?.try_into()?)
+}
+
+/// Loads the debug-log program, takes the maps out of `ebpf` (pinning them
+/// under `pin` if given) and installs the logger in `DEBUG_PROGS`:
+/// whether or not the policy turns the log on, since the filter tail-calls
+/// it only when `settings::DEBUG_LOG` is set.
+fn maps_with_logger(ebpf: &mut Ebpf, pin: Option<&Path>) -> Result<Maps, LoadError> {
+    xdp_mut(ebpf, DEBUG_PROGRAM_NAME)?.load()?;
+    let mut maps = Maps::take(&mut Fresh { ebpf, pin })?;
+    let logger = xdp_mut(ebpf, DEBUG_PROGRAM_NAME)?;
+    ProgramArray::try_from(&mut maps.debug_progs)?.set(0, logger.fd()?, 0)?;
+    Ok(maps)
+}
+
 /// Refuses an upgrade whose maps would not fit the pinned ones (type, key
 /// and value size, flags, capacity): the new program would misread them.
 fn check_map_layouts(object: &[u8], maps_dir: &Path) -> Result<(), LoadError> {
@@ -287,28 +336,12 @@ impl Filter {
 
     fn load_inner(object: &[u8], pin: Option<(&Path, &Path)>) -> Result<Filter, LoadError> {
         let mut ebpf = Ebpf::load(object)?;
-        let prog: &mut Xdp = ebpf
-            .program_mut(PROGRAM_NAME)
-            .ok_or(LoadError::MissingMap(PROGRAM_NAME))?
-            .try_into()?;
+        let prog = xdp_mut(&mut ebpf, PROGRAM_NAME)?;
         prog.load()?;
         if let Some((prog_pin, _)) = pin {
             prog.pin(prog_pin).map_err(|e| LoadError::Pin(format!("program: {e}")))?;
         }
-        let logger: &mut Xdp = ebpf
-            .program_mut(DEBUG_PROGRAM_NAME)
-            .ok_or(LoadError::MissingMap(DEBUG_PROGRAM_NAME))?
-            .try_into()?;
-        logger.load()?;
-        let mut source = Fresh { ebpf: &mut ebpf, pin: pin.map(|(_, maps)| maps) };
-        let mut maps = Maps::take(&mut source)?;
-        let logger: &Xdp = ebpf
-            .program(DEBUG_PROGRAM_NAME)
-            .and_then(|p| p.try_into().ok())
-            .ok_or(LoadError::MissingMap(DEBUG_PROGRAM_NAME))?;
-        // Installed whether or not the policy turns the log on: the filter
-        // tail-calls it only when `settings::DEBUG_LOG` is set.
-        ProgramArray::try_from(&mut maps.debug_progs)?.set(0, logger.fd()?, 0)?;
+        let maps = maps_with_logger(&mut ebpf, pin.map(|(_, maps)| maps))?;
         Filter::with(Program::Loaded(ebpf), maps)
     }
 
@@ -345,10 +378,7 @@ impl Filter {
             loader.map_pin_path(name, path.as_path());
         }
         let mut ebpf = loader.load(object)?;
-        let prog: &mut Xdp = ebpf
-            .program_mut(PROGRAM_NAME)
-            .ok_or(LoadError::MissingMap(PROGRAM_NAME))?
-            .try_into()?;
+        let prog = xdp_mut(&mut ebpf, PROGRAM_NAME)?;
         prog.load()?;
         let new_tag = prog.info()?.tag();
         if new_tag == old_tag {
@@ -367,17 +397,8 @@ impl Filter {
         std::fs::remove_file(prog_pin)
             .map_err(|e| LoadError::Pin(format!("{}: {e}", prog_pin.display())))?;
         prog.pin(prog_pin).map_err(|e| LoadError::Pin(format!("program: {e}")))?;
-        let logger: &mut Xdp = ebpf
-            .program_mut(DEBUG_PROGRAM_NAME)
-            .ok_or(LoadError::MissingMap(DEBUG_PROGRAM_NAME))?
-            .try_into()?;
-        logger.load()?;
-        let mut maps = Maps::take(&mut Fresh { ebpf: &mut ebpf, pin: None })?;
-        let logger: &Xdp = ebpf
-            .program(DEBUG_PROGRAM_NAME)
-            .and_then(|p| p.try_into().ok())
-            .ok_or(LoadError::MissingMap(DEBUG_PROGRAM_NAME))?;
-        ProgramArray::try_from(&mut maps.debug_progs)?.set(0, logger.fd()?, 0)?;
+        // The maps are pinned already (they are the running filter's).
+        let maps = maps_with_logger(&mut ebpf, None)?;
         let filter = Filter::with(Program::Loaded(ebpf), maps)?.restore_state()?;
         Ok(Some((filter, old_tag, new_tag)))
     }
@@ -385,14 +406,17 @@ impl Filter {
     /// The running program's tag (a hash of its instructions), as
     /// `status` shows it.
     pub fn program_tag(&self) -> Result<u64, LoadError> {
-        let prog: &Xdp = match &self.program {
-            Program::Loaded(ebpf) => ebpf
-                .program(PROGRAM_NAME)
-                .and_then(|p| p.try_into().ok())
-                .ok_or(LoadError::MissingMap(PROGRAM_NAME))?,
-            Program::Pinned(p) => p,
-        };
-        Ok(prog.info()?.tag())
+        Ok(self.program_info()?.tag())
+    }
+
+    /// The kernel's information on the running program.
+    fn program_info(&self) -> Result<aya::programs::ProgramInfo, LoadError> {
+        Ok(match &self.program {
+            Program::Loaded(ebpf) => {
+                ebpf.program(PROGRAM_NAME).ok_or(LoadError::MissingMap(PROGRAM_NAME))?.info()?
+            }
+            Program::Pinned(xdp) => xdp.info()?,
+        })
     }
 
     /// What an earlier daemon wrote, so the next apply can clear it.
@@ -412,8 +436,6 @@ impl Filter {
     }
 
     fn with(program: Program, maps: Maps) -> Result<Filter, LoadError> {
-        // One descriptor per distinct rule-set trie (see TrieCache).
-        crate::raise_open_file_limit();
         let mut slots = BTreeMap::new();
         for entry in maps.device_slots.iter() {
             let (name, slot) = entry?;
@@ -424,6 +446,7 @@ impl Filter {
             maps,
             peer_tries: TrieCache::new(),
             port_tries: TrieCache::new(),
+            trie_fds: FdBudget::new(),
             empty_peers: new_trie::<PeerData>()?,
             empty_ports: new_trie::<PortData>()?,
             names: slots.iter().map(|(n, s)| (*s, n.clone())).collect(),
@@ -750,15 +773,21 @@ impl Filter {
                 (0..chunk.len() as u32).map(|i| rule_set_slot(generation, first + i)).collect();
             let mut peers = Vec::with_capacity(chunk.len());
             let mut ports = Vec::with_capacity(chunk.len());
+            // Tries the caches hold by id, open until the update below.
+            let mut reopened = Vec::new();
             for set in chunk {
                 peers.push(publish::<PeerData, _>(
                     &mut self.peer_tries,
+                    &mut self.trie_fds,
+                    &mut reopened,
                     generation,
                     &set.peers,
                     |p| Key::new(p.len, p.value.to_be_bytes()),
                 )?);
                 ports.push(publish::<PortData, _>(
                     &mut self.port_tries,
+                    &mut self.trie_fds,
+                    &mut reopened,
                     generation,
                     &set.ports,
                     |p| {
@@ -773,6 +802,8 @@ impl Filter {
             }
             sys::update_batch(self.maps.peer_sets.fd().as_fd(), &slots, &peers)?;
             sys::update_batch(self.maps.port_sets.fd().as_fd(), &slots, &ports)?;
+            // Closing these is fine now: the outer arrays hold the maps.
+            drop(reopened);
         }
         let sets = c.rule_sets.len() as u32;
         self.peer_tries.slots[generation as usize] = sets;
@@ -837,8 +868,8 @@ impl Filter {
         self.peer_tries.slots[g] = 0;
         self.port_tries.slots[g] = 0;
         self.maps.meta.set(meta::RULE_SETS + generation, 0, 0)?;
-        release(&mut self.peer_tries, g);
-        release(&mut self.port_tries, g);
+        release(&mut self.peer_tries, &mut self.trie_fds, g);
+        release(&mut self.port_tries, &mut self.trie_fds, g);
         Ok(())
     }
 
@@ -921,12 +952,7 @@ impl Filter {
     /// Kernel memory of each map the program uses, as the kernel accounts
     /// it (`memlock` in the map's fdinfo), with its capacity.
     pub fn map_memory(&self) -> Result<Vec<MapMemory>, LoadError> {
-        let info = match &self.program {
-            Program::Loaded(ebpf) => {
-                ebpf.program(PROGRAM_NAME).ok_or(LoadError::MissingMap(PROGRAM_NAME))?.info()?
-            }
-            Program::Pinned(xdp) => xdp.info()?,
-        };
+        let info = self.program_info()?;
         let mut out = Vec::new();
         for id in info.map_ids()?.unwrap_or_default() {
             out.push(map_memory(id)?);
@@ -984,11 +1010,14 @@ pub struct Occupancy {
     pub port_tries: usize,
 }
 
-/// A handle on the inner trie holding `content`: the one a live generation
-/// already has (reopened by id), or a new one, built and filled; recorded
-/// as used by `generation`.
+/// The descriptor of the inner trie holding `content`, recorded as used by
+/// `generation`: the one the cache holds (by descriptor, or reopened by id
+/// into `reopened`), or a new one, built and filled, kept by descriptor
+/// while `budget` allows (else by id, open in `reopened` until published).
 fn publish<K: aya::Pod, P>(
     cache: &mut TrieCache<Vec<(P, RuleBits)>>,
+    budget: &mut FdBudget,
+    reopened: &mut Vec<MapData>,
     generation: u32,
     content: &[(P, RuleBits)],
     key: impl Fn(&P) -> Key<K>,
@@ -997,8 +1026,16 @@ where
     P: Clone + Eq + std::hash::Hash,
 {
     let content = content.to_vec();
-    if let Some(data) = cache.tries.get(&content) {
-        let fd = map_fd_of(data);
+    let known = match cache.tries.get(&content) {
+        Some(Held::Fd(data)) => Some(map_fd_of(data)),
+        Some(Held::Id(id)) => MapData::from_id(*id).ok().map(|data| {
+            let fd = map_fd_of(&data);
+            reopened.push(data);
+            fd
+        }),
+        None => None,
+    };
+    if let Some(fd) = known {
         cache.used[generation as usize].insert(content);
         return Ok(fd);
     }
@@ -1011,29 +1048,49 @@ where
     }
     let Map::LpmTrie(data) = map else { unreachable!("new_trie makes LPM tries") };
     let fd = map_fd_of(&data);
-    cache.tries.insert(content.clone(), data);
+    let held = if budget.held < budget.limit {
+        budget.held += 1;
+        Held::Fd(data)
+    } else {
+        let id = data.info()?.id();
+        reopened.push(data);
+        Held::Id(id)
+    };
+    if let Some(Held::Fd(_)) = cache.tries.insert(content.clone(), held) {
+        budget.held -= 1;
+    }
     cache.used[generation as usize].insert(content);
     Ok(fd)
 }
 
 /// The descriptor number of `data`, for the outer arrays' batch update;
-/// valid while the cache holds `data`.
+/// valid while `data` is open.
 fn map_fd_of(data: &MapData) -> u32 {
     data.fd().as_fd().as_raw_fd() as u32
 }
 
 /// The kernel ids of a cache's tries (for their memory figures).
 fn ids<C>(cache: &TrieCache<C>) -> Result<Vec<u32>, LoadError> {
-    cache.tries.values().map(|m| Ok(m.info()?.id())).collect()
+    cache
+        .tries
+        .values()
+        .map(|held| match held {
+            Held::Fd(m) => Ok(m.info()?.id()),
+            Held::Id(id) => Ok(*id),
+        })
+        .collect()
 }
 
 /// Drops generation `g`'s claim on its tries; tries no generation uses
-/// are closed (the kernel frees them once no slot points at them).
-fn release<C: Eq + std::hash::Hash>(cache: &mut TrieCache<C>, g: usize) {
+/// are forgotten (closed; the kernel frees them once no slot points at
+/// them).
+fn release<C: Eq + std::hash::Hash>(cache: &mut TrieCache<C>, budget: &mut FdBudget, g: usize) {
     let old = std::mem::take(&mut cache.used[g]);
     for c in old {
-        if !cache.used.iter().any(|u| u.contains(&c)) {
-            cache.tries.remove(&c);
+        if !cache.used.iter().any(|u| u.contains(&c))
+            && let Some(Held::Fd(_)) = cache.tries.remove(&c)
+        {
+            budget.held -= 1;
         }
     }
 }

@@ -262,6 +262,10 @@ const LAB_COMMANDS: &[(&str, &str)] = &[
     ("man", "man-db"),
     ("systemd-analyze", "systemd"),
     ("lintian", "lintian"),
+    // The package test: cargo-deb's tools, and what the package depends on.
+    ("dpkg-shlibdeps", "dpkg-dev"),
+    ("strip", "binutils"),
+    ("adduser", "adduser"),
 ];
 
 /// What the benchmark compares vlanguard with, and the Debian packages.

@@ -12,4 +12,7 @@ fn main() {
     // (about 30 % of the program's time on a dropped frame). Without it,
     // LLVM expands them into word loads and stores.
     println!("cargo:rustc-link-arg-bins=--disable-expand-memcpy-in-order");
+    // The rule scan stays a global function, which the verifier checks
+    // once rather than at every call (filter-ebpf/src/rules.rs).
+    println!("cargo:rustc-link-arg-bins=--export=vlanguard_scan");
 }

@@ -15,8 +15,8 @@ pub mod maps {
     pub const VLAN_FLAGS: &str = "VLAN_FLAGS";
     pub const DEVICES: &str = "DEVICES";
     pub const PROTECTED: &str = "PROTECTED";
-    pub const PEER_SETS: &str = "PEER_SETS";
-    pub const PORT_SETS: &str = "PORT_SETS";
+    pub const RULES: &str = "RULES";
+    pub const PEER_NETS: &str = "PEER_NETS";
     pub const DEVICE_STATS: &str = "DEVICE_STATS";
     pub const GLOBAL_STATS: &str = "GLOBAL_STATS";
     pub const META: &str = "META";
@@ -44,8 +44,8 @@ pub mod maps {
         VLAN_FLAGS,
         DEVICES,
         PROTECTED,
-        PEER_SETS,
-        PORT_SETS,
+        RULES,
+        PEER_NETS,
         DEVICE_STATS,
         GLOBAL_STATS,
         META,
@@ -68,12 +68,14 @@ pub mod maps {
 /// `META[i]`: facts the controller keeps with the pinned maps so that a
 /// restarted daemon can take over. Never read by the program.
 pub mod meta {
-    /// `META[RULE_SETS + generation]`: rule set slots written for it.
-    pub const RULE_SETS: u32 = 0;
+    /// `META[RULES + generation]`: `RULES` entries written for it.
+    pub const RULES: u32 = 0;
     /// `META[APPLIED_AT]`: seconds since the epoch of the last apply.
     pub const APPLIED_AT: u32 = 2;
     /// `META[EPOCH]`: applies so far (`Settings::epoch` of the last one).
     pub const EPOCH: u32 = 3;
+    /// `META[PEER_NETS + generation]`: networks in its `PEER_NETS` trie.
+    pub const PEER_NETS: u32 = 4;
     pub const LEN: u32 = 8;
 }
 
@@ -88,23 +90,78 @@ pub const GENERATIONS: u32 = 2;
 /// Mask applied to `GENERATION[0]` before use as an index.
 pub const GENERATION_MASK: u32 = GENERATIONS - 1;
 
-/// Rule sets per generation. A rule set is one distinct rule list (a
-/// device's `allow_in` or `allow_out`); devices with equal lists share one.
-/// Id 0 is "no rules" and is never stored.
-pub const MAX_RULE_SETS: u32 = 1 << 18;
-/// Slots of `PEER_SETS` and `PORT_SETS`: one per rule set and generation.
-pub const RULE_SET_SLOTS: u32 = GENERATIONS * MAX_RULE_SETS;
-/// Prefixes one rule set's inner trie holds.
-pub const MAX_SET_PREFIXES: u32 = 1 << 16;
+/// Rules per device and direction (after merging its profile's).
+pub const MAX_RULES: usize = 64;
 
-/// Slot of rule set `id` of `generation` in `PEER_SETS` / `PORT_SETS`.
-pub const fn rule_set_slot(generation: u32, id: u32) -> u32 {
-    (generation & GENERATION_MASK) * MAX_RULE_SETS + id
+/// `RULES` entries one part of a device's rules may use: a rule whose peer
+/// is a few networks takes one entry per network, more go to `PEER_NETS`
+/// (see `filter_user::compile`). Bounds the program's scan.
+pub const MAX_RULE_SCAN: u32 = 64;
+
+/// `RULES` entries per generation; generation `g` owns
+/// `g * MAX_RULE_ENTRIES .. (g + 1) * MAX_RULE_ENTRIES`. Devices with equal
+/// rule lists share their entries, so this counts distinct lists' rules.
+pub const MAX_RULE_ENTRIES: u32 = 1 << 20;
+
+/// Networks of all multi-network rule peers of one generation.
+pub const MAX_PEER_NETS: u32 = 1 << 16;
+
+/// `Rule::flags` bits.
+pub mod rule {
+    /// Any IP protocol (`proto` is ignored).
+    pub const ANY_PROTO: u8 = 1 << 0;
+    /// The ports (or ICMP type) must be read from the frame and lie in the
+    /// ranges: a frame without an L4 header (a non-first fragment) does not
+    /// match.
+    pub const L4: u8 = 1 << 1;
+    /// The peer is any of the networks of set `set` in `PEER_NETS`, not
+    /// `peer_hi`/`peer_lo`/`peer_len`.
+    pub const PEER_SET: u8 = 1 << 2;
+    /// The peer network is IPv6 and contains `::ffff:0:0/96`, where the
+    /// program keeps IPv4 addresses: it does not match those.
+    pub const NOT_V4: u8 = 1 << 3;
 }
 
-/// Rules per device and direction: one bit each in a [`RuleBits`] word.
-pub const MAX_RULES: usize = 64;
-pub type RuleBits = u64;
+/// One rule (or one network of a rule's peer) in `RULES`, matched by
+/// comparison. A device's rules for one direction are `count` consecutive
+/// entries from `first` (see [`DeviceInfo`]), in the order of its rule list.
+/// 32 bytes: two per cache line.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Rule {
+    /// The peer network's address (v4-mapped) as two big-endian halves,
+    /// masked to `peer_len` bits.
+    pub peer_hi: u64,
+    pub peer_lo: u64,
+    /// The device's port for `allow_in`, the peer's for `allow_out` (both the
+    /// destination port), or the ICMP type: inclusive range.
+    pub port_lo: u16,
+    pub port_hi: u16,
+    /// The source port: inclusive range.
+    pub sport_lo: u16,
+    pub sport_hi: u16,
+    /// With `rule::PEER_SET`: the set's id in `PEER_NETS`.
+    pub set: u32,
+    pub proto: u8,
+    /// Prefix length over the 128-bit (v4-mapped) address.
+    pub peer_len: u8,
+    /// `rule` bits.
+    pub flags: u8,
+    /// The rule's index in the device's merged list (rule-hit counters).
+    pub index: u8,
+}
+
+/// `PEER_NETS` inner trie key: set id, then the address (v4-mapped).
+/// Prefix lengths count the 32 set bits.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PeerSetKey {
+    pub set: u32,
+    pub addr: [u8; 16],
+}
+
+/// Full prefix of a [`PeerSetKey`].
+pub const PEER_SET_KEY_BITS: u32 = 32 + 128;
 
 /// VLAN ids 0..4096; VID 0 means "priority tag only" (treated as untagged).
 pub const VLAN_IDS: u32 = 4096;
@@ -414,7 +471,8 @@ pub mod flow_state {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FlowValue {
-    /// `bpf_ktime_get_boot_ns` after which the flow is gone.
+    /// CLOCK_MONOTONIC (the program's coarse clock, tick resolution) after
+    /// which the flow is gone.
     pub expires_ns: u64,
     /// `Settings::epoch` the flow was last found allowed under.
     pub epoch: u32,
@@ -511,10 +569,10 @@ pub const DEVICE_MONITOR: u16 = 2;
 pub struct DeviceInfo {
     /// Stable per-device index for counters.
     pub slot: u32,
-    /// Rule set slot ([`rule_set_slot`]) for traffic to it.
-    pub rules_in: u32,
-    /// Rule set slot for traffic from it.
-    pub rules_out: u32,
+    /// Its rules for traffic to it and from it, each in two parts: its
+    /// profile's (shared with the profile's devices), then its own.
+    pub rules_in: [RuleRange; 2],
+    pub rules_out: [RuleRange; 2],
     pub vlan: u16,
     pub flags: u16,
     pub mac: [u8; 6],
@@ -523,6 +581,15 @@ pub struct DeviceInfo {
     pub packets_per_sec: u32,
     /// New TCP connections (SYN) per second towards it; 0: no limit.
     pub syns_per_sec: u32,
+}
+
+/// `RULES` entries `first .. first + count` of the generation; no entries
+/// in every part of a direction denies it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RuleRange {
+    pub first: u32,
+    pub count: u32,
 }
 
 /// `RATE_STATE` value, keyed by device slot: this second's counts towards
@@ -556,29 +623,9 @@ pub struct ProtectedNet {
     pub _pad: u16,
 }
 
-/// Data of a `PEER_SETS` inner trie key: the peer address (v4-mapped). The
-/// value is a [`RuleBits`] word: the rules of the set whose peer contains
-/// the address.
+/// Key data of `BLOCKS`: an address (v4-mapped).
 pub type PeerData = [u8; 16];
 pub const PEER_BITS: u32 = 128;
-
-/// Data of a `PORT_SETS` inner trie key: IP protocol, then the port (the
-/// device's port for `allow_in`, the peer's for `allow_out`, both the
-/// destination port) or, for ICMP and ICMPv6, the message type. Big-endian
-/// port, so a prefix is a port range. Padded to 8 bytes so the `RuleBits`
-/// value behind it stays 8-byte aligned in the trie node.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct PortData {
-    pub proto: u8,
-    pub port: [u8; 2],
-    pub _pad: [u8; 5],
-}
-/// Prefix covering protocol and port.
-pub const PORT_BITS: u32 = 8 + 16;
-/// Prefix covering the protocol only: the lookup for frames whose port is
-/// unknown (non-first fragments, protocols without ports).
-pub const PORT_PROTO_BITS: u32 = 8;
 
 /// Longest device name, in bytes.
 pub const MAX_DEVICE_NAME: usize = 63;
@@ -651,7 +698,11 @@ mod pod {
     // SAFETY: as above.
     unsafe impl aya::Pod for ProtectedNet {}
     // SAFETY: as above.
-    unsafe impl aya::Pod for PortData {}
+    unsafe impl aya::Pod for Rule {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for RuleRange {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for PeerSetKey {}
     // SAFETY: as above.
     unsafe impl aya::Pod for DeviceName {}
     // SAFETY: as above.
@@ -705,13 +756,17 @@ mod tests {
         assert_layout!(RuleHitKey, size 8, align 4, slot @ 0, direction @ 4, rule @ 5, _pad @ 6);
         assert_layout!(IfaceConf, size 4, align 2, untagged_vlan @ 0, _pad @ 2);
         assert_layout!(DeviceKey, size 20, align 4, generation @ 0, addr @ 4);
-        assert_layout!(DeviceInfo, size 32, align 4,
-            slot @ 0, rules_in @ 4, rules_out @ 8, vlan @ 12, flags @ 14, mac @ 16, _pad @ 22,
-            packets_per_sec @ 24, syns_per_sec @ 28);
+        assert_layout!(DeviceInfo, size 56, align 4,
+            slot @ 0, rules_in @ 4, rules_out @ 20, vlan @ 36, flags @ 38, mac @ 40, _pad @ 46,
+            packets_per_sec @ 48, syns_per_sec @ 52);
+        assert_layout!(RuleRange, size 8, align 4, first @ 0, count @ 4);
+        assert_layout!(Rule, size 32, align 8,
+            peer_hi @ 0, peer_lo @ 8, port_lo @ 16, port_hi @ 18, sport_lo @ 20, sport_hi @ 22,
+            set @ 24, proto @ 28, peer_len @ 29, flags @ 30, index @ 31);
+        assert_layout!(PeerSetKey, size 20, align 4, set @ 0, addr @ 4);
         assert_layout!(RateState, size 24, align 8, second @ 0, packets @ 8, syns @ 16);
         assert_layout!(ProtectedKey, size 20, align 4, generation @ 0, addr @ 4);
         assert_layout!(ProtectedNet, size 4, align 2, vlan @ 0, _pad @ 2);
-        assert_layout!(PortData, size 8, align 1, proto @ 0, port @ 1, _pad @ 3);
         assert_layout!(DeviceName, size 64, align 1, bytes @ 0);
         assert_layout!(StatKey, size 8, align 4,
             slot @ 0, direction @ 4, verdict @ 5, reason @ 6, _pad @ 7);
@@ -722,12 +777,10 @@ mod tests {
     fn prefix_bits_match_key_sizes() {
         assert_eq!(PEER_BITS as usize, size_of::<PeerData>() * 8);
         assert_eq!(PROTECTED_KEY_BITS as usize, size_of::<ProtectedKey>() * 8);
-        // The pad bytes are never part of a prefix.
-        assert_eq!(PORT_BITS as usize, (size_of::<PortData>() - 5) * 8);
-        // The trie stores the value right after the key data.
-        assert_eq!(size_of::<PortData>() % align_of::<RuleBits>(), 0);
-        assert_eq!(size_of::<PeerData>() % align_of::<RuleBits>(), 0);
-        assert_eq!(RuleBits::BITS as usize, MAX_RULES);
+        assert_eq!(PEER_SET_KEY_BITS as usize, size_of::<PeerSetKey>() * 8);
+        // A device's scan fits its counts and its rule indexes fit a byte.
+        assert!(MAX_RULE_SCAN as usize >= MAX_RULES && MAX_RULE_SCAN <= u32::from(u8::MAX));
+        assert!(MAX_RULES <= usize::from(u8::MAX));
     }
 
     #[test]
@@ -741,14 +794,6 @@ mod tests {
         assert_eq!(Reason::Allowed.verdict(), Verdict::Pass);
         assert_eq!(Reason::Malformed.verdict(), Verdict::Drop);
         assert!(global_stat_index(Verdict::Drop, Reason::Malformed) < GLOBAL_STATS_LEN);
-    }
-
-    #[test]
-    fn rule_set_slots_keep_generations_apart() {
-        assert_eq!(rule_set_slot(0, 5), 5);
-        assert_eq!(rule_set_slot(1, 5), MAX_RULE_SETS + 5);
-        assert_eq!(rule_set_slot(3, 5), MAX_RULE_SETS + 5, "generation is masked");
-        assert!(rule_set_slot(1, MAX_RULE_SETS - 1) < RULE_SET_SLOTS);
     }
 }
 

@@ -7,6 +7,7 @@
 
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
+    helpers::bpf_ktime_get_boot_ns,
     macros::map,
     maps::{Array, HashMap, LpmTrie, lpm_trie::Key},
 };
@@ -36,6 +37,15 @@ static MANAGEMENT: LpmTrie<ProtectedKey, u8> =
 /// frames pay nothing while no action is in force.
 #[map]
 static ACTION_COUNTS: Array<u32> = Array::with_max_entries(2, 0);
+
+/// Boot time in ns, the clock user space sets expiries in
+/// (`filter_user::actions::boot_ns`): entries also expire while the
+/// machine is suspended. Read only while an action is in force.
+#[inline(always)]
+pub fn now() -> u64 {
+    // SAFETY: a helper without arguments.
+    unsafe { bpf_ktime_get_boot_ns() }
+}
 
 #[inline(always)]
 fn count(i: u32) -> u32 {

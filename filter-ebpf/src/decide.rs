@@ -11,16 +11,17 @@ use aya_ebpf::{
 };
 use filter_common::{
     DEVICE_MAC_BOUND, DEVICE_MONITOR, DeviceInfo, DeviceKey, FLOW_TIMEOUTS, GENERATION_MASK,
-    IfaceConf, PEER_BITS, PORT_BITS, PORT_PROTO_BITS, PROTECTED_KEY_BITS, PortData, ProtectedKey,
-    Reason, RuleBits, Settings, VLAN_IDS, VLAN_PROTECTED, settings,
+    IfaceConf, PROTECTED_KEY_BITS, ProtectedKey, Reason, Settings, VLAN_IDS, VLAN_PROTECTED,
+    settings,
 };
 
 use crate::{
     actions,
     flow::{self, Lookup},
-    maps::{DEVICES, GENERATION, IFACES, PEER_SETS, PORT_SETS, PROTECTED, SETTINGS, VLAN_FLAGS},
-    parse::{IPPROTO_ICMPV6, IPPROTO_UDP, Kind, Packet},
+    maps::{DEVICES, GENERATION, IFACES, PROTECTED, SETTINGS, VLAN_FLAGS},
+    parse::{IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, Kind, Packet},
     rate,
+    rules::{self, NO_MATCH, Query},
 };
 
 /// Counter slots of the devices a frame was decided for, [`NO_SLOT`] for
@@ -170,7 +171,7 @@ pub fn decide(ctx: &XdpContext, pkt: &Packet, active: &Active) -> (Reason, Invol
     // Operators' actions (DESIGN §3 step 2): a blocked address is dropped
     // wherever it appears, device or not.
     let (any_blocks, any_quarantine) = (actions::any_blocks(), actions::any_quarantine());
-    let now = if any_blocks || any_quarantine { flow::now() } else { 0 };
+    let now = if any_blocks || any_quarantine { actions::now() } else { 0 };
     if any_blocks && (actions::blocked(&pkt.src, now) || actions::blocked(&pkt.dst, now)) {
         return (Reason::Blocked, involved);
     }
@@ -232,7 +233,7 @@ pub fn decide(ctx: &XdpContext, pkt: &Packet, active: &Active) -> (Reason, Invol
     // A flow an allowed packet opened (DESIGN §3 step 3).
     let tracked = flow::key(pkt);
     if let Some(t) = &tracked {
-        match flow::lookup(t, pkt, settings, now) {
+        match flow::lookup(t, pkt, settings) {
             Lookup::Miss => {}
             Lookup::Current { flow: f, from_opener, now } => {
                 if over_rate(dst_dev, false) {
@@ -242,15 +243,30 @@ pub fn decide(ctx: &XdpContext, pkt: &Packet, active: &Active) -> (Reason, Invol
                 return (Reason::Established, involved);
             }
             Lookup::Stale { flow: f, from_opener, open_port, now } => {
-                // Ask the rules about the packet that opened the flow.
-                let (opener, other, opener_addr, other_addr) = if from_opener {
-                    (src_dev, dst_dev, &pkt.src, &pkt.dst)
+                // Ask the rules about the packet that opened the flow: its
+                // source port is this frame's at the opener's end.
+                let (opener, other, opener_addr, other_addr, opener_port) = if from_opener {
+                    (src_dev, dst_dev, &pkt.src, &pkt.dst, pkt.sport)
                 } else {
-                    (dst_dev, src_dev, &pkt.dst, &pkt.src)
+                    (dst_dev, src_dev, &pkt.dst, &pkt.src, pkt.port)
                 };
-                let (o, i) =
-                    rules(opener, other, opener_addr, other_addr, pkt.proto, open_port, true);
-                if o != 0 && i != 0 {
+                let opener_port = if pkt.proto == IPPROTO_TCP || pkt.proto == IPPROTO_UDP {
+                    opener_port
+                } else {
+                    0
+                };
+                let (o, i) = rules(
+                    generation,
+                    opener,
+                    other,
+                    opener_addr,
+                    other_addr,
+                    pkt.proto,
+                    opener_port,
+                    open_port,
+                    true,
+                );
+                if o != NO_MATCH && i != NO_MATCH {
                     if over_rate(dst_dev, false) {
                         return (Reason::RateLimited, involved);
                     }
@@ -263,9 +279,18 @@ pub fn decide(ctx: &XdpContext, pkt: &Packet, active: &Active) -> (Reason, Invol
     }
 
     // Both ends that are devices must allow it.
-    let (out_bits, in_bits) =
-        rules(src_dev, dst_dev, &pkt.src, &pkt.dst, pkt.proto, pkt.port, pkt.l4_known);
-    if out_bits == 0 || in_bits == 0 {
+    let (out_rule, in_rule) = rules(
+        generation,
+        src_dev,
+        dst_dev,
+        &pkt.src,
+        &pkt.dst,
+        pkt.proto,
+        pkt.sport,
+        pkt.port,
+        pkt.l4_known,
+    );
+    if out_rule == NO_MATCH || in_rule == NO_MATCH {
         return (Reason::NotAllowed, involved);
     }
     // Limits count what would pass, before a flow is opened: a dropped SYN
@@ -274,15 +299,15 @@ pub fn decide(ctx: &XdpContext, pkt: &Packet, active: &Active) -> (Reason, Invol
         return (Reason::RateLimited, involved);
     }
     if let Some(t) = &tracked {
-        flow::open(t, pkt, settings, now);
+        flow::open(t, pkt, settings);
     }
     // Credit the first matching rule of each device with the hit.
     let mut involved = involved;
     if src_dev.is_some() {
-        involved.src_rule = out_bits.trailing_zeros();
+        involved.src_rule = out_rule;
     }
     if dst_dev.is_some() {
-        involved.dst_rule = in_bits.trailing_zeros();
+        involved.dst_rule = in_rule;
     }
     (Reason::Allowed, involved)
 }
@@ -297,28 +322,40 @@ fn over_rate(dst: Option<&DeviceInfo>, syn: bool) -> bool {
     }
 }
 
-/// Matching rules of each side of a packet from `src` to `dst` (all ones:
-/// no device on that side): the sender's `allow_out` on the receiver's
-/// address, the receiver's `allow_in` on the sender's.
+/// The first matching rule of each side of a packet from `src` to `dst`
+/// ([`NO_MATCH`] for none; 0 where that side is no device, which allows
+/// it): the sender's `allow_out` asked about the receiver's address, the
+/// receiver's `allow_in` about the sender's.
 #[inline(always)]
+#[expect(clippy::too_many_arguments, reason = "plain values, kept in registers")]
 fn rules(
+    generation: u32,
     src_dev: Option<&DeviceInfo>,
     dst_dev: Option<&DeviceInfo>,
     src: &[u8; 16],
     dst: &[u8; 16],
     proto: u8,
-    port: u16,
+    sport: u16,
+    dport: u16,
     l4_known: bool,
-) -> (RuleBits, RuleBits) {
-    let out_bits = match src_dev {
-        Some(d) => matching_rules(d.rules_out, dst, proto, port, l4_known),
-        None => RuleBits::MAX,
+) -> (u32, u32) {
+    let out_rule = match src_dev {
+        Some(d) => rules::first_match(
+            generation,
+            &d.rules_out,
+            Query { peer: dst, proto, sport, dport, l4_known },
+        ),
+        None => 0,
     };
-    let in_bits = match dst_dev {
-        Some(d) => matching_rules(d.rules_in, src, proto, port, l4_known),
-        None => RuleBits::MAX,
+    let in_rule = match dst_dev {
+        Some(d) => rules::first_match(
+            generation,
+            &d.rules_in,
+            Query { peer: src, proto, sport, dport, l4_known },
+        ),
+        None => 0,
     };
-    (out_bits, in_bits)
+    (out_rule, in_rule)
 }
 
 /// Neighbour solicitation/advertisement, router solicitation/advertisement,
@@ -371,30 +408,4 @@ fn device(generation: u32, addr: &[u8; 16]) -> Option<&'static DeviceInfo> {
 fn protected(generation: u32, addr: &[u8; 16]) -> bool {
     let key = Key::new(PROTECTED_KEY_BITS, ProtectedKey { generation, addr: *addr });
     PROTECTED.get(&key).is_some()
-}
-
-/// The bit-vector match: rules whose peer contains `peer`, AND rules whose
-/// protocol and port match, from the two tries of rule set `slot`; the
-/// result's set bits are the matching rules. Two
-/// array lookups and two LPM lookups in tries the size of one rule set,
-/// whatever the number of devices and rules.
-#[inline(always)]
-fn matching_rules(slot: u32, peer: &[u8; 16], proto: u8, port: u16, l4_known: bool) -> RuleBits {
-    let by_peer = match PEER_SETS.get_value_ptr_mut(slot, &Key::new(PEER_BITS, *peer)) {
-        // SAFETY: inner tries are never modified once published (user space
-        // builds a new one instead), and the element stays valid for this
-        // run of the program (RCU).
-        Some(bits) => unsafe { *bits },
-        None => return 0,
-    };
-    // Without an L4 header only rules that leave the port open can match:
-    // look up no deeper than the protocol.
-    let prefix = if l4_known { PORT_BITS } else { PORT_PROTO_BITS };
-    let port = PortData { proto, port: port.to_be_bytes(), _pad: [0; 5] };
-    let by_port: RuleBits = match PORT_SETS.get_value_ptr_mut(slot, &Key::new(prefix, port)) {
-        // SAFETY: as above.
-        Some(bits) => unsafe { *bits },
-        None => 0,
-    };
-    by_peer & by_port
 }

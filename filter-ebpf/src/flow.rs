@@ -9,7 +9,7 @@
 
 use aya_ebpf::{
     bindings::{BPF_ANY, BPF_NOEXIST},
-    helpers::bpf_ktime_get_boot_ns,
+    helpers::bpf_ktime_get_coarse_ns,
     macros::map,
     maps::{LruHashMap, PerCpuArray},
 };
@@ -81,19 +81,20 @@ pub enum Lookup {
     Stale { flow: *mut FlowValue, from_opener: bool, open_port: u16, now: u64 },
 }
 
+/// The flows' clock: CLOCK_MONOTONIC at tick resolution (a few ms). The
+/// precise clocks read the TSC, which costs ~40 ns a frame under KVM
+/// (perf/FASTPATH.md); timeouts of seconds need no better.
 #[inline(always)]
-pub fn now() -> u64 {
-    // SAFETY: a helper without arguments. Boot time, not monotonic time,
-    // so flows also age while the machine is suspended.
-    unsafe { bpf_ktime_get_boot_ns() }
+fn now() -> u64 {
+    // SAFETY: a helper without arguments.
+    unsafe { bpf_ktime_get_coarse_ns() }
 }
 
+/// The clock is read only when there is a flow: a miss needs none.
 #[inline(always)]
-/// `now`: the boot-time clock if already read, else 0 (read here only when
-/// there is a flow: a miss needs no clock, and reading it costs).
-pub fn lookup(t: &Tracked, pkt: &Packet, settings: &Settings, now: u64) -> Lookup {
+pub fn lookup(t: &Tracked, pkt: &Packet, settings: &Settings) -> Lookup {
     let Some(flow) = FLOWS.get_ptr_mut(t.key) else { return Lookup::Miss };
-    let now = if now == 0 { self::now() } else { now };
+    let now = now();
     // SAFETY: the entry stays valid for this run of the program (RCU);
     // other CPUs may update it concurrently, which at worst mixes two
     // recent timestamps or states of the same flow.
@@ -158,10 +159,9 @@ pub fn revoke(t: &Tracked) {
     bump(flow_stats::REVOKED);
 }
 
-/// Records the flow an allowed frame opens, if it opens one. `now` as for
-/// `lookup`.
+/// Records the flow an allowed frame opens, if it opens one.
 #[inline(always)]
-pub fn open(t: &Tracked, pkt: &Packet, settings: &Settings, now: u64) {
+pub fn open(t: &Tracked, pkt: &Packet, settings: &Settings) {
     let state = match pkt.proto {
         IPPROTO_TCP if pkt.tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN) == TCP_SYN => {
             flow_state::OPENING
@@ -170,7 +170,7 @@ pub fn open(t: &Tracked, pkt: &Packet, settings: &Settings, now: u64) {
         IPPROTO_ICMP | IPPROTO_ICMPV6 if is_echo(pkt, true) => flow_state::ESTABLISHED,
         _ => return,
     };
-    let now = if now == 0 { self::now() } else { now };
+    let now = now();
     let value = FlowValue {
         expires_ns: now.saturating_add(timeout(settings, pkt.proto, state)),
         epoch: settings.epoch,

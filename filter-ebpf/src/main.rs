@@ -19,6 +19,7 @@ mod maps;
 mod parse;
 mod ptr;
 mod rate;
+mod rules;
 mod stats;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};

@@ -9,8 +9,8 @@ use aya_ebpf::{
 };
 use filter_common::{
     Counter, DeviceInfo, DeviceKey, GENERATIONS, GLOBAL_STATS_LEN, IfaceConf, MAX_DEVICE_ADDRS,
-    MAX_DEVICE_STATS, MAX_IFACES, MAX_PROTECTED_NETS, MAX_SET_PREFIXES, PeerData, PortData,
-    ProtectedKey, ProtectedNet, RULE_SET_SLOTS, RuleBits, Settings, StatKey, VLAN_IDS,
+    MAX_DEVICE_STATS, MAX_IFACES, MAX_PEER_NETS, MAX_PROTECTED_NETS, MAX_RULE_ENTRIES, PeerSetKey,
+    ProtectedKey, ProtectedNet, Rule, Settings, StatKey, VLAN_IDS,
 };
 
 /// `[0]`: the active policy generation (0 or 1). Flipping it is the atomic
@@ -37,22 +37,23 @@ pub static DEVICES: HashMap<DeviceKey, DeviceInfo> =
 pub static PROTECTED: LpmTrie<ProtectedKey, ProtectedNet> =
     LpmTrie::with_max_entries(MAX_PROTECTED_NETS, 0);
 
-/// One small trie per rule set (slot = generation and rule set id) keyed
-/// by peer address. Separate tries keep the lookup depth that of one rule
-/// set's prefixes, however many devices and rule sets there are; one trie
-/// keyed by (rule set, address) grows deeper with every rule set. User space
-/// builds each inner trie once and never changes it after publishing it.
-#[btf_map]
-pub static PEER_SETS: ArrayOfMaps<
-    btf_maps::LpmTrie<PeerData, RuleBits, { MAX_SET_PREFIXES as usize }>,
-    { RULE_SET_SLOTS as usize },
-> = ArrayOfMaps::new();
+/// Every device's rules, both generations (`filter_common::Rule`): a
+/// device's rules for one direction are consecutive entries, scanned in
+/// order and matched by comparison. Devices with equal rule lists point at
+/// the same entries. An ARRAY lookup is inlined by the verifier and costs
+/// nothing beyond the cache line it reads.
+#[map]
+pub static RULES: Array<Rule> = Array::with_max_entries(GENERATIONS * MAX_RULE_ENTRIES, 0);
 
-/// Like `PEER_SETS`, keyed by protocol and port.
+/// `[generation]`: one trie with the networks of every rule peer that has
+/// more of them than are worth scanning, keyed by (set, address). User space
+/// builds a new inner trie for each generation it writes and never changes
+/// one in force; publishing it (a map-of-maps update) also waits out the
+/// program runs that still read the old one.
 #[btf_map]
-pub static PORT_SETS: ArrayOfMaps<
-    btf_maps::LpmTrie<PortData, RuleBits, { MAX_SET_PREFIXES as usize }>,
-    { RULE_SET_SLOTS as usize },
+pub static PEER_NETS: ArrayOfMaps<
+    btf_maps::LpmTrie<PeerSetKey, u8, { MAX_PEER_NETS as usize }>,
+    { GENERATIONS as usize },
 > = ArrayOfMaps::new();
 
 #[map]

@@ -1,17 +1,16 @@
-//! Compiles a resolved policy into map entries (DESIGN §3, bit-vector
-//! classification).
+//! Compiles a resolved policy into map entries (DESIGN §3).
 //!
 //! Each distinct rule list (a device's `allow_in` or `allow_out`) becomes a
-//! rule set with an id. Rule *i* of a set is bit *i*. Two LPM tries answer
-//! "which rules match": one keyed by peer address, one by protocol and port.
-//! The trie returns only the longest matching prefix, so each stored prefix
-//! carries the bits of every rule whose prefix contains it; port ranges are
-//! split into aligned prefixes first.
+//! rule set: consecutive `RULES` entries that the program scans in order and
+//! matches by comparison (protocol, port ranges, peer prefix). A rule whose
+//! peer is a few networks takes one entry per network; one with more names
+//! a peer set, whose networks go to the generation's `PEER_NETS` trie.
 
 use std::{collections::HashMap, net::IpAddr};
 
 use filter_common::{
-    DEVICE_MAC_BOUND, DEVICE_MONITOR, RuleBits, VLAN_PROTECTED, settings, v4_mapped,
+    DEVICE_MAC_BOUND, DEVICE_MONITOR, MAX_RULE_SCAN, Rule as RuleEntry, VLAN_PROTECTED, rule,
+    settings, v4_mapped,
 };
 use ipnet::IpNet;
 
@@ -39,14 +38,20 @@ impl<const BITS: u32> Prefix<BITS> {
 
 /// Peer prefixes over v4-mapped IPv6 addresses.
 pub type PeerPrefix = Prefix<128>;
-/// Protocol (8 bits) then port or ICMP type (16 bits).
-pub type PortPrefix = Prefix<24>;
 
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// One rule list as the program holds it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct RuleSet {
-    pub peers: Vec<(PeerPrefix, RuleBits)>,
-    pub ports: Vec<(PortPrefix, RuleBits)>,
+    /// The `RULES` entries, in list order. An entry with `rule::PEER_SET`
+    /// has `set` = its index in `nets` (the loader renumbers it).
+    pub entries: Vec<RuleEntry>,
+    /// The networks of each peer set the entries name.
+    pub nets: Vec<Vec<PeerPrefix>>,
 }
+
+/// A peer of at most this many networks is matched inline, one entry per
+/// network: scanning a few 32-byte entries is cheaper than a trie walk.
+pub const INLINE_NETS: usize = 4;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CompiledDevice {
@@ -58,9 +63,11 @@ pub struct CompiledDevice {
     pub flags: u16,
     pub mac: [u8; 6],
     pub addrs: Vec<[u8; 16]>,
-    /// Rule set ids; 0 = no rules (deny).
-    pub policy_in: u32,
-    pub policy_out: u32,
+    /// Rule set ids of each direction's list: its profile's part (shared
+    /// by the profile's devices), then its own; 0 = no rules. No rules at
+    /// all denies.
+    pub policy_in: [u32; 2],
+    pub policy_out: [u32; 2],
     /// Fingerprints of the rule lists, to notice when a device's rules (and
     /// so the meaning of its rule-hit counters) change.
     pub rules_fingerprint: (u64, u64),
@@ -87,11 +94,13 @@ pub struct Compiled {
 }
 
 impl Compiled {
-    pub fn peer_entries(&self) -> usize {
-        self.rule_sets.iter().map(|r| r.peers.len()).sum()
+    /// `RULES` entries of all rule sets.
+    pub fn rule_entries(&self) -> usize {
+        self.rule_sets.iter().map(|r| r.entries.len()).sum()
     }
-    pub fn port_entries(&self) -> usize {
-        self.rule_sets.iter().map(|r| r.ports.len()).sum()
+    /// Networks of all peer sets (`PEER_NETS` entries).
+    pub fn peer_nets(&self) -> usize {
+        self.rule_sets.iter().flat_map(|r| &r.nets).map(Vec::len).sum()
     }
 }
 
@@ -121,21 +130,23 @@ pub fn compile(policy: &Resolved) -> Compiled {
         .flat_map(|v| v.subnets.iter().flat_map(net_prefixes).map(move |p| (p, v.id)))
         .collect();
 
-    // Devices with the same rule list share one rule set.
+    // Equal lists (at the same place in a device's list, which numbers
+    // their rules) share one rule set: a profile's part is stored once.
     let mut rule_sets = Vec::new();
-    let mut set_id = |rules: &[Rule], interned: &mut HashMap<Vec<Rule>, u32>| -> u32 {
+    let mut ids: HashMap<(Vec<Rule>, usize), u32> = HashMap::new();
+    let mut set_id = |rules: &[Rule], first: usize| -> u32 {
         if rules.is_empty() {
             return 0;
         }
-        if let Some(id) = interned.get(rules) {
-            return *id;
-        }
-        rule_sets.push(compile_rules(rules));
-        let id = rule_sets.len() as u32;
-        interned.insert(rules.to_vec(), id);
-        id
+        *ids.entry((rules.to_vec(), first)).or_insert_with(|| {
+            rule_sets.push(compile_rules_at(rules, first));
+            rule_sets.len() as u32
+        })
     };
-    let mut ids: HashMap<Vec<Rule>, u32> = HashMap::new();
+    let mut parts = |rules: &[Rule], profile: usize| -> [u32; 2] {
+        let profile = profile.min(rules.len());
+        [set_id(&rules[..profile], 0), set_id(&rules[profile..], profile)]
+    };
     let devices = policy
         .devices
         .iter()
@@ -148,8 +159,8 @@ pub fn compile(policy: &Resolved) -> Compiled {
                 | if d.monitor { DEVICE_MONITOR } else { 0 },
             mac: d.mac.unwrap_or_default(),
             addrs: d.addrs.iter().map(|a| mapped(*a)).collect(),
-            policy_in: set_id(&d.allow_in, &mut ids),
-            policy_out: set_id(&d.allow_out, &mut ids),
+            policy_in: parts(&d.allow_in, d.profile_in),
+            policy_out: parts(&d.allow_out, d.profile_out),
             rules_fingerprint: (fingerprint(&d.allow_in), fingerprint(&d.allow_out)),
             packets_per_sec: d.rate_limit.packets_per_second.unwrap_or(0),
             syns_per_sec: d.rate_limit.new_tcp_per_second.unwrap_or(0),
@@ -176,65 +187,105 @@ fn fingerprint(rules: &[Rule]) -> u64 {
     h.finish()
 }
 
-/// The two tries' entries for one rule list.
+/// The entries for one rule list.
 pub fn compile_rules(rules: &[Rule]) -> RuleSet {
-    let peers: Vec<Vec<PeerPrefix>> = rules
+    compile_rules_at(rules, 0)
+}
+
+/// The entries for `rules`, the part of a device's list from rule index
+/// `first` on.
+pub fn compile_rules_at(rules: &[Rule], first: usize) -> RuleSet {
+    // Each rule's peer as inline prefixes (with `rule::NOT_V4` where an
+    // IPv6 network contains the IPv4 range), or as a set.
+    let mut inline: Vec<Option<Vec<(PeerPrefix, u8)>>> = rules
         .iter()
         .map(|r| match &r.peer {
-            Peer::Any => vec![PeerPrefix::new(0, 0)],
-            Peer::Nets(nets) => nets.iter().flat_map(net_prefixes).collect(),
+            Peer::Any => Some(vec![(PeerPrefix::new(0, 0), 0)]),
+            Peer::Nets(nets) => {
+                let prefixes: Vec<_> = nets.iter().filter_map(inline_prefix).collect();
+                (prefixes.len() <= INLINE_NETS).then_some(prefixes)
+            }
         })
         .collect();
-    let ports: Vec<Vec<PortPrefix>> = rules.iter().map(|r| l4_prefixes(&r.l4)).collect();
-    RuleSet { peers: closure(&peers), ports: closure(&ports) }
+    // Keep the scan bounded: the rules with the most networks go to sets.
+    let entries_of = |inline: &[Option<Vec<(PeerPrefix, u8)>>]| -> usize {
+        inline.iter().map(|p| p.as_ref().map_or(1, Vec::len)).sum()
+    };
+    while entries_of(&inline) > MAX_RULE_SCAN as usize {
+        let widest = (0..inline.len())
+            .max_by_key(|i| inline[*i].as_ref().map_or(0, Vec::len))
+            .expect("rules are not empty when over the bound");
+        inline[widest] = None;
+    }
+    let mut set = RuleSet::default();
+    for (index, (r, peer)) in rules.iter().zip(inline).enumerate() {
+        let base = l4_entry(&r.l4, (first + index) as u8);
+        match peer {
+            Some(prefixes) => {
+                for (p, flags) in prefixes {
+                    let value = p.value.to_be_bytes();
+                    let (hi, lo) = value.split_at(8);
+                    set.entries.push(RuleEntry {
+                        peer_hi: u64::from_be_bytes(hi.try_into().expect("8 bytes")),
+                        peer_lo: u64::from_be_bytes(lo.try_into().expect("8 bytes")),
+                        peer_len: p.len as u8,
+                        flags: base.flags | flags,
+                        ..base
+                    });
+                }
+            }
+            None => {
+                let Peer::Nets(nets) = &r.peer else { unreachable!("`any` is always inline") };
+                set.entries.push(RuleEntry {
+                    set: set.nets.len() as u32,
+                    flags: base.flags | rule::PEER_SET,
+                    ..base
+                });
+                set.nets.push(nets.iter().flat_map(net_prefixes).collect());
+            }
+        }
+    }
+    set
 }
 
-/// For every distinct prefix, the rules (bits) with a prefix containing it.
-fn closure<const B: u32>(per_rule: &[Vec<Prefix<B>>]) -> Vec<(Prefix<B>, RuleBits)> {
-    let mut all: Vec<Prefix<B>> = per_rule.iter().flatten().copied().collect();
-    all.sort();
-    all.dedup();
-    all.into_iter()
-        .map(|p| {
-            let bits = per_rule
-                .iter()
-                .enumerate()
-                .filter(|(_, prefixes)| prefixes.iter().any(|q| q.contains(&p)))
-                .fold(0, |bits, (i, _)| bits | 1 << i);
-            (p, bits)
-        })
-        .collect()
-}
-
-fn l4_prefixes(l4: &L4) -> Vec<PortPrefix> {
+/// An entry matching any peer with the protocol and ports of `l4`.
+fn l4_entry(l4: &L4, index: u8) -> RuleEntry {
+    let any = RuleEntry { port_hi: u16::MAX, sport_hi: u16::MAX, index, ..RuleEntry::default() };
     match *l4 {
-        L4::Any => vec![PortPrefix::new(0, 0)],
-        L4::Proto(p) => vec![PortPrefix::new(u128::from(p) << 16, 8)],
-        L4::IcmpType { proto, icmp_type } => {
-            vec![PortPrefix::new(u128::from(proto) << 16 | u128::from(icmp_type), 24)]
+        L4::Any => RuleEntry { flags: rule::ANY_PROTO, ..any },
+        L4::Proto(proto) => RuleEntry { proto, ..any },
+        // The whole range needs no port: it also matches non-first fragments.
+        L4::Ports { proto, lo: 0, hi: u16::MAX } => RuleEntry { proto, ..any },
+        L4::Ports { proto, lo, hi } => {
+            RuleEntry { proto, flags: rule::L4, port_lo: lo, port_hi: hi, ..any }
         }
-        L4::Ports { proto, lo, hi } => split_range(lo, hi)
-            .into_iter()
-            .map(|(base, len)| PortPrefix::new(u128::from(proto) << 16 | u128::from(base), 8 + len))
-            .collect(),
+        L4::IcmpType { proto, icmp_type } => RuleEntry {
+            proto,
+            flags: rule::L4,
+            port_lo: u16::from(icmp_type),
+            port_hi: u16::from(icmp_type),
+            ..any
+        },
     }
 }
 
-/// Splits `lo..=hi` into the fewest aligned prefixes (base, prefix length
-/// within the 16-bit port).
-pub fn split_range(lo: u16, hi: u16) -> Vec<(u16, u32)> {
-    let mut out = Vec::new();
-    let (mut lo, hi) = (u32::from(lo), u32::from(hi));
-    while lo <= hi {
-        // Largest aligned block starting at lo that does not pass hi.
-        let mut size = if lo == 0 { 1 << 16 } else { 1 << lo.trailing_zeros().min(16) };
-        while lo + size - 1 > hi {
-            size >>= 1;
+/// A network as one inline prefix and its flags; `None` for an IPv6
+/// network inside `::ffff:0:0/96` (it would name IPv4 hosts, and matches
+/// nothing, as in `net_prefixes`).
+fn inline_prefix(net: &IpNet) -> Option<(PeerPrefix, u8)> {
+    match net {
+        IpNet::V4(_) => Some((net_prefixes(net)[0], 0)),
+        IpNet::V6(n) => {
+            let (p, v4) = (v6_prefix(n), v4_mapped_range());
+            if p.contains(&v4) {
+                Some((p, rule::NOT_V4))
+            } else if v4.contains(&p) {
+                None
+            } else {
+                Some((p, 0))
+            }
         }
-        out.push((lo as u16, 16 - size.trailing_zeros()));
-        lo += size;
     }
-    out
 }
 
 /// v4-mapped bytes of an address.
@@ -308,65 +359,47 @@ mod tests {
     use super::*;
     use crate::policy::Policy;
 
-    fn covered(prefixes: &[(u16, u32)]) -> Vec<u16> {
-        let mut ports: Vec<u16> = prefixes
-            .iter()
-            .flat_map(|(base, len)| {
-                let size = 1u32 << (16 - len);
-                (u32::from(*base)..u32::from(*base) + size).map(|p| p as u16)
-            })
-            .collect();
-        ports.sort_unstable();
-        ports
-    }
-
-    #[test]
-    fn port_ranges_split_into_exact_aligned_prefixes() {
-        assert_eq!(split_range(443, 443), vec![(443, 16)]);
-        assert_eq!(split_range(0, 65535), vec![(0, 0)]);
-        assert_eq!(split_range(8000, 8080), vec![(8000, 10), (8064, 12), (8080, 16)]);
-        assert_eq!(split_range(1, 65535).len(), 16);
-        assert_eq!(split_range(65535, 65535), vec![(65535, 16)]);
-        for (lo, hi) in
-            [(0, 0), (1, 2), (5000, 5100), (1023, 1025), (0, 1023), (1024, 65535), (32767, 32768)]
-        {
-            let prefixes = split_range(lo, hi);
-            assert_eq!(covered(&prefixes), (lo..=hi).collect::<Vec<_>>(), "{lo}-{hi}");
-            for (base, len) in &prefixes {
-                let size = 1u32 << (16 - len);
-                assert_eq!(u32::from(*base) % size, 0, "{lo}-{hi}: {base}/{len} is aligned");
-            }
-            // Minimal: at most two prefixes per bit of the range.
-            assert!(prefixes.len() <= 32, "{lo}-{hi}: {} prefixes", prefixes.len());
-        }
-    }
-
     fn rules(text: &str) -> Vec<Rule> {
+        rules_with("", text)
+    }
+
+    fn rules_with(peers: &str, text: &str) -> Vec<Rule> {
         let policy = Policy::from_toml(&format!(
-            "[[vlan]]\nid = 110\nname = \"v\"\nsubnets = [\"10.110.0.0/24\", \"2001:db8:110::/64\"]\n\
+            "{peers}\n[[vlan]]\nid = 110\nname = \"v\"\nsubnets = [\"10.110.0.0/24\", \"2001:db8:110::/64\"]\n\
              [[device]]\nname = \"d\"\nvlan = 110\nip = [\"10.110.0.7\"]\nallow_in = [{text}]\n"
         ))
         .expect("parses");
         policy.resolve().expect("valid").devices[0].allow_in.clone()
     }
 
-    /// Bits the peer trie answers for `addr`: the longest stored prefix.
-    fn peer_bits(set: &RuleSet, addr: &str) -> RuleBits {
-        let a = PeerPrefix::new(u128::from_be_bytes(mapped(addr.parse().expect("address"))), 128);
-        set.peers
+    /// Rules (as bits) whose peer contains `addr`, as the program matches
+    /// the entries.
+    fn peer_bits(set: &RuleSet, addr: &str) -> u64 {
+        let mapped = mapped(addr.parse().expect("address"));
+        let a = PeerPrefix::new(u128::from_be_bytes(mapped), 128);
+        let v4 = mapped[..12] == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
+        set.entries
             .iter()
-            .filter(|(p, _)| p.contains(&a))
-            .max_by_key(|(p, _)| p.len)
-            .map_or(0, |(_, b)| *b)
+            .filter(|e| {
+                if e.flags & rule::PEER_SET != 0 {
+                    return set.nets[e.set as usize].iter().any(|p| p.contains(&a));
+                }
+                let value = u128::from(e.peer_hi) << 64 | u128::from(e.peer_lo);
+                PeerPrefix::new(value, u32::from(e.peer_len)).contains(&a)
+                    && !(e.flags & rule::NOT_V4 != 0 && v4)
+            })
+            .fold(0, |bits, e| bits | 1 << e.index)
     }
 
-    fn port_bits(set: &RuleSet, proto: u8, port: u16) -> RuleBits {
-        let k = PortPrefix::new(u128::from(proto) << 16 | u128::from(port), 24);
-        set.ports
+    /// Rules (as bits) whose protocol and port match.
+    fn port_bits(set: &RuleSet, proto: u8, port: u16) -> u64 {
+        set.entries
             .iter()
-            .filter(|(p, _)| p.contains(&k))
-            .max_by_key(|(p, _)| p.len)
-            .map_or(0, |(_, b)| *b)
+            .filter(|e| {
+                (e.flags & rule::ANY_PROTO != 0 || e.proto == proto)
+                    && (e.flags & rule::L4 == 0 || (e.port_lo..=e.port_hi).contains(&port))
+            })
+            .fold(0, |bits, e| bits | 1 << e.index)
     }
 
     #[test]
@@ -397,6 +430,38 @@ mod tests {
     }
 
     #[test]
+    fn peers_of_many_networks_become_sets_and_the_scan_stays_bounded() {
+        let peers = r#"[peers]
+two = ["10.1.0.0/16", "10.2.0.0/16"]
+four = ["10.1.0.0/16", "10.2.0.0/16", "10.3.0.0/16", "10.4.0.0/16"]
+five = ["10.1.0.0/16", "10.2.0.0/16", "10.3.0.0/16", "10.4.0.0/16", "10.5.0.0/16"]
+"#;
+        let set = compile_rules(&rules_with(
+            peers,
+            r#"{ from = "two", proto = "tcp", port = 22 }, { from = "five" }"#,
+        ));
+        assert_eq!(set.entries.len(), 3, "two inline entries, one set entry: {set:?}");
+        assert_eq!(set.entries[2].flags & rule::PEER_SET, rule::PEER_SET);
+        assert_eq!(set.nets.len(), 1);
+        assert_eq!(set.nets[0].len(), 5);
+        assert_eq!(peer_bits(&set, "10.2.3.4"), 0b11);
+        assert_eq!(peer_bits(&set, "10.5.3.4"), 0b10);
+        assert_eq!(peer_bits(&set, "10.6.3.4"), 0);
+
+        // 20 rules of four networks each would be 80 entries: the widest go
+        // to sets until the scan fits.
+        let list: Vec<String> = (0..20)
+            .map(|i| format!("{{ from = \"four\", proto = \"udp\", port = {} }}", 1000 + i))
+            .collect();
+        let set = compile_rules(&rules_with(peers, &list.join(", ")));
+        assert!(set.entries.len() <= MAX_RULE_SCAN as usize, "{} entries", set.entries.len());
+        let indexes: std::collections::BTreeSet<u8> = set.entries.iter().map(|e| e.index).collect();
+        assert_eq!(indexes.len(), 20, "every rule keeps an entry");
+        assert_eq!(port_bits(&set, 17, 1019), 1 << 19);
+        assert_eq!(peer_bits(&set, "10.4.0.1"), (1 << 20) - 1);
+    }
+
+    #[test]
     fn ports_protocols_and_icmp_types() {
         let set = compile_rules(&rules(
             r#"{ from = "any", proto = "tcp", port = "8000-8080" }, { from = "any", proto = "tcp", port = 8080 },
@@ -414,7 +479,7 @@ mod tests {
         let any = compile_rules(&rules(
             r#"{ from = "any" }, { from = "any", proto = "udp", port = "0-65535" }"#,
         ));
-        assert_eq!(any.ports.len(), 2, "full port range is stored as the protocol alone");
+        assert_eq!(any.entries[1].flags & rule::L4, 0, "full port range is the protocol alone");
         assert_eq!(port_bits(&any, 47, 0), 0b01);
         assert_eq!(port_bits(&any, 17, 9), 0b11);
     }
@@ -460,19 +525,25 @@ allow_in = [ {{ from = \"10.30.4.20\", proto = \"tcp\", port = 22 }}, {{ from = 
         let (a, b, dc) = (&c.devices[0], &c.devices[1], &c.devices[2]);
         assert_eq!(a.policy_in, b.policy_in, "same profile, same rule set");
         assert_eq!(a.policy_out, dc.policy_out);
-        assert_ne!(a.policy_in, dc.policy_in, "c adds a rule");
+        assert_eq!(a.policy_in[0], dc.policy_in[0], "c shares the profile's part");
+        assert_eq!(a.policy_in[1], 0, "a has no rules of its own");
+        assert_ne!(dc.policy_in[1], 0, "c adds a rule");
         assert_eq!(
             resolved.devices[2].allow_in.len(),
             2,
             "the duplicate of the profile rule is merged: {:?}",
             resolved.devices[2]
         );
-        assert_eq!(c.rule_sets.len(), 3);
+        assert_eq!(c.rule_sets.len(), 3, "the profile's in and out, c's own");
         assert_eq!(dc.flags, DEVICE_MAC_BOUND);
         assert_eq!(dc.mac, [2, 0, 0, 0, 0, 3]);
-        let set = &c.rule_sets[dc.policy_in as usize - 1];
-        assert_eq!(peer_bits(set, "10.30.4.20"), 0b11);
-        assert_eq!(peer_bits(set, "2001:db8:30::9"), 0b01, "profile rules come first");
+        let (profile, own) = (
+            &c.rule_sets[dc.policy_in[0] as usize - 1],
+            &c.rule_sets[dc.policy_in[1] as usize - 1],
+        );
+        assert_eq!(peer_bits(profile, "10.30.4.20"), 0b01);
+        assert_eq!(peer_bits(own, "10.30.4.20"), 0b10, "its own rules are numbered after");
+        assert_eq!(peer_bits(own, "2001:db8:30::9"), 0, "profile rules come first");
     }
 
     #[test]

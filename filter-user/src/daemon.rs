@@ -295,8 +295,16 @@ impl Daemon {
                     occ.protected_nets as u64,
                     u64::from(filter_common::MAX_PROTECTED_NETS),
                 ),
-                ("peer_tries", occ.peer_tries as u64, u64::from(filter_common::MAX_RULE_SETS)),
-                ("port_tries", occ.port_tries as u64, u64::from(filter_common::MAX_RULE_SETS)),
+                (
+                    "rules",
+                    occ.rule_entries as u64,
+                    u64::from(filter_common::GENERATIONS * filter_common::MAX_RULE_ENTRIES),
+                ),
+                (
+                    "peer_networks",
+                    occ.peer_nets as u64,
+                    u64::from(filter_common::GENERATIONS * filter_common::MAX_PEER_NETS),
+                ),
                 ("flows", flows.live, u64::from(filter_common::MAX_FLOWS)),
                 (
                     "blocks",
@@ -581,14 +589,15 @@ impl Daemon {
                     "maps": {
                         "device_addresses": occ.device_addrs,
                         "protected_networks": occ.protected_nets,
-                        "peer_tries": occ.peer_tries,
-                        "port_tries": occ.port_tries,
+                        "rules": occ.rule_entries,
+                        "peer_networks": occ.peer_nets,
                     },
                 });
                 let text = format!(
                     "policy {} (generation {}, applied {}), {} devices\n\
                      interfaces: {} ({} XDP)\npins: {}\n\
-                     maps: {} device addresses, {} protected networks, {} + {} rule-set tries",
+                     maps: {} device addresses, {} protected networks, {} rule entries, {} \
+                     peer-set networks",
                     self.config.policy.display(),
                     self.generation,
                     humantime::format_rfc3339_seconds(self.applied_at),
@@ -606,8 +615,8 @@ impl Daemon {
                     self.pins.root().display(),
                     occ.device_addrs,
                     occ.protected_nets,
-                    occ.peer_tries,
-                    occ.port_tries,
+                    occ.rule_entries,
+                    occ.peer_nets,
                 );
                 let mut text = text;
                 if let Ok(tag) = self.filter.program_tag() {

@@ -4,10 +4,10 @@
 //! is flipped with one map write (DESIGN §4): a frame sees the old or the new
 //! policy, never a mix. The old generation's entries are removed afterwards.
 //!
-//! Rule sets live in small inner LPM tries, one per distinct content,
-//! referenced from the `PEER_SETS` / `PORT_SETS` arrays of maps. An inner
-//! trie is never changed once published: a new policy reuses the tries
-//! whose content it shares with the running one and builds the rest.
+//! Rule sets are consecutive `RULES` entries in the generation's half of
+//! that array; the networks of rules with many of them go to a new inner
+//! trie per generation (`PEER_NETS[generation]`), never changed once
+//! published.
 
 use std::{
     collections::{BTreeMap, HashMap as StdHashMap, HashSet},
@@ -25,15 +25,15 @@ use aya::{
 };
 use filter_common::{
     BlockEntry, Counter, DEBUG_PROGRAM_NAME, DeviceInfo, DeviceKey, DeviceName, FlowKey, FlowValue,
-    GENERATION_MASK, GENERATIONS, GLOBAL_STATS_LEN, IfaceConf, MAX_DEVICE_NAME, MAX_RULE_SETS,
-    MAX_SET_PREFIXES, PROGRAM_NAME, PeerData, PortData, ProtectedKey, ProtectedNet, Reason,
-    RuleBits, RuleHitKey, Settings, StatKey, VLAN_IDS, Verdict, flow_stats, global_stat_index,
-    maps, meta, rule_set_slot,
+    GENERATION_MASK, GENERATIONS, GLOBAL_STATS_LEN, IfaceConf, MAX_DEVICE_NAME, MAX_PEER_NETS,
+    MAX_RULE_ENTRIES, PEER_SET_KEY_BITS, PROGRAM_NAME, PeerData, PeerSetKey, ProtectedKey,
+    ProtectedNet, Reason, Rule, RuleHitKey, RuleRange, Settings, StatKey, VLAN_IDS, Verdict,
+    flow_stats, global_stat_index, maps, meta, rule,
 };
 use ipnet::IpNet;
 
 use crate::{
-    compile::{Compiled, PeerPrefix, PortPrefix},
+    compile::{Compiled, PeerPrefix},
     error::LoadError,
     sys,
 };
@@ -47,61 +47,10 @@ pub static PROGRAM_OBJECT: &[u8] =
 pub static BENCH_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/bench-programs"));
 
-/// Rule sets published per batched update: bounds the inner-map descriptors
-/// open at once (and costs one RCU grace period per chunk).
-const PUBLISH_CHUNK: usize = 4096;
-
 /// Inner tries are created with the flags of the template in the object
 /// (`BPF_F_NO_PREALLOC`, which LPM tries require).
 const INNER_TRIE_FLAGS: u32 = 1;
 const BPF_MAP_TYPE_LPM_TRIE: u32 = 11;
-
-type PeerContent = Vec<(PeerPrefix, RuleBits)>;
-type PortContent = Vec<(PortPrefix, RuleBits)>;
-
-/// Content-addressed inner tries of one kind, shared between generations.
-struct TrieCache<C> {
-    /// Content -> the inner map.
-    tries: StdHashMap<C, Held>,
-    /// Contents each generation's slots point at.
-    used: [HashSet<C>; GENERATIONS as usize],
-    /// Highest rule set id written per generation (slots 1..=n are set).
-    slots: [u32; GENERATIONS as usize],
-}
-
-/// How a cache holds a trie. By descriptor while the open-file limit has
-/// room (`FdBudget`): reopening a map by id takes CAP_SYS_ADMIN, which the
-/// daemon gives up once attached. Beyond that by id, reopened when still
-/// permitted, else built again (correct, only slower).
-enum Held {
-    Fd(MapData),
-    Id(u32),
-}
-
-/// Descriptors the trie caches may keep open: the open-file limit (raised
-/// as far as allowed; the unit sets LimitNOFILE) less a reserve for
-/// everything else the process opens.
-struct FdBudget {
-    held: usize,
-    limit: usize,
-}
-
-/// Descriptors kept free of held tries: one chunk's reopened or new tries
-/// (peer and port) during a publish, and 1,024 for maps, sockets, logs and
-/// connections.
-const FD_RESERVE: usize = 2 * PUBLISH_CHUNK + 1024;
-
-impl FdBudget {
-    fn new() -> FdBudget {
-        crate::raise_open_file_limit();
-        // SAFETY: getrlimit with a properly sized struct we own.
-        let soft = unsafe {
-            let mut lim: libc::rlimit = std::mem::zeroed();
-            if libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut lim) == 0 { lim.rlim_cur } else { 0 }
-        };
-        FdBudget { held: 0, limit: (soft as usize).saturating_sub(FD_RESERVE) }
-    }
-}
 
 /// Where the program came from: loaded from the object now, or adopted from
 /// its pin (a restarted daemon).
@@ -114,13 +63,16 @@ enum Program {
 pub struct Filter {
     program: Program,
     maps: Maps,
-    peer_tries: TrieCache<PeerContent>,
-    port_tries: TrieCache<PortContent>,
-    trie_fds: FdBudget,
-    /// Tries with no entries, one per key type: what cleared slots point at
-    /// (they match nothing, like no trie at all).
+    /// `RULES` entries and `PEER_NETS` networks each generation holds
+    /// (mirrored in `META`).
+    rules_written: [u32; GENERATIONS as usize],
+    nets_written: [u32; GENERATIONS as usize],
+    /// The trie just published for the generation being applied, until
+    /// the switch is done (`wait_for_readers` publishes it again).
+    published: Option<Map>,
+    /// A trie with no entries: what a cleared generation's slot points at
+    /// (it matches nothing, like no trie at all).
     empty_peers: Map,
-    empty_ports: Map,
     /// Device name -> counter slot (mirrors `DEVICE_SLOTS`).
     slots: BTreeMap<String, u32>,
     /// The reverse, for naming every drop event without rebuilding a map
@@ -142,8 +94,8 @@ struct Maps {
     vlan_flags: Array<MapData, u32>,
     devices: HashMap<MapData, DeviceKey, DeviceInfo>,
     protected: LpmTrie<MapData, ProtectedKey, ProtectedNet>,
-    peer_sets: MapData,
-    port_sets: MapData,
+    rules: MapData,
+    peer_nets: MapData,
     device_stats: PerCpuHashMap<MapData, StatKey, Counter>,
     global_stats: PerCpuArray<MapData, Counter>,
     device_slots: HashMap<MapData, DeviceName, u32>,
@@ -175,8 +127,8 @@ impl Maps {
             vlan_flags: source.typed(maps::VLAN_FLAGS)?,
             devices: source.typed(maps::DEVICES)?,
             protected: source.typed(maps::PROTECTED)?,
-            peer_sets: source.raw(maps::PEER_SETS)?,
-            port_sets: source.raw(maps::PORT_SETS)?,
+            rules: source.raw(maps::RULES)?,
+            peer_nets: source.raw(maps::PEER_NETS)?,
             device_stats: source.typed(maps::DEVICE_STATS)?,
             global_stats: source.typed(maps::GLOBAL_STATS)?,
             meta: source.typed(maps::META)?,
@@ -196,12 +148,6 @@ impl Maps {
     }
 }
 
-impl<C> TrieCache<C> {
-    fn new() -> Self {
-        TrieCache { tries: StdHashMap::new(), used: Default::default(), slots: [0; 2] }
-    }
-}
-
 /// Hands out the program's maps by name, from a fresh load or from pins.
 trait MapSource {
     fn map(&mut self, name: &'static str) -> Result<Map, LoadError>;
@@ -213,10 +159,11 @@ trait MapSource {
         Ok(T::try_from(self.map(name)?)?)
     }
 
-    /// The arrays of maps, written with raw batched updates (see `sys`).
+    /// The maps written with raw batched updates (see `sys`): `RULES` and
+    /// the arrays of maps.
     fn raw(&mut self, name: &'static str) -> Result<MapData, LoadError> {
         match self.map(name)? {
-            Map::ArrayOfMaps(data) => Ok(data),
+            Map::ArrayOfMaps(data) | Map::Array(data) => Ok(data),
             _ => Err(LoadError::MissingMap(name)),
         }
     }
@@ -302,16 +249,16 @@ fn check_map_layouts(object: &[u8], maps_dir: &Path) -> Result<(), LoadError> {
     Ok(())
 }
 
-/// A new, empty inner trie with `K` keys.
-fn new_trie<K>() -> Result<Map, LoadError> {
+/// A new, empty `PEER_NETS` inner trie.
+fn new_peer_trie() -> Result<Map, LoadError> {
     let def = aya_obj::Map::new_from_params(
         BPF_MAP_TYPE_LPM_TRIE,
-        (size_of::<u32>() + size_of::<K>()) as u32,
-        size_of::<RuleBits>() as u32,
-        MAX_SET_PREFIXES,
+        (size_of::<u32>() + size_of::<PeerSetKey>()) as u32,
+        size_of::<u8>() as u32,
+        MAX_PEER_NETS,
         INNER_TRIE_FLAGS,
     );
-    Ok(Map::LpmTrie(MapData::create(def, "vlanguard_set", None)?))
+    Ok(Map::LpmTrie(MapData::create(def, "vlanguard_nets", None)?))
 }
 
 fn map_fd(map: &Map) -> u32 {
@@ -422,9 +369,8 @@ impl Filter {
     /// What an earlier daemon wrote, so the next apply can clear it.
     fn restore_state(mut self) -> Result<Filter, LoadError> {
         for g in 0..GENERATIONS {
-            let sets = self.maps.meta.get(&(meta::RULE_SETS + g), 0)? as u32;
-            self.peer_tries.slots[g as usize] = sets;
-            self.port_tries.slots[g as usize] = sets;
+            self.rules_written[g as usize] = self.maps.meta.get(&(meta::RULES + g), 0)? as u32;
+            self.nets_written[g as usize] = self.maps.meta.get(&(meta::PEER_NETS + g), 0)? as u32;
             for vid in 0..VLAN_IDS {
                 let index = g * VLAN_IDS + vid;
                 if self.maps.vlan_flags.get(&index, 0)? != 0 {
@@ -444,11 +390,10 @@ impl Filter {
         Ok(Filter {
             program,
             maps,
-            peer_tries: TrieCache::new(),
-            port_tries: TrieCache::new(),
-            trie_fds: FdBudget::new(),
-            empty_peers: new_trie::<PeerData>()?,
-            empty_ports: new_trie::<PortData>()?,
+            rules_written: [0; GENERATIONS as usize],
+            nets_written: [0; GENERATIONS as usize],
+            published: None,
+            empty_peers: new_peer_trie()?,
             names: slots.iter().map(|(n, s)| (*s, n.clone())).collect(),
             slots,
             fingerprints: std::collections::HashMap::new(),
@@ -484,21 +429,16 @@ impl Filter {
     /// Installs `policy` with `ifaces` (ifindex, untagged VLAN) and returns
     /// the generation now active.
     pub fn apply(&mut self, policy: &Compiled, ifaces: &[(u32, u16)]) -> Result<u32, LoadError> {
-        if policy.rule_sets.len() >= MAX_RULE_SETS as usize {
+        if policy.rule_entries() > MAX_RULE_ENTRIES as usize {
             return Err(LoadError::Capacity(format!(
-                "{} distinct rule sets; the maps hold {}",
-                policy.rule_sets.len(),
-                MAX_RULE_SETS - 1
+                "the distinct rule lists need {} rule entries; the maps hold {MAX_RULE_ENTRIES}",
+                policy.rule_entries(),
             )));
         }
-        if let Some(big) = policy
-            .rule_sets
-            .iter()
-            .find(|s| s.peers.len().max(s.ports.len()) > MAX_SET_PREFIXES as usize)
-        {
+        if policy.peer_nets() > MAX_PEER_NETS as usize {
             return Err(LoadError::Capacity(format!(
-                "a rule set needs {} prefixes; one rule set holds {MAX_SET_PREFIXES}",
-                big.peers.len().max(big.ports.len())
+                "rules with many peer networks need {} of them; the maps hold {MAX_PEER_NETS}",
+                policy.peer_nets(),
             )));
         }
         let active = self.active_generation()?;
@@ -522,7 +462,7 @@ impl Filter {
         // Frames being decided may still read the old generation. Updating
         // a map of maps makes the kernel wait an RCU grace period, after
         // which no run of the program that read the old word is left.
-        self.wait_for_readers()?;
+        self.wait_for_readers(next)?;
         self.clear_generation(active)?;
         self.release_slots(&removed)?;
         Ok(next)
@@ -765,56 +705,61 @@ impl Filter {
         for prefix in &c.management {
             self.maps.management.insert(&generation_key(generation, prefix), 1, 0)?;
         }
-        // Rule sets before the devices that point at them, published in
-        // chunks so that open inner-map descriptors stay bounded.
-        for (chunk_index, chunk) in c.rule_sets.chunks(PUBLISH_CHUNK).enumerate() {
-            let first = (chunk_index * PUBLISH_CHUNK) as u32 + 1;
-            let slots: Vec<u32> =
-                (0..chunk.len() as u32).map(|i| rule_set_slot(generation, first + i)).collect();
-            let mut peers = Vec::with_capacity(chunk.len());
-            let mut ports = Vec::with_capacity(chunk.len());
-            // Tries the caches hold by id, open until the update below.
-            let mut reopened = Vec::new();
-            for set in chunk {
-                peers.push(publish::<PeerData, _>(
-                    &mut self.peer_tries,
-                    &mut self.trie_fds,
-                    &mut reopened,
-                    generation,
-                    &set.peers,
-                    |p| Key::new(p.len, p.value.to_be_bytes()),
-                )?);
-                ports.push(publish::<PortData, _>(
-                    &mut self.port_tries,
-                    &mut self.trie_fds,
-                    &mut reopened,
-                    generation,
-                    &set.ports,
-                    |p| {
-                        let data = PortData {
-                            proto: (p.value >> 16) as u8,
-                            port: (p.value as u16).to_be_bytes(),
-                            _pad: [0; 5],
-                        };
-                        Key::new(p.len, data)
-                    },
-                )?);
+        // Rule sets before the devices that point at them: each set's
+        // entries at its offset, peer sets renumbered for the generation
+        // (equal network lists share one).
+        let mut offsets = Vec::with_capacity(c.rule_sets.len());
+        let mut entries: Vec<Rule> = Vec::with_capacity(c.rule_entries());
+        let mut set_ids: StdHashMap<&[PeerPrefix], u32> = StdHashMap::new();
+        let mut nets: Vec<(u32, PeerPrefix)> = Vec::new();
+        for set in &c.rule_sets {
+            offsets.push(entries.len() as u32);
+            for e in &set.entries {
+                let mut e = *e;
+                if e.flags & rule::PEER_SET != 0 {
+                    let list = set.nets[e.set as usize].as_slice();
+                    let next = set_ids.len() as u32;
+                    e.set = *set_ids.entry(list).or_insert_with(|| {
+                        nets.extend(list.iter().map(|p| (next, *p)));
+                        next
+                    });
+                }
+                entries.push(e);
             }
-            sys::update_batch(self.maps.peer_sets.fd().as_fd(), &slots, &peers)?;
-            sys::update_batch(self.maps.port_sets.fd().as_fd(), &slots, &ports)?;
-            // Closing these is fine now: the outer arrays hold the maps.
-            drop(reopened);
         }
-        let sets = c.rule_sets.len() as u32;
-        self.peer_tries.slots[generation as usize] = sets;
-        self.port_tries.slots[generation as usize] = sets;
-        self.maps.meta.set(meta::RULE_SETS + generation, u64::from(sets), 0)?;
+        let base = generation * MAX_RULE_ENTRIES;
+        let keys: Vec<u32> = (0..entries.len() as u32).map(|i| base + i).collect();
+        sys::update_batch(self.maps.rules.fd().as_fd(), &keys, &entries)?;
+        let mut trie = new_peer_trie()?;
+        {
+            let mut t: LpmTrie<&mut MapData, PeerSetKey, u8> = (&mut trie).try_into()?;
+            for (set, p) in &nets {
+                let key = PeerSetKey { set: *set, addr: p.value.to_be_bytes() };
+                t.insert(&Key::new(PEER_SET_KEY_BITS - 128 + p.len, key), 1, 0)?;
+            }
+        }
+        sys::update_batch(self.maps.peer_nets.fd().as_fd(), &[generation], &[map_fd(&trie)])?;
+        self.published = Some(trie);
+        let g = generation as usize;
+        self.rules_written[g] = entries.len() as u32;
+        self.nets_written[g] = nets.len() as u32;
+        self.maps.meta.set(meta::RULES + generation, u64::from(self.rules_written[g]), 0)?;
+        self.maps.meta.set(meta::PEER_NETS + generation, u64::from(self.nets_written[g]), 0)?;
+        // Rule set `id` (0: none) as its entries.
+        let range = |id: u32| -> RuleRange {
+            match id.checked_sub(1) {
+                Some(i) => RuleRange {
+                    first: offsets[i as usize],
+                    count: c.rule_sets[i as usize].entries.len() as u32,
+                },
+                None => RuleRange::default(),
+            }
+        };
         for d in &c.devices {
-            let slot = |id: u32| if id == 0 { 0 } else { rule_set_slot(generation, id) };
             let info = DeviceInfo {
                 slot: d.slot,
-                rules_in: slot(d.policy_in),
-                rules_out: slot(d.policy_out),
+                rules_in: d.policy_in.map(range),
+                rules_out: d.policy_out.map(range),
                 vlan: d.vlan,
                 flags: d.flags,
                 mac: d.mac,
@@ -847,37 +792,30 @@ impl Filter {
         }
         clear_generation_trie(&mut self.maps.protected, generation)?;
         clear_generation_trie(&mut self.maps.management, generation)?;
-        // Point the generation's slots at the empty trie, which matches
-        // nothing (the same as no trie), so the old tries can be freed.
+        // Point the generation's slot at the empty trie, which matches
+        // nothing (the same as no trie), so its trie can be freed. Its
+        // `RULES` entries are left: no device of it points at them now.
+        sys::update_batch(
+            self.maps.peer_nets.fd().as_fd(),
+            &[generation],
+            &[map_fd(&self.empty_peers)],
+        )?;
         let g = generation as usize;
-        let slots: Vec<u32> = (1..=self.peer_tries.slots[g].max(self.port_tries.slots[g]))
-            .map(|id| rule_set_slot(generation, id))
-            .collect();
-        if !slots.is_empty() {
-            sys::update_batch(
-                self.maps.peer_sets.fd().as_fd(),
-                &slots,
-                &vec![map_fd(&self.empty_peers); slots.len()],
-            )?;
-            sys::update_batch(
-                self.maps.port_sets.fd().as_fd(),
-                &slots,
-                &vec![map_fd(&self.empty_ports); slots.len()],
-            )?;
-        }
-        self.peer_tries.slots[g] = 0;
-        self.port_tries.slots[g] = 0;
-        self.maps.meta.set(meta::RULE_SETS + generation, 0, 0)?;
-        release(&mut self.peer_tries, &mut self.trie_fds, g);
-        release(&mut self.port_tries, &mut self.trie_fds, g);
+        self.rules_written[g] = 0;
+        self.nets_written[g] = 0;
+        self.maps.meta.set(meta::RULES + generation, 0, 0)?;
+        self.maps.meta.set(meta::PEER_NETS + generation, 0, 0)?;
         Ok(())
     }
 
     /// Returns after an RCU grace period: every run of the program that
-    /// started before the call has finished. Slot 0 is rule set 0, "no
-    /// rules", so pointing it at the empty trie changes no decision.
-    fn wait_for_readers(&mut self) -> Result<(), LoadError> {
-        sys::update_batch(self.maps.peer_sets.fd().as_fd(), &[0], &[map_fd(&self.empty_peers)])?;
+    /// started before the call has finished. Publishing the new
+    /// generation's trie again changes no decision; the update of a map of
+    /// maps is what waits.
+    fn wait_for_readers(&mut self, generation: u32) -> Result<(), LoadError> {
+        let trie = self.published.take();
+        let fd = map_fd(trie.as_ref().unwrap_or(&self.empty_peers));
+        sys::update_batch(self.maps.peer_nets.fd().as_fd(), &[generation], &[fd])?;
         Ok(())
     }
 
@@ -957,20 +895,19 @@ impl Filter {
         for id in info.map_ids()?.unwrap_or_default() {
             out.push(map_memory(id)?);
         }
-        // The rule sets' inner tries, which the program reaches through
-        // the outer arrays: one line for each kind.
-        for (name, cache) in [
-            ("PEER_SETS inner tries", ids(&self.peer_tries)?),
-            ("PORT_SETS inner tries", ids(&self.port_tries)?),
-        ] {
-            let mut total = MapMemory { name: name.into(), max_entries: 0, memlock: 0 };
-            for id in cache {
+        // The generations' peer-network tries, which the program reaches
+        // through the outer array.
+        let mut total = MapMemory { name: "PEER_NETS inner tries".into(), ..MapMemory::default() };
+        for g in 0..GENERATIONS {
+            let id = sys::lookup_u32(self.maps.peer_nets.fd().as_fd(), g)
+                .map_err(|e| LoadError::Pin(format!("reading {}: {e}", maps::PEER_NETS)))?;
+            if let Some(id) = id {
                 let m = map_memory(id)?;
-                total.max_entries += 1;
+                total.max_entries += m.max_entries;
                 total.memlock += m.memlock;
             }
-            out.push(total);
         }
+        out.push(total);
         Ok(out)
     }
 
@@ -978,14 +915,14 @@ impl Filter {
         Occupancy {
             device_addrs: self.maps.devices.keys().count(),
             protected_nets: self.maps.protected.keys().count(),
-            peer_tries: self.peer_tries.tries.len(),
-            port_tries: self.port_tries.tries.len(),
+            rule_entries: self.rules_written.iter().map(|n| *n as usize).sum(),
+            peer_nets: self.nets_written.iter().map(|n| *n as usize).sum(),
         }
     }
 }
 
 /// One map's kernel memory.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MapMemory {
     pub name: String,
     pub max_entries: u64,
@@ -1006,93 +943,10 @@ pub struct FlowStats {
 pub struct Occupancy {
     pub device_addrs: usize,
     pub protected_nets: usize,
-    pub peer_tries: usize,
-    pub port_tries: usize,
-}
-
-/// The descriptor of the inner trie holding `content`, recorded as used by
-/// `generation`: the one the cache holds (by descriptor, or reopened by id
-/// into `reopened`), or a new one, built and filled, kept by descriptor
-/// while `budget` allows (else by id, open in `reopened` until published).
-fn publish<K: aya::Pod, P>(
-    cache: &mut TrieCache<Vec<(P, RuleBits)>>,
-    budget: &mut FdBudget,
-    reopened: &mut Vec<MapData>,
-    generation: u32,
-    content: &[(P, RuleBits)],
-    key: impl Fn(&P) -> Key<K>,
-) -> Result<u32, LoadError>
-where
-    P: Clone + Eq + std::hash::Hash,
-{
-    let content = content.to_vec();
-    let known = match cache.tries.get(&content) {
-        Some(Held::Fd(data)) => Some(map_fd_of(data)),
-        Some(Held::Id(id)) => MapData::from_id(*id).ok().map(|data| {
-            let fd = map_fd_of(&data);
-            reopened.push(data);
-            fd
-        }),
-        None => None,
-    };
-    if let Some(fd) = known {
-        cache.used[generation as usize].insert(content);
-        return Ok(fd);
-    }
-    let mut map = new_trie::<K>()?;
-    {
-        let mut trie: LpmTrie<&mut MapData, K, RuleBits> = (&mut map).try_into()?;
-        for (prefix, bits) in &content {
-            trie.insert(&key(prefix), bits, 0)?;
-        }
-    }
-    let Map::LpmTrie(data) = map else { unreachable!("new_trie makes LPM tries") };
-    let fd = map_fd_of(&data);
-    let held = if budget.held < budget.limit {
-        budget.held += 1;
-        Held::Fd(data)
-    } else {
-        let id = data.info()?.id();
-        reopened.push(data);
-        Held::Id(id)
-    };
-    if let Some(Held::Fd(_)) = cache.tries.insert(content.clone(), held) {
-        budget.held -= 1;
-    }
-    cache.used[generation as usize].insert(content);
-    Ok(fd)
-}
-
-/// The descriptor number of `data`, for the outer arrays' batch update;
-/// valid while `data` is open.
-fn map_fd_of(data: &MapData) -> u32 {
-    data.fd().as_fd().as_raw_fd() as u32
-}
-
-/// The kernel ids of a cache's tries (for their memory figures).
-fn ids<C>(cache: &TrieCache<C>) -> Result<Vec<u32>, LoadError> {
-    cache
-        .tries
-        .values()
-        .map(|held| match held {
-            Held::Fd(m) => Ok(m.info()?.id()),
-            Held::Id(id) => Ok(*id),
-        })
-        .collect()
-}
-
-/// Drops generation `g`'s claim on its tries; tries no generation uses
-/// are forgotten (closed; the kernel frees them once no slot points at
-/// them).
-fn release<C: Eq + std::hash::Hash>(cache: &mut TrieCache<C>, budget: &mut FdBudget, g: usize) {
-    let old = std::mem::take(&mut cache.used[g]);
-    for c in old {
-        if !cache.used.iter().any(|u| u.contains(&c))
-            && let Some(Held::Fd(_)) = cache.tries.remove(&c)
-        {
-            budget.held -= 1;
-        }
-    }
+    /// `RULES` entries in use (both generations).
+    pub rule_entries: usize,
+    /// Networks in the `PEER_NETS` tries (both generations).
+    pub peer_nets: usize,
 }
 
 fn device_name(name: &str) -> DeviceName {

@@ -574,14 +574,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let c = compile(&resolved);
                 println!(
                     "{}: valid: {} vlans, {} devices, {} device addresses, {} rule sets \
-                     ({} peer entries, {} port entries)",
+                     ({} rule entries, {} peer-set networks)",
                     file.display(),
                     c.vlans.len(),
                     c.devices.len(),
                     c.devices.iter().map(|d| d.addrs.len()).sum::<usize>(),
                     c.rule_sets.len(),
-                    c.peer_entries(),
-                    c.port_entries(),
+                    c.rule_entries(),
+                    c.peer_nets(),
                 );
                 Ok(ExitCode::SUCCESS)
             }

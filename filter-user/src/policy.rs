@@ -382,6 +382,10 @@ pub struct ResolvedDevice {
     pub mac: Option<[u8; 6]>,
     pub allow_in: Vec<Rule>,
     pub allow_out: Vec<Rule>,
+    /// How many leading rules of `allow_in` / `allow_out` are its profile's:
+    /// the program holds those once for every device of the profile.
+    pub profile_in: usize,
+    pub profile_out: usize,
     /// Monitor mode (its own `mode`, else the policy's): what it would deny
     /// passes and is reported as would-drop.
     pub monitor: bool,
@@ -581,6 +585,14 @@ impl Policy {
                 },
                 None => (Vec::new(), Vec::new()),
             };
+            // Deduplicating keeps first occurrences: the profile's rules
+            // stay the list's head.
+            let (profile_in, profile_out) = {
+                let (mut i, mut o) = (allow_in.clone(), allow_out.clone());
+                dedup(&mut i);
+                dedup(&mut o);
+                (i.len(), o.len())
+            };
             allow_in
                 .extend(self.rules(&format!("{what} allow_in"), d.allow_in.iter().map(in_rule))?);
             allow_out.extend(
@@ -606,6 +618,8 @@ impl Policy {
                 mac,
                 allow_in,
                 allow_out,
+                profile_in,
+                profile_out,
                 monitor: d.mode.unwrap_or(self.settings.mode) == Mode::Monitor,
                 rate_limit: match d.rate_limit {
                     Some(limit) => {

@@ -1,7 +1,8 @@
 //! bpf(2) commands aya 0.14 does not offer: batched updates, used for the
+//! rule entries (a million single updates would take a second) and the
 //! arrays of maps. The kernel waits for an RCU grace period after every
 //! syscall update of a map of maps (so no program still holds the old inner
-//! map); batching pays that wait once per apply instead of once per slot.
+//! map), which the loader uses to know that old readers are gone.
 
 use std::{
     io,
@@ -24,10 +25,14 @@ struct BatchAttr {
     flags: u64,
 }
 
-/// Sets `map[keys[i]] = values[i]` for a map with `u32` keys and values
-/// (for a map of maps, the values are inner map file descriptors). Returns
+/// Sets `map[keys[i]] = values[i]` for a map with `u32` keys and `V`
+/// values (for a map of maps, `u32` inner map file descriptors). Returns
 /// once the kernel has processed all of them.
-pub fn update_batch(map: BorrowedFd<'_>, keys: &[u32], values: &[u32]) -> io::Result<()> {
+pub fn update_batch<V: aya::Pod>(
+    map: BorrowedFd<'_>,
+    keys: &[u32],
+    values: &[V],
+) -> io::Result<()> {
     assert_eq!(keys.len(), values.len(), "one value per key");
     let mut done = 0;
     while done < keys.len() {
@@ -40,7 +45,8 @@ pub fn update_batch(map: BorrowedFd<'_>, keys: &[u32], values: &[u32]) -> io::Re
             ..BatchAttr::default()
         };
         // SAFETY: `attr` is a valid bpf_attr prefix for this command; the key
-        // and value pointers cover `count` u32s each and outlive the call.
+        // and value pointers cover `count` elements each (the map's key and
+        // value sizes, as the caller's types are) and outlive the call.
         let ret = unsafe {
             libc::syscall(
                 libc::SYS_bpf,

@@ -62,6 +62,8 @@ pub fn policy(rng: &mut impl Rng) -> (Resolved, u16) {
             mac,
             allow_in: Vec::new(),
             allow_out: Vec::new(),
+            profile_in: 0,
+            profile_out: 0,
             monitor: rng.random_bool(0.25),
             // Rate limits depend on time; the kernel tests cover them.
             rate_limit: Default::default(),
@@ -73,9 +75,19 @@ pub fn policy(rng: &mut impl Rng) -> (Resolved, u16) {
         .flat_map(|v| v.subnets.clone())
         .chain(devices.iter().flat_map(|d| d.addrs.iter().map(|a| IpNet::from(*a))))
         .collect();
+    // Some devices share a profile's rules at the head of their lists.
+    let profiles: Vec<(Vec<Rule>, Vec<Rule>)> =
+        (0..2).map(|_| (rules(rng, &nets), rules(rng, &nets))).collect();
     for d in &mut devices {
         d.allow_in = rules(rng, &nets);
         d.allow_out = rules(rng, &nets);
+        if rng.random_bool(0.5) {
+            let (p_in, p_out) = profiles.choose(rng).expect("non-empty");
+            d.profile_in = p_in.len();
+            d.profile_out = p_out.len();
+            d.allow_in = merged(p_in, &d.allow_in);
+            d.allow_out = merged(p_out, &d.allow_out);
+        }
     }
     let iface_vlan =
         if rng.random_bool(0.3) { vlans.choose(rng).expect("non-empty").id } else { 0 };
@@ -105,6 +117,18 @@ pub fn policy(rng: &mut impl Rng) -> (Resolved, u16) {
     (policy, iface_vlan)
 }
 
+/// A profile's rules, then the device's own that the profile lacks, at
+/// most `MAX_RULES` (as the policy resolves them).
+fn merged(profile: &[Rule], own: &[Rule]) -> Vec<Rule> {
+    let mut out = profile.to_vec();
+    for r in own {
+        if !out.contains(r) && out.len() < filter_common::MAX_RULES {
+            out.push(r.clone());
+        }
+    }
+    out
+}
+
 fn rules(rng: &mut impl Rng, nets: &[IpNet]) -> Vec<Rule> {
     let n = if rng.random_bool(0.05) { rng.random_range(20..=64) } else { rng.random_range(0..=6) };
     let mut out: Vec<Rule> = Vec::new();
@@ -112,7 +136,13 @@ fn rules(rng: &mut impl Rng, nets: &[IpNet]) -> Vec<Rule> {
         let peer = if rng.random_bool(0.15) {
             Peer::Any
         } else {
-            let k = rng.random_range(1..=3);
+            // Now and then more networks than are matched inline, so the
+            // program asks the generation's peer-network trie.
+            let k = if rng.random_bool(0.1) {
+                rng.random_range(5..=8)
+            } else {
+                rng.random_range(1..=3)
+            };
             Peer::Nets((0..k).map(|_| peer_net(rng, nets)).collect())
         };
         let l4 = match rng.random_range(0..10) {

@@ -101,6 +101,9 @@ pub fn policy_with_rules(n: usize, rules: usize) -> Resolved {
                 mac: None,
                 allow_in,
                 allow_out,
+                // As in `policy_toml`: the pump profile's rules first.
+                profile_in: 4,
+                profile_out: 5,
                 monitor: false,
                 rate_limit: Default::default(),
             }

@@ -12,7 +12,10 @@ fn main() {
     // (about 30 % of the program's time on a dropped frame). Without it,
     // LLVM expands them into word loads and stores.
     println!("cargo:rustc-link-arg-bins=--disable-expand-memcpy-in-order");
-    // The rule scan stays a global function, which the verifier checks
-    // once rather than at every call (filter-ebpf/src/rules.rs).
-    println!("cargo:rustc-link-arg-bins=--export=vlanguard_scan");
+    // The rule scan and the configuration line's searches (IPv4 subnets,
+    // interfaces) stay global functions, which the verifier checks once
+    // rather than at every call (rules.rs, devices.rs).
+    println!(
+        "cargo:rustc-link-arg-bins=--export=vlanguard_scan,vlanguard_find_v4,vlanguard_iface_vlan"
+    );
 }

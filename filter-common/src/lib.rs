@@ -10,10 +10,12 @@
 /// Map names, as they appear in the object file and under the pin directory.
 pub mod maps {
     pub const GENERATION: &str = "GENERATION";
-    pub const SETTINGS: &str = "SETTINGS";
+    pub const CONFIG: &str = "CONFIG";
     pub const IFACES: &str = "IFACES";
     pub const VLAN_FLAGS: &str = "VLAN_FLAGS";
     pub const DEVICES: &str = "DEVICES";
+    pub const DEVICE_LINES: &str = "DEVICE_LINES";
+    pub const V4_INDEX: &str = "V4_INDEX";
     pub const PROTECTED: &str = "PROTECTED";
     pub const RULES: &str = "RULES";
     pub const PEER_NETS: &str = "PEER_NETS";
@@ -37,12 +39,14 @@ pub mod maps {
     pub const RATE_STATE: &str = "RATE_STATE";
 
     /// Every map, in the order they are pinned.
-    pub const ALL: [&str; 24] = [
+    pub const ALL: [&str; 26] = [
         GENERATION,
-        SETTINGS,
+        CONFIG,
         IFACES,
         VLAN_FLAGS,
         DEVICES,
+        DEVICE_LINES,
+        V4_INDEX,
         PROTECTED,
         RULES,
         PEER_NETS,
@@ -76,6 +80,8 @@ pub mod meta {
     pub const EPOCH: u32 = 3;
     /// `META[PEER_NETS + generation]`: networks in its `PEER_NETS` trie.
     pub const PEER_NETS: u32 = 4;
+    /// `META[DEVICE_ADDRS + generation]`: device addresses written for it.
+    pub const DEVICE_ADDRS: u32 = 6;
     pub const LEN: u32 = 8;
 }
 
@@ -351,6 +357,83 @@ pub struct Settings {
     pub flow_timeouts: [u32; FLOW_TIMEOUTS],
 }
 
+/// IPv4 subnets of VLANs the configuration line lists ([`Config`]).
+pub const MAX_V4_NETS: usize = 8;
+
+/// `V4_INDEX` entries per generation: one per address of the indexed
+/// subnets.
+pub const V4_INDEX_ENTRIES: u32 = 1 << 20;
+
+/// `DEVICE_LINES` entries per generation: devices a policy may hold.
+pub const MAX_DEVICE_LINES: u32 = 1 << 17;
+
+/// Interfaces with an untagged VLAN the configuration line lists.
+pub const MAX_UNTAGGED_IFACES: usize = 8;
+
+/// `Config::flags` bits.
+pub mod config {
+    /// More interfaces have an untagged VLAN than `Config::ifaces` holds:
+    /// the program asks `IFACES`.
+    pub const IFACES_HASH: u32 = 1 << 1;
+    /// `Config::v4_nets` lists every IPv4 subnet of every VLAN (they do not
+    /// overlap): an IPv4 address is found without hashing, and one in none
+    /// of them is neither a device nor protected. Otherwise the program
+    /// asks `DEVICES` and `PROTECTED`.
+    pub const V4_TABLE: u32 = 1 << 0;
+}
+
+/// `V4Net::flags` bits.
+pub mod v4net {
+    /// The VLAN is protected: an address in it that is no device is an
+    /// unknown host.
+    pub const PROTECTED: u16 = 1 << 0;
+    /// Its devices are found by direct index: `V4_INDEX[base + (address -
+    /// net)]` holds the device's line + 1 (0: none). Otherwise in `DEVICES`.
+    pub const INDEXED: u16 = 1 << 1;
+}
+
+/// An IPv4 subnet of a VLAN in the configuration line. Addresses as
+/// `u32::from_be_bytes` of the address.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct V4Net {
+    pub net: u32,
+    pub mask: u32,
+    /// Its first entry in the generation's half of `V4_INDEX`.
+    pub base: u32,
+    pub vlan: u16,
+    /// `v4net` bits.
+    pub flags: u16,
+}
+
+/// `CONFIG[generation]`: everything a frame needs to know about the policy
+/// besides its devices and rules, read with one lookup.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Config {
+    pub settings: Settings,
+    /// `config` bits.
+    pub flags: u32,
+    /// Entries of `v4_nets` in use.
+    pub v4_count: u32,
+    pub v4_nets: [V4Net; MAX_V4_NETS],
+    /// Entries of `ifaces` in use.
+    pub iface_count: u32,
+    pub _pad: u32,
+    /// Interfaces whose untagged frames belong to a VLAN (`IfaceConf`).
+    pub ifaces: [UntaggedIface; MAX_UNTAGGED_IFACES],
+}
+
+/// An interface whose untagged (and priority-tagged) frames belong to
+/// `vlan`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UntaggedIface {
+    pub ifindex: u32,
+    pub vlan: u16,
+    pub _pad: u16,
+}
+
 /// `Settings::flow_timeouts` indices.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -539,7 +622,8 @@ pub struct RateWindow {
 pub const EVENTS_RING_BYTES: u32 = 1 << 18;
 pub const DEFAULT_EVENTS_PER_SEC: u32 = 100;
 
-/// `IFACES` value, keyed by ifindex.
+/// `IFACES` value, keyed by ifindex (when `Config::ifaces` cannot hold
+/// them all).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct IfaceConf {
@@ -549,8 +633,10 @@ pub struct IfaceConf {
     pub _pad: u16,
 }
 
-/// `DEVICES` key: an address of a device in one generation. IPv4 is stored
-/// v4-mapped (`::ffff:a.b.c.d`) so one map serves both families.
+/// `DEVICES` key: an address of a device in one generation, for addresses
+/// not found by direct index (IPv6; IPv4 outside the indexed subnets).
+/// IPv4 is stored v4-mapped (`::ffff:a.b.c.d`) so one map serves both
+/// families. The value is the device's line in `DEVICE_LINES`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct DeviceKey {
@@ -563,7 +649,7 @@ pub const DEVICE_MAC_BOUND: u16 = 1;
 /// The device is in monitor mode: frames it would deny pass as would-drops.
 pub const DEVICE_MONITOR: u16 = 2;
 
-/// `DEVICES` value.
+/// `DEVICE_LINES[generation * MAX_DEVICE_LINES + line]`: a device.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DeviceInfo {
@@ -688,6 +774,12 @@ mod pod {
     // arrays, and have no implicit padding (checked by the layout tests).
     unsafe impl aya::Pod for Settings {}
     // SAFETY: as above.
+    unsafe impl aya::Pod for Config {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for V4Net {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for UntaggedIface {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for IfaceConf {}
     // SAFETY: as above.
     unsafe impl aya::Pod for DeviceKey {}
@@ -744,6 +836,10 @@ mod tests {
     fn layouts_have_no_implicit_padding() {
         assert_layout!(Settings, size 32, align 4,
             flags @ 0, events_per_sec @ 4, epoch @ 8, flow_timeouts @ 12);
+        assert_layout!(V4Net, size 16, align 4, net @ 0, mask @ 4, base @ 8, vlan @ 12, flags @ 14);
+        assert_layout!(Config, size 240, align 4, settings @ 0, flags @ 32, v4_count @ 36,
+            v4_nets @ 40, iface_count @ 168, _pad @ 172, ifaces @ 176);
+        assert_layout!(UntaggedIface, size 8, align 4, ifindex @ 0, vlan @ 4, _pad @ 6);
         assert_layout!(BlockEntry, size 64, align 8, expires_ns @ 0, created_unix @ 8, reason @ 16);
         assert_layout!(FlowKey, size 40, align 2,
             lo @ 0, hi @ 16, lo_port @ 32, hi_port @ 34, proto @ 36, _pad @ 37);

@@ -4,21 +4,16 @@
 //!
 //! Mirrored in plain Rust by `filter_user::reference`; keep them in step.
 
-use aya_ebpf::{
-    macros::map,
-    maps::{PerCpuArray, lpm_trie::Key},
-    programs::XdpContext,
-};
+use aya_ebpf::{macros::map, maps::PerCpuArray, programs::XdpContext};
 use filter_common::{
-    DEVICE_MAC_BOUND, DEVICE_MONITOR, DeviceInfo, DeviceKey, FLOW_TIMEOUTS, GENERATION_MASK,
-    IfaceConf, PROTECTED_KEY_BITS, ProtectedKey, Reason, Settings, VLAN_IDS, VLAN_PROTECTED,
-    settings,
+    DEVICE_MAC_BOUND, DEVICE_MONITOR, DeviceInfo, FLOW_TIMEOUTS, GENERATION_MASK, Reason, Settings,
+    VLAN_IDS, VLAN_PROTECTED, settings,
 };
 
 use crate::{
-    actions,
+    actions, devices,
     flow::{self, Lookup},
-    maps::{DEVICES, GENERATION, IFACES, PROTECTED, SETTINGS, VLAN_FLAGS},
+    maps::{CONFIG, GENERATION, VLAN_FLAGS},
     parse::{IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, Kind, Packet},
     rate,
     rules::{self, NO_MATCH, Query},
@@ -133,7 +128,10 @@ pub fn active() -> Active {
     };
     // User space writes a generation's settings before making it active
     // and never while it is active.
-    let settings = SETTINGS.get(generation).unwrap_or(&NO_SETTINGS);
+    let settings = match CONFIG.get(generation) {
+        Some(c) => &c.settings,
+        None => &NO_SETTINGS,
+    };
     Active { generation, settings }
 }
 
@@ -142,7 +140,7 @@ pub fn decide(ctx: &XdpContext, pkt: &Packet, active: &Active) -> (Reason, Invol
     let Active { generation, settings } = *active;
 
     // The frame's VLAN: its innermost tag, else the interface's untagged VLAN.
-    let vlan = if pkt.vlan != 0 { pkt.vlan } else { iface_vlan(ctx) };
+    let vlan = if pkt.vlan != 0 { pkt.vlan } else { devices::untagged_vlan(ctx, generation) };
     let vlan_protected = vlan != 0 && vlan_flags(generation, vlan) & VLAN_PROTECTED != 0;
 
     if pkt.kind == Kind::Other {
@@ -151,8 +149,8 @@ pub fn decide(ctx: &XdpContext, pkt: &Packet, active: &Active) -> (Reason, Invol
         return (reason, Involved::NONE);
     }
 
-    let src_dev = device(generation, &pkt.src);
-    let dst_dev = device(generation, &pkt.dst);
+    let (src_dev, src_in_protected) = devices::locate(generation, &pkt.src);
+    let (dst_dev, dst_in_protected) = devices::locate(generation, &pkt.dst);
     let involved = Involved {
         src_slot: match src_dev {
             Some(d) => d.slot,
@@ -176,8 +174,8 @@ pub fn decide(ctx: &XdpContext, pkt: &Packet, active: &Active) -> (Reason, Invol
         return (Reason::Blocked, involved);
     }
 
-    let src_protected = src_dev.is_none() && protected(generation, &pkt.src);
-    let dst_protected = dst_dev.is_none() && protected(generation, &pkt.dst);
+    let src_protected = src_dev.is_none() && src_in_protected;
+    let dst_protected = dst_dev.is_none() && dst_in_protected;
     if src_dev.is_none() && dst_dev.is_none() && !src_protected && !dst_protected && !vlan_protected
     {
         return (Reason::Unmatched, involved);
@@ -374,38 +372,10 @@ fn is_dhcp(pkt: &Packet) -> bool {
 }
 
 #[inline(always)]
-fn iface_vlan(ctx: &XdpContext) -> u16 {
-    let ifindex = ctx.ingress_ifindex() as u32;
-    // SAFETY: IfaceConf is plain data copied out at once; a concurrent
-    // update can at worst give the old or new value of the entry.
-    match unsafe { IFACES.get(ifindex) } {
-        Some(IfaceConf { untagged_vlan, .. }) => *untagged_vlan,
-        None => 0,
-    }
-}
-
-#[inline(always)]
 fn vlan_flags(generation: u32, vlan: u16) -> u32 {
     let index = generation * VLAN_IDS + u32::from(vlan & 0x0fff);
     match VLAN_FLAGS.get(index) {
         Some(f) => *f,
         None => 0,
     }
-}
-
-/// Kept out of line (as are the other lookups) so each key lives in its own
-/// small stack frame instead of all of them piling up in one.
-#[inline(always)]
-fn device(generation: u32, addr: &[u8; 16]) -> Option<&'static DeviceInfo> {
-    let key = DeviceKey { generation, addr: *addr };
-    // SAFETY: the entry stays valid while this program runs (RCU); user
-    // space replaces whole entries of the inactive generation only, so the
-    // fields read here belong to one version of the entry.
-    unsafe { DEVICES.get(key) }
-}
-
-#[inline(always)]
-fn protected(generation: u32, addr: &[u8; 16]) -> bool {
-    let key = Key::new(PROTECTED_KEY_BITS, ProtectedKey { generation, addr: *addr });
-    PROTECTED.get(&key).is_some()
 }

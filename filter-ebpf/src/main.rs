@@ -13,6 +13,7 @@ use filter_ebpf as _;
 mod actions;
 mod debug;
 mod decide;
+mod devices;
 mod events;
 mod flow;
 mod maps;

@@ -8,9 +8,10 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use filter_common::{
-    Counter, DeviceInfo, DeviceKey, GENERATIONS, GLOBAL_STATS_LEN, IfaceConf, MAX_DEVICE_ADDRS,
-    MAX_DEVICE_STATS, MAX_IFACES, MAX_PEER_NETS, MAX_PROTECTED_NETS, MAX_RULE_ENTRIES, PeerSetKey,
-    ProtectedKey, ProtectedNet, Rule, Settings, StatKey, VLAN_IDS,
+    Config, Counter, DeviceInfo, DeviceKey, GENERATIONS, GLOBAL_STATS_LEN, IfaceConf,
+    MAX_DEVICE_ADDRS, MAX_DEVICE_LINES, MAX_DEVICE_STATS, MAX_IFACES, MAX_PEER_NETS,
+    MAX_PROTECTED_NETS, MAX_RULE_ENTRIES, PeerSetKey, ProtectedKey, ProtectedNet, Rule, StatKey,
+    V4_INDEX_ENTRIES, VLAN_IDS,
 };
 
 /// `[0]`: the active policy generation (0 or 1). Flipping it is the atomic
@@ -18,8 +19,10 @@ use filter_common::{
 #[map]
 pub static GENERATION: Array<u32> = Array::with_max_entries(1, 0);
 
+/// `[generation]`: the policy's settings and the VLANs' IPv4 subnets, what
+/// every frame reads (one lookup, see `filter_common::Config`).
 #[map]
-pub static SETTINGS: Array<Settings> = Array::with_max_entries(GENERATIONS, 0);
+pub static CONFIG: Array<Config> = Array::with_max_entries(GENERATIONS, 0);
 
 /// Keyed by ifindex: interfaces whose untagged frames belong to one VLAN.
 #[map]
@@ -29,9 +32,20 @@ pub static IFACES: HashMap<u32, IfaceConf> = HashMap::with_max_entries(MAX_IFACE
 #[map]
 pub static VLAN_FLAGS: Array<u32> = Array::with_max_entries(GENERATIONS * VLAN_IDS, 0);
 
+/// Device addresses not found by direct index -> the device's line.
 #[map]
-pub static DEVICES: HashMap<DeviceKey, DeviceInfo> =
+pub static DEVICES: HashMap<DeviceKey, u32> =
     HashMap::with_max_entries(MAX_DEVICE_ADDRS, BPF_F_NO_PREALLOC);
+
+/// Both generations' devices, `generation * MAX_DEVICE_LINES + line`.
+#[map]
+pub static DEVICE_LINES: Array<DeviceInfo> =
+    Array::with_max_entries(GENERATIONS * MAX_DEVICE_LINES, 0);
+
+/// Both generations' direct index of devices by IPv4 address within their
+/// VLAN's subnet (`filter_common::v4net::INDEXED`): line + 1, 0 for none.
+#[map]
+pub static V4_INDEX: Array<u32> = Array::with_max_entries(GENERATIONS * V4_INDEX_ENTRIES, 0);
 
 #[map]
 pub static PROTECTED: LpmTrie<ProtectedKey, ProtectedNet> =

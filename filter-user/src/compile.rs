@@ -9,8 +9,8 @@
 use std::{collections::HashMap, net::IpAddr};
 
 use filter_common::{
-    DEVICE_MAC_BOUND, DEVICE_MONITOR, MAX_RULE_SCAN, Rule as RuleEntry, VLAN_PROTECTED, rule,
-    settings, v4_mapped,
+    DEVICE_MAC_BOUND, DEVICE_MONITOR, MAX_RULE_SCAN, MAX_V4_NETS, Rule as RuleEntry,
+    V4_INDEX_ENTRIES, V4Net, VLAN_PROTECTED, config, rule, settings, v4_mapped, v4net,
 };
 use ipnet::IpNet;
 
@@ -83,6 +83,8 @@ pub struct Compiled {
     pub flow_timeouts: [u32; filter_common::FLOW_TIMEOUTS],
     /// (vlan id, flags) for every declared VLAN.
     pub vlans: Vec<(u16, u32)>,
+    /// Every VLAN's IPv4 subnets: (subnet, vlan id, protected).
+    pub v4_subnets: Vec<(ipnet::Ipv4Net, u16, bool)>,
     pub protected: Vec<(PeerPrefix, u16)>,
     /// `[settings] management` as prefixes.
     pub management: Vec<PeerPrefix>,
@@ -123,6 +125,16 @@ pub fn compile(policy: &Resolved) -> Compiled {
     }
     let vlans =
         policy.vlans.iter().map(|v| (v.id, if v.protected { VLAN_PROTECTED } else { 0 })).collect();
+    let v4_subnets = policy
+        .vlans
+        .iter()
+        .flat_map(|v| {
+            v.subnets.iter().filter_map(move |n| match n {
+                IpNet::V4(n) => Some((n.trunc(), v.id, v.protected)),
+                IpNet::V6(_) => None,
+            })
+        })
+        .collect();
     let protected = policy
         .vlans
         .iter()
@@ -172,12 +184,49 @@ pub fn compile(policy: &Resolved) -> Compiled {
         events_per_sec: policy.events_per_sec,
         flow_timeouts: policy.flow_timeouts,
         vlans,
+        v4_subnets,
         protected,
         management: policy.management.iter().flat_map(net_prefixes).collect(),
         devices,
         rule_sets,
         interfaces: policy.interfaces.clone(),
     }
+}
+
+/// The configuration line's IPv4 subnet table for `subnets`: `Config`
+/// flags and entries. A table needs every subnet listed and none
+/// overlapping (otherwise flags 0: the program falls back to `DEVICES` and
+/// `PROTECTED`); subnets are indexed for direct device lookup while the
+/// index has room, in order, the rest found in `DEVICES`.
+pub fn v4_table(subnets: &[(ipnet::Ipv4Net, u16, bool)]) -> (u32, Vec<V4Net>) {
+    let overlapping = subnets.iter().enumerate().any(|(i, (a, ..))| {
+        subnets[i + 1..].iter().any(|(b, ..)| a.contains(&b.network()) || b.contains(&a.network()))
+    });
+    if subnets.len() > MAX_V4_NETS || overlapping {
+        return (0, Vec::new());
+    }
+    let mut base = 0u64;
+    let table = subnets
+        .iter()
+        .map(|(net, vlan, protected)| {
+            let size = 1u64 << (32 - u32::from(net.prefix_len()));
+            let mut flags = if *protected { v4net::PROTECTED } else { 0 };
+            let mut first = 0;
+            if base + size <= u64::from(V4_INDEX_ENTRIES) {
+                flags |= v4net::INDEXED;
+                first = base as u32;
+                base += size;
+            }
+            V4Net {
+                net: u32::from(net.network()),
+                mask: u32::from(net.netmask()),
+                base: first,
+                vlan: *vlan,
+                flags,
+            }
+        })
+        .collect();
+    (config::V4_TABLE, table)
 }
 
 fn fingerprint(rules: &[Rule]) -> u64 {
@@ -459,6 +508,30 @@ five = ["10.1.0.0/16", "10.2.0.0/16", "10.3.0.0/16", "10.4.0.0/16", "10.5.0.0/16
         assert_eq!(indexes.len(), 20, "every rule keeps an entry");
         assert_eq!(port_bits(&set, 17, 1019), 1 << 19);
         assert_eq!(peer_bits(&set, "10.4.0.1"), (1 << 20) - 1);
+    }
+
+    #[test]
+    fn v4_subnets_are_indexed_while_the_index_has_room() {
+        let net = |s: &str| s.parse::<ipnet::Ipv4Net>().expect("net");
+        let (flags, table) = v4_table(&[
+            (net("10.110.0.0/24"), 110, true),
+            (net("10.120.0.0/12"), 120, false),
+            (net("10.200.0.0/16"), 200, true),
+        ]);
+        assert_eq!(flags, config::V4_TABLE);
+        assert_eq!(table[0].net, 0x0a6e_0000);
+        assert_eq!(table[0].mask, 0xffff_ff00);
+        assert_eq!(table[0].flags, v4net::PROTECTED | v4net::INDEXED);
+        assert_eq!(table[0].base, 0);
+        // A /12 is 1,048,576 addresses: past the index, found by hash.
+        assert_eq!(table[1].flags, 0, "{:?}", table[1]);
+        assert_eq!(table[2].flags, v4net::PROTECTED | v4net::INDEXED);
+        assert_eq!(table[2].base, 256);
+        // Overlapping subnets, or more than the line holds: no table.
+        assert_eq!(v4_table(&[(net("10.0.0.0/8"), 1, true), (net("10.1.0.0/16"), 2, true)]).0, 0);
+        let many: Vec<_> =
+            (0..=MAX_V4_NETS).map(|i| (net(&format!("10.{i}.0.0/24")), 1, true)).collect();
+        assert_eq!(v4_table(&many).0, 0);
     }
 
     #[test]

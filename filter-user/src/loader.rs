@@ -24,11 +24,12 @@ use aya::{
     programs::Xdp,
 };
 use filter_common::{
-    BlockEntry, Counter, DEBUG_PROGRAM_NAME, DeviceInfo, DeviceKey, DeviceName, FlowKey, FlowValue,
-    GENERATION_MASK, GENERATIONS, GLOBAL_STATS_LEN, IfaceConf, MAX_DEVICE_NAME, MAX_PEER_NETS,
-    MAX_RULE_ENTRIES, PEER_SET_KEY_BITS, PROGRAM_NAME, PeerData, PeerSetKey, ProtectedKey,
-    ProtectedNet, Reason, Rule, RuleHitKey, RuleRange, Settings, StatKey, VLAN_IDS, Verdict,
-    flow_stats, global_stat_index, maps, meta, rule,
+    BlockEntry, Config, Counter, DEBUG_PROGRAM_NAME, DeviceInfo, DeviceKey, DeviceName, FlowKey,
+    FlowValue, GENERATION_MASK, GENERATIONS, GLOBAL_STATS_LEN, IfaceConf, MAX_DEVICE_LINES,
+    MAX_DEVICE_NAME, MAX_PEER_NETS, MAX_RULE_ENTRIES, MAX_UNTAGGED_IFACES, PEER_SET_KEY_BITS,
+    PROGRAM_NAME, PeerData, PeerSetKey, ProtectedKey, ProtectedNet, Reason, Rule, RuleHitKey,
+    RuleRange, Settings, StatKey, UntaggedIface, V4_INDEX_ENTRIES, VLAN_IDS, Verdict, flow_stats,
+    global_stat_index, maps, meta, rule, v4net,
 };
 use ipnet::IpNet;
 
@@ -66,6 +67,8 @@ pub struct Filter {
     /// `RULES` entries and `PEER_NETS` networks each generation holds
     /// (mirrored in `META`).
     rules_written: [u32; GENERATIONS as usize],
+    /// Device addresses each generation holds (mirrored in `META`).
+    addrs_written: [u32; GENERATIONS as usize],
     nets_written: [u32; GENERATIONS as usize],
     /// The trie just published for the generation being applied, until
     /// the switch is done (`wait_for_readers` publishes it again).
@@ -89,10 +92,12 @@ pub struct Filter {
 struct Maps {
     meta: Array<MapData, u64>,
     generation: Array<MapData, u32>,
-    settings: Array<MapData, Settings>,
+    config: Array<MapData, Config>,
     ifaces: HashMap<MapData, u32, IfaceConf>,
     vlan_flags: Array<MapData, u32>,
-    devices: HashMap<MapData, DeviceKey, DeviceInfo>,
+    devices: HashMap<MapData, DeviceKey, u32>,
+    device_lines: MapData,
+    v4_index: MapData,
     protected: LpmTrie<MapData, ProtectedKey, ProtectedNet>,
     rules: MapData,
     peer_nets: MapData,
@@ -122,10 +127,12 @@ impl Maps {
     fn take(source: &mut impl MapSource) -> Result<Maps, LoadError> {
         Ok(Maps {
             generation: source.typed(maps::GENERATION)?,
-            settings: source.typed(maps::SETTINGS)?,
+            config: source.typed(maps::CONFIG)?,
             ifaces: source.typed(maps::IFACES)?,
             vlan_flags: source.typed(maps::VLAN_FLAGS)?,
             devices: source.typed(maps::DEVICES)?,
+            device_lines: source.raw(maps::DEVICE_LINES)?,
+            v4_index: source.raw(maps::V4_INDEX)?,
             protected: source.typed(maps::PROTECTED)?,
             rules: source.raw(maps::RULES)?,
             peer_nets: source.raw(maps::PEER_NETS)?,
@@ -370,6 +377,8 @@ impl Filter {
     fn restore_state(mut self) -> Result<Filter, LoadError> {
         for g in 0..GENERATIONS {
             self.rules_written[g as usize] = self.maps.meta.get(&(meta::RULES + g), 0)? as u32;
+            self.addrs_written[g as usize] =
+                self.maps.meta.get(&(meta::DEVICE_ADDRS + g), 0)? as u32;
             self.nets_written[g as usize] = self.maps.meta.get(&(meta::PEER_NETS + g), 0)? as u32;
             for vid in 0..VLAN_IDS {
                 let index = g * VLAN_IDS + vid;
@@ -391,6 +400,7 @@ impl Filter {
             program,
             maps,
             rules_written: [0; GENERATIONS as usize],
+            addrs_written: [0; GENERATIONS as usize],
             nets_written: [0; GENERATIONS as usize],
             published: None,
             empty_peers: new_peer_trie()?,
@@ -448,7 +458,7 @@ impl Filter {
 
         // Leftovers of an interrupted apply would mix into the new policy.
         self.clear_generation(next)?;
-        if let Err(e) = self.write_generation(next, &policy) {
+        if let Err(e) = self.write_generation(next, &policy, ifaces) {
             // Leave nothing half-written behind; the active policy is untouched.
             let _ = self.clear_generation(next);
             return Err(e);
@@ -678,21 +688,22 @@ impl Filter {
         &self.names
     }
 
-    fn write_generation(&mut self, generation: u32, c: &Compiled) -> Result<(), LoadError> {
+    fn write_generation(
+        &mut self,
+        generation: u32,
+        c: &Compiled,
+        ifaces: &[(u32, u16)],
+    ) -> Result<(), LoadError> {
         // A new epoch per apply: flows opened before it are checked
         // against the rules again before they may pass.
         let epoch = (self.maps.meta.get(&meta::EPOCH, 0)? as u32).wrapping_add(1);
         self.maps.meta.set(meta::EPOCH, u64::from(epoch), 0)?;
-        self.maps.settings.set(
-            generation,
-            Settings {
-                flags: c.settings_flags,
-                events_per_sec: c.events_per_sec,
-                epoch,
-                flow_timeouts: c.flow_timeouts,
-            },
-            0,
-        )?;
+        let settings = Settings {
+            flags: c.settings_flags,
+            events_per_sec: c.events_per_sec,
+            epoch,
+            flow_timeouts: c.flow_timeouts,
+        };
         for (id, flags) in &c.vlans {
             let index = generation * VLAN_IDS + u32::from(*id);
             self.maps.vlan_flags.set(index, *flags, 0)?;
@@ -755,8 +766,16 @@ impl Filter {
                 None => RuleRange::default(),
             }
         };
-        for d in &c.devices {
-            let info = DeviceInfo {
+        if c.devices.len() > MAX_DEVICE_LINES as usize {
+            return Err(LoadError::Capacity(format!(
+                "{} devices; the maps hold {MAX_DEVICE_LINES}",
+                c.devices.len()
+            )));
+        }
+        let lines: Vec<DeviceInfo> = c
+            .devices
+            .iter()
+            .map(|d| DeviceInfo {
                 slot: d.slot,
                 rules_in: d.policy_in.map(range),
                 rules_out: d.policy_out.map(range),
@@ -766,17 +785,90 @@ impl Filter {
                 _pad: [0; 2],
                 packets_per_sec: d.packets_per_sec,
                 syns_per_sec: d.syns_per_sec,
-            };
+            })
+            .collect();
+        let keys: Vec<u32> =
+            (0..lines.len() as u32).map(|i| generation * MAX_DEVICE_LINES + i).collect();
+        sys::update_batch(self.maps.device_lines.fd().as_fd(), &keys, &lines)?;
+        // Each address: by direct index in its subnet's part of V4_INDEX,
+        // else in DEVICES.
+        let (mut flags, mut v4_nets) = crate::compile::v4_table(&c.v4_subnets);
+        // Devices lie in their VLAN's subnets (validation); should one not,
+        // the table would call it no device: use DEVICES and PROTECTED.
+        let outside = c.devices.iter().flat_map(|d| &d.addrs).any(|a| {
+            std::net::Ipv6Addr::from(*a)
+                .to_ipv4_mapped()
+                .is_some_and(|a| !v4_nets.iter().any(|n| u32::from(a) & n.mask == n.net))
+        });
+        if outside {
+            (flags, v4_nets) = (0, Vec::new());
+        }
+        let (mut index_keys, mut index_lines) = (Vec::new(), Vec::new());
+        let mut addrs = 0u32;
+        for (line, d) in c.devices.iter().enumerate() {
             for addr in &d.addrs {
-                self.maps.devices.insert(DeviceKey { generation, addr: *addr }, info, 0)?;
+                addrs += 1;
+                let v4 = std::net::Ipv6Addr::from(*addr).to_ipv4_mapped().map(u32::from);
+                let indexed = v4.and_then(|a| {
+                    v4_nets
+                        .iter()
+                        .find(|n| n.flags & v4net::INDEXED != 0 && a & n.mask == n.net)
+                        .map(|n| n.base + (a & !n.mask))
+                });
+                match indexed {
+                    Some(offset) => {
+                        index_keys.push(generation * V4_INDEX_ENTRIES + offset);
+                        index_lines.push(line as u32 + 1);
+                    }
+                    None => {
+                        self.maps.devices.insert(
+                            DeviceKey { generation, addr: *addr },
+                            line as u32,
+                            0,
+                        )?;
+                    }
+                }
             }
         }
+        sys::update_batch(self.maps.v4_index.fd().as_fd(), &index_keys, &index_lines)?;
+        self.addrs_written[generation as usize] = addrs;
+        self.maps.meta.set(meta::DEVICE_ADDRS + generation, u64::from(addrs), 0)?;
+        let mut config =
+            Config { settings, flags, v4_count: v4_nets.len() as u32, ..Config::default() };
+        config.v4_nets[..v4_nets.len()].copy_from_slice(&v4_nets);
+        // Interfaces with an untagged VLAN: in the line while they fit,
+        // else in IFACES (`set_ifaces`).
+        let untagged: Vec<UntaggedIface> = ifaces
+            .iter()
+            .filter(|(_, vlan)| *vlan != 0)
+            .map(|(ifindex, vlan)| UntaggedIface { ifindex: *ifindex, vlan: *vlan, _pad: 0 })
+            .collect();
+        if untagged.len() <= MAX_UNTAGGED_IFACES {
+            config.ifaces[..untagged.len()].copy_from_slice(&untagged);
+            config.iface_count = untagged.len() as u32;
+        } else {
+            config.flags |= filter_common::config::IFACES_HASH;
+        }
+        self.maps.config.set(generation, config, 0)?;
         Ok(())
     }
 
     /// Removes every entry of `generation` from the policy maps.
     fn clear_generation(&mut self, generation: u32) -> Result<(), LoadError> {
-        self.maps.settings.set(generation, Settings::default(), 0)?;
+        // Its direct index, by the subnets its configuration line lists
+        // (also after a restart, when nothing else says what was written).
+        let config = self.maps.config.get(&generation, 0)?;
+        for n in config.v4_nets.iter().take(config.v4_count as usize) {
+            if n.flags & v4net::INDEXED != 0 {
+                let size = (!n.mask).saturating_add(1).min(V4_INDEX_ENTRIES);
+                let keys: Vec<u32> =
+                    (0..size).map(|i| generation * V4_INDEX_ENTRIES + n.base + i).collect();
+                sys::update_batch(self.maps.v4_index.fd().as_fd(), &keys, &vec![0u32; keys.len()])?;
+            }
+        }
+        self.maps.config.set(generation, Config::default(), 0)?;
+        self.addrs_written[generation as usize] = 0;
+        self.maps.meta.set(meta::DEVICE_ADDRS + generation, 0, 0)?;
         for index in std::mem::take(&mut self.vlans_set[generation as usize]) {
             self.maps.vlan_flags.set(index, 0, 0)?;
         }
@@ -913,7 +1005,7 @@ impl Filter {
 
     pub fn occupancy(&self) -> Occupancy {
         Occupancy {
-            device_addrs: self.maps.devices.keys().count(),
+            device_addrs: self.addrs_written.iter().map(|n| *n as usize).sum(),
             protected_nets: self.maps.protected.keys().count(),
             rule_entries: self.rules_written.iter().map(|n| *n as usize).sum(),
             peer_nets: self.nets_written.iter().map(|n| *n as usize).sum(),

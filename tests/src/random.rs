@@ -28,6 +28,20 @@ pub fn policy(rng: &mut impl Rng) -> (Resolved, u16) {
             if rng.random_bool(0.7) {
                 subnets.push(IpNet::V6(v6));
             }
+            // Now and then more IPv4 subnets than the configuration line
+            // lists, or one overlapping another VLAN's: the program then
+            // finds devices and protected hosts by hash and trie.
+            match rng.random_range(0..20) {
+                0 => subnets.extend((0..filter_common::MAX_V4_NETS as u8).map(|k| {
+                    IpNet::V4(
+                        Ipv4Net::new(Ipv4Addr::new(10, 250, i as u8, 16 * k), 28).expect("/28"),
+                    )
+                })),
+                1 => subnets.push(IpNet::V4(
+                    Ipv4Net::new(Ipv4Addr::new(10, 96, 0, 0), 11).expect("/11 over 10.96-127"),
+                )),
+                _ => {}
+            }
             ResolvedVlan {
                 id: *id,
                 name: format!("vlan{id}"),

@@ -132,6 +132,39 @@ pub fn policy_with_rules(n: usize, rules: usize) -> Resolved {
     }
 }
 
+/// Profiles of the hospital-shaped policy.
+pub const HOSPITAL_PROFILES: usize = 20;
+
+/// The shape real sites have: `policy(n)`'s devices in
+/// [`HOSPITAL_PROFILES`] profiles, each profile the nine shared rules plus
+/// one of its own (a service port of that device class), each device one
+/// or two rules of its own (its admin host; every other device also a log
+/// host). Same addresses and verdicts for the benchmark's frames.
+pub fn hospital(n: usize) -> Resolved {
+    let mut p = policy(n);
+    for (i, d) in p.devices.iter_mut().enumerate() {
+        let profile = i % HOSPITAL_PROFILES;
+        let service = Rule {
+            peer: Peer::Nets(vec![net(&format!("10.60.{profile}.0/24"))]),
+            l4: L4::Ports { proto: 6, lo: 9000 + profile as u16, hi: 9000 + profile as u16 },
+        };
+        // Profile rules first: the nine shared, then the profile's own;
+        // then the device's admin rule (it is last in `policy`).
+        let admin = d.allow_in.pop().expect("the admin rule");
+        d.allow_in.truncate(4);
+        d.allow_in.extend([service, admin]);
+        d.profile_in = 5;
+        if i % 2 == 0 {
+            let log_host = IpNet::new(IpAddr::V4(extra_host(i, 0)), 32).expect("/32");
+            d.allow_out.push(Rule {
+                peer: Peer::Nets(vec![log_host]),
+                l4: L4::Ports { proto: 17, lo: 514, hi: 514 },
+            });
+        }
+    }
+    p
+}
+
 /// `policy(n)` as a policy file, for the daemon.
 pub fn policy_toml(n: usize) -> String {
     assert!(n <= MAX_DEVICES, "10.110.0.0/15 holds {MAX_DEVICES} devices");
@@ -187,6 +220,19 @@ mod tests {
             assert_eq!(got_out, want_out, "{} allow_out", want.name);
         }
         assert_eq!(resolved.vlans, expected.vlans);
+    }
+
+    #[test]
+    fn hospital_devices_share_their_profiles_rules() {
+        let p = super::hospital(100);
+        let c = filter_user::compile::compile(&p);
+        let profiles: std::collections::BTreeSet<_> =
+            c.devices.iter().map(|d| (d.policy_in[0], d.policy_out[0])).collect();
+        assert_eq!(profiles.len(), super::HOSPITAL_PROFILES, "one shared part per profile");
+        for d in &p.devices {
+            let own = d.allow_in.len() - d.profile_in + d.allow_out.len() - d.profile_out;
+            assert!((1..=2).contains(&own), "{}: {own} rules of its own", d.name);
+        }
     }
 
     #[test]

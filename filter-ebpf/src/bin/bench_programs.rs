@@ -20,6 +20,13 @@ pub fn flood_tx(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_TX
 }
 
+/// XDP_DROP and nothing else: the most any XDP filter can drop end to
+/// end (the ceiling of the end-to-end benchmark).
+#[xdp]
+pub fn drop_all(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_DROP
+}
+
 #[unsafe(link_section = "license")]
 #[unsafe(no_mangle)]
 static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

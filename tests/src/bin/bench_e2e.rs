@@ -169,6 +169,43 @@ fn main() -> Result<()> {
     });
     in_r(&["ip", "link", "set", "uplink", "xdp", "off"]);
 
+    // The ceiling: an XDP program that drops every frame and does nothing
+    // else, native, held attached by a thread in the router's namespace.
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+    let holder = lab.in_ns("r", move || {
+        let attached = (|| -> Result<aya::Ebpf> {
+            let mut obj = aya::Ebpf::load(filter_user::BENCH_OBJECT)?;
+            let prog: &mut aya::programs::Xdp =
+                obj.program_mut("drop_all").context("drop_all")?.try_into()?;
+            prog.load()?;
+            prog.attach("uplink", aya::programs::XdpMode::Driver)?;
+            Ok(obj)
+        })();
+        match attached {
+            Ok(obj) => {
+                let _ = ready_tx.send(Ok(()));
+                // Held until the flood is over; dropping it detaches.
+                let _ = stop_rx.recv_timeout(std::time::Duration::from_secs(120));
+                drop(obj);
+            }
+            Err(e) => {
+                let _ = ready_tx.send(Err(format!("{e:#}")));
+            }
+        }
+    });
+    ready_rx.recv().context("drop_all holder")?.map_err(anyhow::Error::msg)?;
+    let (sent, s) = run_flood(lab)?;
+    let _ = stop_tx.send(());
+    let _ = holder.join();
+    rows.push(Row {
+        method: "trivial XDP_DROP, native (the ceiling)",
+        sent,
+        received: s.received,
+        dropped: s.xdp_drops,
+        cpu_ns: s.cpu_ns,
+    });
+
     // vlanguard: the real daemon, native XDP, hospital-sized policy. Its
     // memory is measured on the way.
     let mut memory = Vec::new();

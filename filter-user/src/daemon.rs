@@ -101,6 +101,8 @@ impl Daemon {
         let (mut filter, opened) = pins.open_filter(&lock)?;
         let adopted = opened != crate::pins::Opened::Loaded;
         let generation = filter.apply(&compile(&policy), &untagged)?;
+        // The policy file's parse is freed now.
+        crate::sys::trim_heap();
 
         let mut attached = Vec::new();
         for iface in &config.ifaces {
@@ -174,6 +176,8 @@ impl Daemon {
         }
         self.policy = policy;
         self.applied_at = SystemTime::now();
+        // The old policy and the parse of the new one are freed now.
+        crate::sys::trim_heap();
         Ok(self.generation)
     }
 

@@ -110,7 +110,9 @@ impl Harness {
         self.flows.quarantined = quarantined.to_vec();
     }
 
-    fn snapshot(&mut self) {
+    /// Takes the counters as they are now: what `run` compares with (after
+    /// timed runs through `run_raw`, which move them).
+    pub fn snapshot(&mut self) {
         self.global = self.filter.global_stats().expect("read global stats");
         self.devices = self.filter.device_stats().expect("read device stats");
         self.rules = self.filter.rule_hits().expect("read rule hits");

@@ -256,6 +256,7 @@ fn main() -> anyhow::Result<()> {
             reference::evaluate_with_flows(&policy, &probe, 0, &mut h.flows).reason,
             Reason::Allowed
         );
+        h.snapshot();
         assert_eq!(h.run(&probe).reason(), Some(Reason::Allowed), "SYN: kernel verdict");
         let (mut ours, mut floors, mut theirs) = (Vec::new(), Vec::new(), Vec::new());
         for round in 0..ROUNDS {
@@ -272,8 +273,9 @@ fn main() -> anyhow::Result<()> {
         }
         let (m, f, x) = (median(ours.clone()), median(floors), median(theirs));
         let (lo, hi) = (*ours.iter().min().expect("rounds"), *ours.iter().max().expect("rounds"));
-        let label =
-            format!("allowed TCP SYN v4, a new connection each ({MIXED} distinct, each run once)");
+        let label = format!(
+            "{shape}allowed TCP SYN v4, a new connection each ({MIXED} distinct, each run once)"
+        );
         writeln!(
             md,
             "| {n} | {label} | 60 | allowed | {m} | {lo} | {hi} | {f} | {} | {x} | pass | {:.2} |",

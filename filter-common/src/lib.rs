@@ -82,10 +82,7 @@ pub mod meta {
     pub const PEER_NETS: u32 = 4;
     /// `META[DEVICE_ADDRS + generation]`: device addresses written for it.
     pub const DEVICE_ADDRS: u32 = 6;
-    /// `META[FLOWS_REVOKED]`: flows removed by applies because the new
-    /// policy no longer allows the packet that opened them.
-    pub const FLOWS_REVOKED: u32 = 8;
-    pub const LEN: u32 = 16;
+    pub const LEN: u32 = 8;
 }
 
 /// The XDP program's name in the object file.

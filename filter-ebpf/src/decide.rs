@@ -228,30 +228,8 @@ pub fn decide(ctx: &XdpContext, pkt: &Packet, active: &Active) -> (Reason, Invol
         return (Reason::Quarantined, involved);
     }
 
-    // Both ends that are devices must allow it (DESIGN §3 step 4).
-    let (out_rule, in_rule) = rules(
-        generation,
-        src_dev,
-        dst_dev,
-        &pkt.src,
-        &pkt.dst,
-        pkt.proto,
-        pkt.sport,
-        pkt.port,
-        pkt.l4_known,
-    );
-    let allowed = out_rule != NO_MATCH && in_rule != NO_MATCH;
-
-    // A flow an allowed packet opened (DESIGN §3 step 3). A frame the rules
-    // deny can only continue a flow the policy in force let open if it
-    // answers one: the packet it would answer must be allowed. Otherwise
-    // the flow table is not asked (a lookup costs ~40 ns); flows a policy
-    // change revoked are removed when it is applied (`Filter::apply`).
-    let tracked = if allowed || could_answer_allowed(generation, src_dev, dst_dev, pkt) {
-        flow::key(pkt)
-    } else {
-        None
-    };
+    // A flow an allowed packet opened (DESIGN §3 step 3).
+    let tracked = flow::key(pkt);
     if let Some(t) = &tracked {
         match flow::lookup(t, pkt, settings) {
             Lookup::Miss => {}
@@ -298,7 +276,19 @@ pub fn decide(ctx: &XdpContext, pkt: &Packet, active: &Active) -> (Reason, Invol
         }
     }
 
-    if !allowed {
+    // Both ends that are devices must allow it.
+    let (out_rule, in_rule) = rules(
+        generation,
+        src_dev,
+        dst_dev,
+        &pkt.src,
+        &pkt.dst,
+        pkt.proto,
+        pkt.sport,
+        pkt.port,
+        pkt.l4_known,
+    );
+    if out_rule == NO_MATCH || in_rule == NO_MATCH {
         return (Reason::NotAllowed, involved);
     }
     // Limits count what would pass, before a flow is opened: a dropped SYN
@@ -318,31 +308,6 @@ pub fn decide(ctx: &XdpContext, pkt: &Packet, active: &Active) -> (Reason, Invol
         involved.dst_rule = in_rule;
     }
     (Reason::Allowed, involved)
-}
-
-/// Whether the rules in force allow the packet `pkt` would answer: from
-/// its destination to its source, ports swapped (TCP, UDP), or the echo
-/// request of an echo reply. False for frames that answer nothing.
-#[inline(always)]
-fn could_answer_allowed(
-    generation: u32,
-    src_dev: Option<&DeviceInfo>,
-    dst_dev: Option<&DeviceInfo>,
-    pkt: &Packet,
-) -> bool {
-    if !pkt.l4_known {
-        return false;
-    }
-    let (sport, dport) = match pkt.proto {
-        IPPROTO_TCP | IPPROTO_UDP => (pkt.port, pkt.sport),
-        _ => match flow::echo_request_of(pkt) {
-            Some(request) => (0, request),
-            None => return false,
-        },
-    };
-    let (o, i) =
-        rules(generation, dst_dev, src_dev, &pkt.dst, &pkt.src, pkt.proto, sport, dport, true);
-    o != NO_MATCH && i != NO_MATCH
 }
 
 /// Whether a frame towards `dst` (a device, or none) is over its rate

@@ -209,16 +209,6 @@ pub fn is_syn(pkt: &Packet) -> bool {
     pkt.proto == IPPROTO_TCP && pkt.l4_known && pkt.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN
 }
 
-/// For an ICMP or ICMPv6 echo reply, the type of the request it answers.
-#[inline(always)]
-pub fn echo_request_of(pkt: &Packet) -> Option<u16> {
-    match pkt.proto {
-        IPPROTO_ICMP if is_echo(pkt, false) => Some(ICMP_ECHO_REQUEST),
-        IPPROTO_ICMPV6 if is_echo(pkt, false) => Some(ICMPV6_ECHO_REQUEST),
-        _ => None,
-    }
-}
-
 /// An ICMP or ICMPv6 echo request (`request`) or reply.
 #[inline(always)]
 fn is_echo(pkt: &Packet, request: bool) -> bool {

@@ -95,75 +95,7 @@ pub struct Compiled {
     pub interfaces: Vec<(String, u16)>,
 }
 
-impl RuleSet {
-    /// The rule index of the first entry matching a packet with `peer` at
-    /// the other end, as the program's scan decides it
-    /// (filter-ebpf/src/rules.rs).
-    pub fn first_match(
-        &self,
-        peer: &[u8; 16],
-        proto: u8,
-        sport: u16,
-        dport: u16,
-        l4_known: bool,
-    ) -> Option<u8> {
-        let addr = PeerPrefix::new(u128::from_be_bytes(*peer), 128);
-        let v4 = peer[..12] == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
-        self.entries
-            .iter()
-            .find(|e| {
-                let l4 = e.flags & rule::L4 == 0
-                    || (l4_known
-                        && (e.port_lo..=e.port_hi).contains(&dport)
-                        && (e.sport_lo..=e.sport_hi).contains(&sport));
-                let peer = if e.flags & rule::PEER_SET != 0 {
-                    self.nets[e.set as usize].iter().any(|p| p.contains(&addr))
-                } else {
-                    let net = u128::from(e.peer_hi) << 64 | u128::from(e.peer_lo);
-                    PeerPrefix::new(net, u32::from(e.peer_len)).contains(&addr)
-                        && !(e.flags & rule::NOT_V4 != 0 && v4)
-                };
-                (e.flags & rule::ANY_PROTO != 0 || e.proto == proto) && l4 && peer
-            })
-            .map(|e| e.index)
-    }
-}
-
 impl Compiled {
-    /// Whether the rules let a packet from `src` to `dst` through (with an
-    /// L4 header): the sending device's `allow_out` and the receiving
-    /// device's `allow_in`, a side that is no device allowing. `devices`
-    /// maps addresses to indexes of `self.devices`.
-    pub fn rules_allow(
-        &self,
-        devices: &HashMap<[u8; 16], usize>,
-        src: &[u8; 16],
-        dst: &[u8; 16],
-        proto: u8,
-        sport: u16,
-        dport: u16,
-    ) -> bool {
-        let side = |addr: &[u8; 16], peer: &[u8; 16], out: bool| {
-            let Some(d) = devices.get(addr).map(|i| &self.devices[*i]) else { return true };
-            let parts = if out { d.policy_out } else { d.policy_in };
-            parts.iter().filter(|id| **id != 0).any(|id| {
-                self.rule_sets[*id as usize - 1]
-                    .first_match(peer, proto, sport, dport, true)
-                    .is_some()
-            })
-        };
-        side(src, dst, true) && side(dst, src, false)
-    }
-
-    /// Device addresses (v4-mapped) -> indexes of `self.devices`.
-    pub fn device_addrs(&self) -> HashMap<[u8; 16], usize> {
-        self.devices
-            .iter()
-            .enumerate()
-            .flat_map(|(i, d)| d.addrs.iter().map(move |a| (*a, i)))
-            .collect()
-    }
-
     /// `RULES` entries of all rule sets.
     pub fn rule_entries(&self) -> usize {
         self.rule_sets.iter().map(|r| r.entries.len()).sum()
@@ -685,29 +617,6 @@ allow_in = [ {{ from = \"10.30.4.20\", proto = \"tcp\", port = 22 }}, {{ from = 
         assert_eq!(peer_bits(profile, "10.30.4.20"), 0b01);
         assert_eq!(peer_bits(own, "10.30.4.20"), 0b10, "its own rules are numbered after");
         assert_eq!(peer_bits(own, "2001:db8:30::9"), 0, "profile rules come first");
-    }
-
-    #[test]
-    fn the_rules_of_both_devices_decide_a_packet() {
-        let text = format!(
-            "{BASE}
-[[device]]
-name = \"a\"
-vlan = 110
-ip = [\"10.110.0.1\"]
-profile = \"pump\"
-"
-        );
-        let c = compile(&Policy::from_toml(&text).expect("parses").resolve().expect("valid"));
-        let devices = c.device_addrs();
-        let a = |s: &str| mapped(s.parse().expect("address"));
-        let (pump, nurse, far) = (a("10.110.0.1"), a("10.30.1.1"), a("192.0.2.1"));
-        assert!(c.rules_allow(&devices, &nurse, &pump, 6, 40000, 443), "allow_in");
-        assert!(!c.rules_allow(&devices, &nurse, &pump, 6, 40000, 80));
-        assert!(!c.rules_allow(&devices, &far, &pump, 6, 40000, 443), "not a nurse");
-        assert!(c.rules_allow(&devices, &pump, &far, 17, 123, 123), "allow_out to any");
-        assert!(!c.rules_allow(&devices, &pump, &far, 6, 40000, 443));
-        assert!(c.rules_allow(&devices, &far, &nurse, 6, 1, 2), "no device: not the rules' call");
     }
 
     #[test]

@@ -475,7 +475,6 @@ impl Filter {
         self.wait_for_readers(next)?;
         self.clear_generation(active)?;
         self.release_slots(&removed)?;
-        self.revoke_flows(&policy)?;
         Ok(next)
     }
 
@@ -901,41 +900,6 @@ impl Filter {
         Ok(())
     }
 
-    /// Removes the flows whose opening packet `policy` (now in force) no
-    /// longer allows, and counts them as revoked: the program asks the flow
-    /// table only for frames the rules allow or that answer an allowed
-    /// packet, so a revoked flow would otherwise linger (harmless, as any
-    /// frame that finds it checks the rules again, but counted as live).
-    fn revoke_flows(&mut self, policy: &Compiled) -> Result<(), LoadError> {
-        let devices = policy.device_addrs();
-        let revoked: Vec<FlowKey> = self
-            .maps
-            .flows
-            .iter()
-            .filter_map(Result::ok)
-            .filter(|(k, v)| {
-                let (opener, port, other) = if v.lo_opened != 0 {
-                    (&k.lo, k.lo_port, &k.hi)
-                } else {
-                    (&k.hi, k.hi_port, &k.lo)
-                };
-                !policy.rules_allow(&devices, opener, other, k.proto, port, v.open_port)
-            })
-            .map(|(k, _)| k)
-            .collect();
-        let mut n = 0;
-        for k in &revoked {
-            if self.maps.flows.remove(k).is_ok() {
-                n += 1;
-            }
-        }
-        if n > 0 {
-            let total = self.maps.meta.get(&meta::FLOWS_REVOKED, 0)?;
-            self.maps.meta.set(meta::FLOWS_REVOKED, total + n, 0)?;
-        }
-        Ok(())
-    }
-
     /// Returns after an RCU grace period: every run of the program that
     /// started before the call has finished. Publishing the new
     /// generation's trie again changes no decision; the update of a map of
@@ -1003,8 +967,7 @@ impl Filter {
         let live = self.maps.flows.keys().count() as u64;
         let created = read(flow_stats::CREATED)?;
         let expired = read(flow_stats::EXPIRED)?;
-        // By the program (found no longer allowed) and by applies.
-        let revoked = read(flow_stats::REVOKED)? + self.maps.meta.get(&meta::FLOWS_REVOKED, 0)?;
+        let revoked = read(flow_stats::REVOKED)?;
         Ok(FlowStats {
             live,
             created,

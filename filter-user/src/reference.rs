@@ -397,20 +397,7 @@ fn decide(policy: &Resolved, frame: &[u8], iface_vlan: u16, flows: &mut Flows) -
         (key, src_lo)
     });
     let bare_syn = f.proto == 6 && f.tcp_flags & 0x12 == 0x02;
-    let (out_rule, in_rule) = check(src, dst, f.src, f.dst, f.l4);
-    // A side without a device allows; a device side needs a matching rule.
-    let allowed = allows((out_rule, in_rule));
-    // A denied frame asks the flow table only if the packet it would
-    // answer is allowed (the program skips the lookup otherwise).
-    let answered = match (f.proto, f.l4) {
-        (6 | 17, Some((sport, dport))) => Some((dport, sport)),
-        (1, Some(_)) if is_echo(&f, false) => Some((0, 8)),
-        (58, Some(_)) if is_echo(&f, false) => Some((0, 128)),
-        _ => None,
-    };
-    let could_answer = answered.is_some_and(|l4| allows(check(dst, src, f.dst, f.src, Some(l4))));
     if let Some((key, src_lo)) = tracked
-        && (allowed || could_answer)
         && let Some(flow) = flows.table.get(&key).copied()
     {
         let from_opener = flow.lo_opened == src_lo;
@@ -435,7 +422,9 @@ fn decide(policy: &Resolved, frame: &[u8], iface_vlan: u16, flows: &mut Flows) -
         }
     }
 
-    if !allowed {
+    let (out_rule, in_rule) = check(src, dst, f.src, f.dst, f.l4);
+    // A side without a device allows; a device side needs a matching rule.
+    if !allows((out_rule, in_rule)) {
         return decision(Reason::NotAllowed);
     }
     if let Some((key, src_lo)) = tracked {

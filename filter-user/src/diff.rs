@@ -143,11 +143,8 @@ pub fn rule_text(rule: &Rule, direction: &str) -> String {
 
 fn proto_name(p: u8) -> String {
     match p {
-        1 => "icmp".into(),
-        6 => "tcp".into(),
-        17 => "udp".into(),
-        58 => "icmpv6".into(),
-        p => format!("proto {p}"),
+        1 | 6 | 17 | 58 => crate::policy::proto_name(p),
+        p => format!("proto {}", crate::policy::proto_name(p)),
     }
 }
 

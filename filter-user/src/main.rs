@@ -375,7 +375,8 @@ struct RuleArgs {
     direction: Direction,
     /// `any`, an address, a CIDR or a [peers] set.
     peer: String,
-    /// tcp, udp, icmp, icmpv6 or any.
+    /// any, a protocol name (tcp, udp, icmp, icmpv6, igmp, gre, esp, ah,
+    /// ospf, pim, vrrp, sctp, ...) or an IP protocol number.
     #[arg(long)]
     proto: Option<String>,
     /// Port or range (the device's for `in`, the peer's for `out`).

@@ -283,13 +283,33 @@ pub struct OutRule {
 
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct Match {
+    /// A name (`"tcp"`, `"gre"`) or an IP protocol number (`47`, `"47"`).
     #[serde(default)]
-    pub proto: Option<String>,
+    pub proto: Option<ProtoSpec>,
     /// A port (`443`, `"443"`) or range (`"8000-8100"`).
     #[serde(default)]
     pub port: Option<PortSpec>,
     #[serde(default)]
     pub icmp_type: Option<u8>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum ProtoSpec {
+    /// Range-checked in validation, for a clear message.
+    Number(i64),
+    Text(String),
+}
+
+impl ProtoSpec {
+    fn parse(&self) -> Result<Proto, String> {
+        match self {
+            ProtoSpec::Number(n) => u8::try_from(*n)
+                .map_err(|_| format!("proto {n} is not an IP protocol number (0-255)"))
+                .and_then(Proto::from_number),
+            ProtoSpec::Text(t) => t.parse(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -310,6 +330,41 @@ pub enum Proto {
     Udp,
     Icmp,
     Icmpv6,
+    /// Any other IP protocol, by number: matched on the protocol alone.
+    Other(u8),
+}
+
+/// IP protocols known by name (IANA protocol numbers); others are given
+/// by number.
+const PROTO_NAMES: [(&str, u8); 16] = [
+    ("icmp", 1),
+    ("igmp", 2),
+    ("ipip", 4),
+    ("tcp", 6),
+    ("udp", 17),
+    ("ipv6", 41),
+    ("gre", 47),
+    ("esp", 50),
+    ("ah", 51),
+    ("icmpv6", 58),
+    ("eigrp", 88),
+    ("ospf", 89),
+    ("pim", 103),
+    ("vrrp", 112),
+    ("l2tp", 115),
+    ("sctp", 132),
+];
+
+/// IPv6 extension headers: the program walks past them to the transport
+/// protocol, so a rule naming one would never match.
+const IPV6_EXTENSION_HEADERS: [u8; 4] = [0, 43, 44, 60];
+
+/// The name of IP protocol `p` (its number when it has none here).
+pub fn proto_name(p: u8) -> String {
+    PROTO_NAMES
+        .iter()
+        .find(|(_, n)| *n == p)
+        .map_or_else(|| p.to_string(), |(name, _)| (*name).to_string())
 }
 
 impl Proto {
@@ -321,21 +376,44 @@ impl Proto {
             Proto::Udp => Some(17),
             Proto::Icmp => Some(1),
             Proto::Icmpv6 => Some(58),
+            Proto::Other(n) => Some(n),
         }
+    }
+
+    /// The protocol with number `n`.
+    pub fn from_number(n: u8) -> Result<Proto, String> {
+        if IPV6_EXTENSION_HEADERS.contains(&n) {
+            return Err(format!(
+                "proto {n} is an IPv6 extension header, not a transport protocol: frames are \
+                 matched on the protocol after their extension headers"
+            ));
+        }
+        Ok(match n {
+            6 => Proto::Tcp,
+            17 => Proto::Udp,
+            1 => Proto::Icmp,
+            58 => Proto::Icmpv6,
+            n => Proto::Other(n),
+        })
     }
 }
 
 impl FromStr for Proto {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        Ok(match s {
-            "any" => Proto::Any,
-            "tcp" => Proto::Tcp,
-            "udp" => Proto::Udp,
-            "icmp" => Proto::Icmp,
-            "icmpv6" => Proto::Icmpv6,
-            _ => return Err(format!("unknown proto {s:?}: use tcp, udp, icmp, icmpv6 or any")),
-        })
+        if s == "any" {
+            return Ok(Proto::Any);
+        }
+        if let Some((_, n)) = PROTO_NAMES.iter().find(|(name, _)| *name == s) {
+            return Proto::from_number(*n);
+        }
+        match s.parse::<u8>() {
+            Ok(n) => Proto::from_number(n),
+            Err(_) => Err(format!(
+                "unknown proto {s:?}: use any, a name (tcp, udp, icmp, icmpv6, igmp, gre, esp, \
+                 ah, ospf, pim, vrrp, sctp, ...) or an IP protocol number 0-255"
+            )),
+        }
     }
 }
 
@@ -815,6 +893,10 @@ fn l4(m: &Match) -> Result<L4, String> {
         None => Proto::Any,
     };
     match (proto, &m.port, m.icmp_type) {
+        (Proto::Other(n), Some(_), None) | (Proto::Other(n), None, Some(_)) => Err(format!(
+            "proto {} has no ports or ICMP types here: write the protocol alone",
+            proto_name(n)
+        )),
         (_, Some(_), Some(_)) => Err("a rule has either a port or an icmp_type, not both".into()),
         (Proto::Any, None, None) => Ok(L4::Any),
         (Proto::Any, _, _) => {
@@ -886,13 +968,10 @@ pub fn parse_mac(text: &str) -> Result<[u8; 6], String> {
 
 impl fmt::Display for Proto {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Proto::Any => "any",
-            Proto::Tcp => "tcp",
-            Proto::Udp => "udp",
-            Proto::Icmp => "icmp",
-            Proto::Icmpv6 => "icmpv6",
-        })
+        match self.number() {
+            None => f.write_str("any"),
+            Some(n) => f.write_str(&proto_name(n)),
+        }
     }
 }
 
@@ -932,7 +1011,13 @@ mod tests {
             (device("allow_in = [ { from = \"10.0.0.0/40\" } ]"), "neither \"any\""),
             (device("profile = \"ghost\""), "profile \"ghost\" is not declared"),
             (device("mac = \"02:00:00:00:07\""), "six hex bytes"),
-            (device("allow_in = [ { from = \"any\", proto = \"sctp\" } ]"), "unknown proto"),
+            (device("allow_in = [ { from = \"any\", proto = \"bogus\" } ]"), "unknown proto"),
+            (device("allow_in = [ { from = \"any\", proto = 256 } ]"), "not an IP protocol number"),
+            (device("allow_in = [ { from = \"any\", proto = 44 } ]"), "IPv6 extension header"),
+            (
+                device("allow_in = [ { from = \"any\", proto = \"gre\", port = 80 } ]"),
+                "proto gre has no ports",
+            ),
             (
                 format!("{VLAN}[[device]]\nname = \"pump 7\"\nvlan = 110\nip = [\"10.110.0.7\"]\n"),
                 "a device name is",
@@ -993,6 +1078,20 @@ mod tests {
             let msg = error(&text);
             assert!(msg.contains(expected), "expected {expected:?} in {msg:?} for\n{text}");
         }
+    }
+
+    #[test]
+    fn any_ip_protocol_by_name_or_number() {
+        let text = device(
+            "allow_in = [ { from = \"any\", proto = \"igmp\" }, { from = \"any\", proto = 47 }, \
+             { from = \"any\", proto = \"132\" }, { from = \"any\", proto = 6 } ]",
+        );
+        let r = Policy::from_toml(&text).expect("parses").resolve().expect("valid");
+        let l4: Vec<L4> = r.devices[0].allow_in.iter().map(|r| r.l4).collect();
+        assert_eq!(l4, [L4::Proto(2), L4::Proto(47), L4::Proto(132), L4::Proto(6)]);
+        assert_eq!(Proto::Other(47).to_string(), "gre");
+        assert_eq!(Proto::Other(253).to_string(), "253");
+        assert_eq!("17".parse::<Proto>(), Ok(Proto::Udp), "a number names the protocol");
     }
 
     #[test]

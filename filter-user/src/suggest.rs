@@ -90,7 +90,7 @@ pub fn suggest(
                 rule: RuleSpec {
                     peer,
                     icmp_type: if icmp { port.parse().ok() } else { None },
-                    port: if icmp { None } else { Some(port) },
+                    port: if icmp || port.is_empty() { None } else { Some(port) },
                     proto: Some(proto),
                 },
                 frames,
@@ -99,13 +99,17 @@ pub fn suggest(
         .collect()
 }
 
-/// Protocol and port (ICMP: type) of an event, for the protocols rules can
-/// name with a port; `None` for others (a rule would have to open the whole
-/// protocol, which is not suggested).
+/// Protocol and port (ICMP: type; other protocols: none, empty) of an
+/// event; `None` for frames no rule can name (not IP).
 fn l4(e: &Event) -> Option<(String, String)> {
     match e.proto.as_str() {
         "tcp" | "udp" | "icmp" | "icmpv6" => Some((e.proto.clone(), e.dport.to_string())),
-        _ => None,
+        // Protocols without ports (GRE, IGMP, ...): a rule names the
+        // protocol alone.
+        other => match other.parse::<crate::policy::Proto>() {
+            Ok(crate::policy::Proto::Other(_)) => Some((e.proto.clone(), String::new())),
+            _ => None,
+        },
     }
 }
 
@@ -276,7 +280,9 @@ mod tests {
             event("pump", "in", "10.30.1.2", "10.110.0.7", "udp", 6000),
             event("pump", "in", "10.99.0.1", "10.110.0.7", "tcp", 22),
             event("pump", "out", "10.110.0.7", "10.20.5.10", "icmp", 8),
-            event("pump", "in", "10.30.1.1", "10.110.0.7", "47", 0),
+            event("pump", "in", "10.30.1.1", "10.110.0.7", "gre", 0),
+            // Not IP (ARP): nothing a rule could name.
+            event("pump", "in", "10.30.1.1", "10.110.0.7", "0", 0),
         ];
         let mut enforced = event("pump", "in", "10.30.1.1", "10.110.0.7", "udp", 7000);
         enforced.verdict = "drop".into();
@@ -286,7 +292,9 @@ mod tests {
         events.push(unknown);
 
         let s = suggest(&events, &peers, None, None);
-        assert_eq!(s.len(), 3, "{s:#?}");
+        assert_eq!(s.len(), 4, "{s:#?}");
+        let gre = s.iter().find(|s| s.rule.proto.as_deref() == Some("gre")).expect("gre rule");
+        assert_eq!((gre.rule.port.as_deref(), gre.rule.icmp_type), (None, None), "protocol alone");
         let udp = s.iter().find(|s| s.rule.port.as_deref() == Some("6000")).expect("udp rule");
         assert_eq!((udp.rule.peer.as_str(), udp.frames), ("nurses", 2));
         let icmp = s.iter().find(|s| s.direction == Direction::Out).expect("echo rule");
@@ -294,7 +302,7 @@ mod tests {
 
         let text = to_toml(&s, Some(Duration::from_secs(600)));
         let back = parse_fragment(&text).expect("the fragment parses");
-        assert_eq!(back.len(), 3);
+        assert_eq!(back.len(), 4);
         for s in &s {
             assert!(
                 back.iter().any(|(t, d, r)| *t == Target::Device(s.device.clone())

@@ -161,7 +161,9 @@ fn rules(rng: &mut impl Rng, nets: &[IpNet]) -> Vec<Rule> {
         };
         let l4 = match rng.random_range(0..10) {
             0 => RuleL4::Any,
-            1 | 2 => RuleL4::Proto(*[6u8, 17, 1, 58, 47].choose(rng).expect("non-empty")),
+            1 | 2 => {
+                RuleL4::Proto(*[6u8, 17, 1, 58, 47, 2, 50, 132].choose(rng).expect("non-empty"))
+            }
             3 | 4 => {
                 let icmp6 = rng.random_bool(0.5);
                 RuleL4::IcmpType {

@@ -268,7 +268,7 @@ pub fn compile_rules_at(rules: &[Rule], first: usize) -> RuleSet {
     }
     let mut set = RuleSet::default();
     for (index, (r, peer)) in rules.iter().zip(inline).enumerate() {
-        let base = l4_entry(&r.l4, (first + index) as u8);
+        let base = l4_entry(r, (first + index) as u8);
         match peer {
             Some(prefixes) => {
                 for (p, flags) in prefixes {
@@ -297,8 +297,19 @@ pub fn compile_rules_at(rules: &[Rule], first: usize) -> RuleSet {
     set
 }
 
-/// An entry matching any peer with the protocol and ports of `l4`.
-fn l4_entry(l4: &L4, index: u8) -> RuleEntry {
+/// An entry matching any peer with the protocol and ports of `r`.
+fn l4_entry(r: &Rule, index: u8) -> RuleEntry {
+    let entry = dport_entry(&r.l4, index);
+    if r.sport == Rule::ANY_SPORT {
+        return entry;
+    }
+    // A source port needs the L4 header as a destination port does.
+    RuleEntry { flags: entry.flags | rule::L4, sport_lo: r.sport.0, sport_hi: r.sport.1, ..entry }
+}
+
+/// An entry matching any peer and source port with the protocol and
+/// destination port (or ICMP type) of `l4`.
+fn dport_entry(l4: &L4, index: u8) -> RuleEntry {
     let any = RuleEntry { port_hi: u16::MAX, sport_hi: u16::MAX, index, ..RuleEntry::default() };
     match *l4 {
         L4::Any => RuleEntry { flags: rule::ANY_PROTO, ..any },
@@ -421,23 +432,50 @@ mod tests {
         policy.resolve().expect("valid").devices[0].allow_in.clone()
     }
 
-    /// Rules (as bits) whose peer contains `addr`, as the program matches
-    /// the entries.
+    /// Whether entry `e` of `set` matches peer address `peer`, as the
+    /// program decides it.
+    fn peer_matches(set: &RuleSet, e: &RuleEntry, peer: &[u8; 16]) -> bool {
+        let addr = PeerPrefix::new(u128::from_be_bytes(*peer), 128);
+        let v4 = peer[..12] == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
+        if e.flags & rule::PEER_SET != 0 {
+            return set.nets[e.set as usize].iter().any(|p| p.contains(&addr));
+        }
+        let net = u128::from(e.peer_hi) << 64 | u128::from(e.peer_lo);
+        PeerPrefix::new(net, u32::from(e.peer_len)).contains(&addr)
+            && !(e.flags & rule::NOT_V4 != 0 && v4)
+    }
+
+    /// Rules (as bits) whose peer contains `addr`.
     fn peer_bits(set: &RuleSet, addr: &str) -> u64 {
-        let mapped = mapped(addr.parse().expect("address"));
-        let a = PeerPrefix::new(u128::from_be_bytes(mapped), 128);
-        let v4 = mapped[..12] == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
+        let peer = mapped(addr.parse().expect("address"));
         set.entries
             .iter()
-            .filter(|e| {
-                if e.flags & rule::PEER_SET != 0 {
-                    return set.nets[e.set as usize].iter().any(|p| p.contains(&a));
-                }
-                let value = u128::from(e.peer_hi) << 64 | u128::from(e.peer_lo);
-                PeerPrefix::new(value, u32::from(e.peer_len)).contains(&a)
-                    && !(e.flags & rule::NOT_V4 != 0 && v4)
-            })
+            .filter(|e| peer_matches(set, e, &peer))
             .fold(0, |bits, e| bits | 1 << e.index)
+    }
+
+    /// The index of the first entry matching a packet, as the program's
+    /// scan decides (filter-ebpf/src/rules.rs).
+    fn first_match(
+        set: &RuleSet,
+        peer: &[u8; 16],
+        proto: u8,
+        sport: u16,
+        dport: u16,
+        l4_known: bool,
+    ) -> Option<u8> {
+        set.entries
+            .iter()
+            .find(|e| {
+                let l4 = e.flags & rule::L4 == 0
+                    || (l4_known
+                        && (e.port_lo..=e.port_hi).contains(&dport)
+                        && (e.sport_lo..=e.sport_hi).contains(&sport));
+                (e.flags & rule::ANY_PROTO != 0 || e.proto == proto)
+                    && l4
+                    && peer_matches(set, e, peer)
+            })
+            .map(|e| e.index)
     }
 
     /// Rules (as bits) whose protocol and port match.
@@ -508,6 +546,23 @@ five = ["10.1.0.0/16", "10.2.0.0/16", "10.3.0.0/16", "10.4.0.0/16", "10.5.0.0/16
         assert_eq!(indexes.len(), 20, "every rule keeps an entry");
         assert_eq!(port_bits(&set, 17, 1019), 1 << 19);
         assert_eq!(peer_bits(&set, "10.4.0.1"), (1 << 20) - 1);
+    }
+
+    #[test]
+    fn source_ports_need_the_l4_header() {
+        let set = compile_rules(&rules(
+            r#"{ from = "any", proto = "udp", sport = 53 }, { from = "any", proto = "tcp", port = 22, sport = "1024-2048" }"#,
+        ));
+        let (dns, ssh) = (&set.entries[0], &set.entries[1]);
+        assert_eq!((dns.flags & rule::L4, dns.sport_lo, dns.sport_hi), (rule::L4, 53, 53));
+        assert_eq!((dns.port_lo, dns.port_hi), (0, u16::MAX));
+        assert_eq!((ssh.port_lo, ssh.port_hi, ssh.sport_lo, ssh.sport_hi), (22, 22, 1024, 2048));
+        let peer = mapped("192.0.2.1".parse().expect("address"));
+        assert_eq!(first_match(&set, &peer, 17, 53, 9999, true), Some(0));
+        assert_eq!(first_match(&set, &peer, 17, 54, 9999, true), None);
+        assert_eq!(first_match(&set, &peer, 17, 53, 9999, false), None, "a fragment: no ports");
+        assert_eq!(first_match(&set, &peer, 6, 2048, 22, true), Some(1));
+        assert_eq!(first_match(&set, &peer, 6, 2049, 22, true), None);
     }
 
     #[test]

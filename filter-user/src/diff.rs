@@ -138,7 +138,12 @@ pub fn rule_text(rule: &Rule, direction: &str) -> String {
         L4::IcmpType { proto, icmp_type } => format!("{} type {icmp_type}", proto_name(proto)),
     };
     let side = if direction == "allow_in" { "from" } else { "to" };
-    format!("{side} {peer} {l4}")
+    let sport = match rule.sport {
+        Rule::ANY_SPORT => String::new(),
+        (lo, hi) if lo == hi => format!(" from port {lo}"),
+        (lo, hi) => format!(" from ports {lo}-{hi}"),
+    };
+    format!("{side} {peer} {l4}{sport}")
 }
 
 fn proto_name(p: u8) -> String {

@@ -45,6 +45,8 @@ pub struct RuleSpec {
     pub proto: Option<String>,
     pub port: Option<String>,
     pub icmp_type: Option<u8>,
+    /// Source port or range.
+    pub sport: Option<String>,
 }
 
 impl Direction {
@@ -168,6 +170,9 @@ fn rule_table(direction: Direction, r: &RuleSpec) -> InlineTable {
     if let Some(ty) = r.icmp_type {
         t.insert("icmp_type", i64::from(ty).into());
     }
+    if let Some(sport) = &r.sport {
+        t.insert("sport", sport.as_str().into());
+    }
     t
 }
 
@@ -185,6 +190,7 @@ fn same_rule(t: &InlineTable, direction: Direction, r: &RuleSpec) -> bool {
         && text("proto").filter(|p| p != "any") == r.proto.clone().filter(|p| p != "any")
         && text("port") == r.port
         && text("icmp_type") == r.icmp_type.map(|t| t.to_string())
+        && text("sport") == r.sport
 }
 
 /// `add_rule`'s error for a rule the list already has.
@@ -284,6 +290,7 @@ allow_in = [ { from = "10.30.0.0/16", proto = "tcp", port = 443 } ]
             proto: Some("tcp".into()),
             port: Some("443".into()),
             icmp_type: None,
+            sport: None,
         };
         let target = Target::Device("b".into());
         add_rule(&mut doc, &target, Direction::In, &rule).expect("rule added");

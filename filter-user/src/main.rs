@@ -385,6 +385,9 @@ struct RuleArgs {
     /// ICMP or ICMPv6 message type.
     #[arg(long)]
     icmp_type: Option<u8>,
+    /// Source port or range (TCP, UDP): the packet must come from it.
+    #[arg(long)]
+    sport: Option<String>,
 }
 
 impl RuleArgs {
@@ -396,6 +399,7 @@ impl RuleArgs {
             proto: self.proto,
             port: self.port,
             icmp_type: self.icmp_type,
+            sport: self.sport,
         };
         (target, self.direction, rule)
     }

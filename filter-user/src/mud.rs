@@ -494,8 +494,13 @@ pub fn convert(
             _ => vec![None],
         };
         for port in ranges {
-            let rule =
-                RuleSpec { peer: peer.clone(), proto: proto.clone(), port, icmp_type: a.icmp_type };
+            let rule = RuleSpec {
+                peer: peer.clone(),
+                proto: proto.clone(),
+                port,
+                icmp_type: a.icmp_type,
+                sport: None,
+            };
             if !out.rules.iter().any(|(d, r, _)| *d == direction && *r == rule) {
                 out.rules.push((direction, rule, a.name.clone()));
             }

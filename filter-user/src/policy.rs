@@ -289,6 +289,9 @@ pub struct Match {
     /// A port (`443`, `"443"`) or range (`"8000-8100"`).
     #[serde(default)]
     pub port: Option<PortSpec>,
+    /// The source port or range (TCP, UDP), as `port`.
+    #[serde(default)]
+    pub sport: Option<PortSpec>,
     #[serde(default)]
     pub icmp_type: Option<u8>,
 }
@@ -450,6 +453,13 @@ impl Peer {
 pub struct Rule {
     pub peer: Peer,
     pub l4: L4,
+    /// Source ports (TCP, UDP) the packet must come from, inclusive;
+    /// [`Rule::ANY_SPORT`] for any.
+    pub sport: (u16, u16),
+}
+
+impl Rule {
+    pub const ANY_SPORT: (u16, u16) = (0, u16::MAX);
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -795,8 +805,10 @@ impl Policy {
                 let peer = self
                     .peer(peer)
                     .map_err(|e| PolicyError::invalid(what.clone(), e).at(span.clone()))?;
-                let l4 = l4(m).map_err(|e| PolicyError::invalid(what, e).at(span))?;
-                Ok(Rule { peer, l4 })
+                let l4 =
+                    l4(m).map_err(|e| PolicyError::invalid(what.clone(), e).at(span.clone()))?;
+                let sport = sport(m, &l4).map_err(|e| PolicyError::invalid(what, e).at(span))?;
+                Ok(Rule { peer, l4, sport })
             })
             .collect()
     }
@@ -921,6 +933,15 @@ fn l4(m: &Match) -> Result<L4, String> {
             Err("icmp has no ports: use icmp_type to match a message type".into())
         }
         (p, None, None) => Ok(L4::Proto(p.number().unwrap_or_default())),
+    }
+}
+
+/// A rule's source ports: TCP and UDP only.
+fn sport(m: &Match, l4: &L4) -> Result<(u16, u16), String> {
+    let Some(spec) = &m.sport else { return Ok(Rule::ANY_SPORT) };
+    match l4 {
+        L4::Ports { proto: 6 | 17, .. } | L4::Proto(6 | 17) => parse_ports(spec),
+        _ => Err("sport needs proto tcp or udp".into()),
     }
 }
 
@@ -1077,6 +1098,31 @@ mod tests {
         for (text, expected) in cases {
             let msg = error(&text);
             assert!(msg.contains(expected), "expected {expected:?} in {msg:?} for\n{text}");
+        }
+    }
+
+    #[test]
+    fn source_ports_for_tcp_and_udp() {
+        let text = device(
+            "allow_in = [ { from = \"any\", proto = \"udp\", port = 514, sport = \"1024-65535\" }, \
+             { from = \"any\", proto = \"tcp\", sport = 20 } ]",
+        );
+        let r = Policy::from_toml(&text).expect("parses").resolve().expect("valid");
+        let rules = &r.devices[0].allow_in;
+        assert_eq!(rules[0].sport, (1024, 65535));
+        assert_eq!(rules[0].l4, L4::Ports { proto: 17, lo: 514, hi: 514 });
+        assert_eq!((rules[1].sport, rules[1].l4), ((20, 20), L4::Proto(6)));
+        for (bad, why) in [
+            ("{ from = \"any\", proto = \"icmp\", sport = 5 }", "sport needs proto tcp or udp"),
+            ("{ from = \"any\", sport = 5 }", "sport needs proto tcp or udp"),
+            ("{ from = \"any\", proto = \"udp\", sport = \"9-1\" }", "reversed"),
+        ] {
+            let err = Policy::from_toml(&device(&format!("allow_in = [ {bad} ]")))
+                .expect("parses")
+                .resolve()
+                .expect_err(bad)
+                .to_string();
+            assert!(err.contains(why), "{bad}: {err}");
         }
     }
 

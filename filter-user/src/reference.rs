@@ -373,7 +373,12 @@ fn decide(policy: &Resolved, frame: &[u8], iface_vlan: u16, flows: &mut Flows) -
     // Rules of a packet from `s` (device `sd`) to `d` (device `dd`), with
     // protocol and ports `l4`: the first matching rule of each device side.
     let first_match = |rules: &[Rule], peer: IpAddr, l4: Option<(u16, u16)>| {
-        rules.iter().position(|r| r.peer.contains(peer) && l4_matches(&r.l4, f.proto, l4))
+        rules.iter().position(|r| {
+            r.peer.contains(peer)
+                && l4_matches(&r.l4, f.proto, l4)
+                && (r.sport == Rule::ANY_SPORT
+                    || l4.is_some_and(|(s, _)| (r.sport.0..=r.sport.1).contains(&s)))
+        })
     };
     let check = |sd: Option<usize>, dd: Option<usize>, s: IpAddr, d: IpAddr, l4| {
         (
@@ -410,7 +415,19 @@ fn decide(policy: &Resolved, frame: &[u8], iface_vlan: u16, flows: &mut Flows) -
             let still = flow.epoch == flows.epoch || {
                 let (o, r, oa, ra) =
                     if from_opener { (src, dst, f.src, f.dst) } else { (dst, src, f.dst, f.src) };
-                allows(check(o, r, oa, ra, Some((0, flow.open_port))))
+                // The opening packet's source port: this frame's at the
+                // opener's end (ICMP: none).
+                let opener_port = match (f.proto, f.l4) {
+                    (6 | 17, Some((s, d))) => {
+                        if from_opener {
+                            s
+                        } else {
+                            d
+                        }
+                    }
+                    _ => 0,
+                };
+                allows(check(o, r, oa, ra, Some((opener_port, flow.open_port))))
             };
             if still {
                 let closing = flow.closing || (f.proto == 6 && f.tcp_flags & 0x05 != 0);

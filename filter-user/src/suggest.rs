@@ -91,6 +91,7 @@ pub fn suggest(
                     peer,
                     icmp_type: if icmp { port.parse().ok() } else { None },
                     port: if icmp || port.is_empty() { None } else { Some(port) },
+                    sport: None,
                     proto: Some(proto),
                 },
                 frames,
@@ -165,6 +166,9 @@ pub fn to_toml(list: &[Suggestion], window: Option<Duration>) -> String {
                 if let Some(t) = r.icmp_type {
                     fields.push(format!("icmp_type = {t}"));
                 }
+                if let Some(p) = &r.sport {
+                    fields.push(format!("sport = {}", quote(p)));
+                }
                 let plural = if s.frames == 1 { "" } else { "s" };
                 let _ =
                     writeln!(out, "  {{ {} }},  # {} frame{plural}", fields.join(", "), s.frames);
@@ -204,6 +208,7 @@ struct FragmentRule {
     proto: Option<String>,
     port: Option<toml::Value>,
     icmp_type: Option<u8>,
+    sport: Option<toml::Value>,
 }
 
 /// The rules of a fragment as `to_toml` writes it (or an operator edits
@@ -224,18 +229,17 @@ pub fn parse_fragment(text: &str) -> Result<Vec<(Target, Direction, RuleSpec)>, 
                         ));
                     }
                 };
-                let port = match r.port {
-                    None => None,
-                    Some(toml::Value::Integer(n)) => Some(n.to_string()),
-                    Some(toml::Value::String(s)) => Some(s),
-                    Some(other) => {
-                        return Err(format!("device {:?}: port {other} is not a port", d.name));
-                    }
+                let ports = |v: Option<toml::Value>| match v {
+                    None => Ok(None),
+                    Some(toml::Value::Integer(n)) => Ok(Some(n.to_string())),
+                    Some(toml::Value::String(s)) => Ok(Some(s)),
+                    Some(other) => Err(format!("device {:?}: port {other} is not a port", d.name)),
                 };
+                let (port, sport) = (ports(r.port)?, ports(r.sport)?);
                 out.push((
                     Target::Device(d.name.clone()),
                     direction,
-                    RuleSpec { peer, proto: r.proto, port, icmp_type: r.icmp_type },
+                    RuleSpec { peer, proto: r.proto, port, icmp_type: r.icmp_type, sport },
                 ));
             }
         }

@@ -188,7 +188,16 @@ fn rules(rng: &mut impl Rng, nets: &[IpNet]) -> Vec<Rule> {
                 }
             }
         };
-        let rule = Rule { peer, l4 };
+        // Now and then a source port or range too (TCP and UDP).
+        let sport = match l4 {
+            RuleL4::Ports { proto: 6 | 17, .. } | RuleL4::Proto(6 | 17) if rng.random_bool(0.2) => {
+                let lo: u16 =
+                    *[0u16, 53, 123, 1024, 40000, rng.random()].choose(rng).expect("non-empty");
+                (lo, lo.saturating_add(*[0u16, 1, 1000, u16::MAX].choose(rng).expect("non-empty")))
+            }
+            _ => Rule::ANY_SPORT,
+        };
+        let rule = Rule { peer, l4, sport };
         if !out.contains(&rule) {
             out.push(rule);
         }
@@ -279,7 +288,13 @@ fn targeted(rng: &mut impl Rng, policy: &Resolved) -> Option<(IpAddr, IpAddr, Op
     };
     let l4 = rule.and_then(|r| match r.l4 {
         RuleL4::Ports { proto, lo, hi } => {
-            let (sport, dport) = (rng.random(), edge(rng, lo, hi));
+            // Aimed at the rule's source ports too when it has some.
+            let sport = if r.sport == Rule::ANY_SPORT || rng.random_bool(0.2) {
+                rng.random()
+            } else {
+                edge(rng, r.sport.0, r.sport.1)
+            };
+            let dport = edge(rng, lo, hi);
             Some(if proto == 6 {
                 L4::Tcp { sport, dport, doff: 5, flags: tcp_flags(rng) }
             } else {
@@ -429,6 +444,12 @@ pub fn frame(
             RuleL4::IcmpType { icmp_type, .. } => vec![u16::from(icmp_type)],
             _ => vec![],
         })
+        .chain(policy.devices.iter().flat_map(|d| d.allow_in.iter().chain(&d.allow_out)).flat_map(
+            |r| {
+                let (lo, hi) = r.sport;
+                [lo, hi, lo.wrapping_sub(1), hi.wrapping_add(1)]
+            },
+        ))
         .chain([67, 68, 546, 547, 133, 135, 137, 138, 8, 0, 128, 129])
         .collect();
     let port = |rng: &mut dyn RngCore| {

@@ -59,7 +59,7 @@ pub fn policy_with_rules(n: usize, rules: usize) -> Resolved {
     assert!(n <= MAX_DEVICES, "10.110.0.0/15 holds {MAX_DEVICES} devices");
     assert!((10..=74).contains(&rules), "10 to 74 rules per device");
     let nurses = Peer::Nets(vec![net("10.30.0.0/16"), net("2001:db8:30::/48")]);
-    let rule = |peer: &Peer, l4| Rule { peer: peer.clone(), l4 };
+    let rule = |peer: &Peer, l4| Rule { peer: peer.clone(), l4, sport: Rule::ANY_SPORT };
     let devices = (0..n)
         .map(|i| {
             let mut allow_in = vec![
@@ -147,6 +147,7 @@ pub fn hospital(n: usize) -> Resolved {
         let service = Rule {
             peer: Peer::Nets(vec![net(&format!("10.60.{profile}.0/24"))]),
             l4: L4::Ports { proto: 6, lo: 9000 + profile as u16, hi: 9000 + profile as u16 },
+            sport: Rule::ANY_SPORT,
         };
         // Profile rules first: the nine shared, then the profile's own;
         // then the device's admin rule (it is last in `policy`).
@@ -159,6 +160,7 @@ pub fn hospital(n: usize) -> Resolved {
             d.allow_out.push(Rule {
                 peer: Peer::Nets(vec![log_host]),
                 l4: L4::Ports { proto: 17, lo: 514, hi: 514 },
+                sport: Rule::ANY_SPORT,
             });
         }
     }

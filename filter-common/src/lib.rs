@@ -32,6 +32,7 @@ pub mod maps {
     pub const DEBUG_PROGS: &str = "DEBUG_PROGS";
     pub const FLOWS: &str = "FLOWS";
     pub const FLOW_STATS: &str = "FLOW_STATS";
+    pub const FRAGS: &str = "FRAGS";
     pub const BLOCKS: &str = "BLOCKS";
     pub const QUARANTINE: &str = "QUARANTINE";
     pub const MANAGEMENT: &str = "MANAGEMENT";
@@ -39,7 +40,7 @@ pub mod maps {
     pub const RATE_STATE: &str = "RATE_STATE";
 
     /// Every map, in the order they are pinned.
-    pub const ALL: [&str; 26] = [
+    pub const ALL: [&str; 27] = [
         GENERATION,
         CONFIG,
         IFACES,
@@ -61,6 +62,7 @@ pub mod maps {
         DEBUG_PROGS,
         FLOWS,
         FLOW_STATS,
+        FRAGS,
         BLOCKS,
         QUARANTINE,
         MANAGEMENT,
@@ -567,6 +569,37 @@ pub struct FlowValue {
     pub state: u8,
 }
 
+/// `FRAGS` capacity: datagrams whose first fragment passed, remembered
+/// until their later fragments came (LRU: the least recently used goes).
+pub const MAX_FRAGS: u32 = 1 << 14;
+/// How long a first fragment's ports are kept: Linux's reassembly timeout
+/// (`ipfrag_time`, 30 s).
+pub const FRAG_TIMEOUT_NS: u64 = 30_000_000_000;
+
+/// `FRAGS` key: a fragmented datagram (addresses v4-mapped).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FragKey {
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    /// IPv4 identification (16 bits) or IPv6 fragment identification.
+    pub id: u32,
+    pub proto: u8,
+    pub _pad: [u8; 3],
+}
+
+/// `FRAGS` value: the first fragment's ports.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FragPorts {
+    /// CLOCK_MONOTONIC (coarse) after which the entry is ignored.
+    pub expires_ns: u64,
+    pub sport: u16,
+    /// Destination port, or ICMP type.
+    pub dport: u16,
+    pub _pad: u32,
+}
+
 /// `FLOW_STATS[i]` (per CPU).
 pub mod flow_stats {
     pub const CREATED: u32 = 0;
@@ -815,6 +848,10 @@ mod pod {
     unsafe impl aya::Pod for FlowKey {}
     // SAFETY: as above.
     unsafe impl aya::Pod for FlowValue {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for FragKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for FragPorts {}
 }
 
 #[cfg(test)]
@@ -848,6 +885,8 @@ mod tests {
         assert_layout!(DropEvent, size 64, align 8,
             ktime_ns @ 0, src @ 8, dst @ 24, src_slot @ 40, dst_slot @ 44, ifindex @ 48,
             sport @ 52, dport @ 54, vlan @ 56, proto @ 58, reason @ 59, verdict @ 60, _pad @ 61);
+        assert_layout!(FragKey, size 40, align 4, src @ 0, dst @ 16, id @ 32, proto @ 36, _pad @ 37);
+        assert_layout!(FragPorts, size 16, align 8, expires_ns @ 0, sport @ 8, dport @ 10, _pad @ 12);
         assert_layout!(RateWindow, size 16, align 8, second @ 0, sent @ 8, _pad @ 12);
         assert_layout!(RuleHitKey, size 8, align 4, slot @ 0, direction @ 4, rule @ 5, _pad @ 6);
         assert_layout!(IfaceConf, size 4, align 2, untagged_vlan @ 0, _pad @ 2);

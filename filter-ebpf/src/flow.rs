@@ -162,6 +162,11 @@ pub fn revoke(t: &Tracked) {
 /// Records the flow an allowed frame opens, if it opens one.
 #[inline(always)]
 pub fn open(t: &Tracked, pkt: &Packet, settings: &Settings) {
+    // A later fragment with its first fragment's ports continues what
+    // that one opened; it opens nothing.
+    if pkt.frag == crate::parse::frag::RECALLED {
+        return;
+    }
     let state = match pkt.proto {
         IPPROTO_TCP if pkt.tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN) == TCP_SYN => {
             flow_state::OPENING

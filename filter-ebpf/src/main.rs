@@ -16,6 +16,7 @@ mod decide;
 mod devices;
 mod events;
 mod flow;
+mod frags;
 mod maps;
 mod parse;
 mod ptr;
@@ -35,11 +36,17 @@ pub fn vlanguard(ctx: XdpContext) -> u32 {
     let active = decide::active();
     // One exit: every frame is decided and counted exactly once.
     let (reason, devices) = if parse::parse(&ctx, pkt).is_ok() {
+        if pkt.frag == parse::frag::LATER {
+            frags::recall(pkt);
+        }
         decide::decide(&ctx, pkt, &active)
     } else {
         (Reason::Malformed, decide::Involved::NONE)
     };
     let (reason, devices) = decide::settle(reason, devices);
+    if pkt.frag == parse::frag::FIRST && matches!(reason, Reason::Allowed | Reason::Established) {
+        frags::remember(pkt);
+    }
     let mut verdict = reason.verdict();
     if verdict == Verdict::Drop
         && !reason.is_operator_action()

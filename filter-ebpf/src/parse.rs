@@ -75,6 +75,23 @@ pub struct Packet {
     pub port: u16,
     /// TCP flags (FIN, SYN, RST, PSH, ACK, ...), 0 for other protocols.
     pub tcp_flags: u8,
+    /// `frag::*`: whether the datagram is fragmented and which part this is.
+    pub frag: u8,
+    /// The fragmented datagram's identification (IPv4: 16 bits).
+    pub frag_id: u32,
+}
+
+/// `Packet::frag` values.
+pub mod frag {
+    /// Not a fragment.
+    pub const NONE: u8 = 0;
+    /// The first fragment (offset 0, more to come): carries the ports.
+    pub const FIRST: u8 = 1;
+    /// A later fragment: no L4 header.
+    pub const LATER: u8 = 2;
+    /// A later fragment whose first fragment passed: the ports are that
+    /// one's (`frags::recall`).
+    pub const RECALLED: u8 = 3;
 }
 
 impl Packet {
@@ -93,6 +110,8 @@ impl Packet {
             sport: 0,
             port: 0,
             tcp_flags: 0,
+            frag: frag::NONE,
+            frag_id: 0,
         }
     }
 }
@@ -209,7 +228,13 @@ fn parse_ipv4(ctx: &XdpContext, l3: usize, pkt: &mut Packet) -> Result<(), ()> {
     if total < hdr_len || l3 + total > pkt.len as usize {
         return Err(());
     }
-    let frag_offset = ptr::be16(ip, offset_of!(Ipv4Hdr, frags)) & 0x1fff;
+    let frags = ptr::be16(ip, offset_of!(Ipv4Hdr, frags));
+    let frag_offset = frags & 0x1fff;
+    // More fragments (MF) or an offset: a fragment of a larger datagram.
+    if frags & 0x3fff != 0 {
+        pkt.frag = if frag_offset == 0 { frag::FIRST } else { frag::LATER };
+        pkt.frag_id = u32::from(ptr::be16(ip, offset_of!(Ipv4Hdr, id)));
+    }
     pkt.proto = ptr::field(ip, offset_of!(Ipv4Hdr, proto));
     v4_mapped(ptr::field(ip, offset_of!(Ipv4Hdr, src_addr)), &mut pkt.src);
     v4_mapped(ptr::field(ip, offset_of!(Ipv4Hdr, dst_addr)), &mut pkt.dst);
@@ -262,11 +287,18 @@ fn parse_ipv6(ctx: &XdpContext, l3: usize, pkt: &mut Packet) -> Result<(), ()> {
                 off += (usize::from(len) + 1) * 8;
             }
             IPPROTO_FRAGMENT => {
-                let frag = ptr::at::<[u8; 4]>(ctx, off)?;
-                let [nh, _, hi, lo]: [u8; 4] = ptr::field(frag, 0);
+                let hdr = ptr::at::<[u8; 8]>(ctx, off)?;
+                let [nh, _, hi, lo, i0, i1, i2, i3]: [u8; 8] = ptr::field(hdr, 0);
                 next = nh;
                 off += 8;
-                if u16::from_be_bytes([hi, lo]) & 0xfff8 != 0 {
+                let offset_m = u16::from_be_bytes([hi, lo]);
+                // Offset (13 bits) and M (more fragments): an atomic
+                // fragment (both zero) is a whole datagram.
+                if offset_m & 0xfff9 != 0 {
+                    pkt.frag = if offset_m & 0xfff8 == 0 { frag::FIRST } else { frag::LATER };
+                    pkt.frag_id = u32::from_be_bytes([i0, i1, i2, i3]);
+                }
+                if offset_m & 0xfff8 != 0 {
                     // Non-first fragment: as for IPv4.
                     pkt.proto = next;
                     return if off > end { Err(()) } else { Ok(()) };

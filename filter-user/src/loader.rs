@@ -109,6 +109,8 @@ struct Maps {
     event_stats: PerCpuArray<MapData, u64>,
     /// Only the program uses it; held so it is pinned with the rest.
     _event_rate: Map,
+    /// First fragments' ports; only the program uses it (held to pin it).
+    _frags: Map,
     rule_hits: PerCpuHashMap<MapData, RuleHitKey, u64>,
     /// A `Map` rather than a `ProgramArray`: aya 0.14's gives no access to
     /// its descriptor, which `debug_program_id` needs.
@@ -143,6 +145,7 @@ impl Maps {
             events: Some(source.typed(maps::EVENTS)?),
             event_stats: source.typed(maps::EVENT_STATS)?,
             _event_rate: source.map(maps::EVENT_RATE)?,
+            _frags: source.map(maps::FRAGS)?,
             rule_hits: source.typed(maps::RULE_HITS)?,
             debug_progs: source.map(maps::DEBUG_PROGS)?,
             flows: source.typed(maps::FLOWS)?,

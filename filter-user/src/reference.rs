@@ -52,6 +52,19 @@ pub struct Frame {
     /// Destination port or ICMP type, when the frame carries an L4 header.
     l4: Option<(u16, u16)>,
     tcp_flags: u8,
+    frag: Frag,
+    /// The fragmented datagram's identification.
+    frag_id: u32,
+}
+
+/// Which part of a fragmented datagram a frame is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Frag {
+    None,
+    First,
+    Later,
+    /// A later fragment given its first fragment's ports.
+    Recalled,
 }
 
 /// Bounds-checked reads of a frame.
@@ -84,6 +97,8 @@ pub fn parse(frame: &[u8]) -> Option<Frame> {
         proto: 0,
         l4: None,
         tcp_flags: 0,
+        frag: Frag::None,
+        frag_id: 0,
     };
     let mut ethertype = b.be16(12)?;
     let mut off = 14;
@@ -130,7 +145,12 @@ fn parse_ipv4(b: &Bytes<'_>, l3: usize, f: &mut Frame) -> Option<()> {
     f.proto = h[9];
     f.src = IpAddr::V4(Ipv4Addr::new(h[12], h[13], h[14], h[15]));
     f.dst = IpAddr::V4(Ipv4Addr::new(h[16], h[17], h[18], h[19]));
-    let frag_offset = u16::from_be_bytes([h[6], h[7]]) & 0x1fff;
+    let frags = u16::from_be_bytes([h[6], h[7]]);
+    let frag_offset = frags & 0x1fff;
+    if frags & 0x3fff != 0 {
+        f.frag = if frag_offset == 0 { Frag::First } else { Frag::Later };
+        f.frag_id = u32::from(u16::from_be_bytes([h[4], h[5]]));
+    }
     if frag_offset == 1 && f.proto == 6 {
         return None; // RFC 1858 overlap attack
     }
@@ -170,10 +190,15 @@ fn parse_ipv6(b: &Bytes<'_>, l3: usize, f: &mut Frame) -> Option<()> {
                 off += (usize::from(e[1]) + 1) * 8;
             }
             44 => {
-                let e = b.get::<4>(off)?;
+                let e = b.get::<8>(off)?;
                 next = e[0];
                 off += 8;
-                if u16::from_be_bytes([e[2], e[3]]) & 0xfff8 != 0 {
+                let offset_m = u16::from_be_bytes([e[2], e[3]]);
+                if offset_m & 0xfff9 != 0 {
+                    f.frag = if offset_m & 0xfff8 == 0 { Frag::First } else { Frag::Later };
+                    f.frag_id = u32::from_be_bytes([e[4], e[5], e[6], e[7]]);
+                }
+                if offset_m & 0xfff8 != 0 {
                     f.proto = next;
                     return if off > end { None } else { Some(()) };
                 }
@@ -235,6 +260,9 @@ pub struct Flows {
     pub blocks: Vec<(IpNet, bool)>,
     /// Quarantined devices by name, and whether each is in force.
     pub quarantined: Vec<(String, bool)>,
+    /// Ports of first fragments that passed, by (source, destination,
+    /// identification, protocol): the program's `FRAGS`.
+    frags: HashMap<(IpAddr, IpAddr, u32, u8), (u16, u16)>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -276,6 +304,14 @@ pub fn evaluate_with_flows(
     flows: &mut Flows,
 ) -> Decision {
     let mut d = decide(policy, frame, iface_vlan, flows);
+    // A first fragment that passed: its ports serve the later ones.
+    if matches!(d.reason, Reason::Allowed | Reason::Established)
+        && let Some(f) = parse(frame)
+        && f.frag == Frag::First
+        && let Some(ports) = f.l4
+    {
+        flows.frags.insert((f.src, f.dst, f.frag_id, f.proto), ports);
+    }
     // Monitor mode: the devices' own, or for frames involving none the
     // policy's.
     let involved = [d.src_device, d.dst_device];
@@ -299,9 +335,17 @@ fn decide(policy: &Resolved, frame: &[u8], iface_vlan: u16, flows: &mut Flows) -
         src_rule: None,
         dst_rule: None,
     };
-    let Some(f) = parse(frame) else {
+    let Some(mut f) = parse(frame) else {
         return none(Reason::Malformed);
     };
+    // A later fragment of a datagram whose first fragment passed is decided
+    // with that one's ports.
+    if f.frag == Frag::Later
+        && let Some(ports) = flows.frags.get(&(f.src, f.dst, f.frag_id, f.proto))
+    {
+        f.l4 = Some(*ports);
+        f.frag = Frag::Recalled;
+    }
 
     let vlan = if f.vlan != 0 { f.vlan } else { iface_vlan };
     let vlan_protected = vlan != 0 && policy.vlans.iter().any(|v| v.id == vlan && v.protected);
@@ -445,11 +489,12 @@ fn decide(policy: &Resolved, frame: &[u8], iface_vlan: u16, flows: &mut Flows) -
         return decision(Reason::NotAllowed);
     }
     if let Some((key, src_lo)) = tracked {
-        let opens = match f.proto {
-            6 => f.tcp_flags & 0x17 == 0x02,
-            17 => true,
-            _ => is_echo(&f, true),
-        };
+        let opens = f.frag != Frag::Recalled
+            && match f.proto {
+                6 => f.tcp_flags & 0x17 == 0x02,
+                17 => true,
+                _ => is_echo(&f, true),
+            };
         if opens {
             let open_port = f.l4.map_or(0, |(_, p)| p);
             let flow = RefFlow { lo_opened: src_lo, open_port, closing: false, epoch: flows.epoch };

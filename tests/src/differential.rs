@@ -25,6 +25,11 @@ pub fn run(h: &mut Harness, seed: u64, cases: usize) -> BTreeMap<Reason, usize> 
     // the new one.
     // Tuples of frames that passed: some frames answer one of them.
     let mut passed: Vec<random::Tuple> = Vec::new();
+    // Datagrams whose first fragment was sent (or not yet): later
+    // fragments follow them, in order, out of order, or without a first.
+    let mut datagrams: Vec<random::Tuple> = Vec::new();
+    // Datagrams a later fragment was sent for before any first fragment.
+    let mut early: Vec<random::Tuple> = Vec::new();
     while done < cases {
         let (policy, iface_vlan) = random::policy(&mut rng);
         h.apply(&policy, iface_vlan);
@@ -40,7 +45,37 @@ pub fn run(h: &mut Harness, seed: u64, cases: usize) -> BTreeMap<Reason, usize> 
                 Some(t) if rng.random_bool(0.5) => Some(random::reply(&mut rng, t)),
                 _ => None,
             };
-            let (frame, tuple) = random::frame(&mut rng, &policy, answer);
+            let (mut frame, tuple) = random::frame(&mut rng, &policy, answer);
+            match (rng.random_range(0..10), &tuple) {
+                // A first fragment: of this frame's datagram, or of one whose
+                // later fragment came first (reordered).
+                (0, Some(t)) => {
+                    let t = match early.pop() {
+                        Some(e) if rng.random_bool(0.5) => e,
+                        _ => t.clone(),
+                    };
+                    frame = random::fragment(&mut rng, &policy, &t, true);
+                    datagrams.push(t);
+                }
+                // A later fragment: of a datagram whose first was sent, or
+                // of this frame's (its first missing, or to come).
+                (1, Some(t)) => {
+                    let t = match datagrams.choose(&mut rng) {
+                        Some(d) if rng.random_bool(0.7) => d.clone(),
+                        _ => {
+                            early.push(t.clone());
+                            t.clone()
+                        }
+                    };
+                    frame = random::fragment(&mut rng, &policy, &t, false);
+                }
+                _ => {}
+            }
+            for list in [&mut datagrams, &mut early] {
+                if list.len() > 64 {
+                    list.swap_remove(rng.random_range(0..list.len()));
+                }
+            }
             let expected = filter_user::reference::evaluate_with_flows(
                 &policy,
                 &frame,

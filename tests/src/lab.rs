@@ -491,6 +491,47 @@ impl Lab {
         rx.join().expect("receiver").len()
     }
 
+    /// `count` UDP datagrams of `size` bytes from `from` to `to`:`port` (a
+    /// receiver in `to_role`'s namespace): the sizes of those that arrive.
+    /// Larger than the links' MTU, the sender's kernel fragments them.
+    pub fn udp_datagrams(
+        &self,
+        from: &str,
+        to_role: &str,
+        to: &str,
+        port: u16,
+        size: usize,
+        count: u32,
+    ) -> Vec<usize> {
+        let rx = self.in_ns(to_role, move || {
+            let sock = UdpSocket::bind(("::", port)).expect("bind receiver");
+            sock.set_read_timeout(Some(Duration::from_millis(300))).expect("timeout");
+            let deadline = Instant::now() + Duration::from_secs(3);
+            let mut sizes = Vec::new();
+            let mut buf = vec![0u8; 65_536];
+            while Instant::now() < deadline && sizes.len() < count as usize {
+                if let Ok(n) = sock.recv(&mut buf) {
+                    sizes.push(n);
+                }
+            }
+            sizes
+        });
+        thread::sleep(Duration::from_millis(200));
+        let dst = socket_addr(to, port);
+        self.in_ns(from, move || {
+            let sock = UdpSocket::bind(if dst.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" })
+                .expect("bind sender");
+            let payload = vec![0x5a; size];
+            for _ in 0..count {
+                let _ = sock.send_to(&payload, dst);
+                thread::sleep(Duration::from_millis(20));
+            }
+        })
+        .join()
+        .expect("sender");
+        rx.join().expect("receiver")
+    }
+
     /// The daemon's /metrics (default address, in the router namespace).
     pub fn scrape(&self) -> String {
         self.in_ns("r", || {

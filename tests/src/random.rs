@@ -399,6 +399,39 @@ pub fn reply(rng: &mut impl Rng, t: &Tuple) -> Tuple {
     (*dst, *src, l4)
 }
 
+/// A fragment of the datagram `t` (its first, or a later one at a random
+/// offset), sent as its source would: from a device, tagged with its VLAN
+/// and from its MAC. Fragments of one (source, destination, protocol) share
+/// an identification here, so a later fragment belongs to the datagram of
+/// any first fragment of the same tuple.
+pub fn fragment(rng: &mut impl Rng, policy: &Resolved, t: &Tuple, first: bool) -> Vec<u8> {
+    let (src, dst, l4) = t.clone();
+    let offset = if first {
+        0
+    } else {
+        *[1u16, 2, 185, rng.random_range(3..8192)].choose(rng).expect("non-empty")
+    };
+    let more = first || rng.random_bool(0.6);
+    let mut f = Frame::ip(src, dst, l4).with_ip(|b| {
+        if let Body::Ip { frag_offset8, more_frags, ext, payload, .. } = b {
+            if src.is_ipv6() {
+                ext.push(Ext::Fragment { offset8: offset, more });
+            } else {
+                *frag_offset8 = offset;
+                *more_frags = more;
+            }
+            *payload = 8;
+        }
+    });
+    if let Some(d) = policy.devices.iter().find(|d| d.addrs.contains(&src)) {
+        f = f.vlan(d.vlan);
+        if let Some(mac) = d.mac {
+            f = f.from_mac(mac);
+        }
+    }
+    f.bytes()
+}
+
 /// A random frame for `policy`; with `answer`, built around that tuple
 /// instead of a random one (a reply to an earlier frame). Returns the bytes
 /// and, for IP frames, the tuple used.

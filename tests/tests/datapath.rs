@@ -499,14 +499,43 @@ fn fragments_and_ipv4_options() {
         Reason::Allowed,
         &pin,
     );
-    // Non-first fragments carry no ports: only rules that leave the port
-    // open can pass them.
+    // Non-first fragments carry no ports: they take those of their
+    // datagram's first fragment when it passed...
     check(
         h,
         &p,
         0,
-        "non-first tcp fragment",
+        "non-first tcp fragment after its allowed first",
         &frag(NURSE, PUMP4, L4::Other { proto: 6, len: 16 }, 10, false).bytes(),
+        Reason::Allowed,
+        &pin,
+    );
+    // ...else only rules that leave the port open can pass them: the first
+    // fragment missing (another sender's datagram), or denied.
+    check(
+        h,
+        &p,
+        0,
+        "non-first tcp fragment without its first",
+        &frag("10.30.9.9", PUMP4, L4::Other { proto: 6, len: 16 }, 10, false).bytes(),
+        Reason::NotAllowed,
+        &pin,
+    );
+    check(
+        h,
+        &p,
+        0,
+        "first fragment, tcp/80",
+        &frag("10.30.9.8", PUMP4, L4::tcp(1, 80), 0, true).bytes(),
+        Reason::NotAllowed,
+        &pin,
+    );
+    check(
+        h,
+        &p,
+        0,
+        "non-first tcp fragment after its denied first",
+        &frag("10.30.9.8", PUMP4, L4::Other { proto: 6, len: 16 }, 10, false).bytes(),
         Reason::NotAllowed,
         &pin,
     );

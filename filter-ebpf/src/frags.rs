@@ -1,0 +1,80 @@
+//! Fragments of datagrams whose first fragment passed (DESIGN §3 step 4):
+//! only the first fragment carries the ports, so the rules can only be
+//! asked about it. When it passes (allowed, or part of a flow), its ports
+//! are remembered by (source, destination, protocol, identification), as
+//! Cilium's fragment map does, and the later fragments of the same
+//! datagram are decided with them. A later fragment whose first fragment
+//! was not seen, or did not pass, is decided without ports as before.
+//!
+//! An LRU hash shared by all CPUs: with RSS the fragments of one datagram
+//! may arrive on different queues and CPUs.
+
+use aya_ebpf::{
+    helpers::bpf_ktime_get_coarse_ns,
+    macros::map,
+    maps::{LruHashMap, PerCpuArray},
+};
+use filter_common::{FRAG_TIMEOUT_NS, FragKey, FragPorts, MAX_FRAGS};
+
+use crate::parse::{Packet, frag};
+
+#[map]
+static FRAGS: LruHashMap<FragKey, FragPorts> = LruHashMap::with_max_entries(MAX_FRAGS, 0);
+
+/// This frame's key, in a per-CPU slot rather than on the stack (as the
+/// flow key); XDP runs with preemption off, so it is this frame's.
+#[map]
+static FRAG_KEY: PerCpuArray<FragKey> = PerCpuArray::with_max_entries(1, 0);
+
+#[inline(always)]
+fn key(pkt: &Packet) -> Option<&'static FragKey> {
+    let slot = FRAG_KEY.get_ptr_mut(0)?;
+    // SAFETY: this CPU's slot (see FRAG_KEY), plain data written whole.
+    unsafe {
+        slot.write(FragKey {
+            src: pkt.src,
+            dst: pkt.dst,
+            id: pkt.frag_id,
+            proto: pkt.proto,
+            _pad: [0; 3],
+        });
+        Some(&*slot)
+    }
+}
+
+#[inline(always)]
+fn now() -> u64 {
+    // SAFETY: a helper without arguments.
+    unsafe { bpf_ktime_get_coarse_ns() }
+}
+
+/// A later fragment: takes the ports of its datagram's first fragment if
+/// that one passed and is remembered.
+#[inline(always)]
+pub fn recall(pkt: &mut Packet) {
+    let Some(k) = key(pkt) else { return };
+    // SAFETY: a plain value copied out at once; a concurrent update gives
+    // the old or the new ports of the same datagram.
+    let Some(p) = (unsafe { FRAGS.get(k) }) else { return };
+    let p = *p;
+    if now() > p.expires_ns {
+        return;
+    }
+    pkt.sport = p.sport;
+    pkt.port = p.dport;
+    pkt.l4_known = true;
+    pkt.frag = frag::RECALLED;
+}
+
+/// A first fragment that passed: remember its ports for the rest.
+#[inline(always)]
+pub fn remember(pkt: &Packet) {
+    let Some(k) = key(pkt) else { return };
+    let ports = FragPorts {
+        expires_ns: now().saturating_add(FRAG_TIMEOUT_NS),
+        sport: pkt.sport,
+        dport: pkt.port,
+        _pad: 0,
+    };
+    let _ = FRAGS.insert(k, ports, 0);
+}

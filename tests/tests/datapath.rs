@@ -966,3 +966,59 @@ fn rate_limits_cut_at_the_configured_rate() {
     let got = within_one_second(&mut h, &to_monitor);
     assert_eq!(got.get(&Reason::Allowed), Some(&100), "{got:?}");
 }
+
+/// With RSS a reply, or a later fragment, is often received on another
+/// CPU than the packet before it: the flow table and the fragments' map
+/// are shared by all CPUs. BPF_PROG_TEST_RUN runs the program on the
+/// calling thread's CPU, so each frame is sent from a thread pinned to the
+/// CPU it should be decided on.
+#[test]
+fn flows_and_fragments_carry_across_cpus() {
+    let p = hospital();
+    let Some(mut h) = setup(&p, 0) else { return };
+    let h = &mut h;
+    // SAFETY: sysconf has no preconditions.
+    let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    assert!(cpus >= 2, "this test needs two CPUs; the machine has {cpus}");
+    let on_cpu = |cpu: usize| {
+        vlanguard_tests::pin_to_cpu(0, cpu).expect("pin to CPU");
+        // SAFETY: sched_getcpu has no preconditions.
+        assert_eq!(unsafe { libc::sched_getcpu() }, cpu as i32, "running on CPU {cpu}");
+    };
+    use Direction::{In, Out};
+    let server = "10.20.5.10";
+    let out = |l4| Frame::ip(v4(PUMP4), v4(server), l4).vlan(110).from_mac(PUMP_MAC).bytes();
+    let back = |l4| Frame::ip(v4(server), v4(PUMP4), l4).bytes();
+    let tcp = |sport, dport, flags| L4::Tcp { sport, dport, doff: 5, flags };
+
+    on_cpu(0);
+    check(h, &p, 0, "syn on CPU 0", &out(L4::syn(40100, 443)), Reason::Allowed, &[(PUMP, Out)]);
+    on_cpu(1);
+    let syn_ack = back(tcp(443, 40100, 0x12));
+    check(h, &p, 0, "syn-ack on CPU 1", &syn_ack, Reason::Established, &[(PUMP, In)]);
+
+    let frag = |offset8: u16, more: bool, l4| {
+        Frame::ip(v4(NURSE), v4(PUMP4), l4)
+            .with_ip(|b| {
+                if let Body::Ip { frag_offset8, more_frags, .. } = b {
+                    *frag_offset8 = offset8;
+                    *more_frags = more;
+                }
+            })
+            .bytes()
+    };
+    let pin = [(PUMP, In)];
+    on_cpu(0);
+    check(
+        h,
+        &p,
+        0,
+        "first fragment on CPU 0",
+        &frag(0, true, L4::tcp(2, 443)),
+        Reason::Allowed,
+        &pin,
+    );
+    on_cpu(1);
+    let later = frag(20, false, L4::Other { proto: 6, len: 16 });
+    check(h, &p, 0, "later fragment on CPU 1", &later, Reason::Allowed, &pin);
+}

@@ -43,10 +43,27 @@ pub fn read_policy(path: &std::path::Path) -> anyhow::Result<Resolved> {
 /// Policy text validated into a policy, the DNS names its rules use
 /// resolved with the system resolver (getaddrinfo: /etc/hosts, then
 /// /etc/resolv.conf's servers). A name without an answer fails validation.
+///
+/// The parse runs on a thread of its own, so in an allocator arena of its
+/// own, and the caller keeps a copy made on its thread: the parse allocates
+/// several kilobytes per device that it frees at once, and the long-lived
+/// policy built in between them would pin those pages (a 100,000-device
+/// daemon held ~430 MB after the apply instead of the policy's ~130 MB).
+/// With the parse's arena entirely free, `sys::trim_heap` returns it.
 pub fn resolve_policy(text: &str) -> Result<Resolved, error::PolicyError> {
-    let mut policy = Policy::from_toml(text)?;
-    policy.names = lookup_names(&policy.dns_names());
-    policy.resolve()
+    let parsed = std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut policy = Policy::from_toml(text)?;
+            policy.names = lookup_names(&policy.dns_names());
+            policy.resolve()
+        })
+        .join()
+    });
+    match parsed {
+        Ok(Ok(policy)) => Ok(policy.clone()),
+        Ok(Err(e)) => Err(e),
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
 }
 
 /// The addresses of each name that resolves (port 0: any service).

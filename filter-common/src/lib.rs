@@ -327,7 +327,7 @@ pub const fn global_stat_index(verdict: Verdict, reason: Reason) -> u32 {
 }
 pub const GLOBAL_STATS_LEN: u32 = NUM_VERDICTS * NUM_REASONS;
 
-/// `SETTINGS[gen].flags`: infrastructure protocols let through to and from
+/// `CONFIG[gen].settings.flags`: infrastructure protocols let through to and from
 /// protected VLANs (DESIGN §2: explicit, visible settings).
 pub mod settings {
     pub const ALLOW_ARP: u32 = 1 << 0;

@@ -17,7 +17,7 @@ use aya_ebpf::{
 };
 use filter_common::{Reason, Verdict};
 
-use crate::parse::{Kind, Packet};
+use crate::parse::{Kind, Packet, is_v4_mapped};
 
 /// What one log line is made from, handed from the filter to the logger.
 pub struct Staged {
@@ -191,10 +191,4 @@ mod lines {
     pub fn log_v6() {}
     pub fn log_arp() {}
     pub fn log_other() {}
-}
-
-/// Addresses are held IPv4-mapped (`::ffff:a.b.c.d`).
-#[inline(always)]
-fn is_v4_mapped(a: &[u8; 16]) -> bool {
-    a[..10] == [0; 10] && a[10] == 0xff && a[11] == 0xff
 }

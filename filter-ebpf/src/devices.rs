@@ -15,7 +15,10 @@ use filter_common::{
     v4net,
 };
 
-use crate::maps::{CONFIG, DEVICE_LINES, DEVICES, IFACES, PROTECTED, V4_INDEX};
+use crate::{
+    maps::{CONFIG, DEVICE_LINES, DEVICES, IFACES, PROTECTED, V4_INDEX},
+    parse::is_v4_mapped,
+};
 
 /// `vlanguard_find_v4`'s answer: the device's line + 1 (0: none) in the low
 /// bits, and what else the caller must do or know.
@@ -61,11 +64,6 @@ pub fn locate(generation: u32, addr: &[u8; 16]) -> (Option<&'static DeviceInfo>,
             found & IN_PROTECTED != 0
         };
     (dev, protected)
-}
-
-#[inline(always)]
-fn is_v4_mapped(a: &[u8; 16]) -> bool {
-    a[..10] == [0; 10] && a[10] == 0xff && a[11] == 0xff
 }
 
 /// Finds IPv4 address `addr` in the configuration line's subnet table: a

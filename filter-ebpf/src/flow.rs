@@ -83,9 +83,10 @@ pub enum Lookup {
 
 /// The flows' clock: CLOCK_MONOTONIC at tick resolution (a few ms). The
 /// precise clocks read the TSC, which costs ~40 ns a frame under KVM
-/// (perf/FASTPATH.md); timeouts of seconds need no better.
+/// (perf/FASTPATH.md); timeouts of seconds need no better. Fragments'
+/// memory uses it too.
 #[inline(always)]
-fn now() -> u64 {
+pub fn now() -> u64 {
     // SAFETY: a helper without arguments.
     unsafe { bpf_ktime_get_coarse_ns() }
 }

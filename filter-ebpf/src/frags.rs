@@ -10,13 +10,15 @@
 //! may arrive on different queues and CPUs.
 
 use aya_ebpf::{
-    helpers::bpf_ktime_get_coarse_ns,
     macros::map,
     maps::{LruHashMap, PerCpuArray},
 };
 use filter_common::{FRAG_TIMEOUT_NS, FragKey, FragPorts, MAX_FRAGS};
 
-use crate::parse::{Packet, frag};
+use crate::{
+    flow::now,
+    parse::{Packet, frag},
+};
 
 #[map]
 static FRAGS: LruHashMap<FragKey, FragPorts> = LruHashMap::with_max_entries(MAX_FRAGS, 0);
@@ -40,12 +42,6 @@ fn key(pkt: &Packet) -> Option<&'static FragKey> {
         });
         Some(&*slot)
     }
-}
-
-#[inline(always)]
-fn now() -> u64 {
-    // SAFETY: a helper without arguments.
-    unsafe { bpf_ktime_get_coarse_ns() }
 }
 
 /// A later fragment: takes the ports of its datagram's first fragment if

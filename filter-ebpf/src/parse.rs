@@ -175,8 +175,9 @@ pub fn parse(ctx: &XdpContext, pkt: &mut Packet) -> Result<(), ()> {
     }
 }
 
+/// Whether `a` is an IPv4 address held v4-mapped (`::ffff:a.b.c.d`).
 #[inline(always)]
-fn is_v4_mapped(a: &[u8; 16]) -> bool {
+pub fn is_v4_mapped(a: &[u8; 16]) -> bool {
     a[..10] == [0; 10] && a[10] == 0xff && a[11] == 0xff
 }
 

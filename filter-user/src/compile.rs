@@ -104,6 +104,20 @@ impl Compiled {
     pub fn peer_nets(&self) -> usize {
         self.rule_sets.iter().flat_map(|r| &r.nets).map(Vec::len).sum()
     }
+
+    /// The configuration line's IPv4 subnet table for this policy
+    /// ([`v4_table`]), or none (flags 0) should a device's IPv4 address lie
+    /// outside every subnet: validation keeps devices in their VLAN's
+    /// subnets, and the table would call such an address no device.
+    pub fn v4_table(&self) -> (u32, Vec<V4Net>) {
+        let (flags, table) = v4_table(&self.v4_subnets);
+        let outside = self.devices.iter().flat_map(|d| &d.addrs).any(|a| {
+            std::net::Ipv6Addr::from(*a)
+                .to_ipv4_mapped()
+                .is_some_and(|a| !table.iter().any(|n| u32::from(a) & n.mask == n.net))
+        });
+        if outside { (0, Vec::new()) } else { (flags, table) }
+    }
 }
 
 pub fn compile(policy: &Resolved) -> Compiled {

@@ -448,6 +448,12 @@ impl Filter {
                 policy.rule_entries(),
             )));
         }
+        if policy.devices.len() > MAX_DEVICE_LINES as usize {
+            return Err(LoadError::Capacity(format!(
+                "{} devices; the maps hold {MAX_DEVICE_LINES}",
+                policy.devices.len()
+            )));
+        }
         if policy.peer_nets() > MAX_PEER_NETS as usize {
             return Err(LoadError::Capacity(format!(
                 "rules with many peer networks need {} of them; the maps hold {MAX_PEER_NETS}",
@@ -769,12 +775,6 @@ impl Filter {
                 None => RuleRange::default(),
             }
         };
-        if c.devices.len() > MAX_DEVICE_LINES as usize {
-            return Err(LoadError::Capacity(format!(
-                "{} devices; the maps hold {MAX_DEVICE_LINES}",
-                c.devices.len()
-            )));
-        }
         let lines: Vec<DeviceInfo> = c
             .devices
             .iter()
@@ -795,17 +795,7 @@ impl Filter {
         sys::update_batch(self.maps.device_lines.fd().as_fd(), &keys, &lines)?;
         // Each address: by direct index in its subnet's part of V4_INDEX,
         // else in DEVICES.
-        let (mut flags, mut v4_nets) = crate::compile::v4_table(&c.v4_subnets);
-        // Devices lie in their VLAN's subnets (validation); should one not,
-        // the table would call it no device: use DEVICES and PROTECTED.
-        let outside = c.devices.iter().flat_map(|d| &d.addrs).any(|a| {
-            std::net::Ipv6Addr::from(*a)
-                .to_ipv4_mapped()
-                .is_some_and(|a| !v4_nets.iter().any(|n| u32::from(a) & n.mask == n.net))
-        });
-        if outside {
-            (flags, v4_nets) = (0, Vec::new());
-        }
+        let (flags, v4_nets) = c.v4_table();
         let (mut index_keys, mut index_lines) = (Vec::new(), Vec::new());
         let mut addrs = 0u32;
         for (line, d) in c.devices.iter().enumerate() {

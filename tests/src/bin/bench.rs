@@ -258,21 +258,9 @@ fn main() -> anyhow::Result<()> {
         );
         h.snapshot();
         assert_eq!(h.run(&probe).reason(), Some(Reason::Allowed), "SYN: kernel verdict");
-        let (mut ours, mut floors, mut theirs) = (Vec::new(), Vec::new(), Vec::new());
-        for round in 0..ROUNDS {
-            let frames: Vec<Vec<u8>> = (0..MIXED).map(|i| syn(round, i)).collect();
-            let (mut o, mut f, mut x) = (0u64, 0u64, 0u64);
-            for frame in &frames {
-                f += run(floor, frame, 1)?.1;
-                o += h.run_raw(frame, 1).1;
-                x += run(xdpf.program(), frame, 1)?.1;
-            }
-            ours.push(o / MIXED as u64);
-            floors.push(f / MIXED as u64);
-            theirs.push(x / MIXED as u64);
-        }
-        let (m, f, x) = (median(ours.clone()), median(floors), median(theirs));
-        let (lo, hi) = (*ours.iter().min().expect("rounds"), *ours.iter().max().expect("rounds"));
+        let Distinct { m, lo, hi, f, x } = time_distinct(&mut h, floor, &mut xdpf, |round| {
+            (0..MIXED).map(|i| syn(round, i)).collect()
+        })?;
         let label = format!(
             "{shape}allowed TCP SYN v4, a new connection each ({MIXED} distinct, each run once)"
         );
@@ -300,22 +288,10 @@ fn main() -> anyhow::Result<()> {
                     .padded()
             })
             .collect();
-        let (mut ours, mut floors, mut theirs) = (Vec::new(), Vec::new(), Vec::new());
-        for _ in 0..ROUNDS {
-            let (mut o, mut f, mut x) = (0u64, 0u64, 0u64);
-            for frame in &mixed {
-                f += run(floor, frame, 1)?.1;
-                o += h.run_raw(frame, 1).1;
-                x += run(xdpf.program(), frame, 1)?.1;
-            }
-            ours.push(o / MIXED as u64);
-            floors.push(f / MIXED as u64);
-            theirs.push(x / MIXED as u64);
-        }
+        let Distinct { m, lo, hi, f, x } =
+            time_distinct(&mut h, floor, &mut xdpf, |_| mixed.clone())?;
         // xdp-filter passes the frames to the devices it holds.
         let their_verdict = if n > xdp_filter::CAPACITY { "pass/drop" } else { "pass" };
-        let (m, f, x) = (median(ours.clone()), median(floors), median(theirs));
-        let (lo, hi) = (*ours.iter().min().expect("rounds"), *ours.iter().max().expect("rounds"));
         writeln!(
             md,
             "| {n} | {shape}mixed: {MIXED} distinct allowed TCP v4 frames, each run once | 60 | allowed | {m} | {lo} | {hi} | {f} | {} | {x} | {their_verdict} | {:.2} |",
@@ -372,6 +348,44 @@ fn main() -> anyhow::Result<()> {
     std::fs::write(dir.join("memory.csv"), &memory_csv)?;
     eprintln!("bench: wrote {}", dir.join(format!("{name}.{{md,csv}}")).display());
     Ok(())
+}
+
+/// A run of distinct frames, each run once: vlanguard's median, min and max
+/// over the rounds, the floor's and xdp-filter's medians (ns per frame).
+struct Distinct {
+    m: u64,
+    lo: u64,
+    hi: u64,
+    f: u64,
+    x: u64,
+}
+
+/// Times `frames(round)` (distinct frames, each run once per round) through
+/// the floor, vlanguard and xdp-filter, one frame after the other. Per-run
+/// timing includes the kernel's per-run setup, which the floor measured
+/// the same way shows.
+fn time_distinct(
+    h: &mut Harness,
+    floor: &mut Xdp,
+    xdpf: &mut XdpFilter,
+    frames: impl Fn(usize) -> Vec<Vec<u8>>,
+) -> anyhow::Result<Distinct> {
+    let (mut ours, mut floors, mut theirs) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        let frames = frames(round);
+        let (mut o, mut f, mut x) = (0u64, 0u64, 0u64);
+        for frame in &frames {
+            f += run(floor, frame, 1)?.1;
+            o += h.run_raw(frame, 1).1;
+            x += run(xdpf.program(), frame, 1)?.1;
+        }
+        let count = frames.len().max(1) as u64;
+        ours.push(o / count);
+        floors.push(f / count);
+        theirs.push(x / count);
+    }
+    let (lo, hi) = (*ours.iter().min().expect("rounds"), *ours.iter().max().expect("rounds"));
+    Ok(Distinct { m: median(ours), lo, hi, f: median(floors), x: median(theirs) })
 }
 
 /// The program's action and its mean time per run in nanoseconds.

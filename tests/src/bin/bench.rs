@@ -43,12 +43,20 @@ fn median(mut v: Vec<u64>) -> u64 {
 fn main() -> anyhow::Result<()> {
     let mut repeat: u32 = 1_000_000;
     let mut name = String::from("datapath");
+    // For profiling one case: only the cases whose name holds this, at
+    // only this policy size.
+    let mut only: Option<String> = None;
+    let mut sizes: Option<usize> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--repeat" => repeat = args.next().and_then(|v| v.parse().ok()).expect("--repeat N"),
             // Output file stem under target/bench (one per process run).
             "--name" => name = args.next().expect("--name STEM"),
+            "--only" => only = Some(args.next().expect("--only SUBSTRING")),
+            "--devices" => {
+                sizes = Some(args.next().and_then(|v| v.parse().ok()).expect("--devices N"))
+            }
             other => anyhow::bail!("unknown argument {other}"),
         }
     }
@@ -77,6 +85,9 @@ fn main() -> anyhow::Result<()> {
     let runs =
         [(1usize, ""), (100, ""), (10_000, ""), (100_000, ""), (10_000, "hospital, 20 profiles: ")];
     for (n, shape) in runs {
+        if sizes.is_some_and(|s| s != n) || (sizes.is_some() && !shape.is_empty()) {
+            continue;
+        }
         let policy = if shape.is_empty() { scale::policy(n) } else { scale::hospital(n) };
         let mut h = Harness::new();
         let t = std::time::Instant::now();
@@ -211,6 +222,9 @@ fn main() -> anyhow::Result<()> {
             );
         }
         for case in &cases {
+            if only.as_ref().is_some_and(|o| !case.name.contains(o.as_str())) {
+                continue;
+            }
             let (mut ours, mut floors, mut theirs) = (Vec::new(), Vec::new(), Vec::new());
             for _ in 0..ROUNDS {
                 floors.push(run(floor, &case.frame, repeat)?.1);
@@ -243,6 +257,7 @@ fn main() -> anyhow::Result<()> {
             )?;
         }
 
+        let wanted = |label: &str| only.as_ref().is_none_or(|o| label.contains(o.as_str()));
         // New connections: a SYN repeated would open its flow once and then
         // hit it, so each timed SYN is a frame of its own (another source
         // port), run once, and opens a flow; each round uses new ports.
@@ -251,6 +266,9 @@ fn main() -> anyhow::Result<()> {
             let port = 10_000 + (round * MIXED + i) as u16;
             Frame::ip(nurse, target, L4::syn(port, 443)).padded()
         };
+        let label = format!(
+            "{shape}allowed TCP SYN v4, a new connection each ({MIXED} distinct, each run once)"
+        );
         let probe = Frame::ip(nurse, target, L4::syn(9_999, 443)).padded();
         assert_eq!(
             reference::evaluate_with_flows(&policy, &probe, 0, &mut h.flows).reason,
@@ -258,23 +276,25 @@ fn main() -> anyhow::Result<()> {
         );
         h.snapshot();
         assert_eq!(h.run(&probe).reason(), Some(Reason::Allowed), "SYN: kernel verdict");
-        let Distinct { m, lo, hi, f, x } = time_distinct(&mut h, floor, &mut xdpf, |round| {
-            (0..MIXED).map(|i| syn(round, i)).collect()
-        })?;
-        let label = format!(
-            "{shape}allowed TCP SYN v4, a new connection each ({MIXED} distinct, each run once)"
-        );
-        writeln!(
-            md,
-            "| {n} | {label} | 60 | allowed | {m} | {lo} | {hi} | {f} | {} | {x} | pass | {:.2} |",
-            m.saturating_sub(f),
-            m as f64 / x.max(1) as f64
-        )?;
-        writeln!(
-            csv,
-            "{n},10,\"{label}\",60,{m},{lo},{hi},{f},{:.2},{x},pass",
-            m as f64 / f.max(1) as f64
-        )?;
+        if wanted(&label) {
+            let Distinct { m, lo, hi, f, x } = time_distinct(&mut h, floor, &mut xdpf, |round| {
+                (0..MIXED).map(|i| syn(round, i)).collect()
+            })?;
+            writeln!(
+                md,
+                "| {n} | {label} | 60 | allowed | {m} | {lo} | {hi} | {f} | {} | {x} | pass | {:.2} |",
+                m.saturating_sub(f),
+                m as f64 / x.max(1) as f64
+            )?;
+            writeln!(
+                csv,
+                "{n},10,\"{label}\",60,{m},{lo},{hi},{f},{:.2},{x},pass",
+                m as f64 / f.max(1) as f64
+            )?;
+        }
+        if !wanted("mixed") {
+            continue;
+        }
 
         // The mixed run: thousands of distinct frames to different devices
         // from different hosts, each run once, so lookups are not always
@@ -304,6 +324,11 @@ fn main() -> anyhow::Result<()> {
             m as f64 / f.max(1) as f64
         )?;
     }
+    if only.is_some() || sizes.is_some() {
+        // A profiling run: the table only, no files.
+        println!("{md}");
+        return Ok(());
+    }
     // Map memory: all maps (the fixed, preallocated ones included) and what
     // each device adds beyond the one-device policy.
     // Per rule: the same devices with ten more rules each (their own), at
@@ -330,16 +355,19 @@ fn main() -> anyhow::Result<()> {
         writeln!(md, "| {n} | {bytes} | {per} | {with20} | {per_rule} |")?;
         writeln!(memory_csv, "{n},{bytes},{per},{with20},{per_rule}")?;
     }
-    // Kernel memory of the flow table (preallocated: LRU), per entry.
+    // Kernel memory of the flow cache (its entries and its buckets' tags),
+    // per flow.
     let h = Harness::new();
     writeln!(
         md,
         "\n| map | entries | kernel memory (memlock) | per entry |\n|---|---:|---:|---:|"
     )?;
-    if let Some(m) = h.filter.map_memory()?.into_iter().find(|m| m.name == "FLOWS") {
-        let per = m.memlock / m.max_entries.max(1);
-        writeln!(md, "| {} | {} | {} | {per} |", m.name, m.max_entries, m.memlock)?;
-    }
+    let memory = h.filter.map_memory()?;
+    let flows: Vec<_> =
+        memory.iter().filter(|m| m.name == "FLOW_CACHE" || m.name == "FLOW_TAGS").collect();
+    let bytes: u64 = flows.iter().map(|m| m.memlock).sum();
+    let entries = u64::from(filter_common::MAX_FLOWS);
+    writeln!(md, "| FLOW_CACHE + FLOW_TAGS | {entries} | {bytes} | {} |", bytes / entries)?;
     println!("{md}");
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
     std::fs::create_dir_all(&dir)?;

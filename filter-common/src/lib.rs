@@ -30,7 +30,15 @@ pub mod maps {
     /// Slot 0: the debug-log program, tail-called when `settings::DEBUG_LOG`
     /// is on. Pinned so the kernel keeps its entry while no daemon runs.
     pub const DEBUG_PROGS: &str = "DEBUG_PROGS";
-    pub const FLOWS: &str = "FLOWS";
+    /// The flow cache (`filter_common::FlowEntry`), its bucket tags and
+    /// its hash seed.
+    pub const FLOW_CACHE: &str = "FLOW_CACHE";
+    pub const FLOW_TAGS: &str = "FLOW_TAGS";
+    pub const FLOW_SEED: &str = "FLOW_SEED";
+    /// The flow table of versions before the flow cache (an LRU hash of
+    /// `FlowKey` -> `FlowValue`): read once when such a version is
+    /// upgraded, so its flows carry over, then unpinned.
+    pub const LEGACY_FLOWS: &str = "FLOWS";
     pub const FLOW_STATS: &str = "FLOW_STATS";
     pub const FRAGS: &str = "FRAGS";
     pub const BLOCKS: &str = "BLOCKS";
@@ -40,7 +48,7 @@ pub mod maps {
     pub const RATE_STATE: &str = "RATE_STATE";
 
     /// Every map, in the order they are pinned.
-    pub const ALL: [&str; 27] = [
+    pub const ALL: [&str; 29] = [
         GENERATION,
         CONFIG,
         IFACES,
@@ -60,7 +68,9 @@ pub mod maps {
         EVENT_RATE,
         RULE_HITS,
         DEBUG_PROGS,
-        FLOWS,
+        FLOW_CACHE,
+        FLOW_TAGS,
+        FLOW_SEED,
         FLOW_STATS,
         FRAGS,
         BLOCKS,
@@ -486,13 +496,133 @@ impl BlockEntry {
     }
 }
 
-/// Flow table capacity (LRU: the least recently used flow makes room).
-pub const MAX_FLOWS: u32 = 1 << 16;
+/// The flow cache (README "Flows"): `FLOW_BUCKETS`
+/// buckets of `FLOW_WAYS` entries, a flow's bucket chosen by its seeded
+/// hash. An ARRAY rather than an LRU hash: a lookup is a hash of five
+/// words and one line of tags, an insert plain stores (an LRU insert cost
+/// ~200 ns, perf/FASTPATH.md). A full bucket gives up the entry closest to
+/// expiring; with 8 ways that happens only when 9 live flows share a
+/// bucket (at 65,536 flows, about 8 of the 32,768 buckets).
+pub const FLOW_WAYS: u32 = 8;
+pub const FLOW_BUCKETS: u32 = 1 << 15;
+/// Flow cache capacity.
+pub const MAX_FLOWS: u32 = FLOW_BUCKETS * FLOW_WAYS;
 
-/// `FLOWS` key: a connection in canonical order (the lower (address, port)
+/// `FLOW_CACHE` entry: one 64-byte line. `tag` is 0 for a free entry, else
+/// the key's tag (`flow_tag`), written last on insert and first on removal
+/// so that a reader on another CPU can tell a half-written entry
+/// (README "Flows").
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowEntry {
+    pub key: FlowKey,
+    pub value: FlowValue,
+    pub tag: u32,
+    pub _pad: u32,
+}
+
+/// `FLOW_TAGS[bucket]`: each way's tag, so a miss reads one line of tags
+/// rather than every way's entry.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowTags {
+    pub tags: [u32; FLOW_WAYS as usize],
+}
+
+/// The flow key's 64-bit hash under the cache's `seed` (random per
+/// filter, kept with the pins, so that senders cannot aim flows at one
+/// bucket). Each of the key's five words is mixed with the seed and
+/// multiplied by its own odd constant, independently of the others (the
+/// CPU does the five multiplies at once; a chain of them was the largest
+/// single cost of a frame's flow lookup), then the sum is folded.
+#[inline(always)]
+pub const fn flow_hash(key: &FlowKey, seed: u64) -> u64 {
+    let [w0, w1, w2, w3, w4] = key.words();
+    let a = (w0 ^ seed).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let b = (w1 ^ seed).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    let c = (w2 ^ seed).wrapping_mul(0x94d0_49bb_1331_11eb);
+    let d = (w3 ^ seed).wrapping_mul(0xd6e8_feb8_6659_fd93);
+    let e = (w4 ^ seed).wrapping_mul(0xa076_1d64_78bd_642f);
+    let h = a.wrapping_add(b).wrapping_add(c.wrapping_add(d)).wrapping_add(e);
+    let h = (h ^ (h >> 32)).wrapping_mul(0xe703_7ed1_a0b4_28db);
+    h ^ (h >> 29)
+}
+
+/// A hash's bucket.
+#[inline(always)]
+pub const fn flow_bucket(hash: u64) -> u32 {
+    (hash as u32) & (FLOW_BUCKETS - 1)
+}
+
+/// A hash's tag: never 0, which marks a free entry.
+#[inline(always)]
+pub const fn flow_tag(hash: u64) -> u32 {
+    ((hash >> 32) as u32) | 1
+}
+
+/// An IPv6 address, or an IPv4 one v4-mapped (`::ffff:a.b.c.d`), in
+/// network byte order and 8-aligned. Why its own type: the BPF target has
+/// no unaligned loads, so LLVM copies and compares a `[u8; 16]` it cannot
+/// prove aligned one byte at a time (measured at about a tenth of a
+/// dropped frame's cost); an `Addr` is two words.
+#[repr(C, align(8))]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Addr(pub [u8; 16]);
+
+impl Addr {
+    /// The bytes as two machine words (for copies and equality).
+    #[inline(always)]
+    pub const fn words(&self) -> [u64; 2] {
+        // SAFETY: 16 bytes, 8-aligned (`repr(align(8))`), all initialised.
+        unsafe { *(self as *const Addr).cast::<[u64; 2]>() }
+    }
+
+    /// The address as two big-endian numbers, high half first (for
+    /// prefixes and ordering).
+    #[inline(always)]
+    pub const fn halves(&self) -> (u64, u64) {
+        let [hi, lo] = self.words();
+        (u64::from_be(hi), u64::from_be(lo))
+    }
+
+    /// Whether it is an IPv4 address held v4-mapped.
+    #[inline(always)]
+    pub const fn is_v4_mapped(&self) -> bool {
+        let (hi, lo) = self.halves();
+        hi == 0 && lo >> 32 == 0xffff
+    }
+
+    /// The low 32 bits: a v4-mapped address's IPv4 address.
+    #[inline(always)]
+    pub const fn v4(&self) -> u32 {
+        self.halves().1 as u32
+    }
+}
+
+impl Addr {
+    /// IPv4 address `v4` (host order), v4-mapped.
+    #[inline(always)]
+    pub const fn from_v4(v4: u32) -> Addr {
+        let words = [0u64, (0xffff_u64 << 32 | v4 as u64).to_be()];
+        // SAFETY: two words are 16 initialised bytes with Addr's alignment.
+        unsafe { core::mem::transmute::<[u64; 2], Addr>(words) }
+    }
+}
+
+impl PartialEq for Addr {
+    #[inline(always)]
+    fn eq(&self, other: &Addr) -> bool {
+        let ([a, b], [c, d]) = (self.words(), other.words());
+        a == c && b == d
+    }
+}
+
+impl Eq for Addr {}
+
+/// A flow's key: a connection in canonical order (the lower (address, port)
 /// end first), so both directions find the same entry with one lookup.
 /// Addresses v4-mapped. ICMP echo uses ports 0.
-#[repr(C)]
+#[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct FlowKey {
     pub lo: [u8; 16],
@@ -509,37 +639,37 @@ impl FlowKey {
     /// the XDP program the key lives in a per-CPU scratch map, not on the
     /// stack.
     #[inline(always)]
-    pub fn set(
-        &mut self,
-        src: &[u8; 16],
-        sport: u16,
-        dst: &[u8; 16],
-        dport: u16,
-        proto: u8,
-    ) -> bool {
+    pub fn set(&mut self, src: &Addr, sport: u16, dst: &Addr, dport: u16, proto: u8) -> bool {
         let src_lo = order(src, sport) <= order(dst, dport);
         let (lo, lo_port, hi, hi_port) =
             if src_lo { (src, sport, dst, dport) } else { (dst, dport, src, sport) };
-        self.lo = *lo;
-        self.hi = *hi;
-        self.lo_port = lo_port;
-        self.hi_port = hi_port;
-        self.proto = proto;
-        self._pad = [0; 3];
+        let ([a, b], [c, d]) = (lo.words(), hi.words());
+        let [p0, p1] = lo_port.to_ne_bytes();
+        let [q0, q1] = hi_port.to_ne_bytes();
+        // Whole words, as the hash reads them: the CPU forwards a stored
+        // word to a load of it, but not bytes stored apart (a stall of
+        // ~10 ns measured on the flow hash).
+        let tail = u64::from_ne_bytes([p0, p1, q0, q1, proto, 0, 0, 0]);
+        // SAFETY: 40 bytes, 8-aligned, every byte a field (see `words`).
+        unsafe { *(self as *mut FlowKey).cast::<[u64; 5]>() = [a, b, c, d, tail] };
         src_lo
+    }
+
+    /// The key as five words: what the hash and the cache's compare read.
+    #[inline(always)]
+    pub const fn words(&self) -> [u64; 5] {
+        // SAFETY: 40 bytes, 8-aligned (`repr(align(8))`), every byte a
+        // field (no implicit padding, see the layout test).
+        unsafe { *(self as *const FlowKey).cast::<[u64; 5]>() }
     }
 }
 
 /// A total order on (address, port) made of plain integer compares (no
 /// memcmp call in the BPF program).
 #[inline(always)]
-fn order(a: &[u8; 16], port: u16) -> (u64, u64, u16) {
-    let [a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, b2, b3, b4, b5, b6, b7] = *a;
-    (
-        u64::from_be_bytes([a0, a1, a2, a3, a4, a5, a6, a7]),
-        u64::from_be_bytes([b0, b1, b2, b3, b4, b5, b6, b7]),
-        port,
-    )
+fn order(a: &Addr, port: u16) -> (u64, u64, u16) {
+    let (hi, lo) = a.halves();
+    (hi, lo, port)
 }
 
 /// `FlowValue::state`.
@@ -552,7 +682,7 @@ pub mod flow_state {
     pub const CLOSING: u8 = 2;
 }
 
-/// `FLOWS` value.
+/// A flow's state (`FlowEntry::value`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FlowValue {
@@ -607,6 +737,8 @@ pub mod flow_stats {
     pub const EXPIRED: u32 = 1;
     /// Found no longer allowed after a policy change and removed.
     pub const REVOKED: u32 = 2;
+    /// Live, but given up for a new flow in a full bucket.
+    pub const EVICTED: u32 = 3;
     pub const LEN: u32 = 4;
 }
 
@@ -647,7 +779,8 @@ pub mod event_stats {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RateWindow {
-    pub second: u64,
+    /// When the window began (the program's coarse clock, ns).
+    pub start_ns: u64,
     pub sent: u32,
     pub _pad: u32,
 }
@@ -849,6 +982,10 @@ mod pod {
     // SAFETY: as above.
     unsafe impl aya::Pod for FlowValue {}
     // SAFETY: as above.
+    unsafe impl aya::Pod for FlowEntry {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for FlowTags {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for FragKey {}
     // SAFETY: as above.
     unsafe impl aya::Pod for FragPorts {}
@@ -856,6 +993,9 @@ mod pod {
 
 #[cfg(test)]
 mod tests {
+    extern crate std;
+    use std::{vec, vec::Vec};
+
     use core::mem::{align_of, offset_of, size_of};
 
     use super::*;
@@ -878,16 +1018,18 @@ mod tests {
             v4_nets @ 40, iface_count @ 168, _pad @ 172, ifaces @ 176);
         assert_layout!(UntaggedIface, size 8, align 4, ifindex @ 0, vlan @ 4, _pad @ 6);
         assert_layout!(BlockEntry, size 64, align 8, expires_ns @ 0, created_unix @ 8, reason @ 16);
-        assert_layout!(FlowKey, size 40, align 2,
+        assert_layout!(FlowKey, size 40, align 8,
             lo @ 0, hi @ 16, lo_port @ 32, hi_port @ 34, proto @ 36, _pad @ 37);
         assert_layout!(FlowValue, size 16, align 8,
             expires_ns @ 0, epoch @ 8, open_port @ 12, lo_opened @ 14, state @ 15);
+        assert_layout!(FlowEntry, size 64, align 8, key @ 0, value @ 40, tag @ 56, _pad @ 60);
+        assert_layout!(FlowTags, size 32, align 4, tags @ 0);
         assert_layout!(DropEvent, size 64, align 8,
             ktime_ns @ 0, src @ 8, dst @ 24, src_slot @ 40, dst_slot @ 44, ifindex @ 48,
             sport @ 52, dport @ 54, vlan @ 56, proto @ 58, reason @ 59, verdict @ 60, _pad @ 61);
         assert_layout!(FragKey, size 40, align 4, src @ 0, dst @ 16, id @ 32, proto @ 36, _pad @ 37);
         assert_layout!(FragPorts, size 16, align 8, expires_ns @ 0, sport @ 8, dport @ 10, _pad @ 12);
-        assert_layout!(RateWindow, size 16, align 8, second @ 0, sent @ 8, _pad @ 12);
+        assert_layout!(RateWindow, size 16, align 8, start_ns @ 0, sent @ 8, _pad @ 12);
         assert_layout!(RuleHitKey, size 8, align 4, slot @ 0, direction @ 4, rule @ 5, _pad @ 6);
         assert_layout!(IfaceConf, size 4, align 2, untagged_vlan @ 0, _pad @ 2);
         assert_layout!(DeviceKey, size 20, align 4, generation @ 0, addr @ 4);
@@ -909,6 +1051,23 @@ mod tests {
     }
 
     #[test]
+    fn addresses_read_as_words_and_halves() {
+        let a = Addr([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 192, 0, 2, 7]);
+        assert!(a.is_v4_mapped());
+        assert_eq!(a.v4(), u32::from_be_bytes([192, 0, 2, 7]));
+        assert_eq!(a.halves(), (0, 0x0000_ffff_c000_0207));
+        let b = Addr([0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        assert!(!b.is_v4_mapped());
+        assert_eq!(b.halves(), (0x2001_0db8_0000_0000, 1));
+        assert!(a == a && a != b);
+        // The flow key's order is numeric: the v4-mapped address is lower.
+        let mut k = FlowKey::default();
+        assert!(k.set(&a, 9, &b, 1, 6));
+        assert!(!k.set(&b, 1, &a, 9, 6));
+        assert_eq!((k.lo, k.lo_port, k.hi, k.hi_port), (a.0, 9, b.0, 1));
+    }
+
+    #[test]
     fn prefix_bits_match_key_sizes() {
         assert_eq!(PEER_BITS as usize, size_of::<PeerData>() * 8);
         assert_eq!(PROTECTED_KEY_BITS as usize, size_of::<ProtectedKey>() * 8);
@@ -916,6 +1075,36 @@ mod tests {
         // A device's scan fits its counts and its rule indexes fit a byte.
         assert!(MAX_RULE_SCAN as usize >= MAX_RULES && MAX_RULE_SCAN <= u32::from(u8::MAX));
         assert!(MAX_RULES <= usize::from(u8::MAX));
+    }
+
+    /// Flows that differ only a little (sequential clients and ports, as
+    /// a busy VLAN has) spread over the buckets about as evenly as random
+    /// ones would: at 65,536 flows (2 per bucket on average) hardly any
+    /// bucket holds more than its 8 ways, and the seed moves every flow.
+    #[test]
+    fn flow_hash_spreads_similar_flows() {
+        let mut keys = Vec::new();
+        for i in 0..65_536u32 {
+            let mut k = FlowKey::default();
+            let client =
+                [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 30, (i >> 8) as u8, i as u8];
+            let device = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 110, 0, (i % 7) as u8];
+            k.set(&Addr(client), 40_000 + (i % 1_000) as u16, &Addr(device), 443, 6);
+            keys.push(k);
+        }
+        for seed in [0, 1, 0x5eed_5eed_5eed_5eed] {
+            let mut per_bucket = vec![0u32; FLOW_BUCKETS as usize];
+            for k in &keys {
+                per_bucket[flow_bucket(flow_hash(k, seed)) as usize] += 1;
+            }
+            let over = per_bucket.iter().filter(|n| **n > FLOW_WAYS).count();
+            // A Poisson(2) spread puts about 8 buckets over 8.
+            assert!(over <= 40, "seed {seed}: {over} buckets over {FLOW_WAYS} flows");
+            assert!(per_bucket.iter().max().copied().unwrap_or(0) <= 14, "seed {seed}");
+        }
+        let moved = keys.iter().filter(|k| flow_hash(k, 1) != flow_hash(k, 2)).count();
+        assert_eq!(moved, keys.len());
+        assert!(keys.iter().all(|k| flow_tag(flow_hash(k, 7)) != 0));
     }
 
     #[test]

@@ -12,8 +12,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, lpm_trie::Key},
 };
 use filter_common::{
-    BlockEntry, MAX_BLOCKS, MAX_DEVICE_SLOTS, MAX_MANAGEMENT_NETS, PEER_BITS, PROTECTED_KEY_BITS,
-    PeerData, ProtectedKey,
+    Addr, BlockEntry, MAX_BLOCKS, MAX_DEVICE_SLOTS, MAX_MANAGEMENT_NETS, PEER_BITS,
+    PROTECTED_KEY_BITS, PeerData, ProtectedKey,
 };
 
 /// Blocked prefixes of v4-mapped addresses.
@@ -67,8 +67,8 @@ pub fn any_quarantine() -> bool {
 
 /// Whether `addr` lies in a blocked prefix whose entry has not expired.
 #[inline(always)]
-pub fn blocked(addr: &[u8; 16], now: u64) -> bool {
-    match BLOCKS.get(Key::new(PEER_BITS, *addr)) {
+pub fn blocked(addr: &Addr, now: u64) -> bool {
+    match BLOCKS.get(Key::new(PEER_BITS, addr.0)) {
         Some(e) => e.active(now),
         None => false,
     }
@@ -87,7 +87,7 @@ pub fn quarantined(slot: u32, now: u64) -> bool {
 
 /// Whether `addr` is in a management network of `generation`.
 #[inline(always)]
-pub fn management(generation: u32, addr: &[u8; 16]) -> bool {
-    let key = Key::new(PROTECTED_KEY_BITS, ProtectedKey { generation, addr: *addr });
+pub fn management(generation: u32, addr: &Addr) -> bool {
+    let key = Key::new(PROTECTED_KEY_BITS, ProtectedKey { generation, addr: addr.0 });
     MANAGEMENT.get(&key).is_some()
 }

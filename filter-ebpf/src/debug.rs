@@ -17,7 +17,7 @@ use aya_ebpf::{
 };
 use filter_common::{Reason, Verdict};
 
-use crate::parse::{Kind, Packet, is_v4_mapped};
+use crate::parse::{Kind, Packet};
 
 /// What one log line is made from, handed from the filter to the logger.
 pub struct Staged {
@@ -63,7 +63,7 @@ pub fn log_decision(
 pub fn log_staged() -> u32 {
     let Some(s) = staged() else { return xdp_action::XDP_PASS };
     match s.pkt.kind {
-        Kind::Ip if is_v4_mapped(&s.pkt.src) => lines::log_v4(),
+        Kind::Ip if s.pkt.src.is_v4_mapped() => lines::log_v4(),
         Kind::Ip => lines::log_v6(),
         Kind::Arp => lines::log_arp(),
         Kind::Other => lines::log_other(),
@@ -122,9 +122,9 @@ mod lines {
             *ifindex,
             pkt.vlan,
             pkt.proto,
-            pkt.src,
+            pkt.src.0,
             pkt.sport,
-            pkt.dst,
+            pkt.dst.0,
             pkt.port
         );
     }
@@ -180,8 +180,8 @@ mod lines {
     }
 
     #[inline(always)]
-    fn v4(a: &[u8; 16]) -> [u8; 4] {
-        [a[12], a[13], a[14], a[15]]
+    fn v4(a: &filter_common::Addr) -> [u8; 4] {
+        a.v4().to_be_bytes()
     }
 }
 

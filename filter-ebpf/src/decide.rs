@@ -6,8 +6,8 @@
 
 use aya_ebpf::{macros::map, maps::PerCpuArray, programs::XdpContext};
 use filter_common::{
-    DEVICE_MAC_BOUND, DEVICE_MONITOR, DeviceInfo, FLOW_TIMEOUTS, GENERATION_MASK, Reason, Settings,
-    VLAN_IDS, VLAN_PROTECTED, settings,
+    Addr, DEVICE_MAC_BOUND, DEVICE_MONITOR, DeviceInfo, FLOW_TIMEOUTS, GENERATION_MASK, Reason,
+    Settings, VLAN_IDS, VLAN_PROTECTED, settings,
 };
 
 use crate::{
@@ -240,7 +240,7 @@ pub fn decide(ctx: &XdpContext, pkt: &Packet, active: &Active) -> (Reason, Invol
                 flow::touch(f, pkt, from_opener, settings, now);
                 return (Reason::Established, involved);
             }
-            Lookup::Stale { flow: f, from_opener, open_port, now } => {
+            Lookup::Stale { flow: f, at, from_opener, open_port, now } => {
                 // Ask the rules about the packet that opened the flow: its
                 // source port is this frame's at the opener's end.
                 let (opener, other, opener_addr, other_addr, opener_port) = if from_opener {
@@ -271,7 +271,7 @@ pub fn decide(ctx: &XdpContext, pkt: &Packet, active: &Active) -> (Reason, Invol
                     flow::touch(f, pkt, from_opener, settings, now);
                     return (Reason::Established, involved);
                 }
-                flow::revoke(t);
+                flow::revoke(t, at);
             }
         }
     }
@@ -330,8 +330,8 @@ fn rules(
     generation: u32,
     src_dev: Option<&DeviceInfo>,
     dst_dev: Option<&DeviceInfo>,
-    src: &[u8; 16],
-    dst: &[u8; 16],
+    src: &Addr,
+    dst: &Addr,
     proto: u8,
     sport: u16,
     dport: u16,

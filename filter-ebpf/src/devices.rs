@@ -10,15 +10,12 @@
 
 use aya_ebpf::{maps::lpm_trie::Key, programs::XdpContext};
 use filter_common::{
-    Config, DeviceInfo, DeviceKey, GENERATION_MASK, IfaceConf, MAX_DEVICE_LINES,
+    Addr, Config, DeviceInfo, DeviceKey, GENERATION_MASK, IfaceConf, MAX_DEVICE_LINES,
     MAX_UNTAGGED_IFACES, MAX_V4_NETS, PROTECTED_KEY_BITS, ProtectedKey, V4_INDEX_ENTRIES, config,
     v4net,
 };
 
-use crate::{
-    maps::{CONFIG, DEVICE_LINES, DEVICES, IFACES, PROTECTED, V4_INDEX},
-    parse::is_v4_mapped,
-};
+use crate::maps::{CONFIG, DEVICE_LINES, DEVICES, IFACES, PROTECTED, V4_INDEX};
 
 /// `vlanguard_find_v4`'s answer: the device's line + 1 (0: none) in the low
 /// bits, and what else the caller must do or know.
@@ -32,15 +29,15 @@ const ASK_TRIE: u32 = 1 << 31;
 /// The device with address `addr` (v4-mapped) in `generation`, and whether
 /// an address that is no device lies in a protected VLAN.
 #[inline(always)]
-pub fn locate(generation: u32, addr: &[u8; 16]) -> (Option<&'static DeviceInfo>, bool) {
-    let found = if is_v4_mapped(addr) {
-        vlanguard_find_v4(generation, u32::from_be_bytes([addr[12], addr[13], addr[14], addr[15]]))
+pub fn locate(generation: u32, addr: &Addr) -> (Option<&'static DeviceInfo>, bool) {
+    let found = if addr.is_v4_mapped() {
+        vlanguard_find_v4(generation, addr.v4())
     } else {
         ASK_HASH | ASK_TRIE
     };
     let mut line = found & LINE_MASK;
     if found & ASK_HASH != 0 {
-        let key = DeviceKey { generation, addr: *addr };
+        let key = DeviceKey { generation, addr: addr.0 };
         // SAFETY: a plain u32 copied out at once.
         line = match unsafe { DEVICES.get(key) } {
             Some(l) => l.wrapping_add(1),
@@ -58,7 +55,7 @@ pub fn locate(generation: u32, addr: &[u8; 16]) -> (Option<&'static DeviceInfo>,
     };
     let protected = dev.is_none()
         && if found & ASK_TRIE != 0 {
-            let key = Key::new(PROTECTED_KEY_BITS, ProtectedKey { generation, addr: *addr });
+            let key = Key::new(PROTECTED_KEY_BITS, ProtectedKey { generation, addr: addr.0 });
             PROTECTED.get(&key).is_some()
         } else {
             found & IN_PROTECTED != 0

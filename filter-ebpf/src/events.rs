@@ -38,10 +38,10 @@ pub fn emit(
     let Some(window) = EVENT_RATE.get_ptr_mut(0) else { return };
     // SAFETY: this CPU's slot of a per-CPU array; XDP runs with preemption
     // off, so nothing else touches it meanwhile.
+    // A window of one second from its first event (no division per frame).
     let allowed = unsafe {
-        let second = now / NS_PER_SEC;
-        if (*window).second != second {
-            (*window).second = second;
+        if now.wrapping_sub((*window).start_ns) >= NS_PER_SEC {
+            (*window).start_ns = now;
             (*window).sent = 0;
         }
         if (*window).sent < rate {
@@ -64,8 +64,8 @@ pub fn emit(
     // size_of::<DropEvent>() bytes; every field is written before submit.
     unsafe {
         (*e).ktime_ns = now;
-        (*e).src = pkt.src;
-        (*e).dst = pkt.dst;
+        (*e).src = pkt.src.0;
+        (*e).dst = pkt.dst.0;
         (*e).src_slot = devices.src_slot;
         (*e).dst_slot = devices.dst_slot;
         (*e).ifindex = ifindex;

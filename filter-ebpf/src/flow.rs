@@ -3,22 +3,42 @@
 //! of it, replies included, pass without asking the rules, until the flow
 //! times out, closes, or a policy change takes away the rule that opened it.
 //!
-//! One LRU hash keyed by the connection in canonical order, so both
-//! directions find the entry with one lookup; a full table forgets the
-//! least recently used flow.
+//! A cache in ARRAYs shared by all CPUs (`filter_common::FlowEntry`, see
+//! README "Flows"): a flow's key, in canonical order so that
+//! both directions find it, hashes with a per-filter seed to one bucket of
+//! `FLOW_WAYS` entries whose tags sit in one line of `FLOW_TAGS`. Finding a
+//! flow is that line and, on a tag hit, the entry's line; recording one is
+//! plain stores. A full bucket gives up the entry closest to expiring.
+//!
+//! Other CPUs read entries while one is written: a writer clears the
+//! entry's tag first and sets it last, and a reader checks the tag before
+//! and after comparing the key (a sequence lock; all accesses volatile, so
+//! the compiler keeps their order, and x86-64 keeps stores and loads in
+//! order).
 
 use aya_ebpf::{
-    bindings::{BPF_ANY, BPF_NOEXIST},
     helpers::bpf_ktime_get_coarse_ns,
     macros::map,
-    maps::{LruHashMap, PerCpuArray},
+    maps::{Array, PerCpuArray},
 };
-use filter_common::{FlowKey, FlowTimeout, FlowValue, MAX_FLOWS, Settings, flow_state, flow_stats};
+use filter_common::{
+    FLOW_BUCKETS, FLOW_WAYS, FlowEntry, FlowKey, FlowTags, FlowTimeout, FlowValue, MAX_FLOWS,
+    Settings, flow_bucket, flow_hash, flow_state, flow_stats, flow_tag,
+};
 
 use crate::parse::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, Packet};
 
+/// `bucket * FLOW_WAYS + way`: the flows.
 #[map]
-static FLOWS: LruHashMap<FlowKey, FlowValue> = LruHashMap::with_max_entries(MAX_FLOWS, 0);
+static FLOW_CACHE: Array<FlowEntry> = Array::with_max_entries(MAX_FLOWS, 0);
+
+/// `[bucket]`: the tags of the bucket's ways (0: free).
+#[map]
+static FLOW_TAGS: Array<FlowTags> = Array::with_max_entries(FLOW_BUCKETS, 0);
+
+/// `[0]`: the hash seed, set once by user space when the maps are new.
+#[map]
+static FLOW_SEED: Array<u64> = Array::with_max_entries(1, 0);
 
 /// `filter_common::flow_stats` (per CPU).
 #[map]
@@ -42,11 +62,23 @@ const ICMPV6_ECHO_REPLY: u16 = 129;
 
 const NS_PER_SEC: u64 = 1_000_000_000;
 
-/// A frame that can belong to a flow: its key, and whether its source is
-/// the key's `lo` end.
+/// No entry holds the flow.
+const NO_ENTRY: u32 = u32::MAX;
+
+/// `vlanguard_flow_place`'s answer: the entry's index in the low bits,
+/// what it held in the high ones.
+const PLACE_INDEX: u32 = (1 << 28) - 1;
+const PLACE_FREE: u32 = 0;
+const PLACE_SAME: u32 = 1;
+const PLACE_EXPIRED: u32 = 2;
+const PLACE_EVICTED: u32 = 3;
+
+/// A frame that can belong to a flow: its key, whether its source is the
+/// key's `lo` end, and the key's hash.
 pub struct Tracked {
     key: &'static FlowKey,
     src_lo: bool,
+    hash: u64,
 }
 
 /// The frame's flow key, for TCP, UDP and ICMP echo with a readable L4
@@ -64,7 +96,11 @@ pub fn key(pkt: &Packet) -> Option<Tracked> {
     // SAFETY: this CPU's slot (see FLOW_KEY), plain data.
     let key = unsafe { &mut *slot };
     let src_lo = key.set(&pkt.src, sport, &pkt.dst, dport, pkt.proto);
-    Some(Tracked { key, src_lo })
+    let seed = match FLOW_SEED.get(0) {
+        Some(s) => *s,
+        None => 0,
+    };
+    Some(Tracked { key, src_lo, hash: flow_hash(key, seed) })
 }
 
 /// What the flow table says about a frame.
@@ -78,7 +114,7 @@ pub enum Lookup {
     /// As `Current`, but opened under an earlier policy: pass only if the
     /// rules still allow the opening packet (destination port `open_port`,
     /// sent by the source of this frame if `from_opener`).
-    Stale { flow: *mut FlowValue, from_opener: bool, open_port: u16, now: u64 },
+    Stale { flow: *mut FlowValue, at: u32, from_opener: bool, open_port: u16, now: u64 },
 }
 
 /// The flows' clock: CLOCK_MONOTONIC at tick resolution (a few ms). The
@@ -94,14 +130,15 @@ pub fn now() -> u64 {
 /// The clock is read only when there is a flow: a miss needs none.
 #[inline(always)]
 pub fn lookup(t: &Tracked, pkt: &Packet, settings: &Settings) -> Lookup {
-    let Some(flow) = FLOWS.get_ptr_mut(t.key) else { return Lookup::Miss };
+    let at = vlanguard_flow_find(t.hash);
+    let Some(entry) = FLOW_CACHE.get_ptr_mut(at) else { return Lookup::Miss };
     let now = now();
-    // SAFETY: the entry stays valid for this run of the program (RCU);
-    // other CPUs may update it concurrently, which at worst mixes two
-    // recent timestamps or states of the same flow.
-    let v = unsafe { *flow };
+    // SAFETY: an entry of the cache, which lives as long as the program;
+    // other CPUs may update its value concurrently, which at worst mixes
+    // two recent timestamps or states of the same flow.
+    let (flow, v) = unsafe { (&raw mut (*entry).value, (*entry).value) };
     if now > v.expires_ns {
-        let _ = FLOWS.remove(t.key);
+        remove(at, flow_tag(t.hash));
         bump(flow_stats::EXPIRED);
         return Lookup::Miss;
     }
@@ -112,7 +149,73 @@ pub fn lookup(t: &Tracked, pkt: &Packet, settings: &Settings) -> Lookup {
     if v.epoch == settings.epoch {
         Lookup::Current { flow, from_opener, now }
     } else {
-        Lookup::Stale { flow, from_opener, open_port: v.open_port, now }
+        Lookup::Stale { flow, at, from_opener, open_port: v.open_port, now }
+    }
+}
+
+/// The entry holding the flow of this CPU's `FLOW_KEY` (hash `hash`), or
+/// [`NO_ENTRY`]. A global BPF function (exported, see build.rs): the
+/// verifier checks its loop over the ways once.
+#[inline(never)]
+#[unsafe(no_mangle)]
+pub extern "C" fn vlanguard_flow_find(hash: u64) -> u32 {
+    let Some(key) = FLOW_KEY.get_ptr(0) else { return NO_ENTRY };
+    let bucket = flow_bucket(hash);
+    let tag = flow_tag(hash);
+    let Some(tags) = FLOW_TAGS.get_ptr(bucket) else { return NO_ENTRY };
+    let mut way = 0;
+    while way < FLOW_WAYS {
+        // SAFETY: a live entry of FLOW_TAGS; `way` < FLOW_WAYS.
+        let t = unsafe { (&raw const (*tags).tags[way as usize]).read_volatile() };
+        if t == tag {
+            let at = bucket * FLOW_WAYS + way;
+            if let Some(e) = FLOW_CACHE.get_ptr(at)
+                && holds(e, key, tag)
+            {
+                return at;
+            }
+        }
+        way += 1;
+    }
+    NO_ENTRY
+}
+
+/// Whether entry `e` holds `key` (tag `tag`), checked as a sequence-lock
+/// reader: the tag before and after the key, so a key another CPU is
+/// writing meanwhile never matches.
+#[inline(always)]
+fn holds(e: *const FlowEntry, key: *const FlowKey, tag: u32) -> bool {
+    // SAFETY: `e` is a live cache entry and `key` this CPU's slot, both
+    // 8-aligned map values; FlowKey is five words (`FlowKey::words`).
+    unsafe {
+        if (&raw const (*e).tag).read_volatile() != tag {
+            return false;
+        }
+        let (a, b) = ((&raw const (*e).key).cast::<u64>(), key.cast::<u64>());
+        let mut same = true;
+        let mut i = 0;
+        while i < 5 {
+            same &= a.add(i).read_volatile() == b.add(i).read_volatile();
+            i += 1;
+        }
+        same && (&raw const (*e).tag).read_volatile() == tag
+    }
+}
+
+/// Frees entry `at` if it still holds a flow of tag `tag`.
+#[inline(always)]
+fn remove(at: u32, tag: u32) {
+    let (Some(e), Some(tags)) = (FLOW_CACHE.get_ptr_mut(at), FLOW_TAGS.get_ptr_mut(at / FLOW_WAYS))
+    else {
+        return;
+    };
+    let way = (at % FLOW_WAYS) as usize;
+    // SAFETY: live entries of the cache; the bound of `way` is FLOW_WAYS.
+    unsafe {
+        if (&raw const (*e).tag).read_volatile() == tag {
+            (&raw mut (*tags).tags[way]).write_volatile(0);
+            (&raw mut (*e).tag).write_volatile(0);
+        }
     }
 }
 
@@ -153,10 +256,11 @@ pub fn touch(flow: *mut FlowValue, pkt: &Packet, from_opener: bool, settings: &S
     }
 }
 
-/// The flow of a frame the rules allowed is no longer allowed: forget it.
+/// The flow in entry `at` of a frame the rules allowed is no longer
+/// allowed: forget it.
 #[inline(always)]
-pub fn revoke(t: &Tracked) {
-    let _ = FLOWS.remove(t.key);
+pub fn revoke(t: &Tracked, at: u32) {
+    remove(at, flow_tag(t.hash));
     bump(flow_stats::REVOKED);
 }
 
@@ -184,12 +288,93 @@ pub fn open(t: &Tracked, pkt: &Packet, settings: &Settings) {
         lo_opened: u8::from(t.src_lo),
         state,
     };
-    if FLOWS.insert(t.key, value, u64::from(BPF_NOEXIST)).is_ok() {
-        bump(flow_stats::CREATED);
-    } else {
+    let placed = vlanguard_flow_place(t.hash, now);
+    let at = placed & PLACE_INDEX;
+    let way = (at % FLOW_WAYS) as usize;
+    let (Some(e), Some(tags)) = (FLOW_CACHE.get_ptr_mut(at), FLOW_TAGS.get_ptr_mut(at / FLOW_WAYS))
+    else {
+        return;
+    };
+    let tag = flow_tag(t.hash);
+    // SAFETY: live entries of the cache (`way` < FLOW_WAYS), and this
+    // CPU's key slot, 8-aligned five words. The order is the writer's half
+    // of the sequence lock (see the module's doc): tags cleared, key and
+    // value written, tags set.
+    unsafe {
+        (&raw mut (*tags).tags[way]).write_volatile(0);
+        (&raw mut (*e).tag).write_volatile(0);
+        let (to, from) =
+            ((&raw mut (*e).key).cast::<u64>(), (t.key as *const FlowKey).cast::<u64>());
+        let mut i = 0;
+        while i < 5 {
+            to.add(i).write_volatile(from.add(i).read_volatile());
+            i += 1;
+        }
+        (&raw mut (*e).value).write_volatile(value);
+        (&raw mut (*e).tag).write_volatile(tag);
+        (&raw mut (*tags).tags[way]).write_volatile(tag);
+    }
+    match placed >> 28 {
         // An entry this frame did not continue (a new connection on the
         // same ports after a close): this one replaces it.
-        let _ = FLOWS.insert(t.key, value, u64::from(BPF_ANY));
+        PLACE_SAME => {}
+        PLACE_EXPIRED => {
+            bump(flow_stats::EXPIRED);
+            bump(flow_stats::CREATED);
+        }
+        PLACE_EVICTED => {
+            bump(flow_stats::EVICTED);
+            bump(flow_stats::CREATED);
+        }
+        _ => bump(flow_stats::CREATED),
+    }
+}
+
+/// Where a new flow of this CPU's `FLOW_KEY` (hash `hash`) goes, as
+/// `index | what << 28`: the entry already holding the key
+/// ([`PLACE_SAME`]), else a free one, else one past its timeout, else the
+/// one closest to it (evicted). A global BPF function, as the find.
+#[inline(never)]
+#[unsafe(no_mangle)]
+pub extern "C" fn vlanguard_flow_place(hash: u64, now: u64) -> u32 {
+    let bucket = flow_bucket(hash);
+    let tag = flow_tag(hash);
+    let base = bucket * FLOW_WAYS;
+    let (Some(key), Some(tags)) = (FLOW_KEY.get_ptr(0), FLOW_TAGS.get_ptr(bucket)) else {
+        return base;
+    };
+    let mut free = NO_ENTRY;
+    let mut soonest = base;
+    let mut soonest_expiry = u64::MAX;
+    let mut way = 0;
+    while way < FLOW_WAYS {
+        let at = base + way;
+        // SAFETY: a live entry of FLOW_TAGS; `way` < FLOW_WAYS.
+        let t = unsafe { (&raw const (*tags).tags[way as usize]).read_volatile() };
+        if t == 0 {
+            if free == NO_ENTRY {
+                free = at;
+            }
+        } else if let Some(e) = FLOW_CACHE.get_ptr(at) {
+            if t == tag && holds(e, key, tag) {
+                return at | PLACE_SAME << 28;
+            }
+            // SAFETY: a live entry; a value another CPU writes meanwhile
+            // only makes the choice of the way less apt.
+            let expires = unsafe { (&raw const (*e).value.expires_ns).read_volatile() };
+            if expires < soonest_expiry {
+                soonest_expiry = expires;
+                soonest = at;
+            }
+        }
+        way += 1;
+    }
+    if free != NO_ENTRY {
+        free | PLACE_FREE << 28
+    } else if now > soonest_expiry {
+        soonest | PLACE_EXPIRED << 28
+    } else {
+        soonest | PLACE_EVICTED << 28
     }
 }
 

@@ -34,8 +34,8 @@ fn key(pkt: &Packet) -> Option<&'static FragKey> {
     // SAFETY: this CPU's slot (see FRAG_KEY), plain data written whole.
     unsafe {
         slot.write(FragKey {
-            src: pkt.src,
-            dst: pkt.dst,
+            src: pkt.src.0,
+            dst: pkt.dst.0,
             id: pkt.frag_id,
             proto: pkt.proto,
             _pad: [0; 3],

@@ -12,7 +12,7 @@ use aya_ebpf::{
     maps::{PerCpuArray, lpm_trie::Key},
 };
 use filter_common::{
-    GENERATION_MASK, MAX_RULE_ENTRIES, MAX_RULE_SCAN, PEER_SET_KEY_BITS, PeerSetKey, Rule,
+    Addr, GENERATION_MASK, MAX_RULE_ENTRIES, MAX_RULE_SCAN, PEER_SET_KEY_BITS, PeerSetKey, Rule,
     RuleRange, rule,
 };
 
@@ -25,7 +25,7 @@ pub const NO_MATCH: u32 = u32::MAX;
 /// the protocol and the ports as the frame carries them.
 #[derive(Clone, Copy)]
 pub struct Query<'a> {
-    pub peer: &'a [u8; 16],
+    pub peer: &'a Addr,
     pub proto: u8,
     pub sport: u16,
     pub dport: u16,
@@ -44,9 +44,10 @@ struct Staged {
     /// The peer is an IPv4 address (v4-mapped).
     v4: u8,
     _pad: u8,
-    /// The `PEER_NETS` key for the peer; a rule with a set fills in `set`.
-    /// In the slot rather than on the stack, where the scan has little
-    /// room (a global function's frame adds to the program's).
+    /// The `PEER_NETS` key, written by a rule with a set when it gets that
+    /// far (most scans never need it). In the slot rather than on the
+    /// stack, where the scan has little room (a global function's frame
+    /// adds to the program's).
     key: Key<PeerSetKey>,
     /// The scan's answer, read back so that every way out of the loop
     /// leaves the same state behind.
@@ -70,26 +71,20 @@ static QUERY: PerCpuArray<Staged> = PerCpuArray::with_max_entries(1, 0);
 #[inline(always)]
 pub fn first_match(generation: u32, parts: &[RuleRange; 2], q: Query) -> u32 {
     let Some(slot) = QUERY.get_ptr_mut(0) else { return NO_MATCH };
-    let [a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, b2, b3, b4, b5, b6, b7] = *q.peer;
-    let peer_hi = u64::from_be_bytes([a0, a1, a2, a3, a4, a5, a6, a7]);
-    let peer_lo = u64::from_be_bytes([b0, b1, b2, b3, b4, b5, b6, b7]);
+    let (peer_hi, peer_lo) = q.peer.halves();
     // SAFETY: this CPU's slot; XDP runs with preemption off, so it is this
     // frame's until the scan ends.
     unsafe {
-        slot.write(Staged {
-            peer_hi,
-            peer_lo,
-            sport: q.sport,
-            dport: q.dport,
-            proto: q.proto,
-            l4_known: u8::from(q.l4_known),
-            // ::ffff:0:0/96: high half zero, then 0x0000ffff.
-            v4: u8::from(peer_hi == 0 && peer_lo >> 32 == 0xffff),
-            _pad: 0,
-            key: Key::new(PEER_SET_KEY_BITS, PeerSetKey { set: 0, addr: *q.peer }),
-            found: NO_MATCH,
-            _pad2: 0,
-        });
+        // Field by field: the set key is left as it is (see `Staged::key`).
+        (*slot).peer_hi = peer_hi;
+        (*slot).peer_lo = peer_lo;
+        (*slot).sport = q.sport;
+        (*slot).dport = q.dport;
+        (*slot).proto = q.proto;
+        (*slot).l4_known = u8::from(q.l4_known);
+        // ::ffff:0:0/96: high half zero, then 0x0000ffff.
+        (*slot).v4 = u8::from(peer_hi == 0 && peer_lo >> 32 == 0xffff);
+        (*slot).found = NO_MATCH;
     }
     let [profile, own] = parts;
     vlanguard_scan(generation, profile.first, profile.count, own.first, own.count)
@@ -199,9 +194,13 @@ fn masks(len: u8) -> (u64, u64) {
 /// Whether the query's peer is in one of the networks of peer set `set`.
 #[inline(always)]
 fn in_set(generation: u32, set: u32, q: *mut Staged) -> bool {
+    let (hi, lo) = (staged!(q, peer_hi), staged!(q, peer_lo));
+    let [a0, a1, a2, a3, a4, a5, a6, a7] = hi.to_be_bytes();
+    let [b0, b1, b2, b3, b4, b5, b6, b7] = lo.to_be_bytes();
+    let addr = [a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, b2, b3, b4, b5, b6, b7];
     // SAFETY: `q` is this CPU's live slot (see `QUERY`).
     let key = unsafe {
-        (*q).key.data.set = set;
+        (*q).key = Key::new(PEER_SET_KEY_BITS, PeerSetKey { set, addr });
         &(*q).key
     };
     PEER_NETS.get_value_ptr_mut(generation, key).is_some()

@@ -133,9 +133,16 @@ impl Daemon {
             match opened {
                 crate::pins::Opened::Loaded => "loaded and pinned the".to_string(),
                 crate::pins::Opened::Adopted => "adopted the pinned".to_string(),
-                crate::pins::Opened::Upgraded { old, new } => format!(
+                crate::pins::Opened::Upgraded { old, new, carried_flows } => format!(
                     "replaced the pinned program {old:016x} with this version's {new:016x} (links \
-                     updated in place, maps kept) as the"
+                     updated in place, maps kept{}) as the",
+                    if carried_flows > 0 {
+                        format!(
+                            "; {carried_flows} open flow(s) carried over into the new flow cache"
+                        )
+                    } else {
+                        String::new()
+                    }
                 ),
             },
             pins.root().display(),

@@ -11,6 +11,7 @@ pub mod diff;
 pub mod edit;
 pub mod error;
 pub mod events;
+pub mod flows;
 pub mod loader;
 pub mod metrics;
 pub mod mud;

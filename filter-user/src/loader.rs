@@ -24,18 +24,19 @@ use aya::{
     programs::Xdp,
 };
 use filter_common::{
-    BlockEntry, Config, Counter, DEBUG_PROGRAM_NAME, DeviceInfo, DeviceKey, DeviceName, FlowKey,
-    FlowValue, GENERATION_MASK, GENERATIONS, GLOBAL_STATS_LEN, IfaceConf, MAX_DEVICE_LINES,
-    MAX_DEVICE_NAME, MAX_PEER_NETS, MAX_RULE_ENTRIES, MAX_UNTAGGED_IFACES, PEER_SET_KEY_BITS,
-    PROGRAM_NAME, PeerData, PeerSetKey, ProtectedKey, ProtectedNet, Reason, Rule, RuleHitKey,
-    RuleRange, Settings, StatKey, UntaggedIface, V4_INDEX_ENTRIES, VLAN_IDS, Verdict, flow_stats,
-    global_stat_index, maps, meta, rule, v4net,
+    BlockEntry, Config, Counter, DEBUG_PROGRAM_NAME, DeviceInfo, DeviceKey, DeviceName,
+    GENERATION_MASK, GENERATIONS, GLOBAL_STATS_LEN, IfaceConf, MAX_DEVICE_LINES, MAX_DEVICE_NAME,
+    MAX_PEER_NETS, MAX_RULE_ENTRIES, MAX_UNTAGGED_IFACES, PEER_SET_KEY_BITS, PROGRAM_NAME,
+    PeerData, PeerSetKey, ProtectedKey, ProtectedNet, Reason, Rule, RuleHitKey, RuleRange,
+    Settings, StatKey, UntaggedIface, V4_INDEX_ENTRIES, VLAN_IDS, Verdict, global_stat_index, maps,
+    meta, rule, v4net,
 };
 use ipnet::IpNet;
 
 use crate::{
     compile::{Compiled, PeerPrefix},
     error::LoadError,
+    flows::{self, FlowStats},
     sys,
 };
 
@@ -115,9 +116,12 @@ struct Maps {
     /// A `Map` rather than a `ProgramArray`: aya 0.14's gives no access to
     /// its descriptor, which `debug_program_id` needs.
     debug_progs: Map,
-    /// Only the program writes it; held so it is pinned (flows outlive the
-    /// daemon) and counted for the metrics.
-    flows: HashMap<MapData, FlowKey, FlowValue>,
+    /// Only the program uses the flow cache; held so it is pinned (flows
+    /// outlive the daemon).
+    _flow_cache: Map,
+    _flow_tags: Map,
+    /// Set once (`flows::seed`).
+    flow_seed: Map,
     flow_stats: PerCpuArray<MapData, u64>,
     blocks: LpmTrie<MapData, PeerData, BlockEntry>,
     quarantine: HashMap<MapData, u32, BlockEntry>,
@@ -148,7 +152,9 @@ impl Maps {
             _frags: source.map(maps::FRAGS)?,
             rule_hits: source.typed(maps::RULE_HITS)?,
             debug_progs: source.map(maps::DEBUG_PROGS)?,
-            flows: source.typed(maps::FLOWS)?,
+            _flow_cache: source.map(maps::FLOW_CACHE)?,
+            _flow_tags: source.map(maps::FLOW_TAGS)?,
+            flow_seed: source.map(maps::FLOW_SEED)?,
             flow_stats: source.typed(maps::FLOW_STATS)?,
             blocks: source.typed(maps::BLOCKS)?,
             quarantine: source.typed(maps::QUARANTINE)?,
@@ -316,14 +322,16 @@ impl Filter {
     /// loads it over the pinned maps (state, counters, flows and policy
     /// kept), swaps it into every pinned link at once (BPF_LINK_UPDATE: the
     /// interface is never without a program), and pins it in place of the
-    /// old one. `Ok(None)`: the same program; adopt it. Refused, changing
-    /// nothing, when this version's maps differ from the pinned ones.
+    /// old one; returns the filter, the old and new tags, and the flows
+    /// carried over from an earlier version's flow table. `Ok(None)`: the
+    /// same program; adopt it. Refused, changing nothing, when this
+    /// version's maps differ from the pinned ones.
     pub fn upgrade_pinned(
         object: &[u8],
         prog_pin: &Path,
         maps_dir: &Path,
         links: &[std::path::PathBuf],
-    ) -> Result<Option<(Filter, u64, u64)>, LoadError> {
+    ) -> Result<Option<(Filter, u64, u64, u64)>, LoadError> {
         let running = Xdp::from_pin(prog_pin, aya_obj::programs::XdpAttachType::Interface)
             .map_err(|e| LoadError::Pin(format!("{}: {e}", prog_pin.display())))?;
         let old_tag = running.info()?.tag();
@@ -341,6 +349,7 @@ impl Filter {
         if new_tag == old_tag {
             return Ok(None);
         }
+        let carried = flows::carry_over(maps_dir)?;
         for path in links {
             let pinned = aya::programs::links::PinnedLink::from_pin(path)
                 .map_err(|e| LoadError::Pin(format!("{}: {e}", path.display())))?;
@@ -357,7 +366,7 @@ impl Filter {
         // The maps are pinned already (they are the running filter's).
         let maps = maps_with_logger(&mut ebpf, None)?;
         let filter = Filter::with(Program::Loaded(ebpf), maps)?.restore_state()?;
-        Ok(Some((filter, old_tag, new_tag)))
+        Ok(Some((filter, old_tag, new_tag, carried)))
     }
 
     /// The running program's tag (a hash of its instructions), as
@@ -393,7 +402,8 @@ impl Filter {
         Ok(self)
     }
 
-    fn with(program: Program, maps: Maps) -> Result<Filter, LoadError> {
+    fn with(program: Program, mut maps: Maps) -> Result<Filter, LoadError> {
+        flows::seed(&mut maps.flow_seed)?;
         let mut slots = BTreeMap::new();
         for entry in maps.device_slots.iter() {
             let (name, slot) = entry?;
@@ -949,27 +959,9 @@ impl Filter {
         Ok(out)
     }
 
-    /// Map fill: device addresses and protected networks (both
-    /// generations), and the inner tries alive for rule sets.
-    /// Flows ended by the program, by outcome (summed over CPUs), and the
-    /// flows in the table now.
+    /// Flows ended by the program, by outcome, and the flows in the cache.
     pub fn flow_stats(&self) -> Result<FlowStats, LoadError> {
-        let read = |i: u32| -> Result<u64, LoadError> {
-            Ok(self.maps.flow_stats.get(&i, 0)?.iter().copied().fold(0u64, u64::wrapping_add))
-        };
-        let live = self.maps.flows.keys().count() as u64;
-        let created = read(flow_stats::CREATED)?;
-        let expired = read(flow_stats::EXPIRED)?;
-        let revoked = read(flow_stats::REVOKED)?;
-        Ok(FlowStats {
-            live,
-            created,
-            expired,
-            revoked,
-            // The kernel does not count LRU evictions: what was created and
-            // neither ended by the program nor is still there.
-            evicted: created.saturating_sub(expired + revoked + live),
-        })
+        FlowStats::read(&self.maps.flow_stats)
     }
 
     /// Kernel memory of each map the program uses, as the kernel accounts
@@ -996,6 +988,8 @@ impl Filter {
         Ok(out)
     }
 
+    /// Map fill: device addresses and protected networks (both
+    /// generations), and the inner tries alive for rule sets.
     pub fn occupancy(&self) -> Occupancy {
         Occupancy {
             device_addrs: self.addrs_written.iter().map(|n| *n as usize).sum(),
@@ -1013,15 +1007,6 @@ pub struct MapMemory {
     pub max_entries: u64,
     /// Bytes the kernel charges for it.
     pub memlock: u64,
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct FlowStats {
-    pub live: u64,
-    pub created: u64,
-    pub expired: u64,
-    pub revoked: u64,
-    pub evicted: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -38,7 +38,9 @@ pub enum Opened {
     Adopted,
     /// The pinned program was another version's (tags): this binary's was
     /// swapped into its links and pins.
-    Upgraded { old: u64, new: u64 },
+    /// `carried_flows`: open flows moved from an earlier version's flow
+    /// table into the flow cache (`flows::carry_over`).
+    Upgraded { old: u64, new: u64, carried_flows: u64 },
 }
 
 pub struct PinDir {
@@ -112,7 +114,9 @@ impl PinDir {
         }
         let links: Vec<PathBuf> = self.linked_ifaces().iter().map(|i| self.link(i)).collect();
         match Filter::upgrade_pinned(PROGRAM_OBJECT, &self.prog(), &self.maps(), &links)? {
-            Some((filter, old, new)) => Ok((filter, Opened::Upgraded { old, new })),
+            Some((filter, old, new, carried_flows)) => {
+                Ok((filter, Opened::Upgraded { old, new, carried_flows }))
+            }
             None => Ok((Filter::from_pins(&self.prog(), &self.maps())?, Opened::Adopted)),
         }
     }
@@ -176,7 +180,7 @@ impl PinDir {
             _ => Ok(()),
         };
         remove(self.prog())?;
-        for name in filter_common::maps::ALL {
+        for name in filter_common::maps::ALL.iter().chain([&filter_common::maps::LEGACY_FLOWS]) {
             remove(self.maps().join(name))?;
         }
         for dir in [self.links(), self.maps(), self.root.clone()] {

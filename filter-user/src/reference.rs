@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use std::collections::HashMap;
 
-use filter_common::{FlowKey, MAX_HEADER_START, MAX_IPV6_EXT_HEADERS, Reason, Verdict};
+use filter_common::{Addr, FlowKey, MAX_HEADER_START, MAX_IPV6_EXT_HEADERS, Reason, Verdict};
 use ipnet::IpNet;
 
 use crate::{
@@ -441,8 +441,13 @@ fn decide(policy: &Resolved, frame: &[u8], iface_vlan: u16, flows: &mut Flows) -
     }
     .map(|(sport, dport)| {
         let mut key = FlowKey::default();
-        let src_lo =
-            key.set(&compile::mapped(f.src), sport, &compile::mapped(f.dst), dport, f.proto);
+        let src_lo = key.set(
+            &Addr(compile::mapped(f.src)),
+            sport,
+            &Addr(compile::mapped(f.dst)),
+            dport,
+            f.proto,
+        );
         (key, src_lo)
     });
     let bare_syn = f.proto == 6 && f.tcp_flags & 0x12 == 0x02;

@@ -5,8 +5,11 @@
 //! lost, not one blocked datagram gets through, `status` shows the new
 //! program; a downgrade back works the same way.
 
-use std::{path::PathBuf, thread, time::Duration};
+use std::{net::UdpSocket, path::PathBuf, thread, time::Duration};
 
+use aya::maps::{HashMap, Map, MapData};
+use filter_common::{Addr, FlowKey, FlowValue, flow_state, maps};
+use filter_user::compile::mapped;
 use vlanguard_tests::{
     lab::{self, Lab, NURSE, PUMP, socket_addr, udp_receive, udp_send},
     privileged,
@@ -43,19 +46,25 @@ fn replace_under_traffic(lab: &mut Lab, bin: &std::path::Path) -> (usize, usize,
     (allowed, blocked, log)
 }
 
-#[test]
-fn a_new_program_takes_over_without_losing_or_leaking_a_packet() {
-    if !privileged() {
-        return;
-    }
-    let Some(variant) = std::env::var_os("VLANGUARD_VARIANT_BIN").map(PathBuf::from) else {
+/// The second build, or `None` (skip) outside CI.
+fn variant() -> Option<PathBuf> {
+    let variant = std::env::var_os("VLANGUARD_VARIANT_BIN").map(PathBuf::from);
+    if variant.is_none() {
         assert!(
             std::env::var("CI").is_err(),
             "CI=true: VLANGUARD_VARIANT_BIN must name the second build (`cargo xtask test` makes it)"
         );
         eprintln!("skipped: VLANGUARD_VARIANT_BIN is not set");
+    }
+    variant
+}
+
+#[test]
+fn a_new_program_takes_over_without_losing_or_leaking_a_packet() {
+    if !privileged() {
         return;
-    };
+    }
+    let Some(variant) = variant() else { return };
     let mut lab = Lab::new();
     lab.start_daemon();
     let first = tag(&lab);
@@ -80,4 +89,72 @@ fn a_new_program_takes_over_without_losing_or_leaking_a_packet() {
     lab.stop_daemon(libc::SIGTERM);
     let log = lab.start_daemon();
     assert!(log.contains("adopted the pinned program"), "{log}");
+}
+
+/// UDP datagrams from the pump's port 5000 to the nurse's port 40000 (the
+/// answer to a nurse -> pump:5000 flow; no rule lets the pump send it) that
+/// arrive.
+fn replies(lab: &Lab) -> usize {
+    let rx =
+        lab.in_ns("nurse", || udp_receive(40_000, Duration::from_secs(1), Duration::from_secs(3)));
+    thread::sleep(Duration::from_millis(200));
+    lab.in_ns("pump", || {
+        let sock = UdpSocket::bind("0.0.0.0:5000").expect("bind the pump's port");
+        for seq in 0..20u32 {
+            let _ = sock.send_to(&seq.to_be_bytes(), socket_addr(NURSE, 40_000));
+            thread::sleep(Duration::from_millis(10));
+        }
+    })
+    .join()
+    .expect("sender");
+    rx.join().expect("receiver").len()
+}
+
+/// An upgrade from a version whose flows lived in an LRU hash (`FLOWS`):
+/// the open flows move into the new cache before the new program takes
+/// over, so the answers of connections open across the upgrade still
+/// arrive, and the old table's pin goes.
+#[test]
+fn flows_of_the_earlier_flow_table_carry_over() {
+    if !privileged() {
+        return;
+    }
+    let Some(variant) = variant() else { return };
+    let mut lab = Lab::new();
+    lab.start_daemon();
+    assert_eq!(replies(&lab), 0, "without its flow the pump's answer is not allowed");
+
+    // The earlier version's table, as it left it: the flow nurse:40000 ->
+    // pump:5000, open for another minute.
+    let mut key = FlowKey::default();
+    let nurse = Addr(mapped(NURSE.parse().expect("address")));
+    let pump = Addr(mapped(PUMP.parse().expect("address")));
+    let nurse_lo = key.set(&nurse, 40_000, &pump, 5000, 17);
+    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime fills the timespec it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut now) };
+    let now_ns = now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64;
+    let value = FlowValue {
+        expires_ns: now_ns + 60_000_000_000,
+        epoch: 0,
+        open_port: 5000,
+        lo_opened: u8::from(nurse_lo),
+        state: flow_state::ESTABLISHED,
+    };
+    const BPF_MAP_TYPE_LRU_HASH: u32 = 9;
+    let def = aya_obj::Map::new_from_params(BPF_MAP_TYPE_LRU_HASH, 40, 16, 1 << 16, 0);
+    let legacy = MapData::create(def, maps::LEGACY_FLOWS, None).expect("create the old table");
+    let pin = lab.pin_dir.join("maps").join(maps::LEGACY_FLOWS);
+    legacy.pin(&pin).expect("pin the old table");
+    let mut table: HashMap<MapData, FlowKey, FlowValue> =
+        HashMap::try_from(Map::LruHashMap(legacy)).expect("hash map");
+    table.insert(key, value, 0).expect("insert the flow");
+    drop(table);
+
+    lab.stop_daemon(libc::SIGTERM);
+    let log = lab.start_daemon_as(&variant);
+    assert!(log.contains("replaced the pinned program"), "{log}");
+    assert!(log.contains("1 open flow(s) carried over"), "{log}");
+    assert!(!pin.exists(), "the old table's pin is removed");
+    assert_eq!(replies(&lab), 20, "the carried flow lets the pump's answers through");
 }

@@ -964,6 +964,12 @@ impl Filter {
         FlowStats::read(&self.maps.flow_stats)
     }
 
+    /// The flow cache's hash seed (which bucket each flow goes to).
+    pub fn flow_seed(&self) -> Result<u64, LoadError> {
+        let seeds: Array<&MapData, u64> = Array::try_from(&self.maps.flow_seed)?;
+        Ok(seeds.get(&0, 0)?)
+    }
+
     /// Kernel memory of each map the program uses, as the kernel accounts
     /// it (`memlock` in the map's fdinfo), with its capacity.
     pub fn map_memory(&self) -> Result<Vec<MapMemory>, LoadError> {

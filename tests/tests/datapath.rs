@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use filter_common::{Direction, Reason, Verdict};
+use filter_common::{Addr, Direction, FLOW_WAYS, FlowKey, Reason, Verdict, flow_bucket, flow_hash};
 use filter_user::{Resolved, reference};
 use vlanguard_tests::{
     frame::{Body, Ext, Frame, L4, TPID_8021AD, TPID_8021Q, v4, v6},
@@ -1021,4 +1021,58 @@ fn flows_and_fragments_carry_across_cpus() {
     on_cpu(1);
     let later = frag(20, false, L4::Other { proto: 6, len: 16 });
     check(h, &p, 0, "later fragment on CPU 1", &later, Reason::Allowed, &pin);
+}
+
+/// A bucket of the flow cache holds FLOW_WAYS flows; a new flow that finds
+/// its bucket full takes the entry of the flow closest to expiring (here
+/// the oldest: all are UDP flows with one timeout), counted as evicted, and
+/// the other flows stay. Flows aimed at one bucket with the filter's own
+/// seed.
+#[test]
+fn a_full_flow_bucket_gives_way_to_the_flow_closest_to_expiry() {
+    let p = hospital();
+    let Some(mut h) = setup(&p, 0) else { return };
+    let seed = h.filter.flow_seed().expect("seed");
+    assert_ne!(seed, 0, "the loader seeds the flow hash");
+    let pump = Addr(filter_user::compile::mapped(v4(PUMP4)));
+    let bucket_of = |server: &str, sport: u16| {
+        let mut key = FlowKey::default();
+        key.set(&pump, sport, &Addr(filter_user::compile::mapped(v4(server))), 123, 17);
+        flow_bucket(flow_hash(&key, seed))
+    };
+    // NTP queries (allowed to any address) from 250 x 1,000 (server,
+    // source port) pairs: about 7.6 per bucket, so many buckets get 9.
+    let mut buckets: std::collections::HashMap<u32, Vec<(String, u16)>> = Default::default();
+    for host in 1..=250 {
+        let server = format!("10.20.6.{host}");
+        for sport in 40_000..41_000 {
+            buckets.entry(bucket_of(&server, sport)).or_default().push((server.clone(), sport));
+        }
+    }
+    let flows = buckets
+        .into_values()
+        .find(|f| f.len() > FLOW_WAYS as usize)
+        .expect("a bucket with more flows than ways");
+    let flows = &flows[..=FLOW_WAYS as usize];
+    let query = |(server, sport): &(String, u16)| {
+        Frame::ip(v4(PUMP4), v4(server), L4::udp(*sport, 123)).vlan(110).from_mac(PUMP_MAC).bytes()
+    };
+    let answer = |(server, sport): &(String, u16)| {
+        Frame::ip(v4(server), v4(PUMP4), L4::udp(123, *sport)).bytes()
+    };
+
+    let before = h.filter.flow_stats().expect("flow stats");
+    for (i, flow) in flows.iter().enumerate() {
+        assert_eq!(h.run(&query(flow)).reason(), Some(Reason::Allowed), "query {i}");
+        // The coarse clock ticks every few ms: give each flow its own expiry.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let after = h.filter.flow_stats().expect("flow stats");
+    assert_eq!(after.created - before.created, FLOW_WAYS as u64 + 1);
+    assert_eq!(after.evicted - before.evicted, 1, "{after:?}");
+    assert_eq!(after.live - before.live, FLOW_WAYS as u64);
+    assert_eq!(h.run(&answer(&flows[0])).reason(), Some(Reason::NotAllowed), "the evicted flow");
+    for (i, flow) in flows.iter().enumerate().skip(1) {
+        assert_eq!(h.run(&answer(flow)).reason(), Some(Reason::Established), "answer {i}");
+    }
 }

@@ -101,6 +101,9 @@ pub mod meta {
 pub const PROGRAM_NAME: &str = "vlanguard";
 /// The debug-log program (see `maps::DEBUG_PROGS`).
 pub const DEBUG_PROGRAM_NAME: &str = "vlanguard_log";
+/// The same filter at TC ingress, for ports whose NIC takes VLAN tags out
+/// of frames (user space: `offload`).
+pub const TC_PROGRAM_NAME: &str = "vlanguard_tc";
 
 /// Policy generations held in the maps at once: the active one and the one
 /// being built (DESIGN §4). The active one is `GENERATION[0]`.

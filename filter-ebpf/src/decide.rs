@@ -4,7 +4,7 @@
 //!
 //! Mirrored in plain Rust by `filter_user::reference`; keep them in step.
 
-use aya_ebpf::{macros::map, maps::PerCpuArray, programs::XdpContext};
+use aya_ebpf::{macros::map, maps::PerCpuArray};
 use filter_common::{
     Addr, DEVICE_MAC_BOUND, DEVICE_MONITOR, DeviceInfo, FLOW_TIMEOUTS, GENERATION_MASK, Reason,
     Settings, VLAN_IDS, VLAN_PROTECTED, settings,
@@ -13,6 +13,7 @@ use filter_common::{
 use crate::{
     actions, devices,
     flow::{self, Lookup},
+    frame::Frame,
     maps::{CONFIG, GENERATION, VLAN_FLAGS},
     parse::{IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, Kind, Packet},
     rate,
@@ -136,7 +137,7 @@ pub fn active() -> Active {
 }
 
 #[inline(always)]
-pub fn decide(ctx: &XdpContext, pkt: &Packet, active: &Active) -> (Reason, Involved) {
+pub fn decide(ctx: &impl Frame, pkt: &Packet, active: &Active) -> (Reason, Involved) {
     let Active { generation, settings } = *active;
 
     // The frame's VLAN: its innermost tag, else the interface's untagged VLAN.

@@ -8,14 +8,17 @@
 //! cold (perf/FASTPATH.md). IPv6 addresses, and IPv4 ones the table does not
 //! index, are looked up in `DEVICES` and `PROTECTED` as before.
 
-use aya_ebpf::{maps::lpm_trie::Key, programs::XdpContext};
+use aya_ebpf::maps::lpm_trie::Key;
 use filter_common::{
     Addr, Config, DeviceInfo, DeviceKey, GENERATION_MASK, IfaceConf, MAX_DEVICE_LINES,
     MAX_UNTAGGED_IFACES, MAX_V4_NETS, PROTECTED_KEY_BITS, ProtectedKey, V4_INDEX_ENTRIES, config,
     v4net,
 };
 
-use crate::maps::{CONFIG, DEVICE_LINES, DEVICES, IFACES, PROTECTED, V4_INDEX};
+use crate::{
+    frame::Frame,
+    maps::{CONFIG, DEVICE_LINES, DEVICES, IFACES, PROTECTED, V4_INDEX},
+};
 
 /// `vlanguard_find_v4`'s answer: the device's line + 1 (0: none) in the low
 /// bits, and what else the caller must do or know.
@@ -107,8 +110,8 @@ fn in_subnet(generation: u32, cfg: &Config, i: usize, addr: u32) -> u32 {
 /// The VLAN untagged frames on the frame's interface belong to (0: none,
 /// an uplink).
 #[inline(always)]
-pub fn untagged_vlan(ctx: &XdpContext, generation: u32) -> u16 {
-    let ifindex = ctx.ingress_ifindex() as u32;
+pub fn untagged_vlan(ctx: &impl Frame, generation: u32) -> u16 {
+    let ifindex = ctx.arrived_on();
     let found = vlanguard_iface_vlan(generation, ifindex);
     if found & ASK_HASH == 0 {
         return found as u16;

@@ -7,7 +7,7 @@
 
 use core::mem::offset_of;
 
-use aya_ebpf::{macros::map, maps::PerCpuArray, programs::XdpContext};
+use aya_ebpf::{macros::map, maps::PerCpuArray};
 use filter_common::{Addr, MAX_HEADER_START, MAX_IPV6_EXT_HEADERS};
 use network_types::{
     arp::ArpHdr,
@@ -19,7 +19,7 @@ use network_types::{
     vlan::VlanHdr,
 };
 
-use crate::ptr;
+use crate::{frame::Frame, ptr};
 
 const ETH_P_IPV4: u16 = 0x0800;
 const ETH_P_ARP: u16 = 0x0806;
@@ -151,7 +151,7 @@ static PACKET: PerCpuArray<Packet> = PerCpuArray::with_max_entries(1, 0);
 /// separate BPF function, LLVM would pass it `data_end` as a scalar, which
 /// the verifier refuses.
 #[inline(always)]
-pub fn parse(ctx: &XdpContext, pkt: &mut Packet) -> Result<(), ()> {
+pub fn parse(ctx: &impl Frame, pkt: &mut Packet) -> Result<(), ()> {
     let eth = ptr::at::<EthHdr>(ctx, 0)?;
     pkt.src_mac = ptr::field(eth, offset_of!(EthHdr, src_addr));
     let mut ethertype = ptr::be16(eth, offset_of!(EthHdr, ether_type));
@@ -159,9 +159,18 @@ pub fn parse(ctx: &XdpContext, pkt: &mut Packet) -> Result<(), ()> {
 
     // Up to two tags (802.1Q, or 802.1ad/0x9100 outer + 802.1Q inner); a
     // third is not something a device VLAN carries and counts as malformed.
+    // A tag kept beside the frame was its outermost: it counts as one of
+    // the two, and a tag in the frame is inside it.
+    let outer = ctx.outer_tag();
+    if let Some(vlan) = outer {
+        pkt.vlan = vlan;
+    }
     for _ in 0..2 {
         if !is_vlan_tpid(ethertype) {
             break;
+        }
+        if outer.is_some() && off > EthHdr::LEN {
+            return Err(());
         }
         let tag = ptr::at::<VlanHdr>(ctx, off)?;
         pkt.vlan = ptr::be16(tag, offset_of!(VlanHdr, tci)) & 0x0fff;
@@ -193,7 +202,7 @@ fn is_vlan_tpid(ethertype: u16) -> bool {
 }
 
 #[inline(always)]
-fn parse_arp(ctx: &XdpContext, off: usize, pkt: &mut Packet) -> Result<(), ()> {
+fn parse_arp(ctx: &impl Frame, off: usize, pkt: &mut Packet) -> Result<(), ()> {
     let arp = ptr::at::<ArpHdr>(ctx, off)?;
     // Only Ethernet/IPv4 ARP exists on these links; anything else is bogus.
     if ptr::be16(arp, offset_of!(ArpHdr, htype)) != 1
@@ -211,7 +220,7 @@ fn parse_arp(ctx: &XdpContext, off: usize, pkt: &mut Packet) -> Result<(), ()> {
 }
 
 #[inline(always)]
-fn parse_ipv4(ctx: &XdpContext, l3: usize, pkt: &mut Packet) -> Result<(), ()> {
+fn parse_ipv4(ctx: &impl Frame, l3: usize, pkt: &mut Packet) -> Result<(), ()> {
     let ip = ptr::at::<Ipv4Hdr>(ctx, l3)?;
     let vihl: u8 = ptr::field(ip, offset_of!(Ipv4Hdr, vihl));
     let hdr_len = usize::from(vihl & 0x0f) * 4;
@@ -250,7 +259,7 @@ fn parse_ipv4(ctx: &XdpContext, l3: usize, pkt: &mut Packet) -> Result<(), ()> {
 }
 
 #[inline(always)]
-fn parse_ipv6(ctx: &XdpContext, l3: usize, pkt: &mut Packet) -> Result<(), ()> {
+fn parse_ipv6(ctx: &impl Frame, l3: usize, pkt: &mut Packet) -> Result<(), ()> {
     let ip = ptr::at::<Ipv6Hdr>(ctx, l3)?;
     if ptr::field::<_, u8>(ip, 0) >> 4 != 6 {
         return Err(());
@@ -317,7 +326,7 @@ fn parse_ipv6(ctx: &XdpContext, l3: usize, pkt: &mut Packet) -> Result<(), ()> {
 /// Reads ports (TCP, UDP) or the message type (ICMP, ICMPv6) at `l4`,
 /// which must fit before `end`, the end of the IP datagram.
 #[inline(always)]
-fn parse_l4(ctx: &XdpContext, l4: usize, end: usize, v6: bool, pkt: &mut Packet) -> Result<(), ()> {
+fn parse_l4(ctx: &impl Frame, l4: usize, end: usize, v6: bool, pkt: &mut Packet) -> Result<(), ()> {
     if l4 > MAX_HEADER_START {
         return Err(());
     }

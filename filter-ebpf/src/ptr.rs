@@ -8,7 +8,7 @@
 
 use core::mem::size_of;
 
-use aya_ebpf::programs::XdpContext;
+use crate::frame::Frame;
 
 /// Offsets beyond this are refused. A constant ceiling keeps the variable
 /// offsets of IPv4 options and IPv6 extension headers within what the
@@ -19,7 +19,7 @@ const MAX_OFFSET: usize = filter_common::MAX_HEADER_START + 64;
 /// A pointer to a `T` starting `offset` bytes into the frame, if all of it
 /// lies within the frame.
 #[inline(always)]
-pub fn at<T>(ctx: &XdpContext, offset: usize) -> Result<*const T, ()> {
+pub fn at<T>(ctx: &impl Frame, offset: usize) -> Result<*const T, ()> {
     if offset > MAX_OFFSET {
         return Err(());
     }

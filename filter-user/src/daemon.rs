@@ -4,6 +4,7 @@
 //! exits with the filter still enforcing.
 
 use std::{
+    collections::BTreeMap,
     fs,
     os::unix::fs::PermissionsExt as _,
     path::{Path, PathBuf},
@@ -25,6 +26,7 @@ use crate::{
     compile,
     control::{self, Reply, Request},
     diff, edit, events, metrics,
+    offload::TagPath,
     pins::{Lock, PinDir},
     program_log, read_policy, report, scan, suggest,
 };
@@ -34,6 +36,7 @@ pub struct Config {
     pub policy: PathBuf,
     pub ifaces: Vec<String>,
     pub mode: AttachMode,
+    pub vlan_offload: crate::offload::VlanOffload,
     pub pin_dir: PathBuf,
     pub socket: PathBuf,
     /// Members of this group may use the socket (root always may).
@@ -51,6 +54,8 @@ pub struct Daemon {
     pub config: Config,
     pub pins: PinDir,
     lock: Lock,
+    /// How the filter on each interface sees VLAN tags.
+    tags: BTreeMap<String, TagPath>,
     pub filter: Filter,
     pub policy: Resolved,
     pub generation: u32,
@@ -105,10 +110,27 @@ impl Daemon {
         crate::sys::trim_heap();
 
         let mut attached = Vec::new();
+        let mut tags = BTreeMap::new();
         for iface in &config.ifaces {
-            match pins.ensure_link(&mut filter, iface, config.mode) {
-                Ok(true) => attached.push(iface.clone()),
-                Ok(false) => {}
+            match pins.ensure_link(&mut filter, iface, config.mode, config.vlan_offload) {
+                Ok((now, path)) => {
+                    if now {
+                        attached.push(iface.clone());
+                    }
+                    match path {
+                        TagPath::InFrame => {}
+                        TagPath::Metadata => log(&format!(
+                            "{iface}: the NIC takes 802.1Q tags out of received frames (rx VLAN \
+                             offload on): enforcing at TC ingress, where the tag stays with the \
+                             packet (--vlan-offload=read)"
+                        )),
+                        TagPath::OffloadDisabled => log(&format!(
+                            "{iface}: turned the NIC's rx VLAN offload off (--vlan-offload=disable) \
+                             so that XDP sees 802.1Q tags in the frame"
+                        )),
+                    }
+                    tags.insert(iface.clone(), path);
+                }
                 Err(e) => {
                     // A fresh start that cannot attach everywhere leaves
                     // nothing behind; an adopted filter keeps enforcing.
@@ -156,6 +178,7 @@ impl Daemon {
             config,
             pins,
             lock,
+            tags,
             filter,
             generation,
             listener,
@@ -169,6 +192,16 @@ impl Daemon {
             scans_detected: 0,
             policy,
         })
+    }
+
+    /// How the filter on `iface` sees VLAN tags: as attached by this
+    /// daemon, else as its pinned link says (an interface it found
+    /// attached); `None` when nothing is attached.
+    fn tag_path(&self, iface: &str) -> Option<TagPath> {
+        if !self.pins.link(iface).exists() {
+            return None;
+        }
+        self.tags.get(iface).copied().or_else(|| self.pins.tag_path(iface))
     }
 
     /// Validates `policy` and installs it; the running policy stays when
@@ -339,7 +372,17 @@ impl Daemon {
                 .config
                 .ifaces
                 .iter()
-                .map(|i| (i.clone(), self.pins.link(i).exists(), mode.clone()))
+                .map(|i| {
+                    let tags = self.tag_path(i);
+                    let hook_mode =
+                        if tags == Some(TagPath::Metadata) { "tc".into() } else { mode.clone() };
+                    (
+                        i.clone(),
+                        self.pins.link(i).exists(),
+                        hook_mode,
+                        tags.map_or("none", TagPath::name).to_string(),
+                    )
+                })
                 .collect(),
             devices_configured: self.policy.devices.len() as u64,
             rule_hits: {
@@ -582,7 +625,15 @@ impl Daemon {
                     .config
                     .ifaces
                     .iter()
-                    .map(|i| json!({ "name": i, "attached": self.pins.link(i).exists() }))
+                    .map(|i| {
+                        let tags = self.tag_path(i);
+                        json!({
+                            "name": i,
+                            "attached": self.pins.link(i).exists(),
+                            "hook": tags.map(TagPath::hook),
+                            "tags": tags.map(TagPath::name),
+                        })
+                    })
                     .collect();
                 let occ = self.filter.occupancy();
                 let data = json!({
@@ -616,10 +667,12 @@ impl Daemon {
                     self.config
                         .ifaces
                         .iter()
-                        .map(|i| format!(
-                            "{i}{}",
-                            if self.pins.link(i).exists() { "" } else { " (NOT attached)" }
-                        ))
+                        .map(|i| match self.tag_path(i) {
+                            Some(t) if self.pins.link(i).exists() => {
+                                format!("{i} ({}, tags {})", t.hook().to_uppercase(), t.name())
+                            }
+                            _ => format!("{i} (NOT attached)"),
+                        })
                         .collect::<Vec<_>>()
                         .join(", "),
                     format!("{:?}", self.config.mode).to_lowercase(),

@@ -16,6 +16,7 @@ pub mod loader;
 pub mod metrics;
 pub mod mud;
 pub mod notify;
+pub mod offload;
 pub mod pins;
 pub mod policy;
 pub mod privileges;

@@ -61,9 +61,17 @@ enum Program {
     Pinned(Box<Xdp>),
 }
 
+mod tc;
+use tc::TcSource;
+pub use tc::{link_type, tc_pin};
+
 /// The loaded program, its maps and what the controller keeps about them.
 pub struct Filter {
     program: Program,
+    /// The TC variant when it is not in `program`'s object (`tc`).
+    tc: Option<TcSource>,
+    /// Where the program and the maps are pinned, if they are.
+    pins: Option<(std::path::PathBuf, std::path::PathBuf)>,
     maps: Maps,
     /// `RULES` entries and `PEER_NETS` networks each generation holds
     /// (mirrored in `META`).
@@ -305,7 +313,9 @@ impl Filter {
             prog.pin(prog_pin).map_err(|e| LoadError::Pin(format!("program: {e}")))?;
         }
         let maps = maps_with_logger(&mut ebpf, pin.map(|(_, maps)| maps))?;
-        Filter::with(Program::Loaded(ebpf), maps)
+        let mut filter = Filter::with(Program::Loaded(ebpf), maps)?;
+        filter.pins = pin.map(|(p, m)| (p.to_path_buf(), m.to_path_buf()));
+        Ok(filter)
     }
 
     /// Adopts a program and maps pinned by an earlier daemon: nothing is
@@ -313,8 +323,12 @@ impl Filter {
     pub fn from_pins(prog: &Path, maps: &Path) -> Result<Filter, LoadError> {
         let program = Xdp::from_pin(prog, aya_obj::programs::XdpAttachType::Interface)
             .map_err(|e| LoadError::Pin(format!("{}: {e}", prog.display())))?;
+        let maps_dir = maps;
         let maps = Maps::take(&mut Pinned(maps))?;
-        Filter::with(Program::Pinned(Box::new(program)), maps)?.restore_state()
+        let mut filter = Filter::with(Program::Pinned(Box::new(program)), maps)?.restore_state()?;
+        filter.pins = Some((prog.to_path_buf(), maps_dir.to_path_buf()));
+        filter.tc = TcSource::from_pin(prog)?;
+        Ok(filter)
     }
 
     /// An upgrade (or downgrade) of a pinned filter to the program in
@@ -350,12 +364,8 @@ impl Filter {
             return Ok(None);
         }
         let carried = flows::carry_over(maps_dir)?;
-        for path in links {
-            let pinned = aya::programs::links::PinnedLink::from_pin(path)
-                .map_err(|e| LoadError::Pin(format!("{}: {e}", path.display())))?;
-            let link =
-                aya::programs::xdp::XdpLink::try_from(aya::programs::links::FdLink::from(pinned))
-                    .map_err(|e| LoadError::Pin(format!("{}: {e}", path.display())))?;
+        let (xdp_links, tc_links) = tc::links_by_hook(links)?;
+        for link in xdp_links {
             let id = prog.attach_to_link(link)?;
             // The pin keeps the link; this handle only closes its descriptor.
             drop(prog.take_link(id)?);
@@ -363,9 +373,11 @@ impl Filter {
         std::fs::remove_file(prog_pin)
             .map_err(|e| LoadError::Pin(format!("{}: {e}", prog_pin.display())))?;
         prog.pin(prog_pin).map_err(|e| LoadError::Pin(format!("program: {e}")))?;
+        tc::upgrade(&mut ebpf, prog_pin, tc_links)?;
         // The maps are pinned already (they are the running filter's).
         let maps = maps_with_logger(&mut ebpf, None)?;
-        let filter = Filter::with(Program::Loaded(ebpf), maps)?.restore_state()?;
+        let mut filter = Filter::with(Program::Loaded(ebpf), maps)?.restore_state()?;
+        filter.pins = Some((prog_pin.to_path_buf(), maps_dir.to_path_buf()));
         Ok(Some((filter, old_tag, new_tag, carried)))
     }
 
@@ -411,6 +423,8 @@ impl Filter {
         }
         Ok(Filter {
             program,
+            tc: None,
+            pins: None,
             maps,
             rules_written: [0; GENERATIONS as usize],
             addrs_written: [0; GENERATIONS as usize],

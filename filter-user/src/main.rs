@@ -14,6 +14,7 @@ use filter_user::{
     control::{self, ClientError, DEFAULT_SOCKET, Failure, Request},
     daemon::{self, Daemon},
     edit::{Direction, NewDevice, RuleSpec, Target},
+    offload::VlanOffload,
     pins::{DEFAULT_PIN_DIR, PinDir},
     read_policy,
 };
@@ -267,6 +268,14 @@ struct RunArgs {
     /// interface, slower.
     #[arg(long, value_enum, default_value = "native")]
     xdp_mode: AttachMode,
+    /// What to do on an interface whose NIC takes 802.1Q tags out of
+    /// received frames (rx VLAN offload, on by default on most NICs and on
+    /// veth), where XDP would see device VLAN frames untagged: read (enforce
+    /// there at TC ingress, where the tag stays with the packet), disable
+    /// (turn the NIC's offload off, logged, and use XDP) or refuse (attach
+    /// nothing to it and say so). See README "VLAN offload".
+    #[arg(long, value_enum, default_value = "read")]
+    vlan_offload: VlanOffload,
     /// Where program, maps and links are pinned (on a BPF filesystem).
     #[arg(long, default_value = DEFAULT_PIN_DIR)]
     pin_dir: PathBuf,
@@ -501,6 +510,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 policy: args.config,
                 ifaces: args.ifaces,
                 mode: args.xdp_mode,
+                vlan_offload: args.vlan_offload,
                 pin_dir: args.pin_dir,
                 socket,
                 group: args.group,

@@ -24,8 +24,9 @@ pub struct Snapshot {
     pub last_apply_ok: bool,
     /// (map, entries, capacity)
     pub maps: Vec<(&'static str, u64, u64)>,
-    /// (interface, attached, mode)
-    pub interfaces: Vec<(String, bool, String)>,
+    /// (interface, attached, mode: native, generic or tc, how tags are
+    /// read: `offload::TagPath::name` or "none")
+    pub interfaces: Vec<(String, bool, String, String)>,
     pub devices_configured: u64,
     /// (outcome, count): sent, suppressed (over the rate), lost (ring buffer
     /// full) by the kernel; delivered (read by the daemon).
@@ -81,6 +82,7 @@ struct MapLabels {
 struct IfaceLabels {
     interface: String,
     mode: String,
+    tags: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -187,14 +189,14 @@ pub fn openmetrics(s: &Snapshot) -> String {
     registry.register("devices", "Devices in the policy in force", configured);
 
     let attached = Family::<IfaceLabels, Gauge>::default();
-    for (iface, up, mode) in &s.interfaces {
-        attached
-            .get_or_create(&IfaceLabels { interface: iface.clone(), mode: mode.clone() })
-            .set(i64::from(*up));
+    for (iface, up, mode, tags) in &s.interfaces {
+        let labels =
+            IfaceLabels { interface: iface.clone(), mode: mode.clone(), tags: tags.clone() };
+        attached.get_or_create(&labels).set(i64::from(*up));
     }
     registry.register(
         "interface_attached",
-        "1 if the filter is attached to the interface",
+        "1 if the filter is attached to the interface; mode: native or generic XDP, or tc (TC ingress); tags: where the filter reads 802.1Q tags (in-frame, metadata, offload-disabled)",
         attached,
     );
 
@@ -300,7 +302,7 @@ mod tests {
             last_apply_seconds: 1_700_000_000,
             last_apply_ok: true,
             maps: vec![("devices", 7, 524288)],
-            interfaces: vec![("trunk0".into(), true, "native".into())],
+            interfaces: vec![("trunk0".into(), true, "native".into(), "in-frame".into())],
             devices_configured: 5,
             events: vec![("sent", 3), ("suppressed", 7)],
             flows: vec![("created", 4), ("revoked", 1)],

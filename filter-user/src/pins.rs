@@ -2,8 +2,10 @@
 //!
 //! ```text
 //! DIR/prog            the XDP program
+//! DIR/prog_tc         the TC variant, once an interface needs it
 //! DIR/maps/NAME       every map (filter_common::maps::ALL)
-//! DIR/links/IFACE     one XDP link per interface
+//! DIR/links/IFACE     one link per interface: XDP, or TCX where the NIC
+//!                     takes VLAN tags out of frames (`offload`)
 //! ```
 //!
 //! A daemon holds an exclusive `flock` on `DIR` for as long as it runs, so a
@@ -22,7 +24,12 @@ use aya::programs::{
     xdp::XdpLinkId,
 };
 
-use crate::{Filter, LoadError, PROGRAM_OBJECT, attach::AttachMode};
+use crate::{
+    Filter, LoadError, PROGRAM_OBJECT,
+    attach::AttachMode,
+    loader::{link_type, tc_pin},
+    offload::{self, TagPath, VlanOffload},
+};
 
 /// `statfs` magic of a BPF filesystem.
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
@@ -133,27 +140,83 @@ impl PinDir {
         names
     }
 
-    /// Attaches `filter` to `iface` unless a pinned link already does, and
-    /// pins the new link. Returns whether it was attached now.
+    /// Attaches `filter` to `iface` unless a pinned link already does it
+    /// right, and pins the new link: XDP, or TC ingress where the NIC takes
+    /// VLAN tags out of frames (as `offload` says). An XDP link left on an
+    /// interface whose offload is on now is replaced by a TC one (attached
+    /// first, so the interface is never unfiltered). Returns whether a
+    /// link was attached now, and how the filter there sees tags.
     pub fn ensure_link(
         &self,
         filter: &mut Filter,
         iface: &str,
         mode: AttachMode,
-    ) -> Result<bool, LoadError> {
+        offload: VlanOffload,
+    ) -> Result<(bool, TagPath), LoadError> {
         let path = self.link(iface);
-        if path.exists() {
-            PinnedLink::from_pin(&path)
-                .map_err(|e| LoadError::Pin(format!("{}: {e}", path.display())))?;
-            return Ok(false);
+        let existing = if path.exists() { Some(link_type(&path)?) } else { None };
+        if existing == Some(aya::programs::links::LinkType::Tcx) {
+            // TC reads tags in the frame and beside it alike.
+            return Ok((false, TagPath::Metadata));
         }
-        let id: XdpLinkId = filter.attach(iface, mode)?;
-        let link = filter.program().take_link(id)?;
-        let fd_link = FdLink::try_from(link).map_err(|e| {
-            LoadError::Pin(format!("{iface}: the kernel attached without a BPF link ({e})"))
+        let offloaded = offload::rx_vlan_offload(iface).map_err(|e| LoadError::Attach {
+            iface: iface.to_string(),
+            reason: format!("reading its VLAN offload setting (ethtool flags): {e}"),
         })?;
+        let tags = match (offloaded, offload) {
+            (false, _) => TagPath::InFrame,
+            (true, VlanOffload::Read) => TagPath::Metadata,
+            (true, VlanOffload::Disable) => {
+                offload::disable_rx_vlan_offload(iface).map_err(|e| LoadError::Attach {
+                    iface: iface.to_string(),
+                    reason: format!(
+                        "turning its rx VLAN offload off failed ({e}); run with \
+                         --vlan-offload=read to enforce at TC ingress instead"
+                    ),
+                })?;
+                TagPath::OffloadDisabled
+            }
+            (true, VlanOffload::Refuse) => {
+                return Err(LoadError::Attach {
+                    iface: iface.to_string(),
+                    reason: format!(
+                        "its NIC takes 802.1Q tags out of received frames (rx VLAN offload \
+                         on): the XDP filter would see every device VLAN frame untagged and \
+                         drop it. Nothing was attached to it. Turn the offload off (`ethtool \
+                         -K {iface} rxvlan off`, or --vlan-offload=disable to let vlanguard do \
+                         it), or run with --vlan-offload=read to enforce at TC ingress, where \
+                         the tag stays with the packet"
+                    ),
+                });
+            }
+        };
+        if existing.is_some() && tags != TagPath::Metadata {
+            return Ok((false, tags));
+        }
+        let fd_link = if tags == TagPath::Metadata {
+            filter.attach_tc(iface)?
+        } else {
+            let id: XdpLinkId = filter.attach(iface, mode)?;
+            let link = filter.program().take_link(id)?;
+            FdLink::try_from(link).map_err(|e| {
+                LoadError::Pin(format!("{iface}: the kernel attached without a BPF link ({e})"))
+            })?
+        };
+        if existing.is_some() {
+            // The XDP link that could not see the tags goes once TC runs.
+            self.remove_link(iface)?;
+        }
         fd_link.pin(&path).map_err(|e| LoadError::Pin(format!("{}: {e}", path.display())))?;
-        Ok(true)
+        Ok((true, tags))
+    }
+
+    /// How the filter pinned on `iface` sees VLAN tags, from its link.
+    pub fn tag_path(&self, iface: &str) -> Option<TagPath> {
+        let path = self.link(iface);
+        match link_type(&path).ok()? {
+            aya::programs::links::LinkType::Tcx => Some(TagPath::Metadata),
+            _ => Some(TagPath::InFrame),
+        }
     }
 
     /// Detaches from `iface` by removing its link pin.
@@ -180,6 +243,7 @@ impl PinDir {
             _ => Ok(()),
         };
         remove(self.prog())?;
+        remove(tc_pin(&self.prog()))?;
         for name in filter_common::maps::ALL.iter().chain([&filter_common::maps::LEGACY_FLOWS]) {
             remove(self.maps().join(name))?;
         }

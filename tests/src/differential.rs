@@ -76,6 +76,9 @@ pub fn run(h: &mut Harness, seed: u64, cases: usize) -> BTreeMap<Reason, usize> 
                     list.swap_remove(rng.random_range(0..list.len()));
                 }
             }
+            if !h.takes(&frame) {
+                continue;
+            }
             let expected = filter_user::reference::evaluate_with_flows(
                 &policy,
                 &frame,

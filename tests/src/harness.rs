@@ -1,5 +1,6 @@
-//! Runs the real XDP program on frames through BPF_PROG_TEST_RUN and reads
-//! back the verdict and exactly which counters moved.
+//! Runs the real XDP program (or its TC variant) on frames through
+//! BPF_PROG_TEST_RUN and reads back the verdict and exactly which counters
+//! moved.
 
 use std::collections::BTreeMap;
 
@@ -11,6 +12,31 @@ use ipnet::IpNet;
 /// XDP return codes.
 pub const XDP_DROP: u32 = 1;
 pub const XDP_PASS: u32 = 2;
+
+/// TC return codes (the TC variant's runs report the XDP code of the same
+/// verdict, so one expectation serves both).
+const TC_ACT_UNSPEC: u32 = -1i32 as u32;
+const TC_ACT_SHOT: u32 = 2;
+
+/// Which of the filter's two programs a harness runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hook {
+    Xdp,
+    /// `vlanguard_tc`, as at TC ingress. Its test runs build a socket
+    /// buffer from the frame: the kernel refuses frames shorter than an
+    /// Ethernet header (which never reach TC) and untagged IPv4 and IPv6
+    /// frames shorter than their IP header (`takes`), and a tag can only be
+    /// in the frame (the kernel lets a test set no VLAN metadata).
+    Tc,
+}
+
+/// `struct __sk_buff` as a test run's context: 192 bytes, all zero but
+/// `ingress_ifindex` (offset 36), loopback as for XDP test runs.
+fn skb_context() -> [u8; 192] {
+    let mut ctx = [0u8; 192];
+    ctx[36..40].copy_from_slice(&LOOPBACK_IFINDEX.to_ne_bytes());
+    ctx
+}
 
 /// The counters one frame moved.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,6 +62,7 @@ impl Outcome {
 
 pub struct Harness {
     pub filter: Filter,
+    pub hook: Hook,
     global: BTreeMap<(Verdict, Reason), Counter>,
     devices: BTreeMap<StatKey, Counter>,
     rules: BTreeMap<RuleHitKey, u64>,
@@ -54,6 +81,7 @@ impl Harness {
         let filter = Filter::load(object).expect("load the XDP program (verifier)");
         let mut h = Harness {
             filter,
+            hook: Hook::Xdp,
             global: BTreeMap::new(),
             devices: BTreeMap::new(),
             rules: BTreeMap::new(),
@@ -150,9 +178,48 @@ impl Harness {
     /// Runs the program `repeat` times on `frame`; returns the action and the
     /// kernel's mean time per run in nanoseconds.
     pub fn run_raw(&mut self, frame: &[u8], repeat: u32) -> (u32, u64) {
-        let opts = aya::TestRunOptions { data_in: Some(frame), repeat, ..Default::default() };
-        let result = self.filter.program().test_run(opts).expect("BPF_PROG_TEST_RUN");
+        let mut opts = aya::TestRunOptions { data_in: Some(frame), repeat, ..Default::default() };
+        let result = match self.hook {
+            Hook::Xdp => self.filter.program().test_run(opts).expect("BPF_PROG_TEST_RUN"),
+            Hook::Tc => {
+                let ctx = skb_context();
+                opts.ctx_in = Some(&ctx);
+                let tc = self.filter.tc_program().expect("load the TC program (verifier)");
+                let len = frame.len();
+                let mut r = tc
+                    .test_run(opts)
+                    .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN (TC), {len}-byte frame: {e}"));
+                r.return_value = match r.return_value {
+                    TC_ACT_UNSPEC => XDP_PASS,
+                    TC_ACT_SHOT => XDP_DROP,
+                    other => panic!("the TC program returned {other}"),
+                };
+                r
+            }
+        };
         (result.return_value, result.duration.as_nanos() as u64)
+    }
+
+    /// The TC variant on a harness of its own (`Hook::Tc`).
+    pub fn tc() -> Harness {
+        let mut h = Harness::new();
+        h.filter.tc_program().expect("load the TC program (verifier)");
+        h.hook = Hook::Tc;
+        h
+    }
+
+    /// Whether this harness's program can be run on `frame` (see `Hook`).
+    pub fn takes(&self, frame: &[u8]) -> bool {
+        if self.hook == Hook::Xdp {
+            return true;
+        }
+        let ip_header = match frame.get(12..14) {
+            None => return false,
+            Some([0x08, 0x00]) => 20,
+            Some([0x86, 0xdd]) => 40,
+            Some(_) => 0,
+        };
+        frame.len() >= 14 + ip_header
     }
 }
 

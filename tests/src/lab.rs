@@ -182,6 +182,8 @@ impl Lab {
         ip(&format!("link add uplink netns {r} type veth peer name eth0 netns {snd}"));
         ip(&format!("-n {r} link set uplink up"));
         ip(&format!("-n {snd} link set eth0 up"));
+        // XDP (see `build`).
+        lab.ethtool("r", "uplink", "rxvlan", false);
         lab.mount_bpffs();
         lab
     }
@@ -238,8 +240,13 @@ impl Lab {
             ip(&format!("-n {sw} link set {dev} up"));
         }
         // The switch's trunk port puts tags in the frame, like a switch.
-        sh(Command::new("ip")
-            .args(["netns", "exec", &sw, "ethtool", "-K", "trs", "txvlan", "off"]));
+        self.ethtool("sw", "trs", "txvlan", false);
+        // The router's ports leave tags in the frame (veth would take them
+        // out of frames by default), so the daemon filters with XDP;
+        // `offload.rs` tests ports that take them.
+        for dev in ROUTER_IFACES {
+            self.ethtool("r", dev, "rxvlan", false);
+        }
         for dev in ["uplink", "core0", "trunk0", "r110", "r110x", "r120", "r120x"] {
             ip(&format!("-n {r} link set {dev} up"));
         }
@@ -418,6 +425,37 @@ impl Lab {
 
     pub fn daemon_pid(&self) -> Option<u32> {
         self.daemon.as_ref().map(Child::id)
+    }
+
+    /// Sets every link of every lab namespace (loopback aside) to `mtu`:
+    /// jumbo frames end to end.
+    pub fn mtu(&self, mtu: u32) {
+        for ns in &self.namespaces {
+            let out = sh(Command::new("ip").args(["-n", ns, "-o", "link", "show"]));
+            for line in String::from_utf8_lossy(&out.stdout).lines() {
+                // "7: trunk0@if6: <...> mtu 1500 ...": the name, before any '@'.
+                let Some(name) = line.split(": ").nth(1).and_then(|n| n.split('@').next()) else {
+                    continue;
+                };
+                if name != "lo" {
+                    ip(&format!("-n {ns} link set dev {name} mtu {mtu}"));
+                }
+            }
+        }
+    }
+
+    /// `ethtool -K DEV FEATURE on|off` in `role`'s namespace.
+    pub fn ethtool(&self, role: &str, dev: &str, feature: &str, on: bool) {
+        sh(Command::new("ip").args([
+            "netns",
+            "exec",
+            &self.ns(role),
+            "ethtool",
+            "-K",
+            dev,
+            feature,
+            if on { "on" } else { "off" },
+        ]));
     }
 
     /// Whether an XDP program is attached to the router interface `iface`.

@@ -23,7 +23,7 @@ fn exported() -> Vec<String> {
         }],
         frames: vec![FrameSample { verdict: "drop", reason: "not-allowed", packets: 1, bytes: 1 }],
         maps: vec![("m", 1, 2)],
-        interfaces: vec![("i".into(), true, "native".into())],
+        interfaces: vec![("i".into(), true, "native".into(), "in-frame".into())],
         events: vec![("sent", 1)],
         ..Snapshot::default()
     };

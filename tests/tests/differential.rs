@@ -31,3 +31,22 @@ fn kernel_agrees_with_reference_evaluator() {
         }
     }
 }
+
+/// The TC variant (`vlanguard_tc`, for ports whose NIC takes VLAN tags out
+/// of frames) is the same decision code behind another entry point: it
+/// agrees with the reference on the same random cases (frames shorter than
+/// an Ethernet header left out: they never reach TC). Tags beside the frame
+/// are tested in the lab (`offload.rs`): a test run cannot set them.
+#[test]
+fn tc_variant_agrees_with_reference_evaluator() {
+    if !privileged() {
+        return;
+    }
+    let seed = differential::seed();
+    let cases =
+        differential::env_number("VLANGUARD_CASES").map_or(DEFAULT_CASES / 3, |n| n as usize);
+    eprintln!("differential (TC): seed {seed} (replay with VLANGUARD_SEED={seed}), {cases} cases");
+    let by_reason = differential::run(&mut Harness::tc(), seed, cases);
+    eprintln!("differential (TC): {cases} cases agree; by reason: {by_reason:?}");
+    assert!(by_reason.len() >= 8, "only {by_reason:?}; seed {seed}");
+}

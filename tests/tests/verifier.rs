@@ -7,10 +7,16 @@
 use filter_user::{Filter, PROGRAM_OBJECT};
 use vlanguard_tests::{differential, harness::Harness, privileged};
 
-fn verified_instructions(object: &[u8]) -> u32 {
+/// Instructions the verifier processed for the XDP program and for its TC
+/// variant (for ports whose NIC takes VLAN tags, `offload`).
+fn verified_instructions(object: &[u8]) -> (u32, u32) {
     let mut filter = Filter::load(object).expect("the verifier accepts the program");
-    let info = filter.program().info().expect("program info");
-    info.verified_instruction_count().expect("kernel reports the verified instruction count")
+    let count = |info: aya::programs::ProgramInfo| {
+        info.verified_instruction_count().expect("kernel reports the verified instruction count")
+    };
+    let xdp = count(filter.program().info().expect("program info"));
+    let tc = filter.tc_program().expect("the verifier accepts the TC variant");
+    (xdp, count(tc.info().expect("program info")))
 }
 
 #[test]
@@ -18,9 +24,9 @@ fn release_build_passes_the_verifier() {
     if !privileged() {
         return;
     }
-    let n = verified_instructions(PROGRAM_OBJECT);
-    eprintln!("release build: {n} instructions verified");
-    assert!(n > 100, "suspiciously small program: {n} instructions");
+    let (n, tc) = verified_instructions(PROGRAM_OBJECT);
+    eprintln!("release build: {n} instructions verified (TC variant: {tc})");
+    assert!(n > 100 && tc > 100, "suspiciously small program: {n} / {tc} instructions");
 }
 
 #[test]
@@ -37,8 +43,8 @@ fn debug_build_passes_the_verifier_and_agrees() {
         return;
     };
     let object = std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    let n = verified_instructions(&object);
-    eprintln!("debug build: {n} instructions verified");
+    let (n, tc) = verified_instructions(&object);
+    eprintln!("debug build: {n} instructions verified (TC variant: {tc})");
     let seed = differential::seed();
     eprintln!("debug build differential: seed {seed}");
     differential::run(&mut Harness::with_object(&object), seed, 2_000);

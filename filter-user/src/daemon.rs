@@ -28,7 +28,9 @@ use crate::{
     diff, edit, events, metrics,
     offload::TagPath,
     pins::{Lock, PinDir},
-    program_log, read_policy, report, scan, suggest,
+    program_log, read_policy,
+    refusals::{self, Refusal},
+    report, scan, suggest,
 };
 
 #[derive(Clone, Debug)]
@@ -56,9 +58,13 @@ pub struct Daemon {
     lock: Lock,
     /// How the filter on each interface sees VLAN tags.
     tags: BTreeMap<String, TagPath>,
+    /// Refused callers' audit entries, limited (`refusals`).
+    limiter: refusals::Limiter,
     pub filter: Filter,
     pub policy: Resolved,
-    pub generation: u32,
+    /// The policy revision in force: applies since the pins were created
+    /// (`Filter::revision`), kept across restarts and upgrades.
+    pub revision: u64,
     listener: UnixListener,
     metrics: Option<tokio::net::TcpListener>,
     group: Option<u32>,
@@ -98,14 +104,42 @@ impl Daemon {
         };
         let pins = PinDir::new(&config.pin_dir);
         let lock = pins.lock()?;
-        let listener = bind(&config.socket, group)?;
-        let metrics = match config.metrics_addr {
-            Some(addr) => Some(bind_metrics(addr)?),
-            None => None,
+        // A start refused from here on leaves nothing it created: the
+        // directories before anything is pinned, the pins of a fresh load.
+        let listener = match bind(&config.socket, group) {
+            Ok(l) => l,
+            Err(e) => {
+                pins.abandon(lock);
+                return Err(e);
+            }
         };
-        let (mut filter, opened) = pins.open_filter(&lock)?;
+        let metrics = match config.metrics_addr.map(bind_metrics).transpose() {
+            Ok(m) => m,
+            Err(e) => {
+                let _ = fs::remove_file(&config.socket);
+                pins.abandon(lock);
+                return Err(e);
+            }
+        };
+        let fresh = !pins.has_program();
+        let opened = pins.open_filter(&lock).map_err(anyhow::Error::from).and_then(
+            |(mut filter, opened)| {
+                filter.apply(&compile(&policy), &untagged)?;
+                let revision = filter.revision()?;
+                Ok((filter, opened, revision))
+            },
+        );
+        let (mut filter, opened, revision) = match opened {
+            Ok(o) => o,
+            Err(e) => {
+                if fresh {
+                    let _ = fs::remove_file(&config.socket);
+                    let _ = pins.detach_all(&lock);
+                }
+                return Err(e);
+            }
+        };
         let adopted = opened != crate::pins::Opened::Loaded;
-        let generation = filter.apply(&compile(&policy), &untagged)?;
         // The policy file's parse is freed now.
         crate::sys::trim_heap();
 
@@ -150,7 +184,7 @@ impl Daemon {
             }
         }
         log(&format!(
-            "{} program in {}; policy {} applied as generation {generation} ({} devices); \
+            "{} program in {}; policy {} applied as revision {revision} ({} devices); \
              interfaces {} (newly attached: {}); socket {}",
             match opened {
                 crate::pins::Opened::Loaded => "loaded and pinned the".to_string(),
@@ -180,7 +214,7 @@ impl Daemon {
             lock,
             tags,
             filter,
-            generation,
+            revision,
             listener,
             metrics,
             group,
@@ -190,6 +224,7 @@ impl Daemon {
             followers: tokio::sync::broadcast::channel(1024).0,
             scan: detector(&policy),
             scans_detected: 0,
+            limiter: refusals::Limiter::default(),
             policy,
         })
     }
@@ -206,9 +241,10 @@ impl Daemon {
 
     /// Validates `policy` and installs it; the running policy stays when
     /// anything is wrong.
-    fn install(&mut self, policy: Resolved) -> anyhow::Result<u32> {
+    fn install(&mut self, policy: Resolved) -> anyhow::Result<u64> {
         let untagged = untagged_ifaces(&self.config.policy, &policy)?;
-        self.generation = self.filter.apply(&compile(&policy), &untagged)?;
+        self.filter.apply(&compile(&policy), &untagged)?;
+        self.revision = self.filter.revision()?;
         if self.policy.scan_detection != policy.scan_detection
             || self.policy.management != policy.management
         {
@@ -218,7 +254,7 @@ impl Daemon {
         self.applied_at = SystemTime::now();
         // The old policy and the parse of the new one are freed now.
         crate::sys::trim_heap();
-        Ok(self.generation)
+        Ok(self.revision)
     }
 
     /// A scan was detected: block the source, report it everywhere.
@@ -322,7 +358,7 @@ impl Daemon {
         Ok(metrics::Snapshot {
             devices,
             frames,
-            generation: self.generation,
+            revision: self.revision,
             last_apply_seconds: self
                 .applied_at
                 .duration_since(SystemTime::UNIX_EPOCH)
@@ -417,7 +453,7 @@ impl Daemon {
     }
 
     /// Re-reads the policy file and applies it.
-    pub fn reload(&mut self) -> anyhow::Result<u32> {
+    pub fn reload(&mut self) -> anyhow::Result<u64> {
         let policy = read_policy(&self.config.policy)?;
         self.install(policy)
     }
@@ -431,6 +467,9 @@ impl Daemon {
         let period = Duration::from_secs(self.config.stats_interval.max(1));
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         let (calls, mut incoming) = mpsc::channel::<Call>(16);
+        // Refusals beyond what the limiter writes are dropped here already.
+        let (refused, mut refusals) = mpsc::channel::<Refusal>(64);
+        let mut refusal_tick = tokio::time::interval(Duration::from_secs(10));
         let mut connections = tokio::task::JoinSet::new();
         let (scrapes, mut scrape_requests) = mpsc::channel::<oneshot::Sender<String>>(16);
         let metrics_server =
@@ -451,8 +490,8 @@ impl Daemon {
             log(&format!("giving up unneeded capabilities: {e}"));
         }
         crate::notify::notify(&format!(
-            "READY=1\nSTATUS=enforcing policy generation {} ({} devices)",
-            self.generation,
+            "READY=1\nSTATUS=enforcing policy revision {} ({} devices)",
+            self.revision,
             self.policy.devices.len()
         ));
         let mut ring = match self.filter.take_events() {
@@ -503,7 +542,7 @@ impl Daemon {
                     (Ok(g), took) => {
                         self.last_apply_ok = true;
                         log(&format!(
-                            "SIGHUP: {} applied as generation {g} in {} ms",
+                            "SIGHUP: {} applied as revision {g} in {} ms",
                             self.config.policy.display(),
                             took.as_millis()
                         ));
@@ -558,7 +597,7 @@ impl Daemon {
                 }
                 accepted = self.listener.accept() => match accepted {
                     Ok((stream, _)) => {
-                        connections.spawn(connection(stream, self.group, calls.clone(), self.followers.clone()));
+                        connections.spawn(connection(stream, self.group, calls.clone(), refused.clone(), self.followers.clone()));
                     }
                     Err(e) => log(&format!("control socket: {e}")),
                 },
@@ -569,6 +608,12 @@ impl Daemon {
                     let _ = call.reply.send(reply);
                     if detached {
                         break;
+                    }
+                }
+                Some(r) = refusals.recv() => self.refused(r),
+                _ = refusal_tick.tick() => {
+                    for (uid, n) in self.limiter.ended(Instant::now()) {
+                        self.refusals_summary(uid, n);
                     }
                 }
                 _ = tick.tick(), if self.config.stats_interval > 0 => {
@@ -593,11 +638,21 @@ impl Daemon {
         }
         println!("{}", report::device_table(&self.device_samples()?));
         println!("{}", report::global_table(&self.frame_samples()?));
-        log(&format!(
-            "stopping; the filter stays attached and enforcing (pins in {}); \
-             `vlanguard detach` removes it",
-            self.pins.root().display()
-        ));
+        // Say what is true: the links are what enforces.
+        let linked = self.pins.linked_ifaces();
+        if linked.is_empty() {
+            log(&format!(
+                "stopping; nothing is attached any more (no link pinned in {})",
+                self.pins.links().display()
+            ));
+        } else {
+            log(&format!(
+                "stopping; the filter stays attached and enforcing on {} (pins in {}); \
+                 `vlanguard detach` removes it",
+                linked.join(", "),
+                self.pins.root().display()
+            ));
+        }
         Ok(())
     }
 
@@ -639,7 +694,7 @@ impl Daemon {
                 let data = json!({
                     "pin_dir": self.pins.root(),
                     "policy_file": self.config.policy,
-                    "generation": self.generation,
+                    "revision": self.revision,
                     "applied_at": humantime::format_rfc3339_seconds(self.applied_at).to_string(),
                     "mode": format!("{:?}", self.config.mode).to_lowercase(),
                     "interfaces": ifaces,
@@ -656,12 +711,12 @@ impl Daemon {
                     },
                 });
                 let text = format!(
-                    "policy {} (generation {}, applied {}), {} devices\n\
+                    "policy {} (revision {}, applied {}), {} devices\n\
                      interfaces: {} ({} XDP)\npins: {}\n\
                      maps: {} device addresses, {} protected networks, {} rule entries, {} \
                      peer-set networks",
                     self.config.policy.display(),
-                    self.generation,
+                    self.revision,
                     humantime::format_rfc3339_seconds(self.applied_at),
                     self.policy.devices.len(),
                     self.config
@@ -721,7 +776,8 @@ impl Daemon {
             Request::PolicyShow => {
                 let text = fs::read_to_string(&self.config.policy)
                     .with_context(|| format!("reading {}", self.config.policy.display()))?;
-                let data = json!({ "file": self.config.policy, "generation": self.generation, "text": text });
+                let data =
+                    json!({ "file": self.config.policy, "revision": self.revision, "text": text });
                 Reply::ok(text, data)
             }
             Request::PolicyDiff { text, file } => {
@@ -742,9 +798,9 @@ impl Daemon {
                         let mut r = changes_reply(
                             &changes,
                             "no changes",
-                            json!({ "generation": g, "changes": changes }),
+                            json!({ "revision": g, "changes": changes }),
                         );
-                        r.message = format!("applied as generation {g}\n{}", r.message);
+                        r.message = format!("applied as revision {g}\n{}", r.message);
                         r
                     }
                     Err(e) => {
@@ -985,7 +1041,7 @@ impl Daemon {
                     .collect();
                 match self.install(new) {
                     Ok(g) => log(&format!(
-                        "DNS refresh: {} ; applied as generation {g}",
+                        "DNS refresh: {} ; applied as revision {g}",
                         changed.join(", ")
                     )),
                     Err(e) => log(&format!("DNS refresh: applying: {e:#}")),
@@ -1020,10 +1076,10 @@ impl Daemon {
                 let mut r = changes_reply(
                     &changes,
                     "no effective change",
-                    json!({ "generation": g, "changes": changes }),
+                    json!({ "revision": g, "changes": changes }),
                 );
                 r.message =
-                    format!("{}\napplied as generation {g}; {} updated", r.message, path.display());
+                    format!("{}\napplied as revision {g}; {} updated", r.message, path.display());
                 Ok(r)
             }
             Err(e) => {
@@ -1034,7 +1090,7 @@ impl Daemon {
     }
 
     fn summary(&self) -> serde_json::Value {
-        json!({ "generation": self.generation, "devices": self.policy.devices.len() })
+        json!({ "revision": self.revision, "devices": self.policy.devices.len() })
     }
 
     fn audit(
@@ -1057,6 +1113,48 @@ impl Daemon {
             "took_ms": took.as_millis(),
         });
         self.write_audit(entry);
+    }
+
+    /// A request refused before the daemon acted on it: audit-logged,
+    /// within the limiter's bounds.
+    fn refused(&mut self, r: Refusal) {
+        let (admit, ended) = self.limiter.admit(r.uid, Instant::now());
+        if let Some(n) = ended {
+            self.refusals_summary(r.uid, n);
+        }
+        if admit != refusals::Admit::Write {
+            return;
+        }
+        let command = match serde_json::from_str::<Request>(&r.line) {
+            Ok(request) => json!(request),
+            Err(_) => json!({ "unparsed": r.line.chars().take(200).collect::<String>() }),
+        };
+        self.write_audit(json!({
+            "time": humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+            "uid": r.uid,
+            "user": r.uid.map(control::user_name),
+            "pid": r.pid,
+            "command": command,
+            "ok": false,
+            "refused": "permission-denied",
+            "result": r.reason,
+        }));
+    }
+
+    /// Refusals of `uid` counted, not written, in a window that ended.
+    fn refusals_summary(&self, uid: Option<u32>, n: u64) {
+        self.write_audit(json!({
+            "time": humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+            "uid": uid,
+            "user": uid.map(control::user_name),
+            "ok": false,
+            "refused": "permission-denied",
+            "suppressed": n,
+            "result": format!(
+                "{n} more requests refused for lack of rights within {} s, not logged one by one",
+                refusals::WINDOW.as_secs()
+            ),
+        }));
     }
 
     /// Appends one entry to the audit log (synced).
@@ -1176,6 +1274,7 @@ async fn connection(
     stream: UnixStream,
     group: Option<u32>,
     calls: mpsc::Sender<Call>,
+    refused: mpsc::Sender<Refusal>,
     followers: tokio::sync::broadcast::Sender<events::Event>,
 ) {
     let cred = stream.peer_cred();
@@ -1185,9 +1284,18 @@ async fn connection(
     let reply = match BufReader::new(read).read_line(&mut line).await {
         Err(e) => Reply::invalid(format!("reading the request: {e}")),
         Ok(_) => match cred {
-            Err(e) => Reply::denied(format!("cannot identify the caller: {e}")),
+            Err(e) => {
+                let reason = format!("cannot identify the caller: {e}");
+                let _ = refused.try_send(Refusal {
+                    uid: None,
+                    pid: None,
+                    line: line.trim_end().to_string(),
+                    reason: reason.clone(),
+                });
+                Reply::denied(reason)
+            }
             Ok(c) if !control::authorised(c.uid(), c.gid(), c.pid(), group) => {
-                Reply::denied(format!(
+                let reason = format!(
                     "permission denied: user {} is neither root nor in the vlanguard operators' group{}",
                     control::user_name(c.uid()),
                     if group.is_none() {
@@ -1195,7 +1303,15 @@ async fn connection(
                     } else {
                         ""
                     }
-                ))
+                );
+                // Full queue: the limiter would not have written it anyway.
+                let _ = refused.try_send(Refusal {
+                    uid: Some(c.uid()),
+                    pid: c.pid(),
+                    line: line.trim_end().to_string(),
+                    reason: reason.clone(),
+                });
+                Reply::denied(reason)
             }
             Ok(c) => match serde_json::from_str::<Request>(&line) {
                 Err(e) => Reply::invalid(format!("bad request: {e}")),

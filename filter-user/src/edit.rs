@@ -223,19 +223,62 @@ pub fn remove_rule(
     r: &RuleSpec,
 ) -> Result<(), String> {
     let table = find(doc, target)?;
-    let array = table
-        .get_mut(direction.key())
-        .and_then(Item::as_array_mut)
-        .ok_or_else(|| format!("no {} rules to revoke", direction.key()))?;
-    let before = array.len();
-    array.retain(|v| !v.as_inline_table().is_some_and(|t| same_rule(t, direction, r)));
-    if array.len() == before {
+    let profile = table.get("profile").and_then(Item::as_str).map(str::to_string);
+    let removed = match table.get_mut(direction.key()).and_then(Item::as_array_mut) {
+        Some(array) => {
+            let before = array.len();
+            array.retain(|v| !v.as_inline_table().is_some_and(|t| same_rule(t, direction, r)));
+            array.len() != before
+        }
+        None => false,
+    };
+    if removed {
+        return Ok(());
+    }
+    // A device's rule may be its profile's: say which, and how to change it.
+    if let (Target::Device(device), Some(profile)) = (target, profile)
+        && let Ok(p) = find(doc, &Target::Profile(profile.clone()))
+        && p.get(direction.key()).and_then(Item::as_array).is_some_and(|a| {
+            a.iter().any(|v| v.as_inline_table().is_some_and(|t| same_rule(t, direction, r)))
+        })
+    {
         return Err(format!(
-            "no such {} rule; it may come from a profile (revoke it there) — `policy show` lists them",
-            direction.key()
+            "device {device:?} has that {} rule from its profile {profile:?}, not its own. \
+             To take it from every device of the profile: `vlanguard revoke {profile} --profile \
+             {}`; to change it for {device:?} alone, give the device its own rules instead of \
+             the profile (edit the policy file)",
+            direction.key(),
+            rule_args(direction, r)
         ));
     }
-    Ok(())
+    Err(format!(
+        "no such {} rule in {} {:?} — `policy show` lists the rules",
+        direction.key(),
+        target.table_key().0,
+        target.table_key().1
+    ))
+}
+
+/// `r` as the rule arguments of `allow`/`revoke`.
+fn rule_args(direction: Direction, r: &RuleSpec) -> String {
+    let mut args = vec![
+        match direction {
+            Direction::In => "in".to_string(),
+            Direction::Out => "out".to_string(),
+        },
+        r.peer.clone(),
+    ];
+    for (flag, value) in [
+        ("--proto", r.proto.clone()),
+        ("--port", r.port.clone()),
+        ("--icmp-type", r.icmp_type.map(|t| t.to_string())),
+        ("--sport", r.sport.clone()),
+    ] {
+        if let Some(v) = value {
+            args.push(format!("{flag} {v}"));
+        }
+    }
+    args.join(" ")
 }
 
 /// Replaces `path` with `text` so that readers (and a crash) see either the
@@ -307,6 +350,40 @@ allow_in = [ { from = "10.30.0.0/16", proto = "tcp", port = 443 } ]
         remove_device(&mut doc, "b").expect("removed");
         assert!(remove_device(&mut doc, "b").expect_err("gone").contains("no device named \"b\""));
         assert!(find(&mut doc, &Target::Profile("p".into())).is_err());
+    }
+
+    /// Revoking a device's rule that its profile gives it names the
+    /// profile and the command that would change it; nothing changes.
+    #[test]
+    fn a_profile_rule_is_revoked_at_the_profile() {
+        let text = r#"[[profile]]
+name = "pump"
+allow_in = [ { from = "nurses", proto = "udp", port = "5000-5010" } ]
+
+[[device]]
+name = "pump-1"
+vlan = 110
+ip = ["10.110.0.7"]
+profile = "pump"
+"#;
+        let mut doc = parse(text).expect("parses");
+        let rule = RuleSpec {
+            peer: "nurses".into(),
+            proto: Some("udp".into()),
+            port: Some("5000-5010".into()),
+            icmp_type: None,
+            sport: None,
+        };
+        let err = remove_rule(&mut doc, &Target::Device("pump-1".into()), Direction::In, &rule)
+            .expect_err("not the device's own");
+        assert!(err.contains("from its profile \"pump\""), "{err}");
+        assert!(
+            err.contains("vlanguard revoke pump --profile in nurses --proto udp --port 5000-5010"),
+            "{err}"
+        );
+        assert_eq!(doc.to_string(), text, "nothing changed");
+        remove_rule(&mut doc, &Target::Profile("pump".into()), Direction::In, &rule)
+            .expect("revoked at the profile");
     }
 
     #[test]

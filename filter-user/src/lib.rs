@@ -22,6 +22,7 @@ pub mod policy;
 pub mod privileges;
 pub mod program_log;
 pub mod reference;
+pub mod refusals;
 pub mod report;
 pub mod scan;
 pub mod suggest;

@@ -458,6 +458,12 @@ impl Filter {
             .map_err(|e| LoadError::Pin(format!("reading {}: {e}", maps::DEBUG_PROGS)))
     }
 
+    /// The revision of the policy in force: applies since the pins were
+    /// created (`META[EPOCH]`), so it survives restarts and upgrades.
+    pub fn revision(&self) -> Result<u64, LoadError> {
+        Ok(self.maps.meta.get(&meta::EPOCH, 0)?)
+    }
+
     /// The active generation.
     pub fn active_generation(&self) -> Result<u32, LoadError> {
         Ok(self.maps.generation.get(&0, 0)? & GENERATION_MASK)

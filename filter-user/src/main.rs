@@ -135,7 +135,7 @@ enum Command {
     /// them without a gap. SIGHUP reloads the file (an invalid file is
     /// reported and the running policy stays). Needs root.
     Run(RunArgs),
-    /// Show interfaces, attach mode, policy generation and map fill.
+    /// Show interfaces, attach mode, policy revision and map fill.
     Status {
         #[arg(long)]
         json: bool,
@@ -314,7 +314,7 @@ enum PolicyCommand {
     },
     /// Apply FILE (it replaces the daemon's policy file), or re-read the
     /// daemon's policy file. Atomic: the new generation replaces the old
-    /// with one map write. Prints the generation installed.
+    /// with one map write. Prints the revision installed (it counts applies and never goes back).
     Apply {
         file: Option<PathBuf>,
         #[arg(long)]

@@ -19,7 +19,7 @@ pub struct Snapshot {
     pub devices: Vec<DeviceSample>,
     /// Every frame, by verdict and reason.
     pub frames: Vec<FrameSample>,
-    pub generation: u32,
+    pub revision: u64,
     pub last_apply_seconds: u64,
     pub last_apply_ok: bool,
     /// (map, entries, capacity)
@@ -167,9 +167,14 @@ pub fn openmetrics(s: &Snapshot) -> String {
     registry.register("map_entries", "Entries in the BPF maps", entries);
     registry.register("map_capacity", "Entries the BPF maps can hold", capacity);
 
-    let generation = Gauge::<i64>::default();
-    generation.set(i64::from(s.generation));
-    registry.register("policy_generation", "Policy generation in force (0 or 1)", generation);
+    let revision = Gauge::<i64>::default();
+    revision.set(s.revision as i64);
+    registry.register(
+        "policy_revision",
+        "Revision of the policy in force: applies since the pins were created, kept across \
+         restarts and upgrades",
+        revision,
+    );
     let applied = Gauge::<i64>::default();
     applied.set(s.last_apply_seconds as i64);
     registry.register(
@@ -298,7 +303,7 @@ mod tests {
                 FrameSample { verdict: "drop", reason: "not-allowed", packets: 50, bytes: 4900 },
                 FrameSample { verdict: "pass", reason: "unmatched", packets: 7, bytes: 700 },
             ],
-            generation: 1,
+            revision: 1,
             last_apply_seconds: 1_700_000_000,
             last_apply_ok: true,
             maps: vec![("devices", 7, 524288)],
@@ -343,7 +348,7 @@ mod tests {
         let classic = to_classic(&openmetrics(&snapshot()));
         assert!(classic.contains("# TYPE vlanguard_device_packets_total counter"), "{classic}");
         assert!(classic.contains("# HELP vlanguard_device_packets_total Packets"), "{classic}");
-        assert!(classic.contains("# TYPE vlanguard_policy_generation gauge"), "{classic}");
+        assert!(classic.contains("# TYPE vlanguard_policy_revision gauge"), "{classic}");
         assert!(!classic.contains("# EOF"));
         let cases = [
             (

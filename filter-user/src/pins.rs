@@ -57,6 +57,8 @@ pub struct PinDir {
 /// Proof that this process owns the pin directory; released on drop.
 pub struct Lock {
     _dir: File,
+    /// Directories `lock` created, outermost first (`abandon`).
+    created: Vec<PathBuf>,
 }
 
 impl PinDir {
@@ -99,7 +101,11 @@ impl PinDir {
                 parent.display()
             )));
         }
+        let mut created = Vec::new();
         for dir in [self.root.clone(), self.maps(), self.links()] {
+            if !dir.exists() {
+                created.push(dir.clone());
+            }
             fs::create_dir_all(&dir)
                 .map_err(|e| LoadError::Pin(format!("creating {}: {e}", dir.display())))?;
         }
@@ -109,7 +115,15 @@ impl PinDir {
         if unsafe { libc::flock(dir.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             return Err(LoadError::Locked(self.root.display().to_string()));
         }
-        Ok(Lock { _dir: dir })
+        Ok(Lock { _dir: dir, created })
+    }
+
+    /// A start that failed before anything was pinned: removes the
+    /// directories `lock` created (those still empty) and releases it.
+    pub fn abandon(&self, lock: Lock) {
+        for dir in lock.created.iter().rev() {
+            let _ = fs::remove_dir(dir);
+        }
     }
 
     /// The filter from the pins if an earlier daemon left them, else a fresh
@@ -247,7 +261,7 @@ impl PinDir {
         for name in filter_common::maps::ALL.iter().chain([&filter_common::maps::LEGACY_FLOWS]) {
             remove(self.maps().join(name))?;
         }
-        for dir in [self.links(), self.maps(), self.root.clone()] {
+        for dir in [self.links(), self.maps()] {
             match fs::remove_dir(&dir) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => {
                     return Err(LoadError::Pin(format!("removing {}: {e}", dir.display())));
@@ -255,7 +269,33 @@ impl PinDir {
                 _ => {}
             }
         }
+        // The directory itself goes unless it is a mount point (a BPF
+        // filesystem's root, which may also hold the kernel's own
+        // `maps.debug`) or holds what others put there: what vlanguard
+        // pinned is gone either way.
+        if !is_mount_point(&self.root) {
+            match fs::remove_dir(&self.root) {
+                Err(e)
+                    if e.kind() != io::ErrorKind::NotFound
+                        && e.kind() != io::ErrorKind::DirectoryNotEmpty =>
+                {
+                    return Err(LoadError::Pin(format!("removing {}: {e}", self.root.display())));
+                }
+                _ => {}
+            }
+        }
         Ok(ifaces)
+    }
+}
+
+/// Whether `path` is where a filesystem is mounted (its device differs
+/// from its parent's).
+fn is_mount_point(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    let parent = path.parent().unwrap_or(Path::new("/"));
+    match (fs::metadata(path), fs::metadata(parent)) {
+        (Ok(a), Ok(b)) => a.dev() != b.dev(),
+        _ => false,
     }
 }
 

@@ -377,7 +377,7 @@ impl Lab {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let text = fs::read_to_string(&log).unwrap_or_default();
-            if text.contains("applied as generation") {
+            if text.contains("applied as revision") {
                 return text;
             }
             if let Some(status) = self.daemon.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
@@ -421,6 +421,18 @@ impl Lab {
             args.extend([flag.to_string(), path.to_string_lossy().into_owned()]);
         }
         args
+    }
+
+    /// Whether the daemon this lab started is still running.
+    pub fn daemon_running(&mut self) -> bool {
+        self.daemon.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_none())
+    }
+
+    /// The log (stderr) of the daemon started last.
+    pub fn daemon_log(&self) -> String {
+        let n = self.daemon_starts();
+        fs::read_to_string(self.dir.join(format!("daemon-{}.log", n.saturating_sub(1))))
+            .unwrap_or_default()
     }
 
     pub fn daemon_pid(&self) -> Option<u32> {

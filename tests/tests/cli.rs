@@ -124,7 +124,7 @@ fn cli_changes_reach_traffic_the_file_and_the_audit_log() {
         assert_eq!(entry["user"], "root");
         assert_eq!(entry["ok"], true);
         assert!(entry["time"].as_str().is_some_and(|t| t.ends_with('Z')), "{entry}");
-        assert!(entry["before"]["generation"].is_u64() && entry["after"]["generation"].is_u64());
+        assert!(entry["before"]["revision"].is_u64() && entry["after"]["revision"].is_u64());
     }
 }
 
@@ -136,7 +136,7 @@ fn bad_requests_are_refused_and_change_nothing() {
     let mut lab = Lab::new();
     lab.start_daemon();
     let file_before = std::fs::read_to_string(&lab.policy_file).expect("policy");
-    let generation = json(&lab.cli(&["status", "--json"]))["generation"].clone();
+    let revision = json(&lab.cli(&["status", "--json"]))["revision"].clone();
 
     refused(&lab.cli(&["allow", "ghost", "in", "any"]), 1, "no device named \"ghost\"");
     refused(
@@ -181,7 +181,7 @@ fn bad_requests_are_refused_and_change_nothing() {
         file_before,
         "file untouched"
     );
-    assert_eq!(json(&lab.cli(&["status", "--json"]))["generation"], generation, "nothing applied");
+    assert_eq!(json(&lab.cli(&["status", "--json"]))["revision"], revision, "nothing applied");
     assert!(
         !lab.audit_log.exists()
             || std::fs::read_to_string(&lab.audit_log)
@@ -277,7 +277,7 @@ fn policy_apply_under_load_loses_nothing_and_revokes_at_once() {
         let out = lab.cli(&["policy", "apply", &file.to_string_lossy()]);
         times.push(start.elapsed().as_millis());
         assert!(out.status.success(), "apply {i}: {}", text(&out));
-        assert!(text(&out).contains("applied as generation"), "{}", text(&out));
+        assert!(text(&out).contains("applied as revision"), "{}", text(&out));
     }
     tx.join().expect("sender");
     let got = rx.join().expect("receiver");
@@ -321,4 +321,95 @@ fn policy_apply_under_load_loses_nothing_and_revokes_at_once() {
     assert!(last < returned, "a datagram sent after apply returned got through");
     assert!(after > 500, "the stream went on after the apply");
     assert_eq!(udp_arrivals(&lab, 5000), 0, "datagrams got through after the revoking apply");
+}
+
+/// Every apply gets the next revision, and revisions never go back: not
+/// across applies (the maps' two generations alternate underneath), not
+/// across a daemon restart. `status`, apply replies, the audit log and the
+/// metric agree.
+#[test]
+fn revisions_count_applies_and_survive_restarts() {
+    if !privileged() {
+        return;
+    }
+    let mut lab = Lab::new();
+    lab.start_daemon();
+    let revision = |lab: &Lab| json(&lab.cli(&["status", "--json"]))["revision"].as_u64();
+    let first = revision(&lab).expect("status shows the revision");
+    assert!(first >= 1, "the start applied the policy");
+    let mut seen = vec![first];
+    for _ in 0..3 {
+        let out = lab.cli(&["policy", "apply", "--json"]);
+        assert!(out.status.success(), "{}", text(&out));
+        let applied = json(&out)["revision"].as_u64().expect("the reply names the revision");
+        assert_eq!(revision(&lab), Some(applied));
+        seen.push(applied);
+    }
+    assert_eq!(seen, (first..first + 4).collect::<Vec<_>>(), "one more per apply");
+    let metric = vlanguard_tests::sample(&lab.scrape(), "vlanguard_policy_revision", &[]);
+    assert_eq!(metric, (first + 3) as f64);
+    let audit = std::fs::read_to_string(&lab.audit_log).expect("audit log");
+    let afters: Vec<u64> = audit
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|e| e["after"]["revision"].as_u64())
+        .collect();
+    assert_eq!(afters, seen[1..].to_vec(), "{audit}");
+
+    // A new daemon adopts the pins, applies the file again: the next one.
+    lab.stop_daemon(libc::SIGTERM);
+    let log = lab.start_daemon();
+    assert!(log.contains(&format!("applied as revision {}", first + 4)), "{log}");
+    assert_eq!(revision(&lab), Some(first + 4));
+}
+
+/// Refusals leave a trace: a request refused for lack of rights is in the
+/// audit log (who, what, why), and so is a bad `policy apply`; a caller
+/// without rights who keeps trying writes a bounded number of lines.
+#[test]
+fn refused_requests_are_audited_within_bounds() {
+    if !privileged() {
+        return;
+    }
+    let mut lab = Lab::new();
+    lab.start_daemon();
+    // Opened up, so the daemon itself sees and refuses the caller.
+    std::fs::set_permissions(&lab.socket, std::os::unix::fs::PermissionsExt::from_mode(0o666))
+        .expect("chmod");
+    refused(&lab.cli_as_nobody(&["device", "remove", "pump"]), 4, "permission denied");
+    let bad = lab.dir.join("bad.toml");
+    std::fs::write(&bad, "[[vlan]]\nid = 9999\nname = \"x\"\n").expect("write");
+    refused(&lab.cli(&["policy", "apply", &bad.to_string_lossy()]), 1, "bad.toml");
+
+    let entries = || -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&lab.audit_log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("audit lines are JSON"))
+            .collect()
+    };
+    let audit = entries();
+    let denied = audit
+        .iter()
+        .find(|e| e["refused"] == "permission-denied")
+        .unwrap_or_else(|| panic!("the refusal is audited: {audit:?}"));
+    assert_eq!(denied["user"], "nobody");
+    assert_eq!(denied["uid"], 65534);
+    assert_eq!(denied["ok"], false);
+    assert_eq!(denied["command"]["request"], "device-remove", "{denied}");
+    assert!(denied["result"].as_str().is_some_and(|r| r.contains("permission denied")));
+    let apply = audit
+        .iter()
+        .find(|e| e["command"]["request"] == "policy-apply")
+        .unwrap_or_else(|| panic!("the bad apply is audited: {audit:?}"));
+    assert_eq!(apply["ok"], false);
+    assert!(apply["result"].as_str().is_some_and(|r| r.contains("9999")), "{apply}");
+
+    // A flood of refused requests: at most ten lines a minute per user.
+    for _ in 0..30 {
+        let _ = lab.cli_as_nobody(&["status"]);
+    }
+    let lines = entries().iter().filter(|e| e["refused"] == "permission-denied").count();
+    assert_eq!(lines, 10, "one by one up to the limit, the rest counted");
+    assert_eq!(lab.ping("nurse", PUMP, 1), 1, "nothing changed");
 }

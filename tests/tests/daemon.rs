@@ -205,9 +205,8 @@ fn sighup_reloads_under_load_without_loss_and_revokes_at_once() {
     assert_eq!(lab.ping("nurse", PUMP, 2), 2);
     let pid = lab.daemon_pid().expect("daemon") as i32;
     let log = lab.dir.join("daemon-0.log");
-    let applied = || {
-        std::fs::read_to_string(&log).unwrap_or_default().matches("applied as generation").count()
-    };
+    let applied =
+        || std::fs::read_to_string(&log).unwrap_or_default().matches("applied as revision").count();
 
     // Reloads, each of a policy that keeps UDP 5000 allowed, during a
     // steady stream: nothing may be lost.
@@ -308,4 +307,60 @@ fn an_interface_running_another_xdp_program_is_named_as_such() {
     assert!(text.contains("ip link set dev uplink xdp off"), "{text}");
     // Nothing of ours was left on the interfaces it did attach to first.
     assert!(!lab.pin_dir.join("prog").exists(), "pins left behind");
+}
+
+/// A pin directory that is the BPF filesystem's mount point itself (which
+/// also holds the kernel's own `maps.debug`/`progs.debug` on some kernels):
+/// `detach` removes what vlanguard pinned, leaves the mount point, succeeds,
+/// and the daemon stops without claiming a filter that is gone.
+#[test]
+fn detach_on_the_bpf_filesystem_root_succeeds_and_stops_the_daemon() {
+    if !privileged() {
+        return;
+    }
+    let mut lab = Lab::new();
+    lab.pin_dir = lab.dir.join("bpf");
+    lab.start_daemon();
+    assert!(lab.xdp_attached("trunk0"));
+    let out = lab.cli(&["detach"]);
+    assert!(out.status.success(), "detach: {}", stderr(&out));
+    assert!(!ROUTER_IFACES.iter().any(|i| lab.xdp_attached(i)), "still attached after detach");
+    for pin in ["prog", "maps", "links"] {
+        assert!(!lab.pin_dir.join(pin).exists(), "{pin} outlived detach");
+    }
+    assert!(lab.pin_dir.exists(), "the mount point stays");
+    // The daemon stopped by itself, and said what is true.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while lab.daemon_running() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!lab.daemon_running(), "the daemon stops after detach");
+    let log = lab.daemon_log();
+    assert!(log.contains("detached on request"), "{log}");
+    assert!(!log.contains("stays attached and enforcing"), "{log}");
+}
+
+/// A second daemon refused because its control socket is taken creates no
+/// pin directory (nor anything else) on its way out.
+#[test]
+fn a_refused_start_leaves_nothing_behind() {
+    if !privileged() {
+        return;
+    }
+    let mut lab = Lab::new();
+    lab.start_daemon();
+    let other = lab.dir.join("bpf/other");
+    let out = lab.vlanguard(&[
+        "run",
+        "--iface",
+        "uplink",
+        "--config",
+        &lab.policy_file.to_string_lossy(),
+        "--pin-dir",
+        &other.to_string_lossy(),
+    ]);
+    assert!(!out.status.success(), "the socket is taken");
+    assert!(stderr(&out).contains(&lab.socket.to_string_lossy().to_string()), "{}", stderr(&out));
+    assert!(!other.exists(), "the refused daemon left {}", other.display());
+    assert_eq!(lab.ping("nurse", PUMP, 2), 2, "the first daemon's filter is untouched");
 }

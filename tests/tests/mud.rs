@@ -279,7 +279,7 @@ fn an_imported_mud_profile_opens_exactly_the_declared_flows() {
         "--abstraction",
         "my-controller=controllers",
     ]));
-    assert!(imported.contains("applied as generation"), "{imported}");
+    assert!(imported.contains("applied as revision"), "{imported}");
     let file = fs::read_to_string(&lab.policy_file).expect("policy");
     assert!(file.contains("# imported from MUD file https://pumps.lab.test/p7"), "{file}");
     let status = status_shows(&lab, &format!("{UPDATES} -> {CORE}"));

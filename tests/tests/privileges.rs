@@ -69,7 +69,7 @@ fn started_as_root_it_gives_up_everything_else() {
     let mut buf = [0u8; 256];
     let n = systemd.recv(&mut buf).expect("a notification");
     let message = String::from_utf8_lossy(&buf[..n]).to_string();
-    assert!(message.starts_with("READY=1\nSTATUS=enforcing policy generation"), "{message}");
+    assert!(message.starts_with("READY=1\nSTATUS=enforcing policy revision"), "{message}");
 
     let pid = lab.daemon_pid().expect("pid");
     let kept = caps(pid, "CapEff:");

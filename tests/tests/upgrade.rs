@@ -68,8 +68,16 @@ fn a_new_program_takes_over_without_losing_or_leaking_a_packet() {
     let mut lab = Lab::new();
     lab.start_daemon();
     let first = tag(&lab);
+    let revision = |lab: &Lab| {
+        let out = lab.cli(&["status", "--json"]);
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("json")["revision"]
+            .as_u64()
+            .expect("revision")
+    };
+    let before = revision(&lab);
 
     let (allowed, blocked, log) = replace_under_traffic(&mut lab, &variant);
+    assert_eq!(revision(&lab), before + 1, "the revision goes on across the upgrade");
     assert!(log.contains("replaced the pinned program"), "{log}");
     assert_eq!(allowed, SENT as usize, "allowed datagrams lost across the upgrade");
     assert_eq!(blocked, 0, "blocked datagrams let through across the upgrade");

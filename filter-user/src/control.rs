@@ -21,6 +21,9 @@ pub enum Request {
     Status,
     Stats {
         device: Option<String>,
+        /// Text: every row, zeros included (JSON always has them all).
+        #[serde(default)]
+        all: bool,
     },
     PolicyShow,
     /// Without `text`: the daemon's own policy file, re-read. `file` names

@@ -757,7 +757,7 @@ impl Daemon {
                 }
                 Reply::ok(text, data)
             }
-            Request::Stats { device } => {
+            Request::Stats { device, all } => {
                 if let Some(name) = device
                     && self.filter.device_slot(name).is_none()
                 {
@@ -766,10 +766,18 @@ impl Daemon {
                 let mut rows = self.device_samples()?;
                 rows.retain(|r| device.as_ref().is_none_or(|d| &r.device == d));
                 let global = self.frame_samples()?;
-                let mut text = report::device_table(&rows);
+                // The text shows what moved; JSON readers get every row.
+                let moved: Vec<_> =
+                    rows.iter().filter(|r| *all || r.packets > 0).cloned().collect();
+                let moved_global: Vec<_> =
+                    global.iter().filter(|r| *all || r.packets > 0).cloned().collect();
+                let mut text = report::device_table(&moved);
                 if device.is_none() {
                     text.push('\n');
-                    text.push_str(&report::global_table(&global));
+                    text.push_str(&report::global_table(&moved_global));
+                }
+                if !*all {
+                    text.push_str("(rows at zero left out; --all shows them)\n");
                 }
                 Reply::ok(text, json!({ "devices": rows, "global": global }))
             }

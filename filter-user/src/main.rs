@@ -140,11 +140,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Packets and bytes per device, direction, verdict and reason.
+    /// Packets and bytes per device, direction, verdict and reason: the
+    /// rows that counted something (--all: every row, zeros included).
     Stats {
         /// Only this device.
         #[arg(long)]
         device: Option<String>,
+        /// Every row, also those still at zero.
+        #[arg(long)]
+        all: bool,
         #[arg(long)]
         json: bool,
     },
@@ -534,7 +538,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Events { device, follow, json } => events(&socket, device, follow, json),
-        Command::Stats { device, json } => ask(&socket, &Request::Stats { device }, json),
+        Command::Stats { device, all, json } => ask(&socket, &Request::Stats { device, all }, json),
         Command::Generate { man, completions } => {
             use clap::CommandFactory as _;
             if let Some(dir) = man {

@@ -28,7 +28,7 @@ struct Sample {
 }
 
 fn fetch(socket: &Path) -> anyhow::Result<Sample> {
-    let reply = control::call(socket, &Request::Stats { device: None })?;
+    let reply = control::call(socket, &Request::Stats { device: None, all: true })?;
     if !reply.ok {
         anyhow::bail!("{}", reply.message);
     }
@@ -94,8 +94,11 @@ fn draw(frame: &mut Frame<'_>, socket: &Path, now: &Sample, before: &Sample, err
     rows.sort_by(|a, b| b.0.total_cmp(&a.0));
     let header = Row::new(["DEVICE", "VLAN", "PASS/s", "DROP/s", "PASSED", "DROPPED"])
         .style(Style::default().add_modifier(Modifier::BOLD));
+    // Each column as wide as its content, the rest of the line left empty
+    // (a stretched device column pushed the numbers off to the right).
+    let name = now.devices.keys().map(|(d, _)| d.chars().count()).max().unwrap_or(0).max(6);
     let widths = [
-        Constraint::Min(20),
+        Constraint::Length(name as u16),
         Constraint::Length(6),
         Constraint::Length(10),
         Constraint::Length(10),
@@ -104,6 +107,7 @@ fn draw(frame: &mut Frame<'_>, socket: &Path, now: &Sample, before: &Sample, err
     ];
     frame.render_widget(
         Table::new(rows.into_iter().map(|(_, r)| r), widths)
+            .flex(ratatui::layout::Flex::Start)
             .header(header)
             .block(Block::default().borders(Borders::ALL).title("devices")),
         devices,

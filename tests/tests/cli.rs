@@ -90,6 +90,20 @@ fn cli_changes_reach_traffic_the_file_and_the_audit_log() {
     assert!(passed >= 50, "{stats}");
     let table = ok(&lab.cli(&["stats"]));
     assert!(table.contains("DEVICE") && table.contains("not-allowed"), "{table}");
+    // The rows that counted something (every verdict and reason globally
+    // was twenty lines, mostly zeros); --all adds the zeros.
+    let global_packets = |t: &str| -> Vec<u64> {
+        t.lines()
+            .skip_while(|l| !l.starts_with("VERDICT"))
+            .skip(1)
+            .take_while(|l| !l.trim().is_empty() && !l.starts_with('('))
+            .filter_map(|l| l.split_whitespace().nth(2)?.parse().ok())
+            .collect()
+    };
+    let all = ok(&lab.cli(&["stats", "--all"]));
+    let (moved, every) = (global_packets(&table), global_packets(&all));
+    assert!(!moved.is_empty() && !moved.contains(&0), "{table}");
+    assert!(every.contains(&0) && every.len() > moved.len(), "{all}");
 
     ok(&lab.cli(&["revoke", "pump", "in", "nurses", "--proto", "udp", "--port", "7000"]));
     assert_eq!(udp_arrivals(&lab, 7000), 0, "revoked by the CLI");

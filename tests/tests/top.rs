@@ -63,6 +63,10 @@ fn top_renders_the_devices_in_a_real_terminal() {
     assert!(screen.contains("DROP/s") && screen.contains("top drop reasons"), "{screen}");
     let monitor = screen.lines().find(|l| l.contains("monitor")).expect("a monitor row");
     assert!(monitor.contains("120"), "the monitor's VLAN: {monitor}");
+    // Columns as wide as their content: the VLAN right after the short
+    // name, not pushed across a 140-column screen.
+    let at = monitor.find("120").expect("VLAN");
+    assert!(at < 20, "the device column stretched: {monitor:?}");
     assert!(screen.contains("not-allowed"), "{screen}");
 
     tmux.run(&["send-keys", "-t", "top", "q"]);

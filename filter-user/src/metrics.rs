@@ -333,7 +333,9 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("vlanguard_interface_attached{interface=\"trunk0\",mode=\"native\"} 1"),
+            text.contains(
+                "vlanguard_interface_attached{interface=\"trunk0\",mode=\"native\",tags=\"in-frame\"} 1"
+            ),
             "{text}"
         );
         assert!(text.contains("vlanguard_policy_last_apply_success 1"), "{text}");

@@ -60,6 +60,8 @@ pub struct Daemon {
     tags: BTreeMap<String, TagPath>,
     /// Refused callers' audit entries, limited (`refusals`).
     limiter: refusals::Limiter,
+    /// The system journal, under systemd (`journal`).
+    journal: Option<crate::journal::Journal>,
     pub filter: Filter,
     pub policy: Resolved,
     /// The policy revision in force: applies since the pins were created
@@ -208,6 +210,13 @@ impl Daemon {
             if attached.is_empty() { "none".to_string() } else { attached.join(", ") },
             config.socket.display(),
         ));
+        let journal = crate::journal::Journal::detect();
+        if let Some(j) = &journal {
+            log(&format!(
+                "system journal: drop events, scan detections and audit records go to {} too",
+                j.path().display()
+            ));
+        }
         Ok(Daemon {
             config,
             pins,
@@ -225,6 +234,7 @@ impl Daemon {
             scan: detector(&policy),
             scans_detected: 0,
             limiter: refusals::Limiter::default(),
+            journal,
             policy,
         })
     }
@@ -574,12 +584,18 @@ impl Daemon {
                         if let Some(f) = events_log.as_mut() {
                             let _ = std::io::Write::write_all(f, format!("{}\n", serde_json::to_string(&e).unwrap_or_default()).as_bytes());
                         }
+                        if let Some(j) = &self.journal {
+                            j.event(&e);
+                        }
                         let _ = self.followers.send(e.clone());
                         let scan = self.scan.as_mut().and_then(|d| d.observe(&e, Instant::now()));
                         self.recent.push(e);
                         if let Some(alert) = scan.and_then(|(src, n)| self.scan_detected(src, n)) {
                             if let Some(f) = events_log.as_mut() {
                                 let _ = std::io::Write::write_all(f, format!("{}\n", serde_json::to_string(&alert).unwrap_or_default()).as_bytes());
+                            }
+                            if let Some(j) = &self.journal {
+                                j.event(&alert);
                             }
                             let _ = self.followers.send(alert.clone());
                             self.recent.push(alert);
@@ -1167,6 +1183,9 @@ impl Daemon {
 
     /// Appends one entry to the audit log (synced).
     fn write_audit(&self, entry: serde_json::Value) {
+        if let Some(j) = &self.journal {
+            j.audit(&entry);
+        }
         let path = &self.config.audit_log;
         let write = || -> std::io::Result<()> {
             if let Some(dir) = path.parent() {

@@ -12,6 +12,7 @@ pub mod edit;
 pub mod error;
 pub mod events;
 pub mod flows;
+pub mod journal;
 pub mod loader;
 pub mod metrics;
 pub mod mud;

@@ -115,6 +115,8 @@ pub struct Lab {
     pub socket: PathBuf,
     pub audit_log: PathBuf,
     daemon: Option<Child>,
+    /// Environment the daemon is started with, beyond the test's.
+    pub daemon_env: Vec<(String, String)>,
     /// The router interfaces the daemon runs on.
     ifaces: Vec<&'static str>,
 }
@@ -201,6 +203,7 @@ impl Lab {
             namespaces: Vec::new(),
             prefix,
             daemon: None,
+            daemon_env: Vec::new(),
             ifaces: ROUTER_IFACES.to_vec(),
         }
     }
@@ -366,6 +369,7 @@ impl Lab {
         let out = fs::File::create(&log).expect("log file");
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.ns("r")]).args(wrapper).arg(bin);
+        cmd.envs(self.daemon_env.iter().map(|(k, v)| (k, v)));
         let child = cmd
             .args(self.run_args())
             .args(extra)

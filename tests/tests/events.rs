@@ -279,3 +279,80 @@ fn debug_log_shows_each_decision_only_while_turned_on() {
     thread::sleep(Duration::from_millis(500));
     assert_eq!(program_lines(&second_log).len(), before);
 }
+
+/// Under systemd the daemon also sends drop events and audit records (a
+/// change, a refusal) to the system journal, with structured fields, in
+/// journald's native protocol. Here the journal is a datagram socket of the
+/// test's own (`VLANGUARD_JOURNAL_SOCKET`), read as journald would.
+#[test]
+fn events_and_audit_records_reach_the_journal_with_fields() {
+    if !privileged() {
+        return;
+    }
+    let mut lab = Lab::new();
+    let path = lab.dir.join("journal.sock");
+    let journal = std::os::unix::net::UnixDatagram::bind(&path).expect("journal socket");
+    journal.set_read_timeout(Some(Duration::from_millis(200))).expect("timeout");
+    // Read as journald does, from the start: the daemon never waits for a
+    // slow journal (it drops entries instead), so the reader keeps up.
+    let (found, entries) = std::sync::mpsc::channel::<Vec<(String, String)>>();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopped = stop.clone();
+    let reader = thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut buf = vec![0u8; 65_536];
+        while Instant::now() < deadline && !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+            if let Ok(n) = journal.recv(&mut buf) {
+                let e = filter_user::journal::decode(&buf[..n]).expect("native protocol");
+                if found.send(e).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    lab.daemon_env.push(("VLANGUARD_JOURNAL_SOCKET".into(), path.to_string_lossy().into()));
+    let log = lab.start_daemon();
+    assert!(log.contains("system journal"), "{log}");
+
+    assert_eq!(lab.udp("nurse", "pump", PUMP, 6000), 0, "not allowed");
+    let out = lab.cli(&["block", "10.30.9.9", "--reason", "journal test"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::set_permissions(&lab.socket, std::os::unix::fs::PermissionsExt::from_mode(0o666))
+        .expect("chmod");
+    assert!(!lab.cli_as_nobody(&["status"]).status.success());
+
+    let field = |e: &[(String, String)], k: &str| {
+        e.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone()).unwrap_or_default()
+    };
+    let (mut drop, mut block, mut refusal) = (None, None, None);
+    while drop.is_none() || block.is_none() || refusal.is_none() {
+        let Ok(e) = entries.recv_timeout(Duration::from_secs(10)) else { break };
+        assert_eq!(field(&e, "SYSLOG_IDENTIFIER"), "vlanguard");
+        assert!(!field(&e, "MESSAGE").is_empty() && !field(&e, "PRIORITY").is_empty());
+        match (field(&e, "VLANGUARD_EVENT").as_str(), field(&e, "VLANGUARD_REQUEST").as_str()) {
+            ("drop", _) if field(&e, "VLANGUARD_DPORT") == "6000" => drop = Some(e),
+            ("audit", "block") => block = Some(e),
+            ("audit", "status") if !field(&e, "VLANGUARD_REFUSED").is_empty() => refusal = Some(e),
+            _ => {}
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = reader.join();
+    let drop = drop.expect("a drop event in the journal");
+    assert_eq!(field(&drop, "VLANGUARD_DEVICE"), "pump");
+    assert_eq!(field(&drop, "VLANGUARD_DIRECTION"), "in");
+    assert_eq!(field(&drop, "VLANGUARD_REASON"), "not-allowed");
+    assert_eq!(field(&drop, "VLANGUARD_SRC"), NURSE);
+    assert_eq!(field(&drop, "VLANGUARD_DST"), PUMP);
+    assert_eq!(field(&drop, "VLANGUARD_PROTO"), "udp");
+    // Dropped where it came in: the nurse's uplink, untagged.
+    assert_eq!(field(&drop, "VLANGUARD_INTERFACE"), "uplink");
+    assert_eq!(field(&drop, "VLANGUARD_VLAN"), "0");
+    let block = block.expect("the block in the journal");
+    assert_eq!(field(&block, "VLANGUARD_USER"), "root");
+    assert_eq!(field(&block, "VLANGUARD_OK"), "true");
+    assert!(field(&block, "VLANGUARD_COMMAND").contains("10.30.9.9"), "{block:?}");
+    let refusal = refusal.expect("the refusal in the journal");
+    assert_eq!(field(&refusal, "VLANGUARD_USER"), "nobody");
+    assert_eq!(field(&refusal, "VLANGUARD_REFUSED"), "permission-denied");
+}

@@ -166,3 +166,35 @@ fn flows_of_the_earlier_flow_table_carry_over() {
     assert!(!pin.exists(), "the old table's pin is removed");
     assert_eq!(replies(&lab), 20, "the carried flow lets the pump's answers through");
 }
+
+/// An interface enforced at TC ingress (its NIC takes VLAN tags out of
+/// frames) is upgraded in place too: the new build's TC program goes into
+/// the pinned TCX link, traffic between the VLANs keeps flowing.
+#[test]
+fn a_tc_port_takes_the_new_program_in_place() {
+    if !privileged() {
+        return;
+    }
+    let Some(variant) = variant() else { return };
+    let mut lab = Lab::new();
+    lab.ethtool("r", "trunk0", "rxvlan", true);
+    lab.ethtool("sw", "trs", "txvlan", true);
+    lab.start_daemon();
+    let hook = |lab: &Lab| {
+        let out = lab.cli(&["status", "--json"]);
+        let status: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        status["interfaces"]
+            .as_array()
+            .and_then(|a| a.iter().find(|i| i["name"] == "trunk0"))
+            .map(|i| i["hook"].clone())
+            .expect("trunk0")
+    };
+    assert_eq!(hook(&lab), "tc");
+    let before = tag(&lab);
+    let (allowed, blocked, log) = replace_under_traffic(&mut lab, &variant);
+    assert!(log.contains("replaced the pinned program"), "{log}");
+    assert_ne!(tag(&lab), before);
+    assert_eq!((allowed, blocked), (SENT as usize, 0), "nothing lost or leaked");
+    assert_eq!(hook(&lab), "tc");
+    assert_eq!(lab.ping("nurse", PUMP, 2), 2, "VLAN 110 through the TC port");
+}

@@ -114,7 +114,10 @@ impl Filter {
             .map_err(|e| LoadError::Attach {
                 iface: iface.to_string(),
                 reason: format!(
-                    "attaching at TC ingress (TCX, Linux 6.6 or later) failed: {e}{}",
+                    "its NIC takes 802.1Q tags out of frames, and enforcing it at TC ingress \
+                     (TCX, Linux 6.6 or later) failed: {e}{}. Nothing was attached to it. Turn \
+                     the offload off (`ethtool -K {iface} rxvlan off`, or --vlan-offload=disable \
+                     to let vlanguard do it) so that XDP sees the tags",
                     std::error::Error::source(&e).map(|s| format!(" ({s})")).unwrap_or_default()
                 ),
             })?;

@@ -50,7 +50,8 @@ pub fn vlanguard_tc(ctx: TcContext) -> i32 {
     // The headers must be in the linear part the program can read; the
     // kernel pulls them when they are not (rare: GRO and some drivers).
     let want = ctx.len().min(HEADROOM);
-    if (ctx.data_end() - ctx.data()) < want as usize {
+    // data_end >= data always; wrapping keeps a panic path out of debug builds.
+    if ctx.data_end().wrapping_sub(ctx.data()) < want as usize {
         let _ = ctx.pull_data(want);
     }
     // A pass is "next": the interface's other TC programs and filters

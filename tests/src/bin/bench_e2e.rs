@@ -228,6 +228,29 @@ fn main() -> Result<()> {
     let _ = lab.cli(&["detach"]);
     lab.stop_daemon(libc::SIGTERM);
 
+    // The same daemon on a port whose NIC takes VLAN tags out of frames
+    // (rx VLAN offload on): it enforces there at TC ingress
+    // (`--vlan-offload=read`), after the kernel built a socket buffer.
+    // What that path costs next to XDP.
+    lab.ethtool("r", "uplink", "rxvlan", true);
+    lab.start_daemon();
+    let (sent, s) = run_flood(lab)?;
+    let dropped = sample(
+        &lab.scrape(),
+        "vlanguard_frames_total",
+        &["verdict=\"drop\"", "reason=\"not-allowed\""],
+    );
+    rows.push(Row {
+        method: "vlanguard, TC ingress (port with VLAN offload, 10,000 devices)",
+        sent,
+        received: s.received,
+        dropped: dropped as u64,
+        cpu_ns: s.cpu_ns,
+    });
+    let _ = lab.cli(&["detach"]);
+    lab.stop_daemon(libc::SIGTERM);
+    lab.ethtool("r", "uplink", "rxvlan", false);
+
     fs::write(&lab.policy_file, scale::policy_toml(100_000))?;
     memory.push(start_and_measure(lab, 100_000)?);
     let _ = lab.cli(&["detach"]);

@@ -166,7 +166,16 @@ fn ip(args: &str) {
 impl Lab {
     pub fn new() -> Lab {
         let mut lab = Lab::empty();
-        lab.build();
+        lab.build("");
+        lab
+    }
+
+    /// `new` with two RX and two TX queues on every veth, as multi-queue
+    /// NICs have: a frame is received on the CPU that sent it, so a reply
+    /// sent from another CPU than its request is decided on that CPU.
+    pub fn multiqueue() -> Lab {
+        let mut lab = Lab::empty();
+        lab.build(" numtxqueues 2 numrxqueues 2");
         lab
     }
 
@@ -212,7 +221,8 @@ impl Lab {
         format!("{}-{role}", self.prefix)
     }
 
-    fn build(&mut self) {
+    /// `q`: options for every veth end (queues).
+    fn build(&mut self, q: &str) {
         for role in ["r", "sw", "nurse", "core", "pump", "rogue", "mon"] {
             let ns = self.ns(role);
             ip(&format!("netns add {ns}"));
@@ -221,18 +231,21 @@ impl Lab {
         }
         let n = |role: &str| self.ns(role);
         let (r, sw) = (n("r"), n("sw"));
-        ip(&format!("link add uplink netns {r} type veth peer name eth0 netns {}", n("nurse")));
-        ip(&format!("link add core0 netns {r} type veth peer name eth0 netns {}", n("core")));
-        ip(&format!("link add trunk0 netns {r} type veth peer name trs netns {sw}"));
         ip(&format!(
-            "link add eth0 netns {} address 02:00:00:00:00:07 type veth peer name p0 netns {sw}",
+            "link add uplink netns {r}{q} type veth peer name eth0 netns {}{q}",
+            n("nurse")
+        ));
+        ip(&format!("link add core0 netns {r}{q} type veth peer name eth0 netns {}{q}", n("core")));
+        ip(&format!("link add trunk0 netns {r}{q} type veth peer name trs netns {sw}{q}"));
+        ip(&format!(
+            "link add eth0 netns {} address 02:00:00:00:00:07{q} type veth peer name p0 netns {sw}{q}",
             n("pump")
         ));
-        ip(&format!("link add eth0 netns {} type veth peer name g0 netns {sw}", n("rogue")));
-        ip(&format!("link add eth0 netns {} type veth peer name m0 netns {sw}", n("mon")));
+        ip(&format!("link add eth0 netns {}{q} type veth peer name g0 netns {sw}{q}", n("rogue")));
+        ip(&format!("link add eth0 netns {}{q} type veth peer name m0 netns {sw}{q}", n("mon")));
         for vid in [110, 120] {
-            ip(&format!("-n {r} link add r{vid} type veth peer name r{vid}x"));
-            ip(&format!("-n {sw} link add s{vid} type veth peer name s{vid}x"));
+            ip(&format!("-n {r} link add r{vid}{q} type veth peer name r{vid}x{q}"));
+            ip(&format!("-n {sw} link add s{vid}{q} type veth peer name s{vid}x{q}"));
             ip(&format!("-n {sw} link add br{vid} type bridge"));
             ip(&format!("-n {sw} link set s{vid} master br{vid}"));
         }

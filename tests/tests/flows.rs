@@ -205,3 +205,89 @@ fn revoking_the_rule_cuts_an_established_connection() {
     assert!(flows_metric(&lab, "revoked") >= 1, "revoked flows are counted");
     drop(server);
 }
+
+/// Multi-queue veths, like a NIC with RSS: each frame is decided on the CPU
+/// that sent it. The nurse opens a UDP flow to the pump from CPU 0; the
+/// pump answers from CPU 1, which no rule allows: the answers pass on the
+/// flow the other CPU recorded (the flow cache is shared by all CPUs). The
+/// program's own per-CPU counters show which CPU decided what.
+#[test]
+fn a_flow_opened_on_one_cpu_carries_its_replies_on_another() {
+    if !privileged() {
+        return;
+    }
+    // SAFETY: sysconf has no preconditions.
+    let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    assert!(cpus >= 2, "this test needs two CPUs; the machine has {cpus}");
+    let mut lab = Lab::multiqueue();
+    lab.start_daemon();
+    let per_cpu = |lab: &Lab, reason: filter_common::Reason| -> Vec<u64> {
+        use aya::maps::{Map, MapData, PerCpuArray};
+        let path = lab.pin_dir.join("maps").join(filter_common::maps::GLOBAL_STATS);
+        let map = Map::from_map_data(MapData::from_pin(&path).expect("pinned map")).expect("map");
+        let stats: PerCpuArray<MapData, filter_common::Counter> =
+            PerCpuArray::try_from(map).expect("per-CPU array");
+        let index = filter_common::global_stat_index(filter_common::Verdict::Pass, reason);
+        stats.get(&index, 0).expect("counter").iter().map(|c| c.packets).collect()
+    };
+    let (allowed0, established0) = (
+        per_cpu(&lab, filter_common::Reason::Allowed),
+        per_cpu(&lab, filter_common::Reason::Established),
+    );
+
+    let on_cpu = |cpu: usize| {
+        vlanguard_tests::pin_to_cpu(0, cpu).expect("pin to CPU");
+    };
+    // The pump's side: answers every datagram, from CPU 1.
+    let pump = lab.in_ns("pump", move || {
+        on_cpu(1);
+        let sock = UdpSocket::bind("0.0.0.0:5000").expect("bind");
+        sock.set_read_timeout(Some(Duration::from_secs(3))).expect("timeout");
+        let mut buf = [0u8; 64];
+        let mut answered = 0;
+        while let Ok((n, from)) = sock.recv_from(&mut buf) {
+            let _ = sock.send_to(&buf[..n], from);
+            answered += 1;
+            if answered == 20 {
+                break;
+            }
+        }
+        answered
+    });
+    thread::sleep(Duration::from_millis(200));
+    let pump_addr: SocketAddr = format!("{PUMP}:5000").parse().expect("address");
+    let answers = lab
+        .in_ns("nurse", move || {
+            on_cpu(0);
+            let sock = UdpSocket::bind("0.0.0.0:41000").expect("bind");
+            sock.set_read_timeout(Some(Duration::from_millis(500))).expect("timeout");
+            let mut got = 0;
+            let mut buf = [0u8; 64];
+            for seq in 0..20u32 {
+                let _ = sock.send_to(&seq.to_be_bytes(), pump_addr);
+                if sock.recv(&mut buf).is_ok() {
+                    got += 1;
+                }
+            }
+            got
+        })
+        .join()
+        .expect("nurse");
+    assert_eq!(pump.join().expect("pump"), 20, "every request reached the pump");
+    assert_eq!(answers, 20, "every answer came back on the flow");
+    let allowed: Vec<u64> = per_cpu(&lab, filter_common::Reason::Allowed)
+        .iter()
+        .zip(&allowed0)
+        .map(|(a, b)| a - b)
+        .collect();
+    let established: Vec<u64> = per_cpu(&lab, filter_common::Reason::Established)
+        .iter()
+        .zip(&established0)
+        .map(|(a, b)| a - b)
+        .collect();
+    assert!(allowed[0] >= 1, "the flow opened on CPU 0: allowed per CPU {allowed:?}");
+    assert!(
+        established[1] >= 20,
+        "the answers passed on CPU 1 as the flow's: established per CPU {established:?}"
+    );
+}

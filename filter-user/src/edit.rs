@@ -47,6 +47,9 @@ pub struct RuleSpec {
     pub icmp_type: Option<u8>,
     /// Source port or range.
     pub sport: Option<String>,
+    /// Only the peer's addresses inside this network (`within`).
+    #[serde(default)]
+    pub within: Option<String>,
 }
 
 impl Direction {
@@ -173,6 +176,9 @@ fn rule_table(direction: Direction, r: &RuleSpec) -> InlineTable {
     if let Some(sport) = &r.sport {
         t.insert("sport", sport.as_str().into());
     }
+    if let Some(within) = &r.within {
+        t.insert("within", within.as_str().into());
+    }
     t
 }
 
@@ -191,6 +197,7 @@ fn same_rule(t: &InlineTable, direction: Direction, r: &RuleSpec) -> bool {
         && text("port") == r.port
         && text("icmp_type") == r.icmp_type.map(|t| t.to_string())
         && text("sport") == r.sport
+        && text("within") == r.within
 }
 
 /// `add_rule`'s error for a rule the list already has.
@@ -273,6 +280,7 @@ fn rule_args(direction: Direction, r: &RuleSpec) -> String {
         ("--port", r.port.clone()),
         ("--icmp-type", r.icmp_type.map(|t| t.to_string())),
         ("--sport", r.sport.clone()),
+        ("--within", r.within.clone()),
     ] {
         if let Some(v) = value {
             args.push(format!("{flag} {v}"));
@@ -334,6 +342,7 @@ allow_in = [ { from = "10.30.0.0/16", proto = "tcp", port = 443 } ]
             port: Some("443".into()),
             icmp_type: None,
             sport: None,
+            within: None,
         };
         let target = Target::Device("b".into());
         add_rule(&mut doc, &target, Direction::In, &rule).expect("rule added");
@@ -373,6 +382,7 @@ profile = "pump"
             port: Some("5000-5010".into()),
             icmp_type: None,
             sport: None,
+            within: None,
         };
         let err = remove_rule(&mut doc, &Target::Device("pump-1".into()), Direction::In, &rule)
             .expect_err("not the device's own");

@@ -401,6 +401,10 @@ struct RuleArgs {
     /// Source port or range (TCP, UDP): the packet must come from it.
     #[arg(long)]
     sport: Option<String>,
+    /// Only the peer's addresses inside this network: 0.0.0.0/0 or ::/0
+    /// for one address family, or a network a name or set must lie in.
+    #[arg(long)]
+    within: Option<String>,
 }
 
 impl RuleArgs {
@@ -413,6 +417,7 @@ impl RuleArgs {
             port: self.port,
             icmp_type: self.icmp_type,
             sport: self.sport,
+            within: self.within,
         };
         (target, self.direction, rule)
     }

@@ -123,6 +123,10 @@ pub struct Ace {
     /// The policy list it is in: packets from or to the device.
     pub side: Side,
     pub peer: PeerRef,
+    /// A network the peer must also lie in: the ACE's address match next
+    /// to a name or an abstraction (RFC 8519 matches are a conjunction),
+    /// else its ACL's address family as `0.0.0.0/0` or `::/0`.
+    pub within: Option<IpNet>,
     pub proto: Option<u8>,
     pub src_ports: Option<Vec<Ports>>,
     pub dst_ports: Option<Vec<Ports>>,
@@ -130,13 +134,21 @@ pub struct Ace {
     pub initiated: Option<Side>,
 }
 
-/// A MUD file's header and ACEs.
-#[derive(Clone, Debug)]
+/// A MUD file's header and ACEs, and what reading it found.
+#[derive(Clone, Debug, Default)]
 pub struct Mud {
     pub url: String,
     pub systeminfo: Option<String>,
     pub last_update: Option<String>,
     pub aces: Vec<Ace>,
+    /// ACLs and ACEs left out because vlanguard enforces them more
+    /// strictly anyway (Ethernet matches): (where, why).
+    pub stricter: Vec<(String, String)>,
+    /// What was read by a lenient rule (a host address without a prefix
+    /// length): (where, what).
+    pub warnings: Vec<(String, String)>,
+    /// What cannot be enforced as written, every one of the file.
+    pub errors: Vec<String>,
 }
 
 /// What importing yields: rules, the ACEs flows cover, and what is
@@ -147,8 +159,13 @@ pub struct Conversion {
     pub rules: Vec<(Direction, RuleSpec, String)>,
     /// ACE name -> why flow tracking covers it.
     pub covered: Vec<(String, String)>,
-    /// ACE name -> how vlanguard is stricter.
+    /// ACE (or ACL) name -> how vlanguard is stricter.
     pub stricter: Vec<(String, String)>,
+    /// ACE name of a rule whose answers the file lists no ACE for: flow
+    /// tracking lets them in anyway (stateful, as every firewall).
+    pub replies_by_flow: Vec<String>,
+    /// (where, what) read leniently.
+    pub warnings: Vec<(String, String)>,
 }
 
 fn field<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
@@ -159,74 +176,148 @@ fn text<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
     field(v, key)?.as_str()
 }
 
-/// Parses a MUD file; errors name the ACE and what vlanguard cannot read.
+/// RFC 8520 names the ACL container "ietf-access-control-list:acls"; some
+/// generators write "...:access-lists".
+const ACL_CONTAINERS: [&str; 2] =
+    ["ietf-access-control-list:acls", "ietf-access-control-list:access-lists"];
+
+/// Parses a MUD file. A file that is no MUD file at all is an error; what
+/// vlanguard cannot enforce is collected in `Mud::errors`, all of it in one
+/// run, each naming its ACL and ACE or JSON path.
 pub fn parse(json: &str) -> Result<Mud, Vec<String>> {
     let root: Value = serde_json::from_str(json).map_err(|e| vec![format!("not JSON: {e}")])?;
     let mud = field(&root, "ietf-mud:mud")
         .ok_or_else(|| vec!["no \"ietf-mud:mud\" container: not a MUD file".to_string()])?;
-    let url = text(mud, "mud-url").ok_or_else(|| vec!["no mud-url".to_string()])?.to_string();
-    // RFC 8520 names the ACL container "ietf-access-control-list:acls";
-    // some generators write "...:access-lists".
-    let acls = ["ietf-access-control-list:acls", "ietf-access-control-list:access-lists"]
+    let url = text(mud, "mud-url")
+        .ok_or_else(|| vec!["ietf-mud:mud: no \"mud-url\"".to_string()])?
+        .to_string();
+    let (container, acls) = ACL_CONTAINERS
         .iter()
-        .find_map(|k| field(&root, k))
-        .and_then(|a| field(a, "acl"))
+        .find_map(|k| Some((*k, field(&root, k)?)))
+        .ok_or_else(|| vec!["no \"ietf-access-control-list:acls\" container".to_string()])?;
+    let acls = field(acls, "acl")
         .and_then(Value::as_array)
-        .ok_or_else(|| vec!["no \"ietf-access-control-list:acls\" list".to_string()])?;
-    let by_name: BTreeMap<&str, &Value> =
-        acls.iter().filter_map(|a| Some((text(a, "name")?, a))).collect();
-
-    let mut errors = Vec::new();
-    let mut aces = Vec::new();
-    for (policy, side) in
-        [("from-device-policy", Side::FromDevice), ("to-device-policy", Side::ToDevice)]
-    {
-        let names = field(mud, policy)
-            .and_then(|p| field(p, "access-lists"))
-            .and_then(|l| field(l, "access-list"))
-            .and_then(Value::as_array)
-            .map(|l| l.iter().filter_map(|a| text(a, "name")).collect::<Vec<_>>())
-            .unwrap_or_default();
-        for name in names {
-            let Some(acl) = by_name.get(name) else {
-                errors.push(format!("{policy} names ACL {name:?}, which the file does not hold"));
-                continue;
-            };
-            match text(acl, "type") {
-                Some("ipv4-acl-type" | "ipv6-acl-type") | None => {}
-                Some(other) => {
-                    errors.push(format!("ACL {name}: type {other} is not supported (only ipv4-acl-type and ipv6-acl-type)"));
-                    continue;
-                }
-            }
-            let list = field(acl, "aces")
-                .and_then(|a| field(a, "ace"))
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
-            for ace in &list {
-                match parse_ace(ace, side) {
-                    Ok(a) => aces.push(a),
-                    Err(e) => errors.push(format!(
-                        "ACL {name}, ACE {}: {e}",
-                        text(ace, "name").unwrap_or("(unnamed)")
-                    )),
-                }
-            }
-        }
-    }
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    Ok(Mud {
+        .ok_or_else(|| vec![format!("{container}: no \"acl\" list")])?;
+    let mut out = Mud {
         url,
         systeminfo: text(mud, "systeminfo").map(Into::into),
         last_update: text(mud, "last-update").map(Into::into),
-        aces,
-    })
+        ..Mud::default()
+    };
+    let mut by_name: BTreeMap<&str, &Value> = BTreeMap::new();
+    for (i, acl) in acls.iter().enumerate() {
+        match text(acl, "name") {
+            Some(name) => {
+                by_name.insert(name, acl);
+            }
+            None => out.errors.push(format!("{container}.acl[{i}]: no \"name\"")),
+        }
+    }
+    for (policy, side) in
+        [("from-device-policy", Side::FromDevice), ("to-device-policy", Side::ToDevice)]
+    {
+        let Some(p) = field(mud, policy) else { continue };
+        let path = format!("ietf-mud:mud.{policy}.access-lists.access-list");
+        let Some(list) = field(p, "access-lists")
+            .and_then(|l| field(l, "access-list"))
+            .and_then(Value::as_array)
+        else {
+            out.errors.push(format!("{path}: missing (the ACLs the device's packets must match)"));
+            continue;
+        };
+        for (i, entry) in list.iter().enumerate() {
+            let Some(name) = text(entry, "name") else {
+                let draft = if field(entry, "acl-name").is_some() {
+                    " (\"acl-name\" is the pre-RFC draft's; RFC 8520 says \"name\")"
+                } else {
+                    ""
+                };
+                out.errors.push(format!("{path}[{i}]: no \"name\"{draft}"));
+                continue;
+            };
+            let Some(acl) = by_name.get(name) else {
+                out.errors
+                    .push(format!("{policy} names ACL {name:?}, which the file does not hold"));
+                continue;
+            };
+            read_acl(&mut out, acl, name, side);
+        }
+    }
+    Ok(out)
 }
 
-fn parse_ace(ace: &Value, side: Side) -> Result<Ace, String> {
+/// One ACL's ACEs into `out` (its errors and stricter entries too).
+fn read_acl(out: &mut Mud, acl: &Value, name: &str, side: Side) {
+    let within = match text(acl, "type") {
+        Some("ipv4-acl-type") => Some(family(true)),
+        Some("ipv6-acl-type") => Some(family(false)),
+        // An unnamed type: the ACEs' own ipv4/ipv6 matches say it.
+        None => None,
+        Some(t @ ("eth-acl-type" | "ethernet-acl-type")) => {
+            out.stricter.push((
+                format!("ACL {name}"),
+                format!(
+                    "{t}: Ethernet matches (ethertypes, MAC addresses) are left out; vlanguard \
+                     drops non-IP frames on protected VLANs, so they stay blocked"
+                ),
+            ));
+            return;
+        }
+        Some(other) => {
+            out.errors.push(format!(
+                "ACL {name}: type {other} is not supported (ipv4-acl-type, ipv6-acl-type, \
+                 eth-acl-type)"
+            ));
+            return;
+        }
+    };
+    let Some(list) = field(acl, "aces").and_then(|a| field(a, "ace")).and_then(Value::as_array)
+    else {
+        let draft = if field(acl, "access-list-entries").is_some() {
+            " (\"access-list-entries\" is the pre-RFC draft's; RFC 8519 says \"aces\")"
+        } else {
+            ""
+        };
+        out.errors.push(format!("ACL {name}: no \"aces\".\"ace\" list{draft}"));
+        return;
+    };
+    for ace in list {
+        let where_ = format!("ACL {name}, ACE {}", text(ace, "name").unwrap_or("(unnamed)"));
+        match parse_ace(ace, side, within) {
+            Ok(Read::Ace(a, warning)) => {
+                if let Some(w) = warning {
+                    out.warnings.push((where_, w));
+                }
+                out.aces.push(a);
+            }
+            Ok(Read::Stricter(why)) => out.stricter.push((where_, why)),
+            Err(e) => out.errors.push(format!("{where_}: {e}")),
+        }
+    }
+}
+
+/// What one ACE is for vlanguard.
+enum Read {
+    /// An ACE to convert, with a warning about how it was read.
+    Ace(Ace, Option<String>),
+    /// An ACE left out: vlanguard enforces it more strictly anyway.
+    Stricter(String),
+}
+
+/// A whole address family: `0.0.0.0/0` or `::/0`.
+fn family(v4: bool) -> IpNet {
+    if v4 { "0.0.0.0/0" } else { "::/0" }.parse().expect("a network")
+}
+
+/// The peer constraints of one ACE before they are combined.
+#[derive(Default)]
+struct PeerParts {
+    net: Option<IpNet>,
+    name: Option<String>,
+    abstraction: Option<Abstraction>,
+}
+
+fn parse_ace(ace: &Value, side: Side, acl_family: Option<IpNet>) -> Result<Read, String> {
     let name = text(ace, "name").unwrap_or("(unnamed)").to_string();
     match field(ace, "actions").and_then(|a| text(a, "forwarding")) {
         Some("accept" | "ietf-access-control-list:accept") => {}
@@ -238,16 +329,29 @@ fn parse_ace(ace: &Value, side: Side) -> Result<Ace, String> {
         }
     }
     let matches = field(ace, "matches").and_then(Value::as_object).ok_or("no matches")?;
+    if matches.contains_key("eth") {
+        return Ok(Read::Stricter(
+            "also matches Ethernet fields (ethertype, MAC addresses), which vlanguard does not \
+             match: the entry is left out, which lets less through (DHCP is infrastructure, \
+             `[settings] allow_dhcp`; non-IP frames stay dropped on protected VLANs)"
+                .into(),
+        ));
+    }
     let mut out = Ace {
         name,
         side,
         peer: PeerRef::Any,
+        within: None,
         proto: None,
         src_ports: None,
         dst_ports: None,
         icmp_type: None,
         initiated: None,
     };
+    let mut parts = PeerParts::default();
+    let mut warning = None;
+    let mut acl_or_match_family = acl_family;
+    let mut icmp_code = None;
     // The peer is the destination of packets from the device, the source
     // of packets to it.
     let (peer_net, peer_dns, other_net, other_dns) = match side {
@@ -257,6 +361,9 @@ fn parse_ace(ace: &Value, side: Side) -> Result<Ace, String> {
     for (key, m) in matches {
         match key.as_str() {
             "ipv4" | "ipv6" | "l3" => {
+                if key != "l3" {
+                    acl_or_match_family = Some(family(key == "ipv4"));
+                }
                 let obj = m.as_object().ok_or("ip match is not an object")?;
                 for (k, v) in obj {
                     let k = k.strip_prefix("ietf-acldns:").unwrap_or(k);
@@ -266,13 +373,28 @@ fn parse_ace(ace: &Value, side: Side) -> Result<Ace, String> {
                             || k == format!("{peer_net}-ipv6-network") =>
                         {
                             let s = v.as_str().ok_or("network is not a string")?;
-                            let net: IpNet =
-                                s.parse().map_err(|_| format!("{k}: {s:?} is not a network"))?;
-                            out.peer = PeerRef::Net(net.trunc());
+                            let net = match s.parse::<IpNet>() {
+                                Ok(n) => n,
+                                // RFC 8519 wants a prefix; generators write
+                                // bare host addresses too.
+                                Err(_) => match s.parse::<std::net::IpAddr>() {
+                                    Ok(addr) => {
+                                        warning = Some(format!(
+                                            "{k} {s:?} has no prefix length: read as {}",
+                                            IpNet::from(addr)
+                                        ));
+                                        IpNet::from(addr)
+                                    }
+                                    Err(_) => return Err(format!("{k}: {s:?} is not a network")),
+                                },
+                            };
+                            if parts.net.replace(net.trunc()).is_some() {
+                                return Err("two address matches in one entry".into());
+                            }
                         }
                         _ if k == peer_dns => {
                             let s = v.as_str().ok_or("DNS name is not a string")?;
-                            out.peer = PeerRef::Name(s.to_string());
+                            parts.name = Some(s.to_string());
                         }
                         _ if k == other_dns
                             || k == format!("{other_net}-ipv4-network")
@@ -313,9 +435,7 @@ fn parse_ace(ace: &Value, side: Side) -> Result<Ace, String> {
                 for (k, v) in obj {
                     match k.as_str() {
                         "type" => out.icmp_type = Some(number(v, "icmp type")?),
-                        "code" => {
-                            return Err("an ICMP code: vlanguard matches the ICMP type only, which would let every code through".into());
-                        }
+                        "code" => icmp_code = Some(number::<u8>(v, "icmp code")?),
                         other => return Err(format!("icmp match {other} is not supported")),
                     }
                 }
@@ -326,7 +446,7 @@ fn parse_ace(ace: &Value, side: Side) -> Result<Ace, String> {
                     return Err("a mud match must name one abstraction".into());
                 }
                 let (k, v) = obj.iter().next().expect("one entry");
-                let a = match k.as_str() {
+                parts.abstraction = Some(match k.as_str() {
                     "manufacturer" => Abstraction::Manufacturer(string(v, k)?),
                     "same-manufacturer" => Abstraction::SameManufacturer,
                     "model" => Abstraction::Model(string(v, k)?),
@@ -334,8 +454,7 @@ fn parse_ace(ace: &Value, side: Side) -> Result<Ace, String> {
                     "controller" => Abstraction::Controller(string(v, k)?),
                     "my-controller" => Abstraction::MyController,
                     other => return Err(format!("MUD abstraction {other} is not supported")),
-                };
-                out.peer = PeerRef::Abstraction(a);
+                });
             }
             other => return Err(format!("{other} matches are not supported")),
         }
@@ -343,7 +462,43 @@ fn parse_ace(ace: &Value, side: Side) -> Result<Ace, String> {
     if out.icmp_type.is_some() && out.proto.is_none() {
         return Err("an icmp match without protocol 1 or 58".into());
     }
-    Ok(out)
+    if let Some(code) = icmp_code {
+        // Echo request and reply have only code 0: matching the type alone
+        // is exact. Elsewhere the type would let every code through.
+        let echo = matches!(
+            (out.proto, out.icmp_type),
+            (Some(1), Some(0 | 8)) | (Some(58), Some(128 | 129))
+        );
+        if !(echo && code == 0) {
+            return Err(format!(
+                "ICMP type {} code {code}: vlanguard matches the ICMP type only, which would let \
+                 every code of that type through",
+                out.icmp_type.map_or("(any)".into(), |t| t.to_string())
+            ));
+        }
+    }
+    // RFC 8519: every match of an entry must hold. A name or an abstraction
+    // with an address match is the part of the one inside the other.
+    out.peer = match (parts.name, parts.abstraction) {
+        (Some(n), Some(a)) => {
+            return Err(format!(
+                "matches both the DNS name {n} and the MUD abstraction {a}: a vlanguard rule \
+                 names one peer, and either alone would let more through than the entry"
+            ));
+        }
+        (Some(n), None) => PeerRef::Name(n),
+        (None, Some(a)) => PeerRef::Abstraction(a),
+        (None, None) => match parts.net.take() {
+            Some(net) => PeerRef::Net(net),
+            None => PeerRef::Any,
+        },
+    };
+    out.within = match (&out.peer, parts.net) {
+        (PeerRef::Net(_), _) => None,
+        (_, Some(net)) => Some(net),
+        (_, None) => acl_or_match_family,
+    };
+    Ok(Read::Ace(out, warning))
 }
 
 fn number<T: TryFrom<u64>>(v: &Value, what: &str) -> Result<T, String> {
@@ -384,17 +539,25 @@ fn ports(v: &Value) -> Result<Vec<Ports>, String> {
     })
 }
 
-fn proto_name(p: u8) -> Result<&'static str, String> {
+/// The rule's `proto` for an IP protocol number. IPv6 extension headers
+/// are no transport protocol: an entry naming one is refused.
+fn proto_name(p: u8) -> Result<String, String> {
     Ok(match p {
-        6 => "tcp",
-        17 => "udp",
-        1 => "icmp",
-        58 => "icmpv6",
-        other => {
+        0 | 43 | 44 | 60 | 135 | 139 | 140 => {
             return Err(format!(
-                "protocol {other}: vlanguard rules match TCP, UDP, ICMP and ICMPv6"
+                "protocol {p} is an IPv6 extension header ({}), not a transport protocol: an \
+                 entry that names it matches nothing a firewall sees as a protocol (a known \
+                 artefact of profile generators); remove the entry",
+                match p {
+                    0 => "hop-by-hop options",
+                    43 => "routing",
+                    44 => "fragment",
+                    60 => "destination options",
+                    _ => "mobility or HIP or shim6",
+                }
             ));
         }
+        other => crate::policy::proto_name(other),
     })
 }
 
@@ -415,15 +578,37 @@ fn has_opener(a: &Ace, all: &[Ace]) -> bool {
     })
 }
 
+/// Whether the file lists the answers of `a` (an opening half): an entry on
+/// the other side with the same peer and protocol whose source ports are
+/// `a`'s destination ports (or, for ICMP echo, the matching reply type).
+fn has_reply(a: &Ace, all: &[Ace]) -> bool {
+    all.iter().any(|b| {
+        b.side == a.side.other()
+            && b.peer == a.peer
+            && b.proto == a.proto
+            && match (a.proto, a.icmp_type) {
+                (Some(6 | 17), _) => b.src_ports.is_some() && b.src_ports == a.dst_ports,
+                (Some(1), Some(8)) => b.icmp_type == Some(0),
+                (Some(58), Some(128)) => b.icmp_type == Some(129),
+                _ => false,
+            }
+    })
+}
+
 /// The rules of `mud`, with abstractions named by `peers` (abstraction ->
 /// `[peers]` set). Errors: what vlanguard cannot enforce without letting
-/// more through than the file allows, and unmapped abstractions.
+/// more through than the file allows, and unmapped abstractions — with the
+/// errors reading the file found, all at once.
 pub fn convert(
     mud: &Mud,
     peers: &BTreeMap<Abstraction, String>,
 ) -> Result<Conversion, Vec<String>> {
-    let mut out = Conversion::default();
-    let mut errors = Vec::new();
+    let mut out = Conversion {
+        stricter: mud.stricter.clone(),
+        warnings: mud.warnings.clone(),
+        ..Conversion::default()
+    };
+    let mut errors = mud.errors.clone();
     let mut unmapped: BTreeMap<Abstraction, Vec<String>> = BTreeMap::new();
     for a in &mud.aces {
         let peer = match &a.peer {
@@ -439,7 +624,7 @@ pub fn convert(
             },
         };
         let proto = match a.proto.map(proto_name).transpose() {
-            Ok(p) => p.map(String::from),
+            Ok(p) => p,
             Err(e) => {
                 errors.push(format!("ACE {}: {e}", a.name));
                 continue;
@@ -452,10 +637,13 @@ pub fn convert(
             (Some(by), true) => by == a.side,
             // UDP, or TCP without direction-initiated: by the ports.
             (None, true) => a.dst_ports.is_some() || a.src_ports.is_none(),
-            (_, false) => true,
+            (_, false) => {
+                !matches!((a.proto, a.icmp_type), (Some(1), Some(0)) | (Some(58), Some(129)))
+                    || !has_opener_echo(a, &mud.aces)
+            }
         };
         if !opening {
-            if a.initiated.is_some() || has_opener(a, &mud.aces) {
+            if a.initiated.is_some() || has_opener(a, &mud.aces) || has_opener_echo(a, &mud.aces) {
                 out.covered.push((
                     a.name.clone(),
                     "the reply half of a flow another ACE opens; flow tracking lets it through"
@@ -467,13 +655,6 @@ pub fn convert(
                     a.src_ports.iter().flatten().map(|p| port_text(*p)).collect::<Vec<_>>().join(",")
                 )));
             }
-            continue;
-        }
-        if a.src_ports.is_some() {
-            errors.push(format!(
-                "ACE {}: a source-port match on packets that open a connection: vlanguard matches destination ports only, which would let every source port through",
-                a.name
-            ));
             continue;
         }
         if ported && a.proto == Some(6) && a.initiated.is_none() {
@@ -489,21 +670,32 @@ pub fn convert(
             Side::FromDevice => Direction::Out,
             Side::ToDevice => Direction::In,
         };
-        let ranges: Vec<Option<String>> = match &a.dst_ports {
-            Some(r) if ported => r.iter().map(|p| Some(port_text(*p))).collect(),
-            _ => vec![None],
-        };
-        for port in ranges {
-            let rule = RuleSpec {
-                peer: peer.clone(),
-                proto: proto.clone(),
-                port,
-                icmp_type: a.icmp_type,
-                sport: None,
-            };
-            if !out.rules.iter().any(|(d, r, _)| *d == direction && *r == rule) {
-                out.rules.push((direction, rule, a.name.clone()));
+        let ranges = |r: &Option<Vec<Ports>>| -> Vec<Option<String>> {
+            match r {
+                Some(r) if ported => r.iter().map(|p| Some(port_text(*p))).collect(),
+                _ => vec![None],
             }
+        };
+        // Source ports of the opening half are matched too (both ports).
+        for port in ranges(&a.dst_ports) {
+            for sport in ranges(&a.src_ports) {
+                let rule = RuleSpec {
+                    peer: peer.clone(),
+                    proto: proto.clone(),
+                    port: port.clone(),
+                    icmp_type: a.icmp_type,
+                    sport,
+                    within: a.within.map(|n| n.to_string()),
+                };
+                if !out.rules.iter().any(|(d, r, _)| *d == direction && *r == rule) {
+                    out.rules.push((direction, rule, a.name.clone()));
+                }
+            }
+        }
+        let opens_flow =
+            ported || matches!((a.proto, a.icmp_type), (Some(1), Some(8)) | (Some(58), Some(128)));
+        if opens_flow && !has_reply(a, &mud.aces) && !out.replies_by_flow.contains(&a.name) {
+            out.replies_by_flow.push(a.name.clone());
         }
     }
     for (x, aces) in unmapped {
@@ -513,6 +705,22 @@ pub fn convert(
         ));
     }
     if errors.is_empty() { Ok(out) } else { Err(errors) }
+}
+
+/// Whether `a` is an echo reply the file's echo request on the other side
+/// opens (same peer).
+fn has_opener_echo(a: &Ace, all: &[Ace]) -> bool {
+    let request = match (a.proto, a.icmp_type) {
+        (Some(1), Some(0)) => 8,
+        (Some(58), Some(129)) => 128,
+        _ => return false,
+    };
+    all.iter().any(|b| {
+        b.side == a.side.other()
+            && b.peer == a.peer
+            && b.proto == a.proto
+            && b.icmp_type == Some(request)
+    })
 }
 
 /// DNS names the rules use (resolved when the policy is applied).
@@ -541,22 +749,33 @@ pub fn describe(mud: &Mud, c: &Conversion) -> String {
     }
     s += "\nThe device may:\n";
     for (d, r, ace) in &c.rules {
-        let what = match (&r.proto, &r.port, r.icmp_type) {
+        let mut what = match (&r.proto, &r.port, r.icmp_type) {
             (Some(p), Some(port), _) => format!("{} port {port}", p.to_uppercase()),
             (Some(p), None, Some(t)) => format!("{} type {t}", p.to_uppercase()),
             (Some(p), None, None) => format!("any {}", p.to_uppercase()),
             (None, _, _) => "any protocol".into(),
         };
+        if let Some(sport) = &r.sport {
+            what += &format!(" from port {sport}");
+        }
+        let peer = match &r.within {
+            Some(w) if r.peer == "any" => format!("any address in {w}"),
+            Some(w) => format!("{} (only its addresses in {w})", r.peer),
+            None => r.peer.clone(),
+        };
         let line = match d {
-            Direction::Out => format!("  open {what} to {}", r.peer),
-            Direction::In => format!("  accept {what} from {}", r.peer),
+            Direction::Out => format!("  open {what} to {peer}"),
+            Direction::In => format!("  accept {what} from {peer}"),
         };
         s += &format!("{line:<60} (ACE {ace})\n");
+        if c.replies_by_flow.contains(ace) {
+            s += "      and receive its answers: the file lists no entry for them, flow \
+                  tracking lets them in\n";
+        }
     }
     if c.rules.is_empty() {
         s += "  nothing\n";
     }
-    s += "  and receive the replies of those flows.\n";
     if !c.covered.is_empty() {
         s += "\nCovered by flow tracking:\n";
         for (ace, why) in &c.covered {
@@ -566,7 +785,14 @@ pub fn describe(mud: &Mud, c: &Conversion) -> String {
     if !c.stricter.is_empty() {
         s += "\nEnforced more strictly than the file says (import needs --accept-stricter):\n";
         for (ace, why) in &c.stricter {
-            s += &format!("  ACE {ace}: {why}\n");
+            let ace = if ace.starts_with("ACL ") { ace.clone() } else { format!("ACE {ace}") };
+            s += &format!("  {ace}: {why}\n");
+        }
+    }
+    if !c.warnings.is_empty() {
+        s += "\nRead leniently:\n";
+        for (at, what) in &c.warnings {
+            s += &format!("  {at}: {what}\n");
         }
     }
     let names = names(mud);
@@ -728,21 +954,29 @@ mod tests {
         )
     }
 
+    /// Refuses, or imports, `matches` in an ACE of an ACL of `acl_type`
+    /// on `side`: the conversion or every error.
+    fn one(matches: &str, side: &str, acl_type: &str) -> Result<Conversion, Vec<String>> {
+        let text = with_ace(matches, side).replace("ipv4-acl-type", acl_type);
+        let mut peers = BTreeMap::new();
+        peers.insert(Abstraction::LocalNetworks, "local".to_string());
+        peers.insert(Abstraction::MyController, "controllers".to_string());
+        convert(&parse(&text).expect("a MUD file"), &peers)
+    }
+
+    fn rule(c: &Conversion) -> &RuleSpec {
+        assert_eq!(c.rules.len(), 1, "{c:?}");
+        &c.rules[0].1
+    }
+
     #[test]
     fn unsupported_constructs_are_refused_with_the_reason() {
         for (matches, side, why) in [
-            (r#"{"eth": {"ethertype": 2048}}"#, "from-device", "eth matches are not supported"),
             (r#"{"ipv4": {"dscp": 10}}"#, "from-device", "ipv4 match dscp is not supported"),
-            (r#"{"ipv4": {"protocol": 47}}"#, "from-device", "protocol 47"),
             (
                 r#"{"ipv4": {"protocol": 1}, "icmp": {"type": 3, "code": 1}}"#,
                 "to-device",
-                "ICMP code",
-            ),
-            (
-                r#"{"tcp": {"source-port": {"operator": "eq", "port": 5000}, "destination-port": {"operator": "eq", "port": 80}}}"#,
-                "from-device",
-                "source-port match on packets that open",
+                "ICMP type 3 code 1",
             ),
             (r#"{"tcp": {"flags": "syn"}}"#, "from-device", "tcp match flags is not supported"),
             (
@@ -751,18 +985,198 @@ mod tests {
                 "device's own end",
             ),
             (r#"{"ietf-mud:mud": {"direct-net": [null]}}"#, "to-device", "abstraction direct-net"),
+            // MUDgee writes IPv6 extension headers as protocols.
+            (r#"{"ipv6": {"protocol": 0}}"#, "from-device", "extension header (hop-by-hop"),
+            (r#"{"ipv6": {"protocol": 44}}"#, "from-device", "extension header (fragment"),
+            (
+                r#"{"ipv4": {"ietf-acldns:dst-dnsname": "a.example"}, "ietf-mud:mud": {"my-controller": [null]}}"#,
+                "from-device",
+                "both the DNS name a.example and the MUD abstraction my-controller",
+            ),
         ] {
-            let text = with_ace(matches, side);
-            let result = parse(&text).and_then(|m| convert(&m, &BTreeMap::new()));
-            let errors = result.expect_err(matches);
+            let errors = one(matches, side, "ipv4-acl-type").expect_err(matches);
             assert!(errors.iter().any(|e| e.contains(why)), "{matches}: {errors:?}");
         }
         let drop =
             with_ace(r#"{"ipv4": {"protocol": 6}}"#, "from-device").replace("accept", "drop");
-        assert!(parse(&drop).expect_err("drop")[0].contains("accept"));
-        let eth = with_ace("{}", "from-device").replace("ipv4-acl-type", "eth-acl-type");
-        assert!(parse(&eth).expect_err("eth")[0].contains("eth-acl-type"));
+        let errors = convert(&parse(&drop).expect("MUD"), &BTreeMap::new()).expect_err("drop");
+        assert!(errors[0].contains("accept"), "{errors:?}");
+        let odd = with_ace("{}", "from-device").replace("ipv4-acl-type", "mpls-acl-type");
+        let errors = convert(&parse(&odd).expect("MUD"), &BTreeMap::new()).expect_err("type");
+        assert!(errors[0].contains("mpls-acl-type"), "{errors:?}");
         assert!(parse("{}").expect_err("not MUD")[0].contains("not a MUD file"));
+    }
+
+    /// MUDgee: `local-networks` AND `ff00::/8`, ICMPv6: the two together,
+    /// never the abstraction alone or any address in ff00::/8.
+    #[test]
+    fn an_abstraction_with_an_address_is_their_conjunction() {
+        let c = one(
+            r#"{"ietf-mud:mud": {"local-networks": [null]}, "ipv6": {"protocol": 58, "destination-ipv6-network": "ff00::/8"}}"#,
+            "from-device",
+            "ipv6-acl-type",
+        )
+        .expect("imports");
+        let r = rule(&c);
+        assert_eq!((r.peer.as_str(), r.proto.as_deref()), ("local", Some("icmpv6")));
+        assert_eq!(r.within.as_deref(), Some("ff00::/8"));
+        // my-controller AND 0.0.0.0/0: the controllers' IPv4 addresses.
+        let c = one(
+            r#"{"ietf-mud:mud": {"my-controller": [null]}, "ipv4": {"destination-ipv4-network": "0.0.0.0/0", "protocol": 6}, "tcp": {"destination-port": {"operator": "eq", "port": 8443}, "ietf-mud:direction-initiated": "from-device"}}"#,
+            "from-device",
+            "ipv4-acl-type",
+        )
+        .expect("imports");
+        assert_eq!(
+            (rule(&c).peer.as_str(), rule(&c).within.as_deref()),
+            ("controllers", Some("0.0.0.0/0"))
+        );
+        // A DNS name and a network: the name's addresses in the network.
+        let c = one(
+            r#"{"ipv4": {"ietf-acldns:dst-dnsname": "cloud.example.com", "destination-ipv4-network": "198.51.100.0/24", "protocol": 17}, "udp": {"destination-port": {"operator": "eq", "port": 5683}}}"#,
+            "from-device",
+            "ipv4-acl-type",
+        )
+        .expect("imports");
+        assert_eq!(
+            (rule(&c).peer.as_str(), rule(&c).within.as_deref()),
+            ("cloud.example.com", Some("198.51.100.0/24"))
+        );
+    }
+
+    /// An ACL's address family stays with its rules: names and
+    /// abstractions resolve to both families, the rule to one.
+    #[test]
+    fn rules_keep_their_acls_address_family() {
+        let mud = parse(RFC_EXAMPLE).expect("parses");
+        let c = convert(&mud, &BTreeMap::new()).expect("converts");
+        assert_eq!(rule(&c).within.as_deref(), Some("::/0"), "the light bulb's ACLs are IPv6");
+        let c = one(
+            r#"{"ietf-mud:mud": {"local-networks": [null]}, "ipv4": {"protocol": 17}}"#,
+            "to-device",
+            "ipv4-acl-type",
+        )
+        .expect("imports");
+        assert_eq!(rule(&c).within.as_deref(), Some("0.0.0.0/0"));
+        // An address is of its family already.
+        let c = one(
+            r#"{"ipv4": {"destination-ipv4-network": "192.0.2.0/24", "protocol": 17}}"#,
+            "from-device",
+            "ipv4-acl-type",
+        )
+        .expect("imports");
+        assert_eq!(rule(&c).within, None);
+    }
+
+    /// Rules whose answers the file does not list say that flow tracking
+    /// lets them in (RFC example: the reply ACE is there; a UDP request
+    /// without its reply ACE: not).
+    #[test]
+    fn answers_the_file_does_not_list_are_named() {
+        let mud = parse(RFC_EXAMPLE).expect("parses");
+        let c = convert(&mud, &BTreeMap::new()).expect("converts");
+        assert!(c.replies_by_flow.is_empty(), "{:?}", c.replies_by_flow);
+        let c = one(
+            r#"{"ipv4": {"protocol": 17, "destination-ipv4-network": "192.0.2.0/24"}, "udp": {"destination-port": {"operator": "eq", "port": 514}}}"#,
+            "from-device",
+            "ipv4-acl-type",
+        )
+        .expect("imports");
+        assert_eq!(c.replies_by_flow, ["e"]);
+        let text = describe(&parse(&with_ace("{}", "from-device")).expect("MUD"), &c);
+        assert!(
+            text.contains("the file lists no entry for them, flow tracking lets them in"),
+            "{text}"
+        );
+    }
+
+    /// Ethernet ACLs (EAPOL) and MUDgee's DHCP discover (UDP to
+    /// 255.255.255.255:67 plus ethertype and broadcast MAC) are left out:
+    /// stricter, not refused.
+    #[test]
+    fn ethernet_matches_are_left_out_as_stricter() {
+        let eapol = with_ace(r#"{"eth": {"ethertype": 34958}}"#, "from-device")
+            .replace("ipv4-acl-type", "ethernet-acl-type");
+        let c = convert(&parse(&eapol).expect("MUD"), &BTreeMap::new()).expect("imports");
+        assert!(c.rules.is_empty());
+        assert_eq!(c.stricter.len(), 1, "{:?}", c.stricter);
+        assert!(c.stricter[0].1.contains("non-IP frames"), "{:?}", c.stricter);
+        let c = one(
+            r#"{"ipv4": {"protocol": 17, "destination-ipv4-network": "255.255.255.255/32"}, "udp": {"destination-port": {"operator": "eq", "port": 67}}, "eth": {"ethertype": "0x0800", "destination-mac-address": "ff:ff:ff:ff:ff:ff"}}"#,
+            "from-device",
+            "ipv4-acl-type",
+        )
+        .expect("imports");
+        assert!(c.rules.is_empty() && c.stricter.len() == 1, "{c:?}");
+        assert!(c.stricter[0].1.contains("allow_dhcp"), "{:?}", c.stricter);
+    }
+
+    /// Source ports on the opening half (BACnet 47808 -> 47808, NTP
+    /// 123 -> 123) match both ports; other IP protocols are rules too;
+    /// echo's only code is accepted; a bare host address is a /32.
+    #[test]
+    fn constructs_real_profiles_use_import_exactly() {
+        let c = one(
+            r#"{"ipv4": {"protocol": 17, "destination-ipv4-network": "10.1.0.0/16"}, "udp": {"source-port": {"operator": "eq", "port": 47808}, "destination-port": {"operator": "eq", "port": 47808}}}"#,
+            "from-device",
+            "ipv4-acl-type",
+        )
+        .expect("imports");
+        assert_eq!(
+            (rule(&c).port.as_deref(), rule(&c).sport.as_deref()),
+            (Some("47808"), Some("47808"))
+        );
+        for (proto, name) in [(2, "igmp"), (47, "gre")] {
+            let c = one(
+                &format!(r#"{{"ipv4": {{"protocol": {proto}, "destination-ipv4-network": "224.0.0.0/4"}}}}"#),
+                "from-device",
+                "ipv4-acl-type",
+            )
+            .expect("imports");
+            assert_eq!(rule(&c).proto.as_deref(), Some(name));
+        }
+        let c = one(
+            r#"{"ipv4": {"protocol": 1}, "icmp": {"type": 8, "code": 0}}"#,
+            "to-device",
+            "ipv4-acl-type",
+        )
+        .expect("echo's only code");
+        assert_eq!(rule(&c).icmp_type, Some(8));
+        let c = one(
+            r#"{"ipv4": {"protocol": 6, "destination-ipv4-network": "192.0.2.1"}, "tcp": {"destination-port": {"operator": "eq", "port": 443}, "ietf-mud:direction-initiated": "from-device"}}"#,
+            "from-device",
+            "ipv4-acl-type",
+        )
+        .expect("a host address");
+        assert_eq!(rule(&c).peer, "192.0.2.1/32");
+        assert!(c.warnings[0].1.contains("no prefix length"), "{:?}", c.warnings);
+    }
+
+    /// A pre-RFC draft file is an error that names the JSON path, and one
+    /// run reports every problem of a file (reading and converting).
+    #[test]
+    fn draft_files_and_every_problem_at_once() {
+        let draft = r#"{"ietf-mud:mud": {"mud-url": "https://x.example/d",
+            "from-device-policy": {"access-lists": {"access-list": [{"acl-name": "a"}]}}},
+          "ietf-access-control-list:access-lists": {"acl": [{"name": "a",
+            "access-list-entries": {"ace": []}}]}}"#;
+        let errors = convert(&parse(draft).expect("MUD"), &BTreeMap::new()).expect_err("draft");
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("access-list[0]: no \"name\"") && e.contains("acl-name")),
+            "{errors:?}"
+        );
+        let both = with_ace(r#"{"ipv4": {"protocol": 0}}"#, "from-device").replace(
+            r#""aces": {"ace": ["#,
+            r#""aces": {"ace": [{"name": "f", "matches": {"ietf-mud:mud": {"my-controller": [null]}}, "actions": {"forwarding": "accept"}}, {"name": "g", "matches": {}, "actions": {"forwarding": "drop"}}, "#,
+        );
+        let errors = convert(&parse(&both).expect("MUD"), &BTreeMap::new()).expect_err("three");
+        assert_eq!(
+            errors.len(),
+            3,
+            "the drop, protocol 0 and the unmapped abstraction: {errors:?}"
+        );
     }
 
     /// Signing for the tests: a CA and a certificate it issued, made with

@@ -294,6 +294,11 @@ pub struct Match {
     pub sport: Option<PortSpec>,
     #[serde(default)]
     pub icmp_type: Option<u8>,
+    /// Only the peer's addresses inside this network: `"0.0.0.0/0"` or
+    /// `"::/0"` for one address family, or a network a name or set must
+    /// also lie in (a MUD entry that matches both, README "MUD files").
+    #[serde(default)]
+    pub within: Option<String>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -804,6 +809,7 @@ impl Policy {
                 let what = format!("{what} rule {}", i + 1);
                 let peer = self
                     .peer(peer)
+                    .and_then(|p| within(p, m.within.as_deref()))
                     .map_err(|e| PolicyError::invalid(what.clone(), e).at(span.clone()))?;
                 let l4 =
                     l4(m).map_err(|e| PolicyError::invalid(what.clone(), e).at(span.clone()))?;
@@ -884,6 +890,32 @@ impl Policy {
              nor a DNS name"
         ))
     }
+}
+
+/// `peer` restricted to the addresses inside `within`: each network the
+/// peer names, cut down to the part inside it (networks are nested or
+/// apart). `any` becomes `within` itself. What is left may be nothing: the
+/// rule then matches nothing (a name with no address of that family).
+fn within(peer: Peer, within: Option<&str>) -> Result<Peer, String> {
+    let Some(text) = within else { return Ok(peer) };
+    let bound: IpNet = text.parse::<IpNet>().map(|n| n.trunc()).map_err(|_| {
+        format!("within {text:?} is not a network such as \"0.0.0.0/0\" or \"::/0\"")
+    })?;
+    Ok(Peer::Nets(match peer {
+        Peer::Any => vec![bound],
+        Peer::Nets(nets) => nets
+            .into_iter()
+            .filter_map(|n| {
+                if bound.contains(&n) {
+                    Some(n)
+                } else if n.contains(&bound) {
+                    Some(bound)
+                } else {
+                    None
+                }
+            })
+            .collect(),
+    }))
 }
 
 fn in_rule(r: &Spanned<InRule>) -> (&String, &Match, Range<usize>) {
@@ -1158,6 +1190,41 @@ mod tests {
             "host bits are cleared"
         );
         assert_eq!(peers[3], &Peer::Any);
+    }
+
+    /// `within` keeps the part of the peer inside a network: one address
+    /// family of a set or name, `any` as that network, a set cut to a MUD
+    /// entry's address; nothing left is a rule that matches nothing.
+    #[test]
+    fn within_keeps_the_part_of_the_peer_inside_a_network() {
+        let text = format!(
+            "{VLAN}[peers]\nmixed = [\"10.30.0.0/16\", \"2001:db8:30::/48\", \"10.40.1.0/24\"]\n[hosts]\n\"both.lab.test\" = [\"10.20.1.5\", \"2001:db8:20::5\"]\n{}",
+            &device(
+                "allow_in = [ { from = \"mixed\", within = \"::/0\" }, \
+                 { from = \"any\", within = \"0.0.0.0/0\" }, \
+                 { from = \"mixed\", within = \"10.30.7.0/24\" }, \
+                 { from = \"mixed\", within = \"10.0.0.0/8\" }, \
+                 { from = \"both.lab.test\", within = \"::/0\" }, \
+                 { from = \"mixed\", within = \"192.0.2.0/24\" } ]"
+            )[VLAN.len()..]
+        );
+        let r = Policy::from_toml(&text).expect("parses").resolve().expect("valid");
+        let nets = |i: usize| match &r.devices[0].allow_in[i].peer {
+            Peer::Nets(n) => n.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            Peer::Any => vec!["any".into()],
+        };
+        assert_eq!(nets(0), ["2001:db8:30::/48"]);
+        assert_eq!(nets(1), ["0.0.0.0/0"]);
+        assert_eq!(nets(2), ["10.30.7.0/24"], "cut down to the network inside");
+        assert_eq!(nets(3), ["10.30.0.0/16", "10.40.1.0/24"]);
+        assert_eq!(nets(4), ["2001:db8:20::5/128"]);
+        assert!(nets(5).is_empty(), "nothing in common: matches nothing");
+        let err = Policy::from_toml(&device("allow_in = [ { from = \"any\", within = \"v6\" } ]"))
+            .expect("parses")
+            .resolve()
+            .expect_err("not a network")
+            .to_string();
+        assert!(err.contains("within \"v6\" is not a network"), "{err}");
     }
 
     #[test]

@@ -92,6 +92,7 @@ pub fn suggest(
                     icmp_type: if icmp { port.parse().ok() } else { None },
                     port: if icmp || port.is_empty() { None } else { Some(port) },
                     sport: None,
+                    within: None,
                     proto: Some(proto),
                 },
                 frames,
@@ -239,7 +240,14 @@ pub fn parse_fragment(text: &str) -> Result<Vec<(Target, Direction, RuleSpec)>, 
                 out.push((
                     Target::Device(d.name.clone()),
                     direction,
-                    RuleSpec { peer, proto: r.proto, port, icmp_type: r.icmp_type, sport },
+                    RuleSpec {
+                        peer,
+                        proto: r.proto,
+                        port,
+                        icmp_type: r.icmp_type,
+                        sport,
+                        within: None,
+                    },
                 ));
             }
         }

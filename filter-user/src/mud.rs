@@ -191,33 +191,46 @@ pub fn parse(json: &str) -> Result<Mud, Vec<String>> {
     let url = text(mud, "mud-url")
         .ok_or_else(|| vec!["ietf-mud:mud: no \"mud-url\"".to_string()])?
         .to_string();
-    let (container, acls) = ACL_CONTAINERS
-        .iter()
-        .find_map(|k| Some((*k, field(&root, k)?)))
-        .ok_or_else(|| vec!["no \"ietf-access-control-list:acls\" container".to_string()])?;
-    let acls = field(acls, "acl")
-        .and_then(Value::as_array)
-        .ok_or_else(|| vec![format!("{container}: no \"acl\" list")])?;
     let mut out = Mud {
         url,
         systeminfo: text(mud, "systeminfo").map(Into::into),
         last_update: text(mud, "last-update").map(Into::into),
         ..Mud::default()
     };
+    // The ACLs: RFC 8520 keeps them in their own container, referred to by
+    // name from the policies. A file with no container may still hold ACLs
+    // inside its policy entries (osMUD's tools write them so).
     let mut by_name: BTreeMap<&str, &Value> = BTreeMap::new();
-    for (i, acl) in acls.iter().enumerate() {
-        match text(acl, "name") {
-            Some(name) => {
-                by_name.insert(name, acl);
+    if let Some((container, acls)) =
+        ACL_CONTAINERS.iter().find_map(|k| Some((*k, field(&root, k)?)))
+    {
+        match field(acls, "acl").and_then(Value::as_array) {
+            Some(list) => {
+                for (i, acl) in list.iter().enumerate() {
+                    match text(acl, "name") {
+                        Some(name) => {
+                            by_name.insert(name, acl);
+                        }
+                        None => out.errors.push(format!("{container}.acl[{i}]: no \"name\"")),
+                    }
+                }
             }
-            None => out.errors.push(format!("{container}.acl[{i}]: no \"name\"")),
+            None => out.errors.push(format!("{container}: no \"acl\" list")),
         }
     }
+    let mut policies = 0;
     for (policy, side) in
         [("from-device-policy", Side::FromDevice), ("to-device-policy", Side::ToDevice)]
     {
-        let Some(p) = field(mud, policy) else { continue };
-        let path = format!("ietf-mud:mud.{policy}.access-lists.access-list");
+        // Some generators prefix the key with the module name.
+        let prefixed = format!("ietf-mud:{policy}");
+        let Some((key, p)) =
+            [policy, prefixed.as_str()].into_iter().find_map(|k| Some((k, field(mud, k)?)))
+        else {
+            continue;
+        };
+        policies += 1;
+        let path = format!("ietf-mud:mud.{key}.access-lists.access-list");
         let Some(list) = field(p, "access-lists")
             .and_then(|l| field(l, "access-list"))
             .and_then(Value::as_array)
@@ -235,13 +248,32 @@ pub fn parse(json: &str) -> Result<Mud, Vec<String>> {
                 out.errors.push(format!("{path}[{i}]: no \"name\"{draft}"));
                 continue;
             };
-            let Some(acl) = by_name.get(name) else {
-                out.errors
-                    .push(format!("{policy} names ACL {name:?}, which the file does not hold"));
-                continue;
+            let acl = match by_name.get(name) {
+                Some(acl) => *acl,
+                // The ACL itself, written inside the policy.
+                None if field(entry, "aces").is_some() => {
+                    out.warnings.push((
+                        format!("ACL {name}"),
+                        format!("written inside {key}, not in the ACL container RFC 8520 names"),
+                    ));
+                    entry
+                }
+                None => {
+                    out.errors
+                        .push(format!("{key} names ACL {name:?}, which the file does not hold"));
+                    continue;
+                }
             };
             read_acl(&mut out, acl, name, side);
         }
+    }
+    if policies == 0 {
+        out.warnings.push((
+            "ietf-mud:mud".into(),
+            "no from-device-policy or to-device-policy: the file lets the device send and \
+             receive nothing"
+                .into(),
+        ));
     }
     Ok(out)
 }
@@ -319,8 +351,13 @@ struct PeerParts {
 
 fn parse_ace(ace: &Value, side: Side, acl_family: Option<IpNet>) -> Result<Read, String> {
     let name = text(ace, "name").unwrap_or("(unnamed)").to_string();
+    let mut warning = None;
     match field(ace, "actions").and_then(|a| text(a, "forwarding")) {
         Some("accept" | "ietf-access-control-list:accept") => {}
+        // YANG's identity is lowercase; "ACCEPT" means the same.
+        Some(a) if a.eq_ignore_ascii_case("accept") => {
+            warning = Some(format!("action {a:?} read as accept"));
+        }
         other => {
             return Err(format!(
                 "action {} is not supported: vlanguard imports allow rules (accept) only",
@@ -349,7 +386,6 @@ fn parse_ace(ace: &Value, side: Side, acl_family: Option<IpNet>) -> Result<Read,
         initiated: None,
     };
     let mut parts = PeerParts::default();
-    let mut warning = None;
     let mut acl_or_match_family = acl_family;
     let mut icmp_code = None;
     // The peer is the destination of packets from the device, the source
@@ -1150,6 +1186,36 @@ mod tests {
         .expect("a host address");
         assert_eq!(rule(&c).peer, "192.0.2.1/32");
         assert!(c.warnings[0].1.contains("no prefix length"), "{:?}", c.warnings);
+    }
+
+    /// Layouts real tools write that mean exactly what RFC 8520's does:
+    /// "ACCEPT" in capitals, policy keys with the module prefix and ACLs
+    /// written inside the policy (osMUD's tools); a file with no policy at
+    /// all lets the device do nothing. Each is imported with a warning.
+    #[test]
+    fn layouts_of_real_tools_that_mean_the_same() {
+        let upper = with_ace(
+            r#"{"ipv4": {"protocol": 17, "destination-ipv4-network": "192.0.2.0/24"}}"#,
+            "from-device",
+        )
+        .replace(r#""forwarding": "accept""#, r#""forwarding": "ACCEPT""#);
+        let c = convert(&parse(&upper).expect("MUD"), &BTreeMap::new()).expect("imports");
+        assert_eq!(c.rules.len(), 1);
+        assert!(c.warnings.iter().any(|(_, w)| w.contains("read as accept")), "{:?}", c.warnings);
+        let inline = r#"{"ietf-mud:mud": {"mud-url": "https://x.example/i",
+            "ietf-mud:from-device-policy": {"access-lists": {"access-list": [{"name": "p",
+              "type": "ipv4-acl-type", "aces": {"ace": [{"name": "r1",
+                "matches": {"ipv4": {"protocol": 6}, "tcp": {"destination-port": {"port": 80}}},
+                "actions": {"forwarding": "accept"}}]}}]}}}}"#;
+        let c = convert(&parse(inline).expect("MUD"), &BTreeMap::new()).expect("imports");
+        assert_eq!(rules(&c), ["Out any tcp 80 -"]);
+        assert_eq!(c.rules[0].1.within.as_deref(), Some("0.0.0.0/0"));
+        assert!(c.warnings.iter().any(|(_, w)| w.contains("written inside")), "{:?}", c.warnings);
+        let none =
+            r#"{"ietf-mud:mud": {"mud-url": "https://x.example/n", "systeminfo": "SBOM only"}}"#;
+        let c = convert(&parse(none).expect("MUD"), &BTreeMap::new()).expect("imports");
+        assert!(c.rules.is_empty());
+        assert!(c.warnings.iter().any(|(_, w)| w.contains("send and receive nothing")));
     }
 
     /// A pre-RFC draft file is an error that names the JSON path, and one

@@ -794,7 +794,15 @@ pub fn describe(mud: &Mud, c: &Conversion) -> String {
         if let Some(sport) = &r.sport {
             what += &format!(" from port {sport}");
         }
-        let peer = match &r.within {
+        let peer = match r.within.as_deref() {
+            Some(w @ ("0.0.0.0/0" | "::/0")) => {
+                let family = if w == "::/0" { "IPv6" } else { "IPv4" };
+                if r.peer == "any" {
+                    format!("any {family} address")
+                } else {
+                    format!("{} ({family} only)", r.peer)
+                }
+            }
             Some(w) if r.peer == "any" => format!("any address in {w}"),
             Some(w) => format!("{} (only its addresses in {w})", r.peer),
             None => r.peer.clone(),

@@ -134,8 +134,8 @@ impl Daemon {
         let (mut filter, opened, revision) = match opened {
             Ok(o) => o,
             Err(e) => {
+                let _ = fs::remove_file(&config.socket);
                 if fresh {
-                    let _ = fs::remove_file(&config.socket);
                     let _ = pins.detach_all(&lock);
                 }
                 return Err(e);
@@ -170,6 +170,8 @@ impl Daemon {
                 Err(e) => {
                     // A fresh start that cannot attach everywhere leaves
                     // nothing behind; an adopted filter keeps enforcing.
+                    // The socket goes either way: no daemon answers it.
+                    let _ = fs::remove_file(&config.socket);
                     if !adopted {
                         drop(filter);
                         let _ = pins.detach_all(&lock);
@@ -479,6 +481,8 @@ impl Daemon {
         let (calls, mut incoming) = mpsc::channel::<Call>(16);
         // Refusals beyond what the limiter writes are dropped here already.
         let (refused, mut refusals) = mpsc::channel::<Refusal>(64);
+        // Refusals that found the queue full: counted, summed every tick.
+        let refusals_dropped = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let mut refusal_tick = tokio::time::interval(Duration::from_secs(10));
         let mut connections = tokio::task::JoinSet::new();
         let (scrapes, mut scrape_requests) = mpsc::channel::<oneshot::Sender<String>>(16);
@@ -613,7 +617,8 @@ impl Daemon {
                 }
                 accepted = self.listener.accept() => match accepted {
                     Ok((stream, _)) => {
-                        connections.spawn(connection(stream, self.group, calls.clone(), refused.clone(), self.followers.clone()));
+                        let refusals = (refused.clone(), refusals_dropped.clone());
+                        connections.spawn(connection(stream, self.group, calls.clone(), refusals, self.followers.clone()));
                     }
                     Err(e) => log(&format!("control socket: {e}")),
                 },
@@ -630,6 +635,10 @@ impl Daemon {
                 _ = refusal_tick.tick() => {
                     for (uid, n) in self.limiter.ended(Instant::now()) {
                         self.refusals_summary(uid, n);
+                    }
+                    let dropped = refusals_dropped.swap(0, std::sync::atomic::Ordering::Relaxed);
+                    if dropped > 0 {
+                        self.refusals_summary(None, dropped);
                     }
                 }
                 _ = tick.tick(), if self.config.stats_interval > 0 => {
@@ -1149,9 +1158,12 @@ impl Daemon {
         if admit != refusals::Admit::Write {
             return;
         }
-        let command = match serde_json::from_str::<Request>(&r.line) {
-            Ok(request) => json!(request),
-            Err(_) => json!({ "unparsed": r.line.chars().take(200).collect::<String>() }),
+        // What was asked, bounded: the kind of request and the start of it
+        // (a refused caller's megabytes never reach the disk).
+        let start: String = r.line.chars().take(200).collect();
+        let command = match serde_json::from_str::<serde_json::Value>(&r.line) {
+            Ok(v) if v["request"].is_string() => json!({ "request": v["request"], "sent": start }),
+            _ => json!({ "unparsed": start }),
         };
         self.write_audit(json!({
             "time": humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
@@ -1301,9 +1313,14 @@ async fn connection(
     stream: UnixStream,
     group: Option<u32>,
     calls: mpsc::Sender<Call>,
-    refused: mpsc::Sender<Refusal>,
+    (refused, dropped): (mpsc::Sender<Refusal>, std::sync::Arc<std::sync::atomic::AtomicU64>),
     followers: tokio::sync::broadcast::Sender<events::Event>,
 ) {
+    let refuse = |r: Refusal| {
+        if refused.try_send(r).is_err() {
+            dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    };
     let cred = stream.peer_cred();
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
@@ -1313,7 +1330,7 @@ async fn connection(
         Ok(_) => match cred {
             Err(e) => {
                 let reason = format!("cannot identify the caller: {e}");
-                let _ = refused.try_send(Refusal {
+                refuse(Refusal {
                     uid: None,
                     pid: None,
                     line: line.trim_end().to_string(),
@@ -1331,8 +1348,7 @@ async fn connection(
                         ""
                     }
                 );
-                // Full queue: the limiter would not have written it anyway.
-                let _ = refused.try_send(Refusal {
+                refuse(Refusal {
                     uid: Some(c.uid()),
                     pid: c.pid(),
                     line: line.trim_end().to_string(),

@@ -357,14 +357,21 @@ impl Filter {
             loader.map_pin_path(name, path.as_path());
         }
         let mut ebpf = loader.load(object)?;
+        let (xdp_links, tc_links) = tc::links_by_hook(links)?;
+        // The TC variant first, where the filter runs it: a program the
+        // verifier refuses must stop the upgrade before any link changes.
+        let tc_changes = tc::needs_upgrade(&mut ebpf, prog_pin, &tc_links)?;
         let prog = xdp_mut(&mut ebpf, PROGRAM_NAME)?;
         prog.load()?;
         let new_tag = prog.info()?.tag();
         if new_tag == old_tag {
+            // The same XDP program; a release may still change the TC one.
+            if tc_changes {
+                tc::upgrade(&mut ebpf, prog_pin, tc_links)?;
+            }
             return Ok(None);
         }
         let carried = flows::carry_over(maps_dir)?;
-        let (xdp_links, tc_links) = tc::links_by_hook(links)?;
         for link in xdp_links {
             let id = prog.attach_to_link(link)?;
             // The pin keeps the link; this handle only closes its descriptor.

@@ -398,7 +398,16 @@ fn parse_ace(ace: &Value, side: Side, acl_family: Option<IpNet>) -> Result<Read,
         match key.as_str() {
             "ipv4" | "ipv6" | "l3" => {
                 if key != "l3" {
-                    acl_or_match_family = Some(family(key == "ipv4"));
+                    let this = family(key == "ipv4");
+                    // An entry that asks for both families, or for the
+                    // other family than its ACL's, matches nothing.
+                    if acl_or_match_family.is_some_and(|f| f != this) {
+                        return Err(format!(
+                            "an {key} match where the ACL or the entry is of the other address \
+                             family: the entry matches nothing as written"
+                        ));
+                    }
+                    acl_or_match_family = Some(this);
                 }
                 let obj = m.as_object().ok_or("ip match is not an object")?;
                 for (k, v) in obj {
@@ -529,6 +538,11 @@ fn parse_ace(ace: &Value, side: Side, acl_family: Option<IpNet>) -> Result<Read,
             None => PeerRef::Any,
         },
     };
+    if let (PeerRef::Net(n), Some(f)) = (&out.peer, acl_or_match_family)
+        && !f.contains(n)
+    {
+        return Err(format!("network {n} is not of its ACL's address family"));
+    }
     out.within = match (&out.peer, parts.net) {
         (PeerRef::Net(_), _) => None,
         (_, Some(net)) => Some(net),
@@ -1029,6 +1043,11 @@ mod tests {
                 "device's own end",
             ),
             (r#"{"ietf-mud:mud": {"direct-net": [null]}}"#, "to-device", "abstraction direct-net"),
+            (
+                r#"{"ipv4": {"protocol": 17}, "ipv6": {"protocol": 17}}"#,
+                "from-device",
+                "other address family",
+            ),
             // MUDgee writes IPv6 extension headers as protocols.
             (r#"{"ipv6": {"protocol": 0}}"#, "from-device", "extension header (hop-by-hop"),
             (r#"{"ipv6": {"protocol": 44}}"#, "from-device", "extension header (fragment"),
@@ -1038,7 +1057,12 @@ mod tests {
                 "both the DNS name a.example and the MUD abstraction my-controller",
             ),
         ] {
-            let errors = one(matches, side, "ipv4-acl-type").expect_err(matches);
+            let acl = if matches.contains("\"ipv6\"") && !matches.contains("\"ipv4\"") {
+                "ipv6-acl-type"
+            } else {
+                "ipv4-acl-type"
+            };
+            let errors = one(matches, side, acl).expect_err(matches);
             assert!(errors.iter().any(|e| e.contains(why)), "{matches}: {errors:?}");
         }
         let drop =

@@ -83,7 +83,7 @@ impl PinDir {
     }
 
     pub fn link(&self, iface: &str) -> PathBuf {
-        self.links().join(iface)
+        self.links().join(pin_name(iface))
     }
 
     /// Whether an earlier daemon left a program here.
@@ -148,7 +148,7 @@ impl PinDir {
             .into_iter()
             .flatten()
             .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .map(|e| iface_name(&e.file_name().to_string_lossy()))
             .collect();
         names.sort();
         names
@@ -191,15 +191,21 @@ impl PinDir {
                 TagPath::OffloadDisabled
             }
             (true, VlanOffload::Refuse) => {
+                let state = if existing.is_some() {
+                    "An XDP link attached earlier is still there, and it cannot see the \
+                     tags: `vlanguard detach` removes it."
+                } else {
+                    "Nothing was attached to it."
+                };
                 return Err(LoadError::Attach {
                     iface: iface.to_string(),
                     reason: format!(
                         "its NIC takes 802.1Q tags out of received frames (rx VLAN offload \
                          on): the XDP filter would see every device VLAN frame untagged and \
-                         drop it. Nothing was attached to it. Turn the offload off (`ethtool \
-                         -K {iface} rxvlan off`, or --vlan-offload=disable to let vlanguard do \
-                         it), or run with --vlan-offload=read to enforce at TC ingress, where \
-                         the tag stays with the packet"
+                         drop it. {state} Turn the offload off (`ethtool -K {iface} rxvlan \
+                         off`, or --vlan-offload=disable to let vlanguard do it), or run with \
+                         --vlan-offload=read to enforce at TC ingress, where the tag stays \
+                         with the packet"
                     ),
                 });
             }
@@ -217,8 +223,19 @@ impl PinDir {
             })?
         };
         if existing.is_some() {
-            // The XDP link that could not see the tags goes once TC runs.
+            // The XDP link that could not see the tags goes once TC runs:
+            // the TC link is pinned first (a dropped handle would detach
+            // it), under another name, then moved into the XDP link's place.
+            let staged = self.root.join(format!("switching_{}", pin_name(iface)));
+            let _ = fs::remove_file(&staged);
+            fd_link
+                .pin(&staged)
+                .map_err(|e| LoadError::Pin(format!("{}: {e}", staged.display())))?;
             self.remove_link(iface)?;
+            fs::rename(&staged, &path).map_err(|e| {
+                LoadError::Pin(format!("moving {} to {}: {e}", staged.display(), path.display()))
+            })?;
+            return Ok((true, tags));
         }
         fd_link.pin(&path).map_err(|e| LoadError::Pin(format!("{}: {e}", path.display())))?;
         Ok((true, tags))
@@ -288,6 +305,18 @@ impl PinDir {
     }
 }
 
+/// An interface's link pin name. A BPF filesystem refuses names with a dot,
+/// which VLAN subinterfaces have (`eth0.110`): `.` is written `%2E` (and
+/// `%` itself `%25`).
+fn pin_name(iface: &str) -> String {
+    iface.replace('%', "%25").replace('.', "%2E")
+}
+
+/// The interface a link pin name stands for.
+fn iface_name(pin: &str) -> String {
+    pin.replace("%2E", ".").replace("%25", "%")
+}
+
 /// Whether `path` is where a filesystem is mounted (its device differs
 /// from its parent's).
 fn is_mount_point(path: &Path) -> bool {
@@ -307,5 +336,19 @@ fn is_bpffs(path: &Path) -> bool {
     unsafe {
         let mut buf: libc::statfs = std::mem::zeroed();
         libc::statfs(c.as_ptr(), &raw mut buf) == 0 && buf.f_type == BPF_FS_MAGIC
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interface_names_with_dots_get_pin_names_without() {
+        for iface in ["eth0", "eth0.110", "bond0.20.30", "odd%name", "br-lan"] {
+            let pin = pin_name(iface);
+            assert!(!pin.contains('.'), "{pin}");
+            assert_eq!(iface_name(&pin), iface);
+        }
     }
 }

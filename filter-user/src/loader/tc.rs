@@ -169,6 +169,26 @@ pub(super) fn links_by_hook(
     Ok((xdp, tcx))
 }
 
+/// Whether the TC program of `ebpf` (loaded here, so the verifier has
+/// spoken before anything changes) differs from the pinned one, where a
+/// filter runs TC at all (a pinned TC program or TCX links).
+pub(super) fn needs_upgrade(
+    ebpf: &mut Ebpf,
+    prog_pin: &Path,
+    links: &[SchedClassifierLink],
+) -> Result<bool, LoadError> {
+    let pin = tc_pin(prog_pin);
+    if links.is_empty() && !pin.exists() {
+        return Ok(false);
+    }
+    let new = ensure_loaded(ebpf)?.info()?.tag();
+    let old = match SchedClassifier::from_pin(&pin) {
+        Ok(p) => Some(p.info()?.tag()),
+        Err(_) => None,
+    };
+    Ok(old != Some(new))
+}
+
 /// An upgrade's TC half: the new object's TC program into every TCX link
 /// (BPF_LINK_UPDATE, never a moment without a filter) and into the pin, if
 /// the running filter had one.

@@ -110,9 +110,11 @@ fn kind(e: &str) -> String {
     e.chars().map(|c| if c.is_ascii_digit() { '#' } else { c }).take(90).collect()
 }
 
-/// The entry named `ace` in the file's ACLs (in their container, or
-/// written inside a policy), and its ACL's type.
-fn find_ace<'a>(raw: &'a Value, ace: &str) -> Option<(&'a Value, Option<&'a str>)> {
+/// The entries named `ace` in the file's ACLs (in their container, or
+/// written inside a policy), each with its ACL's type. (ACE names are
+/// unique within an ACL only: mudmaker reuses them across its IPv4 and
+/// IPv6 ACLs.)
+fn find_aces<'a>(raw: &'a Value, ace: &str) -> Vec<(&'a Value, Option<&'a str>)> {
     let mut acls: Vec<&Value> =
         ["ietf-access-control-list:acls", "ietf-access-control-list:access-lists"]
             .iter()
@@ -128,35 +130,94 @@ fn find_ace<'a>(raw: &'a Value, ace: &str) -> Option<(&'a Value, Option<&'a str>
             }
         }
     }
-    acls.into_iter().find_map(|acl| {
-        let entries = acl.get("aces")?.get("ace")?.as_array()?;
-        let e = entries.iter().find(|e| e.get("name").and_then(Value::as_str) == Some(ace))?;
-        Some((e, acl.get("type").and_then(Value::as_str)))
-    })
+    acls.into_iter()
+        .filter_map(|acl| {
+            let entries = acl.get("aces")?.get("ace")?.as_array()?;
+            let e = entries.iter().find(|e| e.get("name").and_then(Value::as_str) == Some(ace))?;
+            Some((e, acl.get("type").and_then(Value::as_str)))
+        })
+        .collect()
 }
 
-/// What of entry `ace`'s matches rule `r` does not carry, if anything.
+/// The port ranges an RFC 8519 port match names (computed here, apart
+/// from the importer's own reading).
+fn port_ranges(v: &Value) -> Vec<(u16, u16)> {
+    let n = |k: &str| v.get(k).and_then(Value::as_u64).map(|p| p as u16);
+    if let (Some(lo), Some(hi)) = (n("lower-port"), n("upper-port")) {
+        return vec![(lo, hi)];
+    }
+    let Some(p) = n("port") else { return Vec::new() };
+    match v.get("operator").and_then(Value::as_str).unwrap_or("eq") {
+        "lte" => vec![(0, p)],
+        "gte" => vec![(p, u16::MAX)],
+        "neq" => [(0, p.wrapping_sub(1)), (p.wrapping_add(1), u16::MAX)]
+            .into_iter()
+            .filter(|(lo, hi)| lo <= hi && !(p == 0 && *hi == u16::MAX && *lo == 0))
+            .collect(),
+        _ => vec![(p, p)],
+    }
+}
+
+/// A rule's port text as a range.
+fn rule_range(text: Option<&str>) -> Option<(u16, u16)> {
+    let t = text?;
+    let (lo, hi) = t.split_once('-').unwrap_or((t, t));
+    Some((lo.parse().ok()?, hi.parse().ok()?))
+}
+
+/// What of the matches of the entry named `ace` rule `r` does not carry,
+/// value for value, if anything: none when some entry of that name holds
+/// every constraint the rule has (the rule is then inside the file).
 fn looser_than(raw: &Value, ace: &str, d: Direction, r: &RuleSpec) -> Option<String> {
-    let Some((e, acl_type)) = find_ace(raw, ace) else {
+    let found = find_aces(raw, ace);
+    if found.is_empty() {
         return Some("its entry is not in the file".into());
-    };
+    }
+    let mut first = None;
+    for (e, acl_type) in found {
+        match missing_in(e, acl_type, d, r) {
+            None => return None,
+            Some(m) => {
+                first.get_or_insert(m);
+            }
+        }
+    }
+    first
+}
+
+/// What of entry `e`'s matches rule `r` does not carry.
+fn missing_in(e: &Value, acl_type: Option<&str>, d: Direction, r: &RuleSpec) -> Option<String> {
     let matches = e.get("matches")?.as_object()?;
     let mut missing = Vec::new();
     let peer_side = if d == Direction::Out { "destination" } else { "source" };
+    let rule_proto = r
+        .proto
+        .as_deref()
+        .and_then(|p| p.parse::<filter_user::policy::Proto>().ok())
+        .and_then(|p| p.number());
+    let mut has_net = false;
     for (group, m) in matches {
         let Some(obj) = m.as_object() else { continue };
         for (k, v) in obj {
             let k = k.strip_prefix("ietf-acldns:").unwrap_or(k);
             let ok = match (group.as_str(), k) {
-                (_, "protocol") => r.proto.is_some(),
-                ("tcp" | "udp", "destination-port") => r.port.is_some(),
+                (_, "protocol") => v.as_u64().is_some_and(|p| rule_proto == Some(p as u8)),
+                ("tcp" | "udp", "destination-port") => {
+                    rule_range(r.port.as_deref()).is_some_and(|p| port_ranges(v).contains(&p))
+                }
                 // A source-port entry imports only as the answer of a flow
                 // (no rule) or matched with both ports.
-                ("tcp" | "udp", "source-port") => r.sport.is_some(),
+                ("tcp" | "udp", "source-port") => {
+                    rule_range(r.sport.as_deref()).is_some_and(|p| port_ranges(v).contains(&p))
+                }
                 ("tcp" | "udp", "ietf-mud:direction-initiated") => true,
-                ("icmp", "type") => r.icmp_type.is_some(),
-                ("icmp", "code") => r.icmp_type.is_some_and(|t| matches!(t, 0 | 8 | 128 | 129)),
+                ("icmp", "type") => v.as_u64().is_some_and(|t| r.icmp_type == Some(t as u8)),
+                ("icmp", "code") => {
+                    v.as_u64() == Some(0)
+                        && r.icmp_type.is_some_and(|t| matches!(t, 0 | 8 | 128 | 129))
+                }
                 (_, k) if k.starts_with(peer_side) && k.ends_with("-network") => {
+                    has_net = true;
                     // The entry's network is the rule's peer or bounds it.
                     let text = v.as_str().unwrap_or_default();
                     let net = text
@@ -170,7 +231,13 @@ fn looser_than(raw: &Value, ace: &str, d: Direction, r: &RuleSpec) -> Option<Str
                     same(Some(&r.peer)) || same(r.within.as_deref())
                 }
                 (_, "dst-dnsname" | "src-dnsname") => r.peer == v.as_str().unwrap_or_default(),
-                ("ietf-mud:mud", _) => r.peer.starts_with("set-"),
+                ("ietf-mud:mud", kind) => {
+                    let text = match v.as_str() {
+                        Some(value) => format!("{kind}:{value}"),
+                        None => kind.to_string(),
+                    };
+                    text.parse::<Abstraction>().is_ok_and(|a| r.peer == format!("set-{}", slug(&a)))
+                }
                 _ => false,
             };
             if !ok {
@@ -178,15 +245,16 @@ fn looser_than(raw: &Value, ace: &str, d: Direction, r: &RuleSpec) -> Option<Str
             }
         }
     }
-    // The ACL's family: a name, set or `any` must be limited to it.
-    if r.peer.parse::<IpNet>().is_err() {
+    // The ACL's family: a name, set or `any` without an address match must
+    // be limited to exactly that family.
+    if r.peer.parse::<IpNet>().is_err() && !has_net {
         let want = match acl_type {
             Some("ipv4-acl-type") => Some("0.0.0.0/0"),
             Some("ipv6-acl-type") => Some("::/0"),
             _ => None,
         };
         if let Some(w) = want
-            && r.within.is_none()
+            && r.within.as_deref() != Some(w)
         {
             missing.push(format!("the ACL's family ({w})"));
         }

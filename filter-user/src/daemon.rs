@@ -294,7 +294,6 @@ impl Daemon {
         );
         log(&message);
         self.write_audit(json!({
-            "time": humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
             "user": "vlanguard (scan detection)",
             "command": { "request": "block", "net": net, "for_secs": config.block_for.as_secs(), "reason": reason },
             "ok": true,
@@ -1135,7 +1134,6 @@ impl Daemon {
         took: Duration,
     ) {
         let entry = json!({
-            "time": humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
             "uid": uid,
             "user": control::user_name(uid),
             "command": request,
@@ -1166,7 +1164,6 @@ impl Daemon {
             _ => json!({ "unparsed": start }),
         };
         self.write_audit(json!({
-            "time": humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
             "uid": r.uid,
             "user": r.uid.map(control::user_name),
             "pid": r.pid,
@@ -1180,7 +1177,6 @@ impl Daemon {
     /// Refusals of `uid` counted, not written, in a window that ended.
     fn refusals_summary(&self, uid: Option<u32>, n: u64) {
         self.write_audit(json!({
-            "time": humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
             "uid": uid,
             "user": uid.map(control::user_name),
             "ok": false,
@@ -1193,8 +1189,9 @@ impl Daemon {
         }));
     }
 
-    /// Appends one entry to the audit log (synced).
-    fn write_audit(&self, entry: serde_json::Value) {
+    /// Appends one entry to the audit log (synced), stamped with the time.
+    fn write_audit(&self, mut entry: serde_json::Value) {
+        entry["time"] = json!(humantime::format_rfc3339_millis(SystemTime::now()).to_string());
         if let Some(j) = &self.journal {
             j.audit(&entry);
         }

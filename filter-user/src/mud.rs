@@ -615,33 +615,38 @@ fn port_text((lo, hi): Ports) -> String {
     if lo == hi { lo.to_string() } else { format!("{lo}-{hi}") }
 }
 
-/// Whether `a` (a reply half with source ports) has an opening half on the
-/// other side: same peer and protocol, destination ports equal to `a`'s
-/// source ports.
-fn has_opener(a: &Ace, all: &[Ace]) -> bool {
-    all.iter().any(|b| {
-        b.side == a.side.other()
-            && b.peer == a.peer
-            && b.proto == a.proto
-            && b.dst_ports.is_some()
-            && b.dst_ports == a.src_ports
-    })
+/// The entries for the other half of `a`'s connections: the other side,
+/// the same peer and protocol.
+fn other_halves<'a>(a: &'a Ace, all: &'a [Ace]) -> impl Iterator<Item = &'a Ace> {
+    all.iter().filter(|b| b.side == a.side.other() && b.peer == a.peer && b.proto == a.proto)
 }
 
-/// Whether the file lists the answers of `a` (an opening half): an entry on
-/// the other side with the same peer and protocol whose source ports are
-/// `a`'s destination ports (or, for ICMP echo, the matching reply type).
+/// Whether `a` (a reply half with source ports) has an opening half on the
+/// other side: destination ports equal to `a`'s source ports.
+fn has_opener(a: &Ace, all: &[Ace]) -> bool {
+    other_halves(a, all).any(|b| b.dst_ports.is_some() && b.dst_ports == a.src_ports)
+}
+
+/// Whether `a` is an echo reply that the file's echo request on the other
+/// side opens.
+fn has_opener_echo(a: &Ace, all: &[Ace]) -> bool {
+    let request = match (a.proto, a.icmp_type) {
+        (Some(1), Some(0)) => 8,
+        (Some(58), Some(129)) => 128,
+        _ => return false,
+    };
+    other_halves(a, all).any(|b| b.icmp_type == Some(request))
+}
+
+/// Whether the file lists the answers of `a` (an opening half): an entry
+/// for the other half whose source ports are `a`'s destination ports (or,
+/// for ICMP echo, the matching reply type).
 fn has_reply(a: &Ace, all: &[Ace]) -> bool {
-    all.iter().any(|b| {
-        b.side == a.side.other()
-            && b.peer == a.peer
-            && b.proto == a.proto
-            && match (a.proto, a.icmp_type) {
-                (Some(6 | 17), _) => b.src_ports.is_some() && b.src_ports == a.dst_ports,
-                (Some(1), Some(8)) => b.icmp_type == Some(0),
-                (Some(58), Some(128)) => b.icmp_type == Some(129),
-                _ => false,
-            }
+    other_halves(a, all).any(|b| match (a.proto, a.icmp_type) {
+        (Some(6 | 17), _) => b.src_ports.is_some() && b.src_ports == a.dst_ports,
+        (Some(1), Some(8)) => b.icmp_type == Some(0),
+        (Some(58), Some(128)) => b.icmp_type == Some(129),
+        _ => false,
     })
 }
 
@@ -687,10 +692,8 @@ pub fn convert(
             (Some(by), true) => by == a.side,
             // UDP, or TCP without direction-initiated: by the ports.
             (None, true) => a.dst_ports.is_some() || a.src_ports.is_none(),
-            (_, false) => {
-                !matches!((a.proto, a.icmp_type), (Some(1), Some(0)) | (Some(58), Some(129)))
-                    || !has_opener_echo(a, &mud.aces)
-            }
+            // An echo reply is the answer of its request, if the file has one.
+            (_, false) => !has_opener_echo(a, &mud.aces),
         };
         if !opening {
             if a.initiated.is_some() || has_opener(a, &mud.aces) || has_opener_echo(a, &mud.aces) {
@@ -755,22 +758,6 @@ pub fn convert(
         ));
     }
     if errors.is_empty() { Ok(out) } else { Err(errors) }
-}
-
-/// Whether `a` is an echo reply the file's echo request on the other side
-/// opens (same peer).
-fn has_opener_echo(a: &Ace, all: &[Ace]) -> bool {
-    let request = match (a.proto, a.icmp_type) {
-        (Some(1), Some(0)) => 8,
-        (Some(58), Some(129)) => 128,
-        _ => return false,
-    };
-    all.iter().any(|b| {
-        b.side == a.side.other()
-            && b.peer == a.peer
-            && b.proto == a.proto
-            && b.icmp_type == Some(request)
-    })
 }
 
 /// DNS names the rules use (resolved when the policy is applied).

@@ -19,7 +19,12 @@ pub mod maps {
     pub const PROTECTED: &str = "PROTECTED";
     pub const RULES: &str = "RULES";
     pub const PEER_NETS: &str = "PEER_NETS";
-    pub const DEVICE_STATS: &str = "DEVICE_STATS";
+    /// Per-device counters, one line per device (`DeviceCounters`).
+    pub const DEVICE_COUNTERS: &str = "DEVICE_COUNTERS";
+    /// The per-device counters of versions before `DEVICE_COUNTERS` (a
+    /// per-CPU hash of `StatKey` -> `Counter`): summed into the new lines
+    /// when such a version is upgraded, then unpinned.
+    pub const LEGACY_DEVICE_STATS: &str = "DEVICE_STATS";
     pub const GLOBAL_STATS: &str = "GLOBAL_STATS";
     pub const META: &str = "META";
     pub const DEVICE_SLOTS: &str = "DEVICE_SLOTS";
@@ -59,7 +64,7 @@ pub mod maps {
         PROTECTED,
         RULES,
         PEER_NETS,
-        DEVICE_STATS,
+        DEVICE_COUNTERS,
         GLOBAL_STATS,
         META,
         DEVICE_SLOTS,
@@ -192,7 +197,6 @@ pub const VLAN_IDS: u32 = 4096;
 pub const MAX_DEVICE_ADDRS: u32 = 1 << 19;
 pub const MAX_PROTECTED_NETS: u32 = 1 << 14;
 pub const MAX_IFACES: u32 = 256;
-pub const MAX_DEVICE_STATS: u32 = 1 << 20;
 
 /// IPv6 extension headers walked before the frame counts as malformed.
 pub const MAX_IPV6_EXT_HEADERS: usize = 6;
@@ -332,6 +336,16 @@ pub enum Direction {
     In = 0,
     /// From the device (its `allow_out`).
     Out = 1,
+}
+
+impl Direction {
+    /// As operators read it: `in` (towards the device), `out`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Direction::In => "in",
+            Direction::Out => "out",
+        }
+    }
 }
 
 /// Index into `GLOBAL_STATS`: every frame is counted there exactly once.
@@ -897,7 +911,8 @@ pub struct DeviceName {
 
 pub const MAX_DEVICE_SLOTS: u32 = 1 << 18;
 
-/// `DEVICE_STATS` key.
+/// Key of the per-device counters of earlier versions (see
+/// `maps::LEGACY_DEVICE_STATS`), read once on upgrade.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct StatKey {
@@ -922,7 +937,25 @@ pub struct RuleHitKey {
 
 pub const MAX_RULE_HITS: u32 = 1 << 20;
 
-/// Counter value in `DEVICE_STATS` and `GLOBAL_STATS` (per CPU).
+/// Counter slots `DEVICE_COUNTERS` holds: the devices of a full policy
+/// ([`MAX_DEVICE_LINES`]). During a policy change the slots of removed
+/// devices stay taken until the switch, so a change that replaces nearly
+/// every device of a full policy at once is refused; apply it in two steps.
+pub const COUNTER_SLOTS: u32 = MAX_DEVICE_LINES;
+
+/// `DEVICE_COUNTERS[slot]` (per CPU): what a device sent and received,
+/// by direction and verdict: `lines[Direction][Verdict]`. One flat line per
+/// device, found by index, where a per-CPU hash keyed by (slot, direction,
+/// verdict, reason) cost a hash lookup per device per frame, cold at many
+/// devices (README "Performance"). Why frames were dropped is counted
+/// globally (`GLOBAL_STATS`) and reported per frame in drop events.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DeviceCounters {
+    pub lines: [[Counter; 3]; 2],
+}
+
+/// Counter value in `DEVICE_COUNTERS` and `GLOBAL_STATS` (per CPU).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counter {
@@ -976,6 +1009,8 @@ mod pod {
     unsafe impl aya::Pod for StatKey {}
     // SAFETY: as above.
     unsafe impl aya::Pod for Counter {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for DeviceCounters {}
     // SAFETY: as above.
     unsafe impl aya::Pod for BlockEntry {}
     // SAFETY: as above.
@@ -1051,6 +1086,12 @@ mod tests {
         assert_layout!(StatKey, size 8, align 4,
             slot @ 0, direction @ 4, verdict @ 5, reason @ 6, _pad @ 7);
         assert_layout!(Counter, size 16, align 8, packets @ 0, bytes @ 8);
+        assert_layout!(DeviceCounters, size 96, align 8, lines @ 0);
+        // `lines[direction][verdict]`, as the program indexes it: the
+        // last counter is out/would-drop.
+        let c = DeviceCounters::default();
+        let last = &c.lines[Direction::Out as usize][Verdict::WouldDrop as usize];
+        assert_eq!(last as *const Counter as usize - &c as *const DeviceCounters as usize, 80);
     }
 
     #[test]

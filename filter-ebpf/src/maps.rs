@@ -8,9 +8,9 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use filter_common::{
-    Config, Counter, DeviceInfo, DeviceKey, GENERATIONS, GLOBAL_STATS_LEN, IfaceConf,
-    MAX_DEVICE_ADDRS, MAX_DEVICE_LINES, MAX_DEVICE_STATS, MAX_IFACES, MAX_PEER_NETS,
-    MAX_PROTECTED_NETS, MAX_RULE_ENTRIES, PeerSetKey, ProtectedKey, ProtectedNet, Rule, StatKey,
+    COUNTER_SLOTS, Config, Counter, DeviceCounters, DeviceInfo, DeviceKey, GENERATIONS,
+    GLOBAL_STATS_LEN, IfaceConf, MAX_DEVICE_ADDRS, MAX_DEVICE_LINES, MAX_IFACES, MAX_PEER_NETS,
+    MAX_PROTECTED_NETS, MAX_RULE_ENTRIES, PeerSetKey, ProtectedKey, ProtectedNet, Rule,
     V4_INDEX_ENTRIES, VLAN_IDS,
 };
 
@@ -70,9 +70,10 @@ pub static PEER_NETS: ArrayOfMaps<
     { GENERATIONS as usize },
 > = ArrayOfMaps::new();
 
+/// `[slot]`: each device's counters (`filter_common::DeviceCounters`).
 #[map]
-pub static DEVICE_STATS: PerCpuHashMap<StatKey, Counter> =
-    PerCpuHashMap::with_max_entries(MAX_DEVICE_STATS, BPF_F_NO_PREALLOC);
+pub static DEVICE_COUNTERS: PerCpuArray<DeviceCounters> =
+    PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);
 
 /// Frames each device rule let through (per CPU).
 #[map]

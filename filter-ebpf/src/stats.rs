@@ -1,12 +1,13 @@
 //! Per-CPU counters: one global entry per (verdict, reason) for every frame,
-//! and per device, direction, verdict and reason for frames touching devices.
+//! and per device one line by direction and verdict
+//! (`filter_common::DeviceCounters`) for frames touching devices.
 
 use aya_ebpf::bindings::BPF_NOEXIST;
-use filter_common::{Counter, Direction, Reason, RuleHitKey, StatKey, Verdict, global_stat_index};
+use filter_common::{Counter, Direction, Reason, RuleHitKey, Verdict, global_stat_index};
 
 use crate::{
     decide::{Involved, NO_SLOT},
-    maps::{DEVICE_STATS, GLOBAL_STATS, RULE_HITS},
+    maps::{DEVICE_COUNTERS, GLOBAL_STATS, RULE_HITS},
 };
 
 #[inline(always)]
@@ -17,10 +18,10 @@ pub fn count(verdict: Verdict, reason: Reason, devices: &Involved, len: u64) {
         unsafe { add(c, len) };
     }
     if devices.src_slot != NO_SLOT {
-        count_device(devices.src_slot, Direction::Out, verdict, reason, len);
+        count_device(devices.src_slot, Direction::Out, verdict, len);
     }
     if devices.dst_slot != NO_SLOT {
-        count_device(devices.dst_slot, Direction::In, verdict, reason, len);
+        count_device(devices.dst_slot, Direction::In, verdict, len);
     }
     if devices.src_rule != NO_SLOT {
         count_rule(devices.src_slot, Direction::Out, devices.src_rule);
@@ -48,28 +49,16 @@ fn count_rule(slot: u32, direction: Direction, rule: u32) {
 }
 
 #[inline(always)]
-fn count_device(slot: u32, direction: Direction, verdict: Verdict, reason: Reason, len: u64) {
-    let key = StatKey {
-        slot,
-        direction: direction as u8,
-        verdict: verdict as u8,
-        reason: reason as u8,
-        _pad: 0,
-    };
-    match DEVICE_STATS.get_ptr_mut(key) {
-        // SAFETY: this CPU's value of a per-CPU hash entry, as above.
-        Some(c) => unsafe { add(c, len) },
-        None => {
-            // First frame with this key on any CPU: create the entry. If
-            // another CPU created it meanwhile (NOEXIST fails), add to ours.
-            let first = Counter { packets: 1, bytes: len };
-            if DEVICE_STATS.insert(key, first, u64::from(BPF_NOEXIST)).is_err()
-                && let Some(c) = DEVICE_STATS.get_ptr_mut(key)
-            {
-                // SAFETY: as above.
-                unsafe { add(c, len) };
-            }
-        }
+fn count_device(slot: u32, direction: Direction, verdict: Verdict, len: u64) {
+    let Some(line) = DEVICE_COUNTERS.get_ptr_mut(slot) else { return };
+    // Both indexes are enum discriminants, below the array lengths; `get`
+    // keeps the bounds check in the code anyway, which the verifier needs.
+    // SAFETY: this CPU's value of a per-CPU array slot, as above.
+    if let Some(c) = unsafe { (*line).lines.get_mut(direction as usize) }
+        .and_then(|l| l.get_mut(verdict as usize))
+    {
+        // SAFETY: as above.
+        unsafe { add(c, len) };
     }
 }
 

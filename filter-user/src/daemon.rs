@@ -331,11 +331,8 @@ impl Daemon {
                 Some(metrics::DeviceSample {
                     device: device.clone(),
                     vlan: vlans.get(device.as_str()).copied().unwrap_or(0),
-                    direction: if k.direction == 0 { "in" } else { "out" },
-                    verdict: filter_common::Verdict::from_u8(k.verdict)
-                        .map_or("unknown", filter_common::Verdict::name),
-                    reason: filter_common::Reason::from_u8(k.reason)
-                        .map_or("unknown", filter_common::Reason::name),
+                    direction: k.direction.name(),
+                    verdict: k.verdict.name(),
                     packets: c.packets,
                     bytes: c.bytes,
                 })

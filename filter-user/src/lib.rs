@@ -6,6 +6,7 @@ pub mod actions;
 pub mod attach;
 pub mod compile;
 pub mod control;
+pub mod counters;
 pub mod daemon;
 pub mod diff;
 pub mod edit;

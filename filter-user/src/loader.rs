@@ -18,27 +18,37 @@ use std::{
 use aya::{
     Ebpf,
     maps::{
-        Array, HashMap, LpmTrie, Map, MapData, PerCpuArray, PerCpuHashMap, ProgramArray, RingBuf,
-        lpm_trie::Key,
+        Array, HashMap, LpmTrie, Map, MapData, MapError, PerCpuArray, PerCpuHashMap, PerCpuValues,
+        ProgramArray, RingBuf, lpm_trie::Key,
     },
     programs::Xdp,
 };
 use filter_common::{
-    BlockEntry, Config, Counter, DEBUG_PROGRAM_NAME, DeviceInfo, DeviceKey, DeviceName,
-    GENERATION_MASK, GENERATIONS, GLOBAL_STATS_LEN, IfaceConf, MAX_DEVICE_LINES, MAX_DEVICE_NAME,
-    MAX_PEER_NETS, MAX_RULE_ENTRIES, MAX_UNTAGGED_IFACES, PEER_SET_KEY_BITS, PROGRAM_NAME,
-    PeerData, PeerSetKey, ProtectedKey, ProtectedNet, Reason, Rule, RuleHitKey, RuleRange,
-    Settings, StatKey, UntaggedIface, V4_INDEX_ENTRIES, VLAN_IDS, Verdict, global_stat_index, maps,
-    meta, rule, v4net,
+    BlockEntry, COUNTER_SLOTS, Config, Counter, DEBUG_PROGRAM_NAME, DeviceCounters, DeviceInfo,
+    DeviceKey, DeviceName, Direction, GENERATION_MASK, GENERATIONS, GLOBAL_STATS_LEN, IfaceConf,
+    MAX_DEVICE_LINES, MAX_DEVICE_NAME, MAX_PEER_NETS, MAX_RULE_ENTRIES, MAX_UNTAGGED_IFACES,
+    PEER_SET_KEY_BITS, PROGRAM_NAME, PeerData, PeerSetKey, ProtectedKey, ProtectedNet, Reason,
+    Rule, RuleHitKey, RuleRange, Settings, UntaggedIface, V4_INDEX_ENTRIES, VLAN_IDS, Verdict,
+    global_stat_index, maps, meta, rule, v4net,
 };
 use ipnet::IpNet;
 
 use crate::{
     compile::{Compiled, PeerPrefix},
+    counters,
     error::LoadError,
     flows::{self, FlowStats},
     sys,
 };
+
+/// One of a device's counters (`filter_common::DeviceCounters`): the
+/// device's counter slot, the direction relative to it, the verdict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DeviceStat {
+    pub slot: u32,
+    pub direction: Direction,
+    pub verdict: Verdict,
+}
 
 /// The release build of the XDP program, built by build.rs.
 pub static PROGRAM_OBJECT: &[u8] =
@@ -110,7 +120,7 @@ struct Maps {
     protected: LpmTrie<MapData, ProtectedKey, ProtectedNet>,
     rules: MapData,
     peer_nets: MapData,
-    device_stats: PerCpuHashMap<MapData, StatKey, Counter>,
+    device_counters: PerCpuArray<MapData, DeviceCounters>,
     global_stats: PerCpuArray<MapData, Counter>,
     device_slots: HashMap<MapData, DeviceName, u32>,
     /// Until the daemon takes it for its reader.
@@ -150,7 +160,7 @@ impl Maps {
             protected: source.typed(maps::PROTECTED)?,
             rules: source.raw(maps::RULES)?,
             peer_nets: source.raw(maps::PEER_NETS)?,
-            device_stats: source.typed(maps::DEVICE_STATS)?,
+            device_counters: source.typed(maps::DEVICE_COUNTERS)?,
             global_stats: source.typed(maps::GLOBAL_STATS)?,
             meta: source.typed(maps::META)?,
             device_slots: source.typed(maps::DEVICE_SLOTS)?,
@@ -372,6 +382,7 @@ impl Filter {
             return Ok(None);
         }
         let carried = flows::carry_over(maps_dir)?;
+        counters::carry_over(maps_dir)?;
         for link in xdp_links {
             let id = prog.attach_to_link(link)?;
             // The pin keeps the link; this handle only closes its descriptor.
@@ -541,6 +552,15 @@ impl Filter {
                     while taken.contains(&next_free) {
                         next_free += 1;
                     }
+                    if next_free >= COUNTER_SLOTS {
+                        return Err(LoadError::Capacity(format!(
+                            "device {} needs counter slot {next_free}; there are {COUNTER_SLOTS} \
+                             (the devices kept and the ones added; removed devices give theirs \
+                             back after the change): remove devices in one change and add the \
+                             new ones in the next",
+                            d.name
+                        )));
+                    }
                     taken.insert(next_free);
                     self.maps.device_slots.insert(device_name(&d.name), next_free, 0)?;
                     self.slots.insert(d.name.clone(), next_free);
@@ -593,6 +613,9 @@ impl Filter {
         // handed to a new device.
         for slot in &gone {
             let _ = self.maps.quarantine.remove(slot);
+            // Before the name goes: a crash in between leaves the slot
+            // taken, never a new device counted from old numbers.
+            self.clear_counters(*slot)?;
         }
         self.count_actions()?;
         for name in removed {
@@ -600,16 +623,6 @@ impl Filter {
         }
         if gone.is_empty() {
             return Ok(());
-        }
-        let stale: Vec<StatKey> = self
-            .maps
-            .device_stats
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| gone.contains(&k.slot))
-            .collect();
-        for k in stale {
-            self.maps.device_stats.remove(&k)?;
         }
         self.reset_rule_hits(|k| gone.contains(&k.slot))?;
         Ok(())
@@ -958,14 +971,40 @@ impl Filter {
         Ok(())
     }
 
-    /// Per-device counters, summed over CPUs.
-    pub fn device_stats(&self) -> Result<BTreeMap<StatKey, Counter>, LoadError> {
+    /// Per-device counters of the devices of the running policy, summed
+    /// over CPUs: (slot, direction, verdict) -> counter, counters that
+    /// never moved left out.
+    pub fn device_stats(&self) -> Result<BTreeMap<DeviceStat, Counter>, LoadError> {
         let mut out = BTreeMap::new();
-        for entry in self.maps.device_stats.iter() {
-            let (key, per_cpu) = entry?;
-            out.insert(key, sum(per_cpu.iter()));
+        for slot in self.names.keys() {
+            let per_cpu = match self.maps.device_counters.get(slot, 0) {
+                Ok(v) => v,
+                // A slot beyond the counters (refused when assigned).
+                Err(MapError::OutOfBounds { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            for direction in [Direction::In, Direction::Out] {
+                for verdict in Verdict::ALL {
+                    let c = sum(per_cpu
+                        .iter()
+                        .map(|line| &line.lines[direction as usize][verdict as usize]));
+                    if c != Counter::default() {
+                        out.insert(DeviceStat { slot: *slot, direction, verdict }, c);
+                    }
+                }
+            }
         }
         Ok(out)
+    }
+
+    /// Zeroes the counters of `slot` on every CPU: a slot handed to another
+    /// device starts from nothing.
+    fn clear_counters(&mut self, slot: u32) -> Result<(), LoadError> {
+        let cpus =
+            aya::util::nr_cpus().map_err(|(_, e)| LoadError::Pin(format!("CPU count: {e}")))?;
+        let zero = PerCpuValues::try_from(vec![DeviceCounters::default(); cpus])?;
+        self.maps.device_counters.set(slot, zero, 0)?;
+        Ok(())
     }
 
     /// Global counters by (verdict, reason), summed over CPUs; every frame

@@ -140,8 +140,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Packets and bytes per device, direction, verdict and reason: the
-    /// rows that counted something (--all: every row, zeros included).
+    /// Packets and bytes per device, direction and verdict, and of every
+    /// frame by verdict and reason: the rows that counted something
+    /// (--all: every row, zeros included). Why a device's frames were
+    /// dropped: `vlanguard events --device NAME`.
     Stats {
         /// Only this device.
         #[arg(long)]

@@ -45,7 +45,6 @@ pub struct DeviceSample {
     pub vlan: u16,
     pub direction: &'static str,
     pub verdict: &'static str,
-    pub reason: &'static str,
     pub packets: u64,
     pub bytes: u64,
 }
@@ -64,7 +63,6 @@ struct DeviceLabels {
     vlan: String,
     direction: String,
     verdict: String,
-    reason: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -122,21 +120,17 @@ pub fn openmetrics(s: &Snapshot) -> String {
             vlan: d.vlan.to_string(),
             direction: d.direction.into(),
             verdict: d.verdict.into(),
-            reason: d.reason.into(),
         };
         packets.get_or_create(&labels).inc_by(d.packets);
         bytes.get_or_create(&labels).inc_by(d.bytes);
     }
     registry.register(
         "device_packets",
-        "Packets to (direction=in) and from (out) each device, by verdict and reason",
+        "Packets to (direction=in) and from (out) each device, by verdict (why frames were \
+         dropped: vlanguard_frames_total, by reason)",
         packets,
     );
-    registry.register(
-        "device_bytes",
-        "Bytes to and from each device, by verdict and reason",
-        bytes,
-    );
+    registry.register("device_bytes", "Bytes to and from each device, by verdict", bytes);
 
     let frames = Family::<FrameLabels, Counter>::default();
     let frame_bytes = Family::<FrameLabels, Counter>::default();
@@ -295,7 +289,6 @@ mod tests {
                 vlan: 110,
                 direction: "in",
                 verdict: "drop",
-                reason: "not-allowed",
                 packets: 50,
                 bytes: 4900,
             }],
@@ -326,7 +319,7 @@ mod tests {
         let text = openmetrics(&snapshot());
         assert!(text.contains("# TYPE vlanguard_device_packets counter"), "{text}");
         assert!(text.contains(
-            "vlanguard_device_packets_total{device=\"pump-icu-07\",vlan=\"110\",direction=\"in\",verdict=\"drop\",reason=\"not-allowed\"} 50"
+            "vlanguard_device_packets_total{device=\"pump-icu-07\",vlan=\"110\",direction=\"in\",verdict=\"drop\"} 50"
         ), "{text}");
         assert!(
             text.contains("vlanguard_frames_total{verdict=\"pass\",reason=\"unmatched\"} 7"),

@@ -4,21 +4,21 @@ use std::fmt::Write as _;
 
 use crate::metrics::{DeviceSample, FrameSample};
 
-/// Per-device packets by direction, verdict and reason, one line each.
+/// Per-device packets by direction and verdict, one line each.
 pub fn device_table(rows: &[DeviceSample]) -> String {
     let mut out = String::new();
     // The device column as wide as its longest name, no wider.
     let w = rows.iter().map(|r| r.device.chars().count()).max().unwrap_or(0).max("DEVICE".len());
     let _ = writeln!(
         out,
-        "{:<w$} {:<4} {:<10} {:<16} {:>10} {:>12}",
-        "DEVICE", "DIR", "VERDICT", "REASON", "PACKETS", "BYTES"
+        "{:<w$} {:<4} {:<10} {:>10} {:>12}",
+        "DEVICE", "DIR", "VERDICT", "PACKETS", "BYTES"
     );
     for r in rows {
         let _ = writeln!(
             out,
-            "{:<w$} {:<4} {:<10} {:<16} {:>10} {:>12}",
-            r.device, r.direction, r.verdict, r.reason, r.packets, r.bytes
+            "{:<w$} {:<4} {:<10} {:>10} {:>12}",
+            r.device, r.direction, r.verdict, r.packets, r.bytes
         );
     }
     out

@@ -117,10 +117,10 @@ pub fn run(h: &mut Harness, seed: u64, cases: usize) -> BTreeMap<Reason, usize> 
             };
             let mut devices = BTreeMap::new();
             if let Some(s) = expected.src_device {
-                devices.insert((slot(s), Direction::Out, verdict, expected.reason), (1, len));
+                devices.insert((slot(s), Direction::Out, verdict), (1, len));
             }
             if let Some(d) = expected.dst_device {
-                devices.insert((slot(d), Direction::In, verdict, expected.reason), (1, len));
+                devices.insert((slot(d), Direction::In, verdict), (1, len));
             }
             assert_eq!(got.devices, devices, "device counters differ\n{}", context());
             let mut rules = BTreeMap::new();

@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use aya::programs::TestRun as _;
-use filter_common::{Counter, Direction, Reason, RuleHitKey, StatKey, Verdict};
-use filter_user::{Filter, PROGRAM_OBJECT, Resolved, compile};
+use filter_common::{Counter, Direction, Reason, RuleHitKey, Verdict};
+use filter_user::{Filter, PROGRAM_OBJECT, Resolved, compile, loader::DeviceStat};
 use ipnet::IpNet;
 
 /// XDP return codes.
@@ -44,8 +44,8 @@ pub struct Outcome {
     pub action: u32,
     /// Global counters that moved: (verdict, reason) -> (packets, bytes).
     pub global: BTreeMap<(Verdict, Reason), (u64, u64)>,
-    /// Device counters that moved: (slot, direction, verdict, reason).
-    pub devices: BTreeMap<(u32, Direction, Verdict, Reason), (u64, u64)>,
+    /// Device counters that moved: (slot, direction, verdict).
+    pub devices: BTreeMap<(u32, Direction, Verdict), (u64, u64)>,
     /// Rule hits that moved: (slot, direction, rule index) -> frames.
     pub rules: BTreeMap<(u32, Direction, u8), u64>,
 }
@@ -64,7 +64,7 @@ pub struct Harness {
     pub filter: Filter,
     pub hook: Hook,
     global: BTreeMap<(Verdict, Reason), Counter>,
-    devices: BTreeMap<StatKey, Counter>,
+    devices: BTreeMap<DeviceStat, Counter>,
     rules: BTreeMap<RuleHitKey, u64>,
     /// The reference's flow table, kept in step with the program's: every
     /// `apply` starts a new epoch in both.
@@ -164,14 +164,7 @@ impl Harness {
             }
         }
         let global = diff(&global_before, &self.global, |k| *k);
-        let devices = diff(&devices_before, &self.devices, |k| {
-            (
-                k.slot,
-                if k.direction == Direction::In as u8 { Direction::In } else { Direction::Out },
-                Verdict::from_u8(k.verdict).expect("known verdict"),
-                Reason::from_u8(k.reason).expect("known reason"),
-            )
-        });
+        let devices = diff(&devices_before, &self.devices, |k| (k.slot, k.direction, k.verdict));
         Outcome { action, global, devices, rules }
     }
 

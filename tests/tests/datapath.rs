@@ -55,7 +55,7 @@ fn check_verdict(
         "{what}: global counters"
     );
     let expected: BTreeMap<_, _> =
-        devices.iter().map(|(slot, dir)| ((*slot, *dir, verdict, reason), (1, len))).collect();
+        devices.iter().map(|(slot, dir)| ((*slot, *dir, verdict), (1, len))).collect();
     assert_eq!(out.devices, expected, "{what}: device counters");
 
     let r = reference::evaluate_with_flows(policy, frame, iface_vlan, &mut h.flows);

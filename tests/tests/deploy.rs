@@ -17,7 +17,6 @@ fn exported() -> Vec<String> {
             vlan: 1,
             direction: "in",
             verdict: "drop",
-            reason: "not-allowed",
             packets: 1,
             bytes: 1,
         }],

@@ -7,8 +7,11 @@
 
 use std::{net::UdpSocket, path::PathBuf, thread, time::Duration};
 
-use aya::maps::{HashMap, Map, MapData};
-use filter_common::{Addr, FlowKey, FlowValue, flow_state, maps};
+use aya::maps::{HashMap, Map, MapData, PerCpuHashMap, PerCpuValues};
+use filter_common::{
+    Addr, Counter, DeviceName, Direction, FlowKey, FlowValue, Reason, StatKey, Verdict, flow_state,
+    maps,
+};
 use filter_user::compile::mapped;
 use vlanguard_tests::{
     lab::{self, Lab, NURSE, PUMP, socket_addr, udp_receive, udp_send},
@@ -165,6 +168,74 @@ fn flows_of_the_earlier_flow_table_carry_over() {
     assert!(log.contains("1 open flow(s) carried over"), "{log}");
     assert!(!pin.exists(), "the old table's pin is removed");
     assert_eq!(replies(&lab), 20, "the carried flow lets the pump's answers through");
+}
+
+/// An upgrade from a version that counted per device in a per-CPU hash
+/// keyed by (slot, direction, verdict, reason) (`DEVICE_STATS`): its counts
+/// are added into the new per-device lines, so no device's totals go back,
+/// and the old map's pin goes.
+#[test]
+fn device_counters_of_the_earlier_layout_carry_over() {
+    if !privileged() {
+        return;
+    }
+    let Some(variant) = variant() else { return };
+    let mut lab = Lab::new();
+    lab.start_daemon();
+    let maps_dir = lab.pin_dir.join("maps");
+    let slots: HashMap<MapData, DeviceName, u32> = HashMap::try_from(Map::HashMap(
+        MapData::from_pin(maps_dir.join(maps::DEVICE_SLOTS)).expect("device slots"),
+    ))
+    .expect("hash map");
+    let pump = slots
+        .iter()
+        .filter_map(Result::ok)
+        .find(|(name, _)| name.bytes.starts_with(b"pump\0"))
+        .map(|(_, slot)| slot)
+        .expect("the pump's slot");
+    let in_drops = |lab: &Lab| -> u64 {
+        let out = lab.cli(&["stats", "--device", "pump", "--json"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        json["devices"]
+            .as_array()
+            .expect("rows")
+            .iter()
+            .filter(|r| r["direction"] == "in" && r["verdict"] == "drop")
+            .map(|r| r["packets"].as_u64().expect("count"))
+            .sum()
+    };
+    let before = in_drops(&lab);
+
+    // The earlier version's map as it left it: 1,000 dropped packets to the
+    // pump on the first CPU, 234 on the others.
+    const BPF_MAP_TYPE_PERCPU_HASH: u32 = 5;
+    let def = aya_obj::Map::new_from_params(BPF_MAP_TYPE_PERCPU_HASH, 8, 16, 1 << 20, 1);
+    let legacy = MapData::create(def, maps::LEGACY_DEVICE_STATS, None).expect("create the old map");
+    let pin = maps_dir.join(maps::LEGACY_DEVICE_STATS);
+    legacy.pin(&pin).expect("pin the old map");
+    let mut old: PerCpuHashMap<MapData, StatKey, Counter> =
+        PerCpuHashMap::try_from(Map::PerCpuHashMap(legacy)).expect("per-CPU hash");
+    let cpus = aya::util::nr_cpus().expect("CPUs");
+    let per_cpu: Vec<Counter> = (0..cpus)
+        .map(|cpu| Counter { packets: if cpu == 0 { 1000 } else { 234 }, bytes: 64 })
+        .collect();
+    let key = StatKey {
+        slot: pump,
+        direction: Direction::In as u8,
+        verdict: Verdict::Drop as u8,
+        reason: Reason::NotAllowed as u8,
+        _pad: 0,
+    };
+    old.insert(key, PerCpuValues::try_from(per_cpu).expect("values"), 0).expect("insert");
+    drop(old);
+
+    lab.stop_daemon(libc::SIGTERM);
+    let log = lab.start_daemon_as(&variant);
+    assert!(log.contains("replaced the pinned program"), "{log}");
+    assert!(!pin.exists(), "the old map's pin is removed");
+    let carried = 1000 + 234 * (cpus as u64 - 1);
+    assert_eq!(in_drops(&lab), before + carried, "the old counts are the pump's");
 }
 
 /// An interface enforced at TC ingress (its NIC takes VLAN tags out of

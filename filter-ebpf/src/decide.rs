@@ -229,8 +229,13 @@ pub fn decide(ctx: &impl Frame, pkt: &Packet, active: &Active) -> (Reason, Invol
         return (Reason::Quarantined, involved);
     }
 
-    // A flow an allowed packet opened (DESIGN §3 step 3).
-    let tracked = flow::key(pkt);
+    // A flow an allowed packet opened (DESIGN §3 step 3). A bare SYN
+    // starts a connection and answers nothing: the rules decide it without
+    // the flow table (a retransmitted SYN of an open flow is allowed by
+    // the rule that allowed the first), so a SYN flood or a port scan
+    // costs no flow key, hash or lookup.
+    let syn = flow::is_syn(pkt);
+    let tracked = if syn { None } else { flow::key(pkt) };
     if let Some(t) = &tracked {
         match flow::lookup(t, pkt, settings) {
             Lookup::Miss => {}
@@ -294,10 +299,11 @@ pub fn decide(ctx: &impl Frame, pkt: &Packet, active: &Active) -> (Reason, Invol
     }
     // Limits count what would pass, before a flow is opened: a dropped SYN
     // opens nothing that its retransmission could ride on.
-    if over_rate(dst_dev, flow::is_syn(pkt)) {
+    if over_rate(dst_dev, syn) {
         return (Reason::RateLimited, involved);
     }
-    if let Some(t) = &tracked {
+    let opened = if syn { flow::key(pkt) } else { tracked };
+    if let Some(t) = &opened {
         flow::open(t, pkt, settings);
     }
     // Credit the first matching rule of each device with the hit.

@@ -143,7 +143,7 @@ pub fn lookup(t: &Tracked, pkt: &Packet, settings: &Settings) -> Lookup {
         return Lookup::Miss;
     }
     let from_opener = (v.lo_opened != 0) == t.src_lo;
-    if !continues(&v, pkt, from_opener) {
+    if !continues(pkt, from_opener) {
         return Lookup::Miss;
     }
     if v.epoch == settings.epoch {
@@ -219,18 +219,13 @@ fn remove(at: u32, tag: u32) {
     }
 }
 
-/// Whether `pkt` is part of the flow rather than the start of a new
-/// connection on the same addresses and ports.
+/// Whether `pkt` is part of the flow. A bare SYN, which would start a new
+/// connection on the same addresses and ports, never gets here (the rules
+/// decide it, see `decide`).
 #[inline(always)]
-fn continues(v: &FlowValue, pkt: &Packet, from_opener: bool) -> bool {
+fn continues(pkt: &Packet, from_opener: bool) -> bool {
     match pkt.proto {
-        IPPROTO_TCP => {
-            let bare_syn = pkt.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
-            // A bare SYN opens a connection: from the responder it is not a
-            // reply, and after a close it is a new connection for the rules.
-            !(bare_syn && (!from_opener || v.state == flow_state::CLOSING))
-        }
-        IPPROTO_UDP => true,
+        IPPROTO_TCP | IPPROTO_UDP => true,
         // Requests from the opener, replies from the other end.
         _ => is_echo(pkt, from_opener),
     }

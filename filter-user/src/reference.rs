@@ -450,14 +450,15 @@ fn decide(policy: &Resolved, frame: &[u8], iface_vlan: u16, flows: &mut Flows) -
         );
         (key, src_lo)
     });
+    // A bare SYN answers nothing: the rules decide it.
     let bare_syn = f.proto == 6 && f.tcp_flags & 0x12 == 0x02;
     if let Some((key, src_lo)) = tracked
+        && !bare_syn
         && let Some(flow) = flows.table.get(&key).copied()
     {
         let from_opener = flow.lo_opened == src_lo;
         let continues = match f.proto {
-            6 => !(bare_syn && (!from_opener || flow.closing)),
-            17 => true,
+            6 | 17 => true,
             _ => is_echo(&f, from_opener),
         };
         if continues {

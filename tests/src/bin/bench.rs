@@ -127,6 +127,12 @@ fn main() -> anyhow::Result<()> {
                 expect: Reason::NotAllowed,
             },
             Case {
+                name: "dropped TCP SYN v4 (a port scan: no flow lookup)",
+                opener: None,
+                frame: Frame::ip(nurse, target, L4::syn(40000, 80)).padded(),
+                expect: Reason::NotAllowed,
+            },
+            Case {
                 name: "allowed UDP v4 non-first fragment, rules only (no flow lookup)",
                 opener: None,
                 frame: Frame::ip(target, v4("10.50.0.9"), L4::udp(5000, 9))

@@ -47,6 +47,10 @@ fn main() -> anyhow::Result<()> {
     // only this policy size.
     let mut only: Option<String> = None;
     let mut sizes: Option<usize> = None;
+    // Another build of the program (an object file), timed in the same
+    // rounds: the per-round ratio says what a change bought on this noisy
+    // machine better than two runs can.
+    let mut against: Option<Vec<u8>> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -54,6 +58,10 @@ fn main() -> anyhow::Result<()> {
             // Output file stem under target/bench (one per process run).
             "--name" => name = args.next().expect("--name STEM"),
             "--only" => only = Some(args.next().expect("--only SUBSTRING")),
+            "--against" => {
+                let path = args.next().expect("--against OBJECT");
+                against = Some(std::fs::read(&path).map_err(|e| anyhow::anyhow!("{path}: {e}"))?);
+            }
             "--devices" => {
                 sizes = Some(args.next().and_then(|v| v.parse().ok()).expect("--devices N"))
             }
@@ -92,6 +100,10 @@ fn main() -> anyhow::Result<()> {
         let mut h = Harness::new();
         let t = std::time::Instant::now();
         h.apply(&policy, 0);
+        let mut other = against.as_deref().map(Harness::with_object);
+        if let Some(o) = &mut other {
+            o.apply(&policy, 0);
+        }
         eprintln!("bench: {n} devices applied in {:?}", t.elapsed());
         // xdp-filter with the same devices' addresses allowed, the target's
         // first (its maps hold 10,000 addresses per family).
@@ -226,16 +238,43 @@ fn main() -> anyhow::Result<()> {
                 "{}: kernel verdict",
                 case.name
             );
+            if let Some(o) = &mut other {
+                if let Some(opener) = &case.opener {
+                    o.run(opener);
+                }
+                assert_eq!(o.run(&case.frame).reason(), Some(case.expect), "{}: other", case.name);
+            }
         }
         for case in &cases {
             if only.as_ref().is_some_and(|o| !case.name.contains(o.as_str())) {
                 continue;
             }
             let (mut ours, mut floors, mut theirs) = (Vec::new(), Vec::new(), Vec::new());
-            for _ in 0..ROUNDS {
+            let mut against_ratios = Vec::new();
+            // Comparing builds: many short rounds, so that the machine's
+            // slow spells hit both alike.
+            let (rounds, repeat) =
+                if other.is_some() { (ROUNDS * 9, repeat / 5) } else { (ROUNDS, repeat) };
+            for _ in 0..rounds {
                 floors.push(run(floor, &case.frame, repeat)?.1);
-                ours.push(h.run_raw(&case.frame, repeat).1);
+                let o = h.run_raw(&case.frame, repeat).1;
+                ours.push(o);
                 theirs.push(run(xdpf.program(), &case.frame, repeat)?.1);
+                if let Some(a) = &mut other {
+                    // Ratios in thousandths, for the median of integers;
+                    // the order alternates, so neither build always runs
+                    // after the other.
+                    let o2 = h.run_raw(&case.frame, repeat).1;
+                    let t = a.run_raw(&case.frame, repeat).1.max(1);
+                    against_ratios.push((o + o2) * 500 / t);
+                }
+            }
+            if !against_ratios.is_empty() {
+                eprintln!(
+                    "bench: {n} devices, {}: this build / --against {:.3} (median of {rounds} rounds)",
+                    case.name,
+                    median(against_ratios) as f64 / 1000.0
+                );
             }
             let their_verdict = match run(xdpf.program(), &case.frame, 1)?.0 {
                 XDP_PASS => "pass",

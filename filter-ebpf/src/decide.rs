@@ -4,7 +4,6 @@
 //!
 //! Mirrored in plain Rust by `filter_user::reference`; keep them in step.
 
-use aya_ebpf::{macros::map, maps::PerCpuArray};
 use filter_common::{
     Addr, DEVICE_MAC_BOUND, DEVICE_MONITOR, DeviceInfo, FLOW_TIMEOUTS, GENERATION_MASK, Reason,
     Settings, VLAN_IDS, VLAN_PROTECTED, settings,
@@ -18,6 +17,7 @@ use crate::{
     parse::{IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, Kind, Packet},
     rate,
     rules::{self, NO_MATCH, Query},
+    scratch,
 };
 
 /// Counter slots of the devices a frame was decided for, [`NO_SLOT`] for
@@ -59,8 +59,8 @@ impl Involved {
     }
 }
 
-/// The decision as the rest of the program sees it, laundered through a
-/// per-CPU map slot.
+/// The decision as the rest of the program sees it, laundered through the
+/// CPU's scratch space (`scratch`).
 ///
 /// Why: `decide` returns from a dozen places with different constants
 /// (reason, slots, rule indexes); the verifier would walk the counting,
@@ -69,7 +69,9 @@ impl Involved {
 /// that code is checked once (see `parse::settle`).
 #[inline(always)]
 pub fn settle(reason: Reason, devices: Involved) -> (Reason, Involved) {
-    let Some(slot) = DECISION.get_ptr_mut(0) else { return (reason, devices) };
+    let Some(scratch) = scratch::get() else { return (reason, devices) };
+    // SAFETY: a field of this CPU's scratch value.
+    let slot = unsafe { &raw mut (*scratch).decision };
     // SAFETY: this CPU's slot; XDP runs with preemption off, so it is this
     // frame's from the write to the read.
     let d = unsafe {
@@ -97,7 +99,9 @@ pub fn settle(reason: Reason, devices: Involved) -> (Reason, Involved) {
     (reason, devices)
 }
 
-/// `settle`'s slot: `Involved` and the reason as plain integers.
+/// `settle`'s slot (in `scratch`): `Involved` and the reason as plain
+/// integers.
+#[repr(C)]
 pub struct Decision {
     reason: u32,
     src_slot: u32,
@@ -106,9 +110,6 @@ pub struct Decision {
     dst_rule: u32,
     monitor: u32,
 }
-
-#[map]
-static DECISION: PerCpuArray<Decision> = PerCpuArray::with_max_entries(1, 0);
 
 /// The policy generation in force and its settings, read once per frame so
 /// that everything decided for it comes from one generation.
@@ -230,12 +231,11 @@ pub fn decide(ctx: &impl Frame, pkt: &Packet, active: &Active) -> (Reason, Invol
     }
 
     // A flow an allowed packet opened (DESIGN §3 step 3). A bare SYN
-    // starts a connection and answers nothing: the rules decide it without
-    // the flow table (a retransmitted SYN of an open flow is allowed by
-    // the rule that allowed the first), so a SYN flood or a port scan
-    // costs no flow key, hash or lookup.
-    let syn = flow::is_syn(pkt);
-    let tracked = if syn { None } else { flow::key(pkt) };
+    // starts a connection and answers nothing: `lookup` leaves it to the
+    // rules (a retransmitted SYN of an open flow is allowed by the rule
+    // that allowed the first), so a SYN flood or a port scan costs no
+    // flow lookup.
+    let tracked = flow::key(pkt);
     if let Some(t) = &tracked {
         match flow::lookup(t, pkt, settings) {
             Lookup::Miss => {}
@@ -299,11 +299,10 @@ pub fn decide(ctx: &impl Frame, pkt: &Packet, active: &Active) -> (Reason, Invol
     }
     // Limits count what would pass, before a flow is opened: a dropped SYN
     // opens nothing that its retransmission could ride on.
-    if over_rate(dst_dev, syn) {
+    if over_rate(dst_dev, flow::is_syn(pkt)) {
         return (Reason::RateLimited, involved);
     }
-    let opened = if syn { flow::key(pkt) } else { tracked };
-    if let Some(t) = &opened {
+    if let Some(t) = &tracked {
         flow::open(t, pkt, settings);
     }
     // Credit the first matching rule of each device with the hit.

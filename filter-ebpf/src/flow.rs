@@ -26,7 +26,10 @@ use filter_common::{
     Settings, flow_bucket, flow_hash, flow_state, flow_stats, flow_tag,
 };
 
-use crate::parse::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, Packet};
+use crate::{
+    parse::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, Packet},
+    scratch,
+};
 
 /// `bucket * FLOW_WAYS + way`: the flows.
 #[map]
@@ -44,11 +47,13 @@ static FLOW_SEED: Array<u64> = Array::with_max_entries(1, 0);
 #[map]
 static FLOW_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(flow_stats::LEN, 0);
 
-/// This frame's key. A per-CPU slot instead of the stack, which the parse
-/// and the rule lookups already fill; XDP runs with preemption off, so the
-/// slot is this frame's until the program returns.
-#[map]
-static FLOW_KEY: PerCpuArray<FlowKey> = PerCpuArray::with_max_entries(1, 0);
+/// This frame's key, in the CPU's scratch space (`scratch`) rather than
+/// on the stack, which the parse and the rule lookups already fill.
+#[inline(always)]
+fn flow_key() -> Option<*const FlowKey> {
+    // SAFETY: a field of this CPU's scratch value.
+    Some(unsafe { &raw const (*scratch::get()?).flow_key })
+}
 
 const TCP_FIN: u8 = 0x01;
 const TCP_SYN: u8 = 0x02;
@@ -92,7 +97,8 @@ pub fn key(pkt: &Packet) -> Option<Tracked> {
         _ if is_echo(pkt, true) || is_echo(pkt, false) => (0, 0),
         _ => return None,
     };
-    let slot = FLOW_KEY.get_ptr_mut(0)?;
+    // SAFETY: a field of this CPU's scratch value.
+    let slot = unsafe { &raw mut (*scratch::get()?).flow_key };
     // SAFETY: this CPU's slot (see FLOW_KEY), plain data.
     let key = unsafe { &mut *slot };
     let src_lo = key.set(&pkt.src, sport, &pkt.dst, dport, pkt.proto);
@@ -130,7 +136,8 @@ pub fn now() -> u64 {
 /// The clock is read only when there is a flow: a miss needs none.
 #[inline(always)]
 pub fn lookup(t: &Tracked, pkt: &Packet, settings: &Settings) -> Lookup {
-    let at = vlanguard_flow_find(t.hash);
+    // A bare SYN answers nothing: the rules decide it (see `decide`).
+    let at = if is_syn(pkt) { NO_ENTRY } else { vlanguard_flow_find(t.hash) };
     let Some(entry) = FLOW_CACHE.get_ptr_mut(at) else { return Lookup::Miss };
     let now = now();
     // SAFETY: an entry of the cache, which lives as long as the program;
@@ -159,7 +166,7 @@ pub fn lookup(t: &Tracked, pkt: &Packet, settings: &Settings) -> Lookup {
 #[inline(never)]
 #[unsafe(no_mangle)]
 pub extern "C" fn vlanguard_flow_find(hash: u64) -> u32 {
-    let Some(key) = FLOW_KEY.get_ptr(0) else { return NO_ENTRY };
+    let Some(key) = flow_key() else { return NO_ENTRY };
     let bucket = flow_bucket(hash);
     let tag = flow_tag(hash);
     let Some(tags) = FLOW_TAGS.get_ptr(bucket) else { return NO_ENTRY };
@@ -335,7 +342,7 @@ pub extern "C" fn vlanguard_flow_place(hash: u64, now: u64) -> u32 {
     let bucket = flow_bucket(hash);
     let tag = flow_tag(hash);
     let base = bucket * FLOW_WAYS;
-    let (Some(key), Some(tags)) = (FLOW_KEY.get_ptr(0), FLOW_TAGS.get_ptr(bucket)) else {
+    let (Some(key), Some(tags)) = (flow_key(), FLOW_TAGS.get_ptr(bucket)) else {
         return base;
     };
     let mut free = NO_ENTRY;

@@ -9,29 +9,24 @@
 //! An LRU hash shared by all CPUs: with RSS the fragments of one datagram
 //! may arrive on different queues and CPUs.
 
-use aya_ebpf::{
-    macros::map,
-    maps::{LruHashMap, PerCpuArray},
-};
+use aya_ebpf::{macros::map, maps::LruHashMap};
 use filter_common::{FRAG_TIMEOUT_NS, FragKey, FragPorts, MAX_FRAGS};
 
 use crate::{
     flow::now,
     parse::{Packet, frag},
+    scratch,
 };
 
 #[map]
 static FRAGS: LruHashMap<FragKey, FragPorts> = LruHashMap::with_max_entries(MAX_FRAGS, 0);
 
-/// This frame's key, in a per-CPU slot rather than on the stack (as the
-/// flow key); XDP runs with preemption off, so it is this frame's.
-#[map]
-static FRAG_KEY: PerCpuArray<FragKey> = PerCpuArray::with_max_entries(1, 0);
-
 #[inline(always)]
 fn key(pkt: &Packet) -> Option<&'static FragKey> {
-    let slot = FRAG_KEY.get_ptr_mut(0)?;
-    // SAFETY: this CPU's slot (see FRAG_KEY), plain data written whole.
+    // SAFETY: a field of this CPU's scratch value (`scratch`: not the
+    // stack, as the flow key).
+    let slot = unsafe { &raw mut (*scratch::get()?).frag_key };
+    // SAFETY: as above; plain data written whole.
     unsafe {
         slot.write(FragKey {
             src: pkt.src.0,

@@ -23,6 +23,7 @@ mod parse;
 mod ptr;
 mod rate;
 mod rules;
+mod scratch;
 mod stats;
 
 use aya_ebpf::{

@@ -7,7 +7,6 @@
 
 use core::mem::offset_of;
 
-use aya_ebpf::{macros::map, maps::PerCpuArray};
 use filter_common::{Addr, MAX_HEADER_START, MAX_IPV6_EXT_HEADERS};
 use network_types::{
     arp::ArpHdr,
@@ -19,7 +18,7 @@ use network_types::{
     vlan::VlanHdr,
 };
 
-use crate::{frame::Frame, ptr};
+use crate::{frame::Frame, ptr, scratch};
 
 const ETH_P_IPV4: u16 = 0x0800;
 const ETH_P_ARP: u16 = 0x0806;
@@ -134,7 +133,8 @@ impl Packet {
 /// the slot is missing, which a loaded program cannot meet.
 #[inline(always)]
 pub fn slot(len: u32) -> Option<&'static mut Packet> {
-    let slot = PACKET.get_ptr_mut(0)?;
+    // SAFETY: a field of this CPU's scratch value.
+    let slot = unsafe { &raw mut (*scratch::get()?).packet };
     // SAFETY: this CPU's slot; XDP runs with preemption off, so it is this
     // frame's until the program returns. `write`: the slot starts zeroed,
     // which is a valid Packet but not this one.
@@ -143,9 +143,6 @@ pub fn slot(len: u32) -> Option<&'static mut Packet> {
         Some(&mut *slot)
     }
 }
-
-#[map]
-static PACKET: PerCpuArray<Packet> = PerCpuArray::with_max_entries(1, 0);
 
 /// Fills `pkt` (made with `Packet::empty`) from the frame. Inlined: as a
 /// separate BPF function, LLVM would pass it `data_end` as a scalar, which

@@ -7,16 +7,16 @@
 //! whose peer is many networks asks a trie, and only after its protocol and
 //! ports matched.
 
-use aya_ebpf::{
-    macros::map,
-    maps::{PerCpuArray, lpm_trie::Key},
-};
+use aya_ebpf::maps::lpm_trie::Key;
 use filter_common::{
     Addr, GENERATION_MASK, MAX_RULE_ENTRIES, MAX_RULE_SCAN, PEER_SET_KEY_BITS, PeerSetKey, Rule,
     RuleRange, rule,
 };
 
-use crate::maps::{PEER_NETS, RULES};
+use crate::{
+    maps::{PEER_NETS, RULES},
+    scratch,
+};
 
 /// No rule matched.
 pub const NO_MATCH: u32 = u32::MAX;
@@ -32,9 +32,17 @@ pub struct Query<'a> {
     pub l4_known: bool,
 }
 
-/// A [`Query`] as the scan reads it: the peer as two big-endian halves.
+/// A [`Query`] as the scan reads it, staged in the CPU's scratch space
+/// (`scratch`): the peer as two big-endian halves.
+///
+/// Why map memory and not the stack: the scan compares the query with
+/// every rule, and on the stack the verifier would keep what each compare
+/// taught it about the query's values, a different state for every way
+/// through the rules before, and walk each of them. Read back from map
+/// memory the values are plain unknowns every time, so the loop's states
+/// meet (see `parse::slot`).
 #[repr(C)]
-struct Staged {
+pub struct QueryStage {
     peer_hi: u64,
     peer_lo: u64,
     sport: u16,
@@ -56,26 +64,22 @@ struct Staged {
 }
 
 /// This CPU's staged query.
-///
-/// Why a map slot and not the stack: the scan compares the query with
-/// every rule, and on the stack the verifier would keep what each compare
-/// taught it about the query's values, a different state for every way
-/// through the rules before, and walk each of them. Read back from map
-/// memory the values are plain unknowns every time, so the loop's states
-/// meet (see `parse::slot`).
-#[map]
-static QUERY: PerCpuArray<Staged> = PerCpuArray::with_max_entries(1, 0);
+#[inline(always)]
+fn query() -> Option<*mut QueryStage> {
+    // SAFETY: a field of this CPU's scratch value.
+    Some(unsafe { &raw mut (*scratch::get()?).query })
+}
 
 /// The index of the first rule of `parts` (a device's rules for one
 /// direction, of `generation`) that matches `q`, or [`NO_MATCH`].
 #[inline(always)]
 pub fn first_match(generation: u32, parts: &[RuleRange; 2], q: Query) -> u32 {
-    let Some(slot) = QUERY.get_ptr_mut(0) else { return NO_MATCH };
+    let Some(slot) = query() else { return NO_MATCH };
     let (peer_hi, peer_lo) = q.peer.halves();
     // SAFETY: this CPU's slot; XDP runs with preemption off, so it is this
     // frame's until the scan ends.
     unsafe {
-        // Field by field: the set key is left as it is (see `Staged::key`).
+        // Field by field: the set key is left as it is (see `QueryStage::key`).
         (*slot).peer_hi = peer_hi;
         (*slot).peer_lo = peer_lo;
         (*slot).sport = q.sport;
@@ -104,7 +108,7 @@ pub extern "C" fn vlanguard_scan(
     own_first: u32,
     own_count: u32,
 ) -> u32 {
-    let Some(slot) = QUERY.get_ptr_mut(0) else { return NO_MATCH };
+    let Some(slot) = query() else { return NO_MATCH };
     let generation = generation & GENERATION_MASK;
     let _ = scan_part(slot, generation, first, count)
         || scan_part(slot, generation, own_first, own_count);
@@ -116,7 +120,7 @@ pub extern "C" fn vlanguard_scan(
 /// Scans `count` entries from `first`; on a match, records its index in
 /// the slot and says so.
 #[inline(always)]
-fn scan_part(slot: *mut Staged, generation: u32, first: u32, count: u32) -> bool {
+fn scan_part(slot: *mut QueryStage, generation: u32, first: u32, count: u32) -> bool {
     let base = (generation * MAX_RULE_ENTRIES).wrapping_add(first);
     // The loader never writes more; the bound is what the verifier sees.
     let count = if count > MAX_RULE_SCAN { MAX_RULE_SCAN } else { count };
@@ -125,7 +129,7 @@ fn scan_part(slot: *mut Staged, generation: u32, first: u32, count: u32) -> bool
         if let Some(r) = RULES.get(base.wrapping_add(i))
             && matches(generation, r, slot)
         {
-            // SAFETY: this CPU's slot (see `QUERY`).
+            // SAFETY: this CPU's slot (see `QueryStage`).
             unsafe { (*slot).found = u32::from(r.index) };
             return true;
         }
@@ -137,14 +141,14 @@ fn scan_part(slot: *mut Staged, generation: u32, first: u32, count: u32) -> bool
 /// Reads one field of the staged query from map memory, afresh.
 macro_rules! staged {
     ($q:expr, $field:ident) => {
-        // SAFETY: `$q` is this CPU's live slot (see `QUERY`); volatile, so
+        // SAFETY: `$q` is this CPU's live slot (see `QueryStage`); volatile, so
         // the value is loaded here and not carried from an earlier rule.
         unsafe { (&raw const (*$q).$field).read_volatile() }
     };
 }
 
 #[inline(always)]
-fn matches(generation: u32, r: &Rule, q: *mut Staged) -> bool {
+fn matches(generation: u32, r: &Rule, q: *mut QueryStage) -> bool {
     if r.flags & rule::ANY_PROTO == 0 && r.proto != staged!(q, proto) {
         return false;
     }
@@ -193,12 +197,12 @@ fn masks(len: u8) -> (u64, u64) {
 
 /// Whether the query's peer is in one of the networks of peer set `set`.
 #[inline(always)]
-fn in_set(generation: u32, set: u32, q: *mut Staged) -> bool {
+fn in_set(generation: u32, set: u32, q: *mut QueryStage) -> bool {
     let (hi, lo) = (staged!(q, peer_hi), staged!(q, peer_lo));
     let [a0, a1, a2, a3, a4, a5, a6, a7] = hi.to_be_bytes();
     let [b0, b1, b2, b3, b4, b5, b6, b7] = lo.to_be_bytes();
     let addr = [a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, b2, b3, b4, b5, b6, b7];
-    // SAFETY: `q` is this CPU's live slot (see `QUERY`).
+    // SAFETY: `q` is this CPU's live slot (see `QueryStage`).
     let key = unsafe {
         (*q).key = Key::new(PEER_SET_KEY_BITS, PeerSetKey { set, addr });
         &(*q).key

@@ -793,14 +793,25 @@ impl Daemon {
                 let moved_global: Vec<_> =
                     global.iter().filter(|r| *all || r.packets > 0).cloned().collect();
                 let mut text = report::device_table(&moved);
-                if device.is_none() {
+                // The counters are by verdict; why a device's frames were
+                // dropped is in its recent drop events (a sample: events
+                // are rate-limited).
+                let mut reasons = std::collections::BTreeMap::<String, u64>::new();
+                if let Some(name) = device {
+                    for e in self.recent.matching(Some(name)) {
+                        *reasons.entry(e.reason).or_default() += 1;
+                    }
+                    text.push_str(&report::recent_reasons(&reasons));
+                } else {
                     text.push('\n');
                     text.push_str(&report::global_table(&moved_global));
                 }
                 if !*all {
                     text.push_str("(rows at zero left out; --all shows them)\n");
                 }
-                Reply::ok(text, json!({ "devices": rows, "global": global }))
+                let data =
+                    json!({ "devices": rows, "global": global, "recent_drop_reasons": reasons });
+                Reply::ok(text, data)
             }
             Request::PolicyShow => {
                 let text = fs::read_to_string(&self.config.policy)

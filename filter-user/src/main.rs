@@ -142,8 +142,9 @@ enum Command {
     },
     /// Packets and bytes per device, direction and verdict, and of every
     /// frame by verdict and reason: the rows that counted something
-    /// (--all: every row, zeros included). Why a device's frames were
-    /// dropped: `vlanguard events --device NAME`.
+    /// (--all: every row, zeros included). With --device, also the
+    /// device's recent drop events by reason (why its frames were dropped;
+    /// a sample, as events are rate-limited).
     Stats {
         /// Only this device.
         #[arg(long)]

@@ -24,6 +24,15 @@ pub fn device_table(rows: &[DeviceSample]) -> String {
     out
 }
 
+/// A device's recent drop events by reason, under its counters.
+pub fn recent_reasons(reasons: &std::collections::BTreeMap<String, u64>) -> String {
+    if reasons.is_empty() {
+        return String::from("no recent drop events\n");
+    }
+    let list: Vec<String> = reasons.iter().map(|(r, n)| format!("{r} {n}")).collect();
+    format!("recent drop events by reason (a rate-limited sample): {}\n", list.join(", "))
+}
+
 /// Every frame by verdict and reason.
 pub fn global_table(rows: &[FrameSample]) -> String {
     let mut out = String::new();

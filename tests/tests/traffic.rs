@@ -117,4 +117,17 @@ fn allowed_traffic_arrives_and_the_rest_is_dropped_with_its_reason() {
     assert!(global(&s, "unknown-device") >= 2 + 20, "the unknown host: {s}");
     assert_eq!(global(&s, "wrong-vlan"), 0, "tags on the trunk are seen: {s}");
     assert_eq!(global(&s, "malformed"), 0, "{s}");
+
+    // Why the pump's frames were dropped: its recent drop events.
+    let out = lab.cli(&["stats", "--device", "pump", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let pump: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let reasons = &pump["recent_drop_reasons"];
+    assert!(reasons["not-allowed"].as_u64().is_some_and(|n| n >= 1), "{pump}");
+    assert!(reasons["wrong-vlan"].is_null(), "{pump}");
+    let text = String::from_utf8_lossy(&lab.cli(&["stats", "--device", "pump"]).stdout).to_string();
+    assert!(
+        text.contains("recent drop events by reason") && text.contains("not-allowed"),
+        "{text}"
+    );
 }

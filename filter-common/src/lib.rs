@@ -539,8 +539,9 @@ pub struct FlowEntry {
 }
 
 /// `FLOW_TAGS[bucket]`: each way's tag, so a miss reads one line of tags
-/// rather than every way's entry.
-#[repr(C)]
+/// rather than every way's entry. 8-aligned (as map values are) so the
+/// program reads two tags per load.
+#[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FlowTags {
     pub tags: [u32; FLOW_WAYS as usize],
@@ -1061,7 +1062,7 @@ mod tests {
         assert_layout!(FlowValue, size 16, align 8,
             expires_ns @ 0, epoch @ 8, open_port @ 12, lo_opened @ 14, state @ 15);
         assert_layout!(FlowEntry, size 64, align 8, key @ 0, value @ 40, tag @ 56, _pad @ 60);
-        assert_layout!(FlowTags, size 32, align 4, tags @ 0);
+        assert_layout!(FlowTags, size 32, align 8, tags @ 0);
         assert_layout!(DropEvent, size 64, align 8,
             ktime_ns @ 0, src @ 8, dst @ 24, src_slot @ 40, dst_slot @ 44, ifindex @ 48,
             sport @ 52, dport @ 54, vlan @ 56, proto @ 58, reason @ 59, verdict @ 60, _pad @ 61);

@@ -204,7 +204,7 @@ pub const MAX_IPV6_EXT_HEADERS: usize = 6;
 /// than this makes the frame malformed.
 pub const MAX_HEADER_START: usize = 1024;
 
-/// Why the program decided what it did. Stored as `u8` in [`StatKey`] and
+/// Why the program decided what it did. Stored as `u8` in drop events and
 /// used as an index into `GLOBAL_STATS`.
 #[repr(u8)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -938,10 +938,11 @@ pub struct RuleHitKey {
 
 pub const MAX_RULE_HITS: u32 = 1 << 20;
 
-/// Counter slots `DEVICE_COUNTERS` holds: the devices of a full policy
-/// ([`MAX_DEVICE_LINES`]). During a policy change the slots of removed
-/// devices stay taken until the switch, so a change that replaces nearly
-/// every device of a full policy at once is refused; apply it in two steps.
+/// The most counter slots `DEVICE_COUNTERS` can hold: the devices of a
+/// full policy ([`MAX_DEVICE_LINES`]). The map is sized when the filter is
+/// first loaded (`--device-capacity`, default from the CPU count); during a
+/// policy change the slots of removed devices stay taken until the switch,
+/// so the devices kept plus the devices added must fit.
 pub const COUNTER_SLOTS: u32 = MAX_DEVICE_LINES;
 
 /// `DEVICE_COUNTERS[slot]` (per CPU): what a device sent and received,

@@ -99,7 +99,7 @@ pub fn key(pkt: &Packet) -> Option<Tracked> {
     };
     // SAFETY: a field of this CPU's scratch value.
     let slot = unsafe { &raw mut (*scratch::get()?).flow_key };
-    // SAFETY: this CPU's slot (see FLOW_KEY), plain data.
+    // SAFETY: this CPU's scratch space (see `flow_key`), plain data.
     let key = unsafe { &mut *slot };
     let src_lo = key.set(&pkt.src, sport, &pkt.dst, dport, pkt.proto);
     let seed = match FLOW_SEED.get(0) {
@@ -160,7 +160,7 @@ pub fn lookup(t: &Tracked, pkt: &Packet, settings: &Settings) -> Lookup {
     }
 }
 
-/// The entry holding the flow of this CPU's `FLOW_KEY` (hash `hash`), or
+/// The entry holding the flow of this CPU's flow key (hash `hash`), or
 /// [`NO_ENTRY`]. A global BPF function (exported, see build.rs): the
 /// verifier checks its loop over the ways once.
 #[inline(never)]
@@ -312,6 +312,30 @@ pub fn open(t: &Tracked, pkt: &Packet, settings: &Settings) {
         return;
     };
     let tag = flow_tag(t.hash);
+    let mut expired_same = false;
+    if placed >> 28 == PLACE_SAME {
+        // SAFETY: a live entry of the cache; a value another CPU writes
+        // meanwhile gives this frame an older or newer view of the flow.
+        let (expires, state, lo) = unsafe {
+            (
+                (&raw const (*e).value.expires_ns).read_volatile(),
+                (&raw const (*e).value.state).read_volatile(),
+                (&raw const (*e).value.lo_opened).read_volatile(),
+            )
+        };
+        let live = now <= expires;
+        if live
+            && pkt.proto == IPPROTO_TCP
+            && state != flow_state::CLOSING
+            && lo == u8::from(t.src_lo)
+        {
+            // A retransmitted SYN of the connection the flow holds: the
+            // flow stays as it is (rewriting it would reset its state and
+            // hide it from the other CPUs meanwhile).
+            return;
+        }
+        expired_same = !live;
+    }
     // SAFETY: live entries of the cache (`way` < FLOW_WAYS), and this
     // CPU's key slot, 8-aligned five words. The order is the writer's half
     // of the sequence lock (see the module's doc): tags cleared, key and
@@ -332,8 +356,14 @@ pub fn open(t: &Tracked, pkt: &Packet, settings: &Settings) {
     }
     match placed >> 28 {
         // An entry this frame did not continue (a new connection on the
-        // same ports after a close): this one replaces it.
-        PLACE_SAME => {}
+        // same ports after a close, or one past its timeout that no frame
+        // had found yet): this one replaces it.
+        PLACE_SAME => {
+            if expired_same {
+                bump(flow_stats::EXPIRED);
+                bump(flow_stats::CREATED);
+            }
+        }
         PLACE_EXPIRED => {
             bump(flow_stats::EXPIRED);
             bump(flow_stats::CREATED);
@@ -346,7 +376,7 @@ pub fn open(t: &Tracked, pkt: &Packet, settings: &Settings) {
     }
 }
 
-/// Where a new flow of this CPU's `FLOW_KEY` (hash `hash`) goes, as
+/// Where a new flow of this CPU's flow key (hash `hash`) goes, as
 /// `index | what << 28`: the entry already holding the key
 /// ([`PLACE_SAME`]), else a free one, else one past its timeout, else the
 /// one closest to it (evicted). A global BPF function, as the find.

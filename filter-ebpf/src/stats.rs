@@ -35,7 +35,8 @@ pub fn count(verdict: Verdict, reason: Reason, devices: &Involved, len: u64) {
 fn count_rule(slot: u32, direction: Direction, rule: u32) {
     let key = RuleHitKey { slot, direction: direction as u8, rule: rule as u8, _pad: 0 };
     match RULE_HITS.get_ptr_mut(key) {
-        // SAFETY: this CPU's value of a per-CPU hash entry, as for devices.
+        // SAFETY: this CPU's value of a per-CPU hash entry; XDP runs with
+        // preemption off, so nothing else writes it concurrently.
         Some(c) => unsafe { *c = (*c).wrapping_add(1) },
         None => {
             if RULE_HITS.insert(key, 1, u64::from(BPF_NOEXIST)).is_err()

@@ -2,10 +2,10 @@
 //! (`Filter::device_stats` reads them): carrying an earlier version's
 //! counters over on upgrade.
 
-use std::path::Path;
+use std::{collections::BTreeMap, path::Path};
 
-use aya::maps::{Map, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues};
-use filter_common::{COUNTER_SLOTS, Counter, DeviceCounters, StatKey, maps};
+use aya::maps::{HashMap, Map, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues};
+use filter_common::{Counter, DeviceCounters, DeviceName, StatKey, maps};
 
 use crate::error::LoadError;
 
@@ -13,7 +13,11 @@ use crate::error::LoadError;
 /// (`maps_dir/DEVICE_STATS`, keyed by slot, direction, verdict and reason),
 /// added into the new per-device lines before the new program takes over,
 /// CPU by CPU, so that no device's totals go back; then that hash is
-/// unpinned. Nothing to do without such a map.
+/// unpinned. Only slots a device holds (`DEVICE_SLOTS`) that fit the new
+/// lines are carried. The old hash is read whole and unpinned before
+/// anything is written: a failure or crash after that loses the old counts
+/// rather than adding them twice at the next start. Nothing to do without
+/// such a map.
 pub fn carry_over(maps_dir: &Path) -> Result<(), LoadError> {
     let path = maps_dir.join(maps::LEGACY_DEVICE_STATS);
     if !path.exists() {
@@ -25,24 +29,45 @@ pub fn carry_over(maps_dir: &Path) -> Result<(), LoadError> {
             .map_err(|e| LoadError::Pin(format!("{}: {e}", path.display())))?;
         Ok(Map::from_map_data(data)?)
     };
+    let named: HashMap<MapData, DeviceName, u32> = HashMap::try_from(pinned(maps::DEVICE_SLOTS)?)?;
+    let slots: std::collections::HashSet<u32> =
+        named.iter().filter_map(Result::ok).map(|(_, slot)| slot).collect();
     let legacy: PerCpuHashMap<MapData, StatKey, Counter> =
         PerCpuHashMap::try_from(pinned(maps::LEGACY_DEVICE_STATS)?)?;
-    let mut lines: PerCpuArray<MapData, DeviceCounters> =
-        PerCpuArray::try_from(pinned(maps::DEVICE_COUNTERS)?)?;
+    // Slot -> what each CPU counted, by direction and verdict.
+    let mut sums: BTreeMap<u32, Vec<DeviceCounters>> = BTreeMap::new();
     for entry in legacy.iter() {
         let (key, per_cpu) = entry?;
         let (direction, verdict) = (usize::from(key.direction), usize::from(key.verdict));
-        if key.slot >= COUNTER_SLOTS || direction > 1 || verdict > 2 {
+        if !slots.contains(&key.slot) || direction > 1 || verdict > 2 {
             continue;
         }
-        let mut now = lines.get(&key.slot, 0)?.to_vec();
-        for (line, old) in now.iter_mut().zip(per_cpu.iter()) {
+        let lines =
+            sums.entry(key.slot).or_insert_with(|| vec![DeviceCounters::default(); per_cpu.len()]);
+        for (line, old) in lines.iter_mut().zip(per_cpu.iter()) {
             let c = &mut line.lines[direction][verdict];
             c.packets = c.packets.wrapping_add(old.packets);
             c.bytes = c.bytes.wrapping_add(old.bytes);
         }
-        lines.set(key.slot, PerCpuValues::try_from(now)?, 0)?;
     }
+    drop(legacy);
     std::fs::remove_file(&path).map_err(|e| LoadError::Pin(format!("{}: {e}", path.display())))?;
+    let mut lines: PerCpuArray<MapData, DeviceCounters> =
+        PerCpuArray::try_from(pinned(maps::DEVICE_COUNTERS)?)?;
+    for (slot, add) in sums {
+        if slot >= lines.len() {
+            continue;
+        }
+        let mut now = lines.get(&slot, 0)?.to_vec();
+        for (line, old) in now.iter_mut().zip(&add) {
+            for (d, o) in line.lines.iter_mut().zip(&old.lines) {
+                for (c, a) in d.iter_mut().zip(o) {
+                    c.packets = c.packets.wrapping_add(a.packets);
+                    c.bytes = c.bytes.wrapping_add(a.bytes);
+                }
+            }
+        }
+        lines.set(slot, PerCpuValues::try_from(now)?, 0)?;
+    }
     Ok(())
 }

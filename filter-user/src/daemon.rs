@@ -49,6 +49,9 @@ pub struct Config {
     /// Where `/metrics` is served (Prometheus); None: not at all.
     pub metrics_addr: Option<std::net::SocketAddr>,
     pub stats_interval: u64,
+    /// Devices the per-device counters hold when the filter is first
+    /// loaded (`loader::default_device_capacity` if not given).
+    pub device_capacity: Option<u32>,
 }
 
 /// The running daemon's state.
@@ -124,7 +127,9 @@ impl Daemon {
             }
         };
         let fresh = !pins.has_program();
-        let opened = pins.open_filter(&lock).map_err(anyhow::Error::from).and_then(
+        let capacity =
+            config.device_capacity.unwrap_or_else(crate::loader::default_device_capacity);
+        let opened = pins.open_filter(&lock, capacity).map_err(anyhow::Error::from).and_then(
             |(mut filter, opened)| {
                 filter.apply(&compile(&policy), &untagged)?;
                 let revision = filter.revision()?;
@@ -392,6 +397,11 @@ impl Daemon {
                     "peer_networks",
                     occ.peer_nets as u64,
                     u64::from(filter_common::GENERATIONS * filter_common::MAX_PEER_NETS),
+                ),
+                (
+                    "device_counters",
+                    self.filter.slot_names().len() as u64,
+                    u64::from(self.filter.device_capacity()),
                 ),
                 ("flows", flows.live, u64::from(filter_common::MAX_FLOWS)),
                 (

@@ -133,7 +133,13 @@ impl Recent {
     pub fn matching(&self, device: Option<&str>) -> Vec<Event> {
         self.events
             .iter()
-            .filter(|e| device.is_none_or(|d| e.device.as_deref() == Some(d)))
+            // A frame between two devices names the sender in `device`
+            // and the receiver in `to_device`: it is either's.
+            .filter(|e| {
+                device.is_none_or(|d| {
+                    e.device.as_deref() == Some(d) || e.to_device.as_deref() == Some(d)
+                })
+            })
             .cloned()
             .collect()
     }
@@ -176,5 +182,31 @@ mod tests {
         assert_eq!((got.sport, got.dport, got.reason.as_str()), (40000, 23, "not-allowed"));
         assert_eq!(got.time, "1970-01-01T00:00:02.000Z");
         assert!(decode(&raw[..10], boot, |_| None, |_| String::new()).is_none());
+    }
+
+    #[test]
+    fn a_frame_between_two_devices_is_either_devices_event() {
+        let mut recent = Recent::default();
+        let mut e = Event {
+            time: String::new(),
+            interface: "trunk0".into(),
+            vlan: 110,
+            device: Some("pump".into()),
+            direction: Some("out".into()),
+            src: "10.110.0.7".into(),
+            dst: "10.120.0.9".into(),
+            proto: "udp".into(),
+            sport: 5000,
+            dport: 5050,
+            reason: "not-allowed".into(),
+            verdict: "drop".into(),
+            to_device: Some("monitor".into()),
+        };
+        recent.push(e.clone());
+        e.to_device = None;
+        recent.push(e);
+        assert_eq!(recent.matching(Some("pump")).len(), 2);
+        assert_eq!(recent.matching(Some("monitor")).len(), 1);
+        assert_eq!(recent.matching(Some("nurse")).len(), 0);
     }
 }

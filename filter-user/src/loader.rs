@@ -50,6 +50,22 @@ pub struct DeviceStat {
     pub verdict: Verdict,
 }
 
+/// Kernel memory the per-device counters may take by default: the map is
+/// preallocated and per CPU (`filter_common::DeviceCounters`, 96 bytes per
+/// device and possible CPU).
+pub const COUNTERS_BUDGET: u64 = 64 << 20;
+
+/// The devices the counters hold unless `--device-capacity` says otherwise:
+/// as many as fit [`COUNTERS_BUDGET`] on this machine's possible CPUs, a
+/// power of two between 4,096 and `COUNTER_SLOTS` (131,072 with up to 5
+/// CPUs, 16,384 with 32, 4,096 with 128).
+pub fn default_device_capacity() -> u32 {
+    let cpus = aya::util::nr_cpus().map_or(1, |n| n.max(1)) as u64;
+    let fit = COUNTERS_BUDGET / (size_of::<DeviceCounters>() as u64 * cpus);
+    let fit = u32::try_from(fit).unwrap_or(u32::MAX).clamp(4096, COUNTER_SLOTS);
+    1 << (31 - fit.leading_zeros())
+}
+
 /// The release build of the XDP program, built by build.rs.
 pub static PROGRAM_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/vlanguard-xdp"));
@@ -268,7 +284,10 @@ fn check_map_layouts(object: &[u8], maps_dir: &Path) -> Result<(), LoadError> {
         if want.value_size() != have.value_size() {
             differs.push("value size");
         }
-        if want.max_entries() != 0 && want.max_entries() != have.max_entries() {
+        // The counters' capacity is set at load (`--device-capacity`); the
+        // program reads whatever the pinned map holds.
+        let sized_at_load = name == maps::DEVICE_COUNTERS;
+        if want.max_entries() != 0 && want.max_entries() != have.max_entries() && !sized_at_load {
             differs.push("capacity");
         }
         if !differs.is_empty() {
@@ -306,17 +325,39 @@ impl Filter {
     /// Loads `object` (normally [`PROGRAM_OBJECT`]) into the kernel, verifier
     /// included. Nothing is attached or pinned.
     pub fn load(object: &[u8]) -> Result<Filter, LoadError> {
-        Filter::load_inner(object, None)
+        Filter::load_inner(object, None, default_device_capacity())
+    }
+
+    /// As [`Filter::load`], with counters for `capacity` devices (at most
+    /// `COUNTER_SLOTS`).
+    pub fn load_with_capacity(object: &[u8], capacity: u32) -> Result<Filter, LoadError> {
+        Filter::load_inner(object, None, capacity)
     }
 
     /// Loads `object` and pins the program at `prog` and each map at
-    /// `maps/NAME`, so they outlive this process.
-    pub fn load_pinned(object: &[u8], prog: &Path, maps: &Path) -> Result<Filter, LoadError> {
-        Filter::load_inner(object, Some((prog, maps)))
+    /// `maps/NAME`, so they outlive this process. The per-device counters
+    /// hold `capacity` devices (fixed while the pins last).
+    pub fn load_pinned(
+        object: &[u8],
+        prog: &Path,
+        maps: &Path,
+        capacity: u32,
+    ) -> Result<Filter, LoadError> {
+        Filter::load_inner(object, Some((prog, maps)), capacity)
     }
 
-    fn load_inner(object: &[u8], pin: Option<(&Path, &Path)>) -> Result<Filter, LoadError> {
-        let mut ebpf = Ebpf::load(object)?;
+    fn load_inner(
+        object: &[u8],
+        pin: Option<(&Path, &Path)>,
+        capacity: u32,
+    ) -> Result<Filter, LoadError> {
+        if capacity == 0 || capacity > COUNTER_SLOTS {
+            return Err(LoadError::Capacity(format!(
+                "device capacity {capacity}: it must be 1 to {COUNTER_SLOTS}"
+            )));
+        }
+        let mut ebpf =
+            aya::EbpfLoader::new().map_max_entries(maps::DEVICE_COUNTERS, capacity).load(object)?;
         let prog = xdp_mut(&mut ebpf, PROGRAM_NAME)?;
         prog.load()?;
         if let Some((prog_pin, _)) = pin {
@@ -355,12 +396,16 @@ impl Filter {
         prog_pin: &Path,
         maps_dir: &Path,
         links: &[std::path::PathBuf],
+        capacity: u32,
     ) -> Result<Option<(Filter, u64, u64, u64)>, LoadError> {
         let running = Xdp::from_pin(prog_pin, aya_obj::programs::XdpAttachType::Interface)
             .map_err(|e| LoadError::Pin(format!("{}: {e}", prog_pin.display())))?;
         let old_tag = running.info()?.tag();
         check_map_layouts(object, maps_dir)?;
         let mut loader = aya::EbpfLoader::new();
+        // Used only where the running filter has no counters map yet (an
+        // upgrade from the per-CPU hash); a pinned one keeps its size.
+        loader.map_max_entries(maps::DEVICE_COUNTERS, capacity);
         let paths: Vec<(&'static str, std::path::PathBuf)> =
             maps::ALL.iter().map(|name| (*name, maps_dir.join(name))).collect();
         for (name, path) in &paths {
@@ -381,8 +426,10 @@ impl Filter {
             }
             return Ok(None);
         }
-        let carried = flows::carry_over(maps_dir)?;
+        // Counters first: their carry-over can still fail harmlessly (the
+        // flows' unpins the old table).
         counters::carry_over(maps_dir)?;
+        let carried = flows::carry_over(maps_dir)?;
         for link in xdp_links {
             let id = prog.attach_to_link(link)?;
             // The pin keeps the link; this handle only closes its descriptor.
@@ -544,6 +591,20 @@ impl Filter {
         // Slots of removed devices stay taken until the switch, so a frame
         // decided by the old policy never counts against a new device.
         let mut taken: HashSet<u32> = self.slots.values().copied().collect();
+        // Refused before anything changes if the new devices do not fit
+        // the free slots.
+        let capacity = self.device_capacity();
+        let free = (0..capacity).filter(|s| !taken.contains(s)).count();
+        let new = policy.devices.iter().filter(|d| !self.slots.contains_key(&d.name)).count();
+        if new > free {
+            return Err(LoadError::Capacity(format!(
+                "{new} new device(s), {free} free counter slot(s): the counters hold {capacity} \
+                 devices (`--device-capacity`, set when the filter was first loaded), and \
+                 removed devices give theirs back only after the change; remove devices in one \
+                 change and add the new ones in the next, or raise the capacity (`vlanguard \
+                 detach`, then start the daemon with a larger --device-capacity)"
+            )));
+        }
         let mut next_free = 0u32;
         for d in &mut policy.devices {
             let slot = match self.slots.get(&d.name) {
@@ -552,15 +613,10 @@ impl Filter {
                     while taken.contains(&next_free) {
                         next_free += 1;
                     }
-                    if next_free >= COUNTER_SLOTS {
-                        return Err(LoadError::Capacity(format!(
-                            "device {} needs counter slot {next_free}; there are {COUNTER_SLOTS} \
-                             (the devices kept and the ones added; removed devices give theirs \
-                             back after the change): remove devices in one change and add the \
-                             new ones in the next",
-                            d.name
-                        )));
-                    }
+                    // A free slot's counters are zero, but a crash between a
+                    // release's clear and forgetting the name could leave
+                    // numbers: a new device starts from nothing.
+                    self.clear_counters(next_free)?;
                     taken.insert(next_free);
                     self.maps.device_slots.insert(device_name(&d.name), next_free, 0)?;
                     self.slots.insert(d.name.clone(), next_free);
@@ -995,6 +1051,11 @@ impl Filter {
             }
         }
         Ok(out)
+    }
+
+    /// Devices the per-device counters hold (`--device-capacity`).
+    pub fn device_capacity(&self) -> u32 {
+        self.maps.device_counters.len()
     }
 
     /// Zeroes the counters of `slot` on every CPU: a slot handed to another

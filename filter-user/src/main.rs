@@ -302,6 +302,14 @@ struct RunArgs {
     /// Print counters every this many seconds (0: only when stopping).
     #[arg(long, default_value_t = 0)]
     stats_interval: u64,
+    /// Devices the per-device counters hold, up to 131072 (default: as many
+    /// as fit 64 MiB on this machine's CPUs: 131072 up to 5 CPUs, 16384 at
+    /// 32). The counters are per CPU and preallocated, 96 bytes per device
+    /// and CPU. Fixed when the filter is first loaded and kept across
+    /// restarts and upgrades; to change it, `vlanguard detach` and start
+    /// again. A policy with more devices is refused.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=131072))]
+    device_capacity: Option<u32>,
 }
 
 #[derive(Subcommand)]
@@ -535,6 +543,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     })?),
                 },
                 stats_interval: args.stats_interval,
+                device_capacity: args.device_capacity,
             };
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             runtime.block_on(async { Daemon::start(config)?.serve().await })?;

@@ -127,14 +127,16 @@ impl PinDir {
     }
 
     /// The filter from the pins if an earlier daemon left them, else a fresh
-    /// load that pins itself here. Needs the lock.
-    pub fn open_filter(&self, _lock: &Lock) -> Result<(Filter, Opened), LoadError> {
+    /// load that pins itself here, with counters for `capacity` devices.
+    /// Needs the lock.
+    pub fn open_filter(&self, _lock: &Lock, capacity: u32) -> Result<(Filter, Opened), LoadError> {
         if !self.has_program() {
-            let filter = Filter::load_pinned(PROGRAM_OBJECT, &self.prog(), &self.maps())?;
+            let filter = Filter::load_pinned(PROGRAM_OBJECT, &self.prog(), &self.maps(), capacity)?;
             return Ok((filter, Opened::Loaded));
         }
         let links: Vec<PathBuf> = self.linked_ifaces().iter().map(|i| self.link(i)).collect();
-        match Filter::upgrade_pinned(PROGRAM_OBJECT, &self.prog(), &self.maps(), &links)? {
+        match Filter::upgrade_pinned(PROGRAM_OBJECT, &self.prog(), &self.maps(), &links, capacity)?
+        {
             Some((filter, old, new, carried_flows)) => {
                 Ok((filter, Opened::Upgraded { old, new, carried_flows }))
             }

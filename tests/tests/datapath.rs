@@ -253,7 +253,11 @@ fn flows_let_replies_through_until_revoked() {
     // Unsolicited: the server's SYN-ACK before any SYN is dropped.
     check(h, &p, 0, "unsolicited syn-ack", &back(tcp(443, 40001, 0x12)), Reason::NotAllowed, &pin);
     check(h, &p, 0, "pump syn", &out(L4::syn(40001, 443)), Reason::Allowed, &pout);
+    // A retransmitted SYN is the rules' again (a bare SYN answers
+    // nothing) and leaves the flow as it is.
+    check(h, &p, 0, "pump syn again", &out(L4::syn(40001, 443)), Reason::Allowed, &pout);
     check(h, &p, 0, "server syn-ack", &back(tcp(443, 40001, 0x12)), Reason::Established, &pin);
+    check(h, &p, 0, "pump syn late", &out(L4::syn(40001, 443)), Reason::Allowed, &pout);
     check(h, &p, 0, "pump ack", &out(tcp(40001, 443, 0x10)), Reason::Established, &pout);
     check(h, &p, 0, "server data", &back(tcp(443, 40001, 0x18)), Reason::Established, &pin);
     // The server may not open its own connection on the same ports.
@@ -1075,4 +1079,39 @@ fn a_full_flow_bucket_gives_way_to_the_flow_closest_to_expiry() {
     for (i, flow) in flows.iter().enumerate().skip(1) {
         assert_eq!(h.run(&answer(flow)).reason(), Some(Reason::Established), "answer {i}");
     }
+}
+
+/// The per-device counters hold as many devices as the filter was loaded
+/// for (`--device-capacity`): a policy with more new devices than free
+/// slots is refused before anything changes, the policy in force stays, and
+/// removed devices give their slots back only after their change.
+#[test]
+fn devices_beyond_the_counter_capacity_are_refused_and_change_nothing() {
+    if !privileged() {
+        return;
+    }
+    let mut filter = filter_user::Filter::load_with_capacity(filter_user::PROGRAM_OBJECT, 4)
+        .expect("load with counters for 4 devices");
+    assert_eq!(filter.device_capacity(), 4);
+    let five = vlanguard_tests::scale::policy(5);
+    let err = filter.apply(&filter_user::compile(&five), &[]).expect_err("5 devices in 4 slots");
+    assert!(err.to_string().contains("5 new device(s), 4 free counter slot(s)"), "{err}");
+    assert_eq!(filter.revision().expect("revision"), 0, "nothing applied");
+    assert!(filter.device_slot("pump-0").is_none(), "no slot handed out");
+
+    let mut four = five.clone();
+    four.devices.truncate(4);
+    filter.apply(&filter_user::compile(&four), &[]).expect("4 devices fit");
+    // Replacing pump-0 by pump-4 at once needs a fifth slot during the
+    // change; in two steps it fits.
+    let mut swapped = five.clone();
+    swapped.devices.remove(0);
+    let err = filter.apply(&filter_user::compile(&swapped), &[]).expect_err("a fifth slot");
+    assert!(err.to_string().contains("1 new device(s), 0 free counter slot(s)"), "{err}");
+    assert!(filter.device_slot("pump-0").is_some(), "the policy in force stays");
+    let mut three = swapped.clone();
+    three.devices.truncate(3);
+    filter.apply(&filter_user::compile(&three), &[]).expect("remove pump-0");
+    filter.apply(&filter_user::compile(&swapped), &[]).expect("then add pump-4");
+    assert!(filter.device_slot("pump-4").is_some());
 }

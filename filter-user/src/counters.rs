@@ -34,12 +34,15 @@ pub fn carry_over(maps_dir: &Path) -> Result<(), LoadError> {
         named.iter().filter_map(Result::ok).map(|(_, slot)| slot).collect();
     let legacy: PerCpuHashMap<MapData, StatKey, Counter> =
         PerCpuHashMap::try_from(pinned(maps::LEGACY_DEVICE_STATS)?)?;
+    let mut lines: PerCpuArray<MapData, DeviceCounters> =
+        PerCpuArray::try_from(pinned(maps::DEVICE_COUNTERS)?)?;
+    let capacity = lines.len();
     // Slot -> what each CPU counted, by direction and verdict.
     let mut sums: BTreeMap<u32, Vec<DeviceCounters>> = BTreeMap::new();
     for entry in legacy.iter() {
         let (key, per_cpu) = entry?;
         let (direction, verdict) = (usize::from(key.direction), usize::from(key.verdict));
-        if !slots.contains(&key.slot) || direction > 1 || verdict > 2 {
+        if !slots.contains(&key.slot) || key.slot >= capacity || direction > 1 || verdict > 2 {
             continue;
         }
         let lines =
@@ -52,12 +55,7 @@ pub fn carry_over(maps_dir: &Path) -> Result<(), LoadError> {
     }
     drop(legacy);
     std::fs::remove_file(&path).map_err(|e| LoadError::Pin(format!("{}: {e}", path.display())))?;
-    let mut lines: PerCpuArray<MapData, DeviceCounters> =
-        PerCpuArray::try_from(pinned(maps::DEVICE_COUNTERS)?)?;
     for (slot, add) in sums {
-        if slot >= lines.len() {
-            continue;
-        }
         let mut now = lines.get(&slot, 0)?.to_vec();
         for (line, old) in now.iter_mut().zip(&add) {
             for (d, o) in line.lines.iter_mut().zip(&old.lines) {

@@ -185,6 +185,15 @@ impl Daemon {
                 }
             }
         }
+        let capacity = filter.device_capacity();
+        let capacity_note = match config.device_capacity {
+            Some(wanted) if wanted != capacity => format!(
+                "; --device-capacity {wanted} not applied: the pinned filter's counters hold \
+                 {capacity} devices, fixed when it was first loaded (`vlanguard detach` and start \
+                 again to change it)"
+            ),
+            _ => String::new(),
+        };
         // Reconcile: interfaces no longer configured stop being filtered.
         for iface in pins.linked_ifaces() {
             if !config.ifaces.contains(&iface) {
@@ -194,7 +203,7 @@ impl Daemon {
         }
         log(&format!(
             "{} program in {}; policy {} applied as revision {revision} ({} devices); \
-             interfaces {} (newly attached: {}); socket {}",
+             interfaces {} (newly attached: {}); socket {}{capacity_note}",
             match opened {
                 crate::pins::Opened::Loaded => "loaded and pinned the".to_string(),
                 crate::pins::Opened::Adopted => "adopted the pinned".to_string(),
@@ -1400,7 +1409,7 @@ async fn connection(
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
                 Err(_) => return,
             };
-            if device.as_deref().is_some_and(|d| e.device.as_deref() != Some(d)) {
+            if device.as_deref().is_some_and(|d| !e.involves(d)) {
                 continue;
             }
             let mut line = serde_json::to_string(&e).unwrap_or_default();

@@ -39,6 +39,12 @@ pub struct Event {
 }
 
 impl Event {
+    /// Whether the frame was `name`'s: sent by it (`device`) or, between
+    /// two devices, to it (`to_device`).
+    pub fn involves(&self, name: &str) -> bool {
+        self.device.as_deref() == Some(name) || self.to_device.as_deref() == Some(name)
+    }
+
     pub fn line(&self) -> String {
         format!(
             "{} {:<8} vlan {:<4} {:<18} {:<3} {} {}:{} -> {}:{} {} {}",
@@ -131,17 +137,7 @@ impl Recent {
     }
 
     pub fn matching(&self, device: Option<&str>) -> Vec<Event> {
-        self.events
-            .iter()
-            // A frame between two devices names the sender in `device`
-            // and the receiver in `to_device`: it is either's.
-            .filter(|e| {
-                device.is_none_or(|d| {
-                    e.device.as_deref() == Some(d) || e.to_device.as_deref() == Some(d)
-                })
-            })
-            .cloned()
-            .collect()
+        self.events.iter().filter(|e| device.is_none_or(|d| e.involves(d))).cloned().collect()
     }
 }
 

@@ -302,6 +302,28 @@ fn check_map_layouts(object: &[u8], maps_dir: &Path) -> Result<(), LoadError> {
     Ok(())
 }
 
+/// The counters' capacity for a filter pinned in `maps_dir`: the pinned
+/// map's, else `wanted` raised to fit the highest slot a device holds
+/// (earlier versions handed out slots up to `MAX_DEVICE_SLOTS`), at most
+/// `COUNTER_SLOTS`.
+fn counters_capacity(maps_dir: &Path, wanted: u32) -> Result<u32, LoadError> {
+    if let Ok(info) = aya::maps::MapInfo::from_pin(maps_dir.join(maps::DEVICE_COUNTERS)) {
+        return Ok(info.max_entries());
+    }
+    if wanted == 0 || wanted > COUNTER_SLOTS {
+        return Err(LoadError::Capacity(format!(
+            "device capacity {wanted}: it must be 1 to {COUNTER_SLOTS}"
+        )));
+    }
+    let path = maps_dir.join(maps::DEVICE_SLOTS);
+    let data =
+        MapData::from_pin(&path).map_err(|e| LoadError::Pin(format!("{}: {e}", path.display())))?;
+    let slots: HashMap<MapData, DeviceName, u32> = HashMap::try_from(Map::from_map_data(data)?)?;
+    let highest = slots.iter().filter_map(Result::ok).map(|(_, s)| s).max();
+    let needed = highest.map_or(0, |s| s.saturating_add(1).next_power_of_two());
+    Ok(wanted.max(needed).min(COUNTER_SLOTS))
+}
+
 /// A new, empty `PEER_NETS` inner trie.
 fn new_peer_trie() -> Result<Map, LoadError> {
     let def = aya_obj::Map::new_from_params(
@@ -403,8 +425,11 @@ impl Filter {
         let old_tag = running.info()?.tag();
         check_map_layouts(object, maps_dir)?;
         let mut loader = aya::EbpfLoader::new();
-        // Used only where the running filter has no counters map yet (an
-        // upgrade from the per-CPU hash); a pinned one keeps its size.
+        // aya takes a pinned map as the object defines it, so the counters'
+        // size is set to what the pinned map holds; a filter without one
+        // (an upgrade from the per-CPU hash) gets `capacity`, or more if
+        // its devices already hold higher slots.
+        let capacity = counters_capacity(maps_dir, capacity)?;
         loader.map_max_entries(maps::DEVICE_COUNTERS, capacity);
         let paths: Vec<(&'static str, std::path::PathBuf)> =
             maps::ALL.iter().map(|name| (*name, maps_dir.join(name))).collect();
@@ -426,8 +451,9 @@ impl Filter {
             }
             return Ok(None);
         }
-        // Counters first: their carry-over can still fail harmlessly (the
-        // flows' unpins the old table).
+        // Counters first: a failure there stops the upgrade before the
+        // flows' carry-over unpins the old flow table (after the old
+        // counters' unpin it loses them, never counts them twice).
         counters::carry_over(maps_dir)?;
         let carried = flows::carry_over(maps_dir)?;
         for link in xdp_links {
@@ -613,9 +639,9 @@ impl Filter {
                     while taken.contains(&next_free) {
                         next_free += 1;
                     }
-                    // A free slot's counters are zero, but a crash between a
-                    // release's clear and forgetting the name could leave
-                    // numbers: a new device starts from nothing.
+                    // A free slot's counters are zero (released slots are
+                    // cleared first); cleared again so that a new device
+                    // starts from nothing whatever an earlier version left.
                     self.clear_counters(next_free)?;
                     taken.insert(next_free);
                     self.maps.device_slots.insert(device_name(&d.name), next_free, 0)?;

@@ -303,7 +303,7 @@ struct RunArgs {
     #[arg(long, default_value_t = 0)]
     stats_interval: u64,
     /// Devices the per-device counters hold, up to 131072 (default: as many
-    /// as fit 64 MiB on this machine's CPUs: 131072 up to 5 CPUs, 16384 at
+    /// as fit 64 MiB on this machine's possible CPUs: 131072 up to 5, 16384 at
     /// 32). The counters are per CPU and preallocated, 96 bytes per device
     /// and CPU. Fixed when the filter is first loaded and kept across
     /// restarts and upgrades; to change it, `vlanguard detach` and start

@@ -78,7 +78,18 @@ impl Harness {
     }
 
     pub fn with_object(object: &[u8]) -> Harness {
-        let filter = Filter::load(object).expect("load the XDP program (verifier)");
+        Harness::with_filter(Filter::load(object).expect("load the XDP program (verifier)"))
+    }
+
+    /// The embedded program with counters for every device a policy can
+    /// hold (the benchmarks' 100,000; the default depends on the CPUs).
+    pub fn full_size() -> Harness {
+        let filter = Filter::load_with_capacity(PROGRAM_OBJECT, filter_common::COUNTER_SLOTS)
+            .expect("load the XDP program (verifier)");
+        Harness::with_filter(filter)
+    }
+
+    fn with_filter(filter: Filter) -> Harness {
         let mut h = Harness {
             filter,
             hook: Hook::Xdp,

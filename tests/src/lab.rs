@@ -377,6 +377,11 @@ impl Lab {
         self.spawn_daemon(bin, &[], &[])
     }
 
+    /// `start_daemon_as` with extra `vlanguard run` arguments.
+    pub fn start_daemon_as_with(&mut self, bin: &std::path::Path, extra: &[&str]) -> String {
+        self.spawn_daemon(bin, &[], extra)
+    }
+
     fn spawn_daemon(&mut self, bin: &std::path::Path, wrapper: &[&str], extra: &[&str]) -> String {
         let log = self.dir.join(format!("daemon-{}.log", self.daemon_starts()));
         let out = fs::File::create(&log).expect("log file");

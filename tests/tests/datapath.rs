@@ -254,10 +254,13 @@ fn flows_let_replies_through_until_revoked() {
     check(h, &p, 0, "unsolicited syn-ack", &back(tcp(443, 40001, 0x12)), Reason::NotAllowed, &pin);
     check(h, &p, 0, "pump syn", &out(L4::syn(40001, 443)), Reason::Allowed, &pout);
     // A retransmitted SYN is the rules' again (a bare SYN answers
-    // nothing) and leaves the flow as it is.
+    // nothing) and leaves the flow as it is: no new flow is counted.
+    let created = |h: &Harness| h.filter.flow_stats().expect("flow stats").created;
+    let before = created(h);
     check(h, &p, 0, "pump syn again", &out(L4::syn(40001, 443)), Reason::Allowed, &pout);
     check(h, &p, 0, "server syn-ack", &back(tcp(443, 40001, 0x12)), Reason::Established, &pin);
     check(h, &p, 0, "pump syn late", &out(L4::syn(40001, 443)), Reason::Allowed, &pout);
+    assert_eq!(created(h), before, "a retransmitted SYN opens no flow");
     check(h, &p, 0, "pump ack", &out(tcp(40001, 443, 0x10)), Reason::Established, &pout);
     check(h, &p, 0, "server data", &back(tcp(443, 40001, 0x18)), Reason::Established, &pin);
     // The server may not open its own connection on the same ports.

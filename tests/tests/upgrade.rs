@@ -238,6 +238,33 @@ fn device_counters_of_the_earlier_layout_carry_over() {
     assert_eq!(in_drops(&lab), before + carried, "the old counts are the pump's");
 }
 
+/// The per-device counters keep the size the filter was first loaded with
+/// (`--device-capacity`) across an upgrade: the new build reads the pinned
+/// map's size, and says so when asked for another.
+#[test]
+fn the_counters_keep_the_size_they_were_created_with() {
+    if !privileged() {
+        return;
+    }
+    let Some(variant) = variant() else { return };
+    let mut lab = Lab::new();
+    lab.start_daemon_with(&["--device-capacity", "64"]);
+    let capacity = |lab: &Lab| {
+        vlanguard_tests::sample(
+            &lab.scrape(),
+            "vlanguard_map_capacity",
+            &["map=\"device_counters\""],
+        )
+    };
+    assert_eq!(capacity(&lab), 64.0);
+    lab.stop_daemon(libc::SIGTERM);
+    let log = lab.start_daemon_as_with(&variant, &["--device-capacity", "128"]);
+    assert!(log.contains("replaced the pinned program"), "{log}");
+    assert!(log.contains("--device-capacity 128 not applied"), "{log}");
+    assert_eq!(capacity(&lab), 64.0, "the pinned size, not the one asked for");
+    assert_eq!(lab.udp("nurse", "pump", PUMP, 5000), 20, "allowed traffic still passes");
+}
+
 /// An interface enforced at TC ingress (its NIC takes VLAN tags out of
 /// frames) is upgraded in place too: the new build's TC program goes into
 /// the pinned TCX link, traffic between the VLANs keeps flowing.

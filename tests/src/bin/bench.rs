@@ -99,7 +99,7 @@ fn main() -> anyhow::Result<()> {
             continue;
         }
         let policy = if shape.is_empty() { scale::policy(n) } else { scale::hospital(n) };
-        let mut h = Harness::new();
+        let mut h = Harness::full_size();
         let t = std::time::Instant::now();
         h.apply(&policy, 0);
         let mut other = against.as_deref().map(Harness::with_object);
@@ -399,7 +399,7 @@ fn main() -> anyhow::Result<()> {
     for (n, bytes) in &memory {
         let per = if *n > 1 { (bytes.saturating_sub(base)) / (*n as u64 - 1) } else { 0 };
         let (with20, per_rule) = if *n == 10_000 {
-            let mut h = Harness::new();
+            let mut h = Harness::full_size();
             h.apply(&scale::policy_with_rules(*n, 20), 0);
             let m: u64 = h.filter.map_memory()?.iter().map(|m| m.memlock).sum();
             (m.to_string(), (m.saturating_sub(*bytes) / (*n as u64 * 10)).to_string())
@@ -411,7 +411,7 @@ fn main() -> anyhow::Result<()> {
     }
     // Kernel memory of the flow cache (its entries and its buckets' tags),
     // per flow.
-    let h = Harness::new();
+    let h = Harness::full_size();
     writeln!(
         md,
         "\n| map | entries | kernel memory (memlock) | per entry |\n|---|---:|---:|---:|"

@@ -965,6 +965,14 @@ pub struct Counter {
     pub bytes: u64,
 }
 
+impl Counter {
+    /// Adds `other` (counters wrap, as the program's do).
+    pub fn add(&mut self, other: &Counter) {
+        self.packets = self.packets.wrapping_add(other.packets);
+        self.bytes = self.bytes.wrapping_add(other.bytes);
+    }
+}
+
 /// v4-mapped IPv6 form of an IPv4 address.
 pub const fn v4_mapped(a: [u8; 4]) -> [u8; 16] {
     [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, a[0], a[1], a[2], a[3]]

@@ -4,7 +4,7 @@
 
 use std::{collections::BTreeMap, path::Path};
 
-use aya::maps::{HashMap, Map, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues};
+use aya::maps::{HashMap, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues};
 use filter_common::{Counter, DeviceCounters, DeviceName, StatKey, maps};
 
 use crate::error::LoadError;
@@ -23,12 +23,7 @@ pub fn carry_over(maps_dir: &Path) -> Result<(), LoadError> {
     if !path.exists() {
         return Ok(());
     }
-    let pinned = |name: &str| -> Result<Map, LoadError> {
-        let path = maps_dir.join(name);
-        let data = MapData::from_pin(&path)
-            .map_err(|e| LoadError::Pin(format!("{}: {e}", path.display())))?;
-        Ok(Map::from_map_data(data)?)
-    };
+    let pinned = |name: &str| crate::loader::pinned_map(maps_dir, name);
     let named: HashMap<MapData, DeviceName, u32> = HashMap::try_from(pinned(maps::DEVICE_SLOTS)?)?;
     let slots: std::collections::HashSet<u32> =
         named.iter().filter_map(Result::ok).map(|(_, slot)| slot).collect();
@@ -48,9 +43,7 @@ pub fn carry_over(maps_dir: &Path) -> Result<(), LoadError> {
         let lines =
             sums.entry(key.slot).or_insert_with(|| vec![DeviceCounters::default(); per_cpu.len()]);
         for (line, old) in lines.iter_mut().zip(per_cpu.iter()) {
-            let c = &mut line.lines[direction][verdict];
-            c.packets = c.packets.wrapping_add(old.packets);
-            c.bytes = c.bytes.wrapping_add(old.bytes);
+            line.lines[direction][verdict].add(old);
         }
     }
     drop(legacy);
@@ -60,8 +53,7 @@ pub fn carry_over(maps_dir: &Path) -> Result<(), LoadError> {
         for (line, old) in now.iter_mut().zip(&add) {
             for (d, o) in line.lines.iter_mut().zip(&old.lines) {
                 for (c, a) in d.iter_mut().zip(o) {
-                    c.packets = c.packets.wrapping_add(a.packets);
-                    c.bytes = c.bytes.wrapping_add(a.bytes);
+                    c.add(a);
                 }
             }
         }

@@ -79,12 +79,7 @@ pub fn carry_over(maps_dir: &Path) -> Result<u64, LoadError> {
     if !path.exists() {
         return Ok(0);
     }
-    let pinned = |name: &str| -> Result<Map, LoadError> {
-        let path = maps_dir.join(name);
-        let data = MapData::from_pin(&path)
-            .map_err(|e| LoadError::Pin(format!("{}: {e}", path.display())))?;
-        Ok(Map::from_map_data(data)?)
-    };
+    let pinned = |name: &str| crate::loader::pinned_map(maps_dir, name);
     let legacy: HashMap<MapData, FlowKey, FlowValue> =
         HashMap::try_from(pinned(maps::LEGACY_FLOWS)?)?;
     let seed = seed(&mut pinned(maps::FLOW_SEED)?)?;

@@ -121,6 +121,9 @@ pub struct Filter {
     /// `VLAN_FLAGS` indices each generation has set, so clearing touches
     /// those instead of reading all 4,096.
     vlans_set: [Vec<u32>; GENERATIONS as usize],
+    /// Possible CPUs, the length of a per-CPU value (`clear_counters`),
+    /// read once rather than per device.
+    cpus: usize,
 }
 
 /// Typed handles on every map, however obtained.
@@ -240,11 +243,27 @@ struct Pinned<'a>(&'a Path);
 
 impl MapSource for Pinned<'_> {
     fn map(&mut self, name: &'static str) -> Result<Map, LoadError> {
-        let path = self.0.join(name);
-        let data = MapData::from_pin(&path)
-            .map_err(|e| LoadError::Pin(format!("{}: {e}", path.display())))?;
-        Ok(Map::from_map_data(data)?)
+        pinned_map(self.0, name)
     }
+}
+
+/// The map pinned at `maps_dir/name`.
+pub(crate) fn pinned_map(maps_dir: &Path, name: &str) -> Result<Map, LoadError> {
+    let path = maps_dir.join(name);
+    let data =
+        MapData::from_pin(&path).map_err(|e| LoadError::Pin(format!("{}: {e}", path.display())))?;
+    Ok(Map::from_map_data(data)?)
+}
+
+/// `capacity` if the counters can hold that many devices (1 to
+/// `COUNTER_SLOTS`).
+fn checked_capacity(capacity: u32) -> Result<u32, LoadError> {
+    if capacity == 0 || capacity > COUNTER_SLOTS {
+        return Err(LoadError::Capacity(format!(
+            "device capacity {capacity}: it must be 1 to {COUNTER_SLOTS}"
+        )));
+    }
+    Ok(capacity)
 }
 
 /// The object's XDP program `name`.
@@ -310,15 +329,9 @@ fn counters_capacity(maps_dir: &Path, wanted: u32) -> Result<u32, LoadError> {
     if let Ok(info) = aya::maps::MapInfo::from_pin(maps_dir.join(maps::DEVICE_COUNTERS)) {
         return Ok(info.max_entries());
     }
-    if wanted == 0 || wanted > COUNTER_SLOTS {
-        return Err(LoadError::Capacity(format!(
-            "device capacity {wanted}: it must be 1 to {COUNTER_SLOTS}"
-        )));
-    }
-    let path = maps_dir.join(maps::DEVICE_SLOTS);
-    let data =
-        MapData::from_pin(&path).map_err(|e| LoadError::Pin(format!("{}: {e}", path.display())))?;
-    let slots: HashMap<MapData, DeviceName, u32> = HashMap::try_from(Map::from_map_data(data)?)?;
+    let wanted = checked_capacity(wanted)?;
+    let slots: HashMap<MapData, DeviceName, u32> =
+        HashMap::try_from(pinned_map(maps_dir, maps::DEVICE_SLOTS)?)?;
     let highest = slots.iter().filter_map(Result::ok).map(|(_, s)| s).max();
     let needed = highest.map_or(0, |s| s.saturating_add(1).next_power_of_two());
     Ok(wanted.max(needed).min(COUNTER_SLOTS))
@@ -373,11 +386,7 @@ impl Filter {
         pin: Option<(&Path, &Path)>,
         capacity: u32,
     ) -> Result<Filter, LoadError> {
-        if capacity == 0 || capacity > COUNTER_SLOTS {
-            return Err(LoadError::Capacity(format!(
-                "device capacity {capacity}: it must be 1 to {COUNTER_SLOTS}"
-            )));
-        }
+        let capacity = checked_capacity(capacity)?;
         let mut ebpf =
             aya::EbpfLoader::new().map_max_entries(maps::DEVICE_COUNTERS, capacity).load(object)?;
         let prog = xdp_mut(&mut ebpf, PROGRAM_NAME)?;
@@ -526,6 +535,8 @@ impl Filter {
             slots,
             fingerprints: std::collections::HashMap::new(),
             vlans_set: Default::default(),
+            cpus: aya::util::nr_cpus()
+                .map_err(|(_, e)| LoadError::Pin(format!("CPU count: {e}")))?,
         })
     }
 
@@ -1087,9 +1098,7 @@ impl Filter {
     /// Zeroes the counters of `slot` on every CPU: a slot handed to another
     /// device starts from nothing.
     fn clear_counters(&mut self, slot: u32) -> Result<(), LoadError> {
-        let cpus =
-            aya::util::nr_cpus().map_err(|(_, e)| LoadError::Pin(format!("CPU count: {e}")))?;
-        let zero = PerCpuValues::try_from(vec![DeviceCounters::default(); cpus])?;
+        let zero = PerCpuValues::try_from(vec![DeviceCounters::default(); self.cpus])?;
         self.maps.device_counters.set(slot, zero, 0)?;
         Ok(())
     }
@@ -1191,9 +1200,9 @@ fn name_of(name: &DeviceName) -> String {
 }
 
 fn sum<'a>(values: impl Iterator<Item = &'a Counter>) -> Counter {
-    values.fold(Counter::default(), |acc, c| Counter {
-        packets: acc.packets + c.packets,
-        bytes: acc.bytes + c.bytes,
+    values.fold(Counter::default(), |mut acc, c| {
+        acc.add(c);
+        acc
     })
 }
 

@@ -2,10 +2,10 @@
 //! the rest are counted as suppressed, so a flood of dropped frames costs
 //! user space nothing.
 
-use aya_ebpf::helpers::bpf_ktime_get_coarse_ns;
 use filter_common::{DropEvent, Reason, Verdict, event_stats};
 
 use crate::{
+    clock,
     decide::Involved,
     maps::{EVENT_RATE, EVENT_STATS, EVENTS},
     parse::Packet,
@@ -30,11 +30,10 @@ pub fn emit(
     ifindex: u32,
     rate: u32,
 ) {
-    // The coarse clock (CLOCK_MONOTONIC at tick resolution, a few ms): it
-    // runs for every denied frame of a flood, and the precise one costs a
-    // TSC read each time (measured at ~10 % of the drop path).
-    // SAFETY: a helper without arguments.
-    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    // The coarse clock: it runs for every denied frame of a flood, and the
+    // precise one costs a TSC read each time (measured at ~10 % of the drop
+    // path); read through jiffies, a helper call once per tick (`clock`).
+    let now = clock::coarse_ns();
     let Some(window) = EVENT_RATE.get_ptr_mut(0) else { return };
     // SAFETY: this CPU's slot of a per-CPU array; XDP runs with preemption
     // off, so nothing else touches it meanwhile.

@@ -17,7 +17,6 @@
 //! order).
 
 use aya_ebpf::{
-    helpers::bpf_ktime_get_coarse_ns,
     macros::map,
     maps::{Array, PerCpuArray},
 };
@@ -27,6 +26,7 @@ use filter_common::{
 };
 
 use crate::{
+    clock,
     parse::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, Packet},
     scratch,
 };
@@ -129,8 +129,7 @@ pub enum Lookup {
 /// memory uses it too.
 #[inline(always)]
 pub fn now() -> u64 {
-    // SAFETY: a helper without arguments.
-    unsafe { bpf_ktime_get_coarse_ns() }
+    clock::coarse_ns()
 }
 
 /// The clock is read only when there is a flow: a miss needs none.

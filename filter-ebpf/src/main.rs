@@ -11,6 +11,7 @@
 use filter_ebpf as _;
 
 mod actions;
+mod clock;
 mod debug;
 mod decide;
 mod devices;

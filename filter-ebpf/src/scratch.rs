@@ -1,6 +1,6 @@
 //! This CPU's scratch space for the frame being decided: the parsed frame,
-//! the decision, the flow and fragment keys and the staged rule query, in
-//! one per-CPU map value.
+//! the decision, the flow and fragment keys, the staged rule query and
+//! the last clock reading, in one per-CPU map value.
 //!
 //! Why per-CPU map memory and not the stack: see `parse::slot`,
 //! `rules::QueryStage` and `decide::settle` (the verifier keeps what it
@@ -14,7 +14,7 @@
 use aya_ebpf::{macros::map, maps::PerCpuArray};
 use filter_common::{FlowKey, FragKey};
 
-use crate::{decide::Decision, parse::Packet, rules::QueryStage};
+use crate::{clock::Reading, decide::Decision, parse::Packet, rules::QueryStage};
 
 #[repr(C)]
 pub struct Scratch {
@@ -23,6 +23,8 @@ pub struct Scratch {
     pub flow_key: FlowKey,
     pub query: QueryStage,
     pub frag_key: FragKey,
+    /// Kept across frames (`clock`).
+    pub clock: Reading,
 }
 
 #[map]

@@ -32,6 +32,9 @@ pub mod maps {
     pub const EVENT_STATS: &str = "EVENT_STATS";
     pub const EVENT_RATE: &str = "EVENT_RATE";
     pub const RULE_HITS: &str = "RULE_HITS";
+    /// Per-device rule-hit lines (`RuleHitLine`), sized as
+    /// `DEVICE_COUNTERS`.
+    pub const RULE_HIT_LINES: &str = "RULE_HIT_LINES";
     /// Slot 0: the debug-log program, tail-called when `settings::DEBUG_LOG`
     /// is on. Pinned so the kernel keeps its entry while no daemon runs.
     pub const DEBUG_PROGS: &str = "DEBUG_PROGS";
@@ -53,7 +56,7 @@ pub mod maps {
     pub const RATE_STATE: &str = "RATE_STATE";
 
     /// Every map, in the order they are pinned.
-    pub const ALL: [&str; 29] = [
+    pub const ALL: [&str; 30] = [
         GENERATION,
         CONFIG,
         IFACES,
@@ -72,6 +75,7 @@ pub mod maps {
         EVENT_STATS,
         EVENT_RATE,
         RULE_HITS,
+        RULE_HIT_LINES,
         DEBUG_PROGS,
         FLOW_CACHE,
         FLOW_TAGS,
@@ -926,7 +930,9 @@ pub struct StatKey {
 
 /// `RULE_HITS` key: rule `rule` (its index in the device's merged list) of
 /// direction `direction` of the device in counter slot `slot`. The value
-/// (per CPU) counts the frames it let through.
+/// (per CPU) counts the frames it let through. Rules below [`LINE_RULES`]
+/// are counted in the device's [`RuleHitLine`] instead; an entry for one
+/// of them is what a version before the lines counted, and is added in.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RuleHitKey {
@@ -937,6 +943,22 @@ pub struct RuleHitKey {
 }
 
 pub const MAX_RULE_HITS: u32 = 1 << 20;
+
+/// Rules per direction whose hits a [`RuleHitLine`] holds: most frames a
+/// device's rules allow match one of its first few, and four per direction
+/// fill one 64-byte line.
+pub const LINE_RULES: usize = 4;
+
+/// `RULE_HIT_LINES[slot]` (per CPU): frames each of the device's first
+/// [`LINE_RULES`] rules let through, `hits[Direction][rule]`. Found by
+/// index, where the `RULE_HITS` hash cost a lookup per allowed frame (a
+/// fifth of an allowed frame's cost, more when cold at many devices;
+/// README "Performance"); later rules still count there.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RuleHitLine {
+    pub hits: [[u64; LINE_RULES]; 2],
+}
 
 /// The most counter slots `DEVICE_COUNTERS` can hold: the devices of a
 /// full policy ([`MAX_DEVICE_LINES`]). The map is sized when the filter is
@@ -1022,6 +1044,8 @@ mod pod {
     // SAFETY: as above.
     unsafe impl aya::Pod for DeviceCounters {}
     // SAFETY: as above.
+    unsafe impl aya::Pod for RuleHitLine {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for BlockEntry {}
     // SAFETY: as above.
     unsafe impl aya::Pod for RateState {}
@@ -1097,6 +1121,7 @@ mod tests {
             slot @ 0, direction @ 4, verdict @ 5, reason @ 6, _pad @ 7);
         assert_layout!(Counter, size 16, align 8, packets @ 0, bytes @ 8);
         assert_layout!(DeviceCounters, size 96, align 8, lines @ 0);
+        assert_layout!(RuleHitLine, size 64, align 8, hits @ 0);
         // `lines[direction][verdict]`, as the program indexes it: the
         // last counter is out/would-drop.
         let c = DeviceCounters::default();

@@ -75,7 +75,13 @@ pub static PEER_NETS: ArrayOfMaps<
 pub static DEVICE_COUNTERS: PerCpuArray<DeviceCounters> =
     PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);
 
-/// Frames each device rule let through (per CPU).
+/// `[slot]`: frames each of a device's first rules let through
+/// (`filter_common::RuleHitLine`), sized as `DEVICE_COUNTERS`.
+#[map]
+pub static RULE_HIT_LINES: PerCpuArray<filter_common::RuleHitLine> =
+    PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);
+
+/// Frames each later device rule let through (per CPU).
 #[map]
 pub static RULE_HITS: PerCpuHashMap<filter_common::RuleHitKey, u64> =
     PerCpuHashMap::with_max_entries(filter_common::MAX_RULE_HITS, BPF_F_NO_PREALLOC);

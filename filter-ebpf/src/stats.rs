@@ -3,11 +3,13 @@
 //! (`filter_common::DeviceCounters`) for frames touching devices.
 
 use aya_ebpf::bindings::BPF_NOEXIST;
-use filter_common::{Counter, Direction, Reason, RuleHitKey, Verdict, global_stat_index};
+use filter_common::{
+    Counter, Direction, LINE_RULES, Reason, RuleHitKey, Verdict, global_stat_index,
+};
 
 use crate::{
     decide::{Involved, NO_SLOT},
-    maps::{DEVICE_COUNTERS, GLOBAL_STATS, RULE_HITS},
+    maps::{DEVICE_COUNTERS, GLOBAL_STATS, RULE_HIT_LINES, RULE_HITS},
 };
 
 #[inline(always)]
@@ -31,8 +33,24 @@ pub fn count(verdict: Verdict, reason: Reason, devices: &Involved, len: u64) {
     }
 }
 
+/// The device's line for its first rules, the hash for the rest.
 #[inline(always)]
 fn count_rule(slot: u32, direction: Direction, rule: u32) {
+    // Widened before the bound check, so that the check and the index are
+    // one register: checked as 32 bits and widened again for the index, the
+    // verifier would not see the bound on the index.
+    let at = rule as usize;
+    if at < LINE_RULES {
+        let Some(line) = RULE_HIT_LINES.get_ptr_mut(slot) else { return };
+        // `get` keeps the bounds checks the verifier needs (see
+        // `count_device`).
+        // SAFETY: this CPU's value of a per-CPU array slot, as above.
+        let hits = unsafe { &mut (*line).hits };
+        if let Some(c) = hits.get_mut(direction as usize).and_then(|d| d.get_mut(at)) {
+            *c = c.wrapping_add(1);
+        }
+        return;
+    }
     let key = RuleHitKey { slot, direction: direction as u8, rule: rule as u8, _pad: 0 };
     match RULE_HITS.get_ptr_mut(key) {
         // SAFETY: this CPU's value of a per-CPU hash entry; XDP runs with

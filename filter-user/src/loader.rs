@@ -28,8 +28,8 @@ use filter_common::{
     DeviceKey, DeviceName, Direction, GENERATION_MASK, GENERATIONS, GLOBAL_STATS_LEN, IfaceConf,
     MAX_DEVICE_LINES, MAX_DEVICE_NAME, MAX_PEER_NETS, MAX_RULE_ENTRIES, MAX_UNTAGGED_IFACES,
     PEER_SET_KEY_BITS, PROGRAM_NAME, PeerData, PeerSetKey, ProtectedKey, ProtectedNet, Reason,
-    Rule, RuleHitKey, RuleRange, Settings, UntaggedIface, V4_INDEX_ENTRIES, VLAN_IDS, Verdict,
-    global_stat_index, maps, meta, rule, v4net,
+    Rule, RuleHitKey, RuleHitLine, RuleRange, Settings, UntaggedIface, V4_INDEX_ENTRIES, VLAN_IDS,
+    Verdict, global_stat_index, maps, meta, rule, v4net,
 };
 use ipnet::IpNet;
 
@@ -50,18 +50,21 @@ pub struct DeviceStat {
     pub verdict: Verdict,
 }
 
-/// Kernel memory the per-device counters may take by default: the map is
-/// preallocated and per CPU (`filter_common::DeviceCounters`, 96 bytes per
-/// device and possible CPU).
-pub const COUNTERS_BUDGET: u64 = 64 << 20;
+/// Kernel memory the per-device counters may take by default: the maps are
+/// preallocated and per CPU (`filter_common::DeviceCounters` and
+/// `RuleHitLine`, 160 bytes per device and possible CPU).
+pub const COUNTERS_BUDGET: u64 = 96 << 20;
+
+/// Bytes of per-CPU counters a device slot takes on each CPU.
+pub const SLOT_BYTES: u64 = (size_of::<DeviceCounters>() + size_of::<RuleHitLine>()) as u64;
 
 /// The devices the counters hold unless `--device-capacity` says otherwise:
 /// as many as fit [`COUNTERS_BUDGET`] on this machine's possible CPUs, a
-/// power of two between 4,096 and `COUNTER_SLOTS` (131,072 with up to 5
-/// CPUs, 16,384 with 32, 4,096 with 128).
+/// power of two between 4,096 and `COUNTER_SLOTS` (131,072 with up to 4
+/// CPUs, 65,536 up to 9, 16,384 at 32, 4,096 from 77).
 pub fn default_device_capacity() -> u32 {
     let cpus = aya::util::nr_cpus().map_or(1, |n| n.max(1)) as u64;
-    let fit = COUNTERS_BUDGET / (size_of::<DeviceCounters>() as u64 * cpus);
+    let fit = COUNTERS_BUDGET / (SLOT_BYTES * cpus);
     let fit = u32::try_from(fit).unwrap_or(u32::MAX).clamp(4096, COUNTER_SLOTS);
     1 << (31 - fit.leading_zeros())
 }
@@ -150,6 +153,7 @@ struct Maps {
     /// First fragments' ports; only the program uses it (held to pin it).
     _frags: Map,
     rule_hits: PerCpuHashMap<MapData, RuleHitKey, u64>,
+    rule_hit_lines: PerCpuArray<MapData, RuleHitLine>,
     /// A `Map` rather than a `ProgramArray`: aya 0.14's gives no access to
     /// its descriptor, which `debug_program_id` needs.
     debug_progs: Map,
@@ -188,6 +192,7 @@ impl Maps {
             _event_rate: source.map(maps::EVENT_RATE)?,
             _frags: source.map(maps::FRAGS)?,
             rule_hits: source.typed(maps::RULE_HITS)?,
+            rule_hit_lines: source.typed(maps::RULE_HIT_LINES)?,
             debug_progs: source.map(maps::DEBUG_PROGS)?,
             _flow_cache: source.map(maps::FLOW_CACHE)?,
             _flow_tags: source.map(maps::FLOW_TAGS)?,
@@ -305,7 +310,7 @@ fn check_map_layouts(object: &[u8], maps_dir: &Path) -> Result<(), LoadError> {
         }
         // The counters' capacity is set at load (`--device-capacity`); the
         // program reads whatever the pinned map holds.
-        let sized_at_load = name == maps::DEVICE_COUNTERS;
+        let sized_at_load = name == maps::DEVICE_COUNTERS || name == maps::RULE_HIT_LINES;
         if want.max_entries() != 0 && want.max_entries() != have.max_entries() && !sized_at_load {
             differs.push("capacity");
         }
@@ -387,8 +392,10 @@ impl Filter {
         capacity: u32,
     ) -> Result<Filter, LoadError> {
         let capacity = checked_capacity(capacity)?;
-        let mut ebpf =
-            aya::EbpfLoader::new().map_max_entries(maps::DEVICE_COUNTERS, capacity).load(object)?;
+        let mut ebpf = aya::EbpfLoader::new()
+            .map_max_entries(maps::DEVICE_COUNTERS, capacity)
+            .map_max_entries(maps::RULE_HIT_LINES, capacity)
+            .load(object)?;
         let prog = xdp_mut(&mut ebpf, PROGRAM_NAME)?;
         prog.load()?;
         if let Some((prog_pin, _)) = pin {
@@ -440,6 +447,7 @@ impl Filter {
         // its devices already hold higher slots.
         let capacity = counters_capacity(maps_dir, capacity)?;
         loader.map_max_entries(maps::DEVICE_COUNTERS, capacity);
+        loader.map_max_entries(maps::RULE_HIT_LINES, capacity);
         let paths: Vec<(&'static str, std::path::PathBuf)> =
             maps::ALL.iter().map(|name| (*name, maps_dir.join(name))).collect();
         for (name, path) in &paths {
@@ -669,6 +677,7 @@ impl Filter {
                 {
                     if changed {
                         self.reset_rule_hits(|k| k.slot == slot && k.direction == dir)?;
+                        self.reset_rule_hit_line(slot, dir)?;
                     }
                 }
             }
@@ -688,12 +697,44 @@ impl Filter {
         Ok(())
     }
 
-    /// Frames each rule let through: (slot, direction, rule index) -> count.
+    /// Zeroes direction `dir` of `slot`'s rule-hit line on every CPU.
+    fn reset_rule_hit_line(&mut self, slot: u32, dir: u8) -> Result<(), LoadError> {
+        let mut lines: Vec<RuleHitLine> =
+            self.maps.rule_hit_lines.get(&slot, 0)?.iter().copied().collect();
+        for line in &mut lines {
+            line.hits[usize::from(dir)] = Default::default();
+        }
+        self.maps.rule_hit_lines.set(slot, PerCpuValues::try_from(lines)?, 0)?;
+        Ok(())
+    }
+
+    /// Frames each rule let through: (slot, direction, rule index) -> count,
+    /// rules that let nothing through left out. The first rules of each
+    /// device from its line, the rest (and what a version before the lines
+    /// counted) from the hash.
     pub fn rule_hits(&self) -> Result<BTreeMap<RuleHitKey, u64>, LoadError> {
         let mut out = BTreeMap::new();
         for entry in self.maps.rule_hits.iter() {
             let (key, per_cpu) = entry?;
-            out.insert(key, per_cpu.iter().sum());
+            let n = per_cpu.iter().fold(0u64, |a, b| a.wrapping_add(*b));
+            out.insert(key, n);
+        }
+        for &slot in self.names.keys() {
+            let mut sum = RuleHitLine::default();
+            for line in self.maps.rule_hit_lines.get(&slot, 0)?.iter() {
+                for (s, l) in sum.hits.iter_mut().flatten().zip(line.hits.iter().flatten()) {
+                    *s = s.wrapping_add(*l);
+                }
+            }
+            for (direction, hits) in (0u8..).zip(&sum.hits) {
+                for (rule, &n) in (0u8..).zip(hits) {
+                    if n != 0 {
+                        let key = RuleHitKey { slot, direction, rule, _pad: 0 };
+                        let total = out.entry(key).or_insert(0);
+                        *total = total.wrapping_add(n);
+                    }
+                }
+            }
         }
         Ok(out)
     }
@@ -1095,11 +1136,13 @@ impl Filter {
         self.maps.device_counters.len()
     }
 
-    /// Zeroes the counters of `slot` on every CPU: a slot handed to another
-    /// device starts from nothing.
+    /// Zeroes the counters and rule-hit line of `slot` on every CPU: a
+    /// slot handed to another device starts from nothing.
     fn clear_counters(&mut self, slot: u32) -> Result<(), LoadError> {
         let zero = PerCpuValues::try_from(vec![DeviceCounters::default(); self.cpus])?;
         self.maps.device_counters.set(slot, zero, 0)?;
+        let zero = PerCpuValues::try_from(vec![RuleHitLine::default(); self.cpus])?;
+        self.maps.rule_hit_lines.set(slot, zero, 0)?;
         Ok(())
     }
 

@@ -303,9 +303,9 @@ struct RunArgs {
     #[arg(long, default_value_t = 0)]
     stats_interval: u64,
     /// Devices the per-device counters hold, up to 131072 (default: as many
-    /// as fit 64 MiB on this machine's possible CPUs: 131072 up to 5, 16384 at
-    /// 32). The counters are per CPU and preallocated, 96 bytes per device
-    /// and CPU. Fixed when the filter is first loaded and kept across
+    /// as fit 96 MiB on this machine's possible CPUs: 131072 up to 4, 16384
+    /// at 32). The counters and rule hits are per CPU and preallocated, 160
+    /// bytes per device and CPU. Fixed when the filter is first loaded and kept across
     /// restarts and upgrades; to change it, `vlanguard detach` and start
     /// again. A policy with more devices is refused.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=131072))]

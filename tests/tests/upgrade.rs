@@ -9,8 +9,8 @@ use std::{net::UdpSocket, path::PathBuf, thread, time::Duration};
 
 use aya::maps::{HashMap, Map, MapData, PerCpuHashMap, PerCpuValues};
 use filter_common::{
-    Addr, Counter, DeviceName, Direction, FlowKey, FlowValue, Reason, StatKey, Verdict, flow_state,
-    maps,
+    Addr, Counter, DeviceName, Direction, FlowKey, FlowValue, Reason, RuleHitKey, StatKey, Verdict,
+    flow_state, maps,
 };
 use filter_user::compile::mapped;
 use vlanguard_tests::{
@@ -236,6 +236,71 @@ fn device_counters_of_the_earlier_layout_carry_over() {
     assert!(!pin.exists(), "the old map's pin is removed");
     let carried = 1000 + 234 * (cpus as u64 - 1);
     assert_eq!(in_drops(&lab), before + carried, "the old counts are the pump's");
+}
+
+/// Rule hits an earlier version counted in the `RULE_HITS` hash for a
+/// device's first rules (before the per-device lines) stay counted after
+/// an upgrade, added to what the lines count from then on.
+#[test]
+fn rule_hits_of_the_earlier_layout_are_kept() {
+    if !privileged() {
+        return;
+    }
+    let Some(variant) = variant() else { return };
+    let mut lab = Lab::new();
+    lab.start_daemon();
+    let maps_dir = lab.pin_dir.join("maps");
+    let slots: HashMap<MapData, DeviceName, u32> = HashMap::try_from(Map::HashMap(
+        MapData::from_pin(maps_dir.join(maps::DEVICE_SLOTS)).expect("device slots"),
+    ))
+    .expect("hash map");
+    let pump = slots
+        .iter()
+        .filter_map(Result::ok)
+        .find(|(name, _)| name.bytes.starts_with(b"pump\0"))
+        .map(|(_, slot)| slot)
+        .expect("the pump's slot");
+    let hits = |lab: &Lab| {
+        vlanguard_tests::sample(
+            &lab.scrape(),
+            "vlanguard_rule_hits_total",
+            &["device=\"pump\"", "direction=\"in\""],
+        )
+    };
+    let opened = |lab: &Lab| {
+        vlanguard_tests::sample(
+            &lab.scrape(),
+            "vlanguard_frames_total",
+            &["verdict=\"pass\"", "reason=\"allowed\""],
+        )
+    };
+    assert_eq!(hits(&lab), 0.0, "no traffic yet");
+    lab.stop_daemon(libc::SIGTERM);
+
+    // The earlier version's maps as it left them: no lines, and its first
+    // inbound rule credited with 1,000 frames on the first CPU, 234 on the
+    // others, in the hash.
+    std::fs::remove_file(maps_dir.join(maps::RULE_HIT_LINES)).expect("unpin the lines");
+    let mut old: PerCpuHashMap<MapData, RuleHitKey, u64> = PerCpuHashMap::try_from(
+        Map::PerCpuHashMap(MapData::from_pin(maps_dir.join(maps::RULE_HITS)).expect("rule hits")),
+    )
+    .expect("per-CPU hash");
+    let cpus = aya::util::nr_cpus().expect("CPUs");
+    let per_cpu: Vec<u64> = (0..cpus).map(|cpu| if cpu == 0 { 1000 } else { 234 }).collect();
+    let key = RuleHitKey { slot: pump, direction: Direction::In as u8, rule: 0, _pad: 0 };
+    old.insert(key, PerCpuValues::try_from(per_cpu).expect("values"), 0).expect("insert");
+    drop(old);
+
+    let log = lab.start_daemon_as(&variant);
+    assert!(log.contains("replaced the pinned program"), "{log}");
+    assert!(maps_dir.join(maps::RULE_HIT_LINES).exists(), "the new lines are pinned");
+    let carried = (1000 + 234 * (cpus as u64 - 1)) as f64;
+    assert_eq!(hits(&lab), carried, "the old counts are the pump's");
+    let before = opened(&lab);
+    assert_eq!(lab.udp("nurse", "pump", PUMP, 5000), 20, "allowed traffic passes");
+    let new = opened(&lab) - before;
+    assert!(new >= 1.0, "the first datagram is allowed by a rule");
+    assert_eq!(hits(&lab), carried + new, "the lines count on top of the carried hits");
 }
 
 /// The per-device counters keep the size the filter was first loaded with

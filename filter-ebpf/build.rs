@@ -13,11 +13,11 @@ fn main() {
     // LLVM expands them into word loads and stores.
     println!("cargo:rustc-link-arg-bins=--disable-expand-memcpy-in-order");
     // The rule scan, the configuration line's searches (IPv4 subnets,
-    // interfaces) and the flow cache's bucket searches stay global
+    // interfaces), the IPv6 subnet search and the flow cache's bucket searches stay global
     // functions, which the verifier checks once rather than at every call
     // (rules.rs, devices.rs, flow.rs).
     println!(
-        "cargo:rustc-link-arg-bins=--export=vlanguard_scan,vlanguard_find_v4,vlanguard_iface_vlan,\
-         vlanguard_flow_find,vlanguard_flow_place"
+        "cargo:rustc-link-arg-bins=--export=vlanguard_scan,vlanguard_find_v4,vlanguard_find_v6,\
+         vlanguard_iface_vlan,vlanguard_flow_find,vlanguard_flow_place"
     );
 }

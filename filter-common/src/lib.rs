@@ -16,6 +16,8 @@ pub mod maps {
     pub const DEVICES: &str = "DEVICES";
     pub const DEVICE_LINES: &str = "DEVICE_LINES";
     pub const V4_INDEX: &str = "V4_INDEX";
+    /// `[generation]`: the VLANs' IPv6 subnets (`V6Table`).
+    pub const V6_NETS: &str = "V6_NETS";
     pub const PROTECTED: &str = "PROTECTED";
     pub const RULES: &str = "RULES";
     pub const PEER_NETS: &str = "PEER_NETS";
@@ -56,7 +58,7 @@ pub mod maps {
     pub const RATE_STATE: &str = "RATE_STATE";
 
     /// Every map, in the order they are pinned.
-    pub const ALL: [&str; 30] = [
+    pub const ALL: [&str; 31] = [
         GENERATION,
         CONFIG,
         IFACES,
@@ -64,6 +66,7 @@ pub mod maps {
         DEVICES,
         DEVICE_LINES,
         V4_INDEX,
+        V6_NETS,
         PROTECTED,
         RULES,
         PEER_NETS,
@@ -437,6 +440,50 @@ pub struct V4Net {
     pub vlan: u16,
     /// `v4net` bits.
     pub flags: u16,
+}
+
+/// IPv6 subnets of VLANs a [`V6Table`] lists.
+pub const MAX_V6_NETS: usize = 8;
+
+/// `V6Table::flags` bits.
+pub mod v6table {
+    /// The table lists every IPv6 subnet of every VLAN (they do not
+    /// overlap, and every device's IPv6 addresses lie in them): an IPv6
+    /// address in none of them is neither a device nor protected, and one
+    /// in a subnet takes its protection from the entry, without asking
+    /// `PROTECTED`. Otherwise (0, also a table never written) the program
+    /// asks `DEVICES` and `PROTECTED`.
+    pub const COMPLETE: u32 = 1 << 0;
+}
+
+/// An IPv6 subnet of a VLAN, as the two halves of `Addr::halves`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct V6Net {
+    pub net_hi: u64,
+    pub net_lo: u64,
+    pub mask_hi: u64,
+    pub mask_lo: u64,
+    pub vlan: u16,
+    /// `v4net::PROTECTED` or 0.
+    pub flags: u16,
+    pub _pad: u32,
+}
+
+/// `V6_NETS[generation]`: the VLANs' IPv6 subnets. Why: an IPv6 address
+/// that is no device cost a hash lookup and a trie walk (`PROTECTED`) per
+/// frame; with the table, one in no VLAN subnet (a host on an ordinary
+/// network) costs neither, and one in a subnet no trie walk. Its own map,
+/// not part of [`Config`]: the configuration line's size is fixed by the
+/// pinned map, so growing it would refuse upgrades.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct V6Table {
+    /// `v6table` bits.
+    pub flags: u32,
+    /// Entries of `nets` in use.
+    pub count: u32,
+    pub nets: [V6Net; MAX_V6_NETS],
 }
 
 /// `CONFIG[generation]`: everything a frame needs to know about the policy
@@ -1046,6 +1093,8 @@ mod pod {
     // SAFETY: as above.
     unsafe impl aya::Pod for RuleHitLine {}
     // SAFETY: as above.
+    unsafe impl aya::Pod for V6Table {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for BlockEntry {}
     // SAFETY: as above.
     unsafe impl aya::Pod for RateState {}
@@ -1086,6 +1135,9 @@ mod tests {
         assert_layout!(Settings, size 32, align 4,
             flags @ 0, events_per_sec @ 4, epoch @ 8, flow_timeouts @ 12);
         assert_layout!(V4Net, size 16, align 4, net @ 0, mask @ 4, base @ 8, vlan @ 12, flags @ 14);
+        assert_layout!(V6Net, size 40, align 8,
+            net_hi @ 0, net_lo @ 8, mask_hi @ 16, mask_lo @ 24, vlan @ 32, flags @ 34, _pad @ 36);
+        assert_layout!(V6Table, size 328, align 8, flags @ 0, count @ 4, nets @ 8);
         assert_layout!(Config, size 240, align 4, settings @ 0, flags @ 32, v4_count @ 36,
             v4_nets @ 40, iface_count @ 168, _pad @ 172, ifaces @ 176);
         assert_layout!(UntaggedIface, size 8, align 4, ifindex @ 0, vlan @ 4, _pad @ 6);

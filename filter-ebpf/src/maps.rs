@@ -47,6 +47,10 @@ pub static DEVICE_LINES: Array<DeviceInfo> =
 #[map]
 pub static V4_INDEX: Array<u32> = Array::with_max_entries(GENERATIONS * V4_INDEX_ENTRIES, 0);
 
+/// `[generation]`: the VLANs' IPv6 subnets (`filter_common::V6Table`).
+#[map]
+pub static V6_NETS: Array<filter_common::V6Table> = Array::with_max_entries(GENERATIONS, 0);
+
 #[map]
 pub static PROTECTED: LpmTrie<ProtectedKey, ProtectedNet> =
     LpmTrie::with_max_entries(MAX_PROTECTED_NETS, 0);

@@ -9,8 +9,9 @@
 use std::{collections::HashMap, net::IpAddr};
 
 use filter_common::{
-    DEVICE_MAC_BOUND, DEVICE_MONITOR, MAX_RULE_SCAN, MAX_V4_NETS, Rule as RuleEntry,
-    V4_INDEX_ENTRIES, V4Net, VLAN_PROTECTED, config, rule, settings, v4_mapped, v4net,
+    DEVICE_MAC_BOUND, DEVICE_MONITOR, MAX_RULE_SCAN, MAX_V4_NETS, MAX_V6_NETS, Rule as RuleEntry,
+    V4_INDEX_ENTRIES, V4Net, V6Net, V6Table, VLAN_PROTECTED, config, rule, settings, v4_mapped,
+    v4net, v6table,
 };
 use ipnet::IpNet;
 
@@ -85,6 +86,8 @@ pub struct Compiled {
     pub vlans: Vec<(u16, u32)>,
     /// Every VLAN's IPv4 subnets: (subnet, vlan id, protected).
     pub v4_subnets: Vec<(ipnet::Ipv4Net, u16, bool)>,
+    /// Every VLAN's IPv6 subnets: (subnet, vlan id, protected).
+    pub v6_subnets: Vec<(ipnet::Ipv6Net, u16, bool)>,
     pub protected: Vec<(PeerPrefix, u16)>,
     /// `[settings] management` as prefixes.
     pub management: Vec<PeerPrefix>,
@@ -118,6 +121,52 @@ impl Compiled {
         });
         if outside { (0, Vec::new()) } else { (flags, table) }
     }
+
+    /// The generation's IPv6 subnet table ([`v6_table`]), incomplete (flags
+    /// 0) should a device's IPv6 address lie outside every subnet, as for
+    /// [`Compiled::v4_table`].
+    pub fn v6_table(&self) -> V6Table {
+        let table = v6_table(&self.v6_subnets);
+        let outside = self.devices.iter().flat_map(|d| &d.addrs).any(|a| {
+            let addr = std::net::Ipv6Addr::from(*a);
+            addr.to_ipv4_mapped().is_none()
+                && !self.v6_subnets.iter().any(|(n, ..)| n.contains(&addr))
+        });
+        if outside { V6Table::default() } else { table }
+    }
+}
+
+/// The IPv6 subnet table for `subnets`: complete when they fit and none
+/// overlaps (the first match decides an address's protection), otherwise
+/// empty and incomplete, and the program asks `DEVICES` and `PROTECTED`.
+pub fn v6_table(subnets: &[(ipnet::Ipv6Net, u16, bool)]) -> V6Table {
+    let overlapping = subnets.iter().enumerate().any(|(i, (a, ..))| {
+        subnets[i + 1..].iter().any(|(b, ..)| a.contains(&b.network()) || b.contains(&a.network()))
+    });
+    let mut table = V6Table::default();
+    if subnets.len() > MAX_V6_NETS || overlapping {
+        return table;
+    }
+    for (entry, (net, vlan, protected)) in table.nets.iter_mut().zip(subnets) {
+        let halves = |a: std::net::Ipv6Addr| {
+            let v = u128::from(a);
+            ((v >> 64) as u64, v as u64)
+        };
+        let (net_hi, net_lo) = halves(net.network());
+        let (mask_hi, mask_lo) = halves(net.netmask());
+        *entry = V6Net {
+            net_hi,
+            net_lo,
+            mask_hi,
+            mask_lo,
+            vlan: *vlan,
+            flags: if *protected { v4net::PROTECTED } else { 0 },
+            _pad: 0,
+        };
+    }
+    table.count = subnets.len() as u32;
+    table.flags = v6table::COMPLETE;
+    table
 }
 
 pub fn compile(policy: &Resolved) -> Compiled {
@@ -146,6 +195,16 @@ pub fn compile(policy: &Resolved) -> Compiled {
             v.subnets.iter().filter_map(move |n| match n {
                 IpNet::V4(n) => Some((n.trunc(), v.id, v.protected)),
                 IpNet::V6(_) => None,
+            })
+        })
+        .collect();
+    let v6_subnets = policy
+        .vlans
+        .iter()
+        .flat_map(|v| {
+            v.subnets.iter().filter_map(move |n| match n {
+                IpNet::V6(n) => Some((n.trunc(), v.id, v.protected)),
+                IpNet::V4(_) => None,
             })
         })
         .collect();
@@ -199,6 +258,7 @@ pub fn compile(policy: &Resolved) -> Compiled {
         flow_timeouts: policy.flow_timeouts,
         vlans,
         v4_subnets,
+        v6_subnets,
         protected,
         management: policy.management.iter().flat_map(net_prefixes).collect(),
         devices,
@@ -601,6 +661,30 @@ five = ["10.1.0.0/16", "10.2.0.0/16", "10.3.0.0/16", "10.4.0.0/16", "10.5.0.0/16
         let many: Vec<_> =
             (0..=MAX_V4_NETS).map(|i| (net(&format!("10.{i}.0.0/24")), 1, true)).collect();
         assert_eq!(v4_table(&many).0, 0);
+    }
+
+    #[test]
+    fn v6_subnets_are_listed_with_their_protection() {
+        let net = |s: &str| s.parse::<ipnet::Ipv6Net>().expect("net");
+        let table = v6_table(&[
+            (net("2001:db8:110::/48"), 110, true),
+            (net("2001:db8:30::/64"), 30, false),
+        ]);
+        assert_eq!(table.flags, v6table::COMPLETE);
+        assert_eq!(table.count, 2);
+        let n = table.nets[0];
+        assert_eq!((n.net_hi, n.net_lo), (0x2001_0db8_0110_0000, 0));
+        assert_eq!((n.mask_hi, n.mask_lo), (0xffff_ffff_ffff_0000, 0));
+        assert_eq!((n.vlan, n.flags), (110, v4net::PROTECTED));
+        let n = table.nets[1];
+        assert_eq!((n.mask_hi, n.mask_lo), (u64::MAX, 0));
+        assert_eq!((n.vlan, n.flags), (30, 0));
+        // Overlapping subnets, or more than the table holds: incomplete.
+        let nested = [(net("2001:db8::/32"), 1, true), (net("2001:db8:1::/48"), 2, false)];
+        assert_eq!(v6_table(&nested), V6Table::default());
+        let many: Vec<_> =
+            (0..=MAX_V6_NETS).map(|i| (net(&format!("2001:db8:{i}::/48")), 1, true)).collect();
+        assert_eq!(v6_table(&many).flags, 0);
     }
 
     #[test]

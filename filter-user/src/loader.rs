@@ -28,8 +28,8 @@ use filter_common::{
     DeviceKey, DeviceName, Direction, GENERATION_MASK, GENERATIONS, GLOBAL_STATS_LEN, IfaceConf,
     MAX_DEVICE_LINES, MAX_DEVICE_NAME, MAX_PEER_NETS, MAX_RULE_ENTRIES, MAX_UNTAGGED_IFACES,
     PEER_SET_KEY_BITS, PROGRAM_NAME, PeerData, PeerSetKey, ProtectedKey, ProtectedNet, Reason,
-    Rule, RuleHitKey, RuleHitLine, RuleRange, Settings, UntaggedIface, V4_INDEX_ENTRIES, VLAN_IDS,
-    Verdict, global_stat_index, maps, meta, rule, v4net,
+    Rule, RuleHitKey, RuleHitLine, RuleRange, Settings, UntaggedIface, V4_INDEX_ENTRIES, V6Table,
+    VLAN_IDS, Verdict, global_stat_index, maps, meta, rule, v4net,
 };
 use ipnet::IpNet;
 
@@ -154,6 +154,7 @@ struct Maps {
     _frags: Map,
     rule_hits: PerCpuHashMap<MapData, RuleHitKey, u64>,
     rule_hit_lines: PerCpuArray<MapData, RuleHitLine>,
+    v6_nets: Array<MapData, V6Table>,
     /// A `Map` rather than a `ProgramArray`: aya 0.14's gives no access to
     /// its descriptor, which `debug_program_id` needs.
     debug_progs: Map,
@@ -193,6 +194,7 @@ impl Maps {
             _frags: source.map(maps::FRAGS)?,
             rule_hits: source.typed(maps::RULE_HITS)?,
             rule_hit_lines: source.typed(maps::RULE_HIT_LINES)?,
+            v6_nets: source.typed(maps::V6_NETS)?,
             debug_progs: source.map(maps::DEBUG_PROGS)?,
             _flow_cache: source.map(maps::FLOW_CACHE)?,
             _flow_tags: source.map(maps::FLOW_TAGS)?,
@@ -1027,6 +1029,7 @@ impl Filter {
             config.flags |= filter_common::config::IFACES_HASH;
         }
         self.maps.config.set(generation, config, 0)?;
+        self.maps.v6_nets.set(generation, c.v6_table(), 0)?;
         Ok(())
     }
 
@@ -1044,6 +1047,7 @@ impl Filter {
             }
         }
         self.maps.config.set(generation, Config::default(), 0)?;
+        self.maps.v6_nets.set(generation, V6Table::default(), 0)?;
         self.addrs_written[generation as usize] = 0;
         self.maps.meta.set(meta::DEVICE_ADDRS + generation, 0, 0)?;
         for index in std::mem::take(&mut self.vlans_set[generation as usize]) {

@@ -40,6 +40,18 @@ pub fn policy(rng: &mut impl Rng) -> (Resolved, u16) {
                 1 => subnets.push(IpNet::V4(
                     Ipv4Net::new(Ipv4Addr::new(10, 96, 0, 0), 11).expect("/11 over 10.96-127"),
                 )),
+                // The same for IPv6: more subnets than the table holds, or
+                // one over every VLAN's.
+                2 => subnets.extend((0..filter_common::MAX_V6_NETS as u16).map(|k| {
+                    IpNet::V6(
+                        Ipv6Net::new(Ipv6Addr::new(0x2001, 0xdb9, *id, k, 0, 0, 0, 0), 64)
+                            .expect("/64"),
+                    )
+                })),
+                3 => subnets.push(IpNet::V6(
+                    Ipv6Net::new(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0), 32)
+                        .expect("/32 over every VLAN's /64"),
+                )),
                 _ => {}
             }
             ResolvedVlan {

@@ -388,9 +388,10 @@ pub extern "C" fn vlanguard_flow_place(hash: u64, now: u64) -> u32 {
     let (Some(key), Some(tags)) = (flow_key(), FLOW_TAGS.get_ptr(bucket)) else {
         return base;
     };
+    // First the tags alone: the key's own entry, else a free way. Other
+    // flows' entries are read only when the bucket is full: each is a
+    // cache line of its own, cold for a new connection.
     let mut free = NO_ENTRY;
-    let mut soonest = base;
-    let mut soonest_expiry = u64::MAX;
     let mut way = 0;
     while way < FLOW_WAYS {
         let at = base + way;
@@ -400,10 +401,20 @@ pub extern "C" fn vlanguard_flow_place(hash: u64, now: u64) -> u32 {
             if free == NO_ENTRY {
                 free = at;
             }
-        } else if let Some(e) = FLOW_CACHE.get_ptr(at) {
-            if t == tag && holds(e, key, tag) {
-                return at | PLACE_SAME << 28;
-            }
+        } else if t == tag && holds_at(at, key, tag) {
+            return at | PLACE_SAME << 28;
+        }
+        way += 1;
+    }
+    if free != NO_ENTRY {
+        return free | PLACE_FREE << 28;
+    }
+    let mut soonest = base;
+    let mut soonest_expiry = u64::MAX;
+    let mut way = 0;
+    while way < FLOW_WAYS {
+        let at = base + way;
+        if let Some(e) = FLOW_CACHE.get_ptr(at) {
             // SAFETY: a live entry; a value another CPU writes meanwhile
             // only makes the choice of the way less apt.
             let expires = unsafe { (&raw const (*e).value.expires_ns).read_volatile() };
@@ -414,13 +425,7 @@ pub extern "C" fn vlanguard_flow_place(hash: u64, now: u64) -> u32 {
         }
         way += 1;
     }
-    if free != NO_ENTRY {
-        free | PLACE_FREE << 28
-    } else if now > soonest_expiry {
-        soonest | PLACE_EXPIRED << 28
-    } else {
-        soonest | PLACE_EVICTED << 28
-    }
+    if now > soonest_expiry { soonest | PLACE_EXPIRED << 28 } else { soonest | PLACE_EVICTED << 28 }
 }
 
 #[inline(always)]

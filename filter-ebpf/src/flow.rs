@@ -252,12 +252,16 @@ fn continues(pkt: &Packet, from_opener: bool) -> bool {
 }
 
 /// Refreshes a flow the frame continues: TCP state, timeout, and the
-/// epoch (the rules allowed it under the policy in force).
+/// epoch (the rules allowed it under the policy in force). Stores only what
+/// changed: the clock moves once per tick, so most frames of a busy flow
+/// change nothing, and a store would take the entry's line from the other
+/// CPUs that read it (replies arrive on other CPUs than their openers).
 #[inline(always)]
 pub fn touch(flow: *mut FlowValue, pkt: &Packet, from_opener: bool, settings: &Settings, now: u64) {
-    // SAFETY: as in `lookup`; plain stores of whole fields.
+    // SAFETY: as in `lookup`; plain loads and stores of whole fields.
     unsafe {
-        let mut state = (*flow).state;
+        let old = (*flow).state;
+        let mut state = old;
         if pkt.proto == IPPROTO_TCP {
             if pkt.tcp_flags & (TCP_FIN | TCP_RST) != 0 {
                 state = flow_state::CLOSING;
@@ -265,9 +269,16 @@ pub fn touch(flow: *mut FlowValue, pkt: &Packet, from_opener: bool, settings: &S
                 state = flow_state::ESTABLISHED;
             }
         }
-        (*flow).state = state;
-        (*flow).epoch = settings.epoch;
-        (*flow).expires_ns = now.saturating_add(timeout(settings, pkt.proto, state));
+        let expires = now.saturating_add(timeout(settings, pkt.proto, state));
+        if state != old {
+            (*flow).state = state;
+        }
+        if (*flow).epoch != settings.epoch {
+            (*flow).epoch = settings.epoch;
+        }
+        if (*flow).expires_ns != expires {
+            (*flow).expires_ns = expires;
+        }
     }
 }
 

@@ -290,6 +290,42 @@ fn maps_with_logger(ebpf: &mut Ebpf, pin: Option<&Path>) -> Result<Maps, LoadErr
     Ok(maps)
 }
 
+/// Maps this version's program reads that earlier versions' did not.
+const LATER_MAPS: [&str; 2] = [maps::V6_NETS, maps::RULE_HIT_LINES];
+
+/// Zeroes the pinned maps of [`LATER_MAPS`] the running program does not
+/// use. Such a map was left by a later version before a downgrade, and the
+/// earlier version running since kept it no more: a policy it applied is
+/// not in the IPv6 table (the program would take the old table's word for
+/// which addresses are protected), a slot it gave another device still
+/// holds the first device's rule hits. An empty IPv6 table makes the
+/// program ask the hash and trie until the start's apply writes it.
+fn clear_unkept(running: &Xdp, maps_dir: &Path) -> Result<(), LoadError> {
+    let used = running.info()?.map_ids()?.unwrap_or_default();
+    for name in LATER_MAPS {
+        let Ok(info) = aya::maps::MapInfo::from_pin(maps_dir.join(name)) else { continue };
+        if used.contains(&info.id()) {
+            continue;
+        }
+        let map = pinned_map(maps_dir, name)?;
+        if name == maps::V6_NETS {
+            let mut tables: Array<MapData, V6Table> = Array::try_from(map)?;
+            for generation in 0..GENERATIONS {
+                tables.set(generation, V6Table::default(), 0)?;
+            }
+        } else {
+            let mut lines: PerCpuArray<MapData, RuleHitLine> = PerCpuArray::try_from(map)?;
+            let cpus =
+                aya::util::nr_cpus().map_err(|(_, e)| LoadError::Pin(format!("CPU count: {e}")))?;
+            for slot in 0..lines.len() {
+                let zero = PerCpuValues::try_from(vec![RuleHitLine::default(); cpus])?;
+                lines.set(slot, zero, 0)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Refuses an upgrade whose maps would not fit the pinned ones (type, key
 /// and value size, flags, capacity): the new program would misread them.
 fn check_map_layouts(object: &[u8], maps_dir: &Path) -> Result<(), LoadError> {
@@ -442,6 +478,7 @@ impl Filter {
             .map_err(|e| LoadError::Pin(format!("{}: {e}", prog_pin.display())))?;
         let old_tag = running.info()?.tag();
         check_map_layouts(object, maps_dir)?;
+        clear_unkept(&running, maps_dir)?;
         let mut loader = aya::EbpfLoader::new();
         // aya takes a pinned map as the object defines it, so the counters'
         // size is set to what the pinned map holds; a filter without one

@@ -7,10 +7,10 @@
 
 use std::{net::UdpSocket, path::PathBuf, thread, time::Duration};
 
-use aya::maps::{HashMap, Map, MapData, PerCpuHashMap, PerCpuValues};
+use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues};
 use filter_common::{
-    Addr, Counter, DeviceName, Direction, FlowKey, FlowValue, Reason, RuleHitKey, StatKey, Verdict,
-    flow_state, maps,
+    Addr, Counter, DeviceName, Direction, FlowKey, FlowValue, Reason, RuleHitKey, RuleHitLine,
+    StatKey, V6Net, V6Table, Verdict, flow_state, maps, v6table,
 };
 use filter_user::compile::mapped;
 use vlanguard_tests::{
@@ -301,6 +301,79 @@ fn rule_hits_of_the_earlier_layout_are_kept() {
     let new = opened(&lab) - before;
     assert!(new >= 1.0, "the first datagram is allowed by a rule");
     assert_eq!(hits(&lab), carried + new, "the lines count on top of the carried hits");
+}
+
+/// After a downgrade and an upgrade back, the maps the earlier version did
+/// not know (the IPv6 subnet table, the rule-hit lines) hold what it left
+/// stale: the upgrade clears those the running program does not use.
+#[test]
+fn maps_an_earlier_version_did_not_keep_are_cleared() {
+    if !privileged() {
+        return;
+    }
+    let Some(variant) = variant() else { return };
+    let mut lab = Lab::new();
+    lab.start_daemon();
+    let maps_dir = lab.pin_dir.join("maps");
+    let slots: HashMap<MapData, DeviceName, u32> = HashMap::try_from(Map::HashMap(
+        MapData::from_pin(maps_dir.join(maps::DEVICE_SLOTS)).expect("device slots"),
+    ))
+    .expect("hash map");
+    let pump = slots
+        .iter()
+        .filter_map(Result::ok)
+        .find(|(name, _)| name.bytes.starts_with(b"pump\0"))
+        .map(|(_, slot)| slot)
+        .expect("the pump's slot");
+    lab.stop_daemon(libc::SIGTERM);
+
+    // The running program's maps replaced by ones it does not use, holding
+    // what a later version left before the downgrade: 5 hits of the
+    // pump's first inbound rule, and an IPv6 table of another policy.
+    let replace = |name: &str, map_type: u32, value_size: u32| -> MapData {
+        let pin = maps_dir.join(name);
+        let entries = aya::maps::MapInfo::from_pin(&pin).expect("pinned").max_entries();
+        std::fs::remove_file(&pin).expect("unpin");
+        let def = aya_obj::Map::new_from_params(map_type, 4, value_size, entries, 0);
+        let map = MapData::create(def, name, None).expect("create");
+        map.pin(&pin).expect("pin");
+        map
+    };
+    const BPF_MAP_TYPE_ARRAY: u32 = 2;
+    const BPF_MAP_TYPE_PERCPU_ARRAY: u32 = 6;
+    let lines = replace(maps::RULE_HIT_LINES, BPF_MAP_TYPE_PERCPU_ARRAY, 64);
+    let mut lines: PerCpuArray<MapData, RuleHitLine> =
+        PerCpuArray::try_from(Map::PerCpuArray(lines)).expect("per-CPU array");
+    let cpus = aya::util::nr_cpus().expect("CPUs");
+    let mut stale = vec![RuleHitLine::default(); cpus];
+    stale[0].hits[Direction::In as usize][0] = 5;
+    lines.set(pump, PerCpuValues::try_from(stale).expect("values"), 0).expect("set");
+    let tables = replace(maps::V6_NETS, BPF_MAP_TYPE_ARRAY, 328);
+    let mut tables: Array<MapData, V6Table> = Array::try_from(Map::Array(tables)).expect("array");
+    let mut other = V6Table { flags: v6table::COMPLETE, count: 1, ..V6Table::default() };
+    other.nets[0] = V6Net { net_hi: 0x2001_0db8_dead_0000, mask_hi: !0xffff, ..V6Net::default() };
+    for generation in 0..2 {
+        tables.set(generation, other, 0).expect("set");
+    }
+    drop((lines, tables));
+
+    let log = lab.start_daemon_as(&variant);
+    assert!(log.contains("replaced the pinned program"), "{log}");
+    let hits = vlanguard_tests::sample(
+        &lab.scrape(),
+        "vlanguard_rule_hits_total",
+        &["device=\"pump\"", "direction=\"in\""],
+    );
+    assert_eq!(hits, 0.0, "the stale hits are gone");
+    let tables: Array<MapData, V6Table> = Array::try_from(Map::Array(
+        MapData::from_pin(maps_dir.join(maps::V6_NETS)).expect("the table's pin"),
+    ))
+    .expect("array");
+    for generation in 0..2 {
+        let t = tables.get(&generation, 0).expect("a generation's table");
+        assert_ne!(t, other, "generation {generation} still holds the stale table");
+    }
+    assert_eq!(lab.udp("nurse", "pump", PUMP, 5000), 20, "allowed traffic still passes");
 }
 
 /// The per-device counters keep the size the filter was first loaded with

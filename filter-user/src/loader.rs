@@ -485,6 +485,15 @@ impl Filter {
         // (an upgrade from the per-CPU hash) gets `capacity`, or more if
         // its devices already hold higher slots.
         let capacity = counters_capacity(maps_dir, capacity)?;
+        // aya reuses a pinned map whatever its size: rule-hit lines of
+        // another size than the counters (left by another version, which
+        // sized its own counters) would miss slots. Their pin goes, and the
+        // load makes lines of the right size.
+        let lines_pin = maps_dir.join(maps::RULE_HIT_LINES);
+        if aya::maps::MapInfo::from_pin(&lines_pin).is_ok_and(|i| i.max_entries() != capacity) {
+            std::fs::remove_file(&lines_pin)
+                .map_err(|e| LoadError::Pin(format!("{}: {e}", lines_pin.display())))?;
+        }
         loader.map_max_entries(maps::DEVICE_COUNTERS, capacity);
         loader.map_max_entries(maps::RULE_HIT_LINES, capacity);
         let paths: Vec<(&'static str, std::path::PathBuf)> =
@@ -736,7 +745,9 @@ impl Filter {
         Ok(())
     }
 
-    /// Zeroes direction `dir` of `slot`'s rule-hit line on every CPU.
+    /// Zeroes direction `dir` of `slot`'s rule-hit line on every CPU. A
+    /// read and a write of the whole line: hits the other direction counts
+    /// in between are lost (an undercount of the frames of that moment).
     fn reset_rule_hit_line(&mut self, slot: u32, dir: u8) -> Result<(), LoadError> {
         let mut lines: Vec<RuleHitLine> =
             self.maps.rule_hit_lines.get(&slot, 0)?.iter().copied().collect();
@@ -759,8 +770,14 @@ impl Filter {
             out.insert(key, n);
         }
         for &slot in self.names.keys() {
+            let per_cpu = match self.maps.rule_hit_lines.get(&slot, 0) {
+                Ok(v) => v,
+                // A slot beyond the lines (refused when assigned).
+                Err(MapError::OutOfBounds { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            };
             let mut sum = RuleHitLine::default();
-            for line in self.maps.rule_hit_lines.get(&slot, 0)?.iter() {
+            for line in per_cpu.iter() {
                 for (s, l) in sum.hits.iter_mut().flatten().zip(line.hits.iter().flatten()) {
                     *s = s.wrapping_add(*l);
                 }

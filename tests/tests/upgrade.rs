@@ -94,7 +94,11 @@ fn a_new_program_takes_over_without_losing_or_leaking_a_packet() {
     // Downgrade: the same, back to the first build.
     let (allowed, blocked, log) = replace_under_traffic(&mut lab, &lab::vlanguard_bin());
     assert!(log.contains("replaced the pinned program"), "{log}");
-    assert_eq!((allowed, blocked), (SENT as usize, 0));
+    assert_eq!(
+        (allowed, blocked),
+        (SENT as usize, 0),
+        "(allowed, blocked) across the downgrade: {log}"
+    );
     assert_eq!(tag(&lab), first);
     // A restart of the same version adopts the program as it is.
     lab.stop_daemon(libc::SIGTERM);
@@ -396,10 +400,21 @@ fn the_counters_keep_the_size_they_were_created_with() {
     };
     assert_eq!(capacity(&lab), 64.0);
     lab.stop_daemon(libc::SIGTERM);
+    // Rule-hit lines of another size, as another version could leave them:
+    // replaced by lines of the counters' size.
+    let lines_pin = lab.pin_dir.join("maps").join(maps::RULE_HIT_LINES);
+    std::fs::remove_file(&lines_pin).expect("unpin the lines");
+    const BPF_MAP_TYPE_PERCPU_ARRAY: u32 = 6;
+    let def = aya_obj::Map::new_from_params(BPF_MAP_TYPE_PERCPU_ARRAY, 4, 64, 32, 0);
+    let small = MapData::create(def, maps::RULE_HIT_LINES, None).expect("create");
+    small.pin(&lines_pin).expect("pin");
+    drop(small);
     let log = lab.start_daemon_as_with(&variant, &["--device-capacity", "128"]);
     assert!(log.contains("replaced the pinned program"), "{log}");
     assert!(log.contains("--device-capacity 128 not applied"), "{log}");
     assert_eq!(capacity(&lab), 64.0, "the pinned size, not the one asked for");
+    let lines = aya::maps::MapInfo::from_pin(&lines_pin).expect("the lines' pin");
+    assert_eq!(lines.max_entries(), 64, "lines of the counters' size");
     assert_eq!(lab.udp("nurse", "pump", PUMP, 5000), 20, "allowed traffic still passes");
 }
 

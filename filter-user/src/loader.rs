@@ -315,8 +315,7 @@ fn clear_unkept(running: &Xdp, maps_dir: &Path) -> Result<(), LoadError> {
             }
         } else {
             let mut lines: PerCpuArray<MapData, RuleHitLine> = PerCpuArray::try_from(map)?;
-            let cpus =
-                aya::util::nr_cpus().map_err(|(_, e)| LoadError::Pin(format!("CPU count: {e}")))?;
+            let cpus = possible_cpus()?;
             for slot in 0..lines.len() {
                 let zero = PerCpuValues::try_from(vec![RuleHitLine::default(); cpus])?;
                 lines.set(slot, zero, 0)?;
@@ -324,6 +323,11 @@ fn clear_unkept(running: &Xdp, maps_dir: &Path) -> Result<(), LoadError> {
         }
     }
     Ok(())
+}
+
+/// Possible CPUs: the length of a per-CPU map's value.
+fn possible_cpus() -> Result<usize, LoadError> {
+    aya::util::nr_cpus().map_err(|(_, e)| LoadError::Pin(format!("CPU count: {e}")))
 }
 
 /// Refuses an upgrade whose maps would not fit the pinned ones (type, key
@@ -591,8 +595,7 @@ impl Filter {
             slots,
             fingerprints: std::collections::HashMap::new(),
             vlans_set: Default::default(),
-            cpus: aya::util::nr_cpus()
-                .map_err(|(_, e)| LoadError::Pin(format!("CPU count: {e}")))?,
+            cpus: possible_cpus()?,
         })
     }
 

@@ -62,6 +62,35 @@ fn variant() -> Option<PathBuf> {
     variant
 }
 
+/// The pump's counter slot, from the pinned `DEVICE_SLOTS`.
+fn pump_slot(maps_dir: &std::path::Path) -> u32 {
+    let slots: HashMap<MapData, DeviceName, u32> = HashMap::try_from(Map::HashMap(
+        MapData::from_pin(maps_dir.join(maps::DEVICE_SLOTS)).expect("device slots"),
+    ))
+    .expect("hash map");
+    slots
+        .iter()
+        .filter_map(Result::ok)
+        .find(|(name, _)| name.bytes.starts_with(b"pump\0"))
+        .map(|(_, slot)| slot)
+        .expect("the pump's slot")
+}
+
+/// A new map as another version would have left it, pinned at `pin`.
+fn pin_map(
+    pin: &std::path::Path,
+    name: &str,
+    map_type: u32,
+    (key_size, value_size): (u32, u32),
+    entries: u32,
+    flags: u32,
+) -> MapData {
+    let def = aya_obj::Map::new_from_params(map_type, key_size, value_size, entries, flags);
+    let map = MapData::create(def, name, None).expect("create the map");
+    map.pin(pin).expect("pin the map");
+    map
+}
+
 #[test]
 fn a_new_program_takes_over_without_losing_or_leaking_a_packet() {
     if !privileged() {
@@ -157,10 +186,8 @@ fn flows_of_the_earlier_flow_table_carry_over() {
         state: flow_state::ESTABLISHED,
     };
     const BPF_MAP_TYPE_LRU_HASH: u32 = 9;
-    let def = aya_obj::Map::new_from_params(BPF_MAP_TYPE_LRU_HASH, 40, 16, 1 << 16, 0);
-    let legacy = MapData::create(def, maps::LEGACY_FLOWS, None).expect("create the old table");
     let pin = lab.pin_dir.join("maps").join(maps::LEGACY_FLOWS);
-    legacy.pin(&pin).expect("pin the old table");
+    let legacy = pin_map(&pin, maps::LEGACY_FLOWS, BPF_MAP_TYPE_LRU_HASH, (40, 16), 1 << 16, 0);
     let mut table: HashMap<MapData, FlowKey, FlowValue> =
         HashMap::try_from(Map::LruHashMap(legacy)).expect("hash map");
     table.insert(key, value, 0).expect("insert the flow");
@@ -187,16 +214,7 @@ fn device_counters_of_the_earlier_layout_carry_over() {
     let mut lab = Lab::new();
     lab.start_daemon();
     let maps_dir = lab.pin_dir.join("maps");
-    let slots: HashMap<MapData, DeviceName, u32> = HashMap::try_from(Map::HashMap(
-        MapData::from_pin(maps_dir.join(maps::DEVICE_SLOTS)).expect("device slots"),
-    ))
-    .expect("hash map");
-    let pump = slots
-        .iter()
-        .filter_map(Result::ok)
-        .find(|(name, _)| name.bytes.starts_with(b"pump\0"))
-        .map(|(_, slot)| slot)
-        .expect("the pump's slot");
+    let pump = pump_slot(&maps_dir);
     let in_drops = |lab: &Lab| -> u64 {
         let out = lab.cli(&["stats", "--device", "pump", "--json"]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -214,10 +232,9 @@ fn device_counters_of_the_earlier_layout_carry_over() {
     // The earlier version's map as it left it: 1,000 dropped packets to the
     // pump on the first CPU, 234 on the others.
     const BPF_MAP_TYPE_PERCPU_HASH: u32 = 5;
-    let def = aya_obj::Map::new_from_params(BPF_MAP_TYPE_PERCPU_HASH, 8, 16, 1 << 20, 1);
-    let legacy = MapData::create(def, maps::LEGACY_DEVICE_STATS, None).expect("create the old map");
     let pin = maps_dir.join(maps::LEGACY_DEVICE_STATS);
-    legacy.pin(&pin).expect("pin the old map");
+    let legacy =
+        pin_map(&pin, maps::LEGACY_DEVICE_STATS, BPF_MAP_TYPE_PERCPU_HASH, (8, 16), 1 << 20, 1);
     let mut old: PerCpuHashMap<MapData, StatKey, Counter> =
         PerCpuHashMap::try_from(Map::PerCpuHashMap(legacy)).expect("per-CPU hash");
     let cpus = aya::util::nr_cpus().expect("CPUs");
@@ -254,16 +271,7 @@ fn rule_hits_of_the_earlier_layout_are_kept() {
     let mut lab = Lab::new();
     lab.start_daemon();
     let maps_dir = lab.pin_dir.join("maps");
-    let slots: HashMap<MapData, DeviceName, u32> = HashMap::try_from(Map::HashMap(
-        MapData::from_pin(maps_dir.join(maps::DEVICE_SLOTS)).expect("device slots"),
-    ))
-    .expect("hash map");
-    let pump = slots
-        .iter()
-        .filter_map(Result::ok)
-        .find(|(name, _)| name.bytes.starts_with(b"pump\0"))
-        .map(|(_, slot)| slot)
-        .expect("the pump's slot");
+    let pump = pump_slot(&maps_dir);
     let hits = |lab: &Lab| {
         vlanguard_tests::sample(
             &lab.scrape(),
@@ -319,16 +327,7 @@ fn maps_an_earlier_version_did_not_keep_are_cleared() {
     let mut lab = Lab::new();
     lab.start_daemon();
     let maps_dir = lab.pin_dir.join("maps");
-    let slots: HashMap<MapData, DeviceName, u32> = HashMap::try_from(Map::HashMap(
-        MapData::from_pin(maps_dir.join(maps::DEVICE_SLOTS)).expect("device slots"),
-    ))
-    .expect("hash map");
-    let pump = slots
-        .iter()
-        .filter_map(Result::ok)
-        .find(|(name, _)| name.bytes.starts_with(b"pump\0"))
-        .map(|(_, slot)| slot)
-        .expect("the pump's slot");
+    let pump = pump_slot(&maps_dir);
     lab.stop_daemon(libc::SIGTERM);
 
     // The running program's maps replaced by ones it does not use, holding
@@ -338,10 +337,7 @@ fn maps_an_earlier_version_did_not_keep_are_cleared() {
         let pin = maps_dir.join(name);
         let entries = aya::maps::MapInfo::from_pin(&pin).expect("pinned").max_entries();
         std::fs::remove_file(&pin).expect("unpin");
-        let def = aya_obj::Map::new_from_params(map_type, 4, value_size, entries, 0);
-        let map = MapData::create(def, name, None).expect("create");
-        map.pin(&pin).expect("pin");
-        map
+        pin_map(&pin, name, map_type, (4, value_size), entries, 0)
     };
     const BPF_MAP_TYPE_ARRAY: u32 = 2;
     const BPF_MAP_TYPE_PERCPU_ARRAY: u32 = 6;
@@ -405,10 +401,7 @@ fn the_counters_keep_the_size_they_were_created_with() {
     let lines_pin = lab.pin_dir.join("maps").join(maps::RULE_HIT_LINES);
     std::fs::remove_file(&lines_pin).expect("unpin the lines");
     const BPF_MAP_TYPE_PERCPU_ARRAY: u32 = 6;
-    let def = aya_obj::Map::new_from_params(BPF_MAP_TYPE_PERCPU_ARRAY, 4, 64, 32, 0);
-    let small = MapData::create(def, maps::RULE_HIT_LINES, None).expect("create");
-    small.pin(&lines_pin).expect("pin");
-    drop(small);
+    drop(pin_map(&lines_pin, maps::RULE_HIT_LINES, BPF_MAP_TYPE_PERCPU_ARRAY, (4, 64), 32, 0));
     let log = lab.start_daemon_as_with(&variant, &["--device-capacity", "128"]);
     assert!(log.contains("replaced the pinned program"), "{log}");
     assert!(log.contains("--device-capacity 128 not applied"), "{log}");

@@ -53,6 +53,9 @@ fn main() -> anyhow::Result<()> {
     // ±10 %: each build has its own maps, placed differently in memory).
     // This version's loader loads it, so it must have this version's maps.
     let mut against: Option<Vec<u8>> = None;
+    // A program of the bench object (a floor such as `insert_split`) timed
+    // against vlanguard on the rows of distinct frames, as `--against`.
+    let mut probe: Option<String> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -64,6 +67,7 @@ fn main() -> anyhow::Result<()> {
                 let path = args.next().expect("--against OBJECT");
                 against = Some(std::fs::read(&path).map_err(|e| anyhow::anyhow!("{path}: {e}"))?);
             }
+            "--probe" => probe = Some(args.next().expect("--probe PROGRAM")),
             "--devices" => {
                 sizes = Some(args.next().and_then(|v| v.parse().ok()).expect("--devices N"))
             }
@@ -77,6 +81,18 @@ fn main() -> anyhow::Result<()> {
     let mut floor_obj = Ebpf::load(BENCH_OBJECT)?;
     let floor: &mut Xdp = floor_obj.program_mut("pass_floor").expect("pass_floor").try_into()?;
     floor.load()?;
+    let mut probe_obj = Ebpf::load(BENCH_OBJECT)?;
+    let mut probe_prog: Option<&mut Xdp> = match &probe {
+        Some(name) => {
+            let p: &mut Xdp = probe_obj
+                .program_mut(name)
+                .ok_or_else(|| anyhow::anyhow!("no program {name} in the bench object"))?
+                .try_into()?;
+            p.load()?;
+            Some(p)
+        }
+        None => None,
+    };
 
     let mut md = String::new();
     let mut csv = String::from(
@@ -278,11 +294,7 @@ fn main() -> anyhow::Result<()> {
                 theirs.push(run(xdpf.program(), &case.frame, repeat)?.1);
             }
             if !against_ratios.is_empty() {
-                eprintln!(
-                    "bench: {n} devices, {}: this build / --against {:.3} (median of {rounds} rounds)",
-                    case.name,
-                    median(against_ratios) as f64 / 1000.0
-                );
+                say_against(n, case.name, median(against_ratios) as f64 / 1000.0, rounds);
             }
             let their_verdict = match run(xdpf.program(), &case.frame, 1)?.0 {
                 XDP_PASS => "pass",
@@ -331,9 +343,16 @@ fn main() -> anyhow::Result<()> {
         h.snapshot();
         assert_eq!(h.run(&probe).reason(), Some(Reason::Allowed), "SYN: kernel verdict");
         if wanted(&label) {
-            let Distinct { m, lo, hi, f, x } = time_distinct(&mut h, floor, &mut xdpf, |round| {
-                (0..MIXED).map(|i| syn(round, i)).collect()
-            })?;
+            let Distinct { m, lo, hi, f, x, against } = time_distinct(
+                &mut h,
+                second(&mut other, &mut probe_prog),
+                floor,
+                &mut xdpf,
+                |round| (0..MIXED).map(|i| syn(round, i)).collect(),
+            )?;
+            if let Some(a) = against {
+                say_against(n, &label, a, ROUNDS);
+            }
             writeln!(
                 md,
                 "| {n} | {label} | 60 | allowed | {m} | {lo} | {hi} | {f} | {} | {x} | pass | {:.2} |",
@@ -362,8 +381,13 @@ fn main() -> anyhow::Result<()> {
                     .padded()
             })
             .collect();
-        let Distinct { m, lo, hi, f, x } =
-            time_distinct(&mut h, floor, &mut xdpf, |_| mixed.clone())?;
+        let Distinct { m, lo, hi, f, x, against } =
+            time_distinct(&mut h, second(&mut other, &mut probe_prog), floor, &mut xdpf, |_| {
+                mixed.clone()
+            })?;
+        if let Some(a) = against {
+            say_against(n, "mixed", a, ROUNDS);
+        }
         // xdp-filter passes the frames to the devices it holds.
         let their_verdict = if n > xdp_filter::CAPACITY { "pass/drop" } else { "pass" };
         writeln!(
@@ -440,6 +464,9 @@ struct Distinct {
     hi: u64,
     f: u64,
     x: u64,
+    /// With `--against`: the median over the rounds of this build's time
+    /// over the other's.
+    against: Option<f64>,
 }
 
 /// Times `frames(round)` (distinct frames, each run once per round) through
@@ -448,26 +475,65 @@ struct Distinct {
 /// the same way shows.
 fn time_distinct(
     h: &mut Harness,
+    mut other: Option<Second<'_>>,
     floor: &mut Xdp,
     xdpf: &mut XdpFilter,
     frames: impl Fn(usize) -> Vec<Vec<u8>>,
 ) -> anyhow::Result<Distinct> {
     let (mut ours, mut floors, mut theirs) = (Vec::new(), Vec::new(), Vec::new());
+    let mut against = Vec::new();
     for round in 0..ROUNDS {
         let frames = frames(round);
-        let (mut o, mut f, mut x) = (0u64, 0u64, 0u64);
-        for frame in &frames {
+        let (mut o, mut f, mut x, mut a) = (0u64, 0u64, 0u64, 0u64);
+        for (i, frame) in frames.iter().enumerate() {
             f += run(floor, frame, 1)?.1;
-            o += h.run_raw(frame, 1).1;
+            match &mut other {
+                // Alternating which build runs first, as in the repeated
+                // cases.
+                Some(b) if i % 2 == 0 => {
+                    o += h.run_raw(frame, 1).1;
+                    a += b(frame);
+                }
+                Some(b) => {
+                    a += b(frame);
+                    o += h.run_raw(frame, 1).1;
+                }
+                None => o += h.run_raw(frame, 1).1,
+            }
             x += run(xdpf.program(), frame, 1)?.1;
         }
         let count = frames.len().max(1) as u64;
         ours.push(o / count);
         floors.push(f / count);
         theirs.push(x / count);
+        against.push(o * 1000 / a.max(1));
     }
     let (lo, hi) = (*ours.iter().min().expect("rounds"), *ours.iter().max().expect("rounds"));
-    Ok(Distinct { m: median(ours), lo, hi, f: median(floors), x: median(theirs) })
+    let against = other.is_some().then(|| median(against) as f64 / 1000.0);
+    Ok(Distinct { m: median(ours), lo, hi, f: median(floors), x: median(theirs), against })
+}
+
+/// A second program timed beside vlanguard: runs it once on a frame, says
+/// how long it took (ns).
+type Second<'a> = Box<dyn FnMut(&[u8]) -> u64 + 'a>;
+
+/// The program `--against` or `--probe` names, run once on a frame.
+fn second<'a>(
+    other: &'a mut Option<Harness>,
+    probe: &'a mut Option<&mut Xdp>,
+) -> Option<Second<'a>> {
+    if let Some(h) = other.as_mut() {
+        return Some(Box::new(move |f| h.run_raw(f, 1).1));
+    }
+    let p = probe.as_mut()?;
+    Some(Box::new(move |f| run(p, f, 1).expect("BPF_PROG_TEST_RUN").1))
+}
+
+/// What `--against` or `--probe` found for a case.
+fn say_against(devices: usize, case: &str, ratio: f64, rounds: usize) {
+    eprintln!(
+        "bench: {devices} devices, {case}: this build / --against {ratio:.3} (median of {rounds} rounds)"
+    );
 }
 
 /// The program's action and its mean time per run in nanoseconds.

@@ -1,6 +1,7 @@
 //! The decision of DESIGN §3 for a parsed frame: operators' actions
 //! (blocklist, quarantine), identity checks, infrastructure, the flow
-//! table, then the rules.
+//! table, then the rules (for a client's plain TCP segments the rules
+//! first, `flow::rules_first`; the verdict is the same either way).
 //!
 //! Mirrored in plain Rust by `filter_user::reference`; keep them in step.
 
@@ -230,6 +231,35 @@ pub fn decide(ctx: &impl Frame, pkt: &Packet, active: &Active) -> (Reason, Invol
         return (Reason::Quarantined, involved);
     }
 
+    // A client's TCP segment that neither opens nor closes its connection
+    // (`flow::rules_first`) asks the rules first: one they allow passes
+    // without the flow table (no key, no hash, no lookup), so it does not
+    // refresh its flow; the server's answers, which need the flow, do.
+    // Either order gives the same verdict; this one spares most segments
+    // the step that would not decide them. Segments that open or close,
+    // and UDP and ICMP, which open flows or refresh them by being allowed,
+    // go through the flow table first.
+    let plain = flow::rules_first(pkt);
+    if plain {
+        let (out_rule, in_rule) = rules(
+            generation,
+            src_dev,
+            dst_dev,
+            &pkt.src,
+            &pkt.dst,
+            pkt.proto,
+            pkt.sport,
+            pkt.port,
+            pkt.l4_known,
+        );
+        if out_rule != NO_MATCH && in_rule != NO_MATCH {
+            if over_rate(dst_dev, false) {
+                return (Reason::RateLimited, involved);
+            }
+            return (Reason::Allowed, credit(involved, src_dev, dst_dev, out_rule, in_rule));
+        }
+    }
+
     // A flow an allowed packet opened (DESIGN §3 step 3). A bare SYN
     // starts a connection and answers nothing: `lookup` leaves it to the
     // rules (a retransmitted SYN of an open flow is allowed by the rule
@@ -282,6 +312,10 @@ pub fn decide(ctx: &impl Frame, pkt: &Packet, active: &Active) -> (Reason, Invol
         }
     }
 
+    // The rules said no above, and no flow passed it.
+    if plain {
+        return (Reason::NotAllowed, involved);
+    }
     // Both ends that are devices must allow it.
     let (out_rule, in_rule) = rules(
         generation,
@@ -305,15 +339,26 @@ pub fn decide(ctx: &impl Frame, pkt: &Packet, active: &Active) -> (Reason, Invol
     if let Some(t) = &tracked {
         flow::open(t, pkt, settings);
     }
-    // Credit the first matching rule of each device with the hit.
-    let mut involved = involved;
+    (Reason::Allowed, credit(involved, src_dev, dst_dev, out_rule, in_rule))
+}
+
+/// `involved` with the first matching rule of each device credited with
+/// the hit.
+#[inline(always)]
+fn credit(
+    mut involved: Involved,
+    src_dev: Option<&DeviceInfo>,
+    dst_dev: Option<&DeviceInfo>,
+    out_rule: u32,
+    in_rule: u32,
+) -> Involved {
     if src_dev.is_some() {
         involved.src_rule = out_rule;
     }
     if dst_dev.is_some() {
         involved.dst_rule = in_rule;
     }
-    (Reason::Allowed, involved)
+    involved
 }
 
 /// Whether a frame towards `dst` (a device, or none) is over its rate

@@ -461,6 +461,21 @@ pub fn is_syn(pkt: &Packet) -> bool {
     pkt.proto == IPPROTO_TCP && pkt.l4_known && pkt.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN
 }
 
+/// Whether the rules decide the frame before the flow table is asked (see
+/// `decide`): a TCP segment that neither opens nor closes a connection (no
+/// SYN, FIN or RST; a later fragment with its first fragment's ports
+/// carries no flags and counts as one) sent from a port not below its
+/// destination port, as a client's segments to a server's port are. A
+/// server's answers come from the lower port and ask the flow table first,
+/// which passes them without a rule scan.
+#[inline(always)]
+pub fn rules_first(pkt: &Packet) -> bool {
+    pkt.proto == IPPROTO_TCP
+        && pkt.l4_known
+        && pkt.tcp_flags & (TCP_SYN | TCP_FIN | TCP_RST) == 0
+        && pkt.sport >= pkt.port
+}
+
 /// An ICMP or ICMPv6 echo request (`request`) or reply.
 #[inline(always)]
 fn is_echo(pkt: &Packet, request: bool) -> bool {

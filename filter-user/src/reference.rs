@@ -433,6 +433,24 @@ fn decide(policy: &Resolved, frame: &[u8], iface_vlan: u16, flows: &mut Flows) -
     let allows =
         |(o, i): (Option<Option<usize>>, Option<Option<usize>>)| o != Some(None) && i != Some(None);
 
+    let allowed = |(out_rule, in_rule): (Option<Option<usize>>, Option<Option<usize>>)| Decision {
+        src_rule: out_rule.flatten(),
+        dst_rule: in_rule.flatten(),
+        ..decision(Reason::Allowed)
+    };
+    // A TCP segment without SYN, FIN or RST from a port not below its
+    // destination port asks the rules first; only one they deny asks the
+    // flow table.
+    let plain = f.proto == 6
+        && f.tcp_flags & 0x07 == 0
+        && f.l4.is_some_and(|(sport, dport)| sport >= dport);
+    if plain {
+        let rules = check(src, dst, f.src, f.dst, f.l4);
+        if allows(rules) {
+            return allowed(rules);
+        }
+    }
+
     // Flow tracking: TCP, UDP, ICMP echo with an L4 header.
     let tracked = match (f.proto, f.l4) {
         (6 | 17, Some((sport, dport))) => Some((sport, dport)),
@@ -489,9 +507,9 @@ fn decide(policy: &Resolved, frame: &[u8], iface_vlan: u16, flows: &mut Flows) -
         }
     }
 
-    let (out_rule, in_rule) = check(src, dst, f.src, f.dst, f.l4);
+    let rules = check(src, dst, f.src, f.dst, f.l4);
     // A side without a device allows; a device side needs a matching rule.
-    if !allows((out_rule, in_rule)) {
+    if plain || !allows(rules) {
         return decision(Reason::NotAllowed);
     }
     if let Some((key, src_lo)) = tracked {
@@ -507,11 +525,7 @@ fn decide(policy: &Resolved, frame: &[u8], iface_vlan: u16, flows: &mut Flows) -
             flows.table.insert(key, flow);
         }
     }
-    Decision {
-        src_rule: out_rule.flatten(),
-        dst_rule: in_rule.flatten(),
-        ..decision(Reason::Allowed)
-    }
+    allowed(rules)
 }
 
 /// A rule's protocol/port part against a frame. Without an L4 header (a

@@ -261,7 +261,13 @@ fn flows_let_replies_through_until_revoked() {
     check(h, &p, 0, "server syn-ack", &back(tcp(443, 40001, 0x12)), Reason::Established, &pin);
     check(h, &p, 0, "pump syn late", &out(L4::syn(40001, 443)), Reason::Allowed, &pout);
     assert_eq!(created(h), before, "a retransmitted SYN opens no flow");
-    check(h, &p, 0, "pump ack", &out(tcp(40001, 443, 0x10)), Reason::Established, &pout);
+    // A segment without SYN, FIN or RST that the rules allow passes by
+    // them, without the flow table: counted as allowed, with its rule hit.
+    check(h, &p, 0, "pump ack", &out(tcp(40001, 443, 0x10)), Reason::Allowed, &pout);
+    // From a port below the destination's (where servers answer from),
+    // the flow table is asked first.
+    check(h, &p, 0, "low-port syn", &out(L4::syn(80, 443)), Reason::Allowed, &pout);
+    check(h, &p, 0, "low-port ack", &out(tcp(80, 443, 0x10)), Reason::Established, &pout);
     check(h, &p, 0, "server data", &back(tcp(443, 40001, 0x18)), Reason::Established, &pin);
     // The server may not open its own connection on the same ports.
     check(h, &p, 0, "server bare syn", &back(L4::syn(443, 40001)), Reason::NotAllowed, &pin);

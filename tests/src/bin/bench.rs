@@ -26,6 +26,9 @@ use vlanguard_tests::{
 const ROUNDS: usize = 7;
 /// Distinct frames of the mixed run.
 const MIXED: usize = 4096;
+/// The bench object's floor programs of the new-connection and mixed rows.
+const SYN_FLOOR: &str = "insert_split";
+const DEVICE_FLOOR: &str = "device_touch";
 
 struct Case {
     name: &'static str,
@@ -82,17 +85,16 @@ fn main() -> anyhow::Result<()> {
     let floor: &mut Xdp = floor_obj.program_mut("pass_floor").expect("pass_floor").try_into()?;
     floor.load()?;
     let mut probe_obj = Ebpf::load(BENCH_OBJECT)?;
-    let mut probe_prog: Option<&mut Xdp> = match &probe {
-        Some(name) => {
-            let p: &mut Xdp = probe_obj
-                .program_mut(name)
-                .ok_or_else(|| anyhow::anyhow!("no program {name} in the bench object"))?
-                .try_into()?;
-            p.load()?;
-            Some(p)
-        }
+    let mut probe_prog = match &probe {
+        Some(name) => Some(bench_program(&mut probe_obj, name)?),
         None => None,
     };
+    // The floors of the rows of distinct frames (what any design must do
+    // for them, alone), timed in the same rounds unless --against or
+    // --probe asks for another program there.
+    let (mut syn_obj, mut device_obj) = (Ebpf::load(BENCH_OBJECT)?, Ebpf::load(BENCH_OBJECT)?);
+    let syn_floor = bench_program(&mut syn_obj, SYN_FLOOR)?;
+    let device_floor = bench_program(&mut device_obj, DEVICE_FLOOR)?;
 
     let mut md = String::new();
     let mut csv = String::from(
@@ -343,15 +345,18 @@ fn main() -> anyhow::Result<()> {
         h.snapshot();
         assert_eq!(h.run(&probe).reason(), Some(Reason::Allowed), "SYN: kernel verdict");
         if wanted(&label) {
-            let Distinct { m, lo, hi, f, x, against } = time_distinct(
-                &mut h,
-                second(&mut other, &mut probe_prog),
-                floor,
-                &mut xdpf,
-                |round| (0..MIXED).map(|i| syn(round, i)).collect(),
-            )?;
-            if let Some(a) = against {
-                say_against(n, &label, a, ROUNDS);
+            let (beside, is_floor) = second(&mut other, &mut probe_prog, syn_floor);
+            let Distinct { m, lo, hi, f, x, a, against } =
+                time_distinct(&mut h, beside, floor, &mut xdpf, |round| {
+                    (0..MIXED).map(|i| syn(round, i)).collect()
+                })?;
+            if is_floor {
+                let what = format!(
+                    "floor of a new connection: {SYN_FLOOR}, recording a flow in a table of the flow cache's size, alone ({MIXED} distinct, each run once)"
+                );
+                floor_row(&mut md, &mut csv, n, &what, a, f, x)?;
+            } else {
+                say_against(n, &label, against, ROUNDS);
             }
             writeln!(
                 md,
@@ -381,12 +386,16 @@ fn main() -> anyhow::Result<()> {
                     .padded()
             })
             .collect();
-        let Distinct { m, lo, hi, f, x, against } =
-            time_distinct(&mut h, second(&mut other, &mut probe_prog), floor, &mut xdpf, |_| {
-                mixed.clone()
-            })?;
-        if let Some(a) = against {
-            say_against(n, "mixed", a, ROUNDS);
+        let (beside, is_floor) = second(&mut other, &mut probe_prog, device_floor);
+        let Distinct { m, lo, hi, f, x, a, against } =
+            time_distinct(&mut h, beside, floor, &mut xdpf, |_| mixed.clone())?;
+        if is_floor {
+            let what = format!(
+                "floor of a mixed frame: {DEVICE_FLOOR}, the device's line and its per-CPU counter line, alone ({MIXED} distinct, each run once)"
+            );
+            floor_row(&mut md, &mut csv, n, &what, a, f, x)?;
+        } else {
+            say_against(n, "mixed", against, ROUNDS);
         }
         // xdp-filter passes the frames to the devices it holds.
         let their_verdict = if n > xdp_filter::CAPACITY { "pass/drop" } else { "pass" };
@@ -464,9 +473,10 @@ struct Distinct {
     hi: u64,
     f: u64,
     x: u64,
-    /// With `--against`: the median over the rounds of this build's time
-    /// over the other's.
-    against: Option<f64>,
+    /// The program timed beside it (`second`): its median.
+    a: u64,
+    /// The median over the rounds of vlanguard's time over that program's.
+    against: f64,
 }
 
 /// Times `frames(round)` (distinct frames, each run once per round) through
@@ -475,30 +485,26 @@ struct Distinct {
 /// the same way shows.
 fn time_distinct(
     h: &mut Harness,
-    mut other: Option<Second<'_>>,
+    mut other: Second<'_>,
     floor: &mut Xdp,
     xdpf: &mut XdpFilter,
     frames: impl Fn(usize) -> Vec<Vec<u8>>,
 ) -> anyhow::Result<Distinct> {
     let (mut ours, mut floors, mut theirs) = (Vec::new(), Vec::new(), Vec::new());
-    let mut against = Vec::new();
+    let (mut seconds, mut against) = (Vec::new(), Vec::new());
     for round in 0..ROUNDS {
         let frames = frames(round);
         let (mut o, mut f, mut x, mut a) = (0u64, 0u64, 0u64, 0u64);
         for (i, frame) in frames.iter().enumerate() {
             f += run(floor, frame, 1)?.1;
-            match &mut other {
-                // Alternating which build runs first, as in the repeated
-                // cases.
-                Some(b) if i % 2 == 0 => {
-                    o += h.run_raw(frame, 1).1;
-                    a += b(frame);
-                }
-                Some(b) => {
-                    a += b(frame);
-                    o += h.run_raw(frame, 1).1;
-                }
-                None => o += h.run_raw(frame, 1).1,
+            // Alternating which program runs first, as in the repeated
+            // cases.
+            if i % 2 == 0 {
+                o += h.run_raw(frame, 1).1;
+                a += other(frame);
+            } else {
+                a += other(frame);
+                o += h.run_raw(frame, 1).1;
             }
             x += run(xdpf.program(), frame, 1)?.1;
         }
@@ -506,27 +512,75 @@ fn time_distinct(
         ours.push(o / count);
         floors.push(f / count);
         theirs.push(x / count);
+        seconds.push(a / count);
         against.push(o * 1000 / a.max(1));
     }
     let (lo, hi) = (*ours.iter().min().expect("rounds"), *ours.iter().max().expect("rounds"));
-    let against = other.is_some().then(|| median(against) as f64 / 1000.0);
-    Ok(Distinct { m: median(ours), lo, hi, f: median(floors), x: median(theirs), against })
+    Ok(Distinct {
+        m: median(ours),
+        lo,
+        hi,
+        f: median(floors),
+        x: median(theirs),
+        a: median(seconds),
+        against: median(against) as f64 / 1000.0,
+    })
 }
 
 /// A second program timed beside vlanguard: runs it once on a frame, says
 /// how long it took (ns).
 type Second<'a> = Box<dyn FnMut(&[u8]) -> u64 + 'a>;
 
-/// The program `--against` or `--probe` names, run once on a frame.
+/// The program timed beside vlanguard on a row of distinct frames: the
+/// build `--against` names, else the program `--probe` names, else the
+/// row's floor (then `true`).
 fn second<'a>(
     other: &'a mut Option<Harness>,
     probe: &'a mut Option<&mut Xdp>,
-) -> Option<Second<'a>> {
+    row_floor: &'a mut Xdp,
+) -> (Second<'a>, bool) {
     if let Some(h) = other.as_mut() {
-        return Some(Box::new(move |f| h.run_raw(f, 1).1));
+        return (Box::new(move |f| h.run_raw(f, 1).1), false);
     }
-    let p = probe.as_mut()?;
-    Some(Box::new(move |f| run(p, f, 1).expect("BPF_PROG_TEST_RUN").1))
+    let (p, is_floor) = match probe.as_mut() {
+        Some(p) => (&mut **p, false),
+        None => (row_floor, true),
+    };
+    (Box::new(move |f| run(p, f, 1).expect("BPF_PROG_TEST_RUN").1), is_floor)
+}
+
+/// Loads program `name` of the bench object `obj`.
+fn bench_program<'a>(obj: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut Xdp> {
+    let p: &mut Xdp = obj
+        .program_mut(name)
+        .ok_or_else(|| anyhow::anyhow!("no program {name} in the bench object"))?
+        .try_into()?;
+    p.load()?;
+    Ok(p)
+}
+
+/// The row of a floor program timed beside vlanguard (`a` ns per frame).
+fn floor_row(
+    md: &mut String,
+    csv: &mut String,
+    n: usize,
+    what: &str,
+    a: u64,
+    f: u64,
+    x: u64,
+) -> anyhow::Result<()> {
+    writeln!(
+        md,
+        "| {n} | {what} | 60 | pass | {a} | | | {f} | {} | {x} | pass | {:.2} |",
+        a.saturating_sub(f),
+        a as f64 / x.max(1) as f64
+    )?;
+    writeln!(
+        csv,
+        "{n},10,\"{what}\",60,{a},{a},{a},{f},{:.2},{x},pass",
+        a as f64 / f.max(1) as f64
+    )?;
+    Ok(())
 }
 
 /// What `--against` or `--probe` found for a case.

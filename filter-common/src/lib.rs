@@ -629,6 +629,18 @@ pub const fn flow_tag(hash: u64) -> u32 {
     ((hash >> 32) as u32) | 1
 }
 
+/// Whether either 32-bit lane of `word` (two ways' tags, `FlowTags` read as
+/// words) is `tag`, without a branch: a lane of `word ^ tag` is zero where
+/// the tag is, and subtracting 1 from each lane sets the top bit of a zero
+/// lane only (a lower lane borrows only when it is zero, so the upper
+/// lane's result is never wrong unless the lower one already matched).
+/// Nonzero for a match. The program's flow lookup ORs this over a bucket.
+#[inline(always)]
+pub const fn tag_lanes(word: u64, tag: u32) -> u64 {
+    let x = word ^ (tag as u64 | (tag as u64) << 32);
+    x.wrapping_sub(0x0000_0001_0000_0001) & !x & 0x8000_0000_8000_0000
+}
+
 /// An IPv6 address, or an IPv4 one v4-mapped (`::ffff:a.b.c.d`), in
 /// network byte order and 8-aligned. Why its own type: the BPF target has
 /// no unaligned loads, so LLVM copies and compares a `[u8; 16]` it cannot
@@ -1212,6 +1224,26 @@ mod tests {
     /// a busy VLAN has) spread over the buckets about as evenly as random
     /// ones would: at 65,536 flows (2 per bucket on average) hardly any
     /// bucket holds more than its 8 ways, and the seed moves every flow.
+    #[test]
+    fn tag_lanes_finds_a_tag_in_either_lane_and_nothing_else() {
+        let word = |lo: u32, hi: u32| u64::from(lo) | u64::from(hi) << 32;
+        let tags = [1u32, 3, 0x7fff_ffff, 0x8000_0001, 0xffff_ffff, 0x1234_5679];
+        for &tag in &tags {
+            for &other in tags.iter().chain(&[0u32, 2, 0x8000_0000, tag ^ 0x100]) {
+                if other == tag {
+                    continue;
+                }
+                assert_eq!(tag_lanes(word(other, other), tag), 0, "{tag:#x} in {other:#x} x2");
+                assert_ne!(tag_lanes(word(tag, other), tag), 0, "{tag:#x} low, {other:#x}");
+                assert_ne!(tag_lanes(word(other, tag), tag), 0, "{other:#x}, {tag:#x} high");
+                // A free way (tag 0) next to another flow's tag: no match.
+                assert_eq!(tag_lanes(word(0, other), tag), 0, "free, {other:#x}");
+                assert_eq!(tag_lanes(word(other, 0), tag), 0, "{other:#x}, free");
+            }
+            assert_ne!(tag_lanes(word(tag, tag), tag), 0);
+        }
+    }
+
     #[test]
     fn flow_hash_spreads_similar_flows() {
         let mut keys = Vec::new();

@@ -18,8 +18,8 @@ use std::{
 use aya::{
     Ebpf,
     maps::{
-        Array, HashMap, LpmTrie, Map, MapData, MapError, PerCpuArray, PerCpuHashMap, PerCpuValues,
-        ProgramArray, RingBuf, lpm_trie::Key,
+        Array, HashMap, IterableMap as _, LpmTrie, Map, MapData, PerCpuArray, PerCpuHashMap,
+        PerCpuValues, ProgramArray, RingBuf, lpm_trie::Key,
     },
     programs::Xdp,
 };
@@ -772,15 +772,12 @@ impl Filter {
             let n = per_cpu.iter().fold(0u64, |a, b| a.wrapping_add(*b));
             out.insert(key, n);
         }
+        let lines: Vec<RuleHitLine> = self.read_lines(self.maps.rule_hit_lines.map())?;
         for &slot in self.names.keys() {
-            let per_cpu = match self.maps.rule_hit_lines.get(&slot, 0) {
-                Ok(v) => v,
-                // A slot beyond the lines (refused when assigned).
-                Err(MapError::OutOfBounds { .. }) => continue,
-                Err(e) => return Err(e.into()),
-            };
+            // A slot beyond the lines is refused when assigned.
+            let Some(per_cpu) = lines.chunks_exact(self.cpus).nth(slot as usize) else { continue };
             let mut sum = RuleHitLine::default();
-            for line in per_cpu.iter() {
+            for line in per_cpu {
                 for (s, l) in sum.hits.iter_mut().flatten().zip(line.hits.iter().flatten()) {
                     *s = s.wrapping_add(*l);
                 }
@@ -1171,13 +1168,10 @@ impl Filter {
     /// never moved left out.
     pub fn device_stats(&self) -> Result<BTreeMap<DeviceStat, Counter>, LoadError> {
         let mut out = BTreeMap::new();
+        let lines: Vec<DeviceCounters> = self.read_lines(self.maps.device_counters.map())?;
         for slot in self.names.keys() {
-            let per_cpu = match self.maps.device_counters.get(slot, 0) {
-                Ok(v) => v,
-                // A slot beyond the counters (refused when assigned).
-                Err(MapError::OutOfBounds { .. }) => continue,
-                Err(e) => return Err(e.into()),
-            };
+            // A slot beyond the counters is refused when assigned.
+            let Some(per_cpu) = lines.chunks_exact(self.cpus).nth(*slot as usize) else { continue };
             for direction in [Direction::In, Direction::Out] {
                 for verdict in Verdict::ALL {
                     let c = sum(per_cpu
@@ -1190,6 +1184,15 @@ impl Filter {
             }
         }
         Ok(out)
+    }
+
+    /// Every CPU's line of the slots up to the highest one a device holds, of
+    /// a per-CPU array indexed by slot (`cpus` values per slot): a few
+    /// batched reads instead of one system call per device.
+    fn read_lines<V: aya::Pod + Default>(&self, map: &MapData) -> Result<Vec<V>, LoadError> {
+        let Some(&highest) = self.names.keys().max() else { return Ok(Vec::new()) };
+        let len = (highest as usize + 1).min(map.info()?.max_entries() as usize);
+        Ok(sys::read_per_cpu_prefix(map.fd().as_fd(), len, self.cpus)?)
     }
 
     /// Devices the per-device counters hold (`--device-capacity`).

@@ -1124,3 +1124,47 @@ fn devices_beyond_the_counter_capacity_are_refused_and_change_nothing() {
     filter.apply(&filter_user::compile(&swapped), &[]).expect("then add pump-4");
     assert!(filter.device_slot("pump-4").is_some());
 }
+
+/// The readers of the per-device lines (`device_stats`, `rule_hits`) read
+/// them in batches of 4,096 slots: a device in the second batch is counted
+/// as one in the first, and only the devices that saw frames show.
+#[test]
+fn counters_of_devices_past_the_first_read_batch_are_read() {
+    use aya::programs::TestRun as _;
+    use filter_common::RuleHitKey;
+    if !privileged() {
+        return;
+    }
+    let mut filter = filter_user::Filter::load_with_capacity(filter_user::PROGRAM_OBJECT, 8192)
+        .expect("load with counters for 8,192 devices");
+    let policy = vlanguard_tests::scale::policy(5000);
+    filter.apply(&filter_user::compile(&policy), &[]).expect("apply 5,000 devices");
+    let sent = [0usize, 4095, 4096, 4999];
+    let mut slots = Vec::new();
+    for i in sent {
+        let frame =
+            Frame::ip(v4("10.30.1.1"), vlanguard_tests::scale::device_ip(i), L4::tcp(40000, 443))
+                .padded();
+        let out = filter
+            .program()
+            .test_run(aya::TestRunOptions { data_in: Some(&frame), ..Default::default() })
+            .expect("BPF_PROG_TEST_RUN");
+        assert_eq!(out.return_value, XDP_PASS, "device {i}: allowed HTTPS from a nurse");
+        slots.push(filter.device_slot(&format!("pump-{i}")).expect("slot"));
+    }
+    assert!(slots.iter().any(|s| *s >= 4096), "a slot in the second batch: {slots:?}");
+
+    let stats = filter.device_stats().expect("device stats");
+    let moved: BTreeMap<u32, u64> = stats.iter().map(|(k, c)| (k.slot, c.packets)).collect();
+    let expected: BTreeMap<u32, u64> = slots.iter().map(|s| (*s, 1)).collect();
+    assert_eq!(moved, expected, "one frame each, on the devices that saw one");
+    for k in stats.keys() {
+        assert_eq!((k.direction, k.verdict), (Direction::In, Verdict::Pass));
+    }
+    let hits = filter.rule_hits().expect("rule hits");
+    let expected: BTreeMap<RuleHitKey, u64> = slots
+        .iter()
+        .map(|&slot| (RuleHitKey { slot, direction: Direction::In as u8, rule: 0, _pad: 0 }, 1))
+        .collect();
+    assert_eq!(hits, expected, "the first inbound rule of each, once");
+}

@@ -772,10 +772,7 @@ impl Filter {
             let n = per_cpu.iter().fold(0u64, |a, b| a.wrapping_add(*b));
             out.insert(key, n);
         }
-        let lines: Vec<RuleHitLine> = self.read_lines(self.maps.rule_hit_lines.map())?;
-        for &slot in self.names.keys() {
-            // A slot beyond the lines is refused when assigned.
-            let Some(per_cpu) = lines.chunks_exact(self.cpus).nth(slot as usize) else { continue };
+        self.for_each_line(self.maps.rule_hit_lines.map(), |slot, per_cpu: &[RuleHitLine]| {
             let mut sum = RuleHitLine::default();
             for line in per_cpu {
                 for (s, l) in sum.hits.iter_mut().flatten().zip(line.hits.iter().flatten()) {
@@ -791,7 +788,7 @@ impl Filter {
                     }
                 }
             }
-        }
+        })?;
         Ok(out)
     }
 
@@ -1168,31 +1165,43 @@ impl Filter {
     /// never moved left out.
     pub fn device_stats(&self) -> Result<BTreeMap<DeviceStat, Counter>, LoadError> {
         let mut out = BTreeMap::new();
-        let lines: Vec<DeviceCounters> = self.read_lines(self.maps.device_counters.map())?;
-        for slot in self.names.keys() {
-            // A slot beyond the counters is refused when assigned.
-            let Some(per_cpu) = lines.chunks_exact(self.cpus).nth(*slot as usize) else { continue };
+        self.for_each_line(self.maps.device_counters.map(), |slot, per_cpu: &[DeviceCounters]| {
             for direction in [Direction::In, Direction::Out] {
                 for verdict in Verdict::ALL {
                     let c = sum(per_cpu
                         .iter()
                         .map(|line| &line.lines[direction as usize][verdict as usize]));
                     if c != Counter::default() {
-                        out.insert(DeviceStat { slot: *slot, direction, verdict }, c);
+                        out.insert(DeviceStat { slot, direction, verdict }, c);
                     }
                 }
             }
-        }
+        })?;
         Ok(out)
     }
 
-    /// Every CPU's line of the slots up to the highest one a device holds, of
-    /// a per-CPU array indexed by slot (`cpus` values per slot): a few
-    /// batched reads instead of one system call per device.
-    fn read_lines<V: aya::Pod + Default>(&self, map: &MapData) -> Result<Vec<V>, LoadError> {
-        let Some(&highest) = self.names.keys().max() else { return Ok(Vec::new()) };
+    /// Calls `f(slot, every CPU's line)` for each slot a device of the
+    /// running policy holds, of a per-CPU array indexed by slot: batched
+    /// reads of the slots up to the highest one in use instead of one
+    /// system call per device. A slot beyond the array (refused when
+    /// assigned) is skipped.
+    fn for_each_line<V: aya::Pod + Default>(
+        &self,
+        map: &MapData,
+        mut f: impl FnMut(u32, &[V]),
+    ) -> Result<(), LoadError> {
+        let Some(&highest) = self.names.keys().max() else { return Ok(()) };
         let len = (highest as usize + 1).min(map.info()?.max_entries() as usize);
-        Ok(sys::read_per_cpu_prefix(map.fd().as_fd(), len, self.cpus)?)
+        let cpus = self.cpus;
+        sys::for_each_per_cpu_chunk(map.fd().as_fd(), len, cpus, |first, values: &[V]| {
+            for (slot, per_cpu) in (first..).zip(values.chunks_exact(cpus)) {
+                let slot = slot as u32;
+                if self.names.contains_key(&slot) {
+                    f(slot, per_cpu);
+                }
+            }
+        })?;
+        Ok(())
     }
 
     /// Devices the per-device counters hold (`--device-capacity`).

@@ -77,28 +77,33 @@ pub fn update_batch<V: aya::Pod>(
 
 const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
 
-/// Entries a batched read asks for at once (its buffer: this many values
-/// per CPU).
-const READ_CHUNK: usize = 4096;
+/// The most a batched read holds at once; fewer entries per call on
+/// machines with many CPUs, so a scrape's memory stays small whatever the
+/// counters' size.
+const READ_BYTES: usize = 4 << 20;
 
-/// Entries `0..len` of a per-CPU array of `V`, every CPU's value: entry `i`
-/// on CPU `c` at `[i * cpus + c]` (`cpus`: the kernel's possible CPUs, as
-/// it lays out per-CPU values). A few system calls where one lookup per
-/// entry made a scrape of 10,000 devices' counters 20,000.
-pub fn read_per_cpu_prefix<V: aya::Pod + Default>(
+/// Calls `f(first, values)` for entries `0..len` of a per-CPU array of `V`,
+/// a chunk at a time: `values` holds every CPU's value of entries
+/// `first..`, entry `first + i` on CPU `c` at `[i * cpus + c]` (`cpus`: the
+/// kernel's possible CPUs, as it lays out per-CPU values). A few system
+/// calls where one lookup per entry made a scrape of 10,000 devices'
+/// counters 20,000.
+pub fn for_each_per_cpu_chunk<V: aya::Pod + Default>(
     map: BorrowedFd<'_>,
     len: usize,
     cpus: usize,
-) -> io::Result<Vec<V>> {
+    mut f: impl FnMut(usize, &[V]),
+) -> io::Result<()> {
     // Per-CPU values are laid out 8-aligned; the counter lines are.
     assert_eq!(size_of::<V>() % 8, 0, "per-CPU values of a multiple of 8 bytes");
-    let mut out: Vec<V> = Vec::with_capacity(len * cpus);
-    let mut keys = vec![0u32; READ_CHUNK];
+    let chunk = (READ_BYTES / (cpus.max(1) * size_of::<V>())).clamp(1, 4096);
+    let mut keys = vec![0u32; chunk];
+    let mut values: Vec<V> = (0..chunk * cpus).map(|_| V::default()).collect();
+    let mut done = 0;
     // The last key read, from which the kernel goes on (none: from 0).
     let mut last: Option<u32> = None;
-    while out.len() < len * cpus {
-        let want = (len - out.len() / cpus).min(READ_CHUNK);
-        let mut values: Vec<V> = (0..want * cpus).map(|_| V::default()).collect();
+    while done < len {
+        let want = (len - done).min(chunk);
         let mut next = 0u32;
         let mut attr = BatchAttr {
             in_batch: last.as_ref().map_or(0, |k| (k as *const u32) as u64),
@@ -110,9 +115,9 @@ pub fn read_per_cpu_prefix<V: aya::Pod + Default>(
             ..BatchAttr::default()
         };
         // SAFETY: `attr` is a valid bpf_attr prefix for this command; the
-        // key buffer holds `want` u32s, the value buffer `want` entries of
-        // `cpus` values of the map's value size (the caller's `V`), and
-        // `last` and `next` are u32 keys; all outlive the call.
+        // key buffer holds `chunk` >= `want` u32s, the value buffer `chunk`
+        // entries of `cpus` values of the map's value size (the caller's
+        // `V`), and `last` and `next` are u32 keys; all outlive the call.
         let ret = unsafe {
             libc::syscall(
                 libc::SYS_bpf,
@@ -121,28 +126,28 @@ pub fn read_per_cpu_prefix<V: aya::Pod + Default>(
                 size_of::<BatchAttr>() as libc::c_uint,
             )
         };
-        let got = attr.count as usize;
+        let got = (attr.count as usize).min(want);
         if ret < 0 {
             let err = io::Error::last_os_error();
             // ENOENT: the map ended; what came before it is in the buffer.
             if err.raw_os_error() != Some(libc::ENOENT) || got == 0 {
                 return Err(io::Error::new(
                     err.kind(),
-                    format!("BPF_MAP_LOOKUP_BATCH from entry {}: {err}", out.len() / cpus),
+                    format!("BPF_MAP_LOOKUP_BATCH from entry {done}: {err}"),
                 ));
             }
         }
         if got == 0 {
             return Err(io::Error::other("BPF_MAP_LOOKUP_BATCH made no progress"));
         }
-        values.truncate(got.min(want) * cpus);
-        out.extend(values);
+        f(done, &values[..got * cpus]);
+        done += got;
         last = Some(next);
         if ret < 0 {
             break;
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;

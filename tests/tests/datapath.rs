@@ -1126,8 +1126,8 @@ fn devices_beyond_the_counter_capacity_are_refused_and_change_nothing() {
 }
 
 /// The readers of the per-device lines (`device_stats`, `rule_hits`) read
-/// them in batches of 4,096 slots: a device in the second batch is counted
-/// as one in the first, and only the devices that saw frames show.
+/// them in batches (4,096 slots on two CPUs): a device in the second batch
+/// is counted like one in the first, and only devices that saw frames show.
 #[test]
 fn counters_of_devices_past_the_first_read_batch_are_read() {
     use aya::programs::TestRun as _;

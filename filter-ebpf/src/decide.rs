@@ -241,17 +241,7 @@ pub fn decide(ctx: &impl Frame, pkt: &Packet, active: &Active) -> (Reason, Invol
     // go through the flow table first.
     let plain = flow::rules_first(pkt);
     if plain {
-        let (out_rule, in_rule) = rules(
-            generation,
-            src_dev,
-            dst_dev,
-            &pkt.src,
-            &pkt.dst,
-            pkt.proto,
-            pkt.sport,
-            pkt.port,
-            pkt.l4_known,
-        );
+        let (out_rule, in_rule) = frame_rules(generation, src_dev, dst_dev, pkt);
         if out_rule != NO_MATCH && in_rule != NO_MATCH {
             if over_rate(dst_dev, false) {
                 return (Reason::RateLimited, involved);
@@ -317,17 +307,7 @@ pub fn decide(ctx: &impl Frame, pkt: &Packet, active: &Active) -> (Reason, Invol
         return (Reason::NotAllowed, involved);
     }
     // Both ends that are devices must allow it.
-    let (out_rule, in_rule) = rules(
-        generation,
-        src_dev,
-        dst_dev,
-        &pkt.src,
-        &pkt.dst,
-        pkt.proto,
-        pkt.sport,
-        pkt.port,
-        pkt.l4_known,
-    );
+    let (out_rule, in_rule) = frame_rules(generation, src_dev, dst_dev, pkt);
     if out_rule == NO_MATCH || in_rule == NO_MATCH {
         return (Reason::NotAllowed, involved);
     }
@@ -369,6 +349,27 @@ fn over_rate(dst: Option<&DeviceInfo>, syn: bool) -> bool {
         Some(d) => rate::over(d, syn),
         None => false,
     }
+}
+
+/// [`rules`] asked about the frame itself.
+#[inline(always)]
+fn frame_rules(
+    generation: u32,
+    src_dev: Option<&DeviceInfo>,
+    dst_dev: Option<&DeviceInfo>,
+    pkt: &Packet,
+) -> (u32, u32) {
+    rules(
+        generation,
+        src_dev,
+        dst_dev,
+        &pkt.src,
+        &pkt.dst,
+        pkt.proto,
+        pkt.sport,
+        pkt.port,
+        pkt.l4_known,
+    )
 }
 
 /// The first matching rule of each side of a packet from `src` to `dst`

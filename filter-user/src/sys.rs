@@ -12,6 +12,19 @@ use std::{
 
 const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
 
+/// bpf(2) command `cmd` with `attr`; the error is errno's.
+///
+/// # Safety
+/// `attr` must be a valid `union bpf_attr` prefix for `cmd`, and every
+/// pointer in it must cover what the command reads or writes there.
+unsafe fn bpf<A>(cmd: libc::c_long, attr: &mut A) -> io::Result<()> {
+    // SAFETY: guaranteed by the caller; `attr` lives across the call.
+    let ret = unsafe {
+        libc::syscall(libc::SYS_bpf, cmd, attr as *mut A, size_of::<A>() as libc::c_uint)
+    };
+    if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+}
+
 /// `union bpf_attr`, the `batch` member (include/uapi/linux/bpf.h).
 #[repr(C)]
 #[derive(Default)]
@@ -48,16 +61,7 @@ pub fn update_batch<V: aya::Pod>(
         // SAFETY: `attr` is a valid bpf_attr prefix for this command; the key
         // and value pointers cover `count` elements each (the map's key and
         // value sizes, as the caller's types are) and outlive the call.
-        let ret = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_MAP_UPDATE_BATCH,
-                &raw mut attr,
-                size_of::<BatchAttr>() as libc::c_uint,
-            )
-        };
-        if ret < 0 {
-            let err = io::Error::last_os_error();
+        if let Err(err) = unsafe { bpf(BPF_MAP_UPDATE_BATCH, &mut attr) } {
             return Err(io::Error::new(
                 err.kind(),
                 format!(
@@ -118,17 +122,9 @@ pub fn for_each_per_cpu_chunk<V: aya::Pod + Default>(
         // key buffer holds `chunk` >= `want` u32s, the value buffer `chunk`
         // entries of `cpus` values of the map's value size (the caller's
         // `V`), and `last` and `next` are u32 keys; all outlive the call.
-        let ret = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_MAP_LOOKUP_BATCH,
-                &raw mut attr,
-                size_of::<BatchAttr>() as libc::c_uint,
-            )
-        };
+        let result = unsafe { bpf(BPF_MAP_LOOKUP_BATCH, &mut attr) };
         let got = (attr.count as usize).min(want);
-        if ret < 0 {
-            let err = io::Error::last_os_error();
+        if let Err(err) = &result {
             // ENOENT: the map ended; what came before it is in the buffer.
             if err.raw_os_error() != Some(libc::ENOENT) || got == 0 {
                 return Err(io::Error::new(
@@ -143,7 +139,7 @@ pub fn for_each_per_cpu_chunk<V: aya::Pod + Default>(
         f(done, &values[..got * cpus]);
         done += got;
         last = Some(next);
-        if ret < 0 {
+        if result.is_err() {
             break;
         }
     }
@@ -176,16 +172,7 @@ pub fn lookup_u32(map: BorrowedFd<'_>, key: u32) -> io::Result<Option<u32>> {
     };
     // SAFETY: `attr` is a valid bpf_attr prefix for this command; key and
     // value point at u32s that outlive the call.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_MAP_LOOKUP_ELEM,
-            &raw mut attr,
-            size_of::<ElemAttr>() as libc::c_uint,
-        )
-    };
-    if ret < 0 {
-        let err = io::Error::last_os_error();
+    if let Err(err) = unsafe { bpf(BPF_MAP_LOOKUP_ELEM, &mut attr) } {
         return match err.raw_os_error() {
             Some(libc::ENOENT) => Ok(None),
             _ => Err(err),

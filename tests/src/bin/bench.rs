@@ -306,22 +306,20 @@ fn main() -> anyhow::Result<()> {
             let (m, f, x) = (median(ours.clone()), median(floors), median(theirs));
             let (lo, hi) =
                 (*ours.iter().min().expect("rounds"), *ours.iter().max().expect("rounds"));
-            writeln!(
-                md,
-                "| {n} | {shape}{} | {} | {} | {m} | {lo} | {hi} | {f} | {} | {x} | {their_verdict} | {:.2} |",
-                case.name,
-                case.frame.len(),
-                case.expect.name(),
-                m.saturating_sub(f),
-                m as f64 / x.max(1) as f64
-            )?;
-            writeln!(
-                csv,
-                "{n},10,\"{shape}{}\",{},{m},{lo},{hi},{f},{:.2},{x},{their_verdict}",
-                case.name,
-                case.frame.len(),
-                m as f64 / f.max(1) as f64
-            )?;
+            let frame = format!("{shape}{}", case.name);
+            Row {
+                devices: n,
+                frame: &frame,
+                csv_frame: &frame,
+                bytes: case.frame.len(),
+                verdict: case.expect.name(),
+                median: m,
+                range: Some((lo, hi)),
+                floor: f,
+                xdp_filter: x,
+                their_verdict,
+            }
+            .write(&mut md, &mut csv)?;
         }
 
         let wanted = |label: &str| only.as_ref().is_none_or(|o| label.contains(o.as_str()));
@@ -354,21 +352,23 @@ fn main() -> anyhow::Result<()> {
                 let what = format!(
                     "floor of a new connection: {SYN_FLOOR}, recording a flow in a table of the flow cache's size, alone ({MIXED} distinct, each run once)"
                 );
-                floor_row(&mut md, &mut csv, n, &what, a, f, x)?;
+                Row::floor(n, &what, a, f, x).write(&mut md, &mut csv)?;
             } else {
                 say_against(n, &label, against, ROUNDS);
             }
-            writeln!(
-                md,
-                "| {n} | {label} | 60 | allowed | {m} | {lo} | {hi} | {f} | {} | {x} | pass | {:.2} |",
-                m.saturating_sub(f),
-                m as f64 / x.max(1) as f64
-            )?;
-            writeln!(
-                csv,
-                "{n},10,\"{label}\",60,{m},{lo},{hi},{f},{:.2},{x},pass",
-                m as f64 / f.max(1) as f64
-            )?;
+            Row {
+                devices: n,
+                frame: &label,
+                csv_frame: &label,
+                bytes: 60,
+                verdict: "allowed",
+                median: m,
+                range: Some((lo, hi)),
+                floor: f,
+                xdp_filter: x,
+                their_verdict: "pass",
+            }
+            .write(&mut md, &mut csv)?;
         }
         if !wanted("mixed") {
             continue;
@@ -393,23 +393,24 @@ fn main() -> anyhow::Result<()> {
             let what = format!(
                 "floor of a mixed frame: {DEVICE_FLOOR}, the device's line and its per-CPU counter line, alone ({MIXED} distinct, each run once)"
             );
-            floor_row(&mut md, &mut csv, n, &what, a, f, x)?;
+            Row::floor(n, &what, a, f, x).write(&mut md, &mut csv)?;
         } else {
             say_against(n, "mixed", against, ROUNDS);
         }
-        // xdp-filter passes the frames to the devices it holds.
-        let their_verdict = if n > xdp_filter::CAPACITY { "pass/drop" } else { "pass" };
-        writeln!(
-            md,
-            "| {n} | {shape}mixed: {MIXED} distinct allowed TCP v4 frames, each run once | 60 | allowed | {m} | {lo} | {hi} | {f} | {} | {x} | {their_verdict} | {:.2} |",
-            m.saturating_sub(f),
-            m as f64 / x.max(1) as f64
-        )?;
-        writeln!(
-            csv,
-            "{n},10,\"{shape}mixed: {MIXED} distinct frames\",60,{m},{lo},{hi},{f},{:.2},{x},{their_verdict}",
-            m as f64 / f.max(1) as f64
-        )?;
+        Row {
+            devices: n,
+            frame: &format!("{shape}mixed: {MIXED} distinct allowed TCP v4 frames, each run once"),
+            csv_frame: &format!("{shape}mixed: {MIXED} distinct frames"),
+            bytes: 60,
+            verdict: "allowed",
+            median: m,
+            range: Some((lo, hi)),
+            floor: f,
+            xdp_filter: x,
+            // xdp-filter passes the frames to the devices it holds.
+            their_verdict: if n > xdp_filter::CAPACITY { "pass/drop" } else { "pass" },
+        }
+        .write(&mut md, &mut csv)?;
     }
     if only.is_some() || sizes.is_some() {
         // A profiling run: the table only, no files.
@@ -559,28 +560,60 @@ fn bench_program<'a>(obj: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut Xd
     Ok(p)
 }
 
-/// The row of a floor program timed beside vlanguard (`a` ns per frame).
-fn floor_row(
-    md: &mut String,
-    csv: &mut String,
-    n: usize,
-    what: &str,
-    a: u64,
-    f: u64,
-    x: u64,
-) -> anyhow::Result<()> {
-    writeln!(
-        md,
-        "| {n} | {what} | 60 | pass | {a} | | | {f} | {} | {x} | pass | {:.2} |",
-        a.saturating_sub(f),
-        a as f64 / x.max(1) as f64
-    )?;
-    writeln!(
-        csv,
-        "{n},10,\"{what}\",60,{a},{a},{a},{f},{:.2},{x},pass",
-        a as f64 / f.max(1) as f64
-    )?;
-    Ok(())
+/// One row of the per-process table and CSV (ns per frame).
+struct Row<'a> {
+    devices: usize,
+    frame: &'a str,
+    /// The CSV's label, shorter for the mixed row.
+    csv_frame: &'a str,
+    bytes: usize,
+    verdict: &'a str,
+    median: u64,
+    /// Min and max over the rounds; none for a floor program's row.
+    range: Option<(u64, u64)>,
+    /// The XDP_PASS program's median.
+    floor: u64,
+    xdp_filter: u64,
+    their_verdict: &'a str,
+}
+
+impl Row<'_> {
+    /// The row of a floor program timed beside vlanguard (`a` ns per frame).
+    fn floor<'a>(devices: usize, what: &'a str, a: u64, floor: u64, x: u64) -> Row<'a> {
+        Row {
+            devices,
+            frame: what,
+            csv_frame: what,
+            bytes: 60,
+            verdict: "pass",
+            median: a,
+            range: None,
+            floor,
+            xdp_filter: x,
+            their_verdict: "pass",
+        }
+    }
+
+    fn write(&self, md: &mut String, csv: &mut String) -> std::fmt::Result {
+        let Row { devices: n, frame, csv_frame, bytes, verdict, median: m, floor: f, .. } = *self;
+        let (x, theirs) = (self.xdp_filter, self.their_verdict);
+        let (lo, hi) = match self.range {
+            Some((lo, hi)) => (lo.to_string(), hi.to_string()),
+            None => Default::default(),
+        };
+        writeln!(
+            md,
+            "| {n} | {frame} | {bytes} | {verdict} | {m} | {lo} | {hi} | {f} | {} | {x} | {theirs} | {:.2} |",
+            m.saturating_sub(f),
+            m as f64 / x.max(1) as f64
+        )?;
+        let (lo, hi) = self.range.unwrap_or((m, m));
+        writeln!(
+            csv,
+            "{n},10,\"{csv_frame}\",{bytes},{m},{lo},{hi},{f},{:.2},{x},{theirs}",
+            m as f64 / f.max(1) as f64
+        )
+    }
 }
 
 /// What `--against` or `--probe` found for a case.

@@ -17,7 +17,9 @@ fn main() {
     // (rules.rs, flow.rs). The device searches are inlined: a call to a BPF
     // function costs about 8 % of a dropped frame each where returns go
     // through the kernel's return thunk (devices.rs).
+    // VLANGUARD_CPUS is a global the loader sets (maps.rs).
     println!(
-        "cargo:rustc-link-arg-bins=--export=vlanguard_scan,vlanguard_flow_find,vlanguard_flow_place"
+        "cargo:rustc-link-arg-bins=--export=vlanguard_scan,vlanguard_flow_find,vlanguard_flow_place,\
+         VLANGUARD_CPUS"
     );
 }

@@ -21,11 +21,17 @@ pub mod maps {
     pub const PROTECTED: &str = "PROTECTED";
     pub const RULES: &str = "RULES";
     pub const PEER_NETS: &str = "PEER_NETS";
-    /// Per-device counters, one line per device (`DeviceCounters`).
-    pub const DEVICE_COUNTERS: &str = "DEVICE_COUNTERS";
+    /// Per-device counters and rule hits: one [`CounterLine`] per device
+    /// and possible CPU, `[slot * cpus + cpu]`.
+    pub const COUNTER_LINES: &str = "COUNTER_LINES";
+    /// The per-device counters of versions before `COUNTER_LINES` (a
+    /// per-CPU array of `DeviceCounters`): added into the lines when such
+    /// a version is upgraded, then unpinned.
+    pub const LEGACY_DEVICE_COUNTERS: &str = "DEVICE_COUNTERS";
+    /// Their rule-hit lines (a per-CPU array of `RuleHitLine`): the same.
+    pub const LEGACY_RULE_HIT_LINES: &str = "RULE_HIT_LINES";
     /// The per-device counters of versions before `DEVICE_COUNTERS` (a
-    /// per-CPU hash of `StatKey` -> `Counter`): summed into the new lines
-    /// when such a version is upgraded, then unpinned.
+    /// per-CPU hash of `StatKey` -> `Counter`): the same.
     pub const LEGACY_DEVICE_STATS: &str = "DEVICE_STATS";
     pub const GLOBAL_STATS: &str = "GLOBAL_STATS";
     pub const META: &str = "META";
@@ -34,9 +40,6 @@ pub mod maps {
     pub const EVENT_STATS: &str = "EVENT_STATS";
     pub const EVENT_RATE: &str = "EVENT_RATE";
     pub const RULE_HITS: &str = "RULE_HITS";
-    /// Per-device rule-hit lines (`RuleHitLine`), sized as
-    /// `DEVICE_COUNTERS`.
-    pub const RULE_HIT_LINES: &str = "RULE_HIT_LINES";
     /// Slot 0: the debug-log program, tail-called when `settings::DEBUG_LOG`
     /// is on. Pinned so the kernel keeps its entry while no daemon runs.
     pub const DEBUG_PROGS: &str = "DEBUG_PROGS";
@@ -58,7 +61,7 @@ pub mod maps {
     pub const RATE_STATE: &str = "RATE_STATE";
 
     /// Every map, in the order they are pinned.
-    pub const ALL: [&str; 31] = [
+    pub const ALL: [&str; 30] = [
         GENERATION,
         CONFIG,
         IFACES,
@@ -70,7 +73,7 @@ pub mod maps {
         PROTECTED,
         RULES,
         PEER_NETS,
-        DEVICE_COUNTERS,
+        COUNTER_LINES,
         GLOBAL_STATS,
         META,
         DEVICE_SLOTS,
@@ -78,7 +81,6 @@ pub mod maps {
         EVENT_STATS,
         EVENT_RATE,
         RULE_HITS,
-        RULE_HIT_LINES,
         DEBUG_PROGS,
         FLOW_CACHE,
         FLOW_TAGS,
@@ -91,6 +93,11 @@ pub mod maps {
         ACTION_COUNTS,
         RATE_STATE,
     ];
+
+    /// Maps of earlier versions that this one reads once, when it takes
+    /// over from such a version, and then unpins.
+    pub const LEGACY: [&str; 4] =
+        [LEGACY_FLOWS, LEGACY_DEVICE_STATS, LEGACY_DEVICE_COUNTERS, LEGACY_RULE_HIT_LINES];
 }
 
 /// `META[i]`: facts the controller keeps with the pinned maps so that a
@@ -108,6 +115,10 @@ pub mod meta {
     pub const DEVICE_ADDRS: u32 = 6;
     pub const LEN: u32 = 8;
 }
+
+/// The program's global holding the machine's possible CPUs (the stride
+/// of `maps::COUNTER_LINES`), set by the loader.
+pub const CPUS_GLOBAL: &str = "VLANGUARD_CPUS";
 
 /// The XDP program's name in the object file.
 pub const PROGRAM_NAME: &str = "vlanguard";
@@ -990,8 +1001,8 @@ pub struct StatKey {
 /// `RULE_HITS` key: rule `rule` (its index in the device's merged list) of
 /// direction `direction` of the device in counter slot `slot`. The value
 /// (per CPU) counts the frames it let through. Rules below [`LINE_RULES`]
-/// are counted in the device's [`RuleHitLine`] instead; an entry for one
-/// of them is what a version before the lines counted, and is added in.
+/// are counted in the device's [`CounterLine`] instead; an entry for one
+/// of them is what an earlier version counted, and is added in.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RuleHitKey {
@@ -1003,42 +1014,88 @@ pub struct RuleHitKey {
 
 pub const MAX_RULE_HITS: u32 = 1 << 20;
 
-/// Rules per direction whose hits a [`RuleHitLine`] holds: most frames a
-/// device's rules allow match one of its first few, and four per direction
-/// fill one 64-byte line.
-pub const LINE_RULES: usize = 4;
+/// Rules per direction whose hits a [`CounterLine`] holds: most frames a
+/// device's rules allow match one of its first few, and six fill the
+/// direction's 64-byte line beside its pass counter.
+pub const LINE_RULES: usize = 6;
 
-/// `RULE_HIT_LINES[slot]` (per CPU): frames each of the device's first
-/// [`LINE_RULES`] rules let through, `hits[Direction][rule]`. Found by
-/// index, where the `RULE_HITS` hash cost a lookup per allowed frame (a
-/// fifth of an allowed frame's cost, more when cold at many devices;
-/// README "Performance"); later rules still count there.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct RuleHitLine {
-    pub hits: [[u64; LINE_RULES]; 2],
-}
-
-/// The most counter slots `DEVICE_COUNTERS` can hold: the devices of a
-/// full policy ([`MAX_DEVICE_LINES`]). The map is sized when the filter is
-/// first loaded (`--device-capacity`, default from the CPU count); during a
+/// The most counter slots `COUNTER_LINES` can hold: the devices of a full
+/// policy ([`MAX_DEVICE_LINES`]). The map is sized when the filter is first
+/// loaded (`--device-capacity`, default from the CPU count); during a
 /// policy change the slots of removed devices stay taken until the switch,
 /// so the devices kept plus the devices added must fit.
 pub const COUNTER_SLOTS: u32 = MAX_DEVICE_LINES;
 
-/// `DEVICE_COUNTERS[slot]` (per CPU): what a device sent and received,
-/// by direction and verdict: `lines[Direction][Verdict]`. One flat line per
-/// device, found by index, where a per-CPU hash keyed by (slot, direction,
-/// verdict, reason) cost a hash lookup per device per frame, cold at many
-/// devices (README "Performance"). Why frames were dropped is counted
-/// globally (`GLOBAL_STATS`) and reported per frame in drop events.
+/// `COUNTER_LINES[slot * cpus + cpu]`: what CPU `cpu` counted for the device
+/// in counter slot `slot` (`cpus`: the machine's possible CPUs). One plain
+/// array rather than per-CPU maps: a per-CPU array finds a value through a
+/// table of per-CPU pointers and in memory apart from its neighbours, so at
+/// many devices a frame paid for the pointer, the counters and the rule
+/// hits in three cold places; here it touches one 64-byte line per device
+/// (the array is created mmapable, which aligns its values to pages and so
+/// each line to a cache line). Only CPU `cpu` writes its lines, as with a
+/// per-CPU map. Why frames were dropped is counted globally
+/// (`GLOBAL_STATS`) and reported per frame in drop events.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CounterLine {
+    /// `[Direction]`: what an allowed frame touches.
+    pub passed: [PassedLine; 2],
+    /// `[Direction][verdict]`: frames dropped (`Verdict::Drop`, index 0)
+    /// and, in monitor mode, let through that would have been dropped
+    /// (`Verdict::WouldDrop`, index 1).
+    pub dropped: [[Counter; 2]; 2],
+}
+
+/// A direction's frames let through, and how many of them each of its
+/// first [`LINE_RULES`] rules allowed (`hits[rule]`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PassedLine {
+    pub frames: Counter,
+    pub hits: [u64; LINE_RULES],
+}
+
+impl CounterLine {
+    /// The counter of `direction` and `verdict`.
+    pub fn counter(&self, direction: Direction, verdict: Verdict) -> &Counter {
+        let d = direction as usize;
+        match verdict {
+            Verdict::Pass => &self.passed[d].frames,
+            Verdict::Drop => &self.dropped[d][0],
+            Verdict::WouldDrop => &self.dropped[d][1],
+        }
+    }
+
+    /// As [`CounterLine::counter`], to add to.
+    pub fn counter_mut(&mut self, direction: Direction, verdict: Verdict) -> &mut Counter {
+        let d = direction as usize;
+        match verdict {
+            Verdict::Pass => &mut self.passed[d].frames,
+            Verdict::Drop => &mut self.dropped[d][0],
+            Verdict::WouldDrop => &mut self.dropped[d][1],
+        }
+    }
+}
+
+/// Earlier versions' per-device counters (`maps::LEGACY_DEVICE_COUNTERS`,
+/// per CPU, `[slot]`): `lines[Direction][Verdict]`. Read once on upgrade.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DeviceCounters {
     pub lines: [[Counter; 3]; 2],
 }
 
-/// Counter value in `DEVICE_COUNTERS` and `GLOBAL_STATS` (per CPU).
+/// Earlier versions' rule-hit lines (`maps::LEGACY_RULE_HIT_LINES`, per
+/// CPU, `[slot]`): the hits of each direction's first four rules,
+/// `hits[Direction][rule]`. Read once on upgrade.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RuleHitLine {
+    pub hits: [[u64; 4]; 2],
+}
+
+/// Counter value in `COUNTER_LINES` and `GLOBAL_STATS`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counter {
@@ -1104,6 +1161,8 @@ mod pod {
     unsafe impl aya::Pod for DeviceCounters {}
     // SAFETY: as above.
     unsafe impl aya::Pod for RuleHitLine {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for CounterLine {}
     // SAFETY: as above.
     unsafe impl aya::Pod for V6Table {}
     // SAFETY: as above.
@@ -1186,11 +1245,33 @@ mod tests {
         assert_layout!(Counter, size 16, align 8, packets @ 0, bytes @ 8);
         assert_layout!(DeviceCounters, size 96, align 8, lines @ 0);
         assert_layout!(RuleHitLine, size 64, align 8, hits @ 0);
+        // Each of the three parts one cache line of its own.
+        assert_layout!(CounterLine, size 192, align 8, passed @ 0, dropped @ 128);
+        assert_layout!(PassedLine, size 64, align 8, frames @ 0, hits @ 16);
         // `lines[direction][verdict]`, as the program indexes it: the
         // last counter is out/would-drop.
         let c = DeviceCounters::default();
         let last = &c.lines[Direction::Out as usize][Verdict::WouldDrop as usize];
         assert_eq!(last as *const Counter as usize - &c as *const DeviceCounters as usize, 80);
+    }
+
+    #[test]
+    fn counter_line_parts_by_direction_and_verdict() {
+        let mut line = CounterLine::default();
+        let mut n = 0;
+        for direction in [Direction::In, Direction::Out] {
+            for verdict in Verdict::ALL {
+                n += 1;
+                line.counter_mut(direction, verdict).packets = n;
+            }
+        }
+        assert_eq!(line.passed[Direction::In as usize].frames.packets, 1);
+        assert_eq!(
+            line.dropped[Direction::In as usize],
+            [Counter { packets: 2, bytes: 0 }, Counter { packets: 3, bytes: 0 }]
+        );
+        assert_eq!(line.passed[Direction::Out as usize].frames.packets, 4);
+        assert_eq!(line.counter(Direction::Out, Verdict::WouldDrop).packets, 6);
     }
 
     #[test]

@@ -2,13 +2,14 @@
 //! fills the policy maps and reads the stats maps.
 
 use aya_ebpf::{
-    bindings::BPF_F_NO_PREALLOC,
+    Global,
+    bindings::{BPF_F_MMAPABLE, BPF_F_NO_PREALLOC},
     btf_maps::{self, ArrayOfMaps},
     macros::{btf_map, map},
     maps::{Array, HashMap, LpmTrie, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use filter_common::{
-    COUNTER_SLOTS, Config, Counter, DeviceCounters, DeviceInfo, DeviceKey, GENERATIONS,
+    COUNTER_SLOTS, Config, Counter, CounterLine, DeviceInfo, DeviceKey, GENERATIONS,
     GLOBAL_STATS_LEN, IfaceConf, MAX_DEVICE_ADDRS, MAX_DEVICE_LINES, MAX_IFACES, MAX_PEER_NETS,
     MAX_PROTECTED_NETS, MAX_RULE_ENTRIES, PeerSetKey, ProtectedKey, ProtectedNet, Rule,
     V4_INDEX_ENTRIES, VLAN_IDS,
@@ -74,16 +75,18 @@ pub static PEER_NETS: ArrayOfMaps<
     { GENERATIONS as usize },
 > = ArrayOfMaps::new();
 
-/// `[slot]`: each device's counters (`filter_common::DeviceCounters`).
+/// `[slot * VLANGUARD_CPUS + cpu]`: each device's counters and first rule
+/// hits as CPU `cpu` counted them (`filter_common::CounterLine`). Sized by
+/// user space at load, as `VLANGUARD_CPUS` is set; mmapable so that each
+/// value starts on a cache line.
 #[map]
-pub static DEVICE_COUNTERS: PerCpuArray<DeviceCounters> =
-    PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);
+pub static COUNTER_LINES: Array<CounterLine> =
+    Array::with_max_entries(COUNTER_SLOTS, BPF_F_MMAPABLE);
 
-/// `[slot]`: frames each of a device's first rules let through
-/// (`filter_common::RuleHitLine`), sized as `DEVICE_COUNTERS`.
-#[map]
-pub static RULE_HIT_LINES: PerCpuArray<filter_common::RuleHitLine> =
-    PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);
+/// The machine's possible CPUs, set at load (`filter_common::CPUS_GLOBAL`):
+/// the stride of `COUNTER_LINES`.
+#[unsafe(no_mangle)]
+pub static VLANGUARD_CPUS: Global<u32> = Global::new(1);
 
 /// Frames each later device rule let through (per CPU).
 #[map]

@@ -1,15 +1,16 @@
-//! Per-CPU counters: one global entry per (verdict, reason) for every frame,
-//! and per device one line by direction and verdict
-//! (`filter_common::DeviceCounters`) for frames touching devices.
+//! Counters: one global per-CPU entry per (verdict, reason) for every
+//! frame, and for frames touching devices each device's own line on this
+//! CPU (`filter_common::CounterLine`): its counters by direction and
+//! verdict, and the hits of its first rules.
 
-use aya_ebpf::bindings::BPF_NOEXIST;
+use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_get_smp_processor_id};
 use filter_common::{
-    Counter, Direction, LINE_RULES, Reason, RuleHitKey, Verdict, global_stat_index,
+    Counter, CounterLine, Direction, LINE_RULES, Reason, RuleHitKey, Verdict, global_stat_index,
 };
 
 use crate::{
     decide::{Involved, NO_SLOT},
-    maps::{DEVICE_COUNTERS, GLOBAL_STATS, RULE_HIT_LINES, RULE_HITS},
+    maps::{COUNTER_LINES, GLOBAL_STATS, RULE_HITS, VLANGUARD_CPUS},
 };
 
 #[inline(always)]
@@ -20,37 +21,55 @@ pub fn count(verdict: Verdict, reason: Reason, devices: &Involved, len: u64) {
         unsafe { add(c, len) };
     }
     if devices.src_slot != NO_SLOT {
-        count_device(devices.src_slot, Direction::Out, verdict, len);
+        count_device(devices.src_slot, Direction::Out, verdict, devices.src_rule, len);
     }
     if devices.dst_slot != NO_SLOT {
-        count_device(devices.dst_slot, Direction::In, verdict, len);
-    }
-    if devices.src_rule != NO_SLOT {
-        count_rule(devices.src_slot, Direction::Out, devices.src_rule);
-    }
-    if devices.dst_rule != NO_SLOT {
-        count_rule(devices.dst_slot, Direction::In, devices.dst_rule);
+        count_device(devices.dst_slot, Direction::In, verdict, devices.dst_rule, len);
     }
 }
 
-/// The device's line for its first rules, the hash for the rest.
+/// Counts a frame in the line of the device in `slot` on this CPU: its
+/// counter of `direction` and `verdict`, and the hit of `rule` (the rule of
+/// its list that let the frame through, `NO_SLOT` for none) — the line for
+/// the first rules, the hash for the rest.
 #[inline(always)]
-fn count_rule(slot: u32, direction: Direction, rule: u32) {
-    // Widened before the bound check, so that the check and the index are
-    // one register: checked as 32 bits and widened again for the index, the
-    // verifier would not see the bound on the index.
-    let at = rule as usize;
-    if at < LINE_RULES {
-        let Some(line) = RULE_HIT_LINES.get_ptr_mut(slot) else { return };
-        // `get` keeps the bounds checks the verifier needs (see
-        // `count_device`).
-        // SAFETY: this CPU's value of a per-CPU array slot, as above.
-        let hits = unsafe { &mut (*line).hits };
-        if let Some(c) = hits.get_mut(direction as usize).and_then(|d| d.get_mut(at)) {
-            *c = c.wrapping_add(1);
+fn count_device(slot: u32, direction: Direction, verdict: Verdict, rule: u32, len: u64) {
+    let Some(line) = own_line(slot) else { return };
+    // Indexes are enum discriminants and `rule` is checked against the
+    // line; `get_mut` keeps the bounds checks in the code anyway, which the
+    // verifier needs.
+    // SAFETY: this CPU's line (`own_line`); only this CPU writes it, and XDP
+    // runs with preemption off, so nothing writes it concurrently.
+    let line = unsafe { &mut *line };
+    if rule != NO_SLOT {
+        // Widened once, opaquely, before the bound check: left to the
+        // compiler, it checked one zero-extended copy of `rule` and indexed
+        // with another, and the verifier saw no bound on the index.
+        let at = core::hint::black_box(rule as usize);
+        if at < LINE_RULES {
+            if let Some(c) =
+                line.passed.get_mut(direction as usize).and_then(|p| p.hits.get_mut(at))
+            {
+                *c = c.wrapping_add(1);
+            }
+        } else {
+            count_later_rule(slot, direction, rule);
         }
-        return;
     }
+    let counter = match verdict {
+        Verdict::Pass => line.passed.get_mut(direction as usize).map(|p| &mut p.frames),
+        Verdict::Drop => line.dropped.get_mut(direction as usize).and_then(|d| d.get_mut(0)),
+        Verdict::WouldDrop => line.dropped.get_mut(direction as usize).and_then(|d| d.get_mut(1)),
+    };
+    if let Some(c) = counter {
+        // SAFETY: a counter of this CPU's line, as above.
+        unsafe { add(c, len) };
+    }
+}
+
+/// The hit of a rule past the line's, in the `RULE_HITS` hash.
+#[inline(always)]
+fn count_later_rule(slot: u32, direction: Direction, rule: u32) {
     let key = RuleHitKey { slot, direction: direction as u8, rule: rule as u8, _pad: 0 };
     match RULE_HITS.get_ptr_mut(key) {
         // SAFETY: this CPU's value of a per-CPU hash entry; XDP runs with
@@ -67,22 +86,23 @@ fn count_rule(slot: u32, direction: Direction, rule: u32) {
     }
 }
 
+/// This CPU's line of the device in `slot`: `COUNTER_LINES[slot * cpus +
+/// cpu]`. `None` past the array (a slot beyond the capacity is refused
+/// when assigned) or on a CPU the loader did not count (none: it counts
+/// the possible CPUs).
 #[inline(always)]
-fn count_device(slot: u32, direction: Direction, verdict: Verdict, len: u64) {
-    let Some(line) = DEVICE_COUNTERS.get_ptr_mut(slot) else { return };
-    // Both indexes are enum discriminants, below the array lengths; `get`
-    // keeps the bounds check in the code anyway, which the verifier needs.
-    // SAFETY: this CPU's value of a per-CPU array slot, as above.
-    if let Some(c) = unsafe { (*line).lines.get_mut(direction as usize) }
-        .and_then(|l| l.get_mut(verdict as usize))
-    {
-        // SAFETY: as above.
-        unsafe { add(c, len) };
+fn own_line(slot: u32) -> Option<*mut CounterLine> {
+    let cpus = VLANGUARD_CPUS.load();
+    // SAFETY: a helper without arguments.
+    let cpu = unsafe { bpf_get_smp_processor_id() };
+    if cpu >= cpus {
+        return None;
     }
+    COUNTER_LINES.get_ptr_mut(slot.checked_mul(cpus)?.checked_add(cpu)?)
 }
 
 /// # Safety
-/// `c` must point at a live per-CPU counter of this CPU.
+/// `c` must point at a live counter that only this CPU writes.
 #[inline(always)]
 unsafe fn add(c: *mut Counter, len: u64) {
     // SAFETY: guaranteed by the caller.

@@ -19,17 +19,17 @@ use aya::{
     Ebpf,
     maps::{
         Array, HashMap, IterableMap as _, LpmTrie, Map, MapData, PerCpuArray, PerCpuHashMap,
-        PerCpuValues, ProgramArray, RingBuf, lpm_trie::Key,
+        ProgramArray, RingBuf, lpm_trie::Key,
     },
     programs::Xdp,
 };
 use filter_common::{
-    BlockEntry, COUNTER_SLOTS, Config, Counter, DEBUG_PROGRAM_NAME, DeviceCounters, DeviceInfo,
-    DeviceKey, DeviceName, Direction, GENERATION_MASK, GENERATIONS, GLOBAL_STATS_LEN, IfaceConf,
-    MAX_DEVICE_LINES, MAX_DEVICE_NAME, MAX_PEER_NETS, MAX_RULE_ENTRIES, MAX_UNTAGGED_IFACES,
-    PEER_SET_KEY_BITS, PROGRAM_NAME, PeerData, PeerSetKey, ProtectedKey, ProtectedNet, Reason,
-    Rule, RuleHitKey, RuleHitLine, RuleRange, Settings, UntaggedIface, V4_INDEX_ENTRIES, V6Table,
-    VLAN_IDS, Verdict, global_stat_index, maps, meta, rule, v4net,
+    BlockEntry, COUNTER_SLOTS, CPUS_GLOBAL, Config, Counter, CounterLine, DEBUG_PROGRAM_NAME,
+    DeviceInfo, DeviceKey, DeviceName, Direction, GENERATION_MASK, GENERATIONS, GLOBAL_STATS_LEN,
+    IfaceConf, LINE_RULES, MAX_DEVICE_LINES, MAX_DEVICE_NAME, MAX_PEER_NETS, MAX_RULE_ENTRIES,
+    MAX_UNTAGGED_IFACES, PEER_SET_KEY_BITS, PROGRAM_NAME, PeerData, PeerSetKey, ProtectedKey,
+    ProtectedNet, Reason, Rule, RuleHitKey, RuleRange, Settings, UntaggedIface, V4_INDEX_ENTRIES,
+    V6Table, VLAN_IDS, Verdict, global_stat_index, maps, meta, rule, v4net,
 };
 use ipnet::IpNet;
 
@@ -41,7 +41,7 @@ use crate::{
     sys,
 };
 
-/// One of a device's counters (`filter_common::DeviceCounters`): the
+/// One of a device's counters (`filter_common::CounterLine`): the
 /// device's counter slot, the direction relative to it, the verdict.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct DeviceStat {
@@ -50,18 +50,18 @@ pub struct DeviceStat {
     pub verdict: Verdict,
 }
 
-/// Kernel memory the per-device counters may take by default: the maps are
-/// preallocated and per CPU (`filter_common::DeviceCounters` and
-/// `RuleHitLine`, 160 bytes per device and possible CPU).
+/// Kernel memory the per-device counters may take by default: the lines
+/// are preallocated, one per device and possible CPU
+/// (`filter_common::CounterLine`, 192 bytes).
 pub const COUNTERS_BUDGET: u64 = 96 << 20;
 
-/// Bytes of per-CPU counters a device slot takes on each CPU.
-pub const SLOT_BYTES: u64 = (size_of::<DeviceCounters>() + size_of::<RuleHitLine>()) as u64;
+/// Bytes of counters a device slot takes on each CPU.
+pub const SLOT_BYTES: u64 = size_of::<CounterLine>() as u64;
 
 /// The devices the counters hold unless `--device-capacity` says otherwise:
 /// as many as fit [`COUNTERS_BUDGET`] on this machine's possible CPUs, a
 /// power of two between 4,096 and `COUNTER_SLOTS` (131,072 with up to 4
-/// CPUs, 65,536 up to 9, 16,384 at 32, 4,096 from 77).
+/// CPUs, 65,536 up to 8, 16,384 at 32, 4,096 from 65).
 pub fn default_device_capacity() -> u32 {
     let cpus = aya::util::nr_cpus().map_or(1, |n| n.max(1)) as u64;
     let fit = COUNTERS_BUDGET / (SLOT_BYTES * cpus);
@@ -124,8 +124,9 @@ pub struct Filter {
     /// `VLAN_FLAGS` indices each generation has set, so clearing touches
     /// those instead of reading all 4,096.
     vlans_set: [Vec<u32>; GENERATIONS as usize],
-    /// Possible CPUs, the length of a per-CPU value (`clear_counters`),
-    /// read once rather than per device.
+    /// Possible CPUs: the length of a per-CPU value, and the lines of a
+    /// device in `COUNTER_LINES` (the program's `VLANGUARD_CPUS`, set from
+    /// the same count at load); read once rather than per device.
     cpus: usize,
 }
 
@@ -142,7 +143,8 @@ struct Maps {
     protected: LpmTrie<MapData, ProtectedKey, ProtectedNet>,
     rules: MapData,
     peer_nets: MapData,
-    device_counters: PerCpuArray<MapData, DeviceCounters>,
+    /// `[slot * cpus + cpu]` (`filter_common::CounterLine`).
+    counter_lines: Array<MapData, CounterLine>,
     global_stats: PerCpuArray<MapData, Counter>,
     device_slots: HashMap<MapData, DeviceName, u32>,
     /// Until the daemon takes it for its reader.
@@ -153,7 +155,6 @@ struct Maps {
     /// First fragments' ports; only the program uses it (held to pin it).
     _frags: Map,
     rule_hits: PerCpuHashMap<MapData, RuleHitKey, u64>,
-    rule_hit_lines: PerCpuArray<MapData, RuleHitLine>,
     v6_nets: Array<MapData, V6Table>,
     /// A `Map` rather than a `ProgramArray`: aya 0.14's gives no access to
     /// its descriptor, which `debug_program_id` needs.
@@ -184,7 +185,7 @@ impl Maps {
             protected: source.typed(maps::PROTECTED)?,
             rules: source.raw(maps::RULES)?,
             peer_nets: source.raw(maps::PEER_NETS)?,
-            device_counters: source.typed(maps::DEVICE_COUNTERS)?,
+            counter_lines: source.typed(maps::COUNTER_LINES)?,
             global_stats: source.typed(maps::GLOBAL_STATS)?,
             meta: source.typed(maps::META)?,
             device_slots: source.typed(maps::DEVICE_SLOTS)?,
@@ -193,7 +194,6 @@ impl Maps {
             _event_rate: source.map(maps::EVENT_RATE)?,
             _frags: source.map(maps::FRAGS)?,
             rule_hits: source.typed(maps::RULE_HITS)?,
-            rule_hit_lines: source.typed(maps::RULE_HIT_LINES)?,
             v6_nets: source.typed(maps::V6_NETS)?,
             debug_progs: source.map(maps::DEBUG_PROGS)?,
             _flow_cache: source.map(maps::FLOW_CACHE)?,
@@ -290,37 +290,32 @@ fn maps_with_logger(ebpf: &mut Ebpf, pin: Option<&Path>) -> Result<Maps, LoadErr
     Ok(maps)
 }
 
-/// Maps this version's program reads that earlier versions' did not.
-const LATER_MAPS: [&str; 2] = [maps::V6_NETS, maps::RULE_HIT_LINES];
-
-/// Zeroes the pinned maps of [`LATER_MAPS`] the running program does not
-/// use. Such a map was left by a later version before a downgrade, and the
-/// earlier version running since kept it no more: a policy it applied is
-/// not in the IPv6 table (the program would take the old table's word for
-/// which addresses are protected), a slot it gave another device still
-/// holds the first device's rule hits. An empty IPv6 table makes the
-/// program ask the hash and trie until the start's apply writes it.
+/// Prepares pinned maps this version's program reads that earlier
+/// versions' did not, when the running program does not use them: such a
+/// map was left by a later version before a downgrade, and the earlier
+/// version running since kept it no more. The IPv6 table is zeroed: a
+/// policy the earlier version applied is not in it (the program would take
+/// the old table's word for which addresses are protected); an empty one
+/// makes the program ask the hash and trie until the start's apply writes
+/// it. The counter lines' pin is removed: a slot the earlier version gave
+/// another device still holds the first device's counts, and what it
+/// counted since is in its own maps, which are carried over into new lines.
 fn clear_unkept(running: &Xdp, maps_dir: &Path) -> Result<(), LoadError> {
     let used = running.info()?.map_ids()?.unwrap_or_default();
-    for name in LATER_MAPS {
-        let Ok(info) = aya::maps::MapInfo::from_pin(maps_dir.join(name)) else { continue };
-        if used.contains(&info.id()) {
-            continue;
+    let unused = |name: &str| {
+        aya::maps::MapInfo::from_pin(maps_dir.join(name)).is_ok_and(|i| !used.contains(&i.id()))
+    };
+    if unused(maps::V6_NETS) {
+        let mut tables: Array<MapData, V6Table> =
+            Array::try_from(pinned_map(maps_dir, maps::V6_NETS)?)?;
+        for generation in 0..GENERATIONS {
+            tables.set(generation, V6Table::default(), 0)?;
         }
-        let map = pinned_map(maps_dir, name)?;
-        if name == maps::V6_NETS {
-            let mut tables: Array<MapData, V6Table> = Array::try_from(map)?;
-            for generation in 0..GENERATIONS {
-                tables.set(generation, V6Table::default(), 0)?;
-            }
-        } else {
-            let mut lines: PerCpuArray<MapData, RuleHitLine> = PerCpuArray::try_from(map)?;
-            let cpus = possible_cpus()?;
-            for slot in 0..lines.len() {
-                let zero = PerCpuValues::try_from(vec![RuleHitLine::default(); cpus])?;
-                lines.set(slot, zero, 0)?;
-            }
-        }
+    }
+    if unused(maps::COUNTER_LINES) {
+        let pin = maps_dir.join(maps::COUNTER_LINES);
+        std::fs::remove_file(&pin)
+            .map_err(|e| LoadError::Pin(format!("{}: {e}", pin.display())))?;
     }
     Ok(())
 }
@@ -352,7 +347,7 @@ fn check_map_layouts(object: &[u8], maps_dir: &Path) -> Result<(), LoadError> {
         }
         // The counters' capacity is set at load (`--device-capacity`); the
         // program reads whatever the pinned map holds.
-        let sized_at_load = name == maps::DEVICE_COUNTERS || name == maps::RULE_HIT_LINES;
+        let sized_at_load = name == maps::COUNTER_LINES;
         if want.max_entries() != 0 && want.max_entries() != have.max_entries() && !sized_at_load {
             differs.push("capacity");
         }
@@ -368,13 +363,17 @@ fn check_map_layouts(object: &[u8], maps_dir: &Path) -> Result<(), LoadError> {
     Ok(())
 }
 
-/// The counters' capacity for a filter pinned in `maps_dir`: the pinned
-/// map's, else `wanted` raised to fit the highest slot a device holds
-/// (earlier versions handed out slots up to `MAX_DEVICE_SLOTS`), at most
+/// The counters' capacity (devices) for a filter pinned in `maps_dir`:
+/// the pinned lines', else the pinned counters of an earlier layout's,
+/// else `wanted` raised to fit the highest slot a device holds (earlier
+/// versions handed out slots up to `MAX_DEVICE_SLOTS`), at most
 /// `COUNTER_SLOTS`.
-fn counters_capacity(maps_dir: &Path, wanted: u32) -> Result<u32, LoadError> {
-    if let Ok(info) = aya::maps::MapInfo::from_pin(maps_dir.join(maps::DEVICE_COUNTERS)) {
-        return Ok(info.max_entries());
+fn counters_capacity(maps_dir: &Path, wanted: u32, cpus: u32) -> Result<u32, LoadError> {
+    if let Ok(info) = aya::maps::MapInfo::from_pin(maps_dir.join(maps::COUNTER_LINES)) {
+        return Ok(info.max_entries() / cpus);
+    }
+    if let Ok(info) = aya::maps::MapInfo::from_pin(maps_dir.join(maps::LEGACY_DEVICE_COUNTERS)) {
+        return Ok(info.max_entries().min(COUNTER_SLOTS));
     }
     let wanted = checked_capacity(wanted)?;
     let slots: HashMap<MapData, DeviceName, u32> =
@@ -382,6 +381,17 @@ fn counters_capacity(maps_dir: &Path, wanted: u32) -> Result<u32, LoadError> {
     let highest = slots.iter().filter_map(Result::ok).map(|(_, s)| s).max();
     let needed = highest.map_or(0, |s| s.saturating_add(1).next_power_of_two());
     Ok(wanted.max(needed).min(COUNTER_SLOTS))
+}
+
+/// A loader for this machine with counters for `capacity` devices: the
+/// lines sized `capacity` × possible CPUs, the program told the CPUs.
+fn sized_loader(capacity: u32, cpus: &u32) -> Result<aya::EbpfLoader<'_>, LoadError> {
+    let lines = capacity.checked_mul(*cpus).ok_or_else(|| {
+        LoadError::Capacity(format!("device capacity {capacity} on {cpus} CPUs: too many lines"))
+    })?;
+    let mut loader = aya::EbpfLoader::new();
+    loader.map_max_entries(maps::COUNTER_LINES, lines).override_global(CPUS_GLOBAL, cpus, true);
+    Ok(loader)
 }
 
 /// A new, empty `PEER_NETS` inner trie.
@@ -434,10 +444,8 @@ impl Filter {
         capacity: u32,
     ) -> Result<Filter, LoadError> {
         let capacity = checked_capacity(capacity)?;
-        let mut ebpf = aya::EbpfLoader::new()
-            .map_max_entries(maps::DEVICE_COUNTERS, capacity)
-            .map_max_entries(maps::RULE_HIT_LINES, capacity)
-            .load(object)?;
+        let cpus = possible_cpus()? as u32;
+        let mut ebpf = sized_loader(capacity, &cpus)?.load(object)?;
         let prog = xdp_mut(&mut ebpf, PROGRAM_NAME)?;
         prog.load()?;
         if let Some((prog_pin, _)) = pin {
@@ -483,23 +491,14 @@ impl Filter {
         let old_tag = running.info()?.tag();
         check_map_layouts(object, maps_dir)?;
         clear_unkept(&running, maps_dir)?;
-        let mut loader = aya::EbpfLoader::new();
-        // aya takes a pinned map as the object defines it, so the counters'
-        // size is set to what the pinned map holds; a filter without one
-        // (an upgrade from the per-CPU hash) gets `capacity`, or more if
-        // its devices already hold higher slots.
-        let capacity = counters_capacity(maps_dir, capacity)?;
-        // aya reuses a pinned map whatever its size: rule-hit lines of
-        // another size than the counters (left by another version, which
-        // sized its own counters) would miss slots. Their pin goes, and the
-        // load makes lines of the right size.
-        let lines_pin = maps_dir.join(maps::RULE_HIT_LINES);
-        if aya::maps::MapInfo::from_pin(&lines_pin).is_ok_and(|i| i.max_entries() != capacity) {
-            std::fs::remove_file(&lines_pin)
-                .map_err(|e| LoadError::Pin(format!("{}: {e}", lines_pin.display())))?;
-        }
-        loader.map_max_entries(maps::DEVICE_COUNTERS, capacity);
-        loader.map_max_entries(maps::RULE_HIT_LINES, capacity);
+        // aya takes a pinned map as it is, so the program's CPU count and
+        // the lines' size are what the pinned lines hold; a filter without
+        // them (an upgrade from an earlier layout) gets the earlier
+        // counters' size, or `capacity`, or more if its devices already
+        // hold higher slots.
+        let cpus = possible_cpus()? as u32;
+        let capacity = counters_capacity(maps_dir, capacity, cpus)?;
+        let mut loader = sized_loader(capacity, &cpus)?;
         let paths: Vec<(&'static str, std::path::PathBuf)> =
             maps::ALL.iter().map(|name| (*name, maps_dir.join(name))).collect();
         for (name, path) in &paths {
@@ -523,7 +522,7 @@ impl Filter {
         // Counters first: a failure there stops the upgrade before the
         // flows' carry-over unpins the old flow table (after the old
         // counters' unpin it loses them, never counts them twice).
-        counters::carry_over(maps_dir)?;
+        counters::carry_over(maps_dir, cpus as usize)?;
         let carried = flows::carry_over(maps_dir)?;
         for link in xdp_links {
             let id = prog.attach_to_link(link)?;
@@ -748,17 +747,28 @@ impl Filter {
         Ok(())
     }
 
-    /// Zeroes direction `dir` of `slot`'s rule-hit line on every CPU. A
-    /// read and a write of the whole line: hits the other direction counts
-    /// in between are lost (an undercount of the frames of that moment).
+    /// Zeroes the rule hits of direction `dir` in `slot`'s lines on every
+    /// CPU. A read and a write of each whole line: what the program counts
+    /// in that line in between is lost (an undercount of the frames of that
+    /// moment).
     fn reset_rule_hit_line(&mut self, slot: u32, dir: u8) -> Result<(), LoadError> {
-        let mut lines: Vec<RuleHitLine> =
-            self.maps.rule_hit_lines.get(&slot, 0)?.iter().copied().collect();
-        for line in &mut lines {
-            line.hits[usize::from(dir)] = Default::default();
+        for index in self.line_indexes(slot)? {
+            let mut line = self.maps.counter_lines.get(&index, 0)?;
+            let Some(passed) = line.passed.get_mut(usize::from(dir)) else { return Ok(()) };
+            passed.hits = Default::default();
+            self.maps.counter_lines.set(index, line, 0)?;
         }
-        self.maps.rule_hit_lines.set(slot, PerCpuValues::try_from(lines)?, 0)?;
         Ok(())
+    }
+
+    /// The indexes of `slot`'s lines in `COUNTER_LINES`, one per CPU.
+    fn line_indexes(&self, slot: u32) -> Result<std::ops::Range<u32>, LoadError> {
+        let cpus = self.cpus as u32;
+        let first = slot.checked_mul(cpus).filter(|f| f + cpus <= self.maps.counter_lines.len());
+        let first = first.ok_or_else(|| {
+            LoadError::Capacity(format!("counter slot {slot} beyond the counters' capacity"))
+        })?;
+        Ok(first..first + cpus)
     }
 
     /// Frames each rule let through: (slot, direction, rule index) -> count,
@@ -772,14 +782,16 @@ impl Filter {
             let n = per_cpu.iter().fold(0u64, |a, b| a.wrapping_add(*b));
             out.insert(key, n);
         }
-        self.for_each_line(self.maps.rule_hit_lines.map(), |slot, per_cpu: &[RuleHitLine]| {
-            let mut sum = RuleHitLine::default();
+        self.for_each_line(|slot, per_cpu| {
+            let mut sum = [[0u64; LINE_RULES]; 2];
             for line in per_cpu {
-                for (s, l) in sum.hits.iter_mut().flatten().zip(line.hits.iter().flatten()) {
-                    *s = s.wrapping_add(*l);
+                for (s, passed) in sum.iter_mut().zip(&line.passed) {
+                    for (s, l) in s.iter_mut().zip(&passed.hits) {
+                        *s = s.wrapping_add(*l);
+                    }
                 }
             }
-            for (direction, hits) in (0u8..).zip(&sum.hits) {
+            for (direction, hits) in (0u8..).zip(&sum) {
                 for (rule, &n) in (0u8..).zip(hits) {
                     if n != 0 {
                         let key = RuleHitKey { slot, direction, rule, _pad: 0 };
@@ -1165,12 +1177,10 @@ impl Filter {
     /// never moved left out.
     pub fn device_stats(&self) -> Result<BTreeMap<DeviceStat, Counter>, LoadError> {
         let mut out = BTreeMap::new();
-        self.for_each_line(self.maps.device_counters.map(), |slot, per_cpu: &[DeviceCounters]| {
+        self.for_each_line(|slot, per_cpu| {
             for direction in [Direction::In, Direction::Out] {
                 for verdict in Verdict::ALL {
-                    let c = sum(per_cpu
-                        .iter()
-                        .map(|line| &line.lines[direction as usize][verdict as usize]));
+                    let c = sum(per_cpu.iter().map(|line| line.counter(direction, verdict)));
                     if c != Counter::default() {
                         out.insert(DeviceStat { slot, direction, verdict }, c);
                     }
@@ -1181,20 +1191,16 @@ impl Filter {
     }
 
     /// Calls `f(slot, every CPU's line)` for each slot a device of the
-    /// running policy holds, of a per-CPU array indexed by slot: batched
-    /// reads of the slots up to the highest one in use instead of one
-    /// system call per device. A slot beyond the array (refused when
-    /// assigned) is skipped.
-    fn for_each_line<V: aya::Pod + Default>(
-        &self,
-        map: &MapData,
-        mut f: impl FnMut(u32, &[V]),
-    ) -> Result<(), LoadError> {
+    /// running policy holds: batched reads of the lines up to the highest
+    /// slot in use instead of one system call per device and CPU. A slot
+    /// beyond the lines (refused when assigned) is skipped.
+    fn for_each_line(&self, mut f: impl FnMut(u32, &[CounterLine])) -> Result<(), LoadError> {
         let Some(&highest) = self.names.keys().max() else { return Ok(()) };
-        let len = (highest as usize + 1).min(map.info()?.max_entries() as usize);
         let cpus = self.cpus;
-        sys::for_each_per_cpu_chunk(map.fd().as_fd(), len, cpus, |first, values: &[V]| {
-            for (slot, per_cpu) in (first..).zip(values.chunks_exact(cpus)) {
+        let len = (highest as usize + 1).min(self.device_capacity() as usize) * cpus;
+        let fd = self.maps.counter_lines.map().fd().as_fd();
+        sys::for_each_chunk(fd, len, cpus, |first, lines: &[CounterLine]| {
+            for (slot, per_cpu) in (first / cpus..).zip(lines.chunks_exact(cpus)) {
                 let slot = slot as u32;
                 if self.names.contains_key(&slot) {
                     f(slot, per_cpu);
@@ -1206,16 +1212,15 @@ impl Filter {
 
     /// Devices the per-device counters hold (`--device-capacity`).
     pub fn device_capacity(&self) -> u32 {
-        self.maps.device_counters.len()
+        self.maps.counter_lines.len() / self.cpus as u32
     }
 
-    /// Zeroes the counters and rule-hit line of `slot` on every CPU: a
-    /// slot handed to another device starts from nothing.
+    /// Zeroes `slot`'s lines on every CPU: a slot handed to another device
+    /// starts from nothing.
     fn clear_counters(&mut self, slot: u32) -> Result<(), LoadError> {
-        let zero = PerCpuValues::try_from(vec![DeviceCounters::default(); self.cpus])?;
-        self.maps.device_counters.set(slot, zero, 0)?;
-        let zero = PerCpuValues::try_from(vec![RuleHitLine::default(); self.cpus])?;
-        self.maps.rule_hit_lines.set(slot, zero, 0)?;
+        for index in self.line_indexes(slot)? {
+            self.maps.counter_lines.set(index, CounterLine::default(), 0)?;
+        }
         Ok(())
     }
 

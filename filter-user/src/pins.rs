@@ -277,9 +277,7 @@ impl PinDir {
         };
         remove(self.prog())?;
         remove(tc_pin(&self.prog()))?;
-        let legacy =
-            [&filter_common::maps::LEGACY_FLOWS, &filter_common::maps::LEGACY_DEVICE_STATS];
-        for name in filter_common::maps::ALL.iter().chain(legacy) {
+        for name in filter_common::maps::ALL.iter().chain(&filter_common::maps::LEGACY) {
             remove(self.maps().join(name))?;
         }
         for dir in [self.links(), self.maps()] {

@@ -81,28 +81,26 @@ pub fn update_batch<V: aya::Pod>(
 
 const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
 
-/// The most a batched read holds at once; fewer entries per call on
-/// machines with many CPUs, so a scrape's memory stays small whatever the
-/// counters' size.
+/// The most a batched read holds at once, so that a scrape's memory stays
+/// small whatever the counters' size.
 const READ_BYTES: usize = 4 << 20;
 
-/// Calls `f(first, values)` for entries `0..len` of a per-CPU array of `V`,
-/// a chunk at a time: `values` holds every CPU's value of entries
-/// `first..`, entry `first + i` on CPU `c` at `[i * cpus + c]` (`cpus`: the
-/// kernel's possible CPUs, as it lays out per-CPU values). A few system
-/// calls where one lookup per entry made a scrape of 10,000 devices'
-/// counters 20,000.
-pub fn for_each_per_cpu_chunk<V: aya::Pod + Default>(
+/// Calls `f(first, values)` for entries `0..len` of an array of `V`, a
+/// chunk at a time: `values` holds entries `first..`, each chunk a whole
+/// number of groups of `group` entries (a device's lines, one per CPU). A
+/// few system calls where one lookup per entry made a scrape of 10,000
+/// devices' counters 20,000.
+pub fn for_each_chunk<V: aya::Pod + Default>(
     map: BorrowedFd<'_>,
     len: usize,
-    cpus: usize,
+    group: usize,
     mut f: impl FnMut(usize, &[V]),
 ) -> io::Result<()> {
-    // Per-CPU values are laid out 8-aligned; the counter lines are.
-    assert_eq!(size_of::<V>() % 8, 0, "per-CPU values of a multiple of 8 bytes");
-    let chunk = (READ_BYTES / (cpus.max(1) * size_of::<V>())).clamp(1, 4096);
+    let group = group.max(1);
+    let chunk = (READ_BYTES / size_of::<V>()).clamp(1, 4096 * group) / group * group;
+    let chunk = chunk.max(group);
     let mut keys = vec![0u32; chunk];
-    let mut values: Vec<V> = (0..chunk * cpus).map(|_| V::default()).collect();
+    let mut values: Vec<V> = (0..chunk).map(|_| V::default()).collect();
     let mut done = 0;
     // The last key read, from which the kernel goes on (none: from 0).
     let mut last: Option<u32> = None;
@@ -120,8 +118,8 @@ pub fn for_each_per_cpu_chunk<V: aya::Pod + Default>(
         };
         // SAFETY: `attr` is a valid bpf_attr prefix for this command; the
         // key buffer holds `chunk` >= `want` u32s, the value buffer `chunk`
-        // entries of `cpus` values of the map's value size (the caller's
-        // `V`), and `last` and `next` are u32 keys; all outlive the call.
+        // values of the map's value size (the caller's `V`), and `last` and
+        // `next` are u32 keys; all outlive the call.
         let result = unsafe { bpf(BPF_MAP_LOOKUP_BATCH, &mut attr) };
         let got = (attr.count as usize).min(want);
         if let Err(err) = &result {
@@ -136,7 +134,7 @@ pub fn for_each_per_cpu_chunk<V: aya::Pod + Default>(
         if got == 0 {
             return Err(io::Error::other("BPF_MAP_LOOKUP_BATCH made no progress"));
         }
-        f(done, &values[..got * cpus]);
+        f(done, &values[..got]);
         done += got;
         last = Some(next);
         if result.is_err() {

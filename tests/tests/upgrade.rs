@@ -9,8 +9,8 @@ use std::{net::UdpSocket, path::PathBuf, thread, time::Duration};
 
 use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues};
 use filter_common::{
-    Addr, Counter, DeviceName, Direction, FlowKey, FlowValue, Reason, RuleHitKey, RuleHitLine,
-    StatKey, V6Net, V6Table, Verdict, flow_state, maps, v6table,
+    Addr, Counter, CounterLine, DeviceCounters, DeviceName, Direction, FlowKey, FlowValue, Reason,
+    RuleHitKey, RuleHitLine, StatKey, V6Net, V6Table, Verdict, flow_state, maps, v6table,
 };
 use filter_user::compile::mapped;
 use vlanguard_tests::{
@@ -259,6 +259,94 @@ fn device_counters_of_the_earlier_layout_carry_over() {
     assert_eq!(in_drops(&lab), before + carried, "the old counts are the pump's");
 }
 
+/// An upgrade from a version that counted per device in per-CPU arrays
+/// (`DEVICE_COUNTERS`, `RULE_HIT_LINES`): their counts and rule hits are
+/// added into the new lines, which take the old counters' size, and the
+/// old maps' pins go.
+#[test]
+fn per_cpu_counters_of_the_earlier_layout_carry_over() {
+    if !privileged() {
+        return;
+    }
+    let Some(variant) = variant() else { return };
+    let mut lab = Lab::new();
+    lab.start_daemon();
+    let maps_dir = lab.pin_dir.join("maps");
+    let pump = pump_slot(&maps_dir);
+    let passed = |lab: &Lab| {
+        vlanguard_tests::sample(
+            &lab.scrape(),
+            "vlanguard_device_packets_total",
+            &["device=\"pump\"", "direction=\"in\"", "verdict=\"pass\""],
+        )
+    };
+    let hits = |lab: &Lab| {
+        vlanguard_tests::sample(
+            &lab.scrape(),
+            "vlanguard_rule_hits_total",
+            &["device=\"pump\"", "direction=\"in\""],
+        )
+    };
+    assert_eq!((passed(&lab), hits(&lab)), (0.0, 0.0), "no traffic yet");
+    lab.stop_daemon(libc::SIGTERM);
+
+    // The earlier version's maps as it left them, of 256 devices (no lines
+    // yet): 1,000 frames to the pump passed on the first CPU, 234 on the
+    // others, 900 and 200 of them by its first inbound rule, 3 by its
+    // fourth.
+    std::fs::remove_file(maps_dir.join(maps::COUNTER_LINES)).expect("unpin the lines");
+    const BPF_MAP_TYPE_PERCPU_ARRAY: u32 = 6;
+    let cpus = aya::util::nr_cpus().expect("CPUs");
+    let pin = |name: &str, value_size: u32| {
+        let path = maps_dir.join(name);
+        let map = pin_map(&path, name, BPF_MAP_TYPE_PERCPU_ARRAY, (4, value_size), 256, 0);
+        (path, map)
+    };
+    let (counters_pin, counters) = pin(maps::LEGACY_DEVICE_COUNTERS, 96);
+    let mut counters: PerCpuArray<MapData, DeviceCounters> =
+        PerCpuArray::try_from(Map::PerCpuArray(counters)).expect("per-CPU array");
+    let per_cpu: Vec<DeviceCounters> = (0..cpus)
+        .map(|cpu| {
+            let mut c = DeviceCounters::default();
+            c.lines[Direction::In as usize][Verdict::Pass as usize] =
+                Counter { packets: if cpu == 0 { 1000 } else { 234 }, bytes: 64 };
+            c
+        })
+        .collect();
+    counters.set(pump, PerCpuValues::try_from(per_cpu).expect("values"), 0).expect("set");
+    let (lines_pin, lines) = pin(maps::LEGACY_RULE_HIT_LINES, 64);
+    let mut lines: PerCpuArray<MapData, RuleHitLine> =
+        PerCpuArray::try_from(Map::PerCpuArray(lines)).expect("per-CPU array");
+    let per_cpu: Vec<RuleHitLine> = (0..cpus)
+        .map(|cpu| {
+            let mut l = RuleHitLine::default();
+            l.hits[Direction::In as usize] = [if cpu == 0 { 900 } else { 200 }, 0, 0, 3];
+            l
+        })
+        .collect();
+    lines.set(pump, PerCpuValues::try_from(per_cpu).expect("values"), 0).expect("set");
+    drop((counters, lines));
+
+    let log = lab.start_daemon_as(&variant);
+    assert!(log.contains("replaced the pinned program"), "{log}");
+    assert!(!counters_pin.exists() && !lines_pin.exists(), "the old maps' pins are removed");
+    let capacity = vlanguard_tests::sample(
+        &lab.scrape(),
+        "vlanguard_map_capacity",
+        &["map=\"device_counters\""],
+    );
+    assert_eq!(capacity, 256.0, "the lines take the old counters' size");
+    let others = cpus as f64 - 1.0;
+    assert_eq!(passed(&lab), 1000.0 + 234.0 * others, "the old counts are the pump's");
+    let carried = 900.0 + 200.0 * others + 3.0 * cpus as f64;
+    assert_eq!(hits(&lab), carried, "the old rule hits are the pump's");
+    let before = passed(&lab);
+    assert_eq!(lab.udp("nurse", "pump", PUMP, 5000), 20, "allowed traffic passes");
+    let new = passed(&lab) - before;
+    assert!(new >= 20.0, "the new lines count on top: {new}");
+    assert!(hits(&lab) > carried, "and their rule hits");
+}
+
 /// Rule hits an earlier version counted in the `RULE_HITS` hash for a
 /// device's first rules (before the per-device lines) stay counted after
 /// an upgrade, added to what the lines count from then on.
@@ -289,10 +377,8 @@ fn rule_hits_of_the_earlier_layout_are_kept() {
     assert_eq!(hits(&lab), 0.0, "no traffic yet");
     lab.stop_daemon(libc::SIGTERM);
 
-    // The earlier version's maps as it left them: no lines, and its first
-    // inbound rule credited with 1,000 frames on the first CPU, 234 on the
-    // others, in the hash.
-    std::fs::remove_file(maps_dir.join(maps::RULE_HIT_LINES)).expect("unpin the lines");
+    // The earlier version's hash as it left it: the pump's first inbound
+    // rule credited with 1,000 frames on the first CPU, 234 on the others.
     let mut old: PerCpuHashMap<MapData, RuleHitKey, u64> = PerCpuHashMap::try_from(
         Map::PerCpuHashMap(MapData::from_pin(maps_dir.join(maps::RULE_HITS)).expect("rule hits")),
     )
@@ -305,7 +391,7 @@ fn rule_hits_of_the_earlier_layout_are_kept() {
 
     let log = lab.start_daemon_as(&variant);
     assert!(log.contains("replaced the pinned program"), "{log}");
-    assert!(maps_dir.join(maps::RULE_HIT_LINES).exists(), "the new lines are pinned");
+    assert!(maps_dir.join(maps::COUNTER_LINES).exists(), "the lines are pinned");
     let carried = (1000 + 234 * (cpus as u64 - 1)) as f64;
     assert_eq!(hits(&lab), carried, "the old counts are the pump's");
     let before = opened(&lab);
@@ -316,7 +402,7 @@ fn rule_hits_of_the_earlier_layout_are_kept() {
 }
 
 /// After a downgrade and an upgrade back, the maps the earlier version did
-/// not know (the IPv6 subnet table, the rule-hit lines) hold what it left
+/// not know (the IPv6 subnet table, the counter lines) hold what it left
 /// stale: the upgrade clears those the running program does not use.
 #[test]
 fn maps_an_earlier_version_did_not_keep_are_cleared() {
@@ -332,7 +418,8 @@ fn maps_an_earlier_version_did_not_keep_are_cleared() {
 
     // The running program's maps replaced by ones it does not use, holding
     // what a later version left before the downgrade: 5 hits of the
-    // pump's first inbound rule, and an IPv6 table of another policy.
+    // pump's first inbound rule and 7 frames to it, and an IPv6 table of
+    // another policy.
     let replace = |name: &str, map_type: u32, value_size: u32| -> MapData {
         let pin = maps_dir.join(name);
         let entries = aya::maps::MapInfo::from_pin(&pin).expect("pinned").max_entries();
@@ -340,14 +427,13 @@ fn maps_an_earlier_version_did_not_keep_are_cleared() {
         pin_map(&pin, name, map_type, (4, value_size), entries, 0)
     };
     const BPF_MAP_TYPE_ARRAY: u32 = 2;
-    const BPF_MAP_TYPE_PERCPU_ARRAY: u32 = 6;
-    let lines = replace(maps::RULE_HIT_LINES, BPF_MAP_TYPE_PERCPU_ARRAY, 64);
-    let mut lines: PerCpuArray<MapData, RuleHitLine> =
-        PerCpuArray::try_from(Map::PerCpuArray(lines)).expect("per-CPU array");
-    let cpus = aya::util::nr_cpus().expect("CPUs");
-    let mut stale = vec![RuleHitLine::default(); cpus];
-    stale[0].hits[Direction::In as usize][0] = 5;
-    lines.set(pump, PerCpuValues::try_from(stale).expect("values"), 0).expect("set");
+    let lines = replace(maps::COUNTER_LINES, BPF_MAP_TYPE_ARRAY, 192);
+    let mut lines: Array<MapData, CounterLine> = Array::try_from(Map::Array(lines)).expect("array");
+    let cpus = aya::util::nr_cpus().expect("CPUs") as u32;
+    let mut stale = CounterLine::default();
+    stale.passed[Direction::In as usize].hits[0] = 5;
+    stale.passed[Direction::In as usize].frames.packets = 7;
+    lines.set(pump * cpus, stale, 0).expect("set");
     let tables = replace(maps::V6_NETS, BPF_MAP_TYPE_ARRAY, 328);
     let mut tables: Array<MapData, V6Table> = Array::try_from(Map::Array(tables)).expect("array");
     let mut other = V6Table { flags: v6table::COMPLETE, count: 1, ..V6Table::default() };
@@ -365,6 +451,12 @@ fn maps_an_earlier_version_did_not_keep_are_cleared() {
         &["device=\"pump\"", "direction=\"in\""],
     );
     assert_eq!(hits, 0.0, "the stale hits are gone");
+    let passed = vlanguard_tests::sample(
+        &lab.scrape(),
+        "vlanguard_device_packets_total",
+        &["device=\"pump\"", "direction=\"in\"", "verdict=\"pass\""],
+    );
+    assert_eq!(passed, 0.0, "the stale counts are gone");
     let tables: Array<MapData, V6Table> = Array::try_from(Map::Array(
         MapData::from_pin(maps_dir.join(maps::V6_NETS)).expect("the table's pin"),
     ))
@@ -396,18 +488,14 @@ fn the_counters_keep_the_size_they_were_created_with() {
     };
     assert_eq!(capacity(&lab), 64.0);
     lab.stop_daemon(libc::SIGTERM);
-    // Rule-hit lines of another size, as another version could leave them:
-    // replaced by lines of the counters' size.
-    let lines_pin = lab.pin_dir.join("maps").join(maps::RULE_HIT_LINES);
-    std::fs::remove_file(&lines_pin).expect("unpin the lines");
-    const BPF_MAP_TYPE_PERCPU_ARRAY: u32 = 6;
-    drop(pin_map(&lines_pin, maps::RULE_HIT_LINES, BPF_MAP_TYPE_PERCPU_ARRAY, (4, 64), 32, 0));
+    let lines_pin = lab.pin_dir.join("maps").join(maps::COUNTER_LINES);
     let log = lab.start_daemon_as_with(&variant, &["--device-capacity", "128"]);
     assert!(log.contains("replaced the pinned program"), "{log}");
     assert!(log.contains("--device-capacity 128 not applied"), "{log}");
     assert_eq!(capacity(&lab), 64.0, "the pinned size, not the one asked for");
     let lines = aya::maps::MapInfo::from_pin(&lines_pin).expect("the lines' pin");
-    assert_eq!(lines.max_entries(), 64, "lines of the counters' size");
+    let cpus = aya::util::nr_cpus().expect("CPUs") as u32;
+    assert_eq!(lines.max_entries(), 64 * cpus, "a line per device and CPU");
     assert_eq!(lab.udp("nurse", "pump", PUMP, 5000), 20, "allowed traffic still passes");
 }
 

@@ -28,7 +28,7 @@ const ROUNDS: usize = 7;
 const MIXED: usize = 4096;
 /// The bench object's floor programs of the new-connection and mixed rows.
 const SYN_FLOOR: &str = "insert_split";
-const DEVICE_FLOOR: &str = "device_touch";
+const DEVICE_FLOOR: &str = "device_touch_flat";
 
 struct Case {
     name: &'static str,
@@ -391,7 +391,7 @@ fn main() -> anyhow::Result<()> {
             time_distinct(&mut h, beside, floor, &mut xdpf, |_| mixed.clone())?;
         if is_floor {
             let what = format!(
-                "floor of a mixed frame: {DEVICE_FLOOR}, the device's line and its per-CPU counter line, alone ({MIXED} distinct, each run once)"
+                "floor of a mixed frame: {DEVICE_FLOOR}, the device's line and its counter line, alone ({MIXED} distinct, each run once)"
             );
             Row::floor(n, &what, a, f, x).write(&mut md, &mut csv)?;
         } else {

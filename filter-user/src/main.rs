@@ -304,8 +304,8 @@ struct RunArgs {
     stats_interval: u64,
     /// Devices the per-device counters hold, up to 131072 (default: as many
     /// as fit 96 MiB on this machine's possible CPUs: 131072 up to 4, 16384
-    /// at 32). The counters and rule hits are per CPU and preallocated, 160
-    /// bytes per device and CPU. Fixed when the filter is first loaded and kept across
+    /// at 32). The counters and rule hits are kept per CPU and preallocated,
+    /// 192 bytes per device and CPU. Fixed when the filter is first loaded and kept across
     /// restarts and upgrades; to change it, `vlanguard detach` and start
     /// again. A policy with more devices is refused.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=131072))]

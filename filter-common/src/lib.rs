@@ -1255,6 +1255,15 @@ mod tests {
         assert_eq!(last as *const Counter as usize - &c as *const DeviceCounters as usize, 80);
     }
 
+    /// The kernel keeps 15 bytes of a map's name (`BPF_OBJ_NAME_LEN`): the
+    /// loader finds a running program's maps by that name.
+    #[test]
+    fn map_names_fit_the_kernels_object_name() {
+        for name in maps::ALL.iter().chain(&maps::LEGACY) {
+            assert!(name.len() <= 15, "{name}: longer than the kernel keeps");
+        }
+    }
+
     #[test]
     fn counter_line_parts_by_direction_and_verdict() {
         let mut line = CounterLine::default();

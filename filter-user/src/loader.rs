@@ -154,6 +154,9 @@ struct Maps {
     _event_rate: Map,
     /// First fragments' ports; only the program uses it (held to pin it).
     _frags: Map,
+    /// Each rate-limited device's counts this second; only the program
+    /// uses it (held to pin it, so that limits hold across an upgrade).
+    _rate_state: Map,
     rule_hits: PerCpuHashMap<MapData, RuleHitKey, u64>,
     v6_nets: Array<MapData, V6Table>,
     /// A `Map` rather than a `ProgramArray`: aya 0.14's gives no access to
@@ -193,6 +196,7 @@ impl Maps {
             event_stats: source.typed(maps::EVENT_STATS)?,
             _event_rate: source.map(maps::EVENT_RATE)?,
             _frags: source.map(maps::FRAGS)?,
+            _rate_state: source.map(maps::RATE_STATE)?,
             rule_hits: source.typed(maps::RULE_HITS)?,
             v6_nets: source.typed(maps::V6_NETS)?,
             debug_progs: source.map(maps::DEBUG_PROGS)?,
@@ -315,6 +319,32 @@ fn clear_unkept(running: &Xdp, maps_dir: &Path) -> Result<(), LoadError> {
     if unused(maps::COUNTER_LINES) {
         let pin = maps_dir.join(maps::COUNTER_LINES);
         std::fs::remove_file(&pin)
+            .map_err(|e| LoadError::Pin(format!("{}: {e}", pin.display())))?;
+    }
+    Ok(())
+}
+
+/// Maps earlier versions used without pinning them (they did not take
+/// them at load).
+const LEFT_UNPINNED: [&str; 1] = [maps::RATE_STATE];
+
+/// Pins, under `maps_dir`, the maps of [`LEFT_UNPINNED`] that the running
+/// program uses and that are not pinned, so that adopting or upgrading a
+/// filter an earlier version loaded keeps them and what they hold instead
+/// of starting new ones. The kernel keeps 15 bytes of a map's name, as many
+/// as the longest in `maps::ALL` (a test in filter-common).
+fn pin_unpinned(running: &Xdp, maps_dir: &Path) -> Result<(), LoadError> {
+    for id in running.info()?.map_ids()?.unwrap_or_default() {
+        let Ok(info) = aya::maps::MapInfo::from_id(id) else { continue };
+        let Some(name) = LEFT_UNPINNED.iter().find(|n| Some(**n) == info.name_as_str()) else {
+            continue;
+        };
+        let pin = maps_dir.join(name);
+        if pin.exists() {
+            continue;
+        }
+        MapData::from_id(id)?
+            .pin(&pin)
             .map_err(|e| LoadError::Pin(format!("{}: {e}", pin.display())))?;
     }
     Ok(())
@@ -463,6 +493,7 @@ impl Filter {
         let program = Xdp::from_pin(prog, aya_obj::programs::XdpAttachType::Interface)
             .map_err(|e| LoadError::Pin(format!("{}: {e}", prog.display())))?;
         let maps_dir = maps;
+        pin_unpinned(&program, maps_dir)?;
         let maps = Maps::take(&mut Pinned(maps))?;
         let mut filter = Filter::with(Program::Pinned(Box::new(program)), maps)?.restore_state()?;
         filter.pins = Some((prog.to_path_buf(), maps_dir.to_path_buf()));
@@ -489,6 +520,7 @@ impl Filter {
         let running = Xdp::from_pin(prog_pin, aya_obj::programs::XdpAttachType::Interface)
             .map_err(|e| LoadError::Pin(format!("{}: {e}", prog_pin.display())))?;
         let old_tag = running.info()?.tag();
+        pin_unpinned(&running, maps_dir)?;
         check_map_layouts(object, maps_dir)?;
         clear_unkept(&running, maps_dir)?;
         // aya takes a pinned map as it is, so the program's CPU count and

@@ -468,6 +468,41 @@ fn maps_an_earlier_version_did_not_keep_are_cleared() {
     assert_eq!(lab.udp("nurse", "pump", PUMP, 5000), 20, "allowed traffic still passes");
 }
 
+/// Every map of `maps::ALL` is pinned from the first start, and one an
+/// earlier version left unpinned (`RATE_STATE`: it did not take that map at
+/// load) is pinned when a daemon adopts or upgrades the filter: the map the
+/// running program uses, so what it holds (this second's rate counts)
+/// stays.
+#[test]
+fn maps_an_earlier_version_left_unpinned_are_kept() {
+    if !privileged() {
+        return;
+    }
+    let Some(variant) = variant() else { return };
+    let mut lab = Lab::new();
+    lab.start_daemon();
+    let maps_dir = lab.pin_dir.join("maps");
+    for name in maps::ALL {
+        assert!(maps_dir.join(name).exists(), "{name} is not pinned");
+    }
+    let pin = maps_dir.join(maps::RATE_STATE);
+    let id = |pin: &std::path::Path| aya::maps::MapInfo::from_pin(pin).expect("pinned").id();
+    let running = id(&pin);
+    lab.stop_daemon(libc::SIGTERM);
+
+    // As an earlier version left it: used by the running program, not
+    // pinned. The same build adopts the filter, then a new one upgrades it.
+    std::fs::remove_file(&pin).expect("unpin");
+    lab.start_daemon();
+    assert_eq!(id(&pin), running, "adopting pins the running program's map");
+    lab.stop_daemon(libc::SIGTERM);
+    std::fs::remove_file(&pin).expect("unpin");
+    let log = lab.start_daemon_as(&variant);
+    assert!(log.contains("replaced the pinned program"), "{log}");
+    assert_eq!(id(&pin), running, "the new program takes the running program's map");
+    assert_eq!(lab.udp("nurse", "pump", PUMP, 5000), 20, "allowed traffic still passes");
+}
+
 /// The per-device counters keep the size the filter was first loaded with
 /// (`--device-capacity`) across an upgrade: the new build reads the pinned
 /// map's size, and says so when asked for another.

@@ -129,7 +129,7 @@ pub const DEBUG_PROGRAM_NAME: &str = "vlanguard_log";
 pub const TC_PROGRAM_NAME: &str = "vlanguard_tc";
 
 /// Policy generations held in the maps at once: the active one and the one
-/// being built (DESIGN §4). The active one is `GENERATION[0]`.
+/// being built (ARCHITECTURE §4). The active one is `GENERATION[0]`.
 pub const GENERATIONS: u32 = 2;
 /// Mask applied to `GENERATION[0]` before use as an index.
 pub const GENERATION_MASK: u32 = GENERATIONS - 1;
@@ -373,7 +373,7 @@ pub const fn global_stat_index(verdict: Verdict, reason: Reason) -> u32 {
 pub const GLOBAL_STATS_LEN: u32 = NUM_VERDICTS * NUM_REASONS;
 
 /// `CONFIG[gen].settings.flags`: infrastructure protocols let through to and from
-/// protected VLANs (DESIGN §2: explicit, visible settings).
+/// protected VLANs (ARCHITECTURE §2: explicit, visible settings).
 pub mod settings {
     pub const ALLOW_ARP: u32 = 1 << 0;
     pub const ALLOW_NDP: u32 = 1 << 1;

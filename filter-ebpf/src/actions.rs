@@ -1,4 +1,4 @@
-//! Operators' actions in the fast path (DESIGN §3 step 2): the dynamic
+//! Operators' actions in the fast path (ARCHITECTURE §3 step 2): the dynamic
 //! blocklist (addresses and networks, each with an expiry) and quarantined
 //! devices (cut off from all but the management networks). Both are checked
 //! against the boot-time clock here, so an entry expires on time whether

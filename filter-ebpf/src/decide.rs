@@ -1,4 +1,4 @@
-//! The decision of DESIGN §3 for a parsed frame: operators' actions
+//! The decision of ARCHITECTURE §3 for a parsed frame: operators' actions
 //! (blocklist, quarantine), identity checks, infrastructure, the flow
 //! table, then the rules (for a client's plain TCP segments the rules
 //! first, `flow::rules_first`; the verdict is the same either way).
@@ -169,7 +169,7 @@ pub fn decide(ctx: &impl Frame, pkt: &Packet, active: &Active) -> (Reason, Invol
             && src_dev.is_none_or(|d| d.flags & DEVICE_MONITOR != 0)
             && dst_dev.is_none_or(|d| d.flags & DEVICE_MONITOR != 0),
     };
-    // Operators' actions (DESIGN §3 step 2): a blocked address is dropped
+    // Operators' actions (ARCHITECTURE §3 step 2): a blocked address is dropped
     // wherever it appears, device or not.
     let (any_blocks, any_quarantine) = (actions::any_blocks(), actions::any_quarantine());
     let now = if any_blocks || any_quarantine { actions::now() } else { 0 };
@@ -250,7 +250,7 @@ pub fn decide(ctx: &impl Frame, pkt: &Packet, active: &Active) -> (Reason, Invol
         }
     }
 
-    // A flow an allowed packet opened (DESIGN §3 step 3). A bare SYN
+    // A flow an allowed packet opened (ARCHITECTURE §3 step 3). A bare SYN
     // starts a connection and answers nothing: `lookup` leaves it to the
     // rules (a retransmitted SYN of an open flow is allowed by the rule
     // that allowed the first), so a SYN flood or a port scan costs no

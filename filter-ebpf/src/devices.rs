@@ -1,5 +1,5 @@
 //! Which device an address belongs to, and whether it lies in a protected
-//! VLAN (DESIGN §3 step 4).
+//! VLAN (ARCHITECTURE §3 step 4).
 //!
 //! An IPv4 address is found without hashing: the configuration line lists
 //! the VLANs' IPv4 subnets, and a device's address indexes its subnet's part

@@ -1,4 +1,4 @@
-//! The flow table (DESIGN §3 step 3): an allowed packet that opens a
+//! The flow table (ARCHITECTURE §3 step 3): an allowed packet that opens a
 //! connection (TCP SYN, UDP, ICMP echo request) records it; later packets
 //! of it, replies included, pass without asking the rules, until the flow
 //! times out, closes, or a policy change takes away the rule that opened it.

@@ -1,4 +1,4 @@
-//! Fragments of datagrams whose first fragment passed (DESIGN §3 step 4):
+//! Fragments of datagrams whose first fragment passed (ARCHITECTURE §3 step 4):
 //! only the first fragment carries the ports, so the rules can only be
 //! asked about it. When it passes (allowed, or part of a flow), its ports
 //! are remembered by (source, destination, protocol, identification), as

@@ -1,5 +1,5 @@
 //! vlanguard's XDP program: decides every frame to and from device VLANs
-//! against the compiled allowlist (DESIGN §3) and counts each decision.
+//! against the compiled allowlist (ARCHITECTURE §3) and counts each decision.
 #![no_std]
 #![no_main]
 // One atomic add (see `rate::atomic_add`); the BPF target's core has no

@@ -1,4 +1,4 @@
-//! A device's rules for one direction, matched by comparison (DESIGN §3
+//! A device's rules for one direction, matched by comparison (ARCHITECTURE §3
 //! step 4). The rules are consecutive 32-byte entries of `RULES`, in the
 //! order of the device's list; the first that matches gives the rule index
 //! credited with the hit. A scan of a few entries costs about a nanosecond

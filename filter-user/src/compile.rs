@@ -1,4 +1,4 @@
-//! Compiles a resolved policy into map entries (DESIGN §3).
+//! Compiles a resolved policy into map entries (ARCHITECTURE §3).
 //!
 //! Each distinct rule list (a device's `allow_in` or `allow_out`) becomes a
 //! rule set: consecutive `RULES` entries that the program scans in order and

@@ -1,7 +1,7 @@
 //! Loads the XDP program and writes compiled policies into its maps.
 //!
 //! A policy is written into the inactive generation, then `GENERATION[0]`
-//! is flipped with one map write (DESIGN §4): a frame sees the old or the new
+//! is flipped with one map write (ARCHITECTURE §4): a frame sees the old or the new
 //! policy, never a mix. The old generation's entries are removed afterwards.
 //!
 //! Rule sets are consecutive `RULES` entries in the generation's half of

@@ -3,7 +3,7 @@
 //! The exposition is built with `prometheus-client` (OpenMetrics). Scrapers
 //! that ask for OpenMetrics get it; the rest (`text/plain`, `*/*`) get the
 //! classic 0.0.4 text format, converted from it, as Prometheus' own clients
-//! negotiate (DESIGN §5).
+//! negotiate (ARCHITECTURE §5).
 
 use std::fmt::Write as _;
 

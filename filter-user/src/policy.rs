@@ -1,4 +1,4 @@
-//! The declarative policy (DESIGN §2) as Rust types, and its resolution into
+//! The declarative policy (ARCHITECTURE §2) as Rust types, and its resolution into
 //! a flat, validated form that both the compiler and the reference evaluator
 //! consume: profiles merged into devices, peer sets expanded to CIDRs.
 

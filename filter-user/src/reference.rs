@@ -1,4 +1,4 @@
-//! The reference evaluator: DESIGN §3 written plainly, straight from the
+//! The reference evaluator: ARCHITECTURE §3 written plainly, straight from the
 //! resolved policy (linear scans, no compiled maps), for the differential
 //! tests against the kernel program.
 
@@ -296,7 +296,7 @@ fn is_echo(f: &Frame, request: bool) -> bool {
 }
 
 /// As [`evaluate`], with the flow table `flows` consulted and updated as the
-/// program does (DESIGN §3 step 3).
+/// program does (ARCHITECTURE §3 step 3).
 pub fn evaluate_with_flows(
     policy: &Resolved,
     frame: &[u8],

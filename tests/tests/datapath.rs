@@ -235,7 +235,7 @@ fn device_to_device_needs_both_sides() {
     );
 }
 
-/// Flow tracking (DESIGN §3 step 3) through the kernel program: what opens
+/// Flow tracking (ARCHITECTURE §3 step 3) through the kernel program: what opens
 /// a flow, what continues it, what does not, and a revoked rule ending it.
 #[test]
 fn flows_let_replies_through_until_revoked() {

@@ -1,4 +1,4 @@
-//! Toolchain bootstrap (DESIGN §7): nightly rust-src and a bpf-linker built
+//! Toolchain bootstrap (ARCHITECTURE §7): nightly rust-src and a bpf-linker built
 //! against a static LLVM 23 from PyPI. The linker is cached in the tools
 //! directory and reused whenever a working one is found.
 

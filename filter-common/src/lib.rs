@@ -579,7 +579,7 @@ impl BlockEntry {
 /// buckets of `FLOW_WAYS` entries, a flow's bucket chosen by its seeded
 /// hash. An ARRAY rather than an LRU hash: a lookup is a hash of five
 /// words and one line of tags, an insert plain stores (an LRU insert cost
-/// ~200 ns, perf/FASTPATH.md). A full bucket gives up the entry closest to
+/// ~200 ns, ARCHITECTURE §3). A full bucket gives up the entry closest to
 /// expiring; with 8 ways that happens only when 9 live flows share a
 /// bucket (at 65,536 flows, about 8 of the 32,768 buckets).
 pub const FLOW_WAYS: u32 = 8;
@@ -902,7 +902,7 @@ pub struct DeviceKey {
     pub addr: [u8; 16],
 }
 
-/// `DEVICE_FLAGS`: `DeviceInfo::flags` bits.
+/// `DeviceInfo::flags` bits (`DEVICE_LINES` entries).
 pub const DEVICE_MAC_BOUND: u16 = 1;
 /// The device is in monitor mode: frames it would deny pass as would-drops.
 pub const DEVICE_MONITOR: u16 = 2;
@@ -1310,10 +1310,8 @@ mod tests {
         assert!(MAX_RULES <= usize::from(u8::MAX));
     }
 
-    /// Flows that differ only a little (sequential clients and ports, as
-    /// a busy VLAN has) spread over the buckets about as evenly as random
-    /// ones would: at 65,536 flows (2 per bucket on average) hardly any
-    /// bucket holds more than its 8 ways, and the seed moves every flow.
+    /// A tag is found in either lane of a word, and a free way or another
+    /// flow's tag is not taken for it.
     #[test]
     fn tag_lanes_finds_a_tag_in_either_lane_and_nothing_else() {
         let word = |lo: u32, hi: u32| u64::from(lo) | u64::from(hi) << 32;
@@ -1334,6 +1332,10 @@ mod tests {
         }
     }
 
+    /// Flows that differ only a little (sequential clients and ports, as
+    /// a busy VLAN has) spread over the buckets about as evenly as random
+    /// ones would: at 65,536 flows (2 per bucket on average) hardly any
+    /// bucket holds more than its 8 ways, and the seed moves every flow.
     #[test]
     fn flow_hash_spreads_similar_flows() {
         let mut keys = Vec::new();

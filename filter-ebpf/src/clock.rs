@@ -1,7 +1,7 @@
 //! The coarse monotonic clock (CLOCK_MONOTONIC at tick resolution), read
 //! through jiffies.
 //!
-//! Why: `bpf_ktime_get_coarse_ns` is a helper call (~5 ns, FASTPATH.md),
+//! Why: `bpf_ktime_get_coarse_ns` is a helper call (~5 ns, ARCHITECTURE §3),
 //! paid by every denied frame of a flood (the event limiter) and every
 //! flow hit. `bpf_jiffies64` is inlined by the verifier into one load, and
 //! the coarse clock only moves when jiffies do (both advance in the same

@@ -67,7 +67,7 @@ impl Involved {
 /// (reason, slots, rule indexes); the verifier would walk the counting,
 /// event and log code after it once for each. Read back from a map, the
 /// values are plain unknown numbers, so the paths meet in one state and
-/// that code is checked once (see `parse::settle`).
+/// that code is checked once (see `parse::slot`).
 #[inline(always)]
 pub fn settle(reason: Reason, devices: Involved) -> (Reason, Involved) {
     let Some(scratch) = scratch::get() else { return (reason, devices) };
@@ -263,7 +263,8 @@ pub fn decide(ctx: &impl Frame, pkt: &Packet, active: &Active) -> (Reason, Invol
                 if over_rate(dst_dev, false) {
                     return (Reason::RateLimited, involved);
                 }
-                flow::touch(f, pkt, from_opener, settings, now);
+                // SAFETY: `f` is the value `lookup` found for this frame.
+                unsafe { flow::touch(f, pkt, from_opener, settings, now) };
                 return (Reason::Established, involved);
             }
             Lookup::Stale { flow: f, at, from_opener, open_port, now } => {
@@ -294,7 +295,8 @@ pub fn decide(ctx: &impl Frame, pkt: &Packet, active: &Active) -> (Reason, Invol
                     if over_rate(dst_dev, false) {
                         return (Reason::RateLimited, involved);
                     }
-                    flow::touch(f, pkt, from_opener, settings, now);
+                    // SAFETY: as above.
+                    unsafe { flow::touch(f, pkt, from_opener, settings, now) };
                     return (Reason::Established, involved);
                 }
                 flow::revoke(t, at);

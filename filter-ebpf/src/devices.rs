@@ -5,7 +5,7 @@
 //! the VLANs' IPv4 subnets, and a device's address indexes its subnet's part
 //! of `V4_INDEX` directly, which holds the device's line. That is two array
 //! reads where a hash of the 20-byte key cost 8–10 ns hot and 33–254 ns
-//! cold (perf/FASTPATH.md). IPv6 addresses are first placed in the VLANs'
+//! cold (ARCHITECTURE §3). IPv6 addresses are first placed in the VLANs'
 //! IPv6 subnets (`V6_NETS`): one in none is no device and not protected,
 //! one in a subnet is looked up in `DEVICES` and takes its protection from
 //! the subnet. Addresses no table covers are looked up in `DEVICES` and

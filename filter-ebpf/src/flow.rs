@@ -125,7 +125,7 @@ pub enum Lookup {
 
 /// The flows' clock: CLOCK_MONOTONIC at tick resolution (a few ms). The
 /// precise clocks read the TSC, which costs ~40 ns a frame under KVM
-/// (perf/FASTPATH.md); timeouts of seconds need no better. Fragments'
+/// (ARCHITECTURE §3); timeouts of seconds need no better. Fragments'
 /// memory uses it too.
 #[inline(always)]
 pub fn now() -> u64 {
@@ -280,9 +280,20 @@ fn continues(pkt: &Packet, from_opener: bool) -> bool {
 /// changed: the clock moves once per tick, so most frames of a busy flow
 /// change nothing, and a store would take the entry's line from the other
 /// CPUs that read it (replies arrive on other CPUs than their openers).
+///
+/// # Safety
+/// `flow` must be the value of a flow cache entry, as `lookup` hands it out
+/// for this frame.
 #[inline(always)]
-pub fn touch(flow: *mut FlowValue, pkt: &Packet, from_opener: bool, settings: &Settings, now: u64) {
-    // SAFETY: as in `lookup`; plain loads and stores of whole fields.
+pub unsafe fn touch(
+    flow: *mut FlowValue,
+    pkt: &Packet,
+    from_opener: bool,
+    settings: &Settings,
+    now: u64,
+) {
+    // SAFETY: `flow` points into the flow cache (the caller's promise);
+    // plain loads and stores of whole fields, as in `lookup`.
     unsafe {
         let old = (*flow).state;
         let mut state = old;

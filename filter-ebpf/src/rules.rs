@@ -2,7 +2,7 @@
 //! step 4). The rules are consecutive 32-byte entries of `RULES`, in the
 //! order of the device's list; the first that matches gives the rule index
 //! credited with the hit. A scan of a few entries costs about a nanosecond
-//! each and touches one cache line per two rules (perf/FASTPATH.md), where
+//! each and touches one cache line per two rules (ARCHITECTURE §3), where
 //! a trie walk per frame cost 12–26 ns and more cold lines. Only a rule
 //! whose peer is many networks asks a trie, and only after its protocol and
 //! ports matched.

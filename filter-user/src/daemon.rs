@@ -330,6 +330,15 @@ impl Daemon {
         })
     }
 
+    /// The counter slot of the running policy's device `name`, or the
+    /// error an operator sees for a name it does not have.
+    fn known_device(&self, name: &str) -> anyhow::Result<u32> {
+        Ok(self
+            .filter
+            .device_slot(name)
+            .ok_or_else(|| crate::error::UnknownDevice(name.to_string()))?)
+    }
+
     /// Per-device counters, named: what `stats`, the console tables and
     /// `/metrics` all report.
     fn device_samples(&self) -> anyhow::Result<Vec<metrics::DeviceSample>> {
@@ -798,10 +807,8 @@ impl Daemon {
                 Reply::ok(text, data)
             }
             Request::Stats { device, all } => {
-                if let Some(name) = device
-                    && self.filter.device_slot(name).is_none()
-                {
-                    anyhow::bail!("no device named {name:?} (device list shows them)");
+                if let Some(name) = device {
+                    self.known_device(name)?;
                 }
                 let mut rows = self.device_samples()?;
                 rows.retain(|r| device.as_ref().is_none_or(|d| &r.device == d));
@@ -908,20 +915,16 @@ impl Daemon {
                 self.change(|doc| edit::remove_rule(doc, target, *direction, rule))?
             }
             Request::Events { device, .. } => {
-                if let Some(d) = device
-                    && self.filter.device_slot(d).is_none()
-                {
-                    anyhow::bail!("no device named {d:?} (device list shows them)");
+                if let Some(d) = device {
+                    self.known_device(d)?;
                 }
                 let list = self.recent.matching(device.as_deref());
                 let text = list.iter().map(events::Event::line).collect::<Vec<_>>().join("\n");
                 Reply::ok(text, json!({ "events": list }))
             }
             Request::PolicySuggest { device, since_secs } => {
-                if let Some(d) = device
-                    && self.filter.device_slot(d).is_none()
-                {
-                    anyhow::bail!("no device named {d:?} (device list shows them)");
+                if let Some(d) = device {
+                    self.known_device(d)?;
                 }
                 let window = since_secs.map(Duration::from_secs);
                 let since = window.map(|w| SystemTime::now() - w);
@@ -1018,9 +1021,7 @@ impl Daemon {
                 )
             }
             Request::Quarantine { device, for_secs, reason } => {
-                let Some(slot) = self.filter.device_slot(device) else {
-                    anyhow::bail!("no device named {device:?} (device list shows them)");
-                };
+                let slot = self.known_device(device)?;
                 let entry = actions::entry(for_secs.map(Duration::from_secs), reason)
                     .map_err(|e| anyhow::anyhow!(e))?;
                 self.filter.quarantine(slot, entry)?;
@@ -1041,9 +1042,7 @@ impl Daemon {
                 )
             }
             Request::Release { device } => {
-                let Some(slot) = self.filter.device_slot(device) else {
-                    anyhow::bail!("no device named {device:?} (device list shows them)");
-                };
+                let slot = self.known_device(device)?;
                 if !self.filter.release(slot)? {
                     anyhow::bail!("{device} is not quarantined");
                 }
@@ -1446,8 +1445,7 @@ fn untagged_ifaces(file: &Path, policy: &Resolved) -> anyhow::Result<Vec<(u32, u
         .collect()
 }
 
-/// Large policies publish thousands of inner maps per batch; use the hard
-/// open-file limit rather than the (often 1024) soft one.
+/// `f`'s result and how long it took.
 fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
     let start = Instant::now();
     let out = f();

@@ -115,12 +115,12 @@ pub fn add_device(doc: &mut DocumentMut, d: &NewDevice) -> Result<(), String> {
 }
 
 pub fn remove_device(doc: &mut DocumentMut, name: &str) -> Result<(), String> {
-    let list =
-        tables(doc, "device").ok_or_else(|| format!("no device named {name:?} in the policy"))?;
-    let index =
-        list.iter().position(|t| t.get("name").and_then(Item::as_str) == Some(name)).ok_or_else(
-            || format!("no device named {name:?} in the policy (device list shows them)"),
-        )?;
+    let unknown = || crate::error::UnknownDevice(name.to_string()).to_string();
+    let list = tables(doc, "device").ok_or_else(unknown)?;
+    let index = list
+        .iter()
+        .position(|t| t.get("name").and_then(Item::as_str) == Some(name))
+        .ok_or_else(unknown)?;
     list.remove(index);
     Ok(())
 }

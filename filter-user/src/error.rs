@@ -4,6 +4,11 @@ use std::{ops::Range, path::Path};
 
 use thiserror::Error;
 
+/// A request or an edit named a device the policy does not have.
+#[derive(Debug, Error)]
+#[error("no device named {0:?} in the policy (device list shows them)")]
+pub struct UnknownDevice(pub String);
+
 /// What is wrong with a policy file. `at` is the byte range of the table or
 /// rule at fault; [`PolicyError::render`] turns it into `file:line:column`.
 #[derive(Debug, Error)]

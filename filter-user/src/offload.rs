@@ -38,7 +38,7 @@ pub enum TagPath {
 }
 
 impl TagPath {
-    /// As `status` and the `tags` label of `vlanguard_interface_info` say it.
+    /// As `status` and the `tags` label of `vlanguard_interface_attached` say it.
     pub fn name(self) -> &'static str {
         match self {
             TagPath::InFrame => "in-frame",

@@ -333,14 +333,13 @@ fn targeted(rng: &mut impl Rng, policy: &Resolved) -> Option<(IpAddr, IpAddr, Op
 /// Longest frame the generator makes.
 pub const MAX_FRAME: usize = 3000;
 
-/// A random frame for `policy`: its bytes.
-/// Operators' actions for `policy`: mostly none; else a few blocked
-/// addresses and networks (device addresses, subnets, rule peers, nested
-/// ones) and quarantined devices, each in force or already expired.
 /// Blocked nets and quarantined device names, each with whether it is in
 /// force.
 pub type Actions = (Vec<(IpNet, bool)>, Vec<(String, bool)>);
 
+/// Operators' actions for `policy`: mostly none; else a few blocked
+/// addresses and networks (device addresses, subnets, rule peers, nested
+/// ones) and quarantined devices, each in force or already expired.
 pub fn actions(rng: &mut impl Rng, policy: &Resolved) -> Actions {
     let mut blocks: Vec<(IpNet, bool)> = Vec::new();
     let mut quarantined = Vec::new();

@@ -40,7 +40,7 @@ fn connects(lab: &Lab, role: &str, addr: &str, port: u16) -> bool {
         .expect("connect thread")
 }
 
-/// UDP datagrams from `from` to `to`:`port` that arrive, out of 20.
+/// The daemon's `stats --json`, parsed.
 fn stats(lab: &Lab) -> serde_json::Value {
     let out = lab.cli(&["stats", "--json"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

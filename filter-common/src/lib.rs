@@ -1067,6 +1067,19 @@ impl CounterLine {
         }
     }
 
+    /// Adds `other` (counters and hits wrap, as the program's do).
+    pub fn add(&mut self, other: &CounterLine) {
+        for (p, o) in self.passed.iter_mut().zip(&other.passed) {
+            p.frames.add(&o.frames);
+            for (h, o) in p.hits.iter_mut().zip(&o.hits) {
+                *h = h.wrapping_add(*o);
+            }
+        }
+        for (d, o) in self.dropped.iter_mut().flatten().zip(other.dropped.iter().flatten()) {
+            d.add(o);
+        }
+    }
+
     /// As [`CounterLine::counter`], to add to.
     pub fn counter_mut(&mut self, direction: Direction, verdict: Verdict) -> &mut Counter {
         let d = direction as usize;
@@ -1281,6 +1294,12 @@ mod tests {
         );
         assert_eq!(line.passed[Direction::Out as usize].frames.packets, 4);
         assert_eq!(line.counter(Direction::Out, Verdict::WouldDrop).packets, 6);
+        line.passed[Direction::Out as usize].hits[5] = u64::MAX;
+        let mut sum = line;
+        sum.add(&line);
+        assert_eq!(sum.counter(Direction::In, Verdict::Drop).packets, 4);
+        assert_eq!(sum.counter(Direction::Out, Verdict::WouldDrop).packets, 12);
+        assert_eq!(sum.passed[Direction::Out as usize].hits[5], u64::MAX - 1, "wraps");
     }
 
     #[test]

@@ -54,15 +54,7 @@ pub fn carry_over(maps_dir: &Path, cpus: usize) -> Result<(), LoadError> {
         for (cpu, old) in add.iter().enumerate() {
             let index = slot * cpus as u32 + cpu as u32;
             let mut now = lines.get(&index, 0)?;
-            for direction in [Direction::In, Direction::Out] {
-                for verdict in Verdict::ALL {
-                    now.counter_mut(direction, verdict).add(old.counter(direction, verdict));
-                }
-                let d = direction as usize;
-                for (n, o) in now.passed[d].hits.iter_mut().zip(&old.passed[d].hits) {
-                    *n = n.wrapping_add(*o);
-                }
-            }
+            now.add(old);
             lines.set(index, now, 0)?;
         }
     }
@@ -112,39 +104,42 @@ impl Sums {
     }
 
     fn device_counters(&mut self, map: aya::maps::Map) -> Result<(), LoadError> {
-        let old: PerCpuArray<MapData, DeviceCounters> = PerCpuArray::try_from(map)?;
-        for slot in self.held(old.len()) {
-            let per_cpu = old.get(&slot, 0)?;
-            if per_cpu.iter().all(|c| *c == DeviceCounters::default()) {
-                continue;
-            }
-            let Some(lines) = self.of(slot) else { continue };
-            for (line, c) in lines.iter_mut().zip(per_cpu.iter()) {
-                for direction in [Direction::In, Direction::Out] {
-                    for verdict in Verdict::ALL {
-                        let old = &c.lines[direction as usize][verdict as usize];
-                        line.counter_mut(direction, verdict).add(old);
-                    }
+        self.per_cpu_array(map, |line, c: &DeviceCounters| {
+            for direction in [Direction::In, Direction::Out] {
+                for verdict in Verdict::ALL {
+                    let old = &c.lines[direction as usize][verdict as usize];
+                    line.counter_mut(direction, verdict).add(old);
                 }
             }
-        }
-        Ok(())
+        })
     }
 
     fn rule_hit_lines(&mut self, map: aya::maps::Map) -> Result<(), LoadError> {
-        let old: PerCpuArray<MapData, RuleHitLine> = PerCpuArray::try_from(map)?;
+        self.per_cpu_array(map, |line, c: &RuleHitLine| {
+            for (passed, hits) in line.passed.iter_mut().zip(&c.hits) {
+                for (n, o) in passed.hits.iter_mut().zip(hits) {
+                    *n = n.wrapping_add(*o);
+                }
+            }
+        })
+    }
+
+    /// Adds, with `add`, each CPU's value of an old per-CPU array indexed
+    /// by slot into that CPU's line, for the slots devices hold.
+    fn per_cpu_array<V: aya::Pod + Default + PartialEq>(
+        &mut self,
+        map: aya::maps::Map,
+        add: impl Fn(&mut CounterLine, &V),
+    ) -> Result<(), LoadError> {
+        let old: PerCpuArray<MapData, V> = PerCpuArray::try_from(map)?;
         for slot in self.held(old.len()) {
             let per_cpu = old.get(&slot, 0)?;
-            if per_cpu.iter().all(|c| *c == RuleHitLine::default()) {
+            if per_cpu.iter().all(|c| *c == V::default()) {
                 continue;
             }
             let Some(lines) = self.of(slot) else { continue };
             for (line, c) in lines.iter_mut().zip(per_cpu.iter()) {
-                for (passed, hits) in line.passed.iter_mut().zip(&c.hits) {
-                    for (n, o) in passed.hits.iter_mut().zip(hits) {
-                        *n = n.wrapping_add(*o);
-                    }
-                }
+                add(line, c);
             }
         }
         Ok(())

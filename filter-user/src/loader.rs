@@ -26,7 +26,7 @@ use aya::{
 use filter_common::{
     BlockEntry, COUNTER_SLOTS, CPUS_GLOBAL, Config, Counter, CounterLine, DEBUG_PROGRAM_NAME,
     DeviceInfo, DeviceKey, DeviceName, Direction, GENERATION_MASK, GENERATIONS, GLOBAL_STATS_LEN,
-    IfaceConf, LINE_RULES, MAX_DEVICE_LINES, MAX_DEVICE_NAME, MAX_PEER_NETS, MAX_RULE_ENTRIES,
+    IfaceConf, MAX_DEVICE_LINES, MAX_DEVICE_NAME, MAX_PEER_NETS, MAX_RULE_ENTRIES,
     MAX_UNTAGGED_IFACES, PEER_SET_KEY_BITS, PROGRAM_NAME, PeerData, PeerSetKey, ProtectedKey,
     ProtectedNet, Reason, Rule, RuleHitKey, RuleRange, Settings, UntaggedIface, V4_INDEX_ENTRIES,
     V6Table, VLAN_IDS, Verdict, global_stat_index, maps, meta, rule, v4net,
@@ -814,17 +814,9 @@ impl Filter {
             let n = per_cpu.iter().fold(0u64, |a, b| a.wrapping_add(*b));
             out.insert(key, n);
         }
-        self.for_each_line(|slot, per_cpu| {
-            let mut sum = [[0u64; LINE_RULES]; 2];
-            for line in per_cpu {
-                for (s, passed) in sum.iter_mut().zip(&line.passed) {
-                    for (s, l) in s.iter_mut().zip(&passed.hits) {
-                        *s = s.wrapping_add(*l);
-                    }
-                }
-            }
-            for (direction, hits) in (0u8..).zip(&sum) {
-                for (rule, &n) in (0u8..).zip(hits) {
+        self.for_each_device_total(|slot, total| {
+            for (direction, passed) in (0u8..).zip(&total.passed) {
+                for (rule, &n) in (0u8..).zip(&passed.hits) {
                     if n != 0 {
                         let key = RuleHitKey { slot, direction, rule, _pad: 0 };
                         let total = out.entry(key).or_insert(0);
@@ -1209,10 +1201,10 @@ impl Filter {
     /// never moved left out.
     pub fn device_stats(&self) -> Result<BTreeMap<DeviceStat, Counter>, LoadError> {
         let mut out = BTreeMap::new();
-        self.for_each_line(|slot, per_cpu| {
+        self.for_each_device_total(|slot, total| {
             for direction in [Direction::In, Direction::Out] {
                 for verdict in Verdict::ALL {
-                    let c = sum(per_cpu.iter().map(|line| line.counter(direction, verdict)));
+                    let c = *total.counter(direction, verdict);
                     if c != Counter::default() {
                         out.insert(DeviceStat { slot, direction, verdict }, c);
                     }
@@ -1222,11 +1214,11 @@ impl Filter {
         Ok(out)
     }
 
-    /// Calls `f(slot, every CPU's line)` for each slot a device of the
-    /// running policy holds: batched reads of the lines up to the highest
-    /// slot in use instead of one system call per device and CPU. A slot
-    /// beyond the lines (refused when assigned) is skipped.
-    fn for_each_line(&self, mut f: impl FnMut(u32, &[CounterLine])) -> Result<(), LoadError> {
+    /// Calls `f(slot, its lines summed over CPUs)` for each slot a device
+    /// of the running policy holds: batched reads of the lines up to the
+    /// highest slot in use instead of one system call per device and CPU. A
+    /// slot beyond the lines (refused when assigned) is skipped.
+    fn for_each_device_total(&self, mut f: impl FnMut(u32, &CounterLine)) -> Result<(), LoadError> {
         let Some(&highest) = self.names.keys().max() else { return Ok(()) };
         let cpus = self.cpus;
         let len = (highest as usize + 1).min(self.device_capacity() as usize) * cpus;
@@ -1235,7 +1227,9 @@ impl Filter {
             for (slot, per_cpu) in (first / cpus..).zip(lines.chunks_exact(cpus)) {
                 let slot = slot as u32;
                 if self.names.contains_key(&slot) {
-                    f(slot, per_cpu);
+                    let mut total = CounterLine::default();
+                    per_cpu.iter().for_each(|line| total.add(line));
+                    f(slot, &total);
                 }
             }
         })?;

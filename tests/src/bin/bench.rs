@@ -344,31 +344,18 @@ fn main() -> anyhow::Result<()> {
         assert_eq!(h.run(&probe).reason(), Some(Reason::Allowed), "SYN: kernel verdict");
         if wanted(&label) {
             let (beside, is_floor) = second(&mut other, &mut probe_prog, syn_floor);
-            let Distinct { m, lo, hi, f, x, a, against } =
-                time_distinct(&mut h, beside, floor, &mut xdpf, |round| {
-                    (0..MIXED).map(|i| syn(round, i)).collect()
-                })?;
+            let d = time_distinct(&mut h, beside, floor, &mut xdpf, |round| {
+                (0..MIXED).map(|i| syn(round, i)).collect()
+            })?;
             if is_floor {
                 let what = format!(
                     "floor of a new connection: {SYN_FLOOR}, recording a flow in a table of the flow cache's size, alone ({MIXED} distinct, each run once)"
                 );
-                Row::floor(n, &what, a, f, x).write(&mut md, &mut csv)?;
+                Row::floor(n, &what, d.a, d.f, d.x).write(&mut md, &mut csv)?;
             } else {
-                say_against(n, &label, against, ROUNDS);
+                say_against(n, &label, d.against, ROUNDS);
             }
-            Row {
-                devices: n,
-                frame: &label,
-                csv_frame: &label,
-                bytes: 60,
-                verdict: "allowed",
-                median: m,
-                range: Some((lo, hi)),
-                floor: f,
-                xdp_filter: x,
-                their_verdict: "pass",
-            }
-            .write(&mut md, &mut csv)?;
+            Row::distinct(n, &label, &label, &d, "pass").write(&mut md, &mut csv)?;
         }
         if !wanted("mixed") {
             continue;
@@ -387,30 +374,20 @@ fn main() -> anyhow::Result<()> {
             })
             .collect();
         let (beside, is_floor) = second(&mut other, &mut probe_prog, device_floor);
-        let Distinct { m, lo, hi, f, x, a, against } =
-            time_distinct(&mut h, beside, floor, &mut xdpf, |_| mixed.clone())?;
+        let d = time_distinct(&mut h, beside, floor, &mut xdpf, |_| mixed.clone())?;
         if is_floor {
             let what = format!(
                 "floor of a mixed frame: {DEVICE_FLOOR}, the device's line and its counter line, alone ({MIXED} distinct, each run once)"
             );
-            Row::floor(n, &what, a, f, x).write(&mut md, &mut csv)?;
+            Row::floor(n, &what, d.a, d.f, d.x).write(&mut md, &mut csv)?;
         } else {
-            say_against(n, "mixed", against, ROUNDS);
+            say_against(n, "mixed", d.against, ROUNDS);
         }
-        Row {
-            devices: n,
-            frame: &format!("{shape}mixed: {MIXED} distinct allowed TCP v4 frames, each run once"),
-            csv_frame: &format!("{shape}mixed: {MIXED} distinct frames"),
-            bytes: 60,
-            verdict: "allowed",
-            median: m,
-            range: Some((lo, hi)),
-            floor: f,
-            xdp_filter: x,
-            // xdp-filter passes the frames to the devices it holds.
-            their_verdict: if n > xdp_filter::CAPACITY { "pass/drop" } else { "pass" },
-        }
-        .write(&mut md, &mut csv)?;
+        let frame = format!("{shape}mixed: {MIXED} distinct allowed TCP v4 frames, each run once");
+        let csv_frame = format!("{shape}mixed: {MIXED} distinct frames");
+        // xdp-filter passes the frames to the devices it holds.
+        let theirs = if n > xdp_filter::CAPACITY { "pass/drop" } else { "pass" };
+        Row::distinct(n, &frame, &csv_frame, &d, theirs).write(&mut md, &mut csv)?;
     }
     if only.is_some() || sizes.is_some() {
         // A profiling run: the table only, no files.
@@ -591,6 +568,28 @@ impl Row<'_> {
             floor,
             xdp_filter: x,
             their_verdict: "pass",
+        }
+    }
+
+    /// vlanguard's row of a case of distinct frames, each allowed.
+    fn distinct<'a>(
+        devices: usize,
+        frame: &'a str,
+        csv_frame: &'a str,
+        d: &Distinct,
+        their_verdict: &'a str,
+    ) -> Row<'a> {
+        Row {
+            devices,
+            frame,
+            csv_frame,
+            bytes: 60,
+            verdict: "allowed",
+            median: d.m,
+            range: Some((d.lo, d.hi)),
+            floor: d.f,
+            xdp_filter: d.x,
+            their_verdict,
         }
     }
 

@@ -3,7 +3,7 @@
 //! table, then the rules (for a client's plain TCP segments the rules
 //! first, `flow::rules_first`; the verdict is the same either way).
 //!
-//! Mirrored in plain Rust by `filter_user::reference`; keep them in step.
+//! Mirrored in plain Rust by `vlanguard_tests::reference` (tests/src/reference.rs); keep them in step.
 
 use filter_common::{
     Addr, DEVICE_MAC_BOUND, DEVICE_MONITOR, DeviceInfo, FLOW_TIMEOUTS, GENERATION_MASK, Reason,

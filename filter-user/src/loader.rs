@@ -73,11 +73,6 @@ pub fn default_device_capacity() -> u32 {
 pub static PROGRAM_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/vlanguard-xdp"));
 
-/// The benchmarks' programs: `pass_floor` (XDP_PASS, the floor) and
-/// `flood_tx` (XDP_TX, the flood generator).
-pub static BENCH_OBJECT: &[u8] =
-    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/bench-programs"));
-
 /// Inner tries are created with the flags of the template in the object
 /// (`BPF_F_NO_PREALLOC`, which LPM tries require).
 const INNER_TRIE_FLAGS: u32 = 1;
@@ -1352,11 +1347,6 @@ fn sum<'a>(values: impl Iterator<Item = &'a Counter>) -> Counter {
         acc
     })
 }
-
-/// The test lab's VLAN switch program (tc); see `filter_common::lab`.
-#[cfg(feature = "lab")]
-pub static LAB_VLAN_OBJECT: &[u8] =
-    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lab-vlan"));
 
 fn block_key(net: IpNet) -> Key<PeerData> {
     let prefix = crate::compile::net_prefixes(&net);

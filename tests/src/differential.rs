@@ -79,12 +79,8 @@ pub fn run(h: &mut Harness, seed: u64, cases: usize) -> BTreeMap<Reason, usize> 
             if !h.takes(&frame) {
                 continue;
             }
-            let expected = filter_user::reference::evaluate_with_flows(
-                &policy,
-                &frame,
-                iface_vlan,
-                &mut h.flows,
-            );
+            let expected =
+                crate::reference::evaluate_with_flows(&policy, &frame, iface_vlan, &mut h.flows);
             // Replies to frames that involved a device and passed.
             if let Some(t) = tuple
                 && matches!(expected.reason, Reason::Allowed | Reason::Established)

@@ -68,7 +68,7 @@ pub struct Harness {
     rules: BTreeMap<RuleHitKey, u64>,
     /// The reference's flow table, kept in step with the program's: every
     /// `apply` starts a new epoch in both.
-    pub flows: filter_user::reference::Flows,
+    pub flows: crate::reference::Flows,
 }
 
 impl Harness {
@@ -96,7 +96,7 @@ impl Harness {
             global: BTreeMap::new(),
             devices: BTreeMap::new(),
             rules: BTreeMap::new(),
-            flows: filter_user::reference::Flows::default(),
+            flows: crate::reference::Flows::default(),
         };
         h.snapshot();
         h

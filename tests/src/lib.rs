@@ -9,6 +9,7 @@ pub mod harness;
 pub mod lab;
 pub mod policies;
 pub mod random;
+pub mod reference;
 pub mod scale;
 pub mod xdp_filter;
 

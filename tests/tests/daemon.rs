@@ -284,7 +284,7 @@ fn an_interface_running_another_xdp_program_is_named_as_such() {
     let (attached, release) = std::sync::mpsc::channel();
     let (done, hold) = std::sync::mpsc::channel::<()>();
     let holder = lab.in_ns("r", move || {
-        let mut ebpf = aya::Ebpf::load(filter_user::BENCH_OBJECT).expect("object");
+        let mut ebpf = aya::Ebpf::load(filter_user::test_objects::BENCH_OBJECT).expect("object");
         let prog: &mut aya::programs::Xdp =
             ebpf.program_mut("pass_floor").expect("pass_floor").try_into().expect("xdp");
         prog.load().expect("load");

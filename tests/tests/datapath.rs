@@ -7,7 +7,8 @@
 use std::collections::BTreeMap;
 
 use filter_common::{Addr, Direction, FLOW_WAYS, FlowKey, Reason, Verdict, flow_bucket, flow_hash};
-use filter_user::{Resolved, reference};
+use filter_user::Resolved;
+use vlanguard_tests::reference;
 use vlanguard_tests::{
     frame::{Body, Ext, Frame, L4, TPID_8021AD, TPID_8021Q, v4, v6},
     harness::{Harness, XDP_DROP, XDP_PASS},

@@ -168,6 +168,8 @@ fn test(root: &Path, args: &[String]) -> Result<()> {
         "--package",
         "filter-common",
         "--package",
+        "filter-policy",
+        "--package",
         "filter-user",
         "--package",
         "xtask",

@@ -14,7 +14,8 @@ use aya::{
     programs::{TestRun as _, Xdp},
 };
 use filter_common::Reason;
-use filter_user::{BENCH_OBJECT, reference};
+use filter_user::test_objects::BENCH_OBJECT;
+use vlanguard_tests::reference;
 use vlanguard_tests::{
     frame::{Body, Frame, L4, v4, v6},
     harness::Harness,

@@ -175,7 +175,7 @@ fn main() -> Result<()> {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
     let holder = lab.in_ns("r", move || {
         let attached = (|| -> Result<aya::Ebpf> {
-            let mut obj = aya::Ebpf::load(filter_user::BENCH_OBJECT)?;
+            let mut obj = aya::Ebpf::load(filter_user::test_objects::BENCH_OBJECT)?;
             let prog: &mut aya::programs::Xdp =
                 obj.program_mut("drop_all").context("drop_all")?.try_into()?;
             prog.load()?;

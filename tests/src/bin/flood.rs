@@ -19,7 +19,7 @@ use aya::{
     Ebpf, TestRunOptions,
     programs::{TestRun as _, Xdp},
 };
-use filter_user::BENCH_OBJECT;
+use filter_user::test_objects::BENCH_OBJECT;
 use vlanguard_tests::frame::{Frame, L4};
 
 /// Frames per BPF_PROG_TEST_RUN call: about a tenth of a second, so the

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use filter_common::{Addr, FlowKey, MAX_HEADER_START, MAX_IPV6_EXT_HEADERS, Reason, Verdict};
 use ipnet::IpNet;
 
-use crate::{
+use filter_policy::{
     compile,
     policy::{L4, Resolved, Rule},
 };

@@ -1265,7 +1265,7 @@ mod example_tests {
 
     #[test]
     fn shipped_example_policy_is_valid() {
-        let text = include_str!("../../examples/hospital.toml");
+        let text = include_str!("../../../examples/hospital.toml");
         let r = Policy::from_toml(text).expect("parses").resolve().expect("valid");
         assert_eq!(r.devices.len(), 5);
         assert!(r.allow_arp && r.allow_ndp && r.allow_dhcp);

@@ -21,14 +21,16 @@ use tokio::{
 };
 
 use crate::{
-    Filter, Policy, Resolved, actions,
-    attach::{AttachMode, ifindex},
-    compile,
+    Filter, Policy, Resolved, compile,
     control::{self, Reply, Request},
-    diff, edit, events, metrics,
-    offload::TagPath,
-    pins::{Lock, PinDir},
-    program_log, read_policy,
+    datapath::{
+        actions,
+        attach::{AttachMode, ifindex},
+        offload::TagPath,
+        pins::{Lock, PinDir},
+        program_log,
+    },
+    diff, edit, events, metrics, read_policy,
     refusals::{self, Refusal},
     report, scan, suggest,
 };
@@ -38,7 +40,7 @@ pub struct Config {
     pub policy: PathBuf,
     pub ifaces: Vec<String>,
     pub mode: AttachMode,
-    pub vlan_offload: crate::offload::VlanOffload,
+    pub vlan_offload: crate::datapath::offload::VlanOffload,
     pub pin_dir: PathBuf,
     pub socket: PathBuf,
     /// Members of this group may use the socket (root always may).
@@ -128,7 +130,7 @@ impl Daemon {
         };
         let fresh = !pins.has_program();
         let capacity =
-            config.device_capacity.unwrap_or_else(crate::loader::default_device_capacity);
+            config.device_capacity.unwrap_or_else(crate::datapath::default_device_capacity);
         let opened = pins.open_filter(&lock, capacity).map_err(anyhow::Error::from).and_then(
             |(mut filter, opened)| {
                 filter.apply(&compile(&policy), &untagged)?;
@@ -146,9 +148,9 @@ impl Daemon {
                 return Err(e);
             }
         };
-        let adopted = opened != crate::pins::Opened::Loaded;
+        let adopted = opened != crate::datapath::pins::Opened::Loaded;
         // The policy file's parse is freed now.
-        crate::sys::trim_heap();
+        crate::datapath::sys::trim_heap();
 
         let mut attached = Vec::new();
         let mut tags = BTreeMap::new();
@@ -205,9 +207,9 @@ impl Daemon {
             "{} program in {}; policy {} applied as revision {revision} ({} devices); \
              interfaces {} (newly attached: {}); socket {}{capacity_note}",
             match opened {
-                crate::pins::Opened::Loaded => "loaded and pinned the".to_string(),
-                crate::pins::Opened::Adopted => "adopted the pinned".to_string(),
-                crate::pins::Opened::Upgraded { old, new, carried_flows } => format!(
+                crate::datapath::pins::Opened::Loaded => "loaded and pinned the".to_string(),
+                crate::datapath::pins::Opened::Adopted => "adopted the pinned".to_string(),
+                crate::datapath::pins::Opened::Upgraded { old, new, carried_flows } => format!(
                     "replaced the pinned program {old:016x} with this version's {new:016x} (links \
                      updated in place, maps kept{}) as the",
                     if carried_flows > 0 {
@@ -279,7 +281,7 @@ impl Daemon {
         self.policy = policy;
         self.applied_at = SystemTime::now();
         // The old policy and the parse of the new one are freed now.
-        crate::sys::trim_heap();
+        crate::datapath::sys::trim_heap();
         Ok(self.revision)
     }
 

@@ -3,35 +3,27 @@
 //! policy logic is the `filter-policy` crate, re-exported here under the
 //! same names (`filter_user::policy`, `filter_user::compile`, ...).
 
-pub mod actions;
-pub mod attach;
 pub mod control;
-pub mod counters;
 pub mod daemon;
+pub mod datapath;
 pub mod error;
-pub mod flows;
 pub mod journal;
-pub mod loader;
 pub mod metrics;
 pub mod notify;
-pub mod offload;
-pub mod pins;
 pub mod privileges;
-pub mod program_log;
 pub mod refusals;
 pub mod report;
 pub mod scan;
-mod sys;
 #[cfg(feature = "lab")]
 pub mod test_objects;
 pub mod top;
 
+pub use datapath::{Filter, PROGRAM_OBJECT};
 pub use error::{LoadError, PolicyError};
 pub use filter_policy::{
     Compiled, Policy, Resolved, compile, diff, edit, events, lookup_names, mud, policy,
     read_policy, resolve_policy, suggest,
 };
-pub use loader::{Filter, PROGRAM_OBJECT};
 
 /// Raises the open-file limit as far as allowed: the filter keeps one
 /// descriptor per distinct rule-set trie (tens of thousands for large

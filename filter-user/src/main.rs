@@ -8,14 +8,15 @@ use std::{
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use filter_user::{
-    Filter, PROGRAM_OBJECT,
-    attach::AttachMode,
-    compile,
+    Filter, PROGRAM_OBJECT, compile,
     control::{self, ClientError, DEFAULT_SOCKET, Failure, Request},
     daemon::{self, Daemon},
+    datapath::{
+        attach::AttachMode,
+        offload::VlanOffload,
+        pins::{DEFAULT_PIN_DIR, PinDir},
+    },
     edit::{Direction, NewDevice, RuleSpec, Target},
-    offload::VlanOffload,
-    pins::{DEFAULT_PIN_DIR, PinDir},
     read_policy,
 };
 

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use aya::programs::TestRun as _;
 use filter_common::{Counter, Direction, Reason, RuleHitKey, Verdict};
-use filter_user::{Filter, PROGRAM_OBJECT, Resolved, compile, loader::DeviceStat};
+use filter_user::{Filter, PROGRAM_OBJECT, Resolved, compile, datapath::DeviceStat};
 use ipnet::IpNet;
 
 /// XDP return codes.
@@ -117,7 +117,7 @@ impl Harness {
     /// the program and in the reference's view.
     pub fn set_actions(&mut self, blocks: &[(IpNet, bool)], quarantined: &[(String, bool)]) {
         let entry = |on: bool| {
-            let mut e = filter_user::actions::entry(None, "test").expect("entry");
+            let mut e = filter_user::datapath::actions::entry(None, "test").expect("entry");
             // Boot time 1 ns: long past.
             if !on {
                 e.expires_ns = 1;
@@ -138,7 +138,7 @@ impl Harness {
             self.filter.quarantine(slot, entry(*on)).expect("quarantine");
         }
         // What the program holds (block() may lengthen nested entries).
-        let now = filter_user::actions::boot_ns();
+        let now = filter_user::datapath::actions::boot_ns();
         self.flows.blocks = self
             .filter
             .blocks()

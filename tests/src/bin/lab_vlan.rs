@@ -13,7 +13,7 @@ use aya::{
     programs::{SchedClassifier, TcAttachType, tc},
 };
 use filter_common::lab::{MAP, PROGRAM_NAME, PortAction, PortKey};
-use filter_user::{attach::ifindex, test_objects::LAB_VLAN_OBJECT};
+use filter_user::{datapath::attach::ifindex, test_objects::LAB_VLAN_OBJECT};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -79,7 +79,7 @@ pub fn carry_over(maps_dir: &Path) -> Result<u64, LoadError> {
     if !path.exists() {
         return Ok(0);
     }
-    let pinned = |name: &str| crate::loader::pinned_map(maps_dir, name);
+    let pinned = |name: &str| super::handles::pinned_map(maps_dir, name);
     let legacy: HashMap<MapData, FlowKey, FlowValue> =
         HashMap::try_from(pinned(maps::LEGACY_FLOWS)?)?;
     let seed = seed(&mut pinned(maps::FLOW_SEED)?)?;

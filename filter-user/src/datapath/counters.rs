@@ -31,7 +31,7 @@ pub fn carry_over(maps_dir: &Path, cpus: usize) -> Result<(), LoadError> {
     if !legacy.iter().any(|name| maps_dir.join(name).exists()) {
         return Ok(());
     }
-    let pinned = |name: &str| crate::loader::pinned_map(maps_dir, name);
+    let pinned = |name: &str| super::handles::pinned_map(maps_dir, name);
     let named: HashMap<MapData, DeviceName, u32> = HashMap::try_from(pinned(maps::DEVICE_SLOTS)?)?;
     let slots: HashSet<u32> = named.iter().filter_map(Result::ok).map(|(_, slot)| slot).collect();
     let mut lines: Array<MapData, CounterLine> = Array::try_from(pinned(maps::COUNTER_LINES)?)?;

@@ -26,9 +26,12 @@ use aya::programs::{
 
 use crate::{
     Filter, LoadError, PROGRAM_OBJECT,
-    attach::AttachMode,
-    loader::{link_type, tc_pin},
-    offload::{self, TagPath, VlanOffload},
+    datapath::{
+        attach::AttachMode,
+        link_type,
+        offload::{self, TagPath, VlanOffload},
+        tc_pin,
+    },
 };
 
 /// `statfs` magic of a BPF filesystem.

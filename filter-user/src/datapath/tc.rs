@@ -1,5 +1,5 @@
 //! The TC variant of the filter (`vlanguard_tc`), for interfaces whose NIC
-//! takes VLAN tags out of frames (`crate::offload`): the same decision code
+//! takes VLAN tags out of frames (`crate::datapath::offload`): the same decision code
 //! and maps, attached at TC ingress through a TCX link, pinned beside the
 //! XDP program (`DIR/prog_tc`) and its links (`DIR/links/IFACE`, a TCX link
 //! instead of an XDP one).

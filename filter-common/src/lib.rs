@@ -6,6 +6,9 @@
 //! uninitialised padding reaches a map. Layouts are checked by the tests at
 //! the bottom of this file.
 #![no_std]
+// clap's derive names `::std` (the CLI's `Direction` value; user space only).
+#[cfg(feature = "clap")]
+extern crate std;
 
 /// Map names, as they appear in the object file and under the pin directory.
 pub mod maps {
@@ -346,13 +349,21 @@ impl Verdict {
 
 pub const NUM_VERDICTS: u32 = 4;
 
-/// Direction relative to the device being counted.
+/// Direction relative to a device: the one representation of it, in the
+/// maps (`as u8`), in the policy (`allow_in`/`allow_out`), on the control
+/// socket and the CLI (`in`/`out`, features `serde` and `clap`).
 #[repr(u8)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "kebab-case")
+)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Direction {
-    /// Towards the device (its `allow_in`).
+    /// `allow_in`: traffic to the device, from PEER.
     In = 0,
-    /// From the device (its `allow_out`).
+    /// `allow_out`: traffic from the device, to PEER.
     Out = 1,
 }
 
@@ -362,6 +373,31 @@ impl Direction {
         match self {
             Direction::In => "in",
             Direction::Out => "out",
+        }
+    }
+
+    /// The policy's key for the device's rules in this direction.
+    pub const fn rules_key(self) -> &'static str {
+        match self {
+            Direction::In => "allow_in",
+            Direction::Out => "allow_out",
+        }
+    }
+
+    /// The rule's key naming the peer: `from` (in), `to` (out).
+    pub const fn peer_key(self) -> &'static str {
+        match self {
+            Direction::In => "from",
+            Direction::Out => "to",
+        }
+    }
+
+    /// The direction stored as `d as u8` in a map key.
+    pub const fn from_u8(d: u8) -> Option<Direction> {
+        match d {
+            0 => Some(Direction::In),
+            1 => Some(Direction::Out),
+            _ => None,
         }
     }
 }

@@ -316,7 +316,7 @@ impl Daemon {
             "result": message,
         }));
         Some(events::Event {
-            time: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+            time: crate::time::stamp(SystemTime::now()),
             interface: String::new(),
             vlan: 0,
             device: None,
@@ -468,13 +468,13 @@ impl Daemon {
                     .filter_map(|(k, n)| {
                         let name = names.get(&k.slot)?;
                         let d = by_name.get(name.as_str())?;
-                        let (dir, rules, side) = if k.direction == 0 {
-                            ("in", &d.allow_in, "allow_in")
-                        } else {
-                            ("out", &d.allow_out, "allow_out")
+                        let dir = filter_common::Direction::from_u8(k.direction)?;
+                        let rules = match dir {
+                            filter_common::Direction::In => &d.allow_in,
+                            filter_common::Direction::Out => &d.allow_out,
                         };
                         let rule = rules.get(usize::from(k.rule))?;
-                        Some((name.clone(), dir, short(&diff::rule_text(rule, side)), n))
+                        Some((name.clone(), dir.name(), short(&diff::rule_text(rule, dir)), n))
                     })
                     .collect()
             },
@@ -746,7 +746,7 @@ impl Daemon {
                     "pin_dir": self.pins.root(),
                     "policy_file": self.config.policy,
                     "revision": self.revision,
-                    "applied_at": humantime::format_rfc3339_seconds(self.applied_at).to_string(),
+                    "applied_at": crate::time::date(self.applied_at),
                     "mode": format!("{:?}", self.config.mode).to_lowercase(),
                     "interfaces": ifaces,
                     "devices": self.policy.devices.len(),
@@ -768,7 +768,7 @@ impl Daemon {
                      peer-set networks",
                     self.config.policy.display(),
                     self.revision,
-                    humantime::format_rfc3339_seconds(self.applied_at),
+                    crate::time::date(self.applied_at),
                     self.policy.devices.len(),
                     self.config
                         .ifaces
@@ -1219,7 +1219,7 @@ impl Daemon {
 
     /// Appends one entry to the audit log (synced), stamped with the time.
     fn write_audit(&self, mut entry: serde_json::Value) {
-        entry["time"] = json!(humantime::format_rfc3339_millis(SystemTime::now()).to_string());
+        entry["time"] = json!(crate::time::stamp(SystemTime::now()));
         if let Some(j) = &self.journal {
             j.audit(&entry);
         }

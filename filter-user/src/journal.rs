@@ -73,7 +73,7 @@ impl Journal {
         let optional = [
             ("VLANGUARD_VERDICT", e.verdict.clone()),
             ("VLANGUARD_DEVICE", e.device.clone().unwrap_or_default()),
-            ("VLANGUARD_DIRECTION", e.direction.clone().unwrap_or_default()),
+            ("VLANGUARD_DIRECTION", e.direction.map_or("", |d| d.name()).to_string()),
             ("VLANGUARD_TO_DEVICE", e.to_device.clone().unwrap_or_default()),
             ("VLANGUARD_DST", e.dst.clone()),
             ("VLANGUARD_PROTO", e.proto.clone()),
@@ -138,7 +138,7 @@ fn message(e: &Event) -> String {
         return format!("scan detected from {}: {}", e.src, e.reason);
     }
     let device = match (&e.device, &e.direction) {
-        (Some(d), Some(dir)) => format!(" ({d}, {dir})"),
+        (Some(d), Some(dir)) => format!(" ({d}, {})", dir.name()),
         _ => String::new(),
     };
     format!(

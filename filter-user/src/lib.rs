@@ -21,8 +21,8 @@ pub mod top;
 pub use datapath::{Filter, PROGRAM_OBJECT};
 pub use error::{LoadError, PolicyError};
 pub use filter_policy::{
-    Compiled, Policy, Resolved, compile, diff, edit, events, lookup_names, mud, policy,
-    read_policy, resolve_policy, suggest,
+    Compiled, Policy, Resolved, addr, compile, diff, edit, events, lookup_names, mud, policy,
+    read_policy, resolve_policy, suggest, time,
 };
 
 /// Raises the open-file limit as far as allowed: the filter keeps one

@@ -169,8 +169,7 @@ impl Harness {
         for (k, n) in &self.rules {
             let before = rules_before.get(k).copied().unwrap_or(0);
             if *n != before {
-                let dir =
-                    if k.direction == Direction::In as u8 { Direction::In } else { Direction::Out };
+                let dir = Direction::from_u8(k.direction).expect("a direction");
                 rules.insert((k.slot, dir, k.rule), n - before);
             }
         }

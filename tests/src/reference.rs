@@ -10,7 +10,7 @@ use filter_common::{Addr, FlowKey, MAX_HEADER_START, MAX_IPV6_EXT_HEADERS, Reaso
 use ipnet::IpNet;
 
 use filter_policy::{
-    compile,
+    addr,
     policy::{L4, Resolved, Rule},
 };
 
@@ -459,13 +459,8 @@ fn decide(policy: &Resolved, frame: &[u8], iface_vlan: u16, flows: &mut Flows) -
     }
     .map(|(sport, dport)| {
         let mut key = FlowKey::default();
-        let src_lo = key.set(
-            &Addr(compile::mapped(f.src)),
-            sport,
-            &Addr(compile::mapped(f.dst)),
-            dport,
-            f.proto,
-        );
+        let src_lo =
+            key.set(&Addr(addr::key(f.src)), sport, &Addr(addr::key(f.dst)), dport, f.proto);
         (key, src_lo)
     });
     // A bare SYN answers nothing: the rules decide it.

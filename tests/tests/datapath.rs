@@ -1048,10 +1048,10 @@ fn a_full_flow_bucket_gives_way_to_the_flow_closest_to_expiry() {
     let Some(mut h) = setup(&p, 0) else { return };
     let seed = h.filter.flow_seed().expect("seed");
     assert_ne!(seed, 0, "the loader seeds the flow hash");
-    let pump = Addr(filter_user::compile::mapped(v4(PUMP4)));
+    let pump = Addr(filter_user::addr::key(v4(PUMP4)));
     let bucket_of = |server: &str, sport: u16| {
         let mut key = FlowKey::default();
-        key.set(&pump, sport, &Addr(filter_user::compile::mapped(v4(server))), 123, 17);
+        key.set(&pump, sport, &Addr(filter_user::addr::key(v4(server))), 123, 17);
         flow_bucket(flow_hash(&key, seed))
     };
     // NTP queries (allowed to any address) from 250 x 1,000 (server,

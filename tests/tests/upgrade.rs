@@ -12,7 +12,7 @@ use filter_common::{
     Addr, Counter, CounterLine, DeviceCounters, DeviceName, Direction, FlowKey, FlowValue, Reason,
     RuleHitKey, RuleHitLine, StatKey, V6Net, V6Table, Verdict, flow_state, maps, v6table,
 };
-use filter_user::compile::mapped;
+use filter_user::addr::key as mapped;
 use vlanguard_tests::{
     lab::{self, Lab, NURSE, PUMP, socket_addr, udp_receive, udp_send},
     privileged,

@@ -6,7 +6,7 @@
 //! peer is a few networks takes one entry per network; one with more names
 //! a peer set, whose networks go to the generation's `PEER_NETS` trie.
 
-use std::{collections::HashMap, net::IpAddr};
+use std::collections::HashMap;
 
 use filter_common::{
     DEVICE_MAC_BOUND, DEVICE_MONITOR, MAX_RULE_SCAN, MAX_V4_NETS, MAX_V6_NETS, Rule as RuleEntry,
@@ -15,7 +15,10 @@ use filter_common::{
 };
 use ipnet::IpNet;
 
-use crate::policy::{L4, Peer, Resolved, Rule};
+use crate::{
+    addr,
+    policy::{L4, Peer, Resolved, Rule},
+};
 
 /// A prefix of a `BITS`-wide key space: the top `len` bits of `value`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -115,9 +118,7 @@ impl Compiled {
     pub fn v4_table(&self) -> (u32, Vec<V4Net>) {
         let (flags, table) = v4_table(&self.v4_subnets);
         let outside = self.devices.iter().flat_map(|d| &d.addrs).any(|a| {
-            std::net::Ipv6Addr::from(*a)
-                .to_ipv4_mapped()
-                .is_some_and(|a| !table.iter().any(|n| u32::from(a) & n.mask == n.net))
+            addr::key_v4(*a).is_some_and(|a| !table.iter().any(|n| u32::from(a) & n.mask == n.net))
         });
         if outside { (0, Vec::new()) } else { (flags, table) }
     }
@@ -128,9 +129,8 @@ impl Compiled {
     pub fn v6_table(&self) -> V6Table {
         let table = v6_table(&self.v6_subnets);
         let outside = self.devices.iter().flat_map(|d| &d.addrs).any(|a| {
-            let addr = std::net::Ipv6Addr::from(*a);
-            addr.to_ipv4_mapped().is_none()
-                && !self.v6_subnets.iter().any(|(n, ..)| n.contains(&addr))
+            addr::key_v4(*a).is_none()
+                && !self.v6_subnets.iter().any(|(n, ..)| n.contains(&std::net::Ipv6Addr::from(*a)))
         });
         if outside { V6Table::default() } else { table }
     }
@@ -243,7 +243,7 @@ pub fn compile(policy: &Resolved) -> Compiled {
             flags: if d.mac.is_some() { DEVICE_MAC_BOUND } else { 0 }
                 | if d.monitor { DEVICE_MONITOR } else { 0 },
             mac: d.mac.unwrap_or_default(),
-            addrs: d.addrs.iter().map(|a| mapped(*a)).collect(),
+            addrs: d.addrs.iter().map(|a| addr::key(*a)).collect(),
             policy_in: parts(&d.allow_in, d.profile_in),
             policy_out: parts(&d.allow_out, d.profile_out),
             rules_fingerprint: (fingerprint(&d.allow_in), fingerprint(&d.allow_out)),
@@ -422,14 +422,6 @@ fn inline_prefix(net: &IpNet) -> Option<(PeerPrefix, u8)> {
     }
 }
 
-/// v4-mapped bytes of an address.
-pub fn mapped(addr: IpAddr) -> [u8; 16] {
-    match addr {
-        IpAddr::V4(a) => v4_mapped(a.octets()),
-        IpAddr::V6(a) => a.octets(),
-    }
-}
-
 /// Whether an IPv6 network contains or lies inside `::ffff:0:0/96`, where
 /// the program keeps IPv4 addresses (so it would reach IPv4 hosts).
 pub fn overlaps_v4_mapped(net: &IpNet) -> bool {
@@ -521,7 +513,7 @@ mod tests {
 
     /// Rules (as bits) whose peer contains `addr`.
     fn peer_bits(set: &RuleSet, addr: &str) -> u64 {
-        let peer = mapped(addr.parse().expect("address"));
+        let peer = addr::key(addr.parse().expect("address"));
         set.entries
             .iter()
             .filter(|e| peer_matches(set, e, &peer))
@@ -631,7 +623,7 @@ five = ["10.1.0.0/16", "10.2.0.0/16", "10.3.0.0/16", "10.4.0.0/16", "10.5.0.0/16
         assert_eq!((dns.flags & rule::L4, dns.sport_lo, dns.sport_hi), (rule::L4, 53, 53));
         assert_eq!((dns.port_lo, dns.port_hi), (0, u16::MAX));
         assert_eq!((ssh.port_lo, ssh.port_hi, ssh.sport_lo, ssh.sport_hi), (22, 22, 1024, 2048));
-        let peer = mapped("192.0.2.1".parse().expect("address"));
+        let peer = addr::key("192.0.2.1".parse().expect("address"));
         assert_eq!(first_match(&set, &peer, 17, 53, 9999, true), Some(0));
         assert_eq!(first_match(&set, &peer, 17, 54, 9999, true), None);
         assert_eq!(first_match(&set, &peer, 17, 53, 9999, false), None, "a fragment: no ports");

@@ -4,6 +4,7 @@
 
 use std::{collections::BTreeMap, fmt};
 
+use filter_common::Direction;
 use serde::Serialize;
 
 use crate::policy::{L4, Peer, Resolved, ResolvedDevice, Rule};
@@ -95,21 +96,23 @@ pub fn diff(old: &Resolved, new: &Resolved) -> Vec<Change> {
                 what: format!("mode {} -> {}", mode(o.monitor), mode(n.monitor)),
             });
         }
-        for (direction, a, b) in
-            [("allow_in", &o.allow_in, &n.allow_in), ("allow_out", &o.allow_out, &n.allow_out)]
-        {
+        for (dir, a, b) in [
+            (Direction::In, &o.allow_in, &n.allow_in),
+            (Direction::Out, &o.allow_out, &n.allow_out),
+        ] {
+            let direction = dir.rules_key();
             for r in a.iter().filter(|r| !b.contains(r)) {
                 out.push(Change::RuleRemoved {
                     device: device(),
                     direction,
-                    rule: rule_text(r, direction),
+                    rule: rule_text(r, dir),
                 });
             }
             for r in b.iter().filter(|r| !a.contains(r)) {
                 out.push(Change::RuleAdded {
                     device: device(),
                     direction,
-                    rule: rule_text(r, direction),
+                    rule: rule_text(r, dir),
                 });
             }
         }
@@ -125,7 +128,7 @@ fn mac_text(mac: Option<[u8; 6]>) -> String {
 }
 
 /// A rule as the operator would write it.
-pub fn rule_text(rule: &Rule, direction: &str) -> String {
+pub fn rule_text(rule: &Rule, direction: Direction) -> String {
     let peer = match &rule.peer {
         Peer::Any => "any".to_string(),
         Peer::Nets(nets) => nets.iter().map(ToString::to_string).collect::<Vec<_>>().join(" "),
@@ -137,7 +140,7 @@ pub fn rule_text(rule: &Rule, direction: &str) -> String {
         L4::Ports { proto, lo, hi } => format!("{} ports {lo}-{hi}", proto_name(proto)),
         L4::IcmpType { proto, icmp_type } => format!("{} type {icmp_type}", proto_name(proto)),
     };
-    let side = if direction == "allow_in" { "from" } else { "to" };
+    let side = direction.peer_key();
     let sport = match rule.sport {
         Rule::ANY_SPORT => String::new(),
         (lo, hi) if lo == hi => format!(" from port {lo}"),

@@ -8,6 +8,7 @@ use std::{
     path::Path,
 };
 
+pub use filter_common::Direction;
 use serde::{Deserialize, Serialize};
 use toml_edit::{Array, ArrayOfTables, DocumentMut, InlineTable, Item, Table, Value};
 
@@ -29,16 +30,6 @@ pub enum Target {
     Profile(String),
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
-#[serde(rename_all = "kebab-case")]
-pub enum Direction {
-    /// `allow_in`: traffic to the device, from PEER.
-    In,
-    /// `allow_out`: traffic from the device, to PEER.
-    Out,
-}
-
 /// One rule, as written in the file.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RuleSpec {
@@ -51,21 +42,6 @@ pub struct RuleSpec {
     /// Only the peer's addresses inside this network (`within`).
     #[serde(default)]
     pub within: Option<String>,
-}
-
-impl Direction {
-    fn key(self) -> &'static str {
-        match self {
-            Direction::In => "allow_in",
-            Direction::Out => "allow_out",
-        }
-    }
-    fn peer_key(self) -> &'static str {
-        match self {
-            Direction::In => "from",
-            Direction::Out => "to",
-        }
-    }
 }
 
 impl Target {
@@ -157,7 +133,7 @@ pub fn set_profile_rules(
         }
         array.set_trailing("\n");
         array.set_trailing_comma(true);
-        table[direction.key()] = toml_edit::value(array);
+        table[direction.rules_key()] = toml_edit::value(array);
     }
     Ok(())
 }
@@ -211,12 +187,12 @@ pub fn add_rule(
     r: &RuleSpec,
 ) -> Result<(), String> {
     let table = find(doc, target)?;
-    if table.get(direction.key()).is_none() {
-        table[direction.key()] = toml_edit::value(Array::new());
+    if table.get(direction.rules_key()).is_none() {
+        table[direction.rules_key()] = toml_edit::value(Array::new());
     }
-    let array = table[direction.key()]
+    let array = table[direction.rules_key()]
         .as_array_mut()
-        .ok_or_else(|| format!("{} is not a list of rules", direction.key()))?;
+        .ok_or_else(|| format!("{} is not a list of rules", direction.rules_key()))?;
     if array.iter().any(|v| v.as_inline_table().is_some_and(|t| same_rule(t, direction, r))) {
         return Err(ALREADY_THERE.into());
     }
@@ -232,7 +208,7 @@ pub fn remove_rule(
 ) -> Result<(), String> {
     let table = find(doc, target)?;
     let profile = table.get("profile").and_then(Item::as_str).map(str::to_string);
-    let removed = match table.get_mut(direction.key()).and_then(Item::as_array_mut) {
+    let removed = match table.get_mut(direction.rules_key()).and_then(Item::as_array_mut) {
         Some(array) => {
             let before = array.len();
             array.retain(|v| !v.as_inline_table().is_some_and(|t| same_rule(t, direction, r)));
@@ -246,7 +222,7 @@ pub fn remove_rule(
     // A device's rule may be its profile's: say which, and how to change it.
     if let (Target::Device(device), Some(profile)) = (target, profile)
         && let Ok(p) = find(doc, &Target::Profile(profile.clone()))
-        && p.get(direction.key()).and_then(Item::as_array).is_some_and(|a| {
+        && p.get(direction.rules_key()).and_then(Item::as_array).is_some_and(|a| {
             a.iter().any(|v| v.as_inline_table().is_some_and(|t| same_rule(t, direction, r)))
         })
     {
@@ -255,13 +231,13 @@ pub fn remove_rule(
              To take it from every device of the profile: `vlanguard revoke {profile} --profile \
              {}`; to change it for {device:?} alone, give the device its own rules instead of \
              the profile (edit the policy file)",
-            direction.key(),
+            direction.rules_key(),
             rule_args(direction, r)
         ));
     }
     Err(format!(
         "no such {} rule in {} {:?} — `policy show` lists the rules",
-        direction.key(),
+        direction.rules_key(),
         target.table_key().0,
         target.table_key().1
     ))
@@ -269,13 +245,7 @@ pub fn remove_rule(
 
 /// `r` as the rule arguments of `allow`/`revoke`.
 fn rule_args(direction: Direction, r: &RuleSpec) -> String {
-    let mut args = vec![
-        match direction {
-            Direction::In => "in".to_string(),
-            Direction::Out => "out".to_string(),
-        },
-        r.peer.clone(),
-    ];
+    let mut args = vec![direction.name().to_string(), r.peer.clone()];
     for (flag, value) in [
         ("--proto", r.proto.clone()),
         ("--port", r.port.clone()),

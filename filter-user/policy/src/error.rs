@@ -22,12 +22,13 @@ pub enum PolicyError {
     #[error("{what}: {problem}")]
     Invalid { what: String, problem: String, at: Option<Range<usize>> },
     #[error(
-        "device {device:?}: {count} {direction} rules after merging its profile; \
-         the limit is {limit}: merge rules into peer sets or port ranges"
+        "device {device:?}: {count} {} rules after merging its profile; \
+         the limit is {limit}: merge rules into peer sets or port ranges",
+        direction.rules_key()
     )]
     TooManyRules {
         device: String,
-        direction: &'static str,
+        direction: filter_common::Direction,
         count: usize,
         limit: usize,
         at: Option<Range<usize>>,

@@ -4,11 +4,10 @@
 
 use std::{
     collections::VecDeque,
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     time::{Duration, SystemTime},
 };
 
-use filter_common::{DropEvent, Reason, Verdict};
+use filter_common::{Direction, DropEvent, Reason, Verdict};
 use serde::{Deserialize, Serialize};
 
 /// Events kept in memory for `vlanguard events`.
@@ -22,7 +21,7 @@ pub struct Event {
     pub vlan: u16,
     /// The device the frame was to (`direction` in) or from (out), if any.
     pub device: Option<String>,
-    pub direction: Option<String>,
+    pub direction: Option<Direction>,
     pub src: String,
     pub dst: String,
     pub proto: String,
@@ -52,7 +51,7 @@ impl Event {
             self.interface,
             self.vlan,
             self.device.as_deref().unwrap_or("-"),
-            self.direction.as_deref().unwrap_or("-"),
+            self.direction.map_or("-", Direction::name),
             self.proto,
             self.src,
             self.sport,
@@ -80,19 +79,19 @@ pub fn decode(
     // any alignment of the buffer.
     let e: DropEvent = unsafe { raw.as_ptr().cast::<DropEvent>().read_unaligned() };
     let (device, direction, to_device) = match (name(e.src_slot), name(e.dst_slot)) {
-        (Some(d), to) => (Some(d), Some("out".to_string()), to),
-        (None, Some(d)) => (Some(d), Some("in".to_string()), None),
+        (Some(d), to) => (Some(d), Some(Direction::Out), to),
+        (None, Some(d)) => (Some(d), Some(Direction::In), None),
         (None, None) => (None, None, None),
     };
     let time = boot + Duration::from_nanos(e.ktime_ns);
     Some(Event {
-        time: humantime::format_rfc3339_millis(time).to_string(),
+        time: crate::time::stamp(time),
         interface: iface(e.ifindex),
         vlan: e.vlan,
         device,
         direction,
-        src: addr(e.src).to_string(),
-        dst: addr(e.dst).to_string(),
+        src: crate::addr::from_key(e.src).to_string(),
+        dst: crate::addr::from_key(e.dst).to_string(),
         proto: crate::policy::proto_name(e.proto),
         sport: e.sport,
         dport: e.dport,
@@ -100,15 +99,6 @@ pub fn decode(
         verdict: Verdict::from_u8(e.verdict).map_or("unknown", Verdict::name).to_string(),
         to_device,
     })
-}
-
-fn addr(a: [u8; 16]) -> IpAddr {
-    let v6 = Ipv6Addr::from(a);
-    match v6.to_ipv4_mapped() {
-        Some(v4) => IpAddr::V4(v4),
-        None if a == [0; 16] => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-        None => IpAddr::V6(v6),
-    }
 }
 
 /// When CLOCK_MONOTONIC (the program's `bpf_ktime_get_ns`) was zero.
@@ -170,7 +160,7 @@ mod tests {
         let got = decode(raw, boot, |s| (s == 3).then(|| "pump".to_string()), |_| "uplink".into())
             .expect("decodes");
         assert_eq!(got.device.as_deref(), Some("pump"));
-        assert_eq!(got.direction.as_deref(), Some("in"));
+        assert_eq!(got.direction, Some(Direction::In));
         assert_eq!(
             (got.src.as_str(), got.dst.as_str(), got.proto.as_str()),
             ("10.30.1.1", "10.110.0.7", "tcp")
@@ -188,7 +178,7 @@ mod tests {
             interface: "trunk0".into(),
             vlan: 110,
             device: Some("pump".into()),
-            direction: Some("out".into()),
+            direction: Some(Direction::Out),
             src: "10.110.0.7".into(),
             dst: "10.120.0.9".into(),
             proto: "udp".into(),

@@ -5,6 +5,7 @@
 //! (`events`) and the rules suggested from them (`suggest`). The controller
 //! (`filter-user`) re-exports it; ARCHITECTURE §1 draws the crates.
 
+pub mod addr;
 pub mod compile;
 pub mod diff;
 pub mod edit;
@@ -13,6 +14,7 @@ pub mod events;
 pub mod mud;
 pub mod policy;
 pub mod suggest;
+pub mod time;
 
 pub use compile::{Compiled, compile};
 pub use error::PolicyError;

@@ -10,7 +10,7 @@ use std::{
     str::FromStr,
 };
 
-use filter_common::MAX_RULES;
+use filter_common::{Direction, MAX_RULES};
 use ipnet::IpNet;
 use serde::Deserialize;
 use toml::Spanned;
@@ -693,7 +693,7 @@ impl Policy {
             );
             dedup(&mut allow_in);
             dedup(&mut allow_out);
-            for (dir, rules) in [("allow_in", &allow_in), ("allow_out", &allow_out)] {
+            for (dir, rules) in [(Direction::In, &allow_in), (Direction::Out, &allow_out)] {
                 if rules.len() > MAX_RULES {
                     return Err(PolicyError::TooManyRules {
                         device: d.name.clone(),

@@ -41,7 +41,7 @@ pub fn suggest(
     device: Option<&str>,
     since: Option<SystemTime>,
 ) -> Vec<Suggestion> {
-    let mut seen: BTreeMap<(String, u8, String, String, String), u64> = BTreeMap::new();
+    let mut seen: BTreeMap<(String, Direction, String, String, String), u64> = BTreeMap::new();
     for e in events {
         if e.verdict != "would-drop" || e.reason != "not-allowed" {
             continue;
@@ -56,33 +56,27 @@ pub fn suggest(
         // Who would need a rule: the sender's allow_out and, between two
         // devices, the receiver's allow_in too.
         let mut sides = Vec::new();
-        match (e.device.as_deref(), e.direction.as_deref()) {
-            (Some(d), Some("out")) => {
+        match (e.device.as_deref(), e.direction) {
+            (Some(d), Some(Direction::Out)) => {
                 sides.push((d, Direction::Out, &e.dst));
                 if let Some(to) = e.to_device.as_deref() {
                     sides.push((to, Direction::In, &e.src));
                 }
             }
-            (Some(d), Some("in")) => sides.push((d, Direction::In, &e.src)),
+            (Some(d), Some(Direction::In)) => sides.push((d, Direction::In, &e.src)),
             _ => continue,
         }
         for (name, direction, peer) in sides {
             if device.is_some_and(|d| d != name) {
                 continue;
             }
-            let key = (
-                name.to_string(),
-                direction as u8,
-                peer_name(peer, peers),
-                l4.0.clone(),
-                l4.1.clone(),
-            );
+            let key =
+                (name.to_string(), direction, peer_name(peer, peers), l4.0.clone(), l4.1.clone());
             *seen.entry(key).or_default() += 1;
         }
     }
     seen.into_iter()
-        .map(|((device, dir, peer, proto, port), frames)| {
-            let direction = if dir == Direction::In as u8 { Direction::In } else { Direction::Out };
+        .map(|((device, direction, peer, proto, port), frames)| {
             let icmp = proto.starts_with("icmp");
             Suggestion {
                 device,
@@ -147,9 +141,8 @@ pub fn to_toml(list: &[Suggestion], window: Option<Duration>) -> String {
     }
     for (device, rules) in devices {
         let _ = write!(out, "\n[[device]]\nname = {}\n", quote(device));
-        for (direction, key, peer_key) in
-            [(Direction::In, "allow_in", "from"), (Direction::Out, "allow_out", "to")]
-        {
+        for direction in [Direction::In, Direction::Out] {
+            let (key, peer_key) = (direction.rules_key(), direction.peer_key());
             let mine: Vec<_> = rules.iter().filter(|s| s.direction == direction).collect();
             if mine.is_empty() {
                 continue;
@@ -261,7 +254,7 @@ mod tests {
 
     fn event(
         device: &str,
-        direction: &str,
+        direction: Direction,
         src: &str,
         dst: &str,
         proto: &str,
@@ -272,7 +265,7 @@ mod tests {
             interface: "trunk0".into(),
             vlan: 110,
             device: Some(device.into()),
-            direction: Some(direction.into()),
+            direction: Some(direction),
             src: src.into(),
             dst: dst.into(),
             proto: proto.into(),
@@ -288,18 +281,18 @@ mod tests {
     fn would_drops_become_rules_that_round_trip() {
         let peers = BTreeMap::from([("nurses".to_string(), vec!["10.30.0.0/16".parse().unwrap()])]);
         let mut events = vec![
-            event("pump", "in", "10.30.1.1", "10.110.0.7", "udp", 6000),
-            event("pump", "in", "10.30.1.2", "10.110.0.7", "udp", 6000),
-            event("pump", "in", "10.99.0.1", "10.110.0.7", "tcp", 22),
-            event("pump", "out", "10.110.0.7", "10.20.5.10", "icmp", 8),
-            event("pump", "in", "10.30.1.1", "10.110.0.7", "gre", 0),
+            event("pump", Direction::In, "10.30.1.1", "10.110.0.7", "udp", 6000),
+            event("pump", Direction::In, "10.30.1.2", "10.110.0.7", "udp", 6000),
+            event("pump", Direction::In, "10.99.0.1", "10.110.0.7", "tcp", 22),
+            event("pump", Direction::Out, "10.110.0.7", "10.20.5.10", "icmp", 8),
+            event("pump", Direction::In, "10.30.1.1", "10.110.0.7", "gre", 0),
             // Not IP (ARP): nothing a rule could name.
-            event("pump", "in", "10.30.1.1", "10.110.0.7", "0", 0),
+            event("pump", Direction::In, "10.30.1.1", "10.110.0.7", "0", 0),
         ];
-        let mut enforced = event("pump", "in", "10.30.1.1", "10.110.0.7", "udp", 7000);
+        let mut enforced = event("pump", Direction::In, "10.30.1.1", "10.110.0.7", "udp", 7000);
         enforced.verdict = "drop".into();
         events.push(enforced);
-        let mut unknown = event("pump", "in", "10.30.1.1", "10.110.0.7", "udp", 7001);
+        let mut unknown = event("pump", Direction::In, "10.30.1.1", "10.110.0.7", "udp", 7001);
         unknown.reason = "unknown-device".into();
         events.push(unknown);
 

@@ -10,7 +10,7 @@ use ipnet::IpNet;
 use serde::Serialize;
 
 use super::Filter;
-use crate::error::LoadError;
+use crate::{error::LoadError, time};
 
 /// Nanoseconds of CLOCK_BOOTTIME: the program's `bpf_ktime_get_boot_ns`.
 pub fn boot_ns() -> u64 {
@@ -61,16 +61,10 @@ pub fn describe(what: String, e: &BlockEntry, now_ns: u64) -> Described {
     Described {
         what,
         reason: String::from_utf8_lossy(&e.reason[..reason_len]).into_owned(),
-        since: humantime::format_rfc3339_seconds(
-            SystemTime::UNIX_EPOCH + Duration::from_secs(e.created_unix),
-        )
-        .to_string(),
+        since: time::date(SystemTime::UNIX_EPOCH + Duration::from_secs(e.created_unix)),
         expires: match remaining {
             None => "never".into(),
-            Some(s) => {
-                humantime::format_rfc3339_seconds(SystemTime::now() + Duration::from_secs(s))
-                    .to_string()
-            }
+            Some(s) => time::date(SystemTime::now() + Duration::from_secs(s)),
         },
         remaining_secs: remaining,
     }
@@ -194,12 +188,14 @@ pub(super) fn block_key(net: IpNet) -> Key<PeerData> {
 }
 
 pub(super) fn block_net(key: &Key<PeerData>) -> IpNet {
-    let v6 = std::net::Ipv6Addr::from(key.data());
-    match v6.to_ipv4_mapped() {
+    match crate::addr::key_v4(key.data()) {
         Some(v4) if key.prefix_len() >= 96 => {
             IpNet::V4(ipnet::Ipv4Net::new(v4, (key.prefix_len() - 96) as u8).expect("prefix"))
         }
-        _ => IpNet::V6(ipnet::Ipv6Net::new(v6, key.prefix_len() as u8).expect("prefix")),
+        _ => {
+            let v6 = std::net::Ipv6Addr::from(key.data());
+            IpNet::V6(ipnet::Ipv6Net::new(v6, key.prefix_len() as u8).expect("prefix"))
+        }
     }
 }
 

@@ -200,7 +200,7 @@ impl Filter {
         for (line, d) in c.devices.iter().enumerate() {
             for addr in &d.addrs {
                 addrs += 1;
-                let v4 = std::net::Ipv6Addr::from(*addr).to_ipv4_mapped().map(u32::from);
+                let v4 = crate::addr::key_v4(*addr).map(u32::from);
                 let indexed = v4.and_then(|a| {
                     v4_nets
                         .iter()

@@ -169,45 +169,42 @@ pub fn v6_table(subnets: &[(ipnet::Ipv6Net, u16, bool)]) -> V6Table {
     table
 }
 
+/// The settings' flags (`CONFIG[gen].settings.flags`).
+fn settings_flags(policy: &Resolved) -> u32 {
+    [
+        (policy.allow_arp, settings::ALLOW_ARP),
+        (policy.allow_ndp, settings::ALLOW_NDP),
+        (policy.allow_dhcp, settings::ALLOW_DHCP),
+        (policy.debug_log, settings::DEBUG_LOG),
+        (policy.monitor, settings::MONITOR),
+    ]
+    .into_iter()
+    .filter(|(on, _)| *on)
+    .fold(0, |flags, (_, flag)| flags | flag)
+}
+
+/// The subnets of one address family, truncated, with their VLAN and
+/// whether it is protected.
+fn subnets<N>(policy: &Resolved, family: impl Fn(&IpNet) -> Option<N>) -> Vec<(N, u16, bool)> {
+    policy
+        .vlans
+        .iter()
+        .flat_map(|v| v.subnets.iter().filter_map(|n| Some((family(n)?, v.id, v.protected))))
+        .collect()
+}
+
 pub fn compile(policy: &Resolved) -> Compiled {
-    let mut settings_flags = 0;
-    if policy.allow_arp {
-        settings_flags |= settings::ALLOW_ARP;
-    }
-    if policy.allow_ndp {
-        settings_flags |= settings::ALLOW_NDP;
-    }
-    if policy.allow_dhcp {
-        settings_flags |= settings::ALLOW_DHCP;
-    }
-    if policy.debug_log {
-        settings_flags |= settings::DEBUG_LOG;
-    }
-    if policy.monitor {
-        settings_flags |= settings::MONITOR;
-    }
+    let settings_flags = settings_flags(policy);
     let vlans =
         policy.vlans.iter().map(|v| (v.id, if v.protected { VLAN_PROTECTED } else { 0 })).collect();
-    let v4_subnets = policy
-        .vlans
-        .iter()
-        .flat_map(|v| {
-            v.subnets.iter().filter_map(move |n| match n {
-                IpNet::V4(n) => Some((n.trunc(), v.id, v.protected)),
-                IpNet::V6(_) => None,
-            })
-        })
-        .collect();
-    let v6_subnets = policy
-        .vlans
-        .iter()
-        .flat_map(|v| {
-            v.subnets.iter().filter_map(move |n| match n {
-                IpNet::V6(n) => Some((n.trunc(), v.id, v.protected)),
-                IpNet::V4(_) => None,
-            })
-        })
-        .collect();
+    let v4_subnets = subnets(policy, |n| match n {
+        IpNet::V4(n) => Some(n.trunc()),
+        IpNet::V6(_) => None,
+    });
+    let v6_subnets = subnets(policy, |n| match n {
+        IpNet::V6(n) => Some(n.trunc()),
+        IpNet::V4(_) => None,
+    });
     let protected = policy
         .vlans
         .iter()

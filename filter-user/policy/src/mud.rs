@@ -197,27 +197,7 @@ pub fn parse(json: &str) -> Result<Mud, Vec<String>> {
         last_update: text(mud, "last-update").map(Into::into),
         ..Mud::default()
     };
-    // The ACLs: RFC 8520 keeps them in their own container, referred to by
-    // name from the policies. A file with no container may still hold ACLs
-    // inside its policy entries (osMUD's tools write them so).
-    let mut by_name: BTreeMap<&str, &Value> = BTreeMap::new();
-    if let Some((container, acls)) =
-        ACL_CONTAINERS.iter().find_map(|k| Some((*k, field(&root, k)?)))
-    {
-        match field(acls, "acl").and_then(Value::as_array) {
-            Some(list) => {
-                for (i, acl) in list.iter().enumerate() {
-                    match text(acl, "name") {
-                        Some(name) => {
-                            by_name.insert(name, acl);
-                        }
-                        None => out.errors.push(format!("{container}.acl[{i}]: no \"name\"")),
-                    }
-                }
-            }
-            None => out.errors.push(format!("{container}: no \"acl\" list")),
-        }
-    }
+    let by_name = acls_by_name(&root, &mut out.errors);
     let mut policies = 0;
     for (policy, side) in
         [("from-device-policy", Side::FromDevice), ("to-device-policy", Side::ToDevice)]
@@ -239,32 +219,7 @@ pub fn parse(json: &str) -> Result<Mud, Vec<String>> {
             continue;
         };
         for (i, entry) in list.iter().enumerate() {
-            let Some(name) = text(entry, "name") else {
-                let draft = if field(entry, "acl-name").is_some() {
-                    " (\"acl-name\" is the pre-RFC draft's; RFC 8520 says \"name\")"
-                } else {
-                    ""
-                };
-                out.errors.push(format!("{path}[{i}]: no \"name\"{draft}"));
-                continue;
-            };
-            let acl = match by_name.get(name) {
-                Some(acl) => *acl,
-                // The ACL itself, written inside the policy.
-                None if field(entry, "aces").is_some() => {
-                    out.warnings.push((
-                        format!("ACL {name}"),
-                        format!("written inside {key}, not in the ACL container RFC 8520 names"),
-                    ));
-                    entry
-                }
-                None => {
-                    out.errors
-                        .push(format!("{key} names ACL {name:?}, which the file does not hold"));
-                    continue;
-                }
-            };
-            read_acl(&mut out, acl, name, side);
+            read_policy_entry(&mut out, &by_name, key, &path, i, entry, side);
         }
     }
     if policies == 0 {
@@ -276,6 +231,67 @@ pub fn parse(json: &str) -> Result<Mud, Vec<String>> {
         ));
     }
     Ok(out)
+}
+
+/// The ACLs by name. RFC 8520 keeps them in their own container, referred
+/// to by name from the policies. A file with no container may still hold
+/// ACLs inside its policy entries (osMUD's tools write them so).
+fn acls_by_name<'a>(root: &'a Value, errors: &mut Vec<String>) -> BTreeMap<&'a str, &'a Value> {
+    let mut by_name = BTreeMap::new();
+    if let Some((container, acls)) = ACL_CONTAINERS.iter().find_map(|k| Some((*k, field(root, k)?)))
+    {
+        match field(acls, "acl").and_then(Value::as_array) {
+            Some(list) => {
+                for (i, acl) in list.iter().enumerate() {
+                    match text(acl, "name") {
+                        Some(name) => {
+                            by_name.insert(name, acl);
+                        }
+                        None => errors.push(format!("{container}.acl[{i}]: no \"name\"")),
+                    }
+                }
+            }
+            None => errors.push(format!("{container}: no \"acl\" list")),
+        }
+    }
+    by_name
+}
+
+/// Entry `i` of a policy's access list (at `path`): the ACL it names, read.
+fn read_policy_entry(
+    out: &mut Mud,
+    by_name: &BTreeMap<&str, &Value>,
+    key: &str,
+    path: &str,
+    i: usize,
+    entry: &Value,
+    side: Side,
+) {
+    let Some(name) = text(entry, "name") else {
+        let draft = if field(entry, "acl-name").is_some() {
+            " (\"acl-name\" is the pre-RFC draft's; RFC 8520 says \"name\")"
+        } else {
+            ""
+        };
+        out.errors.push(format!("{path}[{i}]: no \"name\"{draft}"));
+        return;
+    };
+    let acl = match by_name.get(name) {
+        Some(acl) => *acl,
+        // The ACL itself, written inside the policy.
+        None if field(entry, "aces").is_some() => {
+            out.warnings.push((
+                format!("ACL {name}"),
+                format!("written inside {key}, not in the ACL container RFC 8520 names"),
+            ));
+            entry
+        }
+        None => {
+            out.errors.push(format!("{key} names ACL {name:?}, which the file does not hold"));
+            return;
+        }
+    };
+    read_acl(out, acl, name, side);
 }
 
 /// One ACL's ACEs into `out` (its errors and stricter entries too).
@@ -351,20 +367,7 @@ struct PeerParts {
 
 fn parse_ace(ace: &Value, side: Side, acl_family: Option<IpNet>) -> Result<Read, String> {
     let name = text(ace, "name").unwrap_or("(unnamed)").to_string();
-    let mut warning = None;
-    match field(ace, "actions").and_then(|a| text(a, "forwarding")) {
-        Some("accept" | "ietf-access-control-list:accept") => {}
-        // YANG's identity is lowercase; "ACCEPT" means the same.
-        Some(a) if a.eq_ignore_ascii_case("accept") => {
-            warning = Some(format!("action {a:?} read as accept"));
-        }
-        other => {
-            return Err(format!(
-                "action {} is not supported: vlanguard imports allow rules (accept) only",
-                other.unwrap_or("(none)")
-            ));
-        }
-    }
+    let warning = accepted(ace)?;
     let matches = field(ace, "matches").and_then(Value::as_object).ok_or("no matches")?;
     if matches.contains_key("eth") {
         return Ok(Read::Stricter(
@@ -374,181 +377,241 @@ fn parse_ace(ace: &Value, side: Side, acl_family: Option<IpNet>) -> Result<Read,
                 .into(),
         ));
     }
-    let mut out = Ace {
-        name,
-        side,
-        peer: PeerRef::Any,
-        within: None,
-        proto: None,
-        src_ports: None,
-        dst_ports: None,
-        icmp_type: None,
-        initiated: None,
-    };
-    let mut parts = PeerParts::default();
-    let mut acl_or_match_family = acl_family;
-    let mut icmp_code = None;
-    // The peer is the destination of packets from the device, the source
-    // of packets to it.
-    let (peer_net, peer_dns, other_net, other_dns) = match side {
-        Side::FromDevice => ("destination", "dst-dnsname", "source", "src-dnsname"),
-        Side::ToDevice => ("source", "src-dnsname", "destination", "dst-dnsname"),
+    let mut reader = AceReader {
+        out: Ace {
+            name,
+            side,
+            peer: PeerRef::Any,
+            within: None,
+            proto: None,
+            src_ports: None,
+            dst_ports: None,
+            icmp_type: None,
+            initiated: None,
+        },
+        parts: PeerParts::default(),
+        family: acl_family,
+        icmp_code: None,
+        warning,
     };
     for (key, m) in matches {
         match key.as_str() {
-            "ipv4" | "ipv6" | "l3" => {
-                if key != "l3" {
-                    let this = family(key == "ipv4");
-                    // An entry that asks for both families, or for the
-                    // other family than its ACL's, matches nothing.
-                    if acl_or_match_family.is_some_and(|f| f != this) {
-                        return Err(format!(
-                            "an {key} match where the ACL or the entry is of the other address \
-                             family: the entry matches nothing as written"
-                        ));
-                    }
-                    acl_or_match_family = Some(this);
-                }
-                let obj = m.as_object().ok_or("ip match is not an object")?;
-                for (k, v) in obj {
-                    let k = k.strip_prefix("ietf-acldns:").unwrap_or(k);
-                    match k {
-                        "protocol" => out.proto = Some(number(v, "protocol")?),
-                        _ if k == format!("{peer_net}-ipv4-network")
-                            || k == format!("{peer_net}-ipv6-network") =>
-                        {
-                            let s = v.as_str().ok_or("network is not a string")?;
-                            let net = match s.parse::<IpNet>() {
-                                Ok(n) => n,
-                                // RFC 8519 wants a prefix; generators write
-                                // bare host addresses too.
-                                Err(_) => match s.parse::<std::net::IpAddr>() {
-                                    Ok(addr) => {
-                                        warning = Some(format!(
-                                            "{k} {s:?} has no prefix length: read as {}",
-                                            IpNet::from(addr)
-                                        ));
-                                        IpNet::from(addr)
-                                    }
-                                    Err(_) => return Err(format!("{k}: {s:?} is not a network")),
-                                },
-                            };
-                            if parts.net.replace(net.trunc()).is_some() {
-                                return Err("two address matches in one entry".into());
-                            }
-                        }
-                        _ if k == peer_dns => {
-                            let s = v.as_str().ok_or("DNS name is not a string")?;
-                            parts.name = Some(s.to_string());
-                        }
-                        _ if k == other_dns
-                            || k == format!("{other_net}-ipv4-network")
-                            || k == format!("{other_net}-ipv6-network") =>
-                        {
-                            return Err(format!(
-                                "{k} names the device's own end; vlanguard matches the device by its inventory addresses, not by this"
-                            ));
-                        }
-                        _ => return Err(format!("{key} match {k} is not supported")),
-                    }
-                }
-            }
-            "tcp" | "udp" => {
-                let proto = if key == "tcp" { 6 } else { 17 };
-                if out.proto.is_some_and(|p| p != proto) {
-                    return Err(format!("{key} match with protocol {:?}", out.proto));
-                }
-                out.proto = Some(proto);
-                let obj = m.as_object().ok_or("port match is not an object")?;
-                for (k, v) in obj {
-                    match k.as_str() {
-                        "source-port" => out.src_ports = Some(ports(v)?),
-                        "destination-port" => out.dst_ports = Some(ports(v)?),
-                        "ietf-mud:direction-initiated" => {
-                            out.initiated = Some(match v.as_str() {
-                                Some("from-device") => Side::FromDevice,
-                                Some("to-device") => Side::ToDevice,
-                                _ => return Err(format!("direction-initiated {v}")),
-                            })
-                        }
-                        other => return Err(format!("{key} match {other} is not supported")),
-                    }
-                }
-            }
-            "icmp" => {
-                let obj = m.as_object().ok_or("icmp match is not an object")?;
-                for (k, v) in obj {
-                    match k.as_str() {
-                        "type" => out.icmp_type = Some(number(v, "icmp type")?),
-                        "code" => icmp_code = Some(number::<u8>(v, "icmp code")?),
-                        other => return Err(format!("icmp match {other} is not supported")),
-                    }
-                }
-            }
-            "ietf-mud:mud" => {
-                let obj = m.as_object().ok_or("mud match is not an object")?;
-                if obj.len() != 1 {
-                    return Err("a mud match must name one abstraction".into());
-                }
-                let (k, v) = obj.iter().next().expect("one entry");
-                parts.abstraction = Some(match k.as_str() {
-                    "manufacturer" => Abstraction::Manufacturer(string(v, k)?),
-                    "same-manufacturer" => Abstraction::SameManufacturer,
-                    "model" => Abstraction::Model(string(v, k)?),
-                    "local-networks" => Abstraction::LocalNetworks,
-                    "controller" => Abstraction::Controller(string(v, k)?),
-                    "my-controller" => Abstraction::MyController,
-                    other => return Err(format!("MUD abstraction {other} is not supported")),
-                });
-            }
+            "ipv4" | "ipv6" | "l3" => reader.ip_match(key, m)?,
+            "tcp" | "udp" => reader.port_match(key, m)?,
+            "icmp" => reader.icmp_match(m)?,
+            "ietf-mud:mud" => reader.parts.abstraction = Some(mud_match(m)?),
             other => return Err(format!("{other} matches are not supported")),
         }
     }
-    if out.icmp_type.is_some() && out.proto.is_none() {
-        return Err("an icmp match without protocol 1 or 58".into());
+    reader.finish()
+}
+
+/// `None` when the entry's action is accept, a warning when it is accept
+/// spelled otherwise; any other action is refused.
+fn accepted(ace: &Value) -> Result<Option<String>, String> {
+    match field(ace, "actions").and_then(|a| text(a, "forwarding")) {
+        Some("accept" | "ietf-access-control-list:accept") => Ok(None),
+        // YANG's identity is lowercase; "ACCEPT" means the same.
+        Some(a) if a.eq_ignore_ascii_case("accept") => {
+            Ok(Some(format!("action {a:?} read as accept")))
+        }
+        other => Err(format!(
+            "action {} is not supported: vlanguard imports allow rules (accept) only",
+            other.unwrap_or("(none)")
+        )),
     }
-    if let Some(code) = icmp_code {
-        // Echo request and reply have only code 0: matching the type alone
-        // is exact. Elsewhere the type would let every code through.
-        let echo = matches!(
-            (out.proto, out.icmp_type),
-            (Some(1), Some(0 | 8)) | (Some(58), Some(128 | 129))
-        );
-        if !(echo && code == 0) {
-            return Err(format!(
-                "ICMP type {} code {code}: vlanguard matches the ICMP type only, which would let \
-                 every code of that type through",
-                out.icmp_type.map_or("(any)".into(), |t| t.to_string())
-            ));
+}
+
+/// One ACE as its matches are read.
+struct AceReader {
+    out: Ace,
+    parts: PeerParts,
+    /// The address family the ACL or the entry's own match asks for.
+    family: Option<IpNet>,
+    icmp_code: Option<u8>,
+    warning: Option<String>,
+}
+
+impl AceReader {
+    /// An `ipv4`, `ipv6` or `l3` match: protocol, the peer's network or
+    /// DNS name.
+    fn ip_match(&mut self, key: &str, m: &Value) -> Result<(), String> {
+        // The peer is the destination of packets from the device, the
+        // source of packets to it.
+        let (peer_net, peer_dns, other_net, other_dns) = match self.out.side {
+            Side::FromDevice => ("destination", "dst-dnsname", "source", "src-dnsname"),
+            Side::ToDevice => ("source", "src-dnsname", "destination", "dst-dnsname"),
+        };
+        if key != "l3" {
+            let this = family(key == "ipv4");
+            // An entry that asks for both families, or for the other
+            // family than its ACL's, matches nothing.
+            if self.family.is_some_and(|f| f != this) {
+                return Err(format!(
+                    "an {key} match where the ACL or the entry is of the other address \
+                     family: the entry matches nothing as written"
+                ));
+            }
+            self.family = Some(this);
+        }
+        let obj = m.as_object().ok_or("ip match is not an object")?;
+        for (k, v) in obj {
+            let k = k.strip_prefix("ietf-acldns:").unwrap_or(k);
+            match k {
+                "protocol" => self.out.proto = Some(number(v, "protocol")?),
+                _ if k == format!("{peer_net}-ipv4-network")
+                    || k == format!("{peer_net}-ipv6-network") =>
+                {
+                    let net = self.network(k, v)?;
+                    if self.parts.net.replace(net.trunc()).is_some() {
+                        return Err("two address matches in one entry".into());
+                    }
+                }
+                _ if k == peer_dns => {
+                    let s = v.as_str().ok_or("DNS name is not a string")?;
+                    self.parts.name = Some(s.to_string());
+                }
+                _ if k == other_dns
+                    || k == format!("{other_net}-ipv4-network")
+                    || k == format!("{other_net}-ipv6-network") =>
+                {
+                    return Err(format!(
+                        "{k} names the device's own end; vlanguard matches the device by its inventory addresses, not by this"
+                    ));
+                }
+                _ => return Err(format!("{key} match {k} is not supported")),
+            }
+        }
+        Ok(())
+    }
+
+    /// The network of match `k`; a bare address (RFC 8519 wants a prefix,
+    /// generators write host addresses too) with a warning.
+    fn network(&mut self, k: &str, v: &Value) -> Result<IpNet, String> {
+        let s = v.as_str().ok_or("network is not a string")?;
+        match s.parse::<IpNet>() {
+            Ok(n) => Ok(n),
+            Err(_) => match s.parse::<std::net::IpAddr>() {
+                Ok(addr) => {
+                    self.warning = Some(format!(
+                        "{k} {s:?} has no prefix length: read as {}",
+                        IpNet::from(addr)
+                    ));
+                    Ok(IpNet::from(addr))
+                }
+                Err(_) => Err(format!("{k}: {s:?} is not a network")),
+            },
         }
     }
-    // RFC 8519: every match of an entry must hold. A name or an abstraction
-    // with an address match is the part of the one inside the other.
-    out.peer = match (parts.name, parts.abstraction) {
-        (Some(n), Some(a)) => {
-            return Err(format!(
-                "matches both the DNS name {n} and the MUD abstraction {a}: a vlanguard rule \
-                 names one peer, and either alone would let more through than the entry"
-            ));
+
+    /// A `tcp` or `udp` match: ports and who initiates.
+    fn port_match(&mut self, key: &str, m: &Value) -> Result<(), String> {
+        let proto = if key == "tcp" { 6 } else { 17 };
+        if self.out.proto.is_some_and(|p| p != proto) {
+            return Err(format!("{key} match with protocol {:?}", self.out.proto));
         }
-        (Some(n), None) => PeerRef::Name(n),
-        (None, Some(a)) => PeerRef::Abstraction(a),
-        (None, None) => match parts.net.take() {
-            Some(net) => PeerRef::Net(net),
-            None => PeerRef::Any,
-        },
-    };
-    if let (PeerRef::Net(n), Some(f)) = (&out.peer, acl_or_match_family)
-        && !f.contains(n)
-    {
-        return Err(format!("network {n} is not of its ACL's address family"));
+        self.out.proto = Some(proto);
+        let obj = m.as_object().ok_or("port match is not an object")?;
+        for (k, v) in obj {
+            match k.as_str() {
+                "source-port" => self.out.src_ports = Some(ports(v)?),
+                "destination-port" => self.out.dst_ports = Some(ports(v)?),
+                "ietf-mud:direction-initiated" => {
+                    self.out.initiated = Some(match v.as_str() {
+                        Some("from-device") => Side::FromDevice,
+                        Some("to-device") => Side::ToDevice,
+                        _ => return Err(format!("direction-initiated {v}")),
+                    })
+                }
+                other => return Err(format!("{key} match {other} is not supported")),
+            }
+        }
+        Ok(())
     }
-    out.within = match (&out.peer, parts.net) {
-        (PeerRef::Net(_), _) => None,
-        (_, Some(net)) => Some(net),
-        (_, None) => acl_or_match_family,
-    };
-    Ok(Read::Ace(out, warning))
+
+    fn icmp_match(&mut self, m: &Value) -> Result<(), String> {
+        let obj = m.as_object().ok_or("icmp match is not an object")?;
+        for (k, v) in obj {
+            match k.as_str() {
+                "type" => self.out.icmp_type = Some(number(v, "icmp type")?),
+                "code" => self.icmp_code = Some(number::<u8>(v, "icmp code")?),
+                other => return Err(format!("icmp match {other} is not supported")),
+            }
+        }
+        Ok(())
+    }
+
+    /// The entry once every match is read: ICMP checked, the peer made of
+    /// its parts.
+    fn finish(mut self) -> Result<Read, String> {
+        let out = &mut self.out;
+        if out.icmp_type.is_some() && out.proto.is_none() {
+            return Err("an icmp match without protocol 1 or 58".into());
+        }
+        if let Some(code) = self.icmp_code {
+            // Echo request and reply have only code 0: matching the type
+            // alone is exact. Elsewhere the type would let every code
+            // through.
+            let echo = matches!(
+                (out.proto, out.icmp_type),
+                (Some(1), Some(0 | 8)) | (Some(58), Some(128 | 129))
+            );
+            if !(echo && code == 0) {
+                return Err(format!(
+                    "ICMP type {} code {code}: vlanguard matches the ICMP type only, which would \
+                     let every code of that type through",
+                    out.icmp_type.map_or("(any)".into(), |t| t.to_string())
+                ));
+            }
+        }
+        // RFC 8519: every match of an entry must hold. A name or an
+        // abstraction with an address match is the part of the one inside
+        // the other.
+        let mut parts = self.parts;
+        out.peer = match (parts.name, parts.abstraction) {
+            (Some(n), Some(a)) => {
+                return Err(format!(
+                    "matches both the DNS name {n} and the MUD abstraction {a}: a vlanguard rule \
+                     names one peer, and either alone would let more through than the entry"
+                ));
+            }
+            (Some(n), None) => PeerRef::Name(n),
+            (None, Some(a)) => PeerRef::Abstraction(a),
+            (None, None) => match parts.net.take() {
+                Some(net) => PeerRef::Net(net),
+                None => PeerRef::Any,
+            },
+        };
+        if let (PeerRef::Net(n), Some(f)) = (&out.peer, self.family)
+            && !f.contains(n)
+        {
+            return Err(format!("network {n} is not of its ACL's address family"));
+        }
+        out.within = match (&out.peer, parts.net) {
+            (PeerRef::Net(_), _) => None,
+            (_, Some(net)) => Some(net),
+            (_, None) => self.family,
+        };
+        Ok(Read::Ace(self.out, self.warning))
+    }
+}
+
+/// An `ietf-mud:mud` match: the one abstraction it names.
+fn mud_match(m: &Value) -> Result<Abstraction, String> {
+    let obj = m.as_object().ok_or("mud match is not an object")?;
+    if obj.len() != 1 {
+        return Err("a mud match must name one abstraction".into());
+    }
+    let (k, v) = obj.iter().next().expect("one entry");
+    Ok(match k.as_str() {
+        "manufacturer" => Abstraction::Manufacturer(string(v, k)?),
+        "same-manufacturer" => Abstraction::SameManufacturer,
+        "model" => Abstraction::Model(string(v, k)?),
+        "local-networks" => Abstraction::LocalNetworks,
+        "controller" => Abstraction::Controller(string(v, k)?),
+        "my-controller" => Abstraction::MyController,
+        other => return Err(format!("MUD abstraction {other} is not supported")),
+    })
 }
 
 fn number<T: TryFrom<u64>>(v: &Value, what: &str) -> Result<T, String> {
@@ -685,33 +748,56 @@ pub fn convert(
                 continue;
             }
         };
-        let ported = matches!(a.proto, Some(6 | 17));
-        // Which half of a connection the ACE's packets are: the opening
-        // one (a rule) or the reply (the flow covers it).
-        let opening = match (a.initiated, ported) {
-            (Some(by), true) => by == a.side,
-            // UDP, or TCP without direction-initiated: by the ports.
-            (None, true) => a.dst_ports.is_some() || a.src_ports.is_none(),
-            // An echo reply is the answer of its request, if the file has one.
-            (_, false) => !has_opener_echo(a, &mud.aces),
-        };
-        if !opening {
-            if a.initiated.is_some() || has_opener(a, &mud.aces) || has_opener_echo(a, &mud.aces) {
-                out.covered.push((
-                    a.name.clone(),
-                    "the reply half of a flow another ACE opens; flow tracking lets it through"
-                        .into(),
-                ));
-            } else {
-                out.stricter.push((a.name.clone(), format!(
-                    "packets from source port(s) {} with no ACE opening their flow: vlanguard lets them through only as replies",
-                    a.src_ports.iter().flatten().map(|p| port_text(*p)).collect::<Vec<_>>().join(",")
-                )));
-            }
-            continue;
+        if opening(a, &mud.aces) {
+            out.add_opening(a, &mud.aces, &peer, proto);
+        } else {
+            out.add_reply_half(a, &mud.aces);
         }
+    }
+    for (x, aces) in unmapped {
+        errors.push(format!(
+            "MUD abstraction {x} (ACE {}) is not mapped to a peer set: --abstraction '{x}=SET', SET declared under [peers]",
+            aces.join(", ")
+        ));
+    }
+    if errors.is_empty() { Ok(out) } else { Err(errors) }
+}
+
+/// Whether the ACE's packets are the opening half of a connection (a
+/// rule) or the reply (the flow covers it).
+fn opening(a: &Ace, aces: &[Ace]) -> bool {
+    match (a.initiated, matches!(a.proto, Some(6 | 17))) {
+        (Some(by), true) => by == a.side,
+        // UDP, or TCP without direction-initiated: by the ports.
+        (None, true) => a.dst_ports.is_some() || a.src_ports.is_none(),
+        // An echo reply is the answer of its request, if the file has one.
+        (_, false) => !has_opener_echo(a, aces),
+    }
+}
+
+impl Conversion {
+    /// An ACE for the reply half of a flow: covered by the flow another ACE
+    /// opens, or (none opens it) left out, which is stricter.
+    fn add_reply_half(&mut self, a: &Ace, aces: &[Ace]) {
+        if a.initiated.is_some() || has_opener(a, aces) || has_opener_echo(a, aces) {
+            self.covered.push((
+                a.name.clone(),
+                "the reply half of a flow another ACE opens; flow tracking lets it through".into(),
+            ));
+        } else {
+            self.stricter.push((a.name.clone(), format!(
+                "packets from source port(s) {} with no ACE opening their flow: vlanguard lets them through only as replies",
+                a.src_ports.iter().flatten().map(|p| port_text(*p)).collect::<Vec<_>>().join(",")
+            )));
+        }
+    }
+
+    /// The rules of an ACE that opens connections (one per destination and
+    /// source port range), and what its replies rely on.
+    fn add_opening(&mut self, a: &Ace, aces: &[Ace], peer: &str, proto: Option<String>) {
+        let ported = matches!(a.proto, Some(6 | 17));
         if ported && a.proto == Some(6) && a.initiated.is_none() {
-            out.stricter.push((
+            self.stricter.push((
                 a.name.clone(),
                 format!(
                     "TCP without direction-initiated: only the {} may open these connections",
@@ -733,31 +819,24 @@ pub fn convert(
         for port in ranges(&a.dst_ports) {
             for sport in ranges(&a.src_ports) {
                 let rule = RuleSpec {
-                    peer: peer.clone(),
+                    peer: peer.to_string(),
                     proto: proto.clone(),
                     port: port.clone(),
                     icmp_type: a.icmp_type,
                     sport,
                     within: a.within.map(|n| n.to_string()),
                 };
-                if !out.rules.iter().any(|(d, r, _)| *d == direction && *r == rule) {
-                    out.rules.push((direction, rule, a.name.clone()));
+                if !self.rules.iter().any(|(d, r, _)| *d == direction && *r == rule) {
+                    self.rules.push((direction, rule, a.name.clone()));
                 }
             }
         }
         let opens_flow =
             ported || matches!((a.proto, a.icmp_type), (Some(1), Some(8)) | (Some(58), Some(128)));
-        if opens_flow && !has_reply(a, &mud.aces) && !out.replies_by_flow.contains(&a.name) {
-            out.replies_by_flow.push(a.name.clone());
+        if opens_flow && !has_reply(a, aces) && !self.replies_by_flow.contains(&a.name) {
+            self.replies_by_flow.push(a.name.clone());
         }
     }
-    for (x, aces) in unmapped {
-        errors.push(format!(
-            "MUD abstraction {x} (ACE {}) is not mapped to a peer set: --abstraction '{x}=SET', SET declared under [peers]",
-            aces.join(", ")
-        ));
-    }
-    if errors.is_empty() { Ok(out) } else { Err(errors) }
 }
 
 /// DNS names the rules use (resolved when the policy is applied).

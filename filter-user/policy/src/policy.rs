@@ -558,6 +558,21 @@ fn check_rate_limit(limit: &RateLimit) -> Result<(), String> {
     Ok(())
 }
 
+/// A device's merged rules, and how many of each list are its profile's.
+struct Merged {
+    allow_in: Vec<Rule>,
+    allow_out: Vec<Rule>,
+    profile_in: usize,
+    profile_out: usize,
+}
+
+/// Profiles by name: their rules (in, out) and rate limits.
+#[derive(Default)]
+struct Profiles<'a> {
+    rules: HashMap<&'a str, (Vec<Rule>, Vec<Rule>)>,
+    limits: HashMap<&'a str, RateLimit>,
+}
+
 impl Policy {
     pub fn from_toml(text: &str) -> Result<Policy, PolicyError> {
         toml::from_str(text).map_err(|e| PolicyError::Syntax(e.to_string()))
@@ -567,6 +582,21 @@ impl Policy {
     /// any error and there is no result. Errors carry the byte range of the
     /// table or rule at fault ([`PolicyError::render`] turns it into a line).
     pub fn resolve(&self) -> Result<Resolved, PolicyError> {
+        let vlan_ids = self.check_vlans()?;
+        self.check_peers_and_hosts()?;
+        let profiles = self.resolve_profiles()?;
+        let mut devices = Vec::new();
+        let mut names = HashSet::new();
+        let mut addrs: HashMap<IpAddr, &str> = HashMap::new();
+        for d in &self.devices {
+            devices.push(self.resolve_device(d, &profiles, &mut names, &mut addrs)?);
+        }
+        let interfaces = self.resolve_interfaces(&vlan_ids)?;
+        self.resolved(devices, interfaces)
+    }
+
+    /// VLAN ids in range and declared once; returns them.
+    fn check_vlans(&self) -> Result<HashSet<u16>, PolicyError> {
         let mut vlan_ids = HashSet::new();
         for v in &self.vlans {
             let (at, v) = (v.span(), v.get_ref());
@@ -584,6 +614,12 @@ impl Policy {
                 .at(at));
             }
         }
+        Ok(vlan_ids)
+    }
+
+    /// Peer sets named and not empty; `[hosts]` names that are DNS names,
+    /// with addresses.
+    fn check_peers_and_hosts(&self) -> Result<(), PolicyError> {
         for (name, nets) in &self.peers {
             if name == "any" {
                 return Err(PolicyError::invalid(
@@ -611,8 +647,12 @@ impl Policy {
                 ));
             }
         }
-        let mut profiles = HashMap::new();
-        let mut profile_limits = HashMap::new();
+        Ok(())
+    }
+
+    /// Each profile's rules and rate limit, by name.
+    fn resolve_profiles(&self) -> Result<Profiles<'_>, PolicyError> {
+        let mut profiles = Profiles::default();
         for p in &self.profiles {
             let (at, p) = (p.span(), p.get_ref());
             let what = format!("profile {:?}", p.name);
@@ -622,114 +662,139 @@ impl Policy {
             if let Some(limit) = p.rate_limit {
                 check_rate_limit(&limit)
                     .map_err(|e| PolicyError::invalid(&what, e).at(at.clone()))?;
-                profile_limits.insert(p.name.as_str(), limit);
+                profiles.limits.insert(p.name.as_str(), limit);
             }
-            if profiles.insert(p.name.as_str(), (ins, outs)).is_some() {
+            if profiles.rules.insert(p.name.as_str(), (ins, outs)).is_some() {
                 return Err(PolicyError::invalid(what, "is declared twice".into()).at(at));
             }
         }
+        Ok(profiles)
+    }
 
-        let mut devices = Vec::new();
-        let mut names = HashSet::new();
-        let mut addrs: HashMap<IpAddr, &str> = HashMap::new();
-        for d in &self.devices {
-            let (at, d) = (d.span(), d.get_ref());
-            let what = format!("device {:?}", d.name);
-            let fail =
-                |problem: String| Err(PolicyError::invalid(what.clone(), problem).at(at.clone()));
-            if !names.insert(d.name.as_str()) {
-                return fail("is declared twice".into());
+    /// One device checked (name, VLAN, addresses unique and in the VLAN's
+    /// subnets, MAC, profile) and its profile merged in. `names` and
+    /// `addrs` hold the devices resolved before it.
+    fn resolve_device<'a>(
+        &self,
+        d: &'a Spanned<Device>,
+        profiles: &Profiles<'_>,
+        names: &mut HashSet<&'a str>,
+        addrs: &mut HashMap<IpAddr, &'a str>,
+    ) -> Result<ResolvedDevice, PolicyError> {
+        let (at, d) = (d.span(), d.get_ref());
+        let what = format!("device {:?}", d.name);
+        let fail =
+            |problem: String| Err(PolicyError::invalid(what.clone(), problem).at(at.clone()));
+        if !names.insert(d.name.as_str()) {
+            return fail("is declared twice".into());
+        }
+        if d.name.is_empty()
+            || d.name.len() > filter_common::MAX_DEVICE_NAME
+            || !d.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        {
+            return fail(format!(
+                "a device name is 1-{} letters, digits, '.', '_' or '-'",
+                filter_common::MAX_DEVICE_NAME
+            ));
+        }
+        let Some(vlan) = self.vlans.iter().map(Spanned::get_ref).find(|v| v.id == d.vlan) else {
+            return fail(format!("vlan {} is not declared in a [[vlan]] table", d.vlan));
+        };
+        if d.ip.is_empty() {
+            return fail("has no ip".into());
+        }
+        for ip in &d.ip {
+            if let Some(other) = addrs.insert(*ip, &d.name) {
+                return fail(format!("ip {ip} is already used by device {other:?}"));
             }
-            if d.name.is_empty()
-                || d.name.len() > filter_common::MAX_DEVICE_NAME
-                || !d.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-            {
+            if !vlan.subnets.iter().any(|n| n.contains(ip)) {
                 return fail(format!(
-                    "a device name is 1-{} letters, digits, '.', '_' or '-'",
-                    filter_common::MAX_DEVICE_NAME
+                    "ip {ip} is not in any subnet of vlan {} ({})",
+                    vlan.id, vlan.name
                 ));
             }
-            let Some(vlan) = self.vlans.iter().map(Spanned::get_ref).find(|v| v.id == d.vlan)
-            else {
-                return fail(format!("vlan {} is not declared in a [[vlan]] table", d.vlan));
-            };
-            if d.ip.is_empty() {
-                return fail("has no ip".into());
-            }
-            for ip in &d.ip {
-                if let Some(other) = addrs.insert(*ip, &d.name) {
-                    return fail(format!("ip {ip} is already used by device {other:?}"));
-                }
-                if !vlan.subnets.iter().any(|n| n.contains(ip)) {
-                    return fail(format!(
-                        "ip {ip} is not in any subnet of vlan {} ({})",
-                        vlan.id, vlan.name
-                    ));
-                }
-            }
-            let mac = match d.mac.as_deref().map(parse_mac).transpose() {
-                Ok(mac) => mac,
-                Err(e) => return fail(e),
-            };
-            let (mut allow_in, mut allow_out) = match &d.profile {
-                Some(p) => match profiles.get(p.as_str()) {
-                    Some(rules) => rules.clone(),
-                    None => return fail(format!("profile {p:?} is not declared")),
-                },
-                None => (Vec::new(), Vec::new()),
-            };
-            // Deduplicating keeps first occurrences: the profile's rules
-            // stay the list's head.
-            let (profile_in, profile_out) = {
-                let (mut i, mut o) = (allow_in.clone(), allow_out.clone());
-                dedup(&mut i);
-                dedup(&mut o);
-                (i.len(), o.len())
-            };
-            allow_in
-                .extend(self.rules(&format!("{what} allow_in"), d.allow_in.iter().map(in_rule))?);
-            allow_out.extend(
-                self.rules(&format!("{what} allow_out"), d.allow_out.iter().map(out_rule))?,
-            );
-            dedup(&mut allow_in);
-            dedup(&mut allow_out);
-            for (dir, rules) in [(Direction::In, &allow_in), (Direction::Out, &allow_out)] {
-                if rules.len() > MAX_RULES {
-                    return Err(PolicyError::TooManyRules {
-                        device: d.name.clone(),
-                        direction: dir,
-                        count: rules.len(),
-                        limit: MAX_RULES,
-                        at: Some(at.clone()),
-                    });
-                }
-            }
-            devices.push(ResolvedDevice {
-                name: d.name.clone(),
-                vlan: d.vlan,
-                addrs: d.ip.clone(),
-                mac,
-                allow_in,
-                allow_out,
-                profile_in,
-                profile_out,
-                monitor: d.mode.unwrap_or(self.settings.mode) == Mode::Monitor,
-                rate_limit: match d.rate_limit {
-                    Some(limit) => {
-                        if let Err(e) = check_rate_limit(&limit) {
-                            return fail(e);
-                        }
-                        limit
-                    }
-                    None => d
-                        .profile
-                        .as_deref()
-                        .and_then(|p| profile_limits.get(p).copied())
-                        .unwrap_or_default(),
-                },
-            });
         }
+        let mac = match d.mac.as_deref().map(parse_mac).transpose() {
+            Ok(mac) => mac,
+            Err(e) => return fail(e),
+        };
+        let rules = match &d.profile {
+            Some(p) => match profiles.rules.get(p.as_str()) {
+                Some(rules) => rules.clone(),
+                None => return fail(format!("profile {p:?} is not declared")),
+            },
+            None => (Vec::new(), Vec::new()),
+        };
+        let merged = self.merge_rules(d, &what, &at, rules)?;
+        let rate_limit = match d.rate_limit {
+            Some(limit) => {
+                if let Err(e) = check_rate_limit(&limit) {
+                    return fail(e);
+                }
+                limit
+            }
+            None => d
+                .profile
+                .as_deref()
+                .and_then(|p| profiles.limits.get(p).copied())
+                .unwrap_or_default(),
+        };
+        Ok(ResolvedDevice {
+            name: d.name.clone(),
+            vlan: d.vlan,
+            addrs: d.ip.clone(),
+            mac,
+            allow_in: merged.allow_in,
+            allow_out: merged.allow_out,
+            profile_in: merged.profile_in,
+            profile_out: merged.profile_out,
+            monitor: d.mode.unwrap_or(self.settings.mode) == Mode::Monitor,
+            rate_limit,
+        })
+    }
 
+    /// A device's rules: its profile's (`profile`, in and out) first, then
+    /// its own, duplicates dropped, within the limit per direction.
+    fn merge_rules(
+        &self,
+        d: &Device,
+        what: &str,
+        at: &Range<usize>,
+        profile: (Vec<Rule>, Vec<Rule>),
+    ) -> Result<Merged, PolicyError> {
+        let (mut allow_in, mut allow_out) = profile;
+        // Deduplicating keeps first occurrences: the profile's rules
+        // stay the list's head.
+        let (profile_in, profile_out) = {
+            let (mut i, mut o) = (allow_in.clone(), allow_out.clone());
+            dedup(&mut i);
+            dedup(&mut o);
+            (i.len(), o.len())
+        };
+        allow_in.extend(self.rules(&format!("{what} allow_in"), d.allow_in.iter().map(in_rule))?);
+        allow_out
+            .extend(self.rules(&format!("{what} allow_out"), d.allow_out.iter().map(out_rule))?);
+        dedup(&mut allow_in);
+        dedup(&mut allow_out);
+        for (dir, rules) in [(Direction::In, &allow_in), (Direction::Out, &allow_out)] {
+            if rules.len() > MAX_RULES {
+                return Err(PolicyError::TooManyRules {
+                    device: d.name.clone(),
+                    direction: dir,
+                    count: rules.len(),
+                    limit: MAX_RULES,
+                    at: Some(at.clone()),
+                });
+            }
+        }
+        Ok(Merged { allow_in, allow_out, profile_in, profile_out })
+    }
+
+    /// Access ports, each in a declared VLAN.
+    fn resolve_interfaces(
+        &self,
+        vlan_ids: &HashSet<u16>,
+    ) -> Result<Vec<(String, u16)>, PolicyError> {
         let mut interfaces = Vec::new();
         for i in &self.interfaces {
             let (at, i) = (i.span(), i.get_ref());
@@ -745,7 +810,15 @@ impl Policy {
             }
             interfaces.push((i.name.clone(), i.untagged_vlan));
         }
+        Ok(interfaces)
+    }
 
+    /// The resolved policy: the settings checked and the parts resolved.
+    fn resolved(
+        &self,
+        devices: Vec<ResolvedDevice>,
+        interfaces: Vec<(String, u16)>,
+    ) -> Result<Resolved, PolicyError> {
         Ok(Resolved {
             allow_arp: self.settings.allow_arp,
             allow_ndp: self.settings.allow_ndp,

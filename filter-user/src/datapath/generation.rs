@@ -14,8 +14,8 @@ use aya::maps::{LpmTrie, MapData, lpm_trie::Key};
 use filter_common::{
     Config, DeviceInfo, DeviceKey, GENERATION_MASK, IfaceConf, MAX_DEVICE_LINES, MAX_PEER_NETS,
     MAX_RULE_ENTRIES, MAX_UNTAGGED_IFACES, PEER_SET_KEY_BITS, PeerSetKey, ProtectedKey,
-    ProtectedNet, Rule, RuleRange, Settings, UntaggedIface, V4_INDEX_ENTRIES, V6Table, VLAN_IDS,
-    meta, rule, v4net,
+    ProtectedNet, Rule, RuleRange, Settings, UntaggedIface, V4_INDEX_ENTRIES, V4Net, V6Table,
+    VLAN_IDS, meta, rule, v4net,
 };
 
 use super::{
@@ -104,6 +104,36 @@ impl Filter {
             epoch,
             flow_timeouts: c.flow_timeouts,
         };
+        self.write_networks(generation, c)?;
+        // Rule sets before the devices that point at them.
+        let offsets = self.write_rule_sets(generation, c)?;
+        self.write_device_lines(generation, c, &offsets)?;
+        let (flags, v4_nets) = c.v4_table();
+        self.write_addresses(generation, c, &v4_nets)?;
+        let mut config =
+            Config { settings, flags, v4_count: v4_nets.len() as u32, ..Config::default() };
+        config.v4_nets[..v4_nets.len()].copy_from_slice(&v4_nets);
+        // Interfaces with an untagged VLAN: in the line while they fit,
+        // else in IFACES (`set_ifaces`).
+        let untagged: Vec<UntaggedIface> = ifaces
+            .iter()
+            .filter(|(_, vlan)| *vlan != 0)
+            .map(|(ifindex, vlan)| UntaggedIface { ifindex: *ifindex, vlan: *vlan, _pad: 0 })
+            .collect();
+        if untagged.len() <= MAX_UNTAGGED_IFACES {
+            config.ifaces[..untagged.len()].copy_from_slice(&untagged);
+            config.iface_count = untagged.len() as u32;
+        } else {
+            config.flags |= filter_common::config::IFACES_HASH;
+        }
+        self.maps.config.set(generation, config, 0)?;
+        self.maps.v6_nets.set(generation, c.v6_table(), 0)?;
+        Ok(())
+    }
+
+    /// The generation's VLAN flags, protected networks and management
+    /// networks.
+    fn write_networks(&mut self, generation: u32, c: &Compiled) -> Result<(), LoadError> {
         for (id, flags) in &c.vlans {
             let index = generation * VLAN_IDS + u32::from(*id);
             self.maps.vlan_flags.set(index, *flags, 0)?;
@@ -116,9 +146,13 @@ impl Filter {
         for prefix in &c.management {
             self.maps.management.insert(&generation_key(generation, prefix), 1, 0)?;
         }
-        // Rule sets before the devices that point at them: each set's
-        // entries at its offset, peer sets renumbered for the generation
-        // (equal network lists share one).
+        Ok(())
+    }
+
+    /// Each rule set's entries at its offset (returned, by set), peer sets
+    /// renumbered for the generation (equal network lists share one) into
+    /// a new trie, published in `PEER_NETS[generation]`.
+    fn write_rule_sets(&mut self, generation: u32, c: &Compiled) -> Result<Vec<u32>, LoadError> {
         let mut offsets = Vec::with_capacity(c.rule_sets.len());
         let mut entries: Vec<Rule> = Vec::with_capacity(c.rule_entries());
         let mut set_ids: StdHashMap<&[PeerPrefix], u32> = StdHashMap::new();
@@ -154,16 +188,19 @@ impl Filter {
         let g = generation as usize;
         self.generations.rules_written[g] = entries.len() as u32;
         self.generations.nets_written[g] = nets.len() as u32;
-        self.maps.meta.set(
-            meta::RULES + generation,
-            u64::from(self.generations.rules_written[g]),
-            0,
-        )?;
-        self.maps.meta.set(
-            meta::PEER_NETS + generation,
-            u64::from(self.generations.nets_written[g]),
-            0,
-        )?;
+        self.maps.meta.set(meta::RULES + generation, entries.len() as u64, 0)?;
+        self.maps.meta.set(meta::PEER_NETS + generation, nets.len() as u64, 0)?;
+        Ok(offsets)
+    }
+
+    /// One line per device: its slot, rule sets (as entry ranges), VLAN,
+    /// flags, MAC and rate limits.
+    fn write_device_lines(
+        &mut self,
+        generation: u32,
+        c: &Compiled,
+        offsets: &[u32],
+    ) -> Result<(), LoadError> {
         // Rule set `id` (0: none) as its entries.
         let range = |id: u32| -> RuleRange {
             match id.checked_sub(1) {
@@ -192,9 +229,17 @@ impl Filter {
         let keys: Vec<u32> =
             (0..lines.len() as u32).map(|i| generation * MAX_DEVICE_LINES + i).collect();
         sys::update_batch(self.maps.device_lines.fd().as_fd(), &keys, &lines)?;
-        // Each address: by direct index in its subnet's part of V4_INDEX,
-        // else in DEVICES.
-        let (flags, v4_nets) = c.v4_table();
+        Ok(())
+    }
+
+    /// Each device address: by direct index in its subnet's part of
+    /// V4_INDEX (`v4_nets`), else in DEVICES.
+    fn write_addresses(
+        &mut self,
+        generation: u32,
+        c: &Compiled,
+        v4_nets: &[V4Net],
+    ) -> Result<(), LoadError> {
         let (mut index_keys, mut index_lines) = (Vec::new(), Vec::new());
         let mut addrs = 0u32;
         for (line, d) in c.devices.iter().enumerate() {
@@ -225,24 +270,6 @@ impl Filter {
         sys::update_batch(self.maps.v4_index.fd().as_fd(), &index_keys, &index_lines)?;
         self.generations.addrs_written[generation as usize] = addrs;
         self.maps.meta.set(meta::DEVICE_ADDRS + generation, u64::from(addrs), 0)?;
-        let mut config =
-            Config { settings, flags, v4_count: v4_nets.len() as u32, ..Config::default() };
-        config.v4_nets[..v4_nets.len()].copy_from_slice(&v4_nets);
-        // Interfaces with an untagged VLAN: in the line while they fit,
-        // else in IFACES (`set_ifaces`).
-        let untagged: Vec<UntaggedIface> = ifaces
-            .iter()
-            .filter(|(_, vlan)| *vlan != 0)
-            .map(|(ifindex, vlan)| UntaggedIface { ifindex: *ifindex, vlan: *vlan, _pad: 0 })
-            .collect();
-        if untagged.len() <= MAX_UNTAGGED_IFACES {
-            config.ifaces[..untagged.len()].copy_from_slice(&untagged);
-            config.iface_count = untagged.len() as u32;
-        } else {
-            config.flags |= filter_common::config::IFACES_HASH;
-        }
-        self.maps.config.set(generation, config, 0)?;
-        self.maps.v6_nets.set(generation, c.v6_table(), 0)?;
         Ok(())
     }
 

@@ -150,7 +150,7 @@ impl Daemon {
         };
         let adopted = opened != crate::datapath::pins::Opened::Loaded;
         // The policy file's parse is freed now.
-        crate::datapath::sys::trim_heap();
+        crate::sys::process::trim_heap();
 
         let mut attached = Vec::new();
         let mut tags = BTreeMap::new();
@@ -281,7 +281,7 @@ impl Daemon {
         self.policy = policy;
         self.applied_at = SystemTime::now();
         // The old policy and the parse of the new one are freed now.
-        crate::datapath::sys::trim_heap();
+        crate::sys::process::trim_heap();
         Ok(self.revision)
     }
 
@@ -548,7 +548,7 @@ impl Daemon {
             ),
             None => None,
         };
-        let boot = events::boot_time();
+        let boot = crate::sys::clock::boot_time();
         let mut events_log = match &self.config.events_log {
             Some(path) => {
                 if let Some(dir) = path.parent() {
@@ -974,7 +974,7 @@ impl Daemon {
                 let entry = actions::entry(for_secs.map(Duration::from_secs), reason)
                     .map_err(|e| anyhow::anyhow!(e))?;
                 self.filter.block(parsed, entry)?;
-                let d = actions::describe(parsed.to_string(), &entry, actions::boot_ns());
+                let d = actions::describe(parsed.to_string(), &entry, crate::sys::clock::boot_ns());
                 Reply::ok(format!("blocked {}", d.line()), json!({ "blocked": d }))
             }
             Request::Unblock { net } => {
@@ -988,7 +988,7 @@ impl Daemon {
                 Reply::ok(format!("unblocked {parsed}"), json!({ "unblocked": parsed }))
             }
             Request::Blocks => {
-                let now = actions::boot_ns();
+                let now = crate::sys::clock::boot_ns();
                 self.filter.prune_actions(now)?;
                 let names = self.filter.slot_names();
                 let blocks: Vec<_> = self
@@ -1027,7 +1027,7 @@ impl Daemon {
                 let entry = actions::entry(for_secs.map(Duration::from_secs), reason)
                     .map_err(|e| anyhow::anyhow!(e))?;
                 self.filter.quarantine(slot, entry)?;
-                let d = actions::describe(device.clone(), &entry, actions::boot_ns());
+                let d = actions::describe(device.clone(), &entry, crate::sys::clock::boot_ns());
                 let reach = if self.policy.management.is_empty() {
                     "nothing (no [settings] management networks)".to_string()
                 } else {

@@ -3,6 +3,8 @@
 //! the filter is attached gives up everything else (also when started as
 //! root), so a compromised daemon holds no more than it needs.
 
+use crate::sys::caps;
+
 /// Capability numbers (linux/capability.h).
 const CAP_SETPCAP: u32 = 8;
 const CAP_NET_ADMIN: u32 = 12;
@@ -20,40 +22,10 @@ pub const NEEDED: [(u32, &str); 3] =
 /// Kept when present: memlock accounting on kernels before 5.11 needs it.
 const OPTIONAL: [u32; 1] = [CAP_SYS_RESOURCE];
 
-const VERSION_3: u32 = 0x2008_0522;
-
-#[repr(C)]
-struct Header {
-    version: u32,
-    pid: i32,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct Data {
-    effective: u32,
-    permitted: u32,
-    inheritable: u32,
-}
-
-/// This thread's capability sets as (effective, permitted) bit masks.
-fn current() -> std::io::Result<(u64, u64)> {
-    let mut header = Header { version: VERSION_3, pid: 0 };
-    let mut data = [Data::default(); 2];
-    // SAFETY: capget with a version-3 header and the two data structs that
-    // version takes, both ours.
-    let rc = unsafe { libc::syscall(libc::SYS_capget, &raw mut header, data.as_mut_ptr()) };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    let join = |lo: u32, hi: u32| u64::from(lo) | (u64::from(hi) << 32);
-    Ok((join(data[0].effective, data[1].effective), join(data[0].permitted, data[1].permitted)))
-}
-
 /// Checks the capabilities `vlanguard run` needs; the error names each
 /// one that is missing and how to grant them.
 pub fn check() -> Result<(), String> {
-    let (effective, _) = current().map_err(|e| format!("reading capabilities: {e}"))?;
+    let (effective, _) = caps::current().map_err(|e| format!("reading capabilities: {e}"))?;
     let missing: Vec<&str> =
         NEEDED.iter().filter(|(cap, _)| effective & (1 << cap) == 0).map(|(_, n)| *n).collect();
     if missing.is_empty() {
@@ -73,11 +45,8 @@ pub fn check() -> Result<(), String> {
 pub fn drop_unneeded() -> std::io::Result<()> {
     let keep: u64 =
         NEEDED.iter().map(|(c, _)| 1u64 << c).chain(OPTIONAL.iter().map(|c| 1 << c)).sum();
-    let (effective, permitted) = current()?;
-    // SAFETY: prctl with integer arguments only.
-    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
+    let (effective, permitted) = caps::current()?;
+    caps::set_no_new_privs()?;
     if (effective | permitted) & !keep == 0 {
         // Started with no more than it needs (the systemd unit): nothing to
         // give up, and capset may be outside the syscall filter.
@@ -86,36 +55,19 @@ pub fn drop_unneeded() -> std::io::Result<()> {
     if effective & (1 << CAP_SETPCAP) != 0 {
         for cap in 0..=CAP_LAST {
             if keep & (1 << cap) == 0 {
-                // SAFETY: prctl with integer arguments; EINVAL for numbers
-                // this kernel does not know is fine.
-                unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
+                // EINVAL for numbers this kernel does not know is fine.
+                let _ = caps::drop_bounding(cap);
             }
         }
     }
-    // SAFETY: prctl with integer arguments only.
-    unsafe {
-        libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong, 0, 0, 0);
-    }
-    let (effective, permitted) = (effective & keep, permitted & keep);
-    let split = |m: u64| (m as u32, (m >> 32) as u32);
-    let (e, p) = (split(effective), split(permitted));
-    let mut header = Header { version: VERSION_3, pid: 0 };
-    let data = [
-        Data { effective: e.0, permitted: p.0, inheritable: 0 },
-        Data { effective: e.1, permitted: p.1, inheritable: 0 },
-    ];
-    // SAFETY: capset with a version-3 header and its two data structs.
-    let rc = unsafe { libc::syscall(libc::SYS_capset, &raw mut header, data.as_ptr()) };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
+    caps::clear_ambient();
+    caps::set(effective & keep, permitted & keep)
 }
 
 /// This thread's effective capabilities among those the daemon uses, by
 /// name, for `status`.
 pub fn effective_names() -> Vec<&'static str> {
-    let Ok((effective, _)) = current() else { return Vec::new() };
+    let Ok((effective, _)) = caps::current() else { return Vec::new() };
     NEEDED
         .iter()
         .copied()

@@ -138,7 +138,7 @@ impl Harness {
             self.filter.quarantine(slot, entry(*on)).expect("quarantine");
         }
         // What the program holds (block() may lengthen nested entries).
-        let now = filter_user::datapath::actions::boot_ns();
+        let now = filter_user::sys::clock::boot_ns();
         self.flows.blocks = self
             .filter
             .blocks()

@@ -101,15 +101,6 @@ pub fn decode(
     })
 }
 
-/// When CLOCK_MONOTONIC (the program's `bpf_ktime_get_ns`) was zero.
-pub fn boot_time() -> SystemTime {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: clock_gettime writes the struct we pass.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) };
-    let since_boot = Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32);
-    SystemTime::now() - since_boot
-}
-
 /// The most recent events.
 #[derive(Default)]
 pub struct Recent {

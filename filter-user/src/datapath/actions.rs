@@ -10,15 +10,7 @@ use ipnet::IpNet;
 use serde::Serialize;
 
 use super::Filter;
-use crate::{error::LoadError, time};
-
-/// Nanoseconds of CLOCK_BOOTTIME: the program's `bpf_ktime_get_boot_ns`.
-pub fn boot_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: clock_gettime writes the struct we pass.
-    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &raw mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
+use crate::{error::LoadError, sys, time};
 
 /// An entry that lasts `lasts` from now (`None`: until lifted), with the
 /// operator's `reason`.
@@ -32,7 +24,9 @@ pub fn entry(lasts: Option<Duration>, reason: &str) -> Result<BlockEntry, String
     let expires_ns = match lasts {
         None => 0,
         Some(d) if d.is_zero() => return Err("--for must be longer than 0s".into()),
-        Some(d) => boot_ns().saturating_add(d.as_nanos().min(u128::from(u64::MAX)) as u64),
+        Some(d) => {
+            sys::clock::boot_ns().saturating_add(d.as_nanos().min(u128::from(u64::MAX)) as u64)
+        }
     };
     let mut text = [0u8; BLOCK_REASON_LEN];
     text[..reason.len()].copy_from_slice(reason.as_bytes());
@@ -206,7 +200,7 @@ mod tests {
     #[test]
     fn entries_keep_reason_and_expiry() {
         let e = entry(Some(Duration::from_secs(60)), "scan from the guest wifi").expect("entry");
-        let now = boot_ns();
+        let now = sys::clock::boot_ns();
         assert!(e.active(now) && !e.active(now + 61_000_000_000));
         let d = describe("10.9.9.9".into(), &e, now);
         assert_eq!(d.reason, "scan from the guest wifi");

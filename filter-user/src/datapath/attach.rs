@@ -1,8 +1,6 @@
 //! Attaching the loaded program to interfaces, with errors an operator can
 //! act on.
 
-use std::ffi::CString;
-
 use aya::programs::{ProgramError, XdpMode, xdp::XdpLinkId};
 
 use crate::{Filter, error::LoadError};
@@ -18,12 +16,7 @@ pub enum AttachMode {
 
 /// The ifindex of `name`, or an error naming it.
 pub fn ifindex(name: &str) -> Result<u32, LoadError> {
-    let c = CString::new(name).map_err(|_| LoadError::NoSuchInterface(name.to_string()))?;
-    // SAFETY: `c` is a valid NUL-terminated string for the duration of the call.
-    match unsafe { libc::if_nametoindex(c.as_ptr()) } {
-        0 => Err(LoadError::NoSuchInterface(name.to_string())),
-        i => Ok(i),
-    }
+    crate::sys::net::if_index(name).ok_or_else(|| LoadError::NoSuchInterface(name.to_string()))
 }
 
 impl Filter {

@@ -21,11 +21,11 @@ use filter_common::{
 use super::{
     Filter,
     handles::{map_fd, new_peer_trie},
-    sys,
 };
 use crate::{
     compile::{Compiled, PeerPrefix},
     error::LoadError,
+    sys::bpf,
 };
 
 impl Filter {
@@ -174,7 +174,7 @@ impl Filter {
         }
         let base = generation * MAX_RULE_ENTRIES;
         let keys: Vec<u32> = (0..entries.len() as u32).map(|i| base + i).collect();
-        sys::update_batch(self.maps.rules.fd().as_fd(), &keys, &entries)?;
+        bpf::update_batch(self.maps.rules.fd().as_fd(), &keys, &entries)?;
         let mut trie = new_peer_trie()?;
         {
             let mut t: LpmTrie<&mut MapData, PeerSetKey, u8> = (&mut trie).try_into()?;
@@ -183,7 +183,7 @@ impl Filter {
                 t.insert(&Key::new(PEER_SET_KEY_BITS - 128 + p.len, key), 1, 0)?;
             }
         }
-        sys::update_batch(self.maps.peer_nets.fd().as_fd(), &[generation], &[map_fd(&trie)])?;
+        bpf::update_batch(self.maps.peer_nets.fd().as_fd(), &[generation], &[map_fd(&trie)])?;
         self.generations.published = Some(trie);
         let g = generation as usize;
         self.generations.rules_written[g] = entries.len() as u32;
@@ -228,7 +228,7 @@ impl Filter {
             .collect();
         let keys: Vec<u32> =
             (0..lines.len() as u32).map(|i| generation * MAX_DEVICE_LINES + i).collect();
-        sys::update_batch(self.maps.device_lines.fd().as_fd(), &keys, &lines)?;
+        bpf::update_batch(self.maps.device_lines.fd().as_fd(), &keys, &lines)?;
         Ok(())
     }
 
@@ -267,7 +267,7 @@ impl Filter {
                 }
             }
         }
-        sys::update_batch(self.maps.v4_index.fd().as_fd(), &index_keys, &index_lines)?;
+        bpf::update_batch(self.maps.v4_index.fd().as_fd(), &index_keys, &index_lines)?;
         self.generations.addrs_written[generation as usize] = addrs;
         self.maps.meta.set(meta::DEVICE_ADDRS + generation, u64::from(addrs), 0)?;
         Ok(())
@@ -283,7 +283,7 @@ impl Filter {
                 let size = (!n.mask).saturating_add(1).min(V4_INDEX_ENTRIES);
                 let keys: Vec<u32> =
                     (0..size).map(|i| generation * V4_INDEX_ENTRIES + n.base + i).collect();
-                sys::update_batch(self.maps.v4_index.fd().as_fd(), &keys, &vec![0u32; keys.len()])?;
+                bpf::update_batch(self.maps.v4_index.fd().as_fd(), &keys, &vec![0u32; keys.len()])?;
             }
         }
         self.maps.config.set(generation, Config::default(), 0)?;
@@ -308,7 +308,7 @@ impl Filter {
         // Point the generation's slot at the empty trie, which matches
         // nothing (the same as no trie), so its trie can be freed. Its
         // `RULES` entries are left: no device of it points at them now.
-        sys::update_batch(
+        bpf::update_batch(
             self.maps.peer_nets.fd().as_fd(),
             &[generation],
             &[map_fd(&self.generations.empty_peers)],
@@ -328,7 +328,7 @@ impl Filter {
     pub(super) fn wait_for_readers(&mut self, generation: u32) -> Result<(), LoadError> {
         let trie = self.generations.published.take();
         let fd = map_fd(trie.as_ref().unwrap_or(&self.generations.empty_peers));
-        sys::update_batch(self.maps.peer_nets.fd().as_fd(), &[generation], &[fd])?;
+        bpf::update_batch(self.maps.peer_nets.fd().as_fd(), &[generation], &[fd])?;
         Ok(())
     }
 

@@ -19,7 +19,6 @@ pub mod pins;
 pub mod program_log;
 mod slots;
 mod stats;
-pub(crate) mod sys;
 mod tc;
 
 use std::{
@@ -34,7 +33,7 @@ use aya::{
 };
 use filter_common::{GENERATIONS, PROGRAM_NAME, maps};
 
-use crate::error::LoadError;
+use crate::{error::LoadError, sys::bpf};
 
 use handles::{Maps, new_peer_trie, possible_cpus};
 use slots::name_of;
@@ -163,7 +162,7 @@ impl Filter {
         let Map::ProgramArray(data) = &self.maps.debug_progs else {
             return Err(LoadError::MissingMap(maps::DEBUG_PROGS));
         };
-        sys::lookup_u32(data.fd().as_fd(), 0)
+        bpf::lookup_u32(data.fd().as_fd(), 0)
             .map_err(|e| LoadError::Pin(format!("reading {}: {e}", maps::DEBUG_PROGS)))
     }
 

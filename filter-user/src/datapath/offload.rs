@@ -5,11 +5,9 @@
 //! would look untagged and be dropped as `wrong-vlan`. What vlanguard does
 //! about it, per interface, is `--vlan-offload` (README "VLAN offload").
 
-use std::{
-    ffi::CString,
-    io,
-    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
-};
+use std::io;
+
+use crate::sys;
 
 /// What to do on an interface whose NIC takes VLAN tags out of frames.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -63,50 +61,10 @@ const ETHTOOL_GFLAGS: u32 = 0x25;
 const ETHTOOL_SFLAGS: u32 = 0x26;
 const ETH_FLAG_RXVLAN: u32 = 1 << 8;
 
-#[repr(C)]
-struct EthtoolValue {
-    cmd: u32,
-    data: u32,
-}
-
-#[repr(C)]
-struct IfReq {
-    name: [libc::c_char; libc::IFNAMSIZ],
-    data: *mut EthtoolValue,
-    _pad: [u8; 16],
-}
-
-fn ethtool(iface: &str, cmd: u32, data: u32) -> io::Result<u32> {
-    let name = CString::new(iface).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    let bytes = name.as_bytes_with_nul();
-    if bytes.len() > libc::IFNAMSIZ {
-        return Err(io::Error::from(io::ErrorKind::InvalidInput));
-    }
-    let mut value = EthtoolValue { cmd, data };
-    let mut req = IfReq { name: [0; libc::IFNAMSIZ], data: &mut value, _pad: [0; 16] };
-    for (d, s) in req.name.iter_mut().zip(bytes) {
-        *d = *s as libc::c_char;
-    }
-    // SAFETY: a datagram socket we own, closed on drop.
-    let sock = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if sock < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `sock` was just opened and is owned here.
-    let sock = unsafe { OwnedFd::from_raw_fd(sock) };
-    // SAFETY: SIOCETHTOOL reads the interface name and the command from
-    // `req` and writes `value`, both live for the call.
-    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCETHTOOL, &mut req) };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(value.data)
-}
-
 /// Whether `iface`'s NIC takes VLAN tags out of received frames. An
 /// interface without ethtool flags (loopback, some virtual ones) does not.
 pub fn rx_vlan_offload(iface: &str) -> io::Result<bool> {
-    match ethtool(iface, ETHTOOL_GFLAGS, 0) {
+    match sys::net::ethtool(iface, ETHTOOL_GFLAGS, 0) {
         Ok(flags) => Ok(flags & ETH_FLAG_RXVLAN != 0),
         Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => Ok(false),
         Err(e) => Err(e),
@@ -116,8 +74,8 @@ pub fn rx_vlan_offload(iface: &str) -> io::Result<bool> {
 /// Turns `iface`'s rx VLAN offload off (`ethtool -K IFACE rxvlan off`),
 /// leaving its other flags as they are; checks that it took.
 pub fn disable_rx_vlan_offload(iface: &str) -> io::Result<()> {
-    let flags = ethtool(iface, ETHTOOL_GFLAGS, 0)?;
-    ethtool(iface, ETHTOOL_SFLAGS, flags & !ETH_FLAG_RXVLAN)?;
+    let flags = sys::net::ethtool(iface, ETHTOOL_GFLAGS, 0)?;
+    sys::net::ethtool(iface, ETHTOOL_SFLAGS, flags & !ETH_FLAG_RXVLAN)?;
     if rx_vlan_offload(iface)? {
         return Err(io::Error::other("the driver kept rx VLAN offload on"));
     }

@@ -15,7 +15,7 @@
 use std::{
     fs::{self, File},
     io,
-    os::fd::AsRawFd as _,
+    os::fd::AsFd as _,
     path::{Path, PathBuf},
 };
 
@@ -32,10 +32,8 @@ use crate::{
         offload::{self, TagPath, VlanOffload},
         tc_pin,
     },
+    sys,
 };
-
-/// `statfs` magic of a BPF filesystem.
-const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/vlanguard";
 
@@ -97,7 +95,7 @@ impl PinDir {
     /// Creates the directory (on a BPF filesystem) and takes the lock.
     pub fn lock(&self) -> Result<Lock, LoadError> {
         let parent = self.root.parent().unwrap_or(Path::new("/"));
-        if !self.root.exists() && !is_bpffs(parent) {
+        if !self.root.exists() && !sys::fs::is_bpffs(parent) {
             return Err(LoadError::Pin(format!(
                 "{} is not on a BPF filesystem; mount one first: mount -t bpf bpf {}",
                 self.root.display(),
@@ -114,8 +112,7 @@ impl PinDir {
         }
         let dir = File::open(&self.root)
             .map_err(|e| LoadError::Pin(format!("opening {}: {e}", self.root.display())))?;
-        // SAFETY: flock on a file descriptor we own; no memory is involved.
-        if unsafe { libc::flock(dir.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        if sys::fs::lock_exclusive(dir.as_fd()).is_err() {
             return Err(LoadError::Locked(self.root.display().to_string()));
         }
         Ok(Lock { _dir: dir, created })
@@ -330,17 +327,6 @@ fn is_mount_point(path: &Path) -> bool {
     match (fs::metadata(path), fs::metadata(parent)) {
         (Ok(a), Ok(b)) => a.dev() != b.dev(),
         _ => false,
-    }
-}
-
-fn is_bpffs(path: &Path) -> bool {
-    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
-        return false;
-    };
-    // SAFETY: `c` is NUL-terminated and `buf` is a properly sized statfs.
-    unsafe {
-        let mut buf: libc::statfs = std::mem::zeroed();
-        libc::statfs(c.as_ptr(), &raw mut buf) == 0 && buf.f_type == BPF_FS_MAGIC
     }
 }
 

@@ -6,10 +6,12 @@
 //! empty, which under a flood may take long, and the daemon's event loop
 //! (control socket, scrapes, drop events) must not wait for it.
 
-use std::{io, os::fd::AsRawFd as _, thread};
+use std::{io, os::fd::AsFd as _, thread};
 
 use aya_log::EbpfLogger;
 use log::{Log, Metadata, Record};
+
+use crate::sys;
 
 /// Writes each program record as one line on standard error.
 struct Stderr;
@@ -38,17 +40,12 @@ pub fn spawn(program_id: u32) -> anyhow::Result<()> {
         if let Err(e) = crate::privileges::drop_unneeded() {
             eprintln!("vlanguard: program log: giving up capabilities: {e}");
         }
-        let mut poll = libc::pollfd { fd: logger.as_raw_fd(), events: libc::POLLIN, revents: 0 };
         loop {
-            // SAFETY: one valid pollfd, for the duration of the call; the
-            // logger keeps the descriptor open.
-            let ready = unsafe { libc::poll(&raw mut poll, 1, -1) };
-            if ready > 0 {
-                logger.flush();
-            } else if ready < 0 {
-                let err = io::Error::last_os_error();
-                if err.kind() != io::ErrorKind::Interrupted {
-                    eprintln!("vlanguard: program log: poll: {err}");
+            match sys::process::wait_readable(logger.as_fd()) {
+                Ok(()) => logger.flush(),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    eprintln!("vlanguard: program log: poll: {e}");
                     return;
                 }
             }

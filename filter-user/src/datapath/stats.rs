@@ -12,8 +12,8 @@ use filter_common::{
     global_stat_index, maps,
 };
 
-use super::{Filter, flows::FlowStats, sys};
-use crate::error::LoadError;
+use super::{Filter, flows::FlowStats};
+use crate::{error::LoadError, sys::bpf};
 
 impl Filter {
     /// Frames each rule let through: (slot, direction, rule index) -> count,
@@ -81,7 +81,7 @@ impl Filter {
         let cpus = self.cpus;
         let len = (highest as usize + 1).min(self.device_capacity() as usize) * cpus;
         let fd = self.maps.counter_lines.map().fd().as_fd();
-        sys::for_each_chunk(fd, len, cpus, |first, lines: &[CounterLine]| {
+        bpf::for_each_chunk(fd, len, cpus, |first, lines: &[CounterLine]| {
             for (slot, per_cpu) in (first / cpus..).zip(lines.chunks_exact(cpus)) {
                 let slot = slot as u32;
                 if self.slots.names.contains_key(&slot) {
@@ -135,7 +135,7 @@ impl Filter {
         // through the outer array.
         let mut total = MapMemory { name: "PEER_NETS inner tries".into(), ..MapMemory::default() };
         for g in 0..GENERATIONS {
-            let id = sys::lookup_u32(self.maps.peer_nets.fd().as_fd(), g)
+            let id = bpf::lookup_u32(self.maps.peer_nets.fd().as_fd(), g)
                 .map_err(|e| LoadError::Pin(format!("reading {}: {e}", maps::PEER_NETS)))?;
             if let Some(id) = id {
                 let m = map_memory(id)?;

@@ -2,8 +2,7 @@
 //! rule entries (a million single updates would take a second) and the
 //! arrays of maps, and batched reads of the per-device counter lines. The kernel waits for an RCU grace period after every
 //! syscall update of a map of maps (so no program still holds the old inner
-//! map), which the loader uses to know that old readers are gone. And the
-//! one allocator call the daemon makes (`trim_heap`).
+//! map), which the loader uses to know that old readers are gone.
 
 use std::{
     io,
@@ -177,17 +176,4 @@ pub fn lookup_u32(map: BorrowedFd<'_>, key: u32) -> io::Result<Option<u32>> {
         };
     }
     Ok(Some(value))
-}
-
-/// Hands freed heap memory back to the kernel. Parsing a policy file
-/// allocates several kilobytes per device (the TOML document) and frees
-/// them right after, below the long-lived policy; glibc keeps such memory
-/// otherwise, so a 100,000-device daemon stayed at the parse's peak.
-pub fn trim_heap() {
-    // SAFETY: malloc_trim only walks the allocator's own free lists; it
-    // touches no memory the program holds.
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    unsafe {
-        libc::malloc_trim(0);
-    }
 }

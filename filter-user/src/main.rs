@@ -95,36 +95,12 @@ fn read_mud(
     args: &MudArgs,
 ) -> anyhow::Result<(filter_user::mud::Mud, filter_user::mud::Conversion)> {
     use filter_user::mud;
-    let data =
-        std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
-    if let (Some(sig), Some(anchor)) = (&args.signature, &args.trust_anchor) {
-        let sig = std::fs::read(sig).with_context(|| format!("reading {}", sig.display()))?;
-        let anchor =
-            std::fs::read(anchor).with_context(|| format!("reading {}", anchor.display()))?;
-        mud::verify_signature(&data, &sig, &anchor)
-            .map_err(|e| anyhow::anyhow!("{}: {e}; nothing imported", args.file.display()))?;
+    let signed = args.signature.as_deref().zip(args.trust_anchor.as_deref());
+    let data = mud::read_file(&args.file, signed)?;
+    if signed.is_some() {
         eprintln!("vlanguard: signature verified against the trust anchor");
     }
-    let text = String::from_utf8(data).context("the MUD file is not UTF-8 text")?;
-    let fail = |errors: Vec<String>| {
-        anyhow::anyhow!(
-            "{}: cannot be enforced as written:\n  {}",
-            args.file.display(),
-            errors.join("\n  ")
-        )
-    };
-    let parsed = mud::parse(&text).map_err(fail)?;
-    let mut map = std::collections::BTreeMap::new();
-    for a in &args.abstractions {
-        let (key, set) = a
-            .rsplit_once('=')
-            .with_context(|| format!("--abstraction {a:?}: want ABSTRACTION=SET"))?;
-        let key: mud::Abstraction =
-            key.parse().map_err(|e: String| anyhow::anyhow!("--abstraction {a:?}: {e}"))?;
-        map.insert(key, set.to_string());
-    }
-    let conversion = mud::convert(&parsed, &map).map_err(fail)?;
-    Ok((parsed, conversion))
+    Ok(mud::check_file(&args.file, data, &args.abstractions)?)
 }
 
 #[derive(Subcommand)]
@@ -584,23 +560,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             MudCommand::Import { args, profile, accept_stricter, json } => {
                 let (parsed, conversion) = read_mud(&args)?;
-                if !conversion.stricter.is_empty() && !accept_stricter {
-                    let list: Vec<String> = conversion
-                        .stricter
-                        .iter()
-                        .map(|(ace, why)| format!("ACE {ace}: {why}"))
-                        .collect();
-                    anyhow::bail!(
-                        "{}: not imported: vlanguard would enforce some entries more strictly than the file says:\n  {}\n\
-                         review them (`vlanguard mud show`) and pass --accept-stricter to import anyway",
-                        args.file.display(),
-                        list.join("\n  ")
-                    );
-                }
-                if conversion.rules.is_empty() {
-                    anyhow::bail!("{}: allows nothing; no profile imported", args.file.display());
-                }
-                let rules = conversion.rules.into_iter().map(|(d, r, _)| (d, r)).collect();
+                let rules = conversion.into_import(&args.file, accept_stricter)?;
                 ask(&socket, &Request::MudImport { profile, url: parsed.url, rules }, json)
             }
         },

@@ -29,7 +29,6 @@ pub mod report;
 pub mod scan;
 pub mod suggest;
 mod sys;
-pub mod top;
 
 pub use compile::{Compiled, compile};
 pub use error::{LoadError, PolicyError};

@@ -19,6 +19,8 @@ use filter_user::{
     read_policy,
 };
 
+mod top;
+
 /// vlanguard: an XDP firewall for the VLANs that hold medical and IoT
 /// devices. Traffic to and from a protected VLAN is dropped unless the
 /// policy file allows it, per device.
@@ -527,7 +529,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Status { json } => ask(&socket, &Request::Status, json),
         Command::Top => {
-            filter_user::top::run(&socket)?;
+            top::run(&socket)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Events { device, follow, json } => events(&socket, device, follow, json),

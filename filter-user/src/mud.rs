@@ -1462,4 +1462,43 @@ mod tests {
         assert!(!is_dns_name("nurse-stations"));
         assert!(!is_dns_name("bad..name"));
     }
+
+    #[test]
+    fn files_are_checked_before_the_arguments_and_imports_refuse_stricter_or_nothing() {
+        let file = std::path::Path::new("pump.json");
+        let check = |data: &[u8], args: &[&str]| {
+            let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+            check_file(file, data.to_vec(), &args)
+        };
+        // A file that is no MUD file is reported before a malformed argument.
+        let e = check(b"{}", &["no-equals-sign"]).expect_err("not a MUD file");
+        assert!(matches!(e, FileError::Unenforceable { .. }), "{e}");
+        assert!(matches!(check(&[0xff], &[]), Err(FileError::NotText(_))));
+        let e = check(ALL.as_bytes(), &["no-equals-sign"]).expect_err("malformed");
+        assert_eq!(e.to_string(), "--abstraction \"no-equals-sign\": want ABSTRACTION=SET");
+        let e = check(ALL.as_bytes(), &["nonsense=set"]).expect_err("unknown");
+        assert!(matches!(e, FileError::Abstraction { .. }), "{e}");
+
+        let all = [
+            "my-controller=a",
+            "local-networks=b",
+            "same-manufacturer=c",
+            "manufacturer:pumps.example.com=d",
+            "model:https://pumps.example.com/p1=e",
+            "controller:https://ctl.example.com/x=f",
+        ];
+        let (_, c) = check(ALL.as_bytes(), &all).expect("converts");
+        let e = c.clone().into_import(file, false).expect_err("stricter");
+        assert!(
+            e.to_string().contains("ACE gte-no-direction")
+                && e.to_string().contains("--accept-stricter"),
+            "{e}"
+        );
+        assert_eq!(c.clone().into_import(file, true).expect("accepted").len(), c.rules.len());
+        let nothing = Conversion::default().into_import(file, true).expect_err("empty");
+        assert_eq!(nothing.to_string(), "pump.json: allows nothing; no profile imported");
+
+        let missing = read_file(std::path::Path::new("/nonexistent/pump.json"), None);
+        assert!(matches!(missing, Err(FileError::Read { .. })));
+    }
 }

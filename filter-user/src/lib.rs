@@ -17,7 +17,6 @@ pub mod scan;
 pub mod sys;
 #[cfg(feature = "lab")]
 pub mod test_objects;
-pub mod top;
 
 pub use datapath::{Filter, PROGRAM_OBJECT};
 pub use error::{LoadError, PolicyError};

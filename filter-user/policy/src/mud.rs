@@ -955,6 +955,100 @@ pub fn verify_signature(data: &[u8], signature: &[u8], anchor_pem: &[u8]) -> Res
         .map_err(|e| format!("the signature does not verify against the trust anchor: {e}"))
 }
 
+/// Why a MUD file on disk is not shown or imported (`vlanguard mud show`,
+/// `mud import`). Each message names the file or option at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("reading {}", path.display())]
+    Read {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: {reason}; nothing imported", file.display())]
+    Signature { file: std::path::PathBuf, reason: String },
+    #[error("the MUD file is not UTF-8 text")]
+    NotText(#[source] std::string::FromUtf8Error),
+    #[error("{}: cannot be enforced as written:\n  {}", file.display(), errors.join("\n  "))]
+    Unenforceable { file: std::path::PathBuf, errors: Vec<String> },
+    /// An `ABSTRACTION=SET` argument that is not one.
+    #[error("--abstraction {argument:?}: {reason}")]
+    Abstraction { argument: String, reason: String },
+    #[error(
+        "{}: not imported: vlanguard would enforce some entries more strictly than the file \
+         says:\n  {}\nreview them (`vlanguard mud show`) and pass --accept-stricter to import \
+         anyway",
+        file.display(),
+        entries.join("\n  ")
+    )]
+    Stricter { file: std::path::PathBuf, entries: Vec<String> },
+    #[error("{}: allows nothing; no profile imported", file.display())]
+    AllowsNothing { file: std::path::PathBuf },
+}
+
+/// Reads the MUD file `file`. With `signed` (detached signature, trust
+/// anchor), the signature is checked first: nothing of an unverified file
+/// is looked at.
+pub fn read_file(
+    file: &std::path::Path,
+    signed: Option<(&std::path::Path, &std::path::Path)>,
+) -> Result<Vec<u8>, FileError> {
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).map_err(|source| FileError::Read { path: path.into(), source })
+    };
+    let data = read(file)?;
+    if let Some((signature, anchor)) = signed {
+        let (signature, anchor) = (read(signature)?, read(anchor)?);
+        verify_signature(&data, &signature, &anchor)
+            .map_err(|reason| FileError::Signature { file: file.into(), reason })?;
+    }
+    Ok(data)
+}
+
+/// The MUD file `file` (its bytes as [`read_file`] returns them) parsed and
+/// converted into rules, its abstractions mapped by `abstractions`
+/// (`ABSTRACTION=SET` each, as `--abstraction` takes them). The file is
+/// checked before the mapping, so its own errors come first.
+pub fn check_file(
+    file: &std::path::Path,
+    data: Vec<u8>,
+    abstractions: &[String],
+) -> Result<(Mud, Conversion), FileError> {
+    let text = String::from_utf8(data).map_err(FileError::NotText)?;
+    let unenforceable = |errors| FileError::Unenforceable { file: file.into(), errors };
+    let parsed = parse(&text).map_err(unenforceable)?;
+    let mut map = BTreeMap::new();
+    for argument in abstractions {
+        let refuse = |reason: String| FileError::Abstraction { argument: argument.clone(), reason };
+        let (key, set) =
+            argument.rsplit_once('=').ok_or_else(|| refuse("want ABSTRACTION=SET".into()))?;
+        map.insert(key.parse::<Abstraction>().map_err(refuse)?, set.to_string());
+    }
+    let conversion = convert(&parsed, &map).map_err(unenforceable)?;
+    Ok((parsed, conversion))
+}
+
+impl Conversion {
+    /// The rules `mud import` installs from `file`: refused while some
+    /// entries would be enforced more strictly than the file says (unless
+    /// `accept_stricter`: the operator reviewed them), or when it allows
+    /// nothing (an empty profile is most likely a mapping mistake).
+    pub fn into_import(
+        self,
+        file: &std::path::Path,
+        accept_stricter: bool,
+    ) -> Result<Vec<(Direction, RuleSpec)>, FileError> {
+        if !self.stricter.is_empty() && !accept_stricter {
+            let entries = self.stricter.iter().map(|(ace, why)| format!("ACE {ace}: {why}"));
+            return Err(FileError::Stricter { file: file.into(), entries: entries.collect() });
+        }
+        if self.rules.is_empty() {
+            return Err(FileError::AllowsNothing { file: file.into() });
+        }
+        Ok(self.rules.into_iter().map(|(direction, rule, _)| (direction, rule)).collect())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1446,5 +1540,44 @@ mod tests {
         assert!(!is_dns_name("10.0.0.0/8"));
         assert!(!is_dns_name("nurse-stations"));
         assert!(!is_dns_name("bad..name"));
+    }
+
+    #[test]
+    fn files_are_checked_before_the_arguments_and_imports_refuse_stricter_or_nothing() {
+        let file = std::path::Path::new("pump.json");
+        let check = |data: &[u8], args: &[&str]| {
+            let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+            check_file(file, data.to_vec(), &args)
+        };
+        // A file that is no MUD file is reported before a malformed argument.
+        let e = check(b"{}", &["no-equals-sign"]).expect_err("not a MUD file");
+        assert!(matches!(e, FileError::Unenforceable { .. }), "{e}");
+        assert!(matches!(check(&[0xff], &[]), Err(FileError::NotText(_))));
+        let e = check(ALL.as_bytes(), &["no-equals-sign"]).expect_err("malformed");
+        assert_eq!(e.to_string(), "--abstraction \"no-equals-sign\": want ABSTRACTION=SET");
+        let e = check(ALL.as_bytes(), &["nonsense=set"]).expect_err("unknown");
+        assert!(matches!(e, FileError::Abstraction { .. }), "{e}");
+
+        let all = [
+            "my-controller=a",
+            "local-networks=b",
+            "same-manufacturer=c",
+            "manufacturer:pumps.example.com=d",
+            "model:https://pumps.example.com/p1=e",
+            "controller:https://ctl.example.com/x=f",
+        ];
+        let (_, c) = check(ALL.as_bytes(), &all).expect("converts");
+        let e = c.clone().into_import(file, false).expect_err("stricter");
+        assert!(
+            e.to_string().contains("ACE gte-no-direction")
+                && e.to_string().contains("--accept-stricter"),
+            "{e}"
+        );
+        assert_eq!(c.clone().into_import(file, true).expect("accepted").len(), c.rules.len());
+        let nothing = Conversion::default().into_import(file, true).expect_err("empty");
+        assert_eq!(nothing.to_string(), "pump.json: allows nothing; no profile imported");
+
+        let missing = read_file(std::path::Path::new("/nonexistent/pump.json"), None);
+        assert!(matches!(missing, Err(FileError::Read { .. })));
     }
 }

@@ -17,7 +17,7 @@ use ratatui::{
     widgets::{Block, Borders, Paragraph, Row, Table},
 };
 
-use crate::control::{self, Request};
+use filter_user::control::{self, Request};
 
 /// (device, vlan) -> (passed, dropped) packets, and reason -> dropped.
 #[derive(Default)]

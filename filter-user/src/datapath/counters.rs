@@ -47,8 +47,7 @@ pub fn carry_over(maps_dir: &Path, cpus: usize) -> Result<(), LoadError> {
             maps::LEGACY_DEVICE_COUNTERS => sums.device_counters(pinned(name)?)?,
             _ => sums.rule_hit_lines(pinned(name)?)?,
         }
-        std::fs::remove_file(&path)
-            .map_err(|e| LoadError::Pin(format!("{}: {e}", path.display())))?;
+        std::fs::remove_file(&path).map_err(|e| LoadError::pin("", &path, e))?;
     }
     for (slot, add) in sums.lines {
         for (cpu, old) in add.iter().enumerate() {

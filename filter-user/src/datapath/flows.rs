@@ -62,7 +62,7 @@ pub fn seed(map: &mut Map) -> Result<u64, LoadError> {
     let mut bytes = [0u8; 8];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut bytes))
-        .map_err(|e| LoadError::Pin(format!("reading /dev/urandom for the flow hash seed: {e}")))?;
+        .map_err(|e| LoadError::system("reading /dev/urandom for the flow hash seed", e))?;
     // 0 means "not set".
     let seed = u64::from_ne_bytes(bytes) | 1;
     seeds.set(0, seed, 0)?;
@@ -113,6 +113,6 @@ pub fn carry_over(maps_dir: &Path) -> Result<u64, LoadError> {
         *first = first.wrapping_add(created.saturating_sub(ended + carried));
     }
     counters.set(flow_stats::EVICTED, PerCpuValues::try_from(evicted)?, 0)?;
-    std::fs::remove_file(&path).map_err(|e| LoadError::Pin(format!("{}: {e}", path.display())))?;
+    std::fs::remove_file(&path).map_err(|e| LoadError::pin("", &path, e))?;
     Ok(carried)
 }

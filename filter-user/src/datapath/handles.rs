@@ -140,7 +140,8 @@ impl MapSource for Fresh<'_> {
     fn map(&mut self, name: &'static str) -> Result<Map, LoadError> {
         let map = self.ebpf.take_map(name).ok_or(LoadError::MissingMap(name))?;
         if let Some(dir) = self.pin {
-            map.pin(dir.join(name)).map_err(|e| LoadError::Pin(format!("map {name}: {e}")))?;
+            map.pin(dir.join(name))
+                .map_err(|e| LoadError::system(format!("pinning map {name}"), e))?;
         }
         Ok(map)
     }
@@ -158,8 +159,7 @@ impl MapSource for Pinned<'_> {
 /// The map pinned at `maps_dir/name`.
 pub(crate) fn pinned_map(maps_dir: &Path, name: &str) -> Result<Map, LoadError> {
     let path = maps_dir.join(name);
-    let data =
-        MapData::from_pin(&path).map_err(|e| LoadError::Pin(format!("{}: {e}", path.display())))?;
+    let data = MapData::from_pin(&path).map_err(|e| LoadError::pin("", &path, e))?;
     Ok(Map::from_map_data(data)?)
 }
 
@@ -185,7 +185,7 @@ pub(super) fn maps_with_logger(ebpf: &mut Ebpf, pin: Option<&Path>) -> Result<Ma
 
 /// Possible CPUs: the length of a per-CPU map's value.
 pub(super) fn possible_cpus() -> Result<usize, LoadError> {
-    aya::util::nr_cpus().map_err(|(_, e)| LoadError::Pin(format!("CPU count: {e}")))
+    aya::util::nr_cpus().map_err(|(_, e)| LoadError::system("CPU count", e))
 }
 
 /// Refuses an upgrade whose maps would not fit the pinned ones (type, key

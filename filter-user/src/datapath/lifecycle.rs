@@ -59,7 +59,8 @@ impl Filter {
         let prog = xdp_mut(&mut ebpf, PROGRAM_NAME)?;
         prog.load()?;
         if let Some((prog_pin, _)) = pin {
-            prog.pin(prog_pin).map_err(|e| LoadError::Pin(format!("program: {e}")))?;
+            prog.pin(prog_pin)
+                .map_err(|e| LoadError::pin("pinning the program at", prog_pin, e))?;
         }
         let maps = maps_with_logger(&mut ebpf, pin.map(|(_, maps)| maps))?;
         let mut filter = Filter::with(Program::Loaded(ebpf), maps)?;
@@ -71,7 +72,7 @@ impl Filter {
     /// reloaded or detached, the running filter keeps enforcing.
     pub fn from_pins(prog: &Path, maps: &Path) -> Result<Filter, LoadError> {
         let program = Xdp::from_pin(prog, aya_obj::programs::XdpAttachType::Interface)
-            .map_err(|e| LoadError::Pin(format!("{}: {e}", prog.display())))?;
+            .map_err(|e| LoadError::pin("", prog, e))?;
         let maps_dir = maps;
         pin_unpinned(&program, maps_dir)?;
         let maps = Maps::take(&mut Pinned(maps))?;
@@ -98,7 +99,7 @@ impl Filter {
         capacity: u32,
     ) -> Result<Option<(Filter, u64, u64, u64)>, LoadError> {
         let running = Xdp::from_pin(prog_pin, aya_obj::programs::XdpAttachType::Interface)
-            .map_err(|e| LoadError::Pin(format!("{}: {e}", prog_pin.display())))?;
+            .map_err(|e| LoadError::pin("", prog_pin, e))?;
         let old_tag = running.info()?.tag();
         pin_unpinned(&running, maps_dir)?;
         check_map_layouts(object, maps_dir)?;
@@ -141,9 +142,8 @@ impl Filter {
             // The pin keeps the link; this handle only closes its descriptor.
             drop(prog.take_link(id)?);
         }
-        std::fs::remove_file(prog_pin)
-            .map_err(|e| LoadError::Pin(format!("{}: {e}", prog_pin.display())))?;
-        prog.pin(prog_pin).map_err(|e| LoadError::Pin(format!("program: {e}")))?;
+        std::fs::remove_file(prog_pin).map_err(|e| LoadError::pin("", prog_pin, e))?;
+        prog.pin(prog_pin).map_err(|e| LoadError::pin("pinning the program at", prog_pin, e))?;
         tc::upgrade(&mut ebpf, prog_pin, tc_links)?;
         // The maps are pinned already (they are the running filter's).
         let maps = maps_with_logger(&mut ebpf, None)?;
@@ -207,8 +207,7 @@ pub(super) fn clear_unkept(running: &Xdp, maps_dir: &Path) -> Result<(), LoadErr
     }
     if unused(maps::COUNTER_LINES) {
         let pin = maps_dir.join(maps::COUNTER_LINES);
-        std::fs::remove_file(&pin)
-            .map_err(|e| LoadError::Pin(format!("{}: {e}", pin.display())))?;
+        std::fs::remove_file(&pin).map_err(|e| LoadError::pin("", &pin, e))?;
     }
     Ok(())
 }
@@ -232,9 +231,7 @@ pub(super) fn pin_unpinned(running: &Xdp, maps_dir: &Path) -> Result<(), LoadErr
         if pin.exists() {
             continue;
         }
-        MapData::from_id(id)?
-            .pin(&pin)
-            .map_err(|e| LoadError::Pin(format!("{}: {e}", pin.display())))?;
+        MapData::from_id(id)?.pin(&pin).map_err(|e| LoadError::pin("", &pin, e))?;
     }
     Ok(())
 }

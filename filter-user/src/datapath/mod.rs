@@ -163,7 +163,7 @@ impl Filter {
             return Err(LoadError::MissingMap(maps::DEBUG_PROGS));
         };
         bpf::lookup_u32(data.fd().as_fd(), 0)
-            .map_err(|e| LoadError::Pin(format!("reading {}: {e}", maps::DEBUG_PROGS)))
+            .map_err(|e| LoadError::system(format!("reading {}", maps::DEBUG_PROGS), e))
     }
 
     /// The drop-event ring buffer, for one reader.

@@ -96,22 +96,16 @@ impl PinDir {
     pub fn lock(&self) -> Result<Lock, LoadError> {
         let parent = self.root.parent().unwrap_or(Path::new("/"));
         if !self.root.exists() && !sys::fs::is_bpffs(parent) {
-            return Err(LoadError::Pin(format!(
-                "{} is not on a BPF filesystem; mount one first: mount -t bpf bpf {}",
-                self.root.display(),
-                parent.display()
-            )));
+            return Err(LoadError::NotBpffs { dir: self.root.clone(), parent: parent.to_owned() });
         }
         let mut created = Vec::new();
         for dir in [self.root.clone(), self.maps(), self.links()] {
             if !dir.exists() {
                 created.push(dir.clone());
             }
-            fs::create_dir_all(&dir)
-                .map_err(|e| LoadError::Pin(format!("creating {}: {e}", dir.display())))?;
+            fs::create_dir_all(&dir).map_err(|e| LoadError::pin("creating", &dir, e))?;
         }
-        let dir = File::open(&self.root)
-            .map_err(|e| LoadError::Pin(format!("opening {}: {e}", self.root.display())))?;
+        let dir = File::open(&self.root).map_err(|e| LoadError::pin("opening", &self.root, e))?;
         if sys::fs::lock_exclusive(dir.as_fd()).is_err() {
             return Err(LoadError::Locked(self.root.display().to_string()));
         }
@@ -221,7 +215,7 @@ impl PinDir {
             let id: XdpLinkId = filter.attach(iface, mode)?;
             let link = filter.program().take_link(id)?;
             FdLink::try_from(link).map_err(|e| {
-                LoadError::Pin(format!("{iface}: the kernel attached without a BPF link ({e})"))
+                LoadError::system(format!("{iface}: the kernel attached without a BPF link"), e)
             })?
         };
         if existing.is_some() {
@@ -230,16 +224,14 @@ impl PinDir {
             // it), under another name, then moved into the XDP link's place.
             let staged = self.root.join(format!("switching_{}", pin_name(iface)));
             let _ = fs::remove_file(&staged);
-            fd_link
-                .pin(&staged)
-                .map_err(|e| LoadError::Pin(format!("{}: {e}", staged.display())))?;
+            fd_link.pin(&staged).map_err(|e| LoadError::pin("", &staged, e))?;
             self.remove_link(iface)?;
             fs::rename(&staged, &path).map_err(|e| {
-                LoadError::Pin(format!("moving {} to {}: {e}", staged.display(), path.display()))
+                LoadError::pin("moving", &staged, format!("to {}: {e}", path.display()))
             })?;
             return Ok((true, tags));
         }
-        fd_link.pin(&path).map_err(|e| LoadError::Pin(format!("{}: {e}", path.display())))?;
+        fd_link.pin(&path).map_err(|e| LoadError::pin("", &path, e))?;
         Ok((true, tags))
     }
 
@@ -255,10 +247,9 @@ impl PinDir {
     /// Detaches from `iface` by removing its link pin.
     pub fn remove_link(&self, iface: &str) -> Result<(), LoadError> {
         let path = self.link(iface);
-        let link = PinnedLink::from_pin(&path)
-            .map_err(|e| LoadError::Pin(format!("{}: {e}", path.display())))?;
+        let link = PinnedLink::from_pin(&path).map_err(|e| LoadError::pin("", &path, e))?;
         // Unpinning hands back the last reference; dropping it detaches.
-        drop(link.unpin().map_err(|e| LoadError::Pin(format!("{}: {e}", path.display())))?);
+        drop(link.unpin().map_err(|e| LoadError::pin("", &path, e))?);
         Ok(())
     }
 
@@ -270,9 +261,7 @@ impl PinDir {
             self.remove_link(iface)?;
         }
         let remove = |p: PathBuf| match fs::remove_file(&p) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                Err(LoadError::Pin(format!("removing {}: {e}", p.display())))
-            }
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(LoadError::pin("removing", &p, e)),
             _ => Ok(()),
         };
         remove(self.prog())?;
@@ -283,7 +272,7 @@ impl PinDir {
         for dir in [self.links(), self.maps()] {
             match fs::remove_dir(&dir) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                    return Err(LoadError::Pin(format!("removing {}: {e}", dir.display())));
+                    return Err(LoadError::pin("removing", &dir, e));
                 }
                 _ => {}
             }
@@ -298,7 +287,7 @@ impl PinDir {
                     if e.kind() != io::ErrorKind::NotFound
                         && e.kind() != io::ErrorKind::DirectoryNotEmpty =>
                 {
-                    return Err(LoadError::Pin(format!("removing {}: {e}", self.root.display())));
+                    return Err(LoadError::pin("removing", &self.root, e));
                 }
                 _ => {}
             }

@@ -136,7 +136,7 @@ impl Filter {
         let mut total = MapMemory { name: "PEER_NETS inner tries".into(), ..MapMemory::default() };
         for g in 0..GENERATIONS {
             let id = bpf::lookup_u32(self.maps.peer_nets.fd().as_fd(), g)
-                .map_err(|e| LoadError::Pin(format!("reading {}: {e}", maps::PEER_NETS)))?;
+                .map_err(|e| LoadError::system(format!("reading {}", maps::PEER_NETS), e))?;
             if let Some(id) = id {
                 let m = map_memory(id)?;
                 total.max_entries += m.max_entries;

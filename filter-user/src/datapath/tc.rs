@@ -43,8 +43,7 @@ impl TcSource {
         if !path.exists() {
             return Ok(None);
         }
-        let program = SchedClassifier::from_pin(&path)
-            .map_err(|e| LoadError::Pin(format!("{}: {e}", path.display())))?;
+        let program = SchedClassifier::from_pin(&path).map_err(|e| LoadError::pin("", &path, e))?;
         Ok(Some(TcSource::Pinned(Box::new(program))))
     }
 }
@@ -80,7 +79,7 @@ impl Filter {
         }
         if self.tc.is_none() {
             let Some((prog, maps_dir)) = &pinned else {
-                return Err(LoadError::Pin("the TC program needs the pin directory".into()));
+                return Err(LoadError::Refused("the TC program needs the pin directory".into()));
             };
             // The XDP program was adopted from its pin: load the TC one
             // from this binary over the same pinned maps.
@@ -122,7 +121,7 @@ impl Filter {
                 ),
             })?;
         let link = program.take_link(id)?;
-        FdLink::try_from(link).map_err(|e| LoadError::Pin(format!("TCX link of {iface}: {e}")))
+        FdLink::try_from(link).map_err(|e| LoadError::system(format!("TCX link of {iface}"), e))
     }
 }
 
@@ -130,21 +129,17 @@ fn pin(program: &mut SchedClassifier, prog: &Path) -> Result<(), LoadError> {
     let path = tc_pin(prog);
     match std::fs::remove_file(&path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            return Err(LoadError::Pin(format!("{}: {e}", path.display())));
+            return Err(LoadError::pin("", &path, e));
         }
         _ => {}
     }
-    program.pin(&path).map_err(|e| LoadError::Pin(format!("TC program: {e}")))
+    program.pin(&path).map_err(|e| LoadError::pin("pinning the TC program at", &path, e))
 }
 
 /// Which hook the link pinned at `path` runs the filter at.
 pub fn link_type(path: &Path) -> Result<LinkType, LoadError> {
-    let pinned = PinnedLink::from_pin(path)
-        .map_err(|e| LoadError::Pin(format!("{}: {e}", path.display())))?;
-    FdLink::from(pinned)
-        .info()
-        .and_then(|i| i.link_type())
-        .map_err(|e| LoadError::Pin(format!("{}: {e}", path.display())))
+    let pinned = PinnedLink::from_pin(path).map_err(|e| LoadError::pin("", path, e))?;
+    FdLink::from(pinned).info().and_then(|i| i.link_type()).map_err(|e| LoadError::pin("", path, e))
 }
 
 /// The pinned links, XDP ones and TCX ones apart.
@@ -154,13 +149,9 @@ pub(super) fn links_by_hook(
     let (mut xdp, mut tcx) = (Vec::new(), Vec::new());
     for path in paths {
         let open = || -> Result<FdLink, LoadError> {
-            Ok(FdLink::from(
-                PinnedLink::from_pin(path)
-                    .map_err(|e| LoadError::Pin(format!("{}: {e}", path.display())))?,
-            ))
+            Ok(FdLink::from(PinnedLink::from_pin(path).map_err(|e| LoadError::pin("", path, e))?))
         };
-        let bad =
-            |e: aya::programs::links::LinkError| LoadError::Pin(format!("{}: {e}", path.display()));
+        let bad = |e: aya::programs::links::LinkError| LoadError::pin("", path, e);
         match link_type(path)? {
             LinkType::Tcx => tcx.push(SchedClassifierLink::try_from(open()?).map_err(bad)?),
             _ => xdp.push(XdpLink::try_from(open()?).map_err(bad)?),

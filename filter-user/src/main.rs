@@ -495,9 +495,9 @@ fn events(
                 });
                 return false;
             }
-            let list: Vec<Event> =
-                serde_json::from_value(reply.data["events"].clone()).unwrap_or_default();
-            for e in list {
+            let list: control::replies::Events =
+                serde_json::from_value(reply.data).unwrap_or_default();
+            for e in list.events {
                 println!(
                     "{}",
                     if json { serde_json::to_string(&e).unwrap_or_default() } else { e.line() }

@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::edit::{Direction, NewDevice, RuleSpec, Target};
 
+pub mod replies;
+
 pub const DEFAULT_SOCKET: &str = "/run/vlanguard/vlanguard.sock";
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -140,13 +142,20 @@ pub struct Reply {
     pub failure: Option<Failure>,
     /// Human-readable summary or error.
     pub message: String,
-    /// Structured result for `--json`.
+    /// Structured result for `--json`: one of the `replies` types, or null
+    /// for a failure.
     pub data: serde_json::Value,
 }
 
 impl Reply {
     pub fn ok(message: impl Into<String>, data: serde_json::Value) -> Reply {
         Reply { ok: true, failure: None, message: message.into(), data }
+    }
+    /// A success carrying one of the `replies` types.
+    pub fn with(message: impl Into<String>, data: &impl Serialize) -> Reply {
+        // Cannot fail for the `replies` types: plain fields, maps keyed by
+        // strings only.
+        Reply::ok(message, serde_json::to_value(data).unwrap_or_default())
     }
     pub fn invalid(message: impl Into<String>) -> Reply {
         Reply {

@@ -17,7 +17,7 @@ use ratatui::{
     widgets::{Block, Borders, Paragraph, Row, Table},
 };
 
-use filter_user::control::{self, Request};
+use filter_user::control::{self, Request, replies};
 
 /// (device, vlan) -> (passed, dropped) packets, and reason -> dropped.
 #[derive(Default)]
@@ -32,22 +32,19 @@ fn fetch(socket: &Path) -> anyhow::Result<Sample> {
     if !reply.ok {
         anyhow::bail!("{}", reply.message);
     }
+    let stats: replies::Stats = serde_json::from_value(reply.data).unwrap_or_default();
     let mut s = Sample { at: Some(Instant::now()), ..Sample::default() };
-    for r in reply.data["devices"].as_array().into_iter().flatten() {
-        let key =
-            (r["device"].as_str().unwrap_or("?").to_string(), r["vlan"].as_u64().unwrap_or(0));
-        let n = r["packets"].as_u64().unwrap_or(0);
-        let entry = s.devices.entry(key).or_default();
-        if r["verdict"] == "drop" {
-            entry.1 += n;
+    for r in stats.devices {
+        let entry = s.devices.entry((r.device, u64::from(r.vlan))).or_default();
+        if r.verdict == "drop" {
+            entry.1 += r.packets;
         } else {
-            entry.0 += n;
+            entry.0 += r.packets;
         }
     }
-    for r in reply.data["global"].as_array().into_iter().flatten() {
-        if r["verdict"] == "drop" {
-            *s.reasons.entry(r["reason"].as_str().unwrap_or("?").to_string()).or_default() +=
-                r["packets"].as_u64().unwrap_or(0);
+    for r in stats.global {
+        if r.verdict == "drop" {
+            *s.reasons.entry(r.reason).or_default() += r.packets;
         }
     }
     Ok(s)

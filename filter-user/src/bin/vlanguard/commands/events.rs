@@ -28,9 +28,9 @@ pub fn events(
                 code = super::refusal(&reply);
                 return false;
             }
-            let list: Vec<Event> =
-                serde_json::from_value(reply.data["events"].clone()).unwrap_or_default();
-            for e in list {
+            let list: control::replies::Events =
+                serde_json::from_value(reply.data).unwrap_or_default();
+            for e in list.events {
                 text::event(&e, json);
             }
             return follow;

@@ -1,0 +1,70 @@
+//! The device requests: `device list/add/remove`, `allow`, `revoke`. The
+//! changes are edits of the policy file (`Daemon::edit_policy`).
+
+use crate::{
+    control::{Reply, replies},
+    daemon::Daemon,
+    edit::{self, Direction, NewDevice, RuleSpec, Target},
+};
+
+impl Daemon {
+    pub(super) fn device_list(&self) -> Reply {
+        let devices = self
+            .policy
+            .devices
+            .iter()
+            .map(|d| replies::Device {
+                name: d.name.clone(),
+                vlan: d.vlan,
+                ip: d.addrs.iter().map(ToString::to_string).collect(),
+                mac: d
+                    .mac
+                    .map(|m| m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")),
+                allow_in: d.allow_in.len(),
+                allow_out: d.allow_out.len(),
+            })
+            .collect();
+        let mut text = format!(
+            "{:<24} {:>5} {:<34} {:>8} {:>9}\n",
+            "DEVICE", "VLAN", "IP", "IN RULES", "OUT RULES"
+        );
+        for d in &self.policy.devices {
+            let ips = d.addrs.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
+            text.push_str(&format!(
+                "{:<24} {:>5} {:<34} {:>8} {:>9}\n",
+                d.name,
+                d.vlan,
+                ips,
+                d.allow_in.len(),
+                d.allow_out.len()
+            ));
+        }
+        Reply::with(text, &replies::DeviceList { devices })
+    }
+
+    pub(super) fn device_add(&mut self, device: &NewDevice) -> anyhow::Result<Reply> {
+        self.edit_policy(|doc| edit::add_device(doc, device))
+    }
+
+    pub(super) fn device_remove(&mut self, name: &str) -> anyhow::Result<Reply> {
+        self.edit_policy(|doc| edit::remove_device(doc, name))
+    }
+
+    pub(super) fn allow(
+        &mut self,
+        target: &Target,
+        direction: Direction,
+        rule: &RuleSpec,
+    ) -> anyhow::Result<Reply> {
+        self.edit_policy(|doc| edit::add_rule(doc, target, direction, rule))
+    }
+
+    pub(super) fn revoke(
+        &mut self,
+        target: &Target,
+        direction: Direction,
+        rule: &RuleSpec,
+    ) -> anyhow::Result<Reply> {
+        self.edit_policy(|doc| edit::remove_rule(doc, target, direction, rule))
+    }
+}

@@ -1,0 +1,140 @@
+//! `status` and `stats`.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use crate::{
+    control::{Reply, replies},
+    daemon::{Daemon, join},
+    report,
+};
+
+impl Daemon {
+    /// `status`: the policy in force, the interfaces, the pins, the maps'
+    /// use, the program and the DNS names.
+    pub(super) fn status(&self) -> Reply {
+        let data = self.status_data();
+        Reply::with(self.status_text(&data), &data)
+    }
+
+    fn status_data(&self) -> replies::Status {
+        let interfaces = self
+            .config
+            .ifaces
+            .iter()
+            .map(|i| {
+                let tags = self.tag_path(i);
+                replies::Interface {
+                    name: i.clone(),
+                    attached: self.pins.link(i).exists(),
+                    hook: tags.map(|t| t.hook().to_string()),
+                    tags: tags.map(|t| t.name().to_string()),
+                }
+            })
+            .collect();
+        let occ = self.filter.occupancy();
+        replies::Status {
+            pin_dir: self.pins.root().to_path_buf(),
+            policy_file: self.config.policy.clone(),
+            revision: self.revision,
+            applied_at: crate::time::date(self.applied_at),
+            mode: format!("{:?}", self.config.mode).to_lowercase(),
+            interfaces,
+            devices: self.policy.devices.len(),
+            capabilities: crate::privileges::effective_names()
+                .into_iter()
+                .map(String::from)
+                .collect(),
+            program_tag: self.filter.program_tag().map(|t| format!("{t:016x}")).ok(),
+            names: self.policy.names.clone(),
+            dns_refresh_secs: self.policy.dns_refresh_secs,
+            maps: replies::MapUse {
+                device_addresses: occ.device_addrs,
+                protected_networks: occ.protected_nets,
+                rules: occ.rule_entries,
+                peer_networks: occ.peer_nets,
+            },
+        }
+    }
+
+    fn status_text(&self, s: &replies::Status) -> String {
+        let interfaces = self
+            .config
+            .ifaces
+            .iter()
+            .map(|i| match self.tag_path(i) {
+                Some(t) if self.pins.link(i).exists() => {
+                    format!("{i} ({}, tags {})", t.hook().to_uppercase(), t.name())
+                }
+                _ => format!("{i} (NOT attached)"),
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut text = format!(
+            "policy {} (revision {}, applied {}), {} devices\n\
+             interfaces: {} ({} XDP)\npins: {}\n\
+             maps: {} device addresses, {} protected networks, {} rule entries, {} \
+             peer-set networks",
+            self.config.policy.display(),
+            self.revision,
+            crate::time::date(self.applied_at),
+            self.policy.devices.len(),
+            interfaces,
+            s.mode,
+            self.pins.root().display(),
+            s.maps.device_addresses,
+            s.maps.protected_networks,
+            s.maps.rules,
+            s.maps.peer_networks,
+        );
+        if let Ok(tag) = self.filter.program_tag() {
+            text += &format!("\nprogram: tag {tag:016x} (vlanguard {})", env!("CARGO_PKG_VERSION"));
+        }
+        if !self.policy.names.is_empty() {
+            text += &format!(
+                "\nDNS names (resolved again every {}):",
+                humantime::format_duration(Duration::from_secs(self.policy.dns_refresh_secs))
+            );
+            for (name, addrs) in &self.policy.names {
+                text += &format!("\n  {name} -> {}", join(addrs));
+            }
+        }
+        text
+    }
+
+    /// `stats`: the counters by device (or one device) and the frames by
+    /// verdict and reason. The text shows what moved; JSON readers get
+    /// every row.
+    pub(super) fn stats(&self, device: Option<&str>, all: bool) -> anyhow::Result<Reply> {
+        if let Some(name) = device {
+            self.known_device(name)?;
+        }
+        let mut rows = self.device_samples()?;
+        rows.retain(|r| device.is_none_or(|d| r.device == d));
+        let global = self.frame_samples()?;
+        let moved: Vec<_> = rows.iter().filter(|r| all || r.packets > 0).cloned().collect();
+        let moved_global: Vec<_> =
+            global.iter().filter(|r| all || r.packets > 0).cloned().collect();
+        let mut text = report::device_table(&moved);
+        // The counters are by verdict; why a device's frames were dropped
+        // is in its recent drop events (a sample: events are rate-limited).
+        let mut reasons = BTreeMap::<String, u64>::new();
+        if let Some(name) = device {
+            for e in self.events.recent().matching(Some(name)) {
+                *reasons.entry(e.reason).or_default() += 1;
+            }
+            text.push_str(&report::recent_reasons(&reasons));
+        } else {
+            text.push('\n');
+            text.push_str(&report::global_table(&moved_global));
+        }
+        if !all {
+            text.push_str("(rows at zero left out; --all shows them)\n");
+        }
+        let data = replies::Stats {
+            devices: rows.iter().map(replies::DeviceCounters::from).collect(),
+            global: global.iter().map(replies::FrameCounters::from).collect(),
+            recent_drop_reasons: reasons,
+        };
+        Ok(Reply::with(text, &data))
+    }
+}

@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use super::log;
 use crate::{
-    control::{self, Reply, Request},
+    control::{Reply, Request},
     journal::Journal,
     refusals::{self, Refusal},
 };
@@ -119,7 +119,7 @@ impl Audit {
     ) {
         self.write(&Answered {
             uid,
-            user: control::user_name(uid),
+            user: crate::sys::users::user_name(uid),
             command: request,
             ok: reply.ok,
             result: &reply.message,
@@ -158,7 +158,7 @@ impl Audit {
         };
         self.write(&Refused {
             uid: r.uid,
-            user: r.uid.map(control::user_name),
+            user: r.uid.map(crate::sys::users::user_name),
             pid: r.pid,
             command,
             ok: false,
@@ -183,7 +183,7 @@ impl Audit {
     fn refusals_summary(&self, uid: Option<u32>, n: u64) {
         self.write(&Suppressed {
             uid,
-            user: uid.map(control::user_name),
+            user: uid.map(crate::sys::users::user_name),
             ok: false,
             refused: PERMISSION_DENIED,
             suppressed: n,

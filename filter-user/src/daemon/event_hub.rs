@@ -131,9 +131,12 @@ impl Daemon {
         }
         for r in raw {
             let names = self.filter.slot_names();
-            let Some(e) =
-                events::decode(&r, self.events.boot, |s| names.get(&s).cloned(), iface_name)
-            else {
+            let Some(e) = events::decode(
+                &r,
+                self.events.boot,
+                |s| names.get(&s).cloned(),
+                crate::sys::net::if_name,
+            ) else {
                 continue;
             };
             let scan = self.events.scan.as_mut().and_then(|d| d.observe(&e, Instant::now()));
@@ -190,15 +193,4 @@ fn scan_event(src: IpAddr) -> events::Event {
         verdict: "block".into(),
         to_device: None,
     }
-}
-
-fn iface_name(ifindex: u32) -> String {
-    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
-    // SAFETY: if_indextoname writes at most IF_NAMESIZE bytes into `buf`.
-    let p = unsafe { libc::if_indextoname(ifindex, buf.as_mut_ptr()) };
-    if p.is_null() {
-        return ifindex.to_string();
-    }
-    // SAFETY: on success `buf` holds a NUL-terminated name.
-    unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }.to_string_lossy().into_owned()
 }

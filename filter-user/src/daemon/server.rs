@@ -157,7 +157,7 @@ fn refusal(uid: Option<u32>, pid: Option<i32>, line: &str, reason: &str) -> Refu
 fn denied_reason(uid: u32, group: Option<u32>) -> String {
     format!(
         "permission denied: user {} is neither root nor in the vlanguard operators' group{}",
-        control::user_name(uid),
+        crate::sys::users::user_name(uid),
         if group.is_none() { " (the daemon allows root only; see run --group)" } else { "" }
     )
 }

@@ -12,7 +12,7 @@ use super::{
     untagged_ifaces,
 };
 use crate::{
-    Filter, Resolved, compile, control,
+    Filter, Resolved, compile,
     datapath::attach::ifindex,
     datapath::offload::TagPath,
     datapath::pins::{Lock, Opened, PinDir},
@@ -114,7 +114,7 @@ fn check(config: &Config) -> anyhow::Result<Checked> {
     }
     let untagged = untagged_ifaces(&config.policy, &policy)?;
     let group = match &config.group {
-        Some(name) => Some(control::group_id(name).with_context(|| {
+        Some(name) => Some(crate::sys::users::group_id(name).with_context(|| {
             format!("group {name:?} does not exist (create it, or leave out --group)")
         })?),
         None => None,

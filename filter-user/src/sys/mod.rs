@@ -8,3 +8,4 @@ pub mod clock;
 pub mod fs;
 pub mod net;
 pub mod process;
+pub mod users;

@@ -29,6 +29,19 @@ struct IfReq {
     _pad: [u8; 16],
 }
 
+/// The name of interface `ifindex`, or its number when it has none (it
+/// is gone).
+pub fn if_name(ifindex: u32) -> String {
+    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: if_indextoname writes at most IF_NAMESIZE bytes into `buf`.
+    let p = unsafe { libc::if_indextoname(ifindex, buf.as_mut_ptr()) };
+    if p.is_null() {
+        return ifindex.to_string();
+    }
+    // SAFETY: on success `buf` holds a NUL-terminated name.
+    unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }.to_string_lossy().into_owned()
+}
+
 /// ethtool command `cmd` on `iface` with `data` (SIOCETHTOOL); its answer.
 pub fn ethtool(iface: &str, cmd: u32, data: u32) -> io::Result<u32> {
     let name = CString::new(iface).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;

@@ -798,8 +798,10 @@ pub const MAX_FRAGS: u32 = 1 << 14;
 /// (`ipfrag_time`, 30 s).
 pub const FRAG_TIMEOUT_NS: u64 = 30_000_000_000;
 
-/// `FRAGS` key: a fragmented datagram (addresses v4-mapped).
-#[repr(C)]
+/// `FRAGS` key: a fragmented datagram (addresses v4-mapped). 8-aligned
+/// (its size is 40 either way) so that the program copies the addresses
+/// into it as words, not as halves.
+#[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct FragKey {
     pub src: [u8; 16],
@@ -1235,7 +1237,7 @@ mod tests {
         assert_layout!(DropEvent, size 64, align 8,
             ktime_ns @ 0, src @ 8, dst @ 24, src_slot @ 40, dst_slot @ 44, ifindex @ 48,
             sport @ 52, dport @ 54, vlan @ 56, proto @ 58, reason @ 59, verdict @ 60, _pad @ 61);
-        assert_layout!(FragKey, size 40, align 4, src @ 0, dst @ 16, id @ 32, proto @ 36, _pad @ 37);
+        assert_layout!(FragKey, size 40, align 8, src @ 0, dst @ 16, id @ 32, proto @ 36, _pad @ 37);
         assert_layout!(FragPorts, size 16, align 8, expires_ns @ 0, sport @ 8, dport @ 10, _pad @ 12);
         assert_layout!(RateWindow, size 16, align 8, start_ns @ 0, sent @ 8, _pad @ 12);
         assert_layout!(RuleHitKey, size 8, align 4, slot @ 0, direction @ 4, rule @ 5, _pad @ 6);

@@ -70,11 +70,10 @@ impl Involved {
 /// that code is checked once (see `parse::slot`).
 #[inline(always)]
 pub fn settle(reason: Reason, devices: Involved) -> (Reason, Involved) {
-    let Some(scratch) = scratch::get() else { return (reason, devices) };
-    // SAFETY: a field of this CPU's scratch value.
-    let slot = unsafe { &raw mut (*scratch).decision };
-    // SAFETY: this CPU's slot; XDP runs with preemption off, so it is this
-    // frame's from the write to the read.
+    let Some(slot) = scratch::decision() else { return (reason, devices) };
+    let slot = slot.ptr();
+    // SAFETY: this CPU's scratch slot (`scratch::Slot`): this frame's from
+    // the write to the read.
     let d = unsafe {
         slot.write(Decision {
             reason: reason as u32,

@@ -28,7 +28,7 @@ use filter_common::{
 use crate::{
     clock,
     parse::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, Packet},
-    scratch,
+    scratch::{self, Slot},
 };
 
 /// `bucket * FLOW_WAYS + way`: the flows.
@@ -46,14 +46,6 @@ static FLOW_SEED: Array<u64> = Array::with_max_entries(1, 0);
 /// `filter_common::flow_stats` (per CPU).
 #[map]
 static FLOW_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(flow_stats::LEN, 0);
-
-/// This frame's key, in the CPU's scratch space (`scratch`) rather than
-/// on the stack, which the parse and the rule lookups already fill.
-#[inline(always)]
-fn flow_key() -> Option<*const FlowKey> {
-    // SAFETY: a field of this CPU's scratch value.
-    Some(unsafe { &raw const (*scratch::get()?).flow_key })
-}
 
 const TCP_FIN: u8 = 0x01;
 const TCP_SYN: u8 = 0x02;
@@ -97,10 +89,13 @@ pub fn key(pkt: &Packet) -> Option<Tracked> {
         _ if is_echo(pkt, true) || is_echo(pkt, false) => (0, 0),
         _ => return None,
     };
-    // SAFETY: a field of this CPU's scratch value.
-    let slot = unsafe { &raw mut (*scratch::get()?).flow_key };
-    // SAFETY: this CPU's scratch space (see `flow_key`), plain data.
-    let key = unsafe { &mut *slot };
+    // The key lives in the CPU's scratch space rather than on the stack,
+    // which the parse and the rule lookups already fill.
+    let slot = scratch::flow_key()?;
+    // SAFETY: this CPU's scratch slot (`scratch::Slot`), plain data; the
+    // flow functions below read it only through this `Tracked` or a
+    // `Slot`, never through another reference.
+    let key = unsafe { &mut *slot.ptr() };
     let src_lo = key.set(&pkt.src, sport, &pkt.dst, dport, pkt.proto);
     let seed = match FLOW_SEED.get(0) {
         Some(s) => *s,
@@ -189,7 +184,7 @@ pub fn may_hold(hash: u64) -> bool {
 #[inline(never)]
 #[unsafe(no_mangle)]
 pub extern "C" fn vlanguard_flow_find(hash: u64) -> u32 {
-    let Some(key) = flow_key() else { return NO_ENTRY };
+    let Some(key) = scratch::flow_key() else { return NO_ENTRY };
     let bucket = flow_bucket(hash);
     let tag = flow_tag(hash);
     let Some(tags) = FLOW_TAGS.get_ptr(bucket) else { return NO_ENTRY };
@@ -215,27 +210,20 @@ pub extern "C" fn vlanguard_flow_find(hash: u64) -> u32 {
     NO_ENTRY
 }
 
-/// Whether cache entry `at` holds `key` (tag `tag`).
+/// Whether cache entry `at` holds `key` (tag `tag`), checked as a
+/// sequence-lock reader: the tag before and after the key, so a key
+/// another CPU is writing meanwhile never matches.
 #[inline(always)]
-fn holds_at(at: u32, key: *const FlowKey, tag: u32) -> bool {
-    match FLOW_CACHE.get_ptr(at) {
-        Some(e) => holds(e, key, tag),
-        None => false,
-    }
-}
-
-/// Whether entry `e` holds `key` (tag `tag`), checked as a sequence-lock
-/// reader: the tag before and after the key, so a key another CPU is
-/// writing meanwhile never matches.
-#[inline(always)]
-fn holds(e: *const FlowEntry, key: *const FlowKey, tag: u32) -> bool {
-    // SAFETY: `e` is a live cache entry and `key` this CPU's slot, both
-    // 8-aligned map values; FlowKey is five words (`FlowKey::words`).
+fn holds_at(at: u32, key: Slot<FlowKey>, tag: u32) -> bool {
+    let Some(e) = FLOW_CACHE.get_ptr(at) else { return false };
+    // SAFETY: `e` is a live cache entry and `key` this CPU's scratch slot
+    // (`scratch::Slot`), both 8-aligned map values; FlowKey is five words
+    // (`FlowKey::words`).
     unsafe {
         if (&raw const (*e).tag).read_volatile() != tag {
             return false;
         }
-        let (a, b) = ((&raw const (*e).key).cast::<u64>(), key.cast::<u64>());
+        let (a, b) = ((&raw const (*e).key).cast::<u64>(), key.ptr().cast::<u64>());
         let mut same = true;
         let mut i = 0;
         while i < 5 {
@@ -431,7 +419,7 @@ pub extern "C" fn vlanguard_flow_place(hash: u64, now: u64) -> u32 {
     let bucket = flow_bucket(hash);
     let tag = flow_tag(hash);
     let base = bucket * FLOW_WAYS;
-    let (Some(key), Some(tags)) = (flow_key(), FLOW_TAGS.get_ptr(bucket)) else {
+    let (Some(key), Some(tags)) = (scratch::flow_key(), FLOW_TAGS.get_ptr(bucket)) else {
         return base;
     };
     // First the tags alone: the key's own entry, else a free way. Other

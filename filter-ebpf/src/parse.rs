@@ -133,10 +133,9 @@ impl Packet {
 /// the slot is missing, which a loaded program cannot meet.
 #[inline(always)]
 pub fn slot(len: u32) -> Option<&'static mut Packet> {
-    // SAFETY: a field of this CPU's scratch value.
-    let slot = unsafe { &raw mut (*scratch::get()?).packet };
-    // SAFETY: this CPU's slot; XDP runs with preemption off, so it is this
-    // frame's until the program returns. `write`: the slot starts zeroed,
+    let slot = scratch::packet()?.ptr();
+    // SAFETY: this CPU's scratch slot (`scratch::Slot`), this frame's
+    // until the program returns. `write`: the slot starts zeroed,
     // which is a valid Packet but not this one.
     unsafe {
         slot.write(Packet::empty(len));

@@ -9,6 +9,7 @@ use crate::{
     decide::Involved,
     maps::{EVENT_RATE, EVENT_STATS, EVENTS},
     parse::Packet,
+    stats,
 };
 
 const NS_PER_SEC: u64 = 1_000_000_000;
@@ -82,8 +83,5 @@ pub fn emit(
 
 #[inline(always)]
 fn bump(index: u32) {
-    if let Some(c) = EVENT_STATS.get_ptr_mut(index) {
-        // SAFETY: this CPU's counter, as above.
-        unsafe { *c = (*c).wrapping_add(1) };
-    }
+    stats::bump(&EVENT_STATS, index);
 }

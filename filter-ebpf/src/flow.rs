@@ -29,6 +29,7 @@ use crate::{
     clock,
     parse::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, Packet},
     scratch::{self, Slot},
+    stats,
 };
 
 /// `bucket * FLOW_WAYS + way`: the flows.
@@ -514,8 +515,5 @@ fn is_echo(pkt: &Packet, request: bool) -> bool {
 
 #[inline(always)]
 fn bump(index: u32) {
-    if let Some(c) = FLOW_STATS.get_ptr_mut(index) {
-        // SAFETY: this CPU's counter; XDP runs with preemption off.
-        unsafe { *c = (*c).wrapping_add(1) };
-    }
+    stats::bump(&FLOW_STATS, index);
 }

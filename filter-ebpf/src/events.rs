@@ -2,7 +2,7 @@
 //! the rest are counted as suppressed, so a flood of dropped frames costs
 //! user space nothing.
 
-use filter_common::{DropEvent, Reason, Verdict, event_stats};
+use filter_common::{DropEvent, NS_PER_SEC, Reason, Verdict, event_stats};
 
 use crate::{
     clock,
@@ -11,8 +11,6 @@ use crate::{
     parse::Packet,
     stats,
 };
-
-const NS_PER_SEC: u64 = 1_000_000_000;
 
 /// 0 in every build but the upgrade test's second one
 /// (`VLANGUARD_EBPF_VARIANT=1`), which must differ in its instructions and

@@ -22,12 +22,13 @@ use aya_ebpf::{
 };
 use filter_common::{
     FLOW_BUCKETS, FLOW_WAYS, FlowEntry, FlowKey, FlowTags, FlowTimeout, FlowValue, MAX_FLOWS,
-    Settings, flow_bucket, flow_hash, flow_state, flow_stats, flow_tag, tag_lanes,
+    NS_PER_SEC, Settings, flow_bucket, flow_hash, flow_state, flow_stats, flow_tag, icmp, ipproto,
+    tag_lanes, tcp_flags,
 };
 
 use crate::{
     clock,
-    parse::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, Packet},
+    parse::Packet,
     scratch::{self, Slot},
     stats,
 };
@@ -47,18 +48,6 @@ static FLOW_SEED: Array<u64> = Array::with_max_entries(1, 0);
 /// `filter_common::flow_stats` (per CPU).
 #[map]
 static FLOW_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(flow_stats::LEN, 0);
-
-const TCP_FIN: u8 = 0x01;
-const TCP_SYN: u8 = 0x02;
-const TCP_RST: u8 = 0x04;
-const TCP_ACK: u8 = 0x10;
-
-const ICMP_ECHO_REQUEST: u16 = 8;
-const ICMP_ECHO_REPLY: u16 = 0;
-const ICMPV6_ECHO_REQUEST: u16 = 128;
-const ICMPV6_ECHO_REPLY: u16 = 129;
-
-const NS_PER_SEC: u64 = 1_000_000_000;
 
 /// No entry holds the flow.
 const NO_ENTRY: u32 = u32::MAX;
@@ -85,7 +74,7 @@ pub struct Tracked {
 pub fn key(pkt: &Packet) -> Option<Tracked> {
     let (sport, dport) = match pkt.proto {
         _ if !pkt.l4_known => return None,
-        IPPROTO_TCP | IPPROTO_UDP => (pkt.sport, pkt.port),
+        ipproto::TCP | ipproto::UDP => (pkt.sport, pkt.port),
         // Echo request and reply share the key: ports 0.
         _ if is_echo(pkt, true) || is_echo(pkt, false) => (0, 0),
         _ => return None,
@@ -258,7 +247,7 @@ fn remove(at: u32, tag: u32) {
 #[inline(always)]
 fn continues(pkt: &Packet, from_opener: bool) -> bool {
     match pkt.proto {
-        IPPROTO_TCP | IPPROTO_UDP => true,
+        ipproto::TCP | ipproto::UDP => true,
         // Requests from the opener, replies from the other end.
         _ => is_echo(pkt, from_opener),
     }
@@ -286,8 +275,8 @@ pub unsafe fn touch(
     unsafe {
         let old = (*flow).state;
         let mut state = old;
-        if pkt.proto == IPPROTO_TCP {
-            if pkt.tcp_flags & (TCP_FIN | TCP_RST) != 0 {
+        if pkt.proto == ipproto::TCP {
+            if pkt.tcp_flags & (tcp_flags::FIN | tcp_flags::RST) != 0 {
                 state = flow_state::CLOSING;
             } else if !from_opener && state == flow_state::OPENING {
                 state = flow_state::ESTABLISHED;
@@ -323,11 +312,15 @@ pub fn open(t: &Tracked, pkt: &Packet, settings: &Settings) {
         return;
     }
     let state = match pkt.proto {
-        IPPROTO_TCP if pkt.tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN) == TCP_SYN => {
+        ipproto::TCP
+            if pkt.tcp_flags
+                & (tcp_flags::SYN | tcp_flags::ACK | tcp_flags::RST | tcp_flags::FIN)
+                == tcp_flags::SYN =>
+        {
             flow_state::OPENING
         }
-        IPPROTO_UDP => flow_state::ESTABLISHED,
-        IPPROTO_ICMP | IPPROTO_ICMPV6 if is_echo(pkt, true) => flow_state::ESTABLISHED,
+        ipproto::UDP => flow_state::ESTABLISHED,
+        ipproto::ICMP | ipproto::ICMPV6 if is_echo(pkt, true) => flow_state::ESTABLISHED,
         _ => return,
     };
     let now = now();
@@ -359,7 +352,7 @@ pub fn open(t: &Tracked, pkt: &Packet, settings: &Settings) {
         };
         let live = now <= expires;
         if live
-            && pkt.proto == IPPROTO_TCP
+            && pkt.proto == ipproto::TCP
             && state != flow_state::CLOSING
             && lo == u8::from(t.src_lo)
         {
@@ -466,10 +459,10 @@ pub extern "C" fn vlanguard_flow_place(hash: u64, now: u64) -> u32 {
 #[inline(always)]
 fn timeout(settings: &Settings, proto: u8, state: u8) -> u64 {
     let which = match (proto, state) {
-        (IPPROTO_TCP, flow_state::OPENING) => FlowTimeout::TcpOpening,
-        (IPPROTO_TCP, flow_state::CLOSING) => FlowTimeout::TcpClosing,
-        (IPPROTO_TCP, _) => FlowTimeout::TcpEstablished,
-        (IPPROTO_UDP, _) => FlowTimeout::Udp,
+        (ipproto::TCP, flow_state::OPENING) => FlowTimeout::TcpOpening,
+        (ipproto::TCP, flow_state::CLOSING) => FlowTimeout::TcpClosing,
+        (ipproto::TCP, _) => FlowTimeout::TcpEstablished,
+        (ipproto::UDP, _) => FlowTimeout::Udp,
         _ => FlowTimeout::Icmp,
     };
     let secs = match settings.flow_timeouts.get(which as usize) {
@@ -482,7 +475,9 @@ fn timeout(settings: &Settings, proto: u8, state: u8) -> u64 {
 /// A TCP segment opening a connection: SYN without ACK.
 #[inline(always)]
 pub fn is_syn(pkt: &Packet) -> bool {
-    pkt.proto == IPPROTO_TCP && pkt.l4_known && pkt.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN
+    pkt.proto == ipproto::TCP
+        && pkt.l4_known
+        && pkt.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN
 }
 
 /// Whether the rules decide the frame before the flow table is asked (see
@@ -494,9 +489,9 @@ pub fn is_syn(pkt: &Packet) -> bool {
 /// which passes them without a rule scan.
 #[inline(always)]
 pub fn rules_first(pkt: &Packet) -> bool {
-    pkt.proto == IPPROTO_TCP
+    pkt.proto == ipproto::TCP
         && pkt.l4_known
-        && pkt.tcp_flags & (TCP_SYN | TCP_FIN | TCP_RST) == 0
+        && pkt.tcp_flags & (tcp_flags::SYN | tcp_flags::FIN | tcp_flags::RST) == 0
         && pkt.sport >= pkt.port
 }
 
@@ -504,10 +499,10 @@ pub fn rules_first(pkt: &Packet) -> bool {
 #[inline(always)]
 fn is_echo(pkt: &Packet, request: bool) -> bool {
     let want = match (pkt.proto, request) {
-        (IPPROTO_ICMP, true) => ICMP_ECHO_REQUEST,
-        (IPPROTO_ICMP, false) => ICMP_ECHO_REPLY,
-        (IPPROTO_ICMPV6, true) => ICMPV6_ECHO_REQUEST,
-        (IPPROTO_ICMPV6, false) => ICMPV6_ECHO_REPLY,
+        (ipproto::ICMP, true) => icmp::ECHO_REQUEST,
+        (ipproto::ICMP, false) => icmp::ECHO_REPLY,
+        (ipproto::ICMPV6, true) => icmp::V6_ECHO_REQUEST,
+        (ipproto::ICMPV6, false) => icmp::V6_ECHO_REPLY,
         _ => return false,
     };
     pkt.l4_known && pkt.port == want

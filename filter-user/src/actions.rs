@@ -4,7 +4,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use filter_common::{BLOCK_REASON_LEN, BlockEntry};
+use filter_common::{BLOCK_REASON_LEN, BlockEntry, NS_PER_SEC};
 use serde::Serialize;
 
 /// Nanoseconds of CLOCK_BOOTTIME: the program's `bpf_ktime_get_boot_ns`.
@@ -12,7 +12,7 @@ pub fn boot_ns() -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: clock_gettime writes the struct we pass.
     unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &raw mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    ts.tv_sec as u64 * NS_PER_SEC + ts.tv_nsec as u64
 }
 
 /// An entry that lasts `lasts` from now (`None`: until lifted), with the
@@ -51,8 +51,7 @@ pub struct Described {
 
 pub fn describe(what: String, e: &BlockEntry, now_ns: u64) -> Described {
     let reason_len = e.reason.iter().position(|b| *b == 0).unwrap_or(e.reason.len());
-    let remaining =
-        (e.expires_ns != 0).then(|| e.expires_ns.saturating_sub(now_ns) / 1_000_000_000);
+    let remaining = (e.expires_ns != 0).then(|| e.expires_ns.saturating_sub(now_ns) / NS_PER_SEC);
     Described {
         what,
         reason: String::from_utf8_lossy(&e.reason[..reason_len]).into_owned(),

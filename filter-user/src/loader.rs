@@ -940,8 +940,8 @@ impl Filter {
     fn count_actions(&mut self) -> Result<(), LoadError> {
         let blocks = self.maps.blocks.keys().count() as u32;
         let quarantined = self.maps.quarantine.keys().count() as u32;
-        self.maps.action_counts.set(0, blocks, 0)?;
-        self.maps.action_counts.set(1, quarantined, 0)?;
+        self.maps.action_counts.set(filter_common::action_counts::BLOCKS, blocks, 0)?;
+        self.maps.action_counts.set(filter_common::action_counts::QUARANTINE, quarantined, 0)?;
         Ok(())
     }
 

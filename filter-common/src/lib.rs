@@ -119,6 +119,16 @@ pub mod meta {
     pub const LEN: u32 = 8;
 }
 
+/// `ACTION_COUNTS` indices: how many entries of each operator action are
+/// in force (kept by user space; zero spares frames the lookups).
+pub mod action_counts {
+    /// Entries in `BLOCKS`.
+    pub const BLOCKS: u32 = 0;
+    /// Entries in `QUARANTINE`.
+    pub const QUARANTINE: u32 = 1;
+    pub const LEN: u32 = 2;
+}
+
 /// The program's global holding the machine's possible CPUs (the stride
 /// of `maps::COUNTER_LINES`), set by the loader.
 pub const CPUS_GLOBAL: &str = "VLANGUARD_CPUS";
@@ -224,6 +234,59 @@ pub const MAX_IPV6_EXT_HEADERS: usize = 6;
 /// An IPv6 extension header or L4 header starting further into the frame
 /// than this makes the frame malformed.
 pub const MAX_HEADER_START: usize = 1024;
+
+/// Nanoseconds in a second: the program's clocks and the controller's
+/// expiries count in ns.
+pub const NS_PER_SEC: u64 = 1_000_000_000;
+
+/// EtherTypes the parser reads (and the test frames write).
+pub mod ethertype {
+    pub const IPV4: u16 = 0x0800;
+    pub const ARP: u16 = 0x0806;
+    pub const IPV6: u16 = 0x86dd;
+    /// 802.1Q VLAN tag.
+    pub const VLAN_8021Q: u16 = 0x8100;
+    /// 802.1ad (QinQ) outer tag.
+    pub const VLAN_8021AD: u16 = 0x88a8;
+    /// Pre-standard QinQ outer tag still sent by some switches.
+    pub const QINQ_9100: u16 = 0x9100;
+}
+
+/// IP protocol numbers (IANA) the program and the controller name.
+pub mod ipproto {
+    /// IPv6 hop-by-hop options (an extension header).
+    pub const HOPOPTS: u8 = 0;
+    pub const ICMP: u8 = 1;
+    pub const TCP: u8 = 6;
+    pub const UDP: u8 = 17;
+    /// IPv6 routing header.
+    pub const ROUTING: u8 = 43;
+    /// IPv6 fragment header.
+    pub const FRAGMENT: u8 = 44;
+    pub const ICMPV6: u8 = 58;
+    /// IPv6 destination options.
+    pub const DSTOPTS: u8 = 60;
+}
+
+/// TCP header flags (`Packet::tcp_flags` in the program).
+pub mod tcp_flags {
+    pub const FIN: u8 = 0x01;
+    pub const SYN: u8 = 0x02;
+    pub const RST: u8 = 0x04;
+    pub const ACK: u8 = 0x10;
+}
+
+/// ICMP and ICMPv6 message types the decision names.
+pub mod icmp {
+    pub const ECHO_REPLY: u16 = 0;
+    pub const ECHO_REQUEST: u16 = 8;
+    pub const V6_ECHO_REQUEST: u16 = 128;
+    pub const V6_ECHO_REPLY: u16 = 129;
+    /// Neighbour discovery (`allow_ndp`): router solicitation and
+    /// advertisement, neighbour solicitation and advertisement, redirect.
+    pub const V6_NDP_FIRST: u16 = 133;
+    pub const V6_NDP_LAST: u16 = 137;
+}
 
 /// Why the program decided what it did. Stored as `u8` in drop events and
 /// used as an index into `GLOBAL_STATS`.
@@ -834,8 +897,10 @@ pub const MAX_FRAGS: u32 = 1 << 14;
 /// (`ipfrag_time`, 30 s).
 pub const FRAG_TIMEOUT_NS: u64 = 30_000_000_000;
 
-/// `FRAGS` key: a fragmented datagram (addresses v4-mapped).
-#[repr(C)]
+/// `FRAGS` key: a fragmented datagram (addresses v4-mapped). 8-aligned
+/// (its size is 40 either way) so that the program copies the addresses
+/// into it as words, not as halves.
+#[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct FragKey {
     pub src: [u8; 16],
@@ -1271,7 +1336,7 @@ mod tests {
         assert_layout!(DropEvent, size 64, align 8,
             ktime_ns @ 0, src @ 8, dst @ 24, src_slot @ 40, dst_slot @ 44, ifindex @ 48,
             sport @ 52, dport @ 54, vlan @ 56, proto @ 58, reason @ 59, verdict @ 60, _pad @ 61);
-        assert_layout!(FragKey, size 40, align 4, src @ 0, dst @ 16, id @ 32, proto @ 36, _pad @ 37);
+        assert_layout!(FragKey, size 40, align 8, src @ 0, dst @ 16, id @ 32, proto @ 36, _pad @ 37);
         assert_layout!(FragPorts, size 16, align 8, expires_ns @ 0, sport @ 8, dport @ 10, _pad @ 12);
         assert_layout!(RateWindow, size 16, align 8, start_ns @ 0, sent @ 8, _pad @ 12);
         assert_layout!(RuleHitKey, size 8, align 4, slot @ 0, direction @ 4, rule @ 5, _pad @ 6);

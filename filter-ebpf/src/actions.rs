@@ -13,7 +13,7 @@ use aya_ebpf::{
 };
 use filter_common::{
     Addr, BlockEntry, MAX_BLOCKS, MAX_DEVICE_SLOTS, MAX_MANAGEMENT_NETS, PEER_BITS,
-    PROTECTED_KEY_BITS, PeerData, ProtectedKey,
+    PROTECTED_KEY_BITS, PeerData, ProtectedKey, action_counts,
 };
 
 /// Blocked prefixes of v4-mapped addresses.
@@ -32,11 +32,12 @@ static QUARANTINE: HashMap<u32, BlockEntry> =
 static MANAGEMENT: LpmTrie<ProtectedKey, u8> =
     LpmTrie::with_max_entries(MAX_MANAGEMENT_NETS, BPF_F_NO_PREALLOC);
 
-/// `[0]`: entries in `BLOCKS`, `[1]`: in `QUARANTINE`, kept by user space
-/// (expired entries count until it prunes them). Zero skips the lookups, so
+/// `filter_common::action_counts`: entries in `BLOCKS` and in
+/// `QUARANTINE`, kept by user space (expired entries count until it prunes
+/// them). Zero skips the lookups, so
 /// frames pay nothing while no action is in force.
 #[map]
-static ACTION_COUNTS: Array<u32> = Array::with_max_entries(2, 0);
+static ACTION_COUNTS: Array<u32> = Array::with_max_entries(action_counts::LEN, 0);
 
 /// Boot time in ns, the clock user space sets expiries in
 /// (`filter_user::actions::boot_ns`): entries also expire while the
@@ -57,12 +58,12 @@ fn count(i: u32) -> u32 {
 
 #[inline(always)]
 pub fn any_blocks() -> bool {
-    count(0) != 0
+    count(action_counts::BLOCKS) != 0
 }
 
 #[inline(always)]
 pub fn any_quarantine() -> bool {
-    count(1) != 0
+    count(action_counts::QUARANTINE) != 0
 }
 
 /// Whether `addr` lies in a blocked prefix whose entry has not expired.

@@ -26,14 +26,13 @@ pub struct Reading {
 pub fn coarse_ns() -> u64 {
     // SAFETY: helpers without arguments.
     let jiffies = unsafe { bpf_jiffies64() };
-    let Some(s) = scratch::get() else {
+    let Some(last) = scratch::clock() else {
         // SAFETY: as above.
         return unsafe { bpf_ktime_get_coarse_ns() };
     };
-    // SAFETY: a field of this CPU's scratch value; XDP runs with
-    // preemption off, so nothing else touches it meanwhile.
+    let last = last.ptr();
+    // SAFETY: this CPU's scratch slot (`scratch::Slot`).
     unsafe {
-        let last = &raw mut (*s).clock;
         if (*last).jiffies == jiffies && (*last).ns != 0 {
             return (*last).ns;
         }

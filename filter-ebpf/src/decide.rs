@@ -7,7 +7,7 @@
 
 use filter_common::{
     Addr, DEVICE_MAC_BOUND, DEVICE_MONITOR, DeviceInfo, FLOW_TIMEOUTS, GENERATION_MASK, Reason,
-    Settings, VLAN_IDS, VLAN_PROTECTED, settings,
+    Settings, VLAN_IDS, VLAN_PROTECTED, icmp, ipproto, settings,
 };
 
 use crate::{
@@ -15,7 +15,7 @@ use crate::{
     flow::{self, Lookup},
     frame::Frame,
     maps::{CONFIG, GENERATION, VLAN_FLAGS},
-    parse::{IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, Kind, Packet},
+    parse::{Kind, Packet},
     rate,
     rules::{self, NO_MATCH, Query},
     scratch,
@@ -70,11 +70,10 @@ impl Involved {
 /// that code is checked once (see `parse::slot`).
 #[inline(always)]
 pub fn settle(reason: Reason, devices: Involved) -> (Reason, Involved) {
-    let Some(scratch) = scratch::get() else { return (reason, devices) };
-    // SAFETY: a field of this CPU's scratch value.
-    let slot = unsafe { &raw mut (*scratch).decision };
-    // SAFETY: this CPU's slot; XDP runs with preemption off, so it is this
-    // frame's from the write to the read.
+    let Some(slot) = scratch::decision() else { return (reason, devices) };
+    let slot = slot.ptr();
+    // SAFETY: this CPU's scratch slot (`scratch::Slot`): this frame's from
+    // the write to the read.
     let d = unsafe {
         slot.write(Decision {
             reason: reason as u32,
@@ -275,7 +274,7 @@ pub fn decide(ctx: &impl Frame, pkt: &Packet, active: &Active) -> (Reason, Invol
                 } else {
                     (dst_dev, src_dev, &pkt.dst, &pkt.src, pkt.port)
                 };
-                let opener_port = if pkt.proto == IPPROTO_TCP || pkt.proto == IPPROTO_UDP {
+                let opener_port = if pkt.proto == ipproto::TCP || pkt.proto == ipproto::UDP {
                     opener_port
                 } else {
                     0
@@ -414,13 +413,16 @@ fn rules(
 /// redirect.
 #[inline(always)]
 fn is_ndp(pkt: &Packet) -> bool {
-    pkt.proto == IPPROTO_ICMPV6 && pkt.l4_known && pkt.port >= 133 && pkt.port <= 137
+    pkt.proto == ipproto::ICMPV6
+        && pkt.l4_known
+        && pkt.port >= icmp::V6_NDP_FIRST
+        && pkt.port <= icmp::V6_NDP_LAST
 }
 
 /// DHCPv4 (68 <-> 67) and DHCPv6 (546 <-> 547), either direction.
 #[inline(always)]
 fn is_dhcp(pkt: &Packet) -> bool {
-    pkt.proto == IPPROTO_UDP
+    pkt.proto == ipproto::UDP
         && pkt.l4_known
         && matches!((pkt.sport, pkt.port), (68, 67) | (67, 68) | (546, 547) | (547, 546))
 }

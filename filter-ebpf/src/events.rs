@@ -2,16 +2,15 @@
 //! the rest are counted as suppressed, so a flood of dropped frames costs
 //! user space nothing.
 
-use filter_common::{DropEvent, Reason, Verdict, event_stats};
+use filter_common::{DropEvent, NS_PER_SEC, Reason, Verdict, event_stats};
 
 use crate::{
     clock,
     decide::Involved,
     maps::{EVENT_RATE, EVENT_STATS, EVENTS},
     parse::Packet,
+    stats,
 };
-
-const NS_PER_SEC: u64 = 1_000_000_000;
 
 /// 0 in every build but the upgrade test's second one
 /// (`VLANGUARD_EBPF_VARIANT=1`), which must differ in its instructions and
@@ -82,8 +81,5 @@ pub fn emit(
 
 #[inline(always)]
 fn bump(index: u32) {
-    if let Some(c) = EVENT_STATS.get_ptr_mut(index) {
-        // SAFETY: this CPU's counter, as above.
-        unsafe { *c = (*c).wrapping_add(1) };
-    }
+    stats::bump(&EVENT_STATS, index);
 }

@@ -22,13 +22,15 @@ use aya_ebpf::{
 };
 use filter_common::{
     FLOW_BUCKETS, FLOW_WAYS, FlowEntry, FlowKey, FlowTags, FlowTimeout, FlowValue, MAX_FLOWS,
-    Settings, flow_bucket, flow_hash, flow_state, flow_stats, flow_tag, tag_lanes,
+    NS_PER_SEC, Settings, flow_bucket, flow_hash, flow_state, flow_stats, flow_tag, icmp, ipproto,
+    tag_lanes, tcp_flags,
 };
 
 use crate::{
     clock,
-    parse::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, Packet},
-    scratch,
+    parse::Packet,
+    scratch::{self, Slot},
+    stats,
 };
 
 /// `bucket * FLOW_WAYS + way`: the flows.
@@ -46,26 +48,6 @@ static FLOW_SEED: Array<u64> = Array::with_max_entries(1, 0);
 /// `filter_common::flow_stats` (per CPU).
 #[map]
 static FLOW_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(flow_stats::LEN, 0);
-
-/// This frame's key, in the CPU's scratch space (`scratch`) rather than
-/// on the stack, which the parse and the rule lookups already fill.
-#[inline(always)]
-fn flow_key() -> Option<*const FlowKey> {
-    // SAFETY: a field of this CPU's scratch value.
-    Some(unsafe { &raw const (*scratch::get()?).flow_key })
-}
-
-const TCP_FIN: u8 = 0x01;
-const TCP_SYN: u8 = 0x02;
-const TCP_RST: u8 = 0x04;
-const TCP_ACK: u8 = 0x10;
-
-const ICMP_ECHO_REQUEST: u16 = 8;
-const ICMP_ECHO_REPLY: u16 = 0;
-const ICMPV6_ECHO_REQUEST: u16 = 128;
-const ICMPV6_ECHO_REPLY: u16 = 129;
-
-const NS_PER_SEC: u64 = 1_000_000_000;
 
 /// No entry holds the flow.
 const NO_ENTRY: u32 = u32::MAX;
@@ -92,15 +74,18 @@ pub struct Tracked {
 pub fn key(pkt: &Packet) -> Option<Tracked> {
     let (sport, dport) = match pkt.proto {
         _ if !pkt.l4_known => return None,
-        IPPROTO_TCP | IPPROTO_UDP => (pkt.sport, pkt.port),
+        ipproto::TCP | ipproto::UDP => (pkt.sport, pkt.port),
         // Echo request and reply share the key: ports 0.
         _ if is_echo(pkt, true) || is_echo(pkt, false) => (0, 0),
         _ => return None,
     };
-    // SAFETY: a field of this CPU's scratch value.
-    let slot = unsafe { &raw mut (*scratch::get()?).flow_key };
-    // SAFETY: this CPU's scratch space (see `flow_key`), plain data.
-    let key = unsafe { &mut *slot };
+    // The key lives in the CPU's scratch space rather than on the stack,
+    // which the parse and the rule lookups already fill.
+    let slot = scratch::flow_key()?;
+    // SAFETY: this CPU's scratch slot (`scratch::Slot`), plain data; the
+    // flow functions below read it only through this `Tracked` or a
+    // `Slot`, never through another reference.
+    let key = unsafe { &mut *slot.ptr() };
     let src_lo = key.set(&pkt.src, sport, &pkt.dst, dport, pkt.proto);
     let seed = match FLOW_SEED.get(0) {
         Some(s) => *s,
@@ -189,7 +174,7 @@ pub fn may_hold(hash: u64) -> bool {
 #[inline(never)]
 #[unsafe(no_mangle)]
 pub extern "C" fn vlanguard_flow_find(hash: u64) -> u32 {
-    let Some(key) = flow_key() else { return NO_ENTRY };
+    let Some(key) = scratch::flow_key() else { return NO_ENTRY };
     let bucket = flow_bucket(hash);
     let tag = flow_tag(hash);
     let Some(tags) = FLOW_TAGS.get_ptr(bucket) else { return NO_ENTRY };
@@ -215,27 +200,20 @@ pub extern "C" fn vlanguard_flow_find(hash: u64) -> u32 {
     NO_ENTRY
 }
 
-/// Whether cache entry `at` holds `key` (tag `tag`).
+/// Whether cache entry `at` holds `key` (tag `tag`), checked as a
+/// sequence-lock reader: the tag before and after the key, so a key
+/// another CPU is writing meanwhile never matches.
 #[inline(always)]
-fn holds_at(at: u32, key: *const FlowKey, tag: u32) -> bool {
-    match FLOW_CACHE.get_ptr(at) {
-        Some(e) => holds(e, key, tag),
-        None => false,
-    }
-}
-
-/// Whether entry `e` holds `key` (tag `tag`), checked as a sequence-lock
-/// reader: the tag before and after the key, so a key another CPU is
-/// writing meanwhile never matches.
-#[inline(always)]
-fn holds(e: *const FlowEntry, key: *const FlowKey, tag: u32) -> bool {
-    // SAFETY: `e` is a live cache entry and `key` this CPU's slot, both
-    // 8-aligned map values; FlowKey is five words (`FlowKey::words`).
+fn holds_at(at: u32, key: Slot<FlowKey>, tag: u32) -> bool {
+    let Some(e) = FLOW_CACHE.get_ptr(at) else { return false };
+    // SAFETY: `e` is a live cache entry and `key` this CPU's scratch slot
+    // (`scratch::Slot`), both 8-aligned map values; FlowKey is five words
+    // (`FlowKey::words`).
     unsafe {
         if (&raw const (*e).tag).read_volatile() != tag {
             return false;
         }
-        let (a, b) = ((&raw const (*e).key).cast::<u64>(), key.cast::<u64>());
+        let (a, b) = ((&raw const (*e).key).cast::<u64>(), key.ptr().cast::<u64>());
         let mut same = true;
         let mut i = 0;
         while i < 5 {
@@ -269,7 +247,7 @@ fn remove(at: u32, tag: u32) {
 #[inline(always)]
 fn continues(pkt: &Packet, from_opener: bool) -> bool {
     match pkt.proto {
-        IPPROTO_TCP | IPPROTO_UDP => true,
+        ipproto::TCP | ipproto::UDP => true,
         // Requests from the opener, replies from the other end.
         _ => is_echo(pkt, from_opener),
     }
@@ -297,8 +275,8 @@ pub unsafe fn touch(
     unsafe {
         let old = (*flow).state;
         let mut state = old;
-        if pkt.proto == IPPROTO_TCP {
-            if pkt.tcp_flags & (TCP_FIN | TCP_RST) != 0 {
+        if pkt.proto == ipproto::TCP {
+            if pkt.tcp_flags & (tcp_flags::FIN | tcp_flags::RST) != 0 {
                 state = flow_state::CLOSING;
             } else if !from_opener && state == flow_state::OPENING {
                 state = flow_state::ESTABLISHED;
@@ -334,11 +312,15 @@ pub fn open(t: &Tracked, pkt: &Packet, settings: &Settings) {
         return;
     }
     let state = match pkt.proto {
-        IPPROTO_TCP if pkt.tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN) == TCP_SYN => {
+        ipproto::TCP
+            if pkt.tcp_flags
+                & (tcp_flags::SYN | tcp_flags::ACK | tcp_flags::RST | tcp_flags::FIN)
+                == tcp_flags::SYN =>
+        {
             flow_state::OPENING
         }
-        IPPROTO_UDP => flow_state::ESTABLISHED,
-        IPPROTO_ICMP | IPPROTO_ICMPV6 if is_echo(pkt, true) => flow_state::ESTABLISHED,
+        ipproto::UDP => flow_state::ESTABLISHED,
+        ipproto::ICMP | ipproto::ICMPV6 if is_echo(pkt, true) => flow_state::ESTABLISHED,
         _ => return,
     };
     let now = now();
@@ -370,7 +352,7 @@ pub fn open(t: &Tracked, pkt: &Packet, settings: &Settings) {
         };
         let live = now <= expires;
         if live
-            && pkt.proto == IPPROTO_TCP
+            && pkt.proto == ipproto::TCP
             && state != flow_state::CLOSING
             && lo == u8::from(t.src_lo)
         {
@@ -431,7 +413,7 @@ pub extern "C" fn vlanguard_flow_place(hash: u64, now: u64) -> u32 {
     let bucket = flow_bucket(hash);
     let tag = flow_tag(hash);
     let base = bucket * FLOW_WAYS;
-    let (Some(key), Some(tags)) = (flow_key(), FLOW_TAGS.get_ptr(bucket)) else {
+    let (Some(key), Some(tags)) = (scratch::flow_key(), FLOW_TAGS.get_ptr(bucket)) else {
         return base;
     };
     // First the tags alone: the key's own entry, else a free way. Other
@@ -477,10 +459,10 @@ pub extern "C" fn vlanguard_flow_place(hash: u64, now: u64) -> u32 {
 #[inline(always)]
 fn timeout(settings: &Settings, proto: u8, state: u8) -> u64 {
     let which = match (proto, state) {
-        (IPPROTO_TCP, flow_state::OPENING) => FlowTimeout::TcpOpening,
-        (IPPROTO_TCP, flow_state::CLOSING) => FlowTimeout::TcpClosing,
-        (IPPROTO_TCP, _) => FlowTimeout::TcpEstablished,
-        (IPPROTO_UDP, _) => FlowTimeout::Udp,
+        (ipproto::TCP, flow_state::OPENING) => FlowTimeout::TcpOpening,
+        (ipproto::TCP, flow_state::CLOSING) => FlowTimeout::TcpClosing,
+        (ipproto::TCP, _) => FlowTimeout::TcpEstablished,
+        (ipproto::UDP, _) => FlowTimeout::Udp,
         _ => FlowTimeout::Icmp,
     };
     let secs = match settings.flow_timeouts.get(which as usize) {
@@ -493,7 +475,9 @@ fn timeout(settings: &Settings, proto: u8, state: u8) -> u64 {
 /// A TCP segment opening a connection: SYN without ACK.
 #[inline(always)]
 pub fn is_syn(pkt: &Packet) -> bool {
-    pkt.proto == IPPROTO_TCP && pkt.l4_known && pkt.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN
+    pkt.proto == ipproto::TCP
+        && pkt.l4_known
+        && pkt.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN
 }
 
 /// Whether the rules decide the frame before the flow table is asked (see
@@ -505,9 +489,9 @@ pub fn is_syn(pkt: &Packet) -> bool {
 /// which passes them without a rule scan.
 #[inline(always)]
 pub fn rules_first(pkt: &Packet) -> bool {
-    pkt.proto == IPPROTO_TCP
+    pkt.proto == ipproto::TCP
         && pkt.l4_known
-        && pkt.tcp_flags & (TCP_SYN | TCP_FIN | TCP_RST) == 0
+        && pkt.tcp_flags & (tcp_flags::SYN | tcp_flags::FIN | tcp_flags::RST) == 0
         && pkt.sport >= pkt.port
 }
 
@@ -515,10 +499,10 @@ pub fn rules_first(pkt: &Packet) -> bool {
 #[inline(always)]
 fn is_echo(pkt: &Packet, request: bool) -> bool {
     let want = match (pkt.proto, request) {
-        (IPPROTO_ICMP, true) => ICMP_ECHO_REQUEST,
-        (IPPROTO_ICMP, false) => ICMP_ECHO_REPLY,
-        (IPPROTO_ICMPV6, true) => ICMPV6_ECHO_REQUEST,
-        (IPPROTO_ICMPV6, false) => ICMPV6_ECHO_REPLY,
+        (ipproto::ICMP, true) => icmp::ECHO_REQUEST,
+        (ipproto::ICMP, false) => icmp::ECHO_REPLY,
+        (ipproto::ICMPV6, true) => icmp::V6_ECHO_REQUEST,
+        (ipproto::ICMPV6, false) => icmp::V6_ECHO_REPLY,
         _ => return false,
     };
     pkt.l4_known && pkt.port == want
@@ -526,8 +510,5 @@ fn is_echo(pkt: &Packet, request: bool) -> bool {
 
 #[inline(always)]
 fn bump(index: u32) {
-    if let Some(c) = FLOW_STATS.get_ptr_mut(index) {
-        // SAFETY: this CPU's counter; XDP runs with preemption off.
-        unsafe { *c = (*c).wrapping_add(1) };
-    }
+    stats::bump(&FLOW_STATS, index);
 }

@@ -23,10 +23,10 @@ static FRAGS: LruHashMap<FragKey, FragPorts> = LruHashMap::with_max_entries(MAX_
 
 #[inline(always)]
 fn key(pkt: &Packet) -> Option<&'static FragKey> {
-    // SAFETY: a field of this CPU's scratch value (`scratch`: not the
-    // stack, as the flow key).
-    let slot = unsafe { &raw mut (*scratch::get()?).frag_key };
-    // SAFETY: as above; plain data written whole.
+    // In the CPU's scratch space, not on the stack, as the flow key.
+    let slot = scratch::frag_key()?.ptr();
+    // SAFETY: this CPU's scratch slot (`scratch::Slot`); plain data
+    // written whole.
     unsafe {
         slot.write(FragKey {
             src: pkt.src.0,

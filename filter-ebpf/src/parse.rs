@@ -7,7 +7,7 @@
 
 use core::mem::offset_of;
 
-use filter_common::{Addr, MAX_HEADER_START, MAX_IPV6_EXT_HEADERS};
+use filter_common::{Addr, MAX_HEADER_START, MAX_IPV6_EXT_HEADERS, ethertype, ipproto};
 use network_types::{
     arp::ArpHdr,
     eth::EthHdr,
@@ -19,23 +19,6 @@ use network_types::{
 };
 
 use crate::{frame::Frame, ptr, scratch};
-
-const ETH_P_IPV4: u16 = 0x0800;
-const ETH_P_ARP: u16 = 0x0806;
-const ETH_P_IPV6: u16 = 0x86dd;
-const ETH_P_8021Q: u16 = 0x8100;
-const ETH_P_8021AD: u16 = 0x88a8;
-/// Pre-standard QinQ outer tag still sent by some switches.
-const ETH_P_QINQ_9100: u16 = 0x9100;
-
-pub const IPPROTO_ICMP: u8 = 1;
-pub const IPPROTO_TCP: u8 = 6;
-pub const IPPROTO_UDP: u8 = 17;
-pub const IPPROTO_ICMPV6: u8 = 58;
-const IPPROTO_HOPOPTS: u8 = 0;
-const IPPROTO_ROUTING: u8 = 43;
-const IPPROTO_FRAGMENT: u8 = 44;
-const IPPROTO_DSTOPTS: u8 = 60;
 
 /// Byte of the TCP header holding the data offset.
 const TCP_DOFF_BYTE: usize = 12;
@@ -133,10 +116,9 @@ impl Packet {
 /// the slot is missing, which a loaded program cannot meet.
 #[inline(always)]
 pub fn slot(len: u32) -> Option<&'static mut Packet> {
-    // SAFETY: a field of this CPU's scratch value.
-    let slot = unsafe { &raw mut (*scratch::get()?).packet };
-    // SAFETY: this CPU's slot; XDP runs with preemption off, so it is this
-    // frame's until the program returns. `write`: the slot starts zeroed,
+    let slot = scratch::packet()?.ptr();
+    // SAFETY: this CPU's scratch slot (`scratch::Slot`), this frame's
+    // until the program returns. `write`: the slot starts zeroed,
     // which is a valid Packet but not this one.
     unsafe {
         slot.write(Packet::empty(len));
@@ -179,9 +161,9 @@ pub fn parse(ctx: &impl Frame, pkt: &mut Packet) -> Result<(), ()> {
     }
 
     match ethertype {
-        ETH_P_IPV4 => parse_ipv4(ctx, off, pkt),
-        ETH_P_IPV6 => parse_ipv6(ctx, off, pkt),
-        ETH_P_ARP => parse_arp(ctx, off, pkt),
+        ethertype::IPV4 => parse_ipv4(ctx, off, pkt),
+        ethertype::IPV6 => parse_ipv6(ctx, off, pkt),
+        ethertype::ARP => parse_arp(ctx, off, pkt),
         _ => Ok(()),
     }
 }
@@ -195,7 +177,9 @@ fn v4_mapped(a: [u8; 4]) -> Addr {
 
 #[inline(always)]
 fn is_vlan_tpid(ethertype: u16) -> bool {
-    ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD || ethertype == ETH_P_QINQ_9100
+    ethertype == ethertype::VLAN_8021Q
+        || ethertype == ethertype::VLAN_8021AD
+        || ethertype == ethertype::QINQ_9100
 }
 
 #[inline(always)]
@@ -203,7 +187,7 @@ fn parse_arp(ctx: &impl Frame, off: usize, pkt: &mut Packet) -> Result<(), ()> {
     let arp = ptr::at::<ArpHdr>(ctx, off)?;
     // Only Ethernet/IPv4 ARP exists on these links; anything else is bogus.
     if ptr::be16(arp, offset_of!(ArpHdr, htype)) != 1
-        || ptr::be16(arp, offset_of!(ArpHdr, ptype)) != ETH_P_IPV4
+        || ptr::be16(arp, offset_of!(ArpHdr, ptype)) != ethertype::IPV4
         || ptr::field::<_, u8>(arp, offset_of!(ArpHdr, hlen)) != 6
         || ptr::field::<_, u8>(arp, offset_of!(ArpHdr, plen)) != 4
     {
@@ -245,7 +229,7 @@ fn parse_ipv4(ctx: &impl Frame, l3: usize, pkt: &mut Packet) -> Result<(), ()> {
     if frag_offset != 0 {
         // A fragment at offset 8 can only exist to overwrite the TCP header
         // of the first fragment (RFC 1858).
-        if frag_offset == 1 && pkt.proto == IPPROTO_TCP {
+        if frag_offset == 1 && pkt.proto == ipproto::TCP {
             return Err(());
         }
         // Non-first fragment: no L4 header, decided on addresses and
@@ -281,14 +265,14 @@ fn parse_ipv6(ctx: &impl Frame, l3: usize, pkt: &mut Packet) -> Result<(), ()> {
             return Err(());
         }
         match next {
-            IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS => {
+            ipproto::HOPOPTS | ipproto::ROUTING | ipproto::DSTOPTS => {
                 // Next header, then length in 8-byte units beyond the first 8.
                 let ext = ptr::at::<[u8; 2]>(ctx, off)?;
                 let [nh, len]: [u8; 2] = ptr::field(ext, 0);
                 next = nh;
                 off += (usize::from(len) + 1) * 8;
             }
-            IPPROTO_FRAGMENT => {
+            ipproto::FRAGMENT => {
                 let hdr = ptr::at::<[u8; 8]>(ctx, off)?;
                 let [nh, _, hi, lo, i0, i1, i2, i3]: [u8; 8] = ptr::field(hdr, 0);
                 next = nh;
@@ -309,7 +293,7 @@ fn parse_ipv6(ctx: &impl Frame, l3: usize, pkt: &mut Packet) -> Result<(), ()> {
             _ => break,
         }
     }
-    if matches!(next, IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_FRAGMENT) {
+    if matches!(next, ipproto::HOPOPTS | ipproto::ROUTING | ipproto::DSTOPTS | ipproto::FRAGMENT) {
         // Longer chain than we walk.
         return Err(());
     }
@@ -328,10 +312,10 @@ fn parse_l4(ctx: &impl Frame, l4: usize, end: usize, v6: bool, pkt: &mut Packet)
         return Err(());
     }
     let need = match pkt.proto {
-        IPPROTO_TCP => TcpHdr::LEN,
-        IPPROTO_UDP => UdpHdr::LEN,
-        IPPROTO_ICMP if !v6 => Icmpv4Hdr::LEN,
-        IPPROTO_ICMPV6 if v6 => ICMPV6_MIN_LEN,
+        ipproto::TCP => TcpHdr::LEN,
+        ipproto::UDP => UdpHdr::LEN,
+        ipproto::ICMP if !v6 => Icmpv4Hdr::LEN,
+        ipproto::ICMPV6 if v6 => ICMPV6_MIN_LEN,
         // No ports to read: decided on addresses and protocol.
         _ => return Ok(()),
     };
@@ -339,7 +323,7 @@ fn parse_l4(ctx: &impl Frame, l4: usize, end: usize, v6: bool, pkt: &mut Packet)
         return Err(());
     }
     match pkt.proto {
-        IPPROTO_TCP => {
+        ipproto::TCP => {
             let tcp = ptr::at::<TcpHdr>(ctx, l4)?;
             pkt.sport = ptr::be16(tcp, offset_of!(TcpHdr, source));
             pkt.port = ptr::be16(tcp, offset_of!(TcpHdr, dest));
@@ -350,7 +334,7 @@ fn parse_l4(ctx: &impl Frame, l4: usize, end: usize, v6: bool, pkt: &mut Packet)
             }
             pkt.tcp_flags = ptr::field(tcp, TCP_FLAGS_BYTE);
         }
-        IPPROTO_UDP => {
+        ipproto::UDP => {
             let udp = ptr::at::<UdpHdr>(ctx, l4)?;
             pkt.sport = ptr::be16(udp, offset_of!(UdpHdr, src));
             pkt.port = ptr::be16(udp, offset_of!(UdpHdr, dst));

@@ -14,13 +14,11 @@ use aya_ebpf::{
     macros::map,
     maps::HashMap,
 };
-use filter_common::{DeviceInfo, MAX_DEVICE_SLOTS, RateState};
+use filter_common::{DeviceInfo, MAX_DEVICE_SLOTS, NS_PER_SEC, RateState};
 
 #[map]
 static RATE_STATE: HashMap<u32, RateState> =
     HashMap::with_max_entries(MAX_DEVICE_SLOTS, BPF_F_NO_PREALLOC);
-
-const NS_PER_SEC: u64 = 1_000_000_000;
 
 /// Counts a frame towards `dev` (a new TCP connection if `syn`) and says
 /// whether it is over the device's limits for this second.

@@ -15,7 +15,7 @@ use filter_common::{
 
 use crate::{
     maps::{PEER_NETS, RULES},
-    scratch,
+    scratch::{self, Slot},
 };
 
 /// No rule matched.
@@ -63,21 +63,14 @@ pub struct QueryStage {
     _pad2: u32,
 }
 
-/// This CPU's staged query.
-#[inline(always)]
-fn query() -> Option<*mut QueryStage> {
-    // SAFETY: a field of this CPU's scratch value.
-    Some(unsafe { &raw mut (*scratch::get()?).query })
-}
-
 /// The index of the first rule of `parts` (a device's rules for one
 /// direction, of `generation`) that matches `q`, or [`NO_MATCH`].
 #[inline(always)]
 pub fn first_match(generation: u32, parts: &[RuleRange; 2], q: Query) -> u32 {
-    let Some(slot) = query() else { return NO_MATCH };
+    let Some(stage) = scratch::query() else { return NO_MATCH };
+    let slot = stage.ptr();
     let (peer_hi, peer_lo) = q.peer.halves();
-    // SAFETY: this CPU's slot; XDP runs with preemption off, so it is this
-    // frame's until the scan ends.
+    // SAFETY: this CPU's scratch slot (`scratch::Slot`).
     unsafe {
         // Field by field: the set key is left as it is (see `QueryStage::key`).
         (*slot).peer_hi = peer_hi;
@@ -108,19 +101,19 @@ pub extern "C" fn vlanguard_scan(
     own_first: u32,
     own_count: u32,
 ) -> u32 {
-    let Some(slot) = query() else { return NO_MATCH };
+    let Some(slot) = scratch::query() else { return NO_MATCH };
     let generation = generation & GENERATION_MASK;
     let _ = scan_part(slot, generation, first, count)
         || scan_part(slot, generation, own_first, own_count);
     // SAFETY: this CPU's slot; volatile, so the verifier sees a plain
     // unknown however the scan ended.
-    unsafe { (&raw const (*slot).found).read_volatile() }
+    unsafe { (&raw const (*slot.ptr()).found).read_volatile() }
 }
 
 /// Scans `count` entries from `first`; on a match, records its index in
 /// the slot and says so.
 #[inline(always)]
-fn scan_part(slot: *mut QueryStage, generation: u32, first: u32, count: u32) -> bool {
+fn scan_part(slot: Slot<QueryStage>, generation: u32, first: u32, count: u32) -> bool {
     let base = (generation * MAX_RULE_ENTRIES).wrapping_add(first);
     // The loader never writes more; the bound is what the verifier sees.
     let count = if count > MAX_RULE_SCAN { MAX_RULE_SCAN } else { count };
@@ -129,8 +122,8 @@ fn scan_part(slot: *mut QueryStage, generation: u32, first: u32, count: u32) -> 
         if let Some(r) = RULES.get(base.wrapping_add(i))
             && matches(generation, r, slot)
         {
-            // SAFETY: this CPU's slot (see `QueryStage`).
-            unsafe { (*slot).found = u32::from(r.index) };
+            // SAFETY: this CPU's scratch slot (`scratch::Slot`).
+            unsafe { (*slot.ptr()).found = u32::from(r.index) };
             return true;
         }
         i += 1;
@@ -141,14 +134,15 @@ fn scan_part(slot: *mut QueryStage, generation: u32, first: u32, count: u32) -> 
 /// Reads one field of the staged query from map memory, afresh.
 macro_rules! staged {
     ($q:expr, $field:ident) => {
-        // SAFETY: `$q` is this CPU's live slot (see `QueryStage`); volatile, so
-        // the value is loaded here and not carried from an earlier rule.
-        unsafe { (&raw const (*$q).$field).read_volatile() }
+        // SAFETY: `$q` is this CPU's scratch slot (`scratch::Slot`);
+        // volatile, so the value is loaded here and not carried from an
+        // earlier rule.
+        unsafe { (&raw const (*$q.ptr()).$field).read_volatile() }
     };
 }
 
 #[inline(always)]
-fn matches(generation: u32, r: &Rule, q: *mut QueryStage) -> bool {
+fn matches(generation: u32, r: &Rule, q: Slot<QueryStage>) -> bool {
     if r.flags & rule::ANY_PROTO == 0 && r.proto != staged!(q, proto) {
         return false;
     }
@@ -197,13 +191,14 @@ fn masks(len: u8) -> (u64, u64) {
 
 /// Whether the query's peer is in one of the networks of peer set `set`.
 #[inline(always)]
-fn in_set(generation: u32, set: u32, q: *mut QueryStage) -> bool {
+fn in_set(generation: u32, set: u32, q: Slot<QueryStage>) -> bool {
     let (hi, lo) = (staged!(q, peer_hi), staged!(q, peer_lo));
     let [a0, a1, a2, a3, a4, a5, a6, a7] = hi.to_be_bytes();
     let [b0, b1, b2, b3, b4, b5, b6, b7] = lo.to_be_bytes();
     let addr = [a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, b2, b3, b4, b5, b6, b7];
-    // SAFETY: `q` is this CPU's live slot (see `QueryStage`).
+    // SAFETY: `q` is this CPU's scratch slot (`scratch::Slot`).
     let key = unsafe {
+        let q = q.ptr();
         (*q).key = Key::new(PEER_SET_KEY_BITS, PeerSetKey { set, addr });
         &(*q).key
     };

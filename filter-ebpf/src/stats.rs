@@ -1,9 +1,14 @@
 //! Counters: one global per-CPU entry per (verdict, reason) for every
 //! frame, and for frames touching devices each device's own line on this
 //! CPU (`filter_common::CounterLine`): its counters by direction and
-//! verdict, and the hits of its first rules.
+//! verdict, and the hits of its first rules. [`bump`] is the one increment
+//! of the other modules' per-CPU statistics (flows, events).
+//!
+//! Every counter here is this CPU's own: XDP runs with preemption off, so
+//! nothing else writes it while the program does, and plain adds need no
+//! atomics.
 
-use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_get_smp_processor_id};
+use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_get_smp_processor_id, maps::PerCpuArray};
 use filter_common::{
     Counter, CounterLine, Direction, LINE_RULES, Reason, RuleHitKey, Verdict, global_stat_index,
 };
@@ -16,9 +21,8 @@ use crate::{
 #[inline(always)]
 pub fn count(verdict: Verdict, reason: Reason, devices: &Involved, len: u64) {
     if let Some(c) = GLOBAL_STATS.get_ptr_mut(global_stat_index(verdict, reason)) {
-        // SAFETY: a per-CPU array slot; XDP runs with preemption off on this
-        // CPU, so nothing else writes it concurrently.
-        unsafe { add(c, len) };
+        // SAFETY: this CPU's value of a per-CPU array (see the module).
+        add(unsafe { &mut *c }, len);
     }
     if devices.src_slot != NO_SLOT {
         count_device(devices.src_slot, Direction::Out, verdict, devices.src_rule, len);
@@ -38,8 +42,8 @@ fn count_device(slot: u32, direction: Direction, verdict: Verdict, rule: u32, le
     // Indexes are enum discriminants and `rule` is checked against the
     // line; `get_mut` keeps the bounds checks in the code anyway, which the
     // verifier needs.
-    // SAFETY: this CPU's line (`own_line`); only this CPU writes it, and XDP
-    // runs with preemption off, so nothing writes it concurrently.
+    // SAFETY: this CPU's line (`own_line`); only this CPU writes it (see
+    // the module).
     let line = unsafe { &mut *line };
     if rule != NO_SLOT {
         // Widened once, opaquely, before the bound check: left to the
@@ -62,8 +66,7 @@ fn count_device(slot: u32, direction: Direction, verdict: Verdict, rule: u32, le
         Verdict::WouldDrop => line.dropped.get_mut(direction as usize).and_then(|d| d.get_mut(1)),
     };
     if let Some(c) = counter {
-        // SAFETY: a counter of this CPU's line, as above.
-        unsafe { add(c, len) };
+        add(c, len);
     }
 }
 
@@ -71,18 +74,28 @@ fn count_device(slot: u32, direction: Direction, verdict: Verdict, rule: u32, le
 #[inline(always)]
 fn count_later_rule(slot: u32, direction: Direction, rule: u32) {
     let key = RuleHitKey { slot, direction: direction as u8, rule: rule as u8, _pad: 0 };
-    match RULE_HITS.get_ptr_mut(key) {
-        // SAFETY: this CPU's value of a per-CPU hash entry; XDP runs with
-        // preemption off, so nothing else writes it concurrently.
-        Some(c) => unsafe { *c = (*c).wrapping_add(1) },
+    let c = match RULE_HITS.get_ptr_mut(key) {
+        Some(c) => c,
         None => {
-            if RULE_HITS.insert(key, 1, u64::from(BPF_NOEXIST)).is_err()
-                && let Some(c) = RULE_HITS.get_ptr_mut(key)
-            {
-                // SAFETY: as above.
-                unsafe { *c = (*c).wrapping_add(1) };
+            // The rule's first hit: a new entry, unless another CPU made it
+            // meanwhile.
+            if RULE_HITS.insert(key, 1, u64::from(BPF_NOEXIST)).is_ok() {
+                return;
             }
+            let Some(c) = RULE_HITS.get_ptr_mut(key) else { return };
+            c
         }
+    };
+    // SAFETY: this CPU's value of a per-CPU hash entry (see the module).
+    unsafe { *c = (*c).wrapping_add(1) };
+}
+
+/// Adds one to this CPU's counter `index` of `map`.
+#[inline(always)]
+pub fn bump(map: &PerCpuArray<u64>, index: u32) {
+    if let Some(c) = map.get_ptr_mut(index) {
+        // SAFETY: this CPU's value of a per-CPU array (see the module).
+        unsafe { *c = (*c).wrapping_add(1) };
     }
 }
 
@@ -101,13 +114,9 @@ fn own_line(slot: u32) -> Option<*mut CounterLine> {
     COUNTER_LINES.get_ptr_mut(slot.checked_mul(cpus)?.checked_add(cpu)?)
 }
 
-/// # Safety
-/// `c` must point at a live counter that only this CPU writes.
+/// Counts a frame of `len` bytes.
 #[inline(always)]
-unsafe fn add(c: *mut Counter, len: u64) {
-    // SAFETY: guaranteed by the caller.
-    unsafe {
-        (*c).packets = (*c).packets.wrapping_add(1);
-        (*c).bytes = (*c).bytes.wrapping_add(len);
-    }
+fn add(c: &mut Counter, len: u64) {
+    c.packets = c.packets.wrapping_add(1);
+    c.bytes = c.bytes.wrapping_add(len);
 }

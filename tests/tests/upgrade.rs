@@ -9,8 +9,9 @@ use std::{net::UdpSocket, path::PathBuf, thread, time::Duration};
 
 use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues};
 use filter_common::{
-    Addr, Counter, CounterLine, DeviceCounters, DeviceName, Direction, FlowKey, FlowValue, Reason,
-    RuleHitKey, RuleHitLine, StatKey, V6Net, V6Table, Verdict, flow_state, maps, v6table,
+    Addr, Counter, CounterLine, DeviceCounters, DeviceName, Direction, FlowKey, FlowValue,
+    NS_PER_SEC, Reason, RuleHitKey, RuleHitLine, StatKey, V6Net, V6Table, Verdict, flow_state,
+    ipproto, maps, v6table,
 };
 use filter_user::addr::key as mapped;
 use vlanguard_tests::{
@@ -47,6 +48,85 @@ fn replace_under_traffic(lab: &mut Lab, bin: &std::path::Path) -> (usize, usize,
     let allowed = allowed_rx.join().expect("receiver").len();
     let blocked = blocked_rx.join().expect("receiver").len();
     (allowed, blocked, log)
+}
+
+/// Every upgrade test's start: the lab with the first build's daemon
+/// running, and the second build to upgrade to.
+struct Upgrade {
+    lab: Lab,
+    variant: PathBuf,
+}
+
+impl Upgrade {
+    /// The lab and its daemon, started as usual; `None` (skip the test)
+    /// without root or, outside CI, without the second build.
+    fn start() -> Option<Upgrade> {
+        Upgrade::start_with(|_| {}, &[])
+    }
+
+    /// As [`Upgrade::start`], with `prepare` run on the lab before the
+    /// daemon starts with `args`.
+    fn start_with(prepare: impl FnOnce(&Lab), args: &[&str]) -> Option<Upgrade> {
+        if !privileged() {
+            return None;
+        }
+        let variant = variant()?;
+        let mut lab = Lab::new();
+        prepare(&lab);
+        lab.start_daemon_with(args);
+        Some(Upgrade { lab, variant })
+    }
+
+    /// Where the daemon pins the maps.
+    fn maps_dir(&self) -> PathBuf {
+        self.lab.pin_dir.join("maps")
+    }
+
+    /// The second build takes over from the first (stopped here unless
+    /// the test stopped it already) and says it replaced the pinned
+    /// program; its log.
+    fn upgrade(&mut self) -> String {
+        self.upgrade_with(&[])
+    }
+
+    /// [`Upgrade::upgrade`] with extra `vlanguard run` arguments.
+    fn upgrade_with(&mut self, args: &[&str]) -> String {
+        if self.lab.daemon_running() {
+            self.lab.stop_daemon(libc::SIGTERM);
+        }
+        let log = self.lab.start_daemon_as_with(&self.variant, args);
+        assert!(log.contains("replaced the pinned program"), "{log}");
+        log
+    }
+
+    /// The pump's counter slot.
+    fn pump_slot(&self) -> u32 {
+        pump_slot(&self.maps_dir())
+    }
+
+    /// The sum of the metric `name`'s samples whose lines hold all of
+    /// `labels`.
+    fn metric(&self, name: &str, labels: &[&str]) -> f64 {
+        vlanguard_tests::sample(&self.lab.scrape(), name, labels)
+    }
+
+    /// Frames to the pump its inbound rules let through, by the metrics.
+    fn pump_rule_hits(&self) -> f64 {
+        self.metric("vlanguard_rule_hits_total", &["device=\"pump\"", "direction=\"in\""])
+    }
+
+    /// Frames to the pump that passed, by the metrics.
+    fn pump_passed(&self) -> f64 {
+        self.metric(
+            "vlanguard_device_packets_total",
+            &["device=\"pump\"", "direction=\"in\"", "verdict=\"pass\""],
+        )
+    }
+
+    /// The per-device counters' capacity, by the metrics.
+    fn counter_capacity(&self) -> f64 {
+        self.metric("vlanguard_map_capacity", &["map=\"device_counters\""])
+    }
 }
 
 /// The second build, or `None` (skip) outside CI.
@@ -93,12 +173,7 @@ fn pin_map(
 
 #[test]
 fn a_new_program_takes_over_without_losing_or_leaking_a_packet() {
-    if !privileged() {
-        return;
-    }
-    let Some(variant) = variant() else { return };
-    let mut lab = Lab::new();
-    lab.start_daemon();
+    let Some(Upgrade { mut lab, variant }) = Upgrade::start() else { return };
     let first = tag(&lab);
     let revision = |lab: &Lab| {
         let out = lab.cli(&["status", "--json"]);
@@ -160,45 +235,38 @@ fn replies(lab: &Lab) -> usize {
 /// arrive, and the old table's pin goes.
 #[test]
 fn flows_of_the_earlier_flow_table_carry_over() {
-    if !privileged() {
-        return;
-    }
-    let Some(variant) = variant() else { return };
-    let mut lab = Lab::new();
-    lab.start_daemon();
-    assert_eq!(replies(&lab), 0, "without its flow the pump's answer is not allowed");
+    let Some(mut up) = Upgrade::start() else { return };
+    assert_eq!(replies(&up.lab), 0, "without its flow the pump's answer is not allowed");
 
     // The earlier version's table, as it left it: the flow nurse:40000 ->
     // pump:5000, open for another minute.
     let mut key = FlowKey::default();
     let nurse = Addr(mapped(NURSE.parse().expect("address")));
     let pump = Addr(mapped(PUMP.parse().expect("address")));
-    let nurse_lo = key.set(&nurse, 40_000, &pump, 5000, 17);
+    let nurse_lo = key.set(&nurse, 40_000, &pump, 5000, ipproto::UDP);
     let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: clock_gettime fills the timespec it is given.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut now) };
-    let now_ns = now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64;
+    let now_ns = now.tv_sec as u64 * NS_PER_SEC + now.tv_nsec as u64;
     let value = FlowValue {
-        expires_ns: now_ns + 60_000_000_000,
+        expires_ns: now_ns + 60 * NS_PER_SEC,
         epoch: 0,
         open_port: 5000,
         lo_opened: u8::from(nurse_lo),
         state: flow_state::ESTABLISHED,
     };
     const BPF_MAP_TYPE_LRU_HASH: u32 = 9;
-    let pin = lab.pin_dir.join("maps").join(maps::LEGACY_FLOWS);
+    let pin = up.maps_dir().join(maps::LEGACY_FLOWS);
     let legacy = pin_map(&pin, maps::LEGACY_FLOWS, BPF_MAP_TYPE_LRU_HASH, (40, 16), 1 << 16, 0);
     let mut table: HashMap<MapData, FlowKey, FlowValue> =
         HashMap::try_from(Map::LruHashMap(legacy)).expect("hash map");
     table.insert(key, value, 0).expect("insert the flow");
     drop(table);
 
-    lab.stop_daemon(libc::SIGTERM);
-    let log = lab.start_daemon_as(&variant);
-    assert!(log.contains("replaced the pinned program"), "{log}");
+    let log = up.upgrade();
     assert!(log.contains("1 open flow(s) carried over"), "{log}");
     assert!(!pin.exists(), "the old table's pin is removed");
-    assert_eq!(replies(&lab), 20, "the carried flow lets the pump's answers through");
+    assert_eq!(replies(&up.lab), 20, "the carried flow lets the pump's answers through");
 }
 
 /// An upgrade from a version that counted per device in a per-CPU hash
@@ -207,14 +275,9 @@ fn flows_of_the_earlier_flow_table_carry_over() {
 /// and the old map's pin goes.
 #[test]
 fn device_counters_of_the_earlier_layout_carry_over() {
-    if !privileged() {
-        return;
-    }
-    let Some(variant) = variant() else { return };
-    let mut lab = Lab::new();
-    lab.start_daemon();
-    let maps_dir = lab.pin_dir.join("maps");
-    let pump = pump_slot(&maps_dir);
+    let Some(mut up) = Upgrade::start() else { return };
+    let maps_dir = up.maps_dir();
+    let pump = up.pump_slot();
     let in_drops = |lab: &Lab| -> u64 {
         let out = lab.cli(&["stats", "--device", "pump", "--json"]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -227,7 +290,7 @@ fn device_counters_of_the_earlier_layout_carry_over() {
             .map(|r| r["packets"].as_u64().expect("count"))
             .sum()
     };
-    let before = in_drops(&lab);
+    let before = in_drops(&up.lab);
 
     // The earlier version's map as it left it: 1,000 dropped packets to the
     // pump on the first CPU, 234 on the others.
@@ -251,12 +314,10 @@ fn device_counters_of_the_earlier_layout_carry_over() {
     old.insert(key, PerCpuValues::try_from(per_cpu).expect("values"), 0).expect("insert");
     drop(old);
 
-    lab.stop_daemon(libc::SIGTERM);
-    let log = lab.start_daemon_as(&variant);
-    assert!(log.contains("replaced the pinned program"), "{log}");
+    up.upgrade();
     assert!(!pin.exists(), "the old map's pin is removed");
     let carried = 1000 + 234 * (cpus as u64 - 1);
-    assert_eq!(in_drops(&lab), before + carried, "the old counts are the pump's");
+    assert_eq!(in_drops(&up.lab), before + carried, "the old counts are the pump's");
 }
 
 /// An upgrade from a version that counted per device in per-CPU arrays
@@ -265,30 +326,11 @@ fn device_counters_of_the_earlier_layout_carry_over() {
 /// old maps' pins go.
 #[test]
 fn per_cpu_counters_of_the_earlier_layout_carry_over() {
-    if !privileged() {
-        return;
-    }
-    let Some(variant) = variant() else { return };
-    let mut lab = Lab::new();
-    lab.start_daemon();
-    let maps_dir = lab.pin_dir.join("maps");
-    let pump = pump_slot(&maps_dir);
-    let passed = |lab: &Lab| {
-        vlanguard_tests::sample(
-            &lab.scrape(),
-            "vlanguard_device_packets_total",
-            &["device=\"pump\"", "direction=\"in\"", "verdict=\"pass\""],
-        )
-    };
-    let hits = |lab: &Lab| {
-        vlanguard_tests::sample(
-            &lab.scrape(),
-            "vlanguard_rule_hits_total",
-            &["device=\"pump\"", "direction=\"in\""],
-        )
-    };
-    assert_eq!((passed(&lab), hits(&lab)), (0.0, 0.0), "no traffic yet");
-    lab.stop_daemon(libc::SIGTERM);
+    let Some(mut up) = Upgrade::start() else { return };
+    let maps_dir = up.maps_dir();
+    let pump = up.pump_slot();
+    assert_eq!((up.pump_passed(), up.pump_rule_hits()), (0.0, 0.0), "no traffic yet");
+    up.lab.stop_daemon(libc::SIGTERM);
 
     // The earlier version's maps as it left them, of 256 devices (no lines
     // yet): 1,000 frames to the pump passed on the first CPU, 234 on the
@@ -327,24 +369,18 @@ fn per_cpu_counters_of_the_earlier_layout_carry_over() {
     lines.set(pump, PerCpuValues::try_from(per_cpu).expect("values"), 0).expect("set");
     drop((counters, lines));
 
-    let log = lab.start_daemon_as(&variant);
-    assert!(log.contains("replaced the pinned program"), "{log}");
+    up.upgrade();
     assert!(!counters_pin.exists() && !lines_pin.exists(), "the old maps' pins are removed");
-    let capacity = vlanguard_tests::sample(
-        &lab.scrape(),
-        "vlanguard_map_capacity",
-        &["map=\"device_counters\""],
-    );
-    assert_eq!(capacity, 256.0, "the lines take the old counters' size");
+    assert_eq!(up.counter_capacity(), 256.0, "the lines take the old counters' size");
     let others = cpus as f64 - 1.0;
-    assert_eq!(passed(&lab), 1000.0 + 234.0 * others, "the old counts are the pump's");
+    assert_eq!(up.pump_passed(), 1000.0 + 234.0 * others, "the old counts are the pump's");
     let carried = 900.0 + 200.0 * others + 3.0 * cpus as f64;
-    assert_eq!(hits(&lab), carried, "the old rule hits are the pump's");
-    let before = passed(&lab);
-    assert_eq!(lab.udp("nurse", "pump", PUMP, 5000), 20, "allowed traffic passes");
-    let new = passed(&lab) - before;
+    assert_eq!(up.pump_rule_hits(), carried, "the old rule hits are the pump's");
+    let before = up.pump_passed();
+    assert_eq!(up.lab.udp("nurse", "pump", PUMP, 5000), 20, "allowed traffic passes");
+    let new = up.pump_passed() - before;
     assert!(new >= 20.0, "the new lines count on top: {new}");
-    assert!(hits(&lab) > carried, "and their rule hits");
+    assert!(up.pump_rule_hits() > carried, "and their rule hits");
 }
 
 /// Rule hits an earlier version counted in the `RULE_HITS` hash for a
@@ -352,30 +388,14 @@ fn per_cpu_counters_of_the_earlier_layout_carry_over() {
 /// an upgrade, added to what the lines count from then on.
 #[test]
 fn rule_hits_of_the_earlier_layout_are_kept() {
-    if !privileged() {
-        return;
-    }
-    let Some(variant) = variant() else { return };
-    let mut lab = Lab::new();
-    lab.start_daemon();
-    let maps_dir = lab.pin_dir.join("maps");
-    let pump = pump_slot(&maps_dir);
-    let hits = |lab: &Lab| {
-        vlanguard_tests::sample(
-            &lab.scrape(),
-            "vlanguard_rule_hits_total",
-            &["device=\"pump\"", "direction=\"in\""],
-        )
+    let Some(mut up) = Upgrade::start() else { return };
+    let maps_dir = up.maps_dir();
+    let pump = up.pump_slot();
+    let opened = |up: &Upgrade| {
+        up.metric("vlanguard_frames_total", &["verdict=\"pass\"", "reason=\"allowed\""])
     };
-    let opened = |lab: &Lab| {
-        vlanguard_tests::sample(
-            &lab.scrape(),
-            "vlanguard_frames_total",
-            &["verdict=\"pass\"", "reason=\"allowed\""],
-        )
-    };
-    assert_eq!(hits(&lab), 0.0, "no traffic yet");
-    lab.stop_daemon(libc::SIGTERM);
+    assert_eq!(up.pump_rule_hits(), 0.0, "no traffic yet");
+    up.lab.stop_daemon(libc::SIGTERM);
 
     // The earlier version's hash as it left it: the pump's first inbound
     // rule credited with 1,000 frames on the first CPU, 234 on the others.
@@ -389,16 +409,15 @@ fn rule_hits_of_the_earlier_layout_are_kept() {
     old.insert(key, PerCpuValues::try_from(per_cpu).expect("values"), 0).expect("insert");
     drop(old);
 
-    let log = lab.start_daemon_as(&variant);
-    assert!(log.contains("replaced the pinned program"), "{log}");
+    up.upgrade();
     assert!(maps_dir.join(maps::COUNTER_LINES).exists(), "the lines are pinned");
     let carried = (1000 + 234 * (cpus as u64 - 1)) as f64;
-    assert_eq!(hits(&lab), carried, "the old counts are the pump's");
-    let before = opened(&lab);
-    assert_eq!(lab.udp("nurse", "pump", PUMP, 5000), 20, "allowed traffic passes");
-    let new = opened(&lab) - before;
+    assert_eq!(up.pump_rule_hits(), carried, "the old counts are the pump's");
+    let before = opened(&up);
+    assert_eq!(up.lab.udp("nurse", "pump", PUMP, 5000), 20, "allowed traffic passes");
+    let new = opened(&up) - before;
     assert!(new >= 1.0, "the first datagram is allowed by a rule");
-    assert_eq!(hits(&lab), carried + new, "the lines count on top of the carried hits");
+    assert_eq!(up.pump_rule_hits(), carried + new, "the lines count on top of the carried hits");
 }
 
 /// After a downgrade and an upgrade back, the maps the earlier version did
@@ -406,15 +425,10 @@ fn rule_hits_of_the_earlier_layout_are_kept() {
 /// stale: the upgrade clears those the running program does not use.
 #[test]
 fn maps_an_earlier_version_did_not_keep_are_cleared() {
-    if !privileged() {
-        return;
-    }
-    let Some(variant) = variant() else { return };
-    let mut lab = Lab::new();
-    lab.start_daemon();
-    let maps_dir = lab.pin_dir.join("maps");
-    let pump = pump_slot(&maps_dir);
-    lab.stop_daemon(libc::SIGTERM);
+    let Some(mut up) = Upgrade::start() else { return };
+    let maps_dir = up.maps_dir();
+    let pump = up.pump_slot();
+    up.lab.stop_daemon(libc::SIGTERM);
 
     // The running program's maps replaced by ones it does not use, holding
     // what a later version left before the downgrade: 5 hits of the
@@ -443,20 +457,9 @@ fn maps_an_earlier_version_did_not_keep_are_cleared() {
     }
     drop((lines, tables));
 
-    let log = lab.start_daemon_as(&variant);
-    assert!(log.contains("replaced the pinned program"), "{log}");
-    let hits = vlanguard_tests::sample(
-        &lab.scrape(),
-        "vlanguard_rule_hits_total",
-        &["device=\"pump\"", "direction=\"in\""],
-    );
-    assert_eq!(hits, 0.0, "the stale hits are gone");
-    let passed = vlanguard_tests::sample(
-        &lab.scrape(),
-        "vlanguard_device_packets_total",
-        &["device=\"pump\"", "direction=\"in\"", "verdict=\"pass\""],
-    );
-    assert_eq!(passed, 0.0, "the stale counts are gone");
+    up.upgrade();
+    assert_eq!(up.pump_rule_hits(), 0.0, "the stale hits are gone");
+    assert_eq!(up.pump_passed(), 0.0, "the stale counts are gone");
     let tables: Array<MapData, V6Table> = Array::try_from(Map::Array(
         MapData::from_pin(maps_dir.join(maps::V6_NETS)).expect("the table's pin"),
     ))
@@ -465,7 +468,7 @@ fn maps_an_earlier_version_did_not_keep_are_cleared() {
         let t = tables.get(&generation, 0).expect("a generation's table");
         assert_ne!(t, other, "generation {generation} still holds the stale table");
     }
-    assert_eq!(lab.udp("nurse", "pump", PUMP, 5000), 20, "allowed traffic still passes");
+    assert_eq!(up.lab.udp("nurse", "pump", PUMP, 5000), 20, "allowed traffic still passes");
 }
 
 /// Every map of `maps::ALL` is pinned from the first start, and one an
@@ -475,32 +478,26 @@ fn maps_an_earlier_version_did_not_keep_are_cleared() {
 /// stays.
 #[test]
 fn maps_an_earlier_version_left_unpinned_are_kept() {
-    if !privileged() {
-        return;
-    }
-    let Some(variant) = variant() else { return };
-    let mut lab = Lab::new();
-    lab.start_daemon();
-    let maps_dir = lab.pin_dir.join("maps");
+    let Some(mut up) = Upgrade::start() else { return };
+    let maps_dir = up.maps_dir();
     for name in maps::ALL {
         assert!(maps_dir.join(name).exists(), "{name} is not pinned");
     }
     let pin = maps_dir.join(maps::RATE_STATE);
     let id = |pin: &std::path::Path| aya::maps::MapInfo::from_pin(pin).expect("pinned").id();
     let running = id(&pin);
-    lab.stop_daemon(libc::SIGTERM);
+    up.lab.stop_daemon(libc::SIGTERM);
 
     // As an earlier version left it: used by the running program, not
     // pinned. The same build adopts the filter, then a new one upgrades it.
     std::fs::remove_file(&pin).expect("unpin");
-    lab.start_daemon();
+    up.lab.start_daemon();
     assert_eq!(id(&pin), running, "adopting pins the running program's map");
-    lab.stop_daemon(libc::SIGTERM);
+    up.lab.stop_daemon(libc::SIGTERM);
     std::fs::remove_file(&pin).expect("unpin");
-    let log = lab.start_daemon_as(&variant);
-    assert!(log.contains("replaced the pinned program"), "{log}");
+    up.upgrade();
     assert_eq!(id(&pin), running, "the new program takes the running program's map");
-    assert_eq!(lab.udp("nurse", "pump", PUMP, 5000), 20, "allowed traffic still passes");
+    assert_eq!(up.lab.udp("nurse", "pump", PUMP, 5000), 20, "allowed traffic still passes");
 }
 
 /// The per-device counters keep the size the filter was first loaded with
@@ -508,30 +505,16 @@ fn maps_an_earlier_version_left_unpinned_are_kept() {
 /// map's size, and says so when asked for another.
 #[test]
 fn the_counters_keep_the_size_they_were_created_with() {
-    if !privileged() {
-        return;
-    }
-    let Some(variant) = variant() else { return };
-    let mut lab = Lab::new();
-    lab.start_daemon_with(&["--device-capacity", "64"]);
-    let capacity = |lab: &Lab| {
-        vlanguard_tests::sample(
-            &lab.scrape(),
-            "vlanguard_map_capacity",
-            &["map=\"device_counters\""],
-        )
-    };
-    assert_eq!(capacity(&lab), 64.0);
-    lab.stop_daemon(libc::SIGTERM);
-    let lines_pin = lab.pin_dir.join("maps").join(maps::COUNTER_LINES);
-    let log = lab.start_daemon_as_with(&variant, &["--device-capacity", "128"]);
-    assert!(log.contains("replaced the pinned program"), "{log}");
+    let Some(mut up) = Upgrade::start_with(|_| {}, &["--device-capacity", "64"]) else { return };
+    assert_eq!(up.counter_capacity(), 64.0);
+    let lines_pin = up.maps_dir().join(maps::COUNTER_LINES);
+    let log = up.upgrade_with(&["--device-capacity", "128"]);
     assert!(log.contains("--device-capacity 128 not applied"), "{log}");
-    assert_eq!(capacity(&lab), 64.0, "the pinned size, not the one asked for");
+    assert_eq!(up.counter_capacity(), 64.0, "the pinned size, not the one asked for");
     let lines = aya::maps::MapInfo::from_pin(&lines_pin).expect("the lines' pin");
     let cpus = aya::util::nr_cpus().expect("CPUs") as u32;
     assert_eq!(lines.max_entries(), 64 * cpus, "a line per device and CPU");
-    assert_eq!(lab.udp("nurse", "pump", PUMP, 5000), 20, "allowed traffic still passes");
+    assert_eq!(up.lab.udp("nurse", "pump", PUMP, 5000), 20, "allowed traffic still passes");
 }
 
 /// An interface enforced at TC ingress (its NIC takes VLAN tags out of
@@ -539,14 +522,13 @@ fn the_counters_keep_the_size_they_were_created_with() {
 /// the pinned TCX link, traffic between the VLANs keeps flowing.
 #[test]
 fn a_tc_port_takes_the_new_program_in_place() {
-    if !privileged() {
+    let vlan_offload = |lab: &Lab| {
+        lab.ethtool("r", "trunk0", "rxvlan", true);
+        lab.ethtool("sw", "trs", "txvlan", true);
+    };
+    let Some(Upgrade { mut lab, variant }) = Upgrade::start_with(vlan_offload, &[]) else {
         return;
-    }
-    let Some(variant) = variant() else { return };
-    let mut lab = Lab::new();
-    lab.ethtool("r", "trunk0", "rxvlan", true);
-    lab.ethtool("sw", "trs", "txvlan", true);
-    lab.start_daemon();
+    };
     let hook = |lab: &Lab| {
         let out = lab.cli(&["status", "--json"]);
         let status: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");

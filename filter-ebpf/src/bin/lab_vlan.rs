@@ -16,12 +16,13 @@ use aya_ebpf::{
     maps::HashMap,
     programs::TcContext,
 };
-use filter_common::lab::{PortAction, PortKey};
+use filter_common::{
+    ethertype,
+    lab::{PortAction, PortKey},
+};
 
 #[map]
 static LAB_VLAN: HashMap<PortKey, PortAction> = HashMap::with_max_entries(64, 0);
-
-const ETH_P_8021Q: u16 = 0x8100;
 
 #[classifier]
 pub fn lab_vlan(ctx: TcContext) -> i32 {
@@ -42,7 +43,7 @@ pub fn lab_vlan(ctx: TcContext) -> i32 {
         if present != 0 {
             bpf_skb_vlan_pop(skb)
         } else {
-            bpf_skb_vlan_push(skb, ETH_P_8021Q.to_be(), action.push_vid)
+            bpf_skb_vlan_push(skb, ethertype::VLAN_8021Q.to_be(), action.push_vid)
         }
     };
     if done != 0 {

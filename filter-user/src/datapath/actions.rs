@@ -5,7 +5,7 @@
 use std::time::{Duration, SystemTime};
 
 use aya::maps::lpm_trie::Key;
-use filter_common::{BLOCK_REASON_LEN, BlockEntry, PeerData};
+use filter_common::{BLOCK_REASON_LEN, BlockEntry, NS_PER_SEC, PeerData};
 use ipnet::IpNet;
 use serde::Serialize;
 
@@ -50,8 +50,7 @@ pub struct Described {
 
 pub fn describe(what: String, e: &BlockEntry, now_ns: u64) -> Described {
     let reason_len = e.reason.iter().position(|b| *b == 0).unwrap_or(e.reason.len());
-    let remaining =
-        (e.expires_ns != 0).then(|| e.expires_ns.saturating_sub(now_ns) / 1_000_000_000);
+    let remaining = (e.expires_ns != 0).then(|| e.expires_ns.saturating_sub(now_ns) / NS_PER_SEC);
     Described {
         what,
         reason: String::from_utf8_lossy(&e.reason[..reason_len]).into_owned(),
@@ -164,8 +163,8 @@ impl Filter {
     pub(super) fn count_actions(&mut self) -> Result<(), LoadError> {
         let blocks = self.maps.blocks.keys().count() as u32;
         let quarantined = self.maps.quarantine.keys().count() as u32;
-        self.maps.action_counts.set(0, blocks, 0)?;
-        self.maps.action_counts.set(1, quarantined, 0)?;
+        self.maps.action_counts.set(filter_common::action_counts::BLOCKS, blocks, 0)?;
+        self.maps.action_counts.set(filter_common::action_counts::QUARANTINE, quarantined, 0)?;
         Ok(())
     }
 }

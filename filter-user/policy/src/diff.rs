@@ -4,7 +4,7 @@
 
 use std::{collections::BTreeMap, fmt};
 
-use filter_common::Direction;
+use filter_common::{Direction, ipproto};
 use serde::Serialize;
 
 use crate::policy::{L4, Peer, Resolved, ResolvedDevice, Rule};
@@ -151,7 +151,9 @@ pub fn rule_text(rule: &Rule, direction: Direction) -> String {
 
 fn proto_name(p: u8) -> String {
     match p {
-        1 | 6 | 17 | 58 => crate::policy::proto_name(p),
+        ipproto::ICMP | ipproto::TCP | ipproto::UDP | ipproto::ICMPV6 => {
+            crate::policy::proto_name(p)
+        }
         p => format!("proto {}", crate::policy::proto_name(p)),
     }
 }

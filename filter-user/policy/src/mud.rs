@@ -25,6 +25,7 @@
 
 use std::{collections::BTreeMap, fmt};
 
+use filter_common::ipproto::{DSTOPTS, FRAGMENT, HOPOPTS, ICMP, ICMPV6, ROUTING, TCP, UDP};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -506,7 +507,7 @@ impl AceReader {
 
     /// A `tcp` or `udp` match: ports and who initiates.
     fn port_match(&mut self, key: &str, m: &Value) -> Result<(), String> {
-        let proto = if key == "tcp" { 6 } else { 17 };
+        let proto = if key == "tcp" { TCP } else { UDP };
         if self.out.proto.is_some_and(|p| p != proto) {
             return Err(format!("{key} match with protocol {:?}", self.out.proto));
         }
@@ -554,7 +555,7 @@ impl AceReader {
             // through.
             let echo = matches!(
                 (out.proto, out.icmp_type),
-                (Some(1), Some(0 | 8)) | (Some(58), Some(128 | 129))
+                (Some(ICMP), Some(0 | 8)) | (Some(ICMPV6), Some(128 | 129))
             );
             if !(echo && code == 0) {
                 return Err(format!(
@@ -656,7 +657,7 @@ fn ports(v: &Value) -> Result<Vec<Ports>, String> {
 /// are no transport protocol: an entry naming one is refused.
 fn proto_name(p: u8) -> Result<String, String> {
     Ok(match p {
-        0 | 43 | 44 | 60 | 135 | 139 | 140 => {
+        HOPOPTS | ROUTING | FRAGMENT | DSTOPTS | 135 | 139 | 140 => {
             return Err(format!(
                 "protocol {p} is an IPv6 extension header ({}), not a transport protocol: an \
                  entry that names it matches nothing a firewall sees as a protocol (a known \
@@ -694,8 +695,8 @@ fn has_opener(a: &Ace, all: &[Ace]) -> bool {
 /// side opens.
 fn has_opener_echo(a: &Ace, all: &[Ace]) -> bool {
     let request = match (a.proto, a.icmp_type) {
-        (Some(1), Some(0)) => 8,
-        (Some(58), Some(129)) => 128,
+        (Some(ICMP), Some(0)) => 8,
+        (Some(ICMPV6), Some(129)) => 128,
         _ => return false,
     };
     other_halves(a, all).any(|b| b.icmp_type == Some(request))
@@ -706,9 +707,9 @@ fn has_opener_echo(a: &Ace, all: &[Ace]) -> bool {
 /// for ICMP echo, the matching reply type).
 fn has_reply(a: &Ace, all: &[Ace]) -> bool {
     other_halves(a, all).any(|b| match (a.proto, a.icmp_type) {
-        (Some(6 | 17), _) => b.src_ports.is_some() && b.src_ports == a.dst_ports,
-        (Some(1), Some(8)) => b.icmp_type == Some(0),
-        (Some(58), Some(128)) => b.icmp_type == Some(129),
+        (Some(TCP | UDP), _) => b.src_ports.is_some() && b.src_ports == a.dst_ports,
+        (Some(ICMP), Some(8)) => b.icmp_type == Some(0),
+        (Some(ICMPV6), Some(128)) => b.icmp_type == Some(129),
         _ => false,
     })
 }
@@ -766,7 +767,7 @@ pub fn convert(
 /// Whether the ACE's packets are the opening half of a connection (a
 /// rule) or the reply (the flow covers it).
 fn opening(a: &Ace, aces: &[Ace]) -> bool {
-    match (a.initiated, matches!(a.proto, Some(6 | 17))) {
+    match (a.initiated, matches!(a.proto, Some(TCP | UDP))) {
         (Some(by), true) => by == a.side,
         // UDP, or TCP without direction-initiated: by the ports.
         (None, true) => a.dst_ports.is_some() || a.src_ports.is_none(),
@@ -795,8 +796,8 @@ impl Conversion {
     /// The rules of an ACE that opens connections (one per destination and
     /// source port range), and what its replies rely on.
     fn add_opening(&mut self, a: &Ace, aces: &[Ace], peer: &str, proto: Option<String>) {
-        let ported = matches!(a.proto, Some(6 | 17));
-        if ported && a.proto == Some(6) && a.initiated.is_none() {
+        let ported = matches!(a.proto, Some(TCP | UDP));
+        if ported && a.proto == Some(TCP) && a.initiated.is_none() {
             self.stricter.push((
                 a.name.clone(),
                 format!(
@@ -831,8 +832,8 @@ impl Conversion {
                 }
             }
         }
-        let opens_flow =
-            ported || matches!((a.proto, a.icmp_type), (Some(1), Some(8)) | (Some(58), Some(128)));
+        let opens_flow = ported
+            || matches!((a.proto, a.icmp_type), (Some(ICMP), Some(8)) | (Some(ICMPV6), Some(128)));
         if opens_flow && !has_reply(a, aces) && !self.replies_by_flow.contains(&a.name) {
             self.replies_by_flow.push(a.name.clone());
         }

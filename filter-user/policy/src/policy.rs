@@ -10,7 +10,7 @@ use std::{
     str::FromStr,
 };
 
-use filter_common::{Direction, MAX_RULES};
+use filter_common::{Direction, MAX_RULES, ipproto};
 use ipnet::IpNet;
 use serde::Deserialize;
 use toml::Spanned;
@@ -365,7 +365,8 @@ const PROTO_NAMES: [(&str, u8); 16] = [
 
 /// IPv6 extension headers: the program walks past them to the transport
 /// protocol, so a rule naming one would never match.
-const IPV6_EXTENSION_HEADERS: [u8; 4] = [0, 43, 44, 60];
+const IPV6_EXTENSION_HEADERS: [u8; 4] =
+    [ipproto::HOPOPTS, ipproto::ROUTING, ipproto::FRAGMENT, ipproto::DSTOPTS];
 
 /// The name of IP protocol `p` (its number when it has none here).
 pub fn proto_name(p: u8) -> String {
@@ -380,10 +381,10 @@ impl Proto {
     pub const fn number(self) -> Option<u8> {
         match self {
             Proto::Any => None,
-            Proto::Tcp => Some(6),
-            Proto::Udp => Some(17),
-            Proto::Icmp => Some(1),
-            Proto::Icmpv6 => Some(58),
+            Proto::Tcp => Some(ipproto::TCP),
+            Proto::Udp => Some(ipproto::UDP),
+            Proto::Icmp => Some(ipproto::ICMP),
+            Proto::Icmpv6 => Some(ipproto::ICMPV6),
             Proto::Other(n) => Some(n),
         }
     }
@@ -1045,7 +1046,8 @@ fn l4(m: &Match) -> Result<L4, String> {
 fn sport(m: &Match, l4: &L4) -> Result<(u16, u16), String> {
     let Some(spec) = &m.sport else { return Ok(Rule::ANY_SPORT) };
     match l4 {
-        L4::Ports { proto: 6 | 17, .. } | L4::Proto(6 | 17) => parse_ports(spec),
+        L4::Ports { proto: ipproto::TCP | ipproto::UDP, .. }
+        | L4::Proto(ipproto::TCP | ipproto::UDP) => parse_ports(spec),
         _ => Err("sport needs proto tcp or udp".into()),
     }
 }

@@ -68,7 +68,7 @@ pub struct Config {
     pub metrics_addr: Option<std::net::SocketAddr>,
     pub stats_interval: u64,
     /// Devices the per-device counters hold when the filter is first
-    /// loaded (`loader::default_device_capacity` if not given).
+    /// loaded (`datapath::default_device_capacity` if not given).
     pub device_capacity: Option<u32>,
 }
 

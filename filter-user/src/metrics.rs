@@ -111,7 +111,21 @@ pub fn wants_openmetrics(accept: Option<&str>) -> bool {
 /// The OpenMetrics exposition of `s`.
 pub fn openmetrics(s: &Snapshot) -> String {
     let mut registry = Registry::with_prefix("vlanguard");
+    register_devices(&mut registry, s);
+    register_frames(&mut registry, s);
+    register_maps(&mut registry, s);
+    register_policy(&mut registry, s);
+    register_interfaces(&mut registry, s);
+    register_rules(&mut registry, s);
+    register_events(&mut registry, s);
+    let mut out = String::new();
+    // Writing to a String cannot fail.
+    let _ = encode(&mut out, &registry);
+    out
+}
 
+/// Per-device packets and bytes.
+fn register_devices(registry: &mut Registry, s: &Snapshot) {
     let packets = Family::<DeviceLabels, Counter>::default();
     let bytes = Family::<DeviceLabels, Counter>::default();
     for d in &s.devices {
@@ -131,7 +145,10 @@ pub fn openmetrics(s: &Snapshot) -> String {
         packets,
     );
     registry.register("device_bytes", "Bytes to and from each device, by verdict", bytes);
+}
 
+/// Every frame, by verdict and reason.
+fn register_frames(registry: &mut Registry, s: &Snapshot) {
     let frames = Family::<FrameLabels, Counter>::default();
     let frame_bytes = Family::<FrameLabels, Counter>::default();
     for f in &s.frames {
@@ -150,7 +167,10 @@ pub fn openmetrics(s: &Snapshot) -> String {
         "Bytes of every frame seen, by verdict and reason",
         frame_bytes,
     );
+}
 
+/// Map fill.
+fn register_maps(registry: &mut Registry, s: &Snapshot) {
     let entries = Family::<MapLabels, Gauge>::default();
     let capacity = Family::<MapLabels, Gauge>::default();
     for (map, n, cap) in &s.maps {
@@ -160,7 +180,10 @@ pub fn openmetrics(s: &Snapshot) -> String {
     }
     registry.register("map_entries", "Entries in the BPF maps", entries);
     registry.register("map_capacity", "Entries the BPF maps can hold", capacity);
+}
 
+/// The policy in force and its last apply.
+fn register_policy(registry: &mut Registry, s: &Snapshot) {
     let revision = Gauge::<i64>::default();
     revision.set(s.revision as i64);
     registry.register(
@@ -186,7 +209,10 @@ pub fn openmetrics(s: &Snapshot) -> String {
     let configured = Gauge::<i64>::default();
     configured.set(s.devices_configured as i64);
     registry.register("devices", "Devices in the policy in force", configured);
+}
 
+/// Attachments.
+fn register_interfaces(registry: &mut Registry, s: &Snapshot) {
     let attached = Family::<IfaceLabels, Gauge>::default();
     for (iface, up, mode, tags) in &s.interfaces {
         let labels =
@@ -198,7 +224,10 @@ pub fn openmetrics(s: &Snapshot) -> String {
         "1 if the filter is attached to the interface; mode: native or generic XDP, or tc (TC ingress); tags: where the filter reads 802.1Q tags (in-frame, metadata, offload-disabled)",
         attached,
     );
+}
 
+/// Rule hits.
+fn register_rules(registry: &mut Registry, s: &Snapshot) {
     let hits = Family::<RuleLabels, Counter>::default();
     for (device, direction, rule, n) in &s.rule_hits {
         let labels = RuleLabels {
@@ -213,7 +242,10 @@ pub fn openmetrics(s: &Snapshot) -> String {
         "Frames each rule let through (the first matching rule of the device is credited)",
         hits,
     );
+}
 
+/// Drop events, flows, scans and the build.
+fn register_events(registry: &mut Registry, s: &Snapshot) {
     let events = Family::<EventLabels, Counter>::default();
     for (outcome, n) in &s.events {
         events.get_or_create(&EventLabels { outcome: (*outcome).into() }).inc_by(*n);
@@ -248,11 +280,6 @@ pub fn openmetrics(s: &Snapshot) -> String {
     let build = Family::<BuildLabels, Gauge>::default();
     build.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION").into() }).set(1);
     registry.register("build_info", "Build of the running daemon", build);
-
-    let mut out = String::new();
-    // Writing to a String cannot fail.
-    let _ = encode(&mut out, &registry);
-    out
 }
 
 /// OpenMetrics text to the classic Prometheus 0.0.4 format: counters are

@@ -5,19 +5,59 @@
 use std::{collections::BTreeMap, fmt};
 
 use filter_common::{Direction, ipproto};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::policy::{L4, Peer, Resolved, ResolvedDevice, Rule};
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "change", rename_all = "kebab-case")]
 pub enum Change {
-    DeviceAdded { device: String },
-    DeviceRemoved { device: String },
-    DeviceChanged { device: String, what: String },
-    RuleAdded { device: String, direction: &'static str, rule: String },
-    RuleRemoved { device: String, direction: &'static str, rule: String },
-    Setting { setting: &'static str, from: String, to: String },
+    DeviceAdded {
+        device: String,
+    },
+    DeviceRemoved {
+        device: String,
+    },
+    DeviceChanged {
+        device: String,
+        what: String,
+    },
+    RuleAdded {
+        device: String,
+        #[serde(with = "rules_key")]
+        direction: Direction,
+        rule: String,
+    },
+    RuleRemoved {
+        device: String,
+        #[serde(with = "rules_key")]
+        direction: Direction,
+        rule: String,
+    },
+    Setting {
+        setting: String,
+        from: String,
+        to: String,
+    },
+}
+
+/// A direction as the policy's key names it (`allow_in`, `allow_out`): how
+/// a diff's rule changes have always read.
+mod rules_key {
+    use filter_common::Direction;
+    use serde::{Deserialize as _, Deserializer, Serializer, de::Error as _};
+
+    pub fn serialize<S: Serializer>(d: &Direction, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(d.rules_key())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Direction, D::Error> {
+        let key = String::deserialize(d)?;
+        [Direction::In, Direction::Out]
+            .into_iter()
+            .find(|d| d.rules_key() == key)
+            .ok_or_else(|| D::Error::custom(format!("{key:?} is not allow_in or allow_out")))
+    }
 }
 
 impl fmt::Display for Change {
@@ -27,10 +67,10 @@ impl fmt::Display for Change {
             Change::DeviceRemoved { device } => write!(f, "- device {device}"),
             Change::DeviceChanged { device, what } => write!(f, "~ device {device}: {what}"),
             Change::RuleAdded { device, direction, rule } => {
-                write!(f, "+ {device} {direction}: {rule}")
+                write!(f, "+ {device} {}: {rule}", direction.rules_key())
             }
             Change::RuleRemoved { device, direction, rule } => {
-                write!(f, "- {device} {direction}: {rule}")
+                write!(f, "- {device} {}: {rule}", direction.rules_key())
             }
             Change::Setting { setting, from, to } => {
                 write!(f, "~ setting {setting}: {from} -> {to}")
@@ -50,7 +90,11 @@ pub fn diff(old: &Resolved, new: &Resolved) -> Vec<Change> {
         ("monitor", old.monitor, new.monitor),
     ] {
         if a != b {
-            out.push(Change::Setting { setting, from: a.to_string(), to: b.to_string() });
+            out.push(Change::Setting {
+                setting: setting.to_string(),
+                from: a.to_string(),
+                to: b.to_string(),
+            });
         }
     }
     let old_devices: BTreeMap<&str, &ResolvedDevice> =
@@ -100,18 +144,17 @@ pub fn diff(old: &Resolved, new: &Resolved) -> Vec<Change> {
             (Direction::In, &o.allow_in, &n.allow_in),
             (Direction::Out, &o.allow_out, &n.allow_out),
         ] {
-            let direction = dir.rules_key();
             for r in a.iter().filter(|r| !b.contains(r)) {
                 out.push(Change::RuleRemoved {
                     device: device(),
-                    direction,
+                    direction: dir,
                     rule: rule_text(r, dir),
                 });
             }
             for r in b.iter().filter(|r| !a.contains(r)) {
                 out.push(Change::RuleAdded {
                     device: device(),
-                    direction,
+                    direction: dir,
                     rule: rule_text(r, dir),
                 });
             }

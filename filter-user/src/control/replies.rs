@@ -6,17 +6,18 @@
 //! them). `Reply::data` stays a `serde_json::Value`, so objects' keys come
 //! out sorted whatever the field order here.
 //!
-//! Types the data is made from that are not `Deserialize` themselves (their
-//! names are `&'static str`: `diff::Change`, `metrics::DeviceSample`,
-//! `actions::Described`) have an owned twin here, converted with `From`;
-//! a test checks that twin and original serialise alike.
+//! A diff's changes and blocklist entries are the types the daemon works
+//! with (`diff::Change`, `actions::Described`). The metrics samples are not
+//! (their names are `&'static str`, so a scrape of many devices allocates
+//! none): `DeviceCounters` and `FrameCounters` are their owned twins, and a
+//! test checks that twin and original serialise alike.
 
 use std::{collections::BTreeMap, net::IpAddr, path::PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::{datapath::actions::Described as Entry, diff::Change};
 use crate::{
-    datapath::actions,
     diff,
     edit::{Direction, RuleSpec},
     events::Event,
@@ -142,41 +143,9 @@ pub struct Applied {
     pub changes: Vec<Change>,
 }
 
-/// `diff::Change`, owned.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "change", rename_all = "kebab-case")]
-pub enum Change {
-    DeviceAdded { device: String },
-    DeviceRemoved { device: String },
-    DeviceChanged { device: String, what: String },
-    RuleAdded { device: String, direction: String, rule: String },
-    RuleRemoved { device: String, direction: String, rule: String },
-    Setting { setting: String, from: String, to: String },
-}
-
-impl From<&diff::Change> for Change {
-    fn from(c: &diff::Change) -> Change {
-        use diff::Change as D;
-        match c.clone() {
-            D::DeviceAdded { device } => Change::DeviceAdded { device },
-            D::DeviceRemoved { device } => Change::DeviceRemoved { device },
-            D::DeviceChanged { device, what } => Change::DeviceChanged { device, what },
-            D::RuleAdded { device, direction, rule } => {
-                Change::RuleAdded { device, direction: direction.into(), rule }
-            }
-            D::RuleRemoved { device, direction, rule } => {
-                Change::RuleRemoved { device, direction: direction.into(), rule }
-            }
-            D::Setting { setting, from, to } => {
-                Change::Setting { setting: setting.into(), from, to }
-            }
-        }
-    }
-}
-
 /// The changes of a diff, for a reply.
 pub fn changes(list: &[diff::Change]) -> Vec<Change> {
-    list.iter().map(Change::from).collect()
+    list.to_vec()
 }
 
 /// `device list`.
@@ -216,26 +185,6 @@ pub struct Suggested {
     pub rule: RuleSpec,
     /// Observed frames the rule would have let through.
     pub frames: u64,
-}
-
-/// A blocklist entry or a quarantine: `actions::Described`, owned.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Entry {
-    /// The address or network, or the device.
-    pub what: String,
-    pub reason: String,
-    pub since: String,
-    /// RFC 3339, or "never".
-    pub expires: String,
-    /// Seconds left, `None` for never.
-    pub remaining_secs: Option<u64>,
-}
-
-impl From<actions::Described> for Entry {
-    fn from(d: actions::Described) -> Entry {
-        let actions::Described { what, reason, since, expires, remaining_secs } = d;
-        Entry { what, reason, since, expires, remaining_secs }
-    }
 }
 
 /// `block`.
@@ -279,23 +228,40 @@ pub struct Detached {
 mod tests {
     use super::*;
 
-    /// The owned twins serialise exactly as the types they stand for.
+    /// A diff's changes and a blocklist entry read back as written; a rule
+    /// change's direction is the policy's key, as it always read.
+    #[test]
+    fn changes_and_entries_round_trip() {
+        let changes = vec![
+            Change::DeviceAdded { device: "a".into() },
+            Change::DeviceRemoved { device: "a".into() },
+            Change::DeviceChanged { device: "a".into(), what: "vlan 1 -> 2".into() },
+            Change::RuleAdded { device: "a".into(), direction: Direction::In, rule: "tcp".into() },
+            Change::RuleRemoved {
+                device: "a".into(),
+                direction: Direction::Out,
+                rule: "udp".into(),
+            },
+            Change::Setting { setting: "monitor".into(), from: "x".into(), to: "y".into() },
+        ];
+        let json = serde_json::to_value(&changes).unwrap();
+        assert_eq!(json[3]["direction"], "allow_in");
+        assert_eq!(json[4]["direction"], "allow_out");
+        assert_eq!(json[3]["change"], "rule-added");
+        assert_eq!(serde_json::from_value::<Vec<Change>>(json).unwrap(), changes);
+        let e = Entry {
+            what: "10.0.0.1/32".into(),
+            reason: "test".into(),
+            since: "2026-01-01T00:00:00Z".into(),
+            expires: "never".into(),
+            remaining_secs: None,
+        };
+        assert_eq!(serde_json::from_value::<Entry>(serde_json::to_value(&e).unwrap()).unwrap(), e);
+    }
+
+    /// The metrics samples' owned twins serialise exactly as the samples.
     #[test]
     fn twins_serialise_alike() {
-        let changes = [
-            diff::Change::DeviceAdded { device: "a".into() },
-            diff::Change::DeviceRemoved { device: "a".into() },
-            diff::Change::DeviceChanged { device: "a".into(), what: "vlan 1 -> 2".into() },
-            diff::Change::RuleAdded { device: "a".into(), direction: "in", rule: "tcp".into() },
-            diff::Change::RuleRemoved { device: "a".into(), direction: "out", rule: "udp".into() },
-            diff::Change::Setting { setting: "mode", from: "x".into(), to: "y".into() },
-        ];
-        for c in &changes {
-            assert_eq!(
-                serde_json::to_value(c).unwrap(),
-                serde_json::to_value(Change::from(c)).unwrap()
-            );
-        }
         let d = metrics::DeviceSample {
             device: "pump".into(),
             vlan: 110,
@@ -313,17 +279,6 @@ mod tests {
         assert_eq!(
             serde_json::to_value(&f).unwrap(),
             serde_json::to_value(FrameCounters::from(&f)).unwrap()
-        );
-        let e = actions::Described {
-            what: "10.0.0.1/32".into(),
-            reason: "test".into(),
-            since: "2026-01-01T00:00:00Z".into(),
-            expires: "never".into(),
-            remaining_secs: None,
-        };
-        assert_eq!(
-            serde_json::to_value(&e).unwrap(),
-            serde_json::to_value(Entry::from(e.clone())).unwrap()
         );
     }
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use aya::maps::lpm_trie::Key;
 use filter_common::{BLOCK_REASON_LEN, BlockEntry, NS_PER_SEC, PeerData};
 use ipnet::IpNet;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::Filter;
 use crate::{error::LoadError, sys, time};
@@ -36,7 +36,7 @@ pub fn entry(lasts: Option<Duration>, reason: &str) -> Result<BlockEntry, String
 }
 
 /// An entry in operator terms.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Described {
     /// The address or network, or the device.
     pub what: String,

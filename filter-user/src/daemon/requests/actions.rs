@@ -23,7 +23,7 @@ impl Daemon {
             .map_err(|e| anyhow::anyhow!(e))?;
         self.filter.block(parsed, entry)?;
         let d = actions::describe(parsed.to_string(), &entry, crate::sys::clock::boot_ns());
-        Ok(Reply::with(format!("blocked {}", d.line()), &replies::Blocked { blocked: d.into() }))
+        Ok(Reply::with(format!("blocked {}", d.line()), &replies::Blocked { blocked: d }))
     }
 
     pub(super) fn unblock(&mut self, net: &str) -> anyhow::Result<Reply> {
@@ -68,10 +68,7 @@ impl Daemon {
         for q in &quarantined {
             text.push_str(&format!("quarantined {}\n", q.line()));
         }
-        let data = replies::Blocks {
-            blocks: blocks.into_iter().map(replies::Entry::from).collect(),
-            quarantined: quarantined.into_iter().map(replies::Entry::from).collect(),
-        };
+        let data = replies::Blocks { blocks, quarantined };
         Ok(Reply::with(text.trim_end(), &data))
     }
 
@@ -93,7 +90,7 @@ impl Daemon {
             self.policy.management.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
         };
         let text = format!("quarantined {}\nit can reach only: {reach}", d.line());
-        Ok(Reply::with(text, &replies::Quarantined { quarantined: d.into() }))
+        Ok(Reply::with(text, &replies::Quarantined { quarantined: d }))
     }
 
     pub(super) fn release(&mut self, device: &str) -> anyhow::Result<Reply> {

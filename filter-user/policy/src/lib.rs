@@ -2,8 +2,10 @@
 //! system resolver: the policy model and its validation (`policy`), the
 //! compiler to map entries (`compile`), diffs between policies (`diff`),
 //! edits of the policy file (`edit`), MUD import (`mud`), drop events
-//! (`events`) and the rules suggested from them (`suggest`). The controller
-//! (`filter-user`) re-exports it; ARCHITECTURE §1 draws the crates.
+//! (`events`) and the rules suggested from them (`suggest`), and what
+//! identifies a host from what it sends (`identity`: DHCP, MAC vendors).
+//! The controller (`filter-user`) re-exports it; ARCHITECTURE §1 draws the
+//! crates.
 
 pub mod addr;
 pub mod compile;
@@ -11,6 +13,7 @@ pub mod diff;
 pub mod edit;
 pub mod error;
 pub mod events;
+pub mod identity;
 pub mod mud;
 pub mod policy;
 pub mod suggest;

@@ -6,6 +6,7 @@
 //! `store` (SQLite) once per interval, off the event loop.
 
 pub mod store;
+pub mod view;
 
 use std::{collections::HashMap, net::IpAddr};
 

@@ -955,8 +955,15 @@ pub struct DropEvent {
     pub reason: u8,
     /// `Verdict`: drop, or would-drop in monitor mode.
     pub verdict: u8,
-    pub _pad: [u8; 3],
+    /// The frame's source MAC: who sent it, for the inventory of hosts on
+    /// protected VLANs. Records of versions before it are 64 bytes long.
+    pub src_mac: [u8; 6],
+    pub _pad: [u8; 5],
 }
+
+/// `DropEvent`'s size before it carried the source MAC; user space reads
+/// both.
+pub const DROP_EVENT_V1_BYTES: usize = 64;
 
 /// `EVENT_STATS[i]` (per CPU): what happened to drop events.
 pub mod event_stats {
@@ -1333,9 +1340,10 @@ mod tests {
             expires_ns @ 0, epoch @ 8, open_port @ 12, lo_opened @ 14, state @ 15);
         assert_layout!(FlowEntry, size 64, align 8, key @ 0, value @ 40, tag @ 56, _pad @ 60);
         assert_layout!(FlowTags, size 32, align 8, tags @ 0);
-        assert_layout!(DropEvent, size 64, align 8,
+        assert_layout!(DropEvent, size 72, align 8,
             ktime_ns @ 0, src @ 8, dst @ 24, src_slot @ 40, dst_slot @ 44, ifindex @ 48,
-            sport @ 52, dport @ 54, vlan @ 56, proto @ 58, reason @ 59, verdict @ 60, _pad @ 61);
+            sport @ 52, dport @ 54, vlan @ 56, proto @ 58, reason @ 59, verdict @ 60,
+            src_mac @ 61, _pad @ 67);
         assert_layout!(FragKey, size 40, align 8, src @ 0, dst @ 16, id @ 32, proto @ 36, _pad @ 37);
         assert_layout!(FragPorts, size 16, align 8, expires_ns @ 0, sport @ 8, dport @ 10, _pad @ 12);
         assert_layout!(RateWindow, size 16, align 8, start_ns @ 0, sent @ 8, _pad @ 12);

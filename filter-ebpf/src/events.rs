@@ -73,7 +73,8 @@ pub fn emit(
         (*e).proto = pkt.proto;
         (*e).reason = reason as u8;
         (*e).verdict = verdict as u8;
-        (*e)._pad = [VARIANT, 0, 0];
+        (*e).src_mac = pkt.src_mac;
+        (*e)._pad = [VARIANT, 0, 0, 0, 0];
     }
     entry.submit(0);
     bump(event_stats::SENT);

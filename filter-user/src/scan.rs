@@ -93,6 +93,7 @@ mod tests {
             reason: "not-allowed".into(),
             verdict: "drop".into(),
             to_device: None,
+            src_mac: None,
         }
     }
 

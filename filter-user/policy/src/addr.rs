@@ -1,6 +1,7 @@
 //! How the program's maps key an address: IPv6 as it is, IPv4 in its
 //! IPv4-mapped form (`::ffff:a.b.c.d`), so one 16-byte key holds both
-//! families (ARCHITECTURE §3). User space encodes and decodes it here only.
+//! families (ARCHITECTURE §3). User space encodes and decodes it here only;
+//! and MAC addresses are written as text here only.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -29,6 +30,11 @@ pub fn from_key(key: [u8; 16]) -> IpAddr {
     }
 }
 
+/// A MAC address as operators write it: `aa:bb:cc:dd:ee:ff`.
+pub fn mac_text(mac: [u8; 6]) -> String {
+    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -43,5 +49,6 @@ mod tests {
         assert_eq!(k[..12], [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]);
         assert_eq!(key_v4(k), Some(Ipv4Addr::new(10, 1, 2, 3)));
         assert_eq!(key_v4(key("2001:db8::1".parse().expect("address"))), None);
+        assert_eq!(mac_text([0, 0x1b, 0x63, 0x84, 0x45, 0xe6]), "00:1b:63:84:45:e6");
     }
 }

@@ -164,10 +164,7 @@ pub fn diff(old: &Resolved, new: &Resolved) -> Vec<Change> {
 }
 
 fn mac_text(mac: Option<[u8; 6]>) -> String {
-    mac.map_or_else(
-        || "none".to_string(),
-        |m| m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":"),
-    )
+    mac.map_or_else(|| "none".to_string(), crate::addr::mac_text)
 }
 
 /// A rule as the operator would write it.

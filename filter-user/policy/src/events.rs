@@ -7,7 +7,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use filter_common::{Direction, DropEvent, Reason, Verdict};
+use filter_common::{DROP_EVENT_V1_BYTES, Direction, DropEvent, Reason, Verdict};
 use serde::{Deserialize, Serialize};
 
 /// Events kept in memory for `vlanguard events`.
@@ -35,6 +35,9 @@ pub struct Event {
     /// sender then).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to_device: Option<String>,
+    /// Who sent the frame (absent from records of earlier versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub src_mac: Option<String>,
 }
 
 impl Event {
@@ -71,13 +74,20 @@ pub fn decode(
     name: impl Fn(u32) -> Option<String>,
     iface: impl Fn(u32) -> String,
 ) -> Option<Event> {
-    if raw.len() < size_of::<DropEvent>() {
+    if raw.len() < DROP_EVENT_V1_BYTES {
         return None;
     }
-    // SAFETY: the record holds at least one DropEvent, written by the
-    // program with the same #[repr(C)] layout; read_unaligned copes with
-    // any alignment of the buffer.
-    let e: DropEvent = unsafe { raw.as_ptr().cast::<DropEvent>().read_unaligned() };
+    // A record of an earlier program (before `src_mac`) is its prefix: the
+    // fields it lacks stay zero.
+    let mut e = DropEvent::default();
+    let n = raw.len().min(size_of::<DropEvent>());
+    // SAFETY: DropEvent is #[repr(C)] plain data for which any bytes are a
+    // value; `n` bytes fit both the record and the struct.
+    unsafe { std::ptr::copy_nonoverlapping(raw.as_ptr(), (&raw mut e).cast::<u8>(), n) };
+    if n < size_of::<DropEvent>() {
+        // Where `src_mac` now starts, the earlier layout had padding.
+        e.src_mac = [0; 6];
+    }
     let (device, direction, to_device) = match (name(e.src_slot), name(e.dst_slot)) {
         (Some(d), to) => (Some(d), Some(Direction::Out), to),
         (None, Some(d)) => (Some(d), Some(Direction::In), None),
@@ -98,6 +108,7 @@ pub fn decode(
         reason: Reason::from_u8(e.reason).map_or("unknown", Reason::name).to_string(),
         verdict: Verdict::from_u8(e.verdict).map_or("unknown", Verdict::name).to_string(),
         to_device,
+        src_mac: (e.src_mac != [0; 6]).then(|| crate::addr::mac_text(e.src_mac)),
     })
 }
 
@@ -141,7 +152,8 @@ mod tests {
             proto: 6,
             reason: Reason::NotAllowed as u8,
             verdict: Verdict::Drop as u8,
-            _pad: [0; 3],
+            src_mac: [0x00, 0x1b, 0x63, 0x84, 0x45, 0xe6],
+            _pad: [0; 5],
         };
         // SAFETY: DropEvent is plain data.
         let raw = unsafe {
@@ -158,6 +170,13 @@ mod tests {
         );
         assert_eq!((got.sport, got.dport, got.reason.as_str()), (40000, 23, "not-allowed"));
         assert_eq!(got.time, "1970-01-01T00:00:02.000Z");
+        assert_eq!(got.src_mac.as_deref(), Some("00:1b:63:84:45:e6"));
+        // A record of a program before `src_mac`: its first 64 bytes.
+        let old =
+            decode(&raw[..filter_common::DROP_EVENT_V1_BYTES], boot, |_| None, |_| "uplink".into())
+                .expect("decodes");
+        assert_eq!((old.src_mac, old.dport), (None, 23));
+        assert!(decode(&raw[..40], boot, |_| None, |_| String::new()).is_none());
         assert!(decode(&raw[..10], boot, |_| None, |_| String::new()).is_none());
     }
 
@@ -178,6 +197,7 @@ mod tests {
             reason: "not-allowed".into(),
             verdict: "drop".into(),
             to_device: Some("monitor".into()),
+            src_mac: None,
         };
         recent.push(e.clone());
         e.to_device = None;

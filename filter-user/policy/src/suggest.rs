@@ -274,6 +274,7 @@ mod tests {
             reason: "not-allowed".into(),
             verdict: "would-drop".into(),
             to_device: None,
+            src_mac: None,
         }
     }
 

@@ -192,5 +192,6 @@ fn scan_event(src: IpAddr) -> events::Event {
         reason: "scan-detected".into(),
         verdict: "block".into(),
         to_device: None,
+        src_mac: None,
     }
 }

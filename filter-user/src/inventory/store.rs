@@ -11,7 +11,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use filter_policy::identity::dhcp::DhcpClient;
+use filter_policy::{addr::mac_text, identity::dhcp::DhcpClient};
 use rusqlite::{Connection, OptionalExtension as _, params};
 use serde::{Deserialize, Serialize};
 
@@ -254,11 +254,6 @@ fn upsert(tx: &rusqlite::Transaction<'_>, s: &Sighting) -> Result<(), StoreError
         )?;
     }
     Ok(())
-}
-
-/// `aa:bb:cc:dd:ee:ff`.
-pub fn mac_text(mac: [u8; 6]) -> String {
-    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
 }
 
 /// Seconds since the epoch (SQLite integers are signed).

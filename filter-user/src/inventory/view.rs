@@ -92,7 +92,7 @@ pub fn entries(
 fn device_of(h: &Host, policy: &Resolved) -> Option<String> {
     let on_vlan = || policy.devices.iter().filter(|d| d.vlan == h.vlan);
     on_vlan()
-        .find(|d| d.mac.is_some_and(|m| super::store::mac_text(m) == h.mac))
+        .find(|d| d.mac.is_some_and(|m| crate::addr::mac_text(m) == h.mac))
         .or_else(|| on_vlan().find(|d| d.addrs.iter().any(|a| h.addresses.contains(a))))
         .map(|d| d.name.clone())
 }

@@ -101,6 +101,13 @@ pub enum Request {
     Release {
         device: String,
     },
+    /// The hosts seen on protected VLANs (`unknown`: only those that are
+    /// no declared device; `vlan`: only that VLAN's).
+    Inventory {
+        #[serde(default)]
+        unknown: bool,
+        vlan: Option<u16>,
+    },
     /// Detach everything and stop the daemon.
     Detach,
 }

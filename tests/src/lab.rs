@@ -439,6 +439,7 @@ impl Lab {
             ("--socket", &self.socket),
             ("--audit-log", &self.audit_log),
             ("--events-log", &self.dir.join("events.log")),
+            ("--inventory-db", &self.dir.join("inventory.db")),
         ] {
             args.extend([flag.to_string(), path.to_string_lossy().into_owned()]);
         }

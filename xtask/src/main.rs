@@ -180,6 +180,8 @@ fn test(root: &Path, args: &[String]) -> Result<()> {
     require_root("the kernel tests load XDP programs")?;
     // Layer 3: the daemon binary in namespace labs with real traffic.
     setup::ensure_commands(LAB_COMMANDS)?;
+    // MAC vendors for the inventory (what the package depends on).
+    setup::ensure_packages(&["ieee-data"])?;
     build_lab_binaries()?;
     // The Debian package, for the test that installs it.
     let deb = package(root)?;

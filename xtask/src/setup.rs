@@ -173,7 +173,7 @@ pub fn ensure_commands(commands: &[(&str, &str)]) -> Result<()> {
 const BUILD_PACKAGES: &[&str] = &["libssl-dev", "pkg-config"];
 
 /// Installs those of `packages` dpkg does not list as installed.
-fn ensure_packages(packages: &[&str]) -> Result<()> {
+pub fn ensure_packages(packages: &[&str]) -> Result<()> {
     let missing: Vec<&str> = packages
         .iter()
         .copied()

@@ -187,6 +187,12 @@ pub struct Suggested {
     pub frames: u64,
 }
 
+/// `inventory`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Inventory {
+    pub hosts: Vec<crate::inventory::view::Entry>,
+}
+
 /// `block`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Blocked {

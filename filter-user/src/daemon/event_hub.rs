@@ -139,6 +139,7 @@ impl Daemon {
             ) else {
                 continue;
             };
+            self.inventory.observe(&e, &self.policy);
             let scan = self.events.scan.as_mut().and_then(|d| d.observe(&e, Instant::now()));
             self.events.publish(e);
             if let Some(alert) = scan.and_then(|(src, n)| self.scan_detected(src, n)) {

@@ -67,6 +67,8 @@ pub struct Config {
     /// Where `/metrics` is served (Prometheus); None: not at all.
     pub metrics_addr: Option<std::net::SocketAddr>,
     pub stats_interval: u64,
+    /// The inventory's database (`None`: kept in memory only).
+    pub inventory_db: Option<PathBuf>,
     /// Devices the per-device counters hold when the filter is first
     /// loaded (`datapath::default_device_capacity` if not given).
     pub device_capacity: Option<u32>,
@@ -91,6 +93,7 @@ pub struct Daemon {
     metrics: Option<tokio::net::TcpListener>,
     events: event_hub::EventHub,
     audit: audit::Audit,
+    inventory: crate::inventory::Inventory,
 }
 
 /// What the select loop waits on, set up when serving starts.
@@ -102,6 +105,8 @@ struct Wake {
     tick: Interval,
     /// Refusal windows that ended are summarised on this.
     refusal_tick: Interval,
+    /// The inventory's pending sightings are written on this.
+    inventory_tick: Interval,
     dns_due: tokio::time::Instant,
     ring: Option<AsyncFd<RingBuf<MapData>>>,
     incoming: mpsc::Receiver<server::Call>,
@@ -162,6 +167,9 @@ impl Daemon {
                 }
                 Some(r) = w.refusals.recv() => self.audit.refused(r),
                 _ = w.refusal_tick.tick() => self.audit.windows_ended(w.links.dropped()),
+                _ = w.inventory_tick.tick() => {
+                    self.inventory.flush(crate::inventory::declared_macs(&self.policy));
+                }
                 _ = w.tick.tick(), if self.config.stats_interval > 0 => {
                     print!("{}", report::device_table(&self.device_samples()?));
                 }
@@ -185,6 +193,7 @@ impl Daemon {
             hup: signal(SignalKind::hangup())?,
             tick: tokio::time::interval_at(tokio::time::Instant::now() + period, period),
             refusal_tick: tokio::time::interval(Duration::from_secs(10)),
+            inventory_tick: tokio::time::interval(Duration::from_secs(1)),
             dns_due: tokio::time::Instant::now(),
             ring: None,
             incoming,
@@ -231,8 +240,11 @@ impl Daemon {
 
     /// After the loop: the socket goes, replies already given reach their
     /// callers, and the log says what is left enforcing.
-    async fn stop(self, w: Wake, detached: bool) -> anyhow::Result<()> {
+    async fn stop(mut self, w: Wake, detached: bool) -> anyhow::Result<()> {
         let Wake { incoming, mut connections, metrics_server, .. } = w;
+        if let Err(e) = self.inventory.flush_now(&crate::inventory::declared_macs(&self.policy)) {
+            log(&format!("inventory: {e}"));
+        }
         let _ = fs::remove_file(&self.config.socket);
         if let Some(server) = metrics_server {
             server.abort();

@@ -86,7 +86,13 @@ impl Daemon {
                 j.path().display()
             ));
         }
+        let (inventory, warnings) =
+            crate::inventory::Inventory::open(config.inventory_db.as_deref());
+        for w in warnings {
+            log(&format!("inventory: {w}"));
+        }
         Ok(Daemon {
+            inventory,
             events: EventHub::new(&policy, journal.clone()),
             audit: Audit::new(config.audit_log.clone(), journal),
             config,

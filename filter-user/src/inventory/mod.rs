@@ -1,17 +1,164 @@
 //! The passive inventory: every host seen on a protected VLAN, with its
-//! MAC's vendor, addresses and what its DHCP client said (issue 17; the
-//! program's reports come next). Sightings gather in memory (`Pending`),
-//! merged per host and address and bounded, so a flood of new MACs costs
-//! the event loop a hash insert each and no disk write; a batch goes to
-//! `store` (SQLite) once per interval, off the event loop.
+//! MAC's vendor, addresses and what its DHCP client said. Today a host is
+//! seen through its frames the program drops as `unknown-device` (their
+//! drop events carry the source MAC); DHCP reports come next (issue 17).
+//! Sightings gather in memory (`Pending`), merged per host and address and
+//! bounded, so a flood of new MACs costs the event loop a hash insert each
+//! and no disk write; a batch goes to `store` (SQLite) once a second, on a
+//! blocking thread.
 
 pub mod store;
 pub mod view;
 
-use std::{collections::HashMap, net::IpAddr};
+use std::{
+    collections::{HashMap, HashSet},
+    net::IpAddr,
+    path::Path,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::SystemTime,
+};
 
-use filter_policy::identity::oui::Vendors;
-use store::Sighting;
+use filter_common::{Direction, Reason};
+use filter_policy::identity::oui::{self, Vendors};
+use store::{Host, Sighting, Store, StoreError};
+
+use crate::{Resolved, events::Event, policy::parse_mac};
+
+/// Where the daemon keeps the inventory unless told otherwise.
+pub const DEFAULT_DB: &str = "/var/lib/vlanguard/inventory.db";
+/// Hosts kept; the ones seen longest ago give way.
+const CAPACITY: usize = 65_536;
+/// Distinct sightings held between two writes.
+const PENDING: usize = 8192;
+
+/// The daemon's inventory.
+pub struct Inventory {
+    pending: Pending,
+    store: Arc<Mutex<Store>>,
+    /// A write is running: the next batch waits for the next second.
+    writing: Arc<AtomicBool>,
+    /// Hosts evicted from the table, by the writes of this daemon.
+    pub evicted: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Inventory {
+    /// The inventory in the database at `path` (`None`: in memory only),
+    /// vendors from Debian's ieee-data. What could not be opened is said in
+    /// the returned warnings; the daemon runs on without it.
+    pub fn open(path: Option<&Path>) -> (Inventory, Vec<String>) {
+        let mut warnings = Vec::new();
+        let vendors = Vendors::load(Path::new(oui::DEBIAN_DIR)).unwrap_or_else(|e| {
+            warnings.push(format!(
+                "MAC vendors: {}: {e} (install Debian's ieee-data)",
+                oui::DEBIAN_DIR
+            ));
+            Vendors::default()
+        });
+        let store = match path.map(|p| {
+            if let Some(dir) = p.parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            Store::open(p, CAPACITY)
+        }) {
+            Some(Ok(s)) => s,
+            other => {
+                if let (Some(p), Some(Err(e))) = (path, other) {
+                    warnings.push(format!("{}: {e}; the inventory is kept in memory", p.display()));
+                }
+                Store::in_memory(CAPACITY).expect("an in-memory database opens")
+            }
+        };
+        let inventory = Inventory {
+            pending: Pending::new(PENDING, vendors),
+            store: Arc::new(Mutex::new(store)),
+            writing: Arc::new(AtomicBool::new(false)),
+            evicted: Arc::default(),
+        };
+        (inventory, warnings)
+    }
+
+    /// A drop event: a sighting when an unknown host of a protected
+    /// VLAN's subnets sent it.
+    pub fn observe(&mut self, e: &Event, policy: &Resolved) {
+        if let Some(s) = sighting(e, policy) {
+            self.pending.observe(s);
+        }
+    }
+
+    /// Writes what is pending on a blocking thread, unless a write is
+    /// still running. `keep`: declared devices' MACs, never evicted.
+    pub fn flush(&mut self, keep: HashSet<[u8; 6]>) {
+        if self.pending.is_empty() || self.writing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let batch = self.pending.take();
+        let (store, writing, evicted) =
+            (self.store.clone(), self.writing.clone(), self.evicted.clone());
+        tokio::task::spawn_blocking(move || {
+            match store.lock().map(|mut s| s.record(&batch, &keep)) {
+                Ok(Ok(n)) => {
+                    evicted.fetch_add(n, Ordering::Relaxed);
+                }
+                Ok(Err(e)) => eprintln!("vlanguard: inventory: {e}"),
+                Err(_) => eprintln!("vlanguard: inventory: a write panicked"),
+            }
+            writing.store(false, Ordering::Release);
+        });
+    }
+
+    /// Writes what is pending now (the daemon is stopping).
+    pub fn flush_now(&mut self, keep: &HashSet<[u8; 6]>) -> Result<(), StoreError> {
+        let batch = self.pending.take();
+        let mut store = self.store.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        store.record(&batch, keep).map(|_| ())
+    }
+
+    /// Every host, as last written (a write in progress finishes first).
+    pub fn hosts(&self) -> Result<Vec<Host>, StoreError> {
+        self.store.lock().unwrap_or_else(std::sync::PoisonError::into_inner).hosts()
+    }
+
+    /// Sightings dropped because too many new hosts came between writes.
+    pub fn dropped(&self) -> u64 {
+        self.pending.dropped
+    }
+}
+
+/// The declared devices' MACs (never evicted from the inventory).
+pub fn declared_macs(policy: &Resolved) -> HashSet<[u8; 6]> {
+    policy.devices.iter().filter_map(|d| d.mac).collect()
+}
+
+/// The sighting a drop event stands for: its source was no device, its
+/// address lies in a protected VLAN's subnets (so the MAC is the host's
+/// own, not a router's), and the event names the MAC.
+fn sighting(e: &Event, policy: &Resolved) -> Option<Sighting> {
+    // A device as the source (`out`) is not unknown; an unknown host
+    // sending to a device is (`in`).
+    if e.reason != Reason::UnknownDevice.name() || e.direction == Some(Direction::Out) {
+        return None;
+    }
+    let mac = parse_mac(e.src_mac.as_deref()?).ok()?;
+    let src: IpAddr = e.src.parse().ok()?;
+    let vlan = policy
+        .vlans
+        .iter()
+        .filter(|v| v.protected && (e.vlan == 0 || v.id == e.vlan))
+        .find(|v| v.subnets.iter().any(|n| n.contains(&src)))?;
+    Some(Sighting {
+        mac,
+        vlan: vlan.id,
+        interface: e.interface.clone(),
+        address: Some(src),
+        at: SystemTime::now(),
+        frames: 1,
+        vendor: None,
+        dhcp: None,
+    })
+}
 
 /// Sightings not yet written, merged per (MAC, VLAN, address).
 pub struct Pending {

@@ -73,6 +73,20 @@ pub enum Command {
     /// A live view of per-device pass and drop rates and the top drop
     /// reasons, refreshed every second; `q` quits.
     Top,
+    /// Hosts seen on the protected VLANs: MAC, vendor (from the MAC's
+    /// IEEE assignment), VLAN, addresses, the declared device each is (or
+    /// "(unknown)"), what its DHCP client said, first and last seen. Hosts
+    /// are seen by their frames the filter drops as unknown-device.
+    Inventory {
+        /// Only hosts that are no declared device.
+        #[arg(long)]
+        unknown: bool,
+        /// Only this VLAN's hosts.
+        #[arg(long)]
+        vlan: Option<u16>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Write the man pages (`--man DIR`: vlanguard.1 and one page per
     /// subcommand) and shell completions (`--completions DIR`: bash, zsh,
     /// fish), generated from these definitions so they never drift from
@@ -200,6 +214,10 @@ pub struct RunArgs {
     /// Log drop events here, one JSON object per line ("off": do not).
     #[arg(long, default_value = "/var/log/vlanguard/events.log")]
     pub events_log: String,
+    /// The inventory of hosts seen on protected VLANs, an SQLite database
+    /// kept across restarts ("off": in memory only).
+    #[arg(long, default_value = filter_user::inventory::DEFAULT_DB)]
+    pub inventory_db: String,
     /// Serve Prometheus metrics at http://ADDR/metrics ("off": not at all).
     /// Loopback by default: expose it deliberately.
     #[arg(long, default_value = "127.0.0.1:9880")]

@@ -11,11 +11,11 @@ mod top;
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use filter_user::control::{ClientError, Failure};
+use filter_user::control::{ClientError, Failure, Request};
 
 use crate::{
     args::{Cli, Command},
-    commands::{actions, device, events, generate, mud, policy, program, rules, run, status},
+    commands::{actions, ask, device, events, generate, mud, policy, program, rules, run, status},
 };
 
 /// Exit codes scripts can rely on (the `--help` text lists them).
@@ -57,6 +57,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Events { device, follow, json } => events::events(&socket, device, follow, json),
+        Command::Inventory { unknown, vlan, json } => {
+            ask(&socket, &Request::Inventory { unknown, vlan }, json)
+        }
         Command::Generate { man, completions } => generate::generate(man, completions),
         Command::Policy { command } => policy::policy(&socket, command),
         Command::Mud { command } => mud::mud(&socket, command),

@@ -5,6 +5,7 @@
 mod actions;
 mod devices;
 mod events;
+mod inventory;
 mod policy;
 mod status;
 
@@ -74,6 +75,7 @@ impl Daemon {
                 self.quarantine(device, *for_secs, reason)
             }
             Request::Release { device } => self.release(device),
+            Request::Inventory { unknown, vlan } => self.inventory(*unknown, *vlan),
             Request::Detach => self.detach(),
         }
     }

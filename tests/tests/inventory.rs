@@ -1,0 +1,86 @@
+//! The passive inventory with real frames: an unknown host on a protected
+//! VLAN, sending from a MAC of a real IEEE assignment, appears in
+//! `vlanguard inventory --unknown --json` with its MAC, vendor, VLAN and
+//! address, not as a device; declared devices are not unknown; the
+//! inventory survives a daemon restart.
+
+use std::{
+    process::Command,
+    thread,
+    time::{Duration, Instant},
+};
+
+use vlanguard_tests::{
+    lab::{Lab, NURSE, ROGUE, sh},
+    privileged,
+};
+
+/// Apple's MA-L assignment 00:1B:63, as the IEEE lists it.
+const ROGUE_MAC: &str = "00:1b:63:84:45:e6";
+
+fn inventory(lab: &Lab, args: &[&str]) -> Vec<serde_json::Value> {
+    let mut all = vec!["inventory", "--json"];
+    all.extend(args);
+    let out = lab.cli(&all);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let data: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    data["hosts"].as_array().cloned().unwrap_or_default()
+}
+
+/// The inventory's entry for `mac`, waiting (bounded) for the daemon's
+/// once-a-second write.
+fn wait_for(lab: &Lab, args: &[&str], mac: &str) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(h) = inventory(lab, args).into_iter().find(|h| h["mac"] == mac) {
+            return h;
+        }
+        assert!(Instant::now() < deadline, "{mac} never appeared: {:?}", inventory(lab, &[]));
+        thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn an_unknown_host_is_inventoried_with_its_mac_vendor_vlan_and_address() {
+    if !privileged() {
+        return;
+    }
+    let mut lab = Lab::new();
+    sh(Command::new("ip").args([
+        "-n",
+        &lab.ns("rogue"),
+        "link",
+        "set",
+        "eth0",
+        "address",
+        ROGUE_MAC,
+    ]));
+    lab.start_daemon();
+    // Dropped as unknown-device: the rogue is in VLAN 110's subnet.
+    assert_eq!(lab.ping("rogue", NURSE, 2), 0);
+    let h = wait_for(&lab, &["--unknown"], ROGUE_MAC);
+    assert_eq!((h["vlan"].as_u64(), h["device"].as_str()), (Some(110), None), "{h}");
+    let addrs: Vec<&str> =
+        h["addresses"].as_array().expect("addresses").iter().filter_map(|a| a.as_str()).collect();
+    assert!(addrs.contains(&ROGUE), "{h}");
+    assert_eq!(h["interface"].as_str(), Some("trunk0"), "{h}");
+    for field in ["first_seen", "last_seen"] {
+        assert!(h[field].as_str().is_some_and(|t| t.ends_with('Z')), "{field}: {h}");
+    }
+    // The vendor comes from Debian's ieee-data, which `cargo xtask test`
+    // installs; without it the host is listed all the same.
+    if std::path::Path::new("/usr/share/ieee-data/oui.csv").exists() {
+        assert!(h["vendor"].as_str().is_some_and(|v| v.contains("Apple")), "{h}");
+    }
+    // The table names it too.
+    let text =
+        String::from_utf8_lossy(&lab.cli(&["inventory", "--vlan", "110"]).stdout).into_owned();
+    assert!(text.contains(ROGUE_MAC) && text.contains("(unknown)"), "{text}");
+    assert!(inventory(&lab, &["--vlan", "120"]).iter().all(|h| h["mac"] != ROGUE_MAC));
+
+    // A restart keeps what was seen.
+    lab.stop_daemon(libc::SIGTERM);
+    lab.start_daemon();
+    let h = inventory(&lab, &["--unknown"]).into_iter().find(|h| h["mac"] == ROGUE_MAC);
+    assert!(h.is_some(), "the inventory after a restart: {:?}", inventory(&lab, &[]));
+}

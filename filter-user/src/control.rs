@@ -108,6 +108,14 @@ pub enum Request {
         unknown: bool,
         vlan: Option<u16>,
     },
+    /// Makes the inventoried host `mac` a device named `name` (MAC-bound,
+    /// its addresses in its VLAN's subnets, `profile`'s rules), through the
+    /// edit path like `device add`.
+    InventoryAdopt {
+        mac: String,
+        name: String,
+        profile: Option<String>,
+    },
     /// Detach everything and stop the daemon.
     Detach,
 }
@@ -125,6 +133,7 @@ impl Request {
                 | Request::Quarantine { .. }
                 | Request::Release { .. }
                 | Request::DeviceAdd { .. }
+                | Request::InventoryAdopt { .. }
                 | Request::DeviceRemove { .. }
                 | Request::Allow { .. }
                 | Request::Revoke { .. }

@@ -2,7 +2,8 @@
 //! VLAN, sending from a MAC of a real IEEE assignment, appears in
 //! `vlanguard inventory --unknown --json` with its MAC, vendor, VLAN and
 //! address, not as a device; declared devices are not unknown; the
-//! inventory survives a daemon restart.
+//! inventory survives a daemon restart; `inventory adopt` makes the host a
+//! device whose allowed traffic passes.
 
 use std::{
     process::Command,
@@ -83,4 +84,25 @@ fn an_unknown_host_is_inventoried_with_its_mac_vendor_vlan_and_address() {
     lab.start_daemon();
     let h = inventory(&lab, &["--unknown"]).into_iter().find(|h| h["mac"] == ROGUE_MAC);
     assert!(h.is_some(), "the inventory after a restart: {:?}", inventory(&lab, &[]));
+
+    // Adopted with a profile that lets it ping the nurse stations.
+    let profile = "\n[[profile]]\nname = \"pinger\"\nallow_out = [ { to = \"nurses\", proto = \"icmp\", icmp_type = 8 } ]\n";
+    std::fs::write(&lab.policy_file, vlanguard_tests::lab::policy("") + profile).expect("policy");
+    assert!(lab.cli(&["policy", "apply"]).status.success());
+    let unknown = lab.cli(&["inventory", "adopt", "00:1b:63:00:00:99", "--name", "x"]);
+    assert_eq!(unknown.status.code(), Some(1), "a MAC not in the inventory is refused");
+    let out =
+        lab.cli(&["inventory", "adopt", ROGUE_MAC, "--name", "rogue-1", "--profile", "pinger"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let policy = std::fs::read_to_string(&lab.policy_file).expect("policy");
+    assert!(
+        policy.contains("rogue-1") && policy.contains(ROGUE_MAC) && policy.contains(ROGUE),
+        "{policy}"
+    );
+    assert_eq!(lab.ping("rogue", NURSE, 2), 2, "the adopted device's allowed traffic passes");
+    let h = inventory(&lab, &[]).into_iter().find(|h| h["mac"] == ROGUE_MAC).expect("listed");
+    assert_eq!(h["device"].as_str(), Some("rogue-1"), "{h}");
+    assert!(inventory(&lab, &["--unknown"]).iter().all(|h| h["mac"] != ROGUE_MAC));
+    let audit = std::fs::read_to_string(&lab.audit_log).expect("audit log");
+    assert!(audit.contains("inventory-adopt"), "{audit}");
 }

@@ -118,7 +118,7 @@ pub fn mud_files(dir: &Path) -> HashMap<String, PathBuf> {
 /// The `[[device]]` that `inventory adopt` writes for `host`: bound to its
 /// MAC, with the addresses it uses that lie in its VLAN's subnets (not
 /// link-local ones, which every host has).
-pub fn adoption(host: &Entry, policy: &Resolved, name: &str, profile: &str) -> NewDevice {
+pub fn adoption(host: &Entry, policy: &Resolved, name: &str, profile: Option<&str>) -> NewDevice {
     let subnets: Vec<_> =
         policy.vlans.iter().filter(|v| v.id == host.vlan).flat_map(|v| &v.subnets).collect();
     NewDevice {
@@ -131,7 +131,7 @@ pub fn adoption(host: &Entry, policy: &Resolved, name: &str, profile: &str) -> N
             .map(ToString::to_string)
             .collect(),
         mac: Some(host.mac.clone()),
-        profile: Some(profile.to_string()),
+        profile: profile.map(str::to_string),
     }
 }
 
@@ -234,7 +234,7 @@ ip = ["10.110.0.11"]
             Select::default(),
             &HashMap::new(),
         )[0];
-        let d = adoption(e, &policy(), "pump-3", "infusion");
+        let d = adoption(e, &policy(), "pump-3", Some("infusion"));
         assert_eq!(d.ip, ["10.110.0.50", "2001:db8:110::50"]);
         assert_eq!(d.mac.as_deref(), Some("00:1b:63:00:00:03"));
         assert_eq!((d.vlan, d.profile.as_deref()), (110, Some("infusion")));

@@ -78,6 +78,8 @@ pub enum Command {
     /// "(unknown)"), what its DHCP client said, first and last seen. Hosts
     /// are seen by their frames the filter drops as unknown-device.
     Inventory {
+        #[command(subcommand)]
+        command: Option<InventoryCommand>,
         /// Only hosts that are no declared device.
         #[arg(long)]
         unknown: bool,
@@ -333,6 +335,23 @@ pub struct MudArgs {
     /// Certificate(s) (PEM) the signer's certificate must chain to.
     #[arg(long, requires = "signature")]
     pub trust_anchor: Option<PathBuf>,
+}
+
+/// `vlanguard inventory ...`
+#[derive(Subcommand)]
+pub enum InventoryCommand {
+    /// Make a host of the inventory a device: a [[device]] named NAME is
+    /// added to the policy file (bound to the host's MAC, with the
+    /// addresses it used in its VLAN's subnets and PROFILE's rules), then
+    /// validated, applied and audited like `device add`.
+    Adopt {
+        /// The host's MAC, as `inventory` shows it.
+        mac: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        profile: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]

@@ -14,7 +14,7 @@ use clap::Parser as _;
 use filter_user::control::{ClientError, Failure, Request};
 
 use crate::{
-    args::{Cli, Command},
+    args::{Cli, Command, InventoryCommand},
     commands::{actions, ask, device, events, generate, mud, policy, program, rules, run, status},
 };
 
@@ -57,9 +57,13 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Events { device, follow, json } => events::events(&socket, device, follow, json),
-        Command::Inventory { unknown, vlan, json } => {
+        Command::Inventory { command: None, unknown, vlan, json } => {
             ask(&socket, &Request::Inventory { unknown, vlan }, json)
         }
+        Command::Inventory {
+            command: Some(InventoryCommand::Adopt { mac, name, profile }),
+            ..
+        } => ask(&socket, &Request::InventoryAdopt { mac, name, profile }, false),
         Command::Generate { man, completions } => generate::generate(man, completions),
         Command::Policy { command } => policy::policy(&socket, command),
         Command::Mud { command } => mud::mud(&socket, command),

@@ -42,7 +42,7 @@ impl Daemon {
         Reply::with(text, &replies::DeviceList { devices })
     }
 
-    pub(super) fn device_add(&mut self, device: &NewDevice) -> anyhow::Result<Reply> {
+    pub(in crate::daemon) fn device_add(&mut self, device: &NewDevice) -> anyhow::Result<Reply> {
         self.edit_policy(|doc| edit::add_device(doc, device))
     }
 

@@ -76,6 +76,9 @@ impl Daemon {
             }
             Request::Release { device } => self.release(device),
             Request::Inventory { unknown, vlan } => self.inventory(*unknown, *vlan),
+            Request::InventoryAdopt { mac, name, profile } => {
+                self.inventory_adopt(mac, name, profile.as_deref())
+            }
             Request::Detach => self.detach(),
         }
     }

@@ -168,7 +168,7 @@ impl Daemon {
                 Some(r) = w.refusals.recv() => self.audit.refused(r),
                 _ = w.refusal_tick.tick() => self.audit.windows_ended(w.links.dropped()),
                 _ = w.inventory_tick.tick() => {
-                    self.inventory.flush(crate::inventory::declared_macs(&self.policy));
+                    self.inventory.flush(&self.policy);
                 }
                 _ = w.tick.tick(), if self.config.stats_interval > 0 => {
                     print!("{}", report::device_table(&self.device_samples()?));
@@ -242,7 +242,7 @@ impl Daemon {
     /// callers, and the log says what is left enforcing.
     async fn stop(mut self, w: Wake, detached: bool) -> anyhow::Result<()> {
         let Wake { incoming, mut connections, metrics_server, .. } = w;
-        if let Err(e) = self.inventory.flush_now(&crate::inventory::declared_macs(&self.policy)) {
+        if let Err(e) = self.inventory.flush_now(&self.policy) {
             log(&format!("inventory: {e}"));
         }
         let _ = fs::remove_file(&self.config.socket);

@@ -40,8 +40,6 @@ pub struct Inventory {
     store: Arc<Mutex<Store>>,
     /// A write is running: the next batch waits for the next second.
     writing: Arc<AtomicBool>,
-    /// Hosts evicted from the table, by the writes of this daemon.
-    pub evicted: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Inventory {
@@ -75,7 +73,6 @@ impl Inventory {
             pending: Pending::new(PENDING, vendors),
             store: Arc::new(Mutex::new(store)),
             writing: Arc::new(AtomicBool::new(false)),
-            evicted: Arc::default(),
         };
         (inventory, warnings)
     }
@@ -88,20 +85,18 @@ impl Inventory {
         }
     }
 
-    /// Writes what is pending on a blocking thread, unless a write is
-    /// still running. `keep`: declared devices' MACs, never evicted.
-    pub fn flush(&mut self, keep: HashSet<[u8; 6]>) {
+    /// Writes what is pending on a blocking thread, unless there is
+    /// nothing or a write is still running. Declared devices' MACs are
+    /// never evicted (the store counts what is).
+    pub fn flush(&mut self, policy: &Resolved) {
         if self.pending.is_empty() || self.writing.swap(true, Ordering::AcqRel) {
             return;
         }
-        let batch = self.pending.take();
-        let (store, writing, evicted) =
-            (self.store.clone(), self.writing.clone(), self.evicted.clone());
+        let (batch, keep) = (self.pending.take(), declared_macs(policy));
+        let (store, writing) = (self.store.clone(), self.writing.clone());
         tokio::task::spawn_blocking(move || {
             match store.lock().map(|mut s| s.record(&batch, &keep)) {
-                Ok(Ok(n)) => {
-                    evicted.fetch_add(n, Ordering::Relaxed);
-                }
+                Ok(Ok(_)) => {}
                 Ok(Err(e)) => eprintln!("vlanguard: inventory: {e}"),
                 Err(_) => eprintln!("vlanguard: inventory: a write panicked"),
             }
@@ -110,25 +105,23 @@ impl Inventory {
     }
 
     /// Writes what is pending now (the daemon is stopping).
-    pub fn flush_now(&mut self, keep: &HashSet<[u8; 6]>) -> Result<(), StoreError> {
+    pub fn flush_now(&mut self, policy: &Resolved) -> Result<(), StoreError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
         let batch = self.pending.take();
         let mut store = self.store.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        store.record(&batch, keep).map(|_| ())
+        store.record(&batch, &declared_macs(policy)).map(|_| ())
     }
 
     /// Every host, as last written (a write in progress finishes first).
     pub fn hosts(&self) -> Result<Vec<Host>, StoreError> {
         self.store.lock().unwrap_or_else(std::sync::PoisonError::into_inner).hosts()
     }
-
-    /// Sightings dropped because too many new hosts came between writes.
-    pub fn dropped(&self) -> u64 {
-        self.pending.dropped
-    }
 }
 
 /// The declared devices' MACs (never evicted from the inventory).
-pub fn declared_macs(policy: &Resolved) -> HashSet<[u8; 6]> {
+fn declared_macs(policy: &Resolved) -> HashSet<[u8; 6]> {
     policy.devices.iter().filter_map(|d| d.mac).collect()
 }
 

@@ -62,9 +62,18 @@ pub mod maps {
     pub const MANAGEMENT: &str = "MANAGEMENT";
     pub const ACTION_COUNTS: &str = "ACTION_COUNTS";
     pub const RATE_STATE: &str = "RATE_STATE";
+    /// Devices declared by MAC (`MacKey` -> line), for `Reason::Learning`.
+    pub const MAC_DEVICES: &str = "MAC_DEVICES";
+    /// Identity reports for the inventory (`Sighting`, `DhcpCapture`), their
+    /// rate window, counts, and the (VLAN, MAC, address) triples reported
+    /// lately.
+    pub const IDENTITY: &str = "IDENTITY";
+    pub const IDENTITY_RATE: &str = "IDENTITY_RATE";
+    pub const IDENTITY_STATS: &str = "IDENTITY_STATS";
+    pub const IDENTITY_SEEN: &str = "IDENTITY_SEEN";
 
     /// Every map, in the order they are pinned.
-    pub const ALL: [&str; 30] = [
+    pub const ALL: [&str; 35] = [
         GENERATION,
         CONFIG,
         IFACES,
@@ -95,6 +104,11 @@ pub mod maps {
         MANAGEMENT,
         ACTION_COUNTS,
         RATE_STATE,
+        MAC_DEVICES,
+        IDENTITY,
+        IDENTITY_RATE,
+        IDENTITY_STATS,
+        IDENTITY_SEEN,
     ];
 
     /// Maps of earlier versions that this one reads once, when it takes
@@ -320,10 +334,13 @@ pub enum Reason {
     Quarantined = 10,
     /// Dropped: over the receiving device's `rate_limit` this second.
     RateLimited = 11,
+    /// Dropped: from a device declared by MAC whose source address is not
+    /// bound to it yet; the daemon learns it from this frame's event.
+    Learning = 12,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 12] = [
+    pub const ALL: [Reason; 13] = [
         Reason::Unmatched,
         Reason::Allowed,
         Reason::Infra,
@@ -336,6 +353,7 @@ impl Reason {
         Reason::Blocked,
         Reason::Quarantined,
         Reason::RateLimited,
+        Reason::Learning,
     ];
 
     /// The verdict a reason implies in enforce mode.
@@ -363,6 +381,7 @@ impl Reason {
             Reason::Blocked => "blocked",
             Reason::Quarantined => "quarantined",
             Reason::RateLimited => "rate-limited",
+            Reason::Learning => "learning",
         }
     }
 
@@ -526,6 +545,9 @@ pub mod config {
     /// of them is neither a device nor protected. Otherwise the program
     /// asks `DEVICES` and `PROTECTED`.
     pub const V4_TABLE: u32 = 1 << 0;
+    /// The generation has devices declared by MAC (`MAC_DEVICES`): an
+    /// unknown source is looked up there before it is called unknown.
+    pub const MAC_DEVICES: u32 = 1 << 2;
 }
 
 /// `V4Net::flags` bits.
@@ -986,6 +1008,91 @@ pub struct RateWindow {
 }
 
 pub const EVENTS_RING_BYTES: u32 = 1 << 18;
+
+/// `MAC_DEVICES` key: a device declared by MAC, in its generation and VLAN.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct MacKey {
+    pub generation: u32,
+    pub vlan: u16,
+    pub mac: [u8; 6],
+}
+
+/// Both generations' devices declared by MAC.
+pub const MAX_MAC_DEVICES: u32 = 2 * 4096;
+
+/// What an identity report is (`Sighting::kind`).
+pub mod identity {
+    /// An ARP packet: sender MAC and IPv4 address.
+    pub const ARP: u8 = 1;
+    /// An IPv6 neighbour or router solicitation or advertisement.
+    pub const NDP: u8 = 2;
+    /// A DHCPv4 client message (`DhcpCapture`).
+    pub const DHCPV4: u8 = 3;
+    /// A DHCPv6 client message (`DhcpCapture`).
+    pub const DHCPV6: u8 = 4;
+
+    /// `IDENTITY_STATS[i]` (per CPU).
+    pub const SENT: u32 = 0;
+    /// Over the per-CPU rate.
+    pub const SUPPRESSED: u32 = 1;
+    /// The ring buffer was full.
+    pub const LOST: u32 = 2;
+    /// ARP/NDP of a (VLAN, MAC, address) reported within `REPEAT_NS`.
+    pub const REPEATED: u32 = 3;
+    pub const STATS_LEN: u32 = 4;
+
+    /// Reports per CPU per second; DHCP and ARP are rare, a flood of them
+    /// (DHCP starvation, ARP scans) is counted, not forwarded.
+    pub const PER_SEC: u32 = 64;
+    /// A known (VLAN, MAC, address) is reported again after this long, so
+    /// that the inventory's last-seen stays fresh.
+    pub const REPEAT_NS: u64 = 300 * super::NS_PER_SEC;
+    /// (VLAN, MAC, address) triples remembered (LRU).
+    pub const SEEN_ENTRIES: u32 = 16_384;
+    pub const RING_BYTES: u32 = 1 << 18;
+    /// The first bytes of a DHCP message kept: the fixed BOOTP part (236),
+    /// the cookie and the options a client sends fit with room to spare.
+    pub const DHCP_PAYLOAD: usize = 1024;
+}
+
+/// An identity report: a host on a protected VLAN said who it is (ARP,
+/// NDP). The header of `DhcpCapture` too.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Sighting {
+    /// CLOCK_MONOTONIC at tick resolution.
+    pub ktime_ns: u64,
+    /// The frame's source address (ARP: the sender's), v4-mapped; 0.0.0.0
+    /// for a DHCPv4 client that has none yet.
+    pub src: [u8; 16],
+    pub ifindex: u32,
+    /// The frame's VLAN (tag, else the interface's untagged VLAN).
+    pub vlan: u16,
+    /// `identity::*`.
+    pub kind: u8,
+    pub _pad: u8,
+    pub src_mac: [u8; 6],
+    /// Bytes of `DhcpCapture::payload` holding the message (0 for ARP/NDP).
+    pub payload_len: u16,
+}
+
+/// A DHCP client message: the UDP payload's first bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DhcpCapture {
+    pub head: Sighting,
+    pub payload: [u8; identity::DHCP_PAYLOAD],
+}
+
+/// `IDENTITY_SEEN` key.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SeenKey {
+    pub addr: [u8; 16],
+    pub mac: [u8; 6],
+    pub vlan: u16,
+}
 pub const DEFAULT_EVENTS_PER_SEC: u32 = 100;
 
 /// `IFACES` value, keyed by ifindex (when `Config::ifaces` cannot hold
@@ -1273,6 +1380,14 @@ mod pod {
     // SAFETY: as above.
     unsafe impl aya::Pod for RateWindow {}
     // SAFETY: as above.
+    unsafe impl aya::Pod for MacKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for Sighting {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for DhcpCapture {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for SeenKey {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for RuleHitKey {}
     // SAFETY: as above.
     unsafe impl aya::Pod for StatKey {}
@@ -1344,6 +1459,12 @@ mod tests {
             ktime_ns @ 0, src @ 8, dst @ 24, src_slot @ 40, dst_slot @ 44, ifindex @ 48,
             sport @ 52, dport @ 54, vlan @ 56, proto @ 58, reason @ 59, verdict @ 60,
             src_mac @ 61, _pad @ 67);
+        assert_layout!(MacKey, size 12, align 4, generation @ 0, vlan @ 4, mac @ 6);
+        assert_layout!(Sighting, size 40, align 8,
+            ktime_ns @ 0, src @ 8, ifindex @ 24, vlan @ 28, kind @ 30, _pad @ 31, src_mac @ 32,
+            payload_len @ 38);
+        assert_layout!(DhcpCapture, size 1064, align 8, head @ 0, payload @ 40);
+        assert_layout!(SeenKey, size 24, align 2, addr @ 0, mac @ 16, vlan @ 22);
         assert_layout!(FragKey, size 40, align 8, src @ 0, dst @ 16, id @ 32, proto @ 36, _pad @ 37);
         assert_layout!(FragPorts, size 16, align 8, expires_ns @ 0, sport @ 8, dport @ 10, _pad @ 12);
         assert_layout!(RateWindow, size 16, align 8, start_ns @ 0, sent @ 8, _pad @ 12);

@@ -160,6 +160,7 @@ mod lines {
                 Reason::SpoofedMac => "would-drop spoofed-mac",
                 Reason::WrongVlan => "would-drop wrong-vlan",
                 Reason::RateLimited => "would-drop rate-limited",
+                Reason::Learning => "would-drop learning",
                 _ => "would-drop malformed",
             };
         }
@@ -176,6 +177,7 @@ mod lines {
             Reason::Blocked => "drop blocked",
             Reason::Quarantined => "drop quarantined",
             Reason::RateLimited => "drop rate-limited",
+            Reason::Learning => "drop learning",
         }
     }
 

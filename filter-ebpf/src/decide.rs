@@ -141,9 +141,8 @@ pub fn active() -> Active {
 pub fn decide(ctx: &impl Frame, pkt: &Packet, active: &Active) -> (Reason, Involved) {
     let Active { generation, settings } = *active;
 
-    // The frame's VLAN: its innermost tag, else the interface's untagged VLAN.
-    let vlan = if pkt.vlan != 0 { pkt.vlan } else { devices::untagged_vlan(ctx, generation) };
-    let vlan_protected = vlan != 0 && vlan_flags(generation, vlan) & VLAN_PROTECTED != 0;
+    let vlan = frame_vlan(ctx, pkt, generation);
+    let vlan_protected = vlan != 0 && vlan_protected(generation, vlan);
 
     if pkt.kind == Kind::Other {
         // Nothing to match a device on; only protected VLANs care.
@@ -211,6 +210,12 @@ pub fn decide(ctx: &impl Frame, pkt: &Packet, active: &Active) -> (Reason, Invol
     }
 
     if src_dev.is_none() && (src_protected || vlan_protected) {
+        // A device declared by MAC whose address is not bound yet: held
+        // back, and the event tells the daemon to bind it (ARCHITECTURE §5).
+        if let Some(d) = devices::by_mac(generation, vlan, &pkt.src_mac) {
+            let monitor = d.flags & DEVICE_MONITOR != 0;
+            return (Reason::Learning, Involved { src_slot: d.slot, monitor, ..Involved::NONE });
+        }
         return (Reason::UnknownDevice, involved);
     }
     if dst_protected {
@@ -425,6 +430,18 @@ fn is_dhcp(pkt: &Packet) -> bool {
     pkt.proto == ipproto::UDP
         && pkt.l4_known
         && matches!((pkt.sport, pkt.port), (68, 67) | (67, 68) | (546, 547) | (547, 546))
+}
+
+/// The frame's VLAN: its innermost tag, else the interface's untagged VLAN
+/// (0: none).
+#[inline(always)]
+pub fn frame_vlan(ctx: &impl Frame, pkt: &Packet, generation: u32) -> u16 {
+    if pkt.vlan != 0 { pkt.vlan } else { devices::untagged_vlan(ctx, generation) }
+}
+
+#[inline(always)]
+pub fn vlan_protected(generation: u32, vlan: u16) -> bool {
+    vlan_flags(generation, vlan) & VLAN_PROTECTED != 0
 }
 
 #[inline(always)]

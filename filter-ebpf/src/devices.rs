@@ -14,13 +14,13 @@
 use aya_ebpf::maps::lpm_trie::Key;
 use filter_common::{
     Addr, Config, DeviceInfo, DeviceKey, GENERATION_MASK, IfaceConf, MAX_DEVICE_LINES,
-    MAX_UNTAGGED_IFACES, MAX_V4_NETS, MAX_V6_NETS, PROTECTED_KEY_BITS, ProtectedKey,
+    MAX_UNTAGGED_IFACES, MAX_V4_NETS, MAX_V6_NETS, MacKey, PROTECTED_KEY_BITS, ProtectedKey,
     V4_INDEX_ENTRIES, config, v4net, v6table,
 };
 
 use crate::{
     frame::Frame,
-    maps::{CONFIG, DEVICE_LINES, DEVICES, IFACES, PROTECTED, V4_INDEX, V6_NETS},
+    maps::{CONFIG, DEVICE_LINES, DEVICES, IFACES, MAC_DEVICES, PROTECTED, V4_INDEX, V6_NETS},
 };
 
 /// `find_v4`'s answer: the device's line + 1 (0: none) in the low
@@ -68,6 +68,21 @@ pub fn locate(generation: u32, addr: &Addr) -> (Option<&'static DeviceInfo>, boo
             found & IN_PROTECTED != 0
         };
     (dev, protected)
+}
+
+/// The device declared by `mac` in `vlan` whose addresses are learned, if
+/// the generation has such devices.
+#[inline(always)]
+pub fn by_mac(generation: u32, vlan: u16, mac: &[u8; 6]) -> Option<&'static DeviceInfo> {
+    let generation = generation & GENERATION_MASK;
+    let cfg = CONFIG.get(generation)?;
+    if cfg.flags & config::MAC_DEVICES == 0 {
+        return None;
+    }
+    let key = MacKey { generation, vlan, mac: *mac };
+    // SAFETY: a plain u32 copied out at once.
+    let line = *unsafe { MAC_DEVICES.get(&key) }?;
+    DEVICE_LINES.get(generation * MAX_DEVICE_LINES + (line & LINE_MASK))
 }
 
 /// Finds IPv4 address `addr` in the configuration line's subnet table.

@@ -2,7 +2,8 @@
 //! the rest are counted as suppressed, so a flood of dropped frames costs
 //! user space nothing.
 
-use filter_common::{DropEvent, NS_PER_SEC, Reason, Verdict, event_stats};
+use aya_ebpf::maps::PerCpuArray;
+use filter_common::{DropEvent, NS_PER_SEC, RateWindow, Reason, Verdict, event_stats};
 
 use crate::{
     clock,
@@ -33,23 +34,7 @@ pub fn emit(
     // precise one costs a TSC read each time (measured at ~10 % of the drop
     // path); read through jiffies, a helper call once per tick (`clock`).
     let now = clock::coarse_ns();
-    let Some(window) = EVENT_RATE.get_ptr_mut(0) else { return };
-    // SAFETY: this CPU's slot of a per-CPU array; XDP runs with preemption
-    // off, so nothing else touches it meanwhile.
-    // A window of one second from its first event (no division per frame).
-    let allowed = unsafe {
-        if now.wrapping_sub((*window).start_ns) >= NS_PER_SEC {
-            (*window).start_ns = now;
-            (*window).sent = 0;
-        }
-        if (*window).sent < rate {
-            (*window).sent += 1;
-            true
-        } else {
-            false
-        }
-    };
-    if !allowed {
+    if !within_rate(&EVENT_RATE, now, rate) {
         bump(event_stats::SUPPRESSED);
         return;
     }
@@ -78,6 +63,28 @@ pub fn emit(
     }
     entry.submit(0);
     bump(event_stats::SENT);
+}
+
+/// Whether one more report fits this CPU's budget of `rate` a second,
+/// counted in `window` (a window of one second from its first report, so
+/// no division per frame).
+#[inline(always)]
+pub fn within_rate(window: &PerCpuArray<RateWindow>, now: u64, rate: u32) -> bool {
+    let Some(w) = window.get_ptr_mut(0) else { return false };
+    // SAFETY: this CPU's slot of a per-CPU array; XDP runs with preemption
+    // off, so nothing else touches it meanwhile.
+    unsafe {
+        if now.wrapping_sub((*w).start_ns) >= NS_PER_SEC {
+            (*w).start_ns = now;
+            (*w).sent = 0;
+        }
+        if (*w).sent < rate {
+            (*w).sent += 1;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 #[inline(always)]

@@ -5,7 +5,8 @@
 //! trait, so both programs decide with the same code.
 
 use aya_ebpf::{
-    helpers::bpf_xdp_get_buff_len,
+    cty::c_void,
+    helpers::{bpf_skb_load_bytes, bpf_xdp_get_buff_len, bpf_xdp_load_bytes},
     programs::{TcContext, XdpContext},
 };
 use filter_common::{Reason, Verdict};
@@ -28,6 +29,12 @@ pub trait Frame {
     fn outer_tag(&self) -> Option<u16>;
     /// Logs the decision when the policy turns the debug log on.
     fn log(&self, pkt: &Packet, reason: Reason, verdict: Verdict, ifindex: u32);
+    /// Copies `len` bytes of the frame from `offset` to `dst` (beyond the
+    /// first buffer too); false if the frame is shorter.
+    ///
+    /// # Safety
+    /// `dst` is valid for writes of `len` bytes.
+    unsafe fn copy(&self, offset: u32, dst: *mut u8, len: u32) -> bool;
 }
 
 impl Frame for XdpContext {
@@ -62,6 +69,13 @@ impl Frame for XdpContext {
     #[inline(always)]
     fn log(&self, pkt: &Packet, reason: Reason, verdict: Verdict, ifindex: u32) {
         debug::log_decision(self, pkt, reason, verdict, ifindex);
+    }
+
+    #[inline(always)]
+    unsafe fn copy(&self, offset: u32, dst: *mut u8, len: u32) -> bool {
+        // SAFETY: the caller's `dst` holds `len` bytes; the helper checks
+        // the frame's side.
+        unsafe { bpf_xdp_load_bytes(self.ctx, offset, dst.cast::<c_void>(), len) == 0 }
     }
 }
 
@@ -99,4 +113,13 @@ impl Frame for TcContext {
     /// nothing; counters and drop events are the same as on XDP ports.
     #[inline(always)]
     fn log(&self, _pkt: &Packet, _reason: Reason, _verdict: Verdict, _ifindex: u32) {}
+
+    #[inline(always)]
+    unsafe fn copy(&self, offset: u32, dst: *mut u8, len: u32) -> bool {
+        // SAFETY: as for XDP.
+        unsafe {
+            bpf_skb_load_bytes(self.skb.skb.cast::<c_void>(), offset, dst.cast::<c_void>(), len)
+                == 0
+        }
+    }
 }

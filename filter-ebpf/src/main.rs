@@ -19,6 +19,7 @@ mod events;
 mod flow;
 mod frags;
 mod frame;
+mod identity;
 mod maps;
 mod parse;
 mod ptr;
@@ -92,6 +93,7 @@ fn filter(ctx: &impl Frame) -> Verdict {
         verdict = Verdict::WouldDrop;
     }
     stats::count(verdict, reason, &devices, u64::from(len));
+    identity::observe(ctx, pkt, active.generation);
     let ifindex = ctx.arrived_on();
     if verdict != Verdict::Pass {
         events::emit(pkt, reason, verdict, &devices, ifindex, active.settings.events_per_sec);

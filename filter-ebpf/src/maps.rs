@@ -6,13 +6,13 @@ use aya_ebpf::{
     bindings::{BPF_F_MMAPABLE, BPF_F_NO_PREALLOC},
     btf_maps::{self, ArrayOfMaps},
     macros::{btf_map, map},
-    maps::{Array, HashMap, LpmTrie, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use filter_common::{
     COUNTER_SLOTS, Config, Counter, CounterLine, DeviceInfo, DeviceKey, GENERATIONS,
-    GLOBAL_STATS_LEN, IfaceConf, MAX_DEVICE_ADDRS, MAX_DEVICE_LINES, MAX_IFACES, MAX_PEER_NETS,
-    MAX_PROTECTED_NETS, MAX_RULE_ENTRIES, PeerSetKey, ProtectedKey, ProtectedNet, Rule,
-    V4_INDEX_ENTRIES, VLAN_IDS,
+    GLOBAL_STATS_LEN, IfaceConf, MAX_DEVICE_ADDRS, MAX_DEVICE_LINES, MAX_IFACES, MAX_MAC_DEVICES,
+    MAX_PEER_NETS, MAX_PROTECTED_NETS, MAX_RULE_ENTRIES, MacKey, PeerSetKey, ProtectedKey,
+    ProtectedNet, RateWindow, Rule, SeenKey, V4_INDEX_ENTRIES, VLAN_IDS, identity,
 };
 
 /// `[0]`: the active policy generation (0 or 1). Flipping it is the atomic
@@ -118,3 +118,28 @@ pub static META: Array<u64> = Array::with_max_entries(filter_common::meta::LEN, 
 /// `[verdict * NUM_REASONS + reason]`: every frame, counted once.
 #[map]
 pub static GLOBAL_STATS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(GLOBAL_STATS_LEN, 0);
+
+/// Devices declared by MAC without addresses, both generations: `MacKey`
+/// -> the device's line. Asked only for a frame that would be dropped as
+/// `unknown-device` (and only when `config::MAC_DEVICES` says there are
+/// any), to drop it as `learning` instead and tell the daemon.
+#[map]
+pub static MAC_DEVICES: HashMap<MacKey, u32> =
+    HashMap::with_max_entries(MAX_MAC_DEVICES, BPF_F_NO_PREALLOC);
+
+/// Identity reports for the inventory (`identity`).
+#[map]
+pub static IDENTITY: RingBuf = RingBuf::with_byte_size(identity::RING_BYTES, 0);
+
+/// Their per-CPU rate window.
+#[map]
+pub static IDENTITY_RATE: PerCpuArray<RateWindow> = PerCpuArray::with_max_entries(1, 0);
+
+/// `identity::{SENT, SUPPRESSED, LOST, REPEATED}`.
+#[map]
+pub static IDENTITY_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(identity::STATS_LEN, 0);
+
+/// (VLAN, MAC, address) -> when last reported (coarse ns).
+#[map]
+pub static IDENTITY_SEEN: LruHashMap<SeenKey, u64> =
+    LruHashMap::with_max_entries(identity::SEEN_ENTRIES, 0);

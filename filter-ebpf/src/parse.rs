@@ -66,6 +66,10 @@ pub struct Packet {
     pub frag: u8,
     /// The fragmented datagram's identification (IPv4: 16 bits).
     pub frag_id: u32,
+    /// For UDP: where its header starts and its datagram ends (offsets in
+    /// the frame), for the DHCP capture (`identity`).
+    pub l4: u32,
+    pub l4_end: u32,
 }
 
 /// `Packet::frag` values.
@@ -99,6 +103,8 @@ impl Packet {
             tcp_flags: 0,
             frag: frag::NONE,
             frag_id: 0,
+            l4: 0,
+            l4_end: 0,
         }
     }
 }
@@ -338,6 +344,8 @@ fn parse_l4(ctx: &impl Frame, l4: usize, end: usize, v6: bool, pkt: &mut Packet)
             let udp = ptr::at::<UdpHdr>(ctx, l4)?;
             pkt.sport = ptr::be16(udp, offset_of!(UdpHdr, src));
             pkt.port = ptr::be16(udp, offset_of!(UdpHdr, dst));
+            pkt.l4 = l4 as u32;
+            pkt.l4_end = end as u32;
         }
         _ => {
             // ICMP and ICMPv6 both start with the type byte.

@@ -22,6 +22,6 @@ pub mod test_objects;
 pub use datapath::{Filter, PROGRAM_OBJECT};
 pub use error::{LoadError, PolicyError};
 pub use filter_policy::{
-    Compiled, Policy, Resolved, addr, compile, diff, edit, events, lookup_names, mud, policy,
-    read_policy, resolve_policy, suggest, time,
+    Compiled, Policy, Resolved, addr, compile, diff, edit, events, identity, lookup_names, mud,
+    policy, read_policy, resolve_policy, suggest, time,
 };

@@ -31,6 +31,10 @@ pub struct Snapshot {
     /// (outcome, count): sent, suppressed (over the rate), lost (ring buffer
     /// full) by the kernel; delivered (read by the daemon).
     pub events: Vec<(&'static str, u64)>,
+    /// (outcome, count): the program's identity reports for the inventory
+    /// (ARP, NDP, DHCP): sent, suppressed (over the rate), lost (ring
+    /// buffer full), repeated (ARP/NDP already reported lately).
+    pub identity_reports: Vec<(&'static str, u64)>,
     /// Flows by how they came and went: created, expired, revoked, evicted.
     pub flows: Vec<(&'static str, u64)>,
     /// Sources blocked by scan detection since the daemon started.
@@ -257,6 +261,19 @@ fn register_events(registry: &mut Registry, s: &Snapshot) {
         events,
     );
 
+    let reports = Family::<EventLabels, Counter>::default();
+    for (outcome, n) in &s.identity_reports {
+        reports.get_or_create(&EventLabels { outcome: (*outcome).into() }).inc_by(*n);
+    }
+    registry.register(
+        "identity_reports",
+        "The program's reports of hosts on protected VLANs for the inventory (ARP, IPv6 \
+         neighbour discovery, DHCP client messages): sent, suppressed by its per-CPU rate limit, \
+         lost to a full ring buffer, repeated (an ARP or NDP host reported within five minutes, \
+         not sent again)",
+        reports,
+    );
+
     let flows = Family::<EventLabels, Counter>::default();
     for (outcome, n) in &s.flows {
         flows.get_or_create(&EventLabels { outcome: (*outcome).into() }).inc_by(*n);
@@ -330,6 +347,7 @@ mod tests {
             interfaces: vec![("trunk0".into(), true, "native".into(), "in-frame".into())],
             devices_configured: 5,
             events: vec![("sent", 3), ("suppressed", 7)],
+            identity_reports: vec![("sent", 2)],
             flows: vec![("created", 4), ("revoked", 1)],
             scans_detected: 1,
             rule_hits: vec![(

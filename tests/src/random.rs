@@ -77,15 +77,21 @@ pub fn policy(rng: &mut impl Rng) -> (Resolved, u16) {
                 }
             }
         }
-        if addrs.is_empty() {
+        let mac = rng.random_bool(0.5).then(|| [0x02, 0, 0, 0, 0, i as u8 + 1]);
+        // Declared by MAC alone: its addresses learned, none yet or some.
+        let learns = mac.is_some() && rng.random_bool(0.3);
+        if learns && rng.random_bool(0.5) {
+            addrs.clear();
+        }
+        if addrs.is_empty() && !learns {
             continue;
         }
-        let mac = rng.random_bool(0.5).then(|| [0x02, 0, 0, 0, 0, i as u8 + 1]);
         devices.push(ResolvedDevice {
             name: format!("dev{i}"),
             vlan: vlan.id,
             addrs,
             mac,
+            learns,
             allow_in: Vec::new(),
             allow_out: Vec::new(),
             profile_in: 0,
@@ -604,6 +610,16 @@ pub fn frame(
         && rng.random_bool(0.7)
     {
         f.src_mac = mac;
+    }
+    // A device whose addresses are learned, sending from an address not
+    // (yet) its own, in its VLAN.
+    let learning: Vec<&ResolvedDevice> = policy.devices.iter().filter(|d| d.learns).collect();
+    if src_dev.is_none()
+        && rng.random_bool(0.15)
+        && let Some(d) = learning.choose(rng)
+    {
+        f.src_mac = d.mac.expect("learning devices have a MAC");
+        f.tags = vec![(TPID_8021Q, d.vlan)];
     }
 
     let mut bytes = if rng.random_bool(0.3) { f.padded() } else { f.bytes() };

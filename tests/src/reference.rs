@@ -11,7 +11,7 @@ use ipnet::IpNet;
 
 use filter_policy::{
     addr,
-    policy::{L4, Resolved, Rule},
+    policy::{L4, Resolved, ResolvedDevice, Rule},
 };
 
 /// What the reference decides for a frame.
@@ -399,6 +399,13 @@ fn decide(policy: &Resolved, frame: &[u8], iface_vlan: u16, flows: &mut Flows) -
         return decision(Reason::Infra);
     }
 
+    if src.is_none() && (src_protected || vlan_protected) {
+        // A device declared by MAC with this address not bound to it yet.
+        let learning = |d: &ResolvedDevice| d.learns && d.vlan == vlan && d.mac == Some(f.src_mac);
+        if let Some(i) = policy.devices.iter().position(learning) {
+            return Decision { src_device: Some(i), dst_device: None, ..none(Reason::Learning) };
+        }
+    }
     if (src.is_none() && (src_protected || vlan_protected)) || dst_protected {
         return decision(Reason::UnknownDevice);
     }

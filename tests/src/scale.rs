@@ -99,6 +99,7 @@ pub fn policy_with_rules(n: usize, rules: usize) -> Resolved {
                 vlan: 110,
                 addrs: vec![device_ip(i), device_ip6(i)],
                 mac: None,
+                learns: false,
                 allow_in,
                 allow_out,
                 // As in `policy_toml`: the pump profile's rules first.

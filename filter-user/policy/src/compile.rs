@@ -67,6 +67,8 @@ pub struct CompiledDevice {
     pub flags: u16,
     pub mac: [u8; 6],
     pub addrs: Vec<[u8; 16]>,
+    /// Declared by MAC alone (`ResolvedDevice::learns`): in `MAC_DEVICES`.
+    pub learns: bool,
     /// Rule set ids of each direction's list: its profile's part (shared
     /// by the profile's devices), then its own; 0 = no rules. No rules at
     /// all denies.
@@ -241,6 +243,7 @@ pub fn compile(policy: &Resolved) -> Compiled {
                 | if d.monitor { DEVICE_MONITOR } else { 0 },
             mac: d.mac.unwrap_or_default(),
             addrs: d.addrs.iter().map(|a| addr::key(*a)).collect(),
+            learns: d.learns && d.mac.is_some(),
             policy_in: parts(&d.allow_in, d.profile_in),
             policy_out: parts(&d.allow_out, d.profile_out),
             rules_fingerprint: (fingerprint(&d.allow_in), fingerprint(&d.allow_out)),

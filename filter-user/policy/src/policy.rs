@@ -238,6 +238,8 @@ pub struct RateLimit {
 pub struct Device {
     pub name: String,
     pub vlan: u16,
+    /// Its addresses; none with a `mac`: they are learned (ARCHITECTURE §5).
+    #[serde(default)]
     pub ip: Vec<IpAddr>,
     /// Bind the device's addresses to this MAC (anti-spoofing).
     #[serde(default)]
@@ -474,6 +476,9 @@ pub struct ResolvedDevice {
     pub vlan: u16,
     pub addrs: Vec<IpAddr>,
     pub mac: Option<[u8; 6]>,
+    /// Declared by MAC alone: its addresses are learned from what it sends
+    /// (`addrs` holds the ones bound to it now, given by the daemon).
+    pub learns: bool,
     pub allow_in: Vec<Rule>,
     pub allow_out: Vec<Rule>,
     /// How many leading rules of `allow_in` / `allow_out` are its profile's:
@@ -592,8 +597,29 @@ impl Policy {
         for d in &self.devices {
             devices.push(self.resolve_device(d, &profiles, &mut names, &mut addrs)?);
         }
+        self.check_learning_macs(&devices)?;
         let interfaces = self.resolve_interfaces(&vlan_ids)?;
         self.resolved(devices, interfaces)
+    }
+
+    /// A device whose addresses are learned is found by its MAC in its
+    /// VLAN: no other device there may have that MAC.
+    fn check_learning_macs(&self, devices: &[ResolvedDevice]) -> Result<(), PolicyError> {
+        for (i, d) in devices.iter().enumerate().filter(|(_, d)| d.learns) {
+            if let Some(other) =
+                devices.iter().find(|o| o.name != d.name && o.vlan == d.vlan && o.mac == d.mac)
+            {
+                return Err(PolicyError::invalid(
+                    format!("device {:?}", d.name),
+                    format!(
+                        "has its addresses learned by its mac, which device {:?} in vlan {} has too",
+                        other.name, d.vlan
+                    ),
+                )
+                .at(self.devices[i].span()));
+            }
+        }
+        Ok(())
     }
 
     /// VLAN ids in range and declared once; returns them.
@@ -701,8 +727,10 @@ impl Policy {
         let Some(vlan) = self.vlans.iter().map(Spanned::get_ref).find(|v| v.id == d.vlan) else {
             return fail(format!("vlan {} is not declared in a [[vlan]] table", d.vlan));
         };
-        if d.ip.is_empty() {
-            return fail("has no ip".into());
+        if d.ip.is_empty() && d.mac.is_none() {
+            return fail(
+                "has no ip: list its addresses, or give its mac to have them learned".into(),
+            );
         }
         for ip in &d.ip {
             if let Some(other) = addrs.insert(*ip, &d.name) {
@@ -745,6 +773,7 @@ impl Policy {
             vlan: d.vlan,
             addrs: d.ip.clone(),
             mac,
+            learns: d.ip.is_empty(),
             allow_in: merged.allow_in,
             allow_out: merged.allow_out,
             profile_in: merged.profile_in,

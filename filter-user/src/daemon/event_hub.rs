@@ -19,7 +19,7 @@ use tokio::{
 };
 
 use super::{Daemon, detector, log};
-use crate::{Filter, Resolved, datapath::actions, events, journal::Journal, scan};
+use crate::{Resolved, datapath::actions, events, journal::Journal, scan};
 
 /// Ring-buffer records read per wake-up, so scrapes and the CLI stay
 /// served under a flood.
@@ -38,15 +38,37 @@ pub(super) struct EventHub {
     boot: SystemTime,
 }
 
-/// The ring buffer, watched for readiness; `None` when the filter has no
-/// events map to give.
-pub(super) fn watch(filter: &mut Filter) -> anyhow::Result<Option<AsyncFd<RingBuf<MapData>>>> {
-    let Some(r) = filter.take_events() else { return Ok(None) };
+/// A ring buffer, watched for readiness; `None` when the filter has none
+/// to give (`what` names it in errors).
+pub(super) fn watch(
+    ring: Option<RingBuf<MapData>>,
+    what: &str,
+) -> anyhow::Result<Option<AsyncFd<RingBuf<MapData>>>> {
+    let Some(r) = ring else { return Ok(None) };
     // SAFETY: the RingBuf owns its map's file descriptor for as long as the
     // AsyncFd holds it, and always reports that same one.
     let fd = unsafe { AsyncFd::register_with_interest(r, tokio::io::Interest::READABLE) }
-        .map_err(|e| anyhow::anyhow!("watching the events ring buffer: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("watching the {what} ring buffer: {e}"))?;
     Ok(Some(fd))
+}
+
+/// Up to `BATCH` records of a ready ring buffer; readiness is cleared
+/// when it is drained.
+fn read_batch(mut guard: AsyncFdReadyMutGuard<'_, RingBuf<MapData>>) -> Vec<Vec<u8>> {
+    let mut raw: Vec<Vec<u8>> = Vec::new();
+    {
+        let rb = guard.get_inner_mut();
+        while raw.len() < BATCH {
+            match rb.next() {
+                Some(item) => raw.push(item.to_vec()),
+                None => break,
+            }
+        }
+    }
+    if raw.len() < BATCH {
+        guard.clear_ready();
+    }
+    raw
 }
 
 impl EventHub {
@@ -115,21 +137,8 @@ impl EventHub {
 impl Daemon {
     /// The ring buffer is readable: a bounded batch of events is read,
     /// decoded and published; scans among them are reacted to.
-    pub(super) fn drain_events(&mut self, mut guard: AsyncFdReadyMutGuard<'_, RingBuf<MapData>>) {
-        let mut raw: Vec<Vec<u8>> = Vec::new();
-        {
-            let rb = guard.get_inner_mut();
-            while raw.len() < BATCH {
-                match rb.next() {
-                    Some(item) => raw.push(item.to_vec()),
-                    None => break,
-                }
-            }
-        }
-        if raw.len() < BATCH {
-            guard.clear_ready();
-        }
-        for r in raw {
+    pub(super) fn drain_events(&mut self, guard: AsyncFdReadyMutGuard<'_, RingBuf<MapData>>) {
+        for r in read_batch(guard) {
             let names = self.filter.slot_names();
             let Some(e) = events::decode(
                 &r,
@@ -145,6 +154,16 @@ impl Daemon {
             if let Some(alert) = scan.and_then(|(src, n)| self.scan_detected(src, n)) {
                 self.events.publish(alert);
             }
+        }
+    }
+
+    /// The identity ring buffer is readable: a bounded batch of reports
+    /// goes to the inventory.
+    pub(super) fn drain_identity(&mut self, guard: AsyncFdReadyMutGuard<'_, RingBuf<MapData>>) {
+        for raw in read_batch(guard) {
+            let Some(r) = crate::identity::report::decode(&raw) else { continue };
+            let interface = crate::sys::net::if_name(r.ifindex);
+            self.inventory.report(&r, interface, &self.policy);
         }
     }
 

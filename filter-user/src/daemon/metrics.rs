@@ -153,6 +153,15 @@ impl Daemon {
                     ("delivered", self.events.recent().delivered),
                 ]
             },
+            identity_reports: {
+                let [sent, suppressed, lost, repeated] = self.filter.identity_stats()?;
+                vec![
+                    ("sent", sent),
+                    ("suppressed", suppressed),
+                    ("lost", lost),
+                    ("repeated", repeated),
+                ]
+            },
         })
     }
 

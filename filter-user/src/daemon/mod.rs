@@ -109,6 +109,8 @@ struct Wake {
     inventory_tick: Interval,
     dns_due: tokio::time::Instant,
     ring: Option<AsyncFd<RingBuf<MapData>>>,
+    /// The program's identity reports (ARP, NDP, DHCP) for the inventory.
+    identity: Option<AsyncFd<RingBuf<MapData>>>,
     incoming: mpsc::Receiver<server::Call>,
     /// Refusals beyond what the limiter writes are dropped here already.
     refusals: mpsc::Receiver<Refusal>,
@@ -153,6 +155,9 @@ impl Daemon {
                 ready = async { w.ring.as_mut().expect("guarded").readable_mut().await }, if w.ring.is_some() => {
                     self.drain_events(ready?);
                 }
+                ready = async { w.identity.as_mut().expect("guarded").readable_mut().await }, if w.identity.is_some() => {
+                    self.drain_identity(ready?);
+                }
                 Some(reply) = w.scrapes.recv() => self.scrape(reply),
                 accepted = self.server.accept() => match accepted {
                     Ok(stream) => {
@@ -196,6 +201,7 @@ impl Daemon {
             inventory_tick: tokio::time::interval(Duration::from_secs(1)),
             dns_due: tokio::time::Instant::now(),
             ring: None,
+            identity: None,
             incoming,
             refusals,
             scrapes,
@@ -217,7 +223,8 @@ impl Daemon {
             self.revision,
             self.policy.devices.len()
         ));
-        w.ring = event_hub::watch(&mut self.filter)?;
+        w.ring = event_hub::watch(self.filter.take_events(), "events")?;
+        w.identity = event_hub::watch(self.filter.take_identity(), "identity")?;
         self.events.open_log(self.config.events_log.as_deref())?;
         w.dns_due = self.dns_due();
         Ok(w)

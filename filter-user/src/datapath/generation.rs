@@ -12,10 +12,10 @@ use std::{collections::HashMap as StdHashMap, os::fd::AsFd as _};
 
 use aya::maps::{LpmTrie, MapData, lpm_trie::Key};
 use filter_common::{
-    Config, DeviceInfo, DeviceKey, GENERATION_MASK, IfaceConf, MAX_DEVICE_LINES, MAX_PEER_NETS,
-    MAX_RULE_ENTRIES, MAX_UNTAGGED_IFACES, PEER_SET_KEY_BITS, PeerSetKey, ProtectedKey,
-    ProtectedNet, Rule, RuleRange, Settings, UntaggedIface, V4_INDEX_ENTRIES, V4Net, V6Table,
-    VLAN_IDS, meta, rule, v4net,
+    Config, DeviceInfo, DeviceKey, GENERATION_MASK, GENERATIONS, IfaceConf, MAX_DEVICE_LINES,
+    MAX_MAC_DEVICES, MAX_PEER_NETS, MAX_RULE_ENTRIES, MAX_UNTAGGED_IFACES, MacKey,
+    PEER_SET_KEY_BITS, PeerSetKey, ProtectedKey, ProtectedNet, Rule, RuleRange, Settings,
+    UntaggedIface, V4_INDEX_ENTRIES, V4Net, V6Table, VLAN_IDS, meta, rule, v4net,
 };
 
 use super::{
@@ -53,6 +53,13 @@ impl Filter {
             return Err(LoadError::Capacity(format!(
                 "{} devices; the maps hold {MAX_DEVICE_LINES}",
                 policy.devices.len()
+            )));
+        }
+        let learning = policy.devices.iter().filter(|d| d.learns).count();
+        if learning > (MAX_MAC_DEVICES / GENERATIONS) as usize {
+            return Err(LoadError::Capacity(format!(
+                "{learning} devices have their addresses learned; the maps hold {}",
+                MAX_MAC_DEVICES / GENERATIONS
             )));
         }
         if policy.peer_nets() > MAX_PEER_NETS as usize {
@@ -108,8 +115,11 @@ impl Filter {
         // Rule sets before the devices that point at them.
         let offsets = self.write_rule_sets(generation, c)?;
         self.write_device_lines(generation, c, &offsets)?;
-        let (flags, v4_nets) = c.v4_table();
+        let (mut flags, v4_nets) = c.v4_table();
         self.write_addresses(generation, c, &v4_nets)?;
+        if self.write_mac_devices(generation, c)? {
+            flags |= filter_common::config::MAC_DEVICES;
+        }
         let mut config =
             Config { settings, flags, v4_count: v4_nets.len() as u32, ..Config::default() };
         config.v4_nets[..v4_nets.len()].copy_from_slice(&v4_nets);
@@ -273,6 +283,18 @@ impl Filter {
         Ok(())
     }
 
+    /// The devices whose addresses are learned, by (VLAN, MAC); whether
+    /// there are any.
+    fn write_mac_devices(&mut self, generation: u32, c: &Compiled) -> Result<bool, LoadError> {
+        let mut any = false;
+        for (line, d) in c.devices.iter().enumerate().filter(|(_, d)| d.learns) {
+            let key = MacKey { generation, vlan: d.vlan, mac: d.mac };
+            self.maps.mac_devices.insert(key, line as u32, 0)?;
+            any = true;
+        }
+        Ok(any)
+    }
+
     /// Removes every entry of `generation` from the policy maps.
     pub(super) fn clear_generation(&mut self, generation: u32) -> Result<(), LoadError> {
         // Its direct index, by the subnets its configuration line lists
@@ -302,6 +324,16 @@ impl Filter {
             .collect();
         for k in stale {
             self.maps.devices.remove(&k)?;
+        }
+        let stale: Vec<MacKey> = self
+            .maps
+            .mac_devices
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| k.generation == generation)
+            .collect();
+        for k in stale {
+            self.maps.mac_devices.remove(&k)?;
         }
         clear_generation_trie(&mut self.maps.protected, generation)?;
         clear_generation_trie(&mut self.maps.management, generation)?;

@@ -16,7 +16,8 @@ use aya::{
 };
 use filter_common::{
     BlockEntry, Config, Counter, CounterLine, DEBUG_PROGRAM_NAME, DeviceKey, DeviceName, IfaceConf,
-    MAX_PEER_NETS, PeerData, PeerSetKey, ProtectedKey, ProtectedNet, RuleHitKey, V6Table, maps,
+    MAX_PEER_NETS, MacKey, PeerData, PeerSetKey, ProtectedKey, ProtectedNet, RuleHitKey, V6Table,
+    maps,
 };
 
 use crate::error::LoadError;
@@ -70,6 +71,13 @@ pub(super) struct Maps {
     pub(super) quarantine: HashMap<MapData, u32, BlockEntry>,
     pub(super) management: LpmTrie<MapData, ProtectedKey, u8>,
     pub(super) action_counts: Array<MapData, u32>,
+    pub(super) mac_devices: HashMap<MapData, MacKey, u32>,
+    /// Until the daemon takes it for its reader.
+    pub(super) identity: Option<RingBuf<MapData>>,
+    pub(super) identity_stats: PerCpuArray<MapData, u64>,
+    /// Only the program uses these (held to pin them).
+    pub(super) _identity_rate: Map,
+    pub(super) _identity_seen: Map,
 }
 
 impl Maps {
@@ -105,6 +113,11 @@ impl Maps {
             quarantine: source.typed(maps::QUARANTINE)?,
             management: source.typed(maps::MANAGEMENT)?,
             action_counts: source.typed(maps::ACTION_COUNTS)?,
+            mac_devices: source.typed(maps::MAC_DEVICES)?,
+            identity: Some(source.typed(maps::IDENTITY)?),
+            identity_stats: source.typed(maps::IDENTITY_STATS)?,
+            _identity_rate: source.map(maps::IDENTITY_RATE)?,
+            _identity_seen: source.map(maps::IDENTITY_SEEN)?,
         })
     }
 }

@@ -170,4 +170,9 @@ impl Filter {
     pub fn take_events(&mut self) -> Option<RingBuf<MapData>> {
         self.maps.events.take()
     }
+
+    /// The identity-report ring buffer (the inventory's), for one reader.
+    pub fn take_identity(&mut self) -> Option<RingBuf<MapData>> {
+        self.maps.identity.take()
+    }
 }

@@ -51,6 +51,17 @@ impl Filter {
         Ok(out)
     }
 
+    /// Identity reports sent, suppressed by the rate limit, lost (ring
+    /// buffer full) and left out as repeated (`filter_common::identity`),
+    /// summed over CPUs.
+    pub fn identity_stats(&self) -> Result<[u64; 4], LoadError> {
+        let mut out = [0u64; 4];
+        for (i, slot) in out.iter_mut().enumerate() {
+            *slot = self.maps.identity_stats.get(&(i as u32), 0)?.iter().sum();
+        }
+        Ok(out)
+    }
+
     /// Per-device counters of the devices of the running policy, summed
     /// over CPUs: (slot, direction, verdict) -> counter, counters that
     /// never moved left out.

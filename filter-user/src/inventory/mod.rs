@@ -1,7 +1,8 @@
 //! The passive inventory: every host seen on a protected VLAN, with its
-//! MAC's vendor, addresses and what its DHCP client said. Today a host is
-//! seen through its frames the program drops as `unknown-device` (their
-//! drop events carry the source MAC); DHCP reports come next (issue 17).
+//! MAC's vendor, addresses and what its DHCP client said. A host is seen
+//! through its frames the program drops as `unknown-device` (their drop
+//! events carry the source MAC) and through the program's identity
+//! reports: its ARP, IPv6 neighbour discovery and DHCP client messages.
 //! Sightings gather in memory (`Pending`), merged per host and address and
 //! bounded, so a flood of new MACs costs the event loop a hash insert each
 //! and no disk write; a batch goes to `store` (SQLite) once a second, on a
@@ -22,7 +23,10 @@ use std::{
 };
 
 use filter_common::{Direction, Reason};
-use filter_policy::identity::oui::{self, Vendors};
+use filter_policy::identity::{
+    oui::{self, Vendors},
+    report::Report,
+};
 use store::{Host, Sighting, Store, StoreError};
 
 use crate::{Resolved, events::Event, policy::parse_mac};
@@ -81,6 +85,14 @@ impl Inventory {
     /// VLAN's subnets sent it.
     pub fn observe(&mut self, e: &Event, policy: &Resolved) {
         if let Some(s) = sighting(e, policy) {
+            self.pending.observe(s);
+        }
+    }
+
+    /// An identity report of the program (ARP, NDP, a DHCP client
+    /// message) from `interface`.
+    pub fn report(&mut self, r: &Report, interface: String, policy: &Resolved) {
+        if let Some(s) = reported(r, interface, policy) {
             self.pending.observe(s);
         }
     }
@@ -150,6 +162,34 @@ fn sighting(e: &Event, policy: &Resolved) -> Option<Sighting> {
         frames: 1,
         vendor: None,
         dhcp: None,
+    })
+}
+
+/// The sighting an identity report stands for: a host of a protected VLAN,
+/// with the address it sent from if that lies in the VLAN's subnets (else
+/// the one its DHCP client asks for), and what its DHCP client said.
+fn reported(r: &Report, interface: String, policy: &Resolved) -> Option<Sighting> {
+    let vlan = policy.vlans.iter().find(|v| v.protected && v.id == r.vlan)?;
+    let dhcp = match &r.dhcp {
+        Some(Ok(d)) => Some(d.clone()),
+        // A DHCP report that does not parse says nothing trustworthy.
+        Some(Err(_)) => return None,
+        None => None,
+    };
+    let ours = |a: &IpAddr| vlan.subnets.iter().any(|n| n.contains(a));
+    let address = match r.src {
+        Some(a) => Some(a).filter(ours),
+        None => dhcp.as_ref().and_then(|d| d.requested).filter(ours),
+    };
+    Some(Sighting {
+        mac: r.mac,
+        vlan: vlan.id,
+        interface,
+        address,
+        at: SystemTime::now(),
+        frames: 1,
+        vendor: None,
+        dhcp,
     })
 }
 

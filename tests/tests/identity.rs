@@ -1,0 +1,155 @@
+//! Identity reports with real frames: the program reports DHCP client
+//! messages and ARP of hosts on protected VLANs, and the inventory shows
+//! what they say (host name, vendor class, requested options, MUD URL, the
+//! address a known device uses).
+
+use std::{
+    net::{Ipv4Addr, SocketAddrV4, UdpSocket},
+    os::fd::AsRawFd as _,
+    process::Command,
+    thread,
+    time::{Duration, Instant},
+};
+
+use vlanguard_tests::{
+    lab::{Lab, NURSE, PUMP, ROGUE, sh},
+    privileged,
+};
+
+/// Baxter International's MA-L assignment 58:46:E1, as the IEEE lists it.
+const PUMP_MAC: &str = "58:46:e1:00:07:42";
+const MUD_URL: &str = "https://mud.example.com/baxter/sigma-spectrum.json";
+
+fn inventory(lab: &Lab) -> Vec<serde_json::Value> {
+    let out = lab.cli(&["inventory", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let data: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    data["hosts"].as_array().cloned().unwrap_or_default()
+}
+
+/// The inventory's entry for `mac` once `ready` holds for it, waiting
+/// (bounded) for the daemon's once-a-second write.
+fn wait_for(lab: &Lab, mac: &str, ready: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(h) = inventory(lab).into_iter().find(|h| h["mac"] == mac && ready(h)) {
+            return h;
+        }
+        assert!(Instant::now() < deadline, "{mac} never appeared ready: {:?}", inventory(lab));
+        thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A DHCPREQUEST (RFC 2131) from `mac` asking for `requested`, with host
+/// name (option 12), vendor class (60), parameter request list (55) and
+/// MUD URL (161, RFC 8520 §10).
+fn dhcp_request(mac: [u8; 6], requested: Ipv4Addr) -> Vec<u8> {
+    let mut m = vec![0u8; 236];
+    m[0] = 1; // BOOTREQUEST
+    m[1] = 1; // Ethernet
+    m[2] = 6;
+    m[4..8].copy_from_slice(&0x5eed_0001u32.to_be_bytes());
+    m[28..34].copy_from_slice(&mac);
+    m.extend_from_slice(&[99, 130, 83, 99]);
+    let mut option = |code: u8, value: &[u8]| {
+        m.push(code);
+        m.push(value.len() as u8);
+        m.extend_from_slice(value);
+    };
+    option(53, &[3]);
+    option(50, &requested.octets());
+    option(12, b"infusion-07");
+    option(60, b"Baxter Sigma Spectrum 8.0");
+    option(55, &[1, 3, 6, 15, 42]);
+    option(161, MUD_URL.as_bytes());
+    m.push(255);
+    m
+}
+
+fn parse_mac(text: &str) -> [u8; 6] {
+    let mut mac = [0u8; 6];
+    for (b, part) in mac.iter_mut().zip(text.split(':')) {
+        *b = u8::from_str_radix(part, 16).expect("hex");
+    }
+    mac
+}
+
+/// Sends `payload` from `role`'s eth0 as a DHCP client does: from port 68
+/// to the limited broadcast address, port 67.
+fn send_dhcp(lab: &Lab, role: &str, payload: Vec<u8>) {
+    lab.in_ns(role, move || {
+        let s = UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68)).expect("port 68");
+        s.set_broadcast(true).expect("SO_BROADCAST");
+        let dev = b"eth0\0";
+        // SAFETY: setsockopt on a socket we own, with a NUL-terminated name.
+        let rc = unsafe {
+            libc::setsockopt(
+                s.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_BINDTODEVICE,
+                dev.as_ptr().cast(),
+                dev.len() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, 0, "SO_BINDTODEVICE: {}", std::io::Error::last_os_error());
+        s.send_to(&payload, SocketAddrV4::new(Ipv4Addr::BROADCAST, 67)).expect("send");
+    })
+    .join()
+    .expect("sender");
+}
+
+#[test]
+fn dhcp_client_messages_and_arp_are_inventoried() {
+    if !privileged() {
+        return;
+    }
+    let mut lab = Lab::new();
+    sh(Command::new("ip").args([
+        "-n",
+        &lab.ns("rogue"),
+        "link",
+        "set",
+        "eth0",
+        "address",
+        PUMP_MAC,
+    ]));
+    lab.start_daemon();
+
+    send_dhcp(&lab, "rogue", dhcp_request(parse_mac(PUMP_MAC), ROGUE.parse().expect("address")));
+    let h = wait_for(&lab, PUMP_MAC, |h| h["dhcp"].is_object());
+    let dhcp = &h["dhcp"];
+    assert_eq!(dhcp["hostname"].as_str(), Some("infusion-07"), "{h}");
+    assert_eq!(dhcp["vendor_class"].as_str(), Some("Baxter Sigma Spectrum 8.0"), "{h}");
+    assert_eq!(dhcp["mud_url"].as_str(), Some(MUD_URL), "{h}");
+    let parameters: Vec<u64> = dhcp["parameters"]
+        .as_array()
+        .expect("parameters")
+        .iter()
+        .filter_map(|p| p.as_u64())
+        .collect();
+    assert_eq!(parameters, [1, 3, 6, 15, 42], "{h}");
+    assert_eq!((h["vlan"].as_u64(), h["device"].as_str()), (Some(110), None), "{h}");
+    assert_eq!(h["interface"].as_str(), Some("trunk0"), "{h}");
+    let addrs: Vec<&str> =
+        h["addresses"].as_array().expect("addresses").iter().filter_map(|a| a.as_str()).collect();
+    assert!(addrs.contains(&ROGUE), "{h}");
+    if std::path::Path::new("/usr/share/ieee-data/oui.csv").exists() {
+        assert!(h["vendor"].as_str().is_some_and(|v| v.contains("Baxter")), "{h}");
+    }
+
+    // The pump, a declared device, answers ARP for its address before it
+    // answers an allowed ping: seen by that, under its name.
+    assert_eq!(lab.ping("nurse", PUMP, 2), 2);
+    let h = wait_for(&lab, "02:00:00:00:00:07", |_| true);
+    assert_eq!(h["device"].as_str(), Some("pump"), "{h}");
+    assert!(h["addresses"].as_array().expect("addresses").iter().any(|a| a == PUMP), "{h}");
+
+    // The program counted what it reported.
+    let metrics = lab.scrape();
+    let sent = metrics
+        .lines()
+        .find(|l| l.starts_with("vlanguard_identity_reports_total{outcome=\"sent\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<u64>().ok());
+    assert!(sent.is_some_and(|n| n >= 2), "{metrics}");
+}

@@ -81,7 +81,7 @@ pub fn by_mac(generation: u32, vlan: u16, mac: &[u8; 6]) -> Option<&'static Devi
     }
     let key = MacKey { generation, vlan, mac: *mac };
     // SAFETY: a plain u32 copied out at once.
-    let line = *unsafe { MAC_DEVICES.get(&key) }?;
+    let line = *unsafe { MAC_DEVICES.get(key) }?;
     DEVICE_LINES.get(generation * MAX_DEVICE_LINES + (line & LINE_MASK))
 }
 

@@ -87,12 +87,12 @@ fn kind_of(pkt: &Packet) -> u8 {
 fn reported_lately(pkt: &Packet, vlan: u16, now: u64) -> bool {
     let key = SeenKey { addr: pkt.src.0, mac: pkt.src_mac, vlan };
     // SAFETY: a plain u64 copied out at once.
-    if let Some(at) = unsafe { IDENTITY_SEEN.get(&key) }
+    if let Some(at) = unsafe { IDENTITY_SEEN.get(key) }
         && now.wrapping_sub(*at) < identity::REPEAT_NS
     {
         return true;
     }
-    let _ = IDENTITY_SEEN.insert(&key, &now, 0);
+    let _ = IDENTITY_SEEN.insert(key, now, 0);
     false
 }
 

@@ -9,6 +9,7 @@ pub mod datapath;
 pub mod error;
 pub mod inventory;
 pub mod journal;
+pub mod learning;
 pub mod metrics;
 pub mod notify;
 pub mod privileges;

@@ -35,6 +35,10 @@ pub struct Snapshot {
     /// (ARP, NDP, DHCP): sent, suppressed (over the rate), lost (ring
     /// buffer full), repeated (ARP/NDP already reported lately).
     pub identity_reports: Vec<(&'static str, u64)>,
+    /// Addresses bound to devices declared by MAC alone, now.
+    pub learned_addresses: u64,
+    /// Claims of an address bound to another device, refused, since start.
+    pub address_conflicts: u64,
     /// Flows by how they came and went: created, expired, revoked, evicted.
     pub flows: Vec<(&'static str, u64)>,
     /// Sources blocked by scan detection since the daemon started.
@@ -274,6 +278,22 @@ fn register_events(registry: &mut Registry, s: &Snapshot) {
         reports,
     );
 
+    let learned = Gauge::<i64>::default();
+    learned.set(s.learned_addresses as i64);
+    registry.register(
+        "learned_addresses",
+        "Addresses bound to devices declared by MAC alone, learned from what they send",
+        learned,
+    );
+    let conflicts = Counter::<u64>::default();
+    conflicts.inc_by(s.address_conflicts);
+    registry.register(
+        "address_conflicts",
+        "Claims of an address already bound to another device (a second MAC, or a learning \
+         device sending from a declared device's address), refused since the daemon started",
+        conflicts,
+    );
+
     let flows = Family::<EventLabels, Counter>::default();
     for (outcome, n) in &s.flows {
         flows.get_or_create(&EventLabels { outcome: (*outcome).into() }).inc_by(*n);
@@ -348,6 +368,8 @@ mod tests {
             devices_configured: 5,
             events: vec![("sent", 3), ("suppressed", 7)],
             identity_reports: vec![("sent", 2)],
+            learned_addresses: 1,
+            address_conflicts: 0,
             flows: vec![("created", 4), ("revoked", 1)],
             scans_detected: 1,
             rule_hits: vec![(

@@ -527,22 +527,19 @@ impl Lab {
 
     /// Pings `dst` from `role` `count` times; returns replies received.
     pub fn ping(&self, role: &str, dst: &str, count: u32) -> u32 {
-        let out = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.ns(role),
-                "ping",
-                "-c",
-                &count.to_string(),
-                "-i",
-                "0.2",
-                "-W",
-                "1",
-                dst,
-            ])
-            .output()
-            .expect("ping");
+        self.ping_from(role, None, dst, count)
+    }
+
+    /// `ping`, from source address `src` of `role` when given.
+    pub fn ping_from(&self, role: &str, src: Option<&str>, dst: &str, count: u32) -> u32 {
+        let ns = self.ns(role);
+        let count = count.to_string();
+        let mut args = vec!["netns", "exec", &ns, "ping", "-c", &count, "-i", "0.2", "-W", "1"];
+        if let Some(src) = src {
+            args.extend(["-I", src]);
+        }
+        args.push(dst);
+        let out = Command::new("ip").args(&args).output().expect("ping");
         let text = String::from_utf8_lossy(&out.stdout);
         text.split(", ")
             .find_map(|part| part.strip_suffix(" received"))

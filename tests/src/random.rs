@@ -145,6 +145,7 @@ pub fn policy(rng: &mut impl Rng) -> (Resolved, u16) {
         interfaces: Vec::new(),
         names: Default::default(),
         dns_refresh_secs: filter_user::policy::DEFAULT_DNS_REFRESH_SECS,
+        learned_address_ttl_secs: filter_user::policy::DEFAULT_LEARNED_ADDRESS_TTL_SECS,
     };
     (policy, iface_vlan)
 }

@@ -130,6 +130,7 @@ pub fn policy_with_rules(n: usize, rules: usize) -> Resolved {
         interfaces: Vec::new(),
         names: Default::default(),
         dns_refresh_secs: filter_user::policy::DEFAULT_DNS_REFRESH_SECS,
+        learned_address_ttl_secs: filter_user::policy::DEFAULT_LEARNED_ADDRESS_TTL_SECS,
     }
 }
 

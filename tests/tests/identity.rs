@@ -153,3 +153,111 @@ fn dhcp_client_messages_and_arp_are_inventoried() {
         .and_then(|v| v.parse::<u64>().ok());
     assert!(sent.is_some_and(|n| n >= 2), "{metrics}");
 }
+
+/// The learning device: a Baxter MAC, declared without an address.
+const LEARNER_MAC: &str = "58:46:e1:00:07:43";
+const LEARNER_DEVICE: &str = r#"
+[[device]]
+name = "learner"
+vlan = 110
+mac = "58:46:e1:00:07:43"
+allow_out = [ { to = "nurses", proto = "icmp", icmp_type = 8 } ]
+"#;
+
+/// `device list --json`'s learned addresses of `name`.
+fn learned(lab: &Lab, name: &str) -> Vec<String> {
+    let out = lab.cli(&["device", "list", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let data: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let devices = data["devices"].as_array().expect("devices");
+    let d = devices.iter().find(|d| d["name"] == name).expect("the device is listed");
+    d["learned"]
+        .as_array()
+        .expect("learned")
+        .iter()
+        .filter_map(|a| a.as_str())
+        .map(String::from)
+        .collect()
+}
+
+fn wait_learned(lab: &Lab, name: &str, addr: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !learned(lab, name).iter().any(|a| a == addr) {
+        assert!(Instant::now() < deadline, "{addr} never learned: {:?}", learned(lab, name));
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn ip_in(lab: &Lab, role: &str, args: &[&str]) {
+    let ns = lab.ns(role);
+    let mut all = vec!["-n", ns.as_str()];
+    all.extend(args);
+    sh(Command::new("ip").args(&all));
+}
+
+#[test]
+fn a_device_declared_by_mac_learns_its_addresses_and_a_second_claim_is_refused() {
+    if !privileged() {
+        return;
+    }
+    let mut lab = Lab::new();
+    ip_in(&lab, "rogue", &["link", "set", "eth0", "address", LEARNER_MAC]);
+    std::fs::write(&lab.policy_file, vlanguard_tests::lab::policy("") + LEARNER_DEVICE)
+        .expect("policy");
+    lab.start_daemon();
+    assert!(learned(&lab, "learner").is_empty());
+
+    // Its first exchange (ARP for the gateway, or the ping itself, dropped
+    // as `learning`) binds its address; its allowed pings then pass.
+    let first = lab.ping("rogue", NURSE, 3);
+    wait_learned(&lab, "learner", ROGUE);
+    assert!(first >= 2, "{first} of 3 pings passed while learning");
+    assert_eq!(lab.ping("rogue", NURSE, 2), 2);
+
+    // A second address, its neighbour already resolved: the first frame is
+    // held back as `learning` and the address bound within milliseconds.
+    ip_in(&lab, "rogue", &["addr", "add", "10.110.0.98/24", "dev", "eth0"]);
+    let before =
+        vlanguard_tests::sample(&lab.scrape(), "vlanguard_frames_total", &["reason=\"learning\""]);
+    assert!(lab.ping_from("rogue", Some("10.110.0.98"), NURSE, 3) >= 2);
+    wait_learned(&lab, "learner", "10.110.0.98");
+    let after =
+        vlanguard_tests::sample(&lab.scrape(), "vlanguard_frames_total", &["reason=\"learning\""]);
+    assert!(after > before, "no frame was dropped as learning ({before} -> {after})");
+    let log = lab.daemon_log();
+    let took =
+        log.lines().filter(|l| l.contains("learned 10.110.0.98 for device learner")).find_map(
+            |l| l.split(" ms after its frame").next()?.rsplit(' ').next()?.parse::<u64>().ok(),
+        );
+    eprintln!("learning took {took:?} ms from the frame to the binding");
+    assert!(took.is_some(), "{log}");
+
+    // The pump's MAC claims the learned address: dropped (spoofed-mac),
+    // reported as a conflict, and the binding stays the learner's.
+    ip_in(&lab, "pump", &["addr", "add", "10.110.0.99/24", "dev", "eth0"]);
+    assert_eq!(lab.ping_from("pump", Some("10.110.0.99"), NURSE, 2), 0);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let conflict = loop {
+        let out = lab.cli(&["events", "--json"]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if let Some(line) = text.lines().find(|l| l.contains("\"address-conflict\"")) {
+            break serde_json::from_str::<serde_json::Value>(line).expect("event JSON");
+        }
+        assert!(Instant::now() < deadline, "no address-conflict event: {text}");
+        thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(conflict["src"].as_str(), Some(ROGUE), "{conflict}");
+    assert_eq!(conflict["src_mac"].as_str(), Some("02:00:00:00:00:07"), "{conflict}");
+    assert_eq!(conflict["device"].as_str(), Some("learner"), "{conflict}");
+    assert!(
+        vlanguard_tests::sample(&lab.scrape(), "vlanguard_address_conflicts_total", &[]) >= 1.0
+    );
+    assert!(learned(&lab, "learner").iter().any(|a| a == ROGUE));
+
+    // A restart keeps the bindings, and the learner's traffic passes at once.
+    lab.stop_daemon(libc::SIGTERM);
+    lab.start_daemon();
+    let kept = learned(&lab, "learner");
+    assert!(kept.iter().any(|a| a == ROGUE) && kept.iter().any(|a| a == "10.110.0.98"), "{kept:?}");
+    assert_eq!(lab.ping("rogue", NURSE, 2), 2);
+}

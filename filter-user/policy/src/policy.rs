@@ -77,6 +77,12 @@ pub struct Settings {
     /// like a policy change.
     #[serde(default)]
     pub dns_refresh: Option<String>,
+    /// How long an address learned for a device declared by MAC alone stays
+    /// bound to it after the device was last seen using it (a duration
+    /// such as "1h", the default). After that the next frame from the
+    /// address is learned again.
+    #[serde(default)]
+    pub learned_address_ttl: Option<String>,
     /// What a quarantined device may still reach (and be reached from):
     /// addresses, CIDRs or `[peers]` sets. Empty: nothing.
     #[serde(default)]
@@ -528,6 +534,8 @@ pub struct Resolved {
     pub names: BTreeMap<String, Vec<IpAddr>>,
     /// `[settings] dns_refresh`, in seconds.
     pub dns_refresh_secs: u64,
+    /// `[settings] learned_address_ttl`, in seconds.
+    pub learned_address_ttl_secs: u64,
 }
 
 /// Whether `s` is a DNS name a rule may use as its peer (not an address).
@@ -544,6 +552,21 @@ pub fn is_dns_name(s: &str) -> bool {
                 && !l.ends_with('-')
         })
 }
+
+/// A `[settings]` duration in whole seconds (more than 0), `default`
+/// unless set.
+fn duration_setting(key: &str, text: Option<&str>, default: u64) -> Result<u64, PolicyError> {
+    let Some(text) = text else { return Ok(default) };
+    humantime::parse_duration(text).ok().map(|d| d.as_secs()).filter(|s| *s > 0).ok_or_else(|| {
+        PolicyError::invalid(
+            format!("settings.{key}"),
+            format!("{text:?} is not a duration such as \"5m\""),
+        )
+    })
+}
+
+/// `[settings] learned_address_ttl` unless set: an hour.
+pub const DEFAULT_LEARNED_ADDRESS_TTL_SECS: u64 = 3600;
 
 /// `[settings] dns_refresh` unless set: five minutes.
 pub const DEFAULT_DNS_REFRESH_SECS: u64 = 300;
@@ -885,19 +908,16 @@ impl Policy {
                 .into_iter()
                 .filter_map(|n| Some((n.clone(), self.names.get(&n)?.clone())))
                 .collect(),
-            dns_refresh_secs: match &self.settings.dns_refresh {
-                None => DEFAULT_DNS_REFRESH_SECS,
-                Some(text) => humantime::parse_duration(text)
-                    .ok()
-                    .map(|d| d.as_secs())
-                    .filter(|s| *s > 0)
-                    .ok_or_else(|| {
-                        PolicyError::invalid(
-                            "settings.dns_refresh",
-                            format!("{text:?} is not a duration such as \"5m\""),
-                        )
-                    })?,
-            },
+            dns_refresh_secs: duration_setting(
+                "dns_refresh",
+                self.settings.dns_refresh.as_deref(),
+                DEFAULT_DNS_REFRESH_SECS,
+            )?,
+            learned_address_ttl_secs: duration_setting(
+                "learned_address_ttl",
+                self.settings.learned_address_ttl.as_deref(),
+                DEFAULT_LEARNED_ADDRESS_TTL_SECS,
+            )?,
         })
     }
 

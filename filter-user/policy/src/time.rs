@@ -15,3 +15,8 @@ pub fn stamp(t: SystemTime) -> String {
 pub fn date(t: SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
+
+/// A time written by [`stamp`] or [`date`], read back.
+pub fn parse(text: &str) -> Option<SystemTime> {
+    humantime::parse_rfc3339(text).ok()
+}

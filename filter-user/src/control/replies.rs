@@ -161,6 +161,10 @@ pub struct Device {
     pub ip: Vec<String>,
     /// `aa:bb:..`, or `None` when the device is not bound to a MAC.
     pub mac: Option<String>,
+    /// For a device declared by MAC alone: the addresses learned for it
+    /// (`None` for others).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub learned: Option<Vec<String>>,
     /// Rule counts.
     pub allow_in: usize,
     pub allow_out: usize,

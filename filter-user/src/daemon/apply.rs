@@ -138,7 +138,19 @@ impl Daemon {
     /// policy stays when anything is wrong.
     fn install(&mut self, policy: Resolved) -> anyhow::Result<u64> {
         let untagged = untagged_ifaces(&self.config.policy, &policy)?;
-        self.filter.apply(&compile(&policy), &untagged)?;
+        // Learned addresses go in with their devices, as far as the new
+        // policy still allows them.
+        let mut learned = self.learning.bindings.clone();
+        let gone = learned.retain_valid(&policy);
+        self.filter.apply(&compile(&learned.merged(&policy)), &untagged)?;
+        self.learning.bindings = learned;
+        for b in gone {
+            log(&format!(
+                "forgetting the address {} learned for device {}: the policy no longer allows it",
+                b.addr, b.device
+            ));
+            self.inventory.binding_changed(b.addr, None);
+        }
         self.revision = self.filter.revision()?;
         self.events.policy_changed(&self.policy, &policy);
         self.policy = policy;

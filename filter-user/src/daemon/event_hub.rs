@@ -149,8 +149,12 @@ impl Daemon {
                 continue;
             };
             self.inventory.observe(&e, &self.policy);
+            let learned = self.learn_from_event(&e);
             let scan = self.events.scan.as_mut().and_then(|d| d.observe(&e, Instant::now()));
             self.events.publish(e);
+            if let Some(notice) = learned {
+                self.events.publish(notice);
+            }
             if let Some(alert) = scan.and_then(|(src, n)| self.scan_detected(src, n)) {
                 self.events.publish(alert);
             }
@@ -158,12 +162,15 @@ impl Daemon {
     }
 
     /// The identity ring buffer is readable: a bounded batch of reports
-    /// goes to the inventory.
+    /// goes to the inventory, and to learning (`learn`).
     pub(super) fn drain_identity(&mut self, guard: AsyncFdReadyMutGuard<'_, RingBuf<MapData>>) {
         for raw in read_batch(guard) {
             let Some(r) = crate::identity::report::decode(&raw) else { continue };
             let interface = crate::sys::net::if_name(r.ifindex);
             self.inventory.report(&r, interface, &self.policy);
+            if let Some(notice) = self.learn_from_report(&r) {
+                self.events.publish(notice);
+            }
         }
     }
 

@@ -153,6 +153,8 @@ impl Daemon {
                     ("delivered", self.events.recent().delivered),
                 ]
             },
+            learned_addresses: self.learning.bindings.len() as u64,
+            address_conflicts: self.learning.conflicts,
             identity_reports: {
                 let [sent, suppressed, lost, repeated] = self.filter.identity_stats()?;
                 vec![

@@ -12,6 +12,7 @@
 //! - `requests`: one handler per request group; changes are audit-logged;
 //! - `event_hub`: drop events from the ring buffer to followers, the events
 //!   log, the journal and scan detection;
+//! - `learn`: addresses of devices declared by MAC alone, learned;
 //! - `audit`: the audit log;
 //! - `server`: the control socket and its connections;
 //! - `metrics`: `/metrics`, and the counters as named samples.
@@ -19,6 +20,7 @@
 mod apply;
 mod audit;
 mod event_hub;
+mod learn;
 mod metrics;
 mod requests;
 mod server;
@@ -94,6 +96,7 @@ pub struct Daemon {
     events: event_hub::EventHub,
     audit: audit::Audit,
     inventory: crate::inventory::Inventory,
+    learning: learn::Learning,
 }
 
 /// What the select loop waits on, set up when serving starts.
@@ -107,6 +110,8 @@ struct Wake {
     refusal_tick: Interval,
     /// The inventory's pending sightings are written on this.
     inventory_tick: Interval,
+    /// Learned addresses idle too long are released on this.
+    learning_tick: Interval,
     dns_due: tokio::time::Instant,
     ring: Option<AsyncFd<RingBuf<MapData>>>,
     /// The program's identity reports (ARP, NDP, DHCP) for the inventory.
@@ -175,6 +180,7 @@ impl Daemon {
                 _ = w.inventory_tick.tick() => {
                     self.inventory.flush(&self.policy);
                 }
+                _ = w.learning_tick.tick() => self.expire_learned(),
                 _ = w.tick.tick(), if self.config.stats_interval > 0 => {
                     print!("{}", report::device_table(&self.device_samples()?));
                 }
@@ -199,6 +205,7 @@ impl Daemon {
             tick: tokio::time::interval_at(tokio::time::Instant::now() + period, period),
             refusal_tick: tokio::time::interval(Duration::from_secs(10)),
             inventory_tick: tokio::time::interval(Duration::from_secs(1)),
+            learning_tick: tokio::time::interval(Duration::from_secs(10)),
             dns_due: tokio::time::Instant::now(),
             ring: None,
             identity: None,

@@ -8,8 +8,8 @@ use std::{collections::BTreeMap, fs, sync::Arc, time::SystemTime};
 use anyhow::Context as _;
 
 use super::{
-    Config, Daemon, audit::Audit, event_hub::EventHub, log, metrics::bind_metrics, server::Server,
-    untagged_ifaces,
+    Config, Daemon, audit::Audit, event_hub::EventHub, learn, log, metrics::bind_metrics,
+    server::Server, untagged_ifaces,
 };
 use crate::{
     Filter, Resolved, compile,
@@ -41,8 +41,11 @@ impl Daemon {
         let pins = PinDir::new(&config.pin_dir);
         let lock = pins.lock()?;
         let (lock, server, metrics) = bind(&config, group, &pins, lock)?;
+        let (mut inventory, warnings) =
+            crate::inventory::Inventory::open(config.inventory_db.as_deref());
+        let learning = learned(&mut inventory, &policy);
         let Opening { mut filter, opened, revision } =
-            open(&config, &pins, &lock, &policy, &untagged)?;
+            open(&config, &pins, &lock, &learning.bindings.merged(&policy), &untagged)?;
         let adopted = opened != Opened::Loaded;
         // The policy file's parse is freed now.
         crate::sys::process::trim_heap();
@@ -86,13 +89,12 @@ impl Daemon {
                 j.path().display()
             ));
         }
-        let (inventory, warnings) =
-            crate::inventory::Inventory::open(config.inventory_db.as_deref());
         for w in warnings {
             log(&format!("inventory: {w}"));
         }
         Ok(Daemon {
             inventory,
+            learning,
             events: EventHub::new(&policy, journal.clone()),
             audit: Audit::new(config.audit_log.clone(), journal),
             config,
@@ -108,6 +110,24 @@ impl Daemon {
             policy,
         })
     }
+}
+
+/// The addresses learned before, as the inventory database kept them,
+/// those the policy still supports; the rest are forgotten.
+fn learned(inventory: &mut crate::inventory::Inventory, policy: &Resolved) -> learn::Learning {
+    let kept = inventory.bindings().unwrap_or_else(|e| {
+        log(&format!("inventory: learned addresses: {e}"));
+        Vec::new()
+    });
+    let mut bindings = crate::learning::Bindings::new(kept);
+    for gone in bindings.retain_valid(policy) {
+        log(&format!(
+            "forgetting the address {} learned for device {}: the policy no longer allows it",
+            gone.addr, gone.device
+        ));
+        inventory.binding_changed(gone.addr, None);
+    }
+    learn::Learning::new(bindings)
 }
 
 /// Privileges, the policy, the interfaces, the group: all before the

@@ -13,6 +13,7 @@ pub mod counters;
 pub mod flows;
 mod generation;
 mod handles;
+mod learned;
 mod lifecycle;
 pub mod offload;
 pub mod pins;

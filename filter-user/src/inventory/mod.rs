@@ -29,7 +29,7 @@ use filter_policy::identity::{
 };
 use store::{Host, Sighting, Store, StoreError};
 
-use crate::{Resolved, events::Event, policy::parse_mac};
+use crate::{Resolved, events::Event, learning::Binding, policy::parse_mac};
 
 /// Where the daemon keeps the inventory unless told otherwise.
 pub const DEFAULT_DB: &str = "/var/lib/vlanguard/inventory.db";
@@ -41,6 +41,9 @@ const PENDING: usize = 8192;
 /// The daemon's inventory.
 pub struct Inventory {
     pending: Pending,
+    /// Learned bindings made, refreshed (`Some`) or ended (`None`) since
+    /// the last write.
+    bindings: Vec<(IpAddr, Option<Binding>)>,
     store: Arc<Mutex<Store>>,
     /// A write is running: the next batch waits for the next second.
     writing: Arc<AtomicBool>,
@@ -75,6 +78,7 @@ impl Inventory {
         };
         let inventory = Inventory {
             pending: Pending::new(PENDING, vendors),
+            bindings: Vec::new(),
             store: Arc::new(Mutex::new(store)),
             writing: Arc::new(AtomicBool::new(false)),
         };
@@ -101,14 +105,17 @@ impl Inventory {
     /// nothing or a write is still running. Declared devices' MACs are
     /// never evicted (the store counts what is).
     pub fn flush(&mut self, policy: &Resolved) {
-        if self.pending.is_empty() || self.writing.swap(true, Ordering::AcqRel) {
+        if (self.pending.is_empty() && self.bindings.is_empty())
+            || self.writing.swap(true, Ordering::AcqRel)
+        {
             return;
         }
         let (batch, keep) = (self.pending.take(), declared_macs(policy));
+        let bindings = std::mem::take(&mut self.bindings);
         let (store, writing) = (self.store.clone(), self.writing.clone());
         tokio::task::spawn_blocking(move || {
-            match store.lock().map(|mut s| s.record(&batch, &keep)) {
-                Ok(Ok(_)) => {}
+            match store.lock().map(|mut s| write(&mut s, &batch, &keep, &bindings)) {
+                Ok(Ok(())) => {}
                 Ok(Err(e)) => eprintln!("vlanguard: inventory: {e}"),
                 Err(_) => eprintln!("vlanguard: inventory: a write panicked"),
             }
@@ -118,18 +125,46 @@ impl Inventory {
 
     /// Writes what is pending now (the daemon is stopping).
     pub fn flush_now(&mut self, policy: &Resolved) -> Result<(), StoreError> {
-        if self.pending.is_empty() {
+        if self.pending.is_empty() && self.bindings.is_empty() {
             return Ok(());
         }
         let batch = self.pending.take();
+        let bindings = std::mem::take(&mut self.bindings);
         let mut store = self.store.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        store.record(&batch, &declared_macs(policy)).map(|_| ())
+        write(&mut store, &batch, &declared_macs(policy), &bindings)
+    }
+
+    /// A learned binding made or refreshed (`Some`) or ended (`None`), to
+    /// be written with the next batch.
+    pub fn binding_changed(&mut self, addr: IpAddr, binding: Option<Binding>) {
+        self.bindings.push((addr, binding));
+    }
+
+    /// The learned bindings as last written.
+    pub fn bindings(&self) -> Result<Vec<Binding>, StoreError> {
+        self.store.lock().unwrap_or_else(std::sync::PoisonError::into_inner).bindings()
     }
 
     /// Every host, as last written (a write in progress finishes first).
     pub fn hosts(&self) -> Result<Vec<Host>, StoreError> {
         self.store.lock().unwrap_or_else(std::sync::PoisonError::into_inner).hosts()
     }
+}
+
+/// One write: sightings, then binding changes.
+fn write(
+    store: &mut Store,
+    batch: &[Sighting],
+    keep: &HashSet<[u8; 6]>,
+    bindings: &[(IpAddr, Option<Binding>)],
+) -> Result<(), StoreError> {
+    if !batch.is_empty() {
+        store.record(batch, keep)?;
+    }
+    if !bindings.is_empty() {
+        store.save_bindings(bindings)?;
+    }
+    Ok(())
 }
 
 /// The declared devices' MACs (never evicted from the inventory).

@@ -13,6 +13,8 @@ use std::{
 
 use filter_policy::{addr::mac_text, identity::dhcp::DhcpClient};
 use rusqlite::{Connection, OptionalExtension as _, params};
+
+use crate::learning::Binding;
 use serde::{Deserialize, Serialize};
 
 /// One host seen on a protected VLAN: a frame from `address` (if it had
@@ -89,6 +91,18 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
 PRAGMA user_version = 1;
 ";
 
+/// Addresses bound to devices declared by MAC alone (`crate::learning`).
+const LEARNED_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS learned (
+    address TEXT PRIMARY KEY,
+    device TEXT NOT NULL,
+    mac TEXT NOT NULL,
+    vlan INTEGER NOT NULL,
+    bound_at INTEGER NOT NULL,
+    last_seen INTEGER NOT NULL
+);
+";
+
 pub struct Store {
     conn: Connection,
     /// Hosts kept at most.
@@ -113,6 +127,7 @@ impl Store {
 
     fn with(conn: Connection, capacity: usize) -> Result<Store, StoreError> {
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(LEARNED_SCHEMA)?;
         Ok(Store { conn, capacity })
     }
 
@@ -259,6 +274,69 @@ fn upsert(tx: &rusqlite::Transaction<'_>, s: &Sighting) -> Result<(), StoreError
 /// Seconds since the epoch (SQLite integers are signed).
 fn unix(t: SystemTime) -> i64 {
     t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs() as i64
+}
+
+/// The learned bindings (`crate::learning`).
+impl Store {
+    /// Every binding as last written.
+    pub fn bindings(&self) -> Result<Vec<Binding>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT address, device, mac, vlan, bound_at, last_seen FROM learned")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, u16>(3)?,
+                r.get::<_, i64>(4)?,
+                r.get::<_, i64>(5)?,
+            ))
+        })?;
+        Ok(rows
+            .filter_map(Result::ok)
+            .filter_map(|(addr, device, mac, vlan, bound_at, last_seen)| {
+                Some(Binding {
+                    addr: addr.parse().ok()?,
+                    device,
+                    mac: crate::policy::parse_mac(&mac).ok()?,
+                    vlan,
+                    bound_at: bound_at as u64,
+                    last_seen: last_seen as u64,
+                })
+            })
+            .collect())
+    }
+
+    /// Writes bindings made or refreshed (`Some`) and ended (`None` for the
+    /// address) in one transaction.
+    pub fn save_bindings(
+        &mut self,
+        changes: &[(IpAddr, Option<Binding>)],
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        for (addr, b) in changes {
+            match b {
+                Some(b) => tx.execute(
+                    "INSERT INTO learned (address, device, mac, vlan, bound_at, last_seen)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (address) DO UPDATE SET device = ?2, mac = ?3, vlan = ?4,
+                        bound_at = ?5, last_seen = ?6",
+                    params![
+                        addr.to_string(),
+                        b.device,
+                        mac_text(b.mac),
+                        b.vlan,
+                        b.bound_at as i64,
+                        b.last_seen as i64
+                    ],
+                )?,
+                None => tx.execute("DELETE FROM learned WHERE address = ?1", [addr.to_string()])?,
+            };
+        }
+        tx.commit()?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! changes are edits of the policy file (`Daemon::edit_policy`).
 
 use crate::{
+    addr::mac_text,
     control::{Reply, replies},
     daemon::Daemon,
     edit::{self, Direction, NewDevice, RuleSpec, Target},
@@ -9,7 +10,7 @@ use crate::{
 
 impl Daemon {
     pub(super) fn device_list(&self) -> Reply {
-        let devices = self
+        let devices: Vec<replies::Device> = self
             .policy
             .devices
             .iter()
@@ -17,9 +18,10 @@ impl Daemon {
                 name: d.name.clone(),
                 vlan: d.vlan,
                 ip: d.addrs.iter().map(ToString::to_string).collect(),
-                mac: d
-                    .mac
-                    .map(|m| m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")),
+                mac: d.mac.map(mac_text),
+                learned: d.learns.then(|| {
+                    self.learning.bindings.of(&d.name).iter().map(ToString::to_string).collect()
+                }),
                 allow_in: d.allow_in.len(),
                 allow_out: d.allow_out.len(),
             })
@@ -28,15 +30,16 @@ impl Daemon {
             "{:<24} {:>5} {:<34} {:>8} {:>9}\n",
             "DEVICE", "VLAN", "IP", "IN RULES", "OUT RULES"
         );
-        for d in &self.policy.devices {
-            let ips = d.addrs.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
+        for d in &devices {
+            // Learned addresses are marked: they come and go.
+            let ips = match &d.learned {
+                Some(l) if l.is_empty() => "(learning)".to_string(),
+                Some(l) => format!("{} (learned)", l.join(",")),
+                None => d.ip.join(","),
+            };
             text.push_str(&format!(
                 "{:<24} {:>5} {:<34} {:>8} {:>9}\n",
-                d.name,
-                d.vlan,
-                ips,
-                d.allow_in.len(),
-                d.allow_out.len()
+                d.name, d.vlan, ips, d.allow_in, d.allow_out
             ));
         }
         Reply::with(text, &replies::DeviceList { devices })

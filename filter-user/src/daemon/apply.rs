@@ -141,6 +141,7 @@ impl Daemon {
         self.filter.apply(&compile(&policy), &untagged)?;
         self.revision = self.filter.revision()?;
         self.events.policy_changed(&self.policy, &policy);
+        self.inventory.policy_changed();
         self.policy = policy;
         self.applied_at = std::time::SystemTime::now();
         // The old policy and the parse of the new one are freed now.

@@ -5,13 +5,14 @@
 //! Sightings gather in memory (`Pending`), merged per host and address and
 //! bounded, so a flood of new MACs costs the event loop a hash insert each
 //! and no disk write; a batch goes to `store` (SQLite) once a second, on a
-//! blocking thread.
+//! blocking thread, which then counts the hosts for the metrics (`tally`).
 
 pub mod store;
+pub mod tally;
 pub mod view;
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashMap,
     net::IpAddr,
     path::Path,
     sync::{
@@ -24,6 +25,7 @@ use std::{
 use filter_common::{Direction, Reason};
 use filter_policy::identity::oui::{self, Vendors};
 use store::{Host, Sighting, Store, StoreError};
+use tally::{Declared, Tally};
 
 use crate::{Resolved, events::Event, policy::parse_mac};
 
@@ -40,6 +42,12 @@ pub struct Inventory {
     store: Arc<Mutex<Store>>,
     /// A write is running: the next batch waits for the next second.
     writing: Arc<AtomicBool>,
+    /// The policy's devices as hosts are matched to them; `None` after a
+    /// policy change (made again, and the hosts counted again, at the next
+    /// flush).
+    declared: Option<Arc<Declared>>,
+    /// The counts, as of the last write.
+    tally: Arc<Mutex<Tally>>,
 }
 
 impl Inventory {
@@ -73,6 +81,8 @@ impl Inventory {
             pending: Pending::new(PENDING, vendors),
             store: Arc::new(Mutex::new(store)),
             writing: Arc::new(AtomicBool::new(false)),
+            declared: None,
+            tally: Arc::default(),
         };
         (inventory, warnings)
     }
@@ -85,18 +95,28 @@ impl Inventory {
         }
     }
 
-    /// Writes what is pending on a blocking thread, unless there is
-    /// nothing or a write is still running. Declared devices' MACs are
-    /// never evicted (the store counts what is).
+    /// The policy changed: hosts are matched to its devices from the next
+    /// flush on, and counted again then.
+    pub fn policy_changed(&mut self) {
+        self.declared = None;
+    }
+
+    /// Writes what is pending on a blocking thread and counts the hosts,
+    /// unless there is nothing to write or count or a write is still
+    /// running. Declared devices' MACs are never evicted (the store counts
+    /// what is).
     pub fn flush(&mut self, policy: &Resolved) {
-        if self.pending.is_empty() || self.writing.swap(true, Ordering::AcqRel) {
+        let recount = self.declared.is_none();
+        if (self.pending.is_empty() && !recount) || self.writing.swap(true, Ordering::AcqRel) {
             return;
         }
-        let (batch, keep) = (self.pending.take(), declared_macs(policy));
-        let (store, writing) = (self.store.clone(), self.writing.clone());
+        let declared = self.declared.get_or_insert_with(|| Arc::new(Declared::of(policy))).clone();
+        let batch = self.pending.take();
+        let (store, writing, tally) =
+            (self.store.clone(), self.writing.clone(), self.tally.clone());
         tokio::task::spawn_blocking(move || {
-            match store.lock().map(|mut s| s.record(&batch, &keep)) {
-                Ok(Ok(_)) => {}
+            match store.lock().map(|mut s| tally::write(&mut s, &batch, &declared, &tally)) {
+                Ok(Ok(())) => {}
                 Ok(Err(e)) => eprintln!("vlanguard: inventory: {e}"),
                 Err(_) => eprintln!("vlanguard: inventory: a write panicked"),
             }
@@ -110,19 +130,26 @@ impl Inventory {
             return Ok(());
         }
         let batch = self.pending.take();
-        let mut store = self.store.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        store.record(&batch, &declared_macs(policy)).map(|_| ())
+        let declared = self.declared.clone().unwrap_or_else(|| Arc::new(Declared::of(policy)));
+        tally::lock(&self.store).record(&batch, &declared.keep).map(|_| ())
+    }
+
+    /// The counts as of the last write (a copy of a few numbers: the
+    /// metrics and `status` never wait for the database).
+    pub fn tally(&self) -> Tally {
+        tally::lock(&self.tally).clone()
+    }
+
+    /// Sightings dropped since the daemon started because the batch
+    /// waiting for the next write was full.
+    pub fn sightings_dropped(&self) -> u64 {
+        self.pending.dropped
     }
 
     /// Every host, as last written (a write in progress finishes first).
     pub fn hosts(&self) -> Result<Vec<Host>, StoreError> {
         self.store.lock().unwrap_or_else(std::sync::PoisonError::into_inner).hosts()
     }
-}
-
-/// The declared devices' MACs (never evicted from the inventory).
-fn declared_macs(policy: &Resolved) -> HashSet<[u8; 6]> {
-    policy.devices.iter().filter_map(|d| d.mac).collect()
 }
 
 /// The sighting a drop event stands for: its source was no device, its

@@ -8,6 +8,22 @@ use crate::{
 };
 
 impl Daemon {
+    /// The inventory's counts as of its last write (no database read).
+    pub(super) fn inventory_summary(&self) -> replies::InventorySummary {
+        let census = self.inventory.tally().census;
+        let none = Default::default();
+        replies::InventorySummary {
+            hosts: census.hosts.values().sum(),
+            unknown: census.unknown(),
+            recent_unknown: view::entries(
+                &census.recent_unknown,
+                &self.policy,
+                Select::default(),
+                &none,
+            ),
+        }
+    }
+
     pub(super) fn inventory(&self, unknown: bool, vlan: Option<u16>) -> anyhow::Result<Reply> {
         let hosts = self.inventory.hosts()?;
         let mud_files = view::mud_files(std::path::Path::new(view::MUD_DIR));

@@ -110,11 +110,14 @@ pub enum Request {
     },
     /// Makes the inventoried host `mac` a device named `name` (MAC-bound,
     /// its addresses in its VLAN's subnets, `profile`'s rules), through the
-    /// edit path like `device add`.
+    /// edit path like `device add`. With `mud`: the profile is imported
+    /// from the local MUD file for the MUD URL the host announced.
     InventoryAdopt {
         mac: String,
         name: String,
         profile: Option<String>,
+        #[serde(default)]
+        mud: Option<crate::inventory::view::MudOptions>,
     },
     /// Detach everything and stop the daemon.
     Detach,

@@ -45,6 +45,22 @@ pub struct Snapshot {
     pub scans_detected: u64,
     /// (device, direction, rule as written, frames it let through)
     pub rule_hits: Vec<(String, &'static str, String, u64)>,
+    pub inventory: InventorySample,
+}
+
+/// The inventory, as counted after its last write.
+#[derive(Clone, Debug, Default)]
+pub struct InventorySample {
+    /// (VLAN, known: a declared device, hosts)
+    pub hosts: Vec<(u16, bool, u64)>,
+    /// (VLAN, hosts first recorded since the daemon started that were no
+    /// declared device)
+    pub new_unknown: Vec<(u16, u64)>,
+    /// Hosts evicted from the full inventory since its database was made.
+    pub evicted: u64,
+    /// Sightings dropped since the daemon started: the batch waiting for
+    /// the next write was full.
+    pub sightings_dropped: u64,
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
@@ -104,6 +120,17 @@ struct EventLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HostLabels {
+    vlan: String,
+    known: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VlanLabels {
+    vlan: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: String,
 }
@@ -126,6 +153,7 @@ pub fn openmetrics(s: &Snapshot) -> String {
     register_interfaces(&mut registry, s);
     register_rules(&mut registry, s);
     register_events(&mut registry, s);
+    register_inventory(&mut registry, &s.inventory);
     let mut out = String::new();
     // Writing to a String cannot fail.
     let _ = encode(&mut out, &registry);
@@ -319,6 +347,47 @@ fn register_events(registry: &mut Registry, s: &Snapshot) {
     registry.register("build_info", "Build of the running daemon", build);
 }
 
+/// The inventory: hosts by VLAN, known or not, and what it lost.
+fn register_inventory(registry: &mut Registry, s: &InventorySample) {
+    let hosts = Family::<HostLabels, Gauge>::default();
+    for (vlan, known, n) in &s.hosts {
+        let labels = HostLabels { vlan: vlan.to_string(), known: known.to_string() };
+        hosts.get_or_create(&labels).set(*n as i64);
+    }
+    registry.register(
+        "inventory_hosts",
+        "Hosts in the inventory of protected VLANs, by VLAN; known=true: a declared device \
+         (its MAC or an address), known=false: unknown (vlanguard inventory --unknown)",
+        hosts,
+    );
+    let new = Family::<VlanLabels, Counter>::default();
+    for (vlan, n) in &s.new_unknown {
+        new.get_or_create(&VlanLabels { vlan: vlan.to_string() }).inc_by(*n);
+    }
+    registry.register(
+        "inventory_new_unknown_hosts",
+        "Hosts first recorded in the inventory that were no declared device, by VLAN (since \
+         the daemon started)",
+        new,
+    );
+    let evicted = Counter::<u64>::default();
+    evicted.inc_by(s.evicted);
+    registry.register(
+        "inventory_evictions",
+        "Hosts evicted from the full inventory, those seen longest ago (since its database \
+         was created)",
+        evicted,
+    );
+    let dropped = Counter::<u64>::default();
+    dropped.inc_by(s.sightings_dropped);
+    registry.register(
+        "inventory_sightings_dropped",
+        "Sightings of hosts not recorded because the batch waiting for the next write was \
+         full, a flood of new MACs (since the daemon started)",
+        dropped,
+    );
+}
+
 /// OpenMetrics text to the classic Prometheus 0.0.4 format: counters are
 /// named with their `_total` suffix in HELP/TYPE, `# UNIT` and `# EOF`
 /// lines go.
@@ -378,6 +447,12 @@ mod tests {
                 "from 10.30.0.0/16 tcp port 443".into(),
                 9,
             )],
+            inventory: InventorySample {
+                hosts: vec![(110, false, 3), (110, true, 12)],
+                new_unknown: vec![(110, 4), (120, 0)],
+                evicted: 2,
+                sightings_dropped: 5,
+            },
         }
     }
 
@@ -403,6 +478,24 @@ mod tests {
             "vlanguard_rule_hits_total{device=\"pump-icu-07\",direction=\"in\",rule=\"from 10.30.0.0/16 tcp port 443\"} 9"
         ), "{text}");
         assert!(text.trim_end().ends_with("# EOF"));
+    }
+
+    #[test]
+    fn the_inventory_is_counted_by_vlan_and_known() {
+        let text = openmetrics(&snapshot());
+        for line in [
+            "# TYPE vlanguard_inventory_hosts gauge",
+            "vlanguard_inventory_hosts{vlan=\"110\",known=\"false\"} 3",
+            "vlanguard_inventory_hosts{vlan=\"110\",known=\"true\"} 12",
+            "# TYPE vlanguard_inventory_new_unknown_hosts counter",
+            "vlanguard_inventory_new_unknown_hosts_total{vlan=\"110\"} 4",
+            // A VLAN with none yet is there at 0, so the first one is an increase.
+            "vlanguard_inventory_new_unknown_hosts_total{vlan=\"120\"} 0",
+            "vlanguard_inventory_evictions_total 2",
+            "vlanguard_inventory_sightings_dropped_total 5",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line}\n{text}");
+        }
     }
 
     #[test]

@@ -428,6 +428,11 @@ impl Lab {
 
     /// The `vlanguard run` arguments `start_daemon` uses (interfaces,
     /// policy, pins, socket, logs), for tests that start it themselves.
+    /// The daemon's `--mud-dir` (created by the tests that put files in it).
+    pub fn mud_dir(&self) -> std::path::PathBuf {
+        self.dir.join("mud")
+    }
+
     pub fn run_args(&self) -> Vec<String> {
         let mut args: Vec<String> = vec!["run".into()];
         for iface in &self.ifaces {
@@ -440,6 +445,8 @@ impl Lab {
             ("--audit-log", &self.audit_log),
             ("--events-log", &self.dir.join("events.log")),
             ("--inventory-db", &self.dir.join("inventory.db")),
+            // Never the machine's /etc/vlanguard/mud.
+            ("--mud-dir", &self.mud_dir()),
         ] {
             args.extend([flag.to_string(), path.to_string_lossy().into_owned()]);
         }

@@ -3,7 +3,7 @@
 
 use std::{path::Path, process::Command};
 
-use filter_user::metrics::{DeviceSample, FrameSample, Snapshot, openmetrics};
+use filter_user::metrics::{DeviceSample, FrameSample, InventorySample, Snapshot, openmetrics};
 
 fn root() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
@@ -24,6 +24,11 @@ fn exported() -> Vec<String> {
         maps: vec![("m", 1, 2)],
         interfaces: vec![("i".into(), true, "native".into(), "in-frame".into())],
         events: vec![("sent", 1)],
+        inventory: InventorySample {
+            hosts: vec![(1, false, 1)],
+            new_unknown: vec![(1, 1)],
+            ..InventorySample::default()
+        },
         ..Snapshot::default()
     };
     openmetrics(&s)
@@ -50,6 +55,10 @@ fn used(text: &str) -> Vec<String> {
 fn alert_rules_pass_promtool_and_use_exported_metrics() {
     let rules = root().join("deploy/prometheus/vlanguard-alerts.yml");
     let text = std::fs::read_to_string(&rules).expect("alert rules");
+    assert!(
+        text.contains("increase(vlanguard_inventory_new_unknown_hosts_total"),
+        "an alert on new unknown hosts in the inventory"
+    );
     let exported = exported();
     for name in used(&text) {
         assert!(
@@ -82,16 +91,25 @@ fn dashboard_parses_and_uses_exported_metrics() {
     let panels = json["panels"].as_array().expect("panels");
     assert!(panels.len() >= 8);
     let exported = exported();
+    let mut all = Vec::new();
     for p in panels {
-        let expr = p["targets"][0]["expr"].as_str().expect("every panel queries");
-        let names = used(expr);
-        assert!(!names.is_empty(), "{expr}");
-        for name in names {
-            assert!(
-                exported.contains(&name),
-                "panel {:?} uses {name}, which the daemon does not export",
-                p["title"]
-            );
+        let targets = p["targets"].as_array().filter(|t| !t.is_empty());
+        // Every query of a panel, not only its first.
+        for target in targets.expect("every panel queries") {
+            let expr = target["expr"].as_str().expect("a target's query");
+            let names = used(expr);
+            assert!(!names.is_empty(), "{expr}");
+            for name in names {
+                assert!(
+                    exported.contains(&name),
+                    "panel {:?} uses {name}, which the daemon does not export",
+                    p["title"]
+                );
+                all.push(name);
+            }
         }
+    }
+    for name in ["vlanguard_inventory_hosts", "vlanguard_inventory_new_unknown_hosts_total"] {
+        assert!(all.iter().any(|n| n == name), "the inventory panels show {name}");
     }
 }

@@ -3,7 +3,8 @@
 //! `vlanguard inventory --unknown --json` with its MAC, vendor, VLAN and
 //! address, not as a device; declared devices are not unknown; the
 //! inventory survives a daemon restart; `inventory adopt` makes the host a
-//! device whose allowed traffic passes.
+//! device whose allowed traffic passes; `inventory adopt --mud` gives it
+//! the profile of the MUD file for the URL its DHCP client announced.
 
 use std::{
     process::Command,
@@ -11,6 +12,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use filter_policy::identity::dhcp::DhcpClient;
+use filter_user::inventory::store::{Sighting, Store};
 use vlanguard_tests::{
     lab::{Lab, NURSE, ROGUE, sh},
     privileged,
@@ -105,4 +108,112 @@ fn an_unknown_host_is_inventoried_with_its_mac_vendor_vlan_and_address() {
     assert!(inventory(&lab, &["--unknown"]).iter().all(|h| h["mac"] != ROGUE_MAC));
     let audit = std::fs::read_to_string(&lab.audit_log).expect("audit log");
     assert!(audit.contains("inventory-adopt"), "{audit}");
+}
+
+/// The MUD URL the rogue announced, and its maker's file: echo requests to
+/// the nurse stations.
+const MUD_URL: &str = "https://pumps.example.com/mud/pinger-1.json";
+const MUD_FILE: &str = r#"{
+  "ietf-mud:mud": {
+    "mud-version": 1,
+    "mud-url": "https://pumps.example.com/mud/pinger-1.json",
+    "last-update": "2026-01-01T00:00:00Z",
+    "cache-validity": 48,
+    "is-supported": true,
+    "systeminfo": "pinger",
+    "from-device-policy": { "access-lists": { "access-list": [ { "name": "from-pinger" } ] } },
+    "to-device-policy": { "access-lists": { "access-list": [ { "name": "to-pinger" } ] } }
+  },
+  "ietf-access-control-list:acls": {
+    "acl": [
+      {
+        "name": "from-pinger",
+        "type": "ipv4-acl-type",
+        "aces": { "ace": [ {
+          "name": "echo",
+          "matches": {
+            "ipv4": { "protocol": 1, "destination-ipv4-network": "10.30.0.0/16" },
+            "icmp": { "type": 8 }
+          },
+          "actions": { "forwarding": "accept" }
+        } ] }
+      },
+      { "name": "to-pinger", "type": "ipv4-acl-type", "aces": { "ace": [] } }
+    ]
+  }
+}"#;
+
+/// Hosts in the lab's inventory database before the daemon starts, as
+/// the DHCP capture would record them: (MAC, address, MUD URL).
+fn seed(lab: &Lab, hosts: &[(&str, &str, Option<&str>)]) {
+    let mut store = Store::open(&lab.dir.join("inventory.db"), 1000).expect("inventory db");
+    let batch: Vec<Sighting> = hosts
+        .iter()
+        .map(|(mac, address, url)| Sighting {
+            mac: filter_user::policy::parse_mac(mac).expect("MAC"),
+            vlan: 110,
+            interface: "trunk0".into(),
+            address: Some(address.parse().expect("address")),
+            at: std::time::SystemTime::now(),
+            frames: 1,
+            vendor: None,
+            dhcp: Some(DhcpClient {
+                message: "request".into(),
+                mud_url: url.map(String::from),
+                ..DhcpClient::default()
+            }),
+        })
+        .collect();
+    store.record(&batch, &Default::default()).expect("seed");
+}
+
+#[test]
+fn adopting_with_mud_imports_the_profile_of_the_announced_url() {
+    if !privileged() {
+        return;
+    }
+    let mut lab = Lab::new();
+    let rogue = lab.ns("rogue");
+    sh(Command::new("ip").args(["-n", &rogue, "link", "set", "eth0", "address", ROGUE_MAC]));
+    let (silent, unfiled) = ("00:1b:63:00:00:51", "00:1b:63:00:00:52");
+    seed(
+        &lab,
+        &[
+            (ROGUE_MAC, ROGUE, Some(MUD_URL)),
+            (silent, "10.110.0.51", None),
+            (unfiled, "10.110.0.52", Some("https://other.example.com/x.json")),
+        ],
+    );
+    std::fs::create_dir_all(lab.mud_dir()).expect("mud dir");
+    let file = lab.mud_dir().join("pinger-1.json");
+    std::fs::write(&file, MUD_FILE).expect("MUD file");
+    lab.start_daemon();
+
+    // The inventory names the file from the daemon's --mud-dir.
+    let h = wait_for(&lab, &["--unknown"], ROGUE_MAC);
+    assert_eq!(h["dhcp"]["mud_file"].as_str(), Some(file.to_str().expect("path")), "{h}");
+
+    let refused = |mac: &str, want: &str| {
+        let out = lab.cli(&["inventory", "adopt", mac, "--name", "x", "--mud"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(want), "{stderr}");
+    };
+    refused(silent, "announced no MUD URL");
+    refused(unfiled, "no MUD file in");
+    let both = ["inventory", "adopt", ROGUE_MAC, "--name", "x", "--mud", "--profile", "p"];
+    assert_eq!(lab.cli(&both).status.code(), Some(2), "--mud and --profile exclude each other");
+
+    assert_eq!(lab.ping("rogue", NURSE, 2), 0, "unknown: dropped");
+    let out = lab.cli(&["inventory", "adopt", ROGUE_MAC, "--name", "pinger-1", "--mud"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let policy = std::fs::read_to_string(&lab.policy_file).expect("policy");
+    assert!(policy.contains(&format!("name = \"{MUD_URL}\"")), "the profile: {policy}");
+    assert!(policy.contains(&format!("profile = \"{MUD_URL}\"")), "the device's: {policy}");
+    assert_eq!(lab.ping("rogue", NURSE, 2), 2, "the MUD file's echo requests pass");
+    let audit = std::fs::read_to_string(&lab.audit_log).expect("audit log");
+    let adopted = |l: &&str| l.contains("inventory-adopt") && l.contains("\"ok\":true");
+    let line = audit.lines().find(adopted).expect("audited");
+    assert!(line.contains("pinger-1") && line.contains("\"mud\":{"), "{line}");
+    assert!(audit.contains(&format!("\"result\":\"{silent} announced no MUD URL")), "{audit}");
 }

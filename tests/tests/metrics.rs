@@ -12,7 +12,7 @@ use std::{
 };
 
 use vlanguard_tests::{
-    lab::{Lab, MONITOR, PUMP},
+    lab::{Lab, MONITOR, NURSE, PUMP},
     privileged, sample,
 };
 
@@ -230,4 +230,70 @@ fn a_real_prometheus_sees_what_the_traffic_did() {
         "20 allowed pings"
     );
     assert_eq!(query(&lab, "vlanguard_policy_last_apply_success"), Some(1.0));
+}
+
+/// `metrics` once `name` with `parts` reads `want` (the inventory is
+/// counted after its once-a-second write), bounded.
+fn wait_metric(lab: &Lab, name: &str, parts: &[&str], want: f64) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = metrics(lab);
+        if sample(&text, name, parts) == want || Instant::now() > deadline {
+            return text;
+        }
+        thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn inventory_metrics_count_unknown_hosts_and_follow_adoption() {
+    if !privileged() {
+        return;
+    }
+    let mut lab = Lab::new();
+    lab.start_daemon();
+    let hosts = "vlanguard_inventory_hosts";
+    let new = "vlanguard_inventory_new_unknown_hosts_total";
+    let (unknown110, known110) =
+        (&["vlan=\"110\"", "known=\"false\""][..], &["vlan=\"110\"", "known=\"true\""][..]);
+    // Every protected VLAN is there before any host, so the first new one
+    // is an increase an alert sees.
+    let start = metrics(&lab);
+    for line in [
+        "vlanguard_inventory_hosts{vlan=\"120\",known=\"false\"} 0",
+        "vlanguard_inventory_new_unknown_hosts_total{vlan=\"110\"} 0",
+        "vlanguard_inventory_sightings_dropped_total 0",
+    ] {
+        assert!(start.lines().any(|l| l == line), "{line}\n{start}");
+    }
+
+    // The rogue (no device, in VLAN 110's subnet) is dropped and recorded.
+    assert_eq!(lab.ping("rogue", NURSE, 2), 0);
+    let after = wait_metric(&lab, hosts, unknown110, 1.0);
+    assert_eq!(sample(&after, hosts, unknown110), 1.0, "{after}");
+    assert_eq!(sample(&after, new, &["vlan=\"110\""]), 1.0, "{after}");
+    assert_eq!(sample(&after, new, &["vlan=\"120\""]), 0.0, "{after}");
+    // Seen again: no new host.
+    assert_eq!(lab.ping("rogue", NURSE, 2), 0);
+    thread::sleep(Duration::from_millis(2500));
+    assert_eq!(sample(&metrics(&lab), new, &["vlan=\"110\""]), 1.0);
+
+    // Adopted: counted as known at the next count, without new traffic.
+    let mac = String::from_utf8_lossy(&lab.cli(&["inventory", "--unknown", "--json"]).stdout)
+        .into_owned();
+    let data: serde_json::Value = serde_json::from_str(&mac).expect("JSON");
+    let mac = data["hosts"][0]["mac"].as_str().expect("the rogue's MAC").to_string();
+    let out = lab.cli(&["inventory", "adopt", &mac, "--name", "rogue-1"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let adopted = wait_metric(&lab, hosts, known110, 1.0);
+    assert_eq!(sample(&adopted, hosts, known110), 1.0, "{adopted}");
+    assert_eq!(sample(&adopted, hosts, unknown110), 0.0, "{adopted}");
+    assert_eq!(sample(&adopted, new, &["vlan=\"110\""]), 1.0, "a count of what happened");
+
+    // A restarted daemon counts the hosts its database kept.
+    lab.stop_daemon(libc::SIGTERM);
+    lab.start_daemon();
+    let restarted = wait_metric(&lab, hosts, known110, 1.0);
+    assert_eq!(sample(&restarted, hosts, known110), 1.0, "{restarted}");
+    assert_eq!(sample(&restarted, new, &["vlan=\"110\""]), 0.0, "since the daemon started");
 }

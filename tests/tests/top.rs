@@ -1,5 +1,6 @@
 //! `vlanguard top` in a real terminal: tmux runs it against the lab's
-//! daemon; the captured screen shows the device rows; `q` quits.
+//! daemon; the captured screen shows the device rows and the inventory's
+//! unknown host; `q` quits.
 
 use std::{
     process::{Command, Output},
@@ -8,9 +9,12 @@ use std::{
 };
 
 use vlanguard_tests::{
-    lab::{self, Lab, MONITOR, PUMP},
+    lab::{self, Lab, MONITOR, NURSE, PUMP, ROGUE, sh},
     privileged,
 };
+
+/// The rogue's MAC, of a real IEEE assignment (Apple's 00:1B:63).
+const ROGUE_MAC: &str = "00:1b:63:84:45:e6";
 
 /// A tmux server of this test's own (never the user's), killed on drop.
 struct Tmux(String);
@@ -37,9 +41,13 @@ fn top_renders_the_devices_in_a_real_terminal() {
         return;
     }
     let mut lab = Lab::new();
+    let rogue = lab.ns("rogue");
+    sh(Command::new("ip").args(["-n", &rogue, "link", "set", "eth0", "address", ROGUE_MAC]));
     lab.start_daemon();
     assert_eq!(lab.ping("nurse", PUMP, 2), 2);
     assert_eq!(lab.ping("nurse", MONITOR, 2), 0);
+    // No device: dropped, and in the inventory as unknown.
+    assert_eq!(lab.ping("rogue", NURSE, 1), 0);
 
     let tmux = Tmux(format!("{}-top", lab.prefix));
     let command =
@@ -52,8 +60,10 @@ fn top_renders_the_devices_in_a_real_terminal() {
         let screen =
             String::from_utf8_lossy(&tmux.run(&["capture-pane", "-p", "-t", "top"]).stdout)
                 .into_owned();
-        let ready =
-            screen.contains("DEVICE") && screen.contains("pump") && screen.contains("monitor");
+        let ready = screen.contains("DEVICE")
+            && screen.contains("pump")
+            && screen.contains("monitor")
+            && screen.contains(ROGUE_MAC);
         if ready || Instant::now() > deadline {
             break screen;
         }
@@ -68,6 +78,14 @@ fn top_renders_the_devices_in_a_real_terminal() {
     let at = monitor.find("120").expect("VLAN");
     assert!(at < 20, "the device column stretched: {monitor:?}");
     assert!(screen.contains("not-allowed"), "{screen}");
+    // The rogue is the one unknown host; known devices seen by their ARP
+    // are in the inventory too.
+    assert!(screen.contains("unknown hosts: 1 of "), "{screen}");
+    let rogue = screen.lines().find(|l| l.contains(ROGUE_MAC)).expect("the rogue's row");
+    assert!(rogue.contains(ROGUE) && rogue.contains(" 110 "), "MAC, VLAN, address: {rogue}");
+    if std::path::Path::new("/usr/share/ieee-data/oui.csv").exists() {
+        assert!(rogue.contains("Apple"), "the vendor: {rogue}");
+    }
 
     tmux.run(&["send-keys", "-t", "top", "q"]);
     let deadline = Instant::now() + Duration::from_secs(5);

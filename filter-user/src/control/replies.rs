@@ -45,6 +45,18 @@ pub struct Status {
     pub names: BTreeMap<String, Vec<IpAddr>>,
     pub dns_refresh_secs: u64,
     pub maps: MapUse,
+    #[serde(default)]
+    pub inventory: InventorySummary,
+}
+
+/// The inventory in `status` (and `top`), as counted after its last write.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct InventorySummary {
+    pub hosts: u64,
+    /// Hosts that are no declared device.
+    pub unknown: u64,
+    /// The unknown hosts seen last, the latest first (a few).
+    pub recent_unknown: Vec<crate::inventory::view::Entry>,
 }
 
 /// One `--iface`.

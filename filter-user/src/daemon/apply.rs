@@ -153,6 +153,7 @@ impl Daemon {
         }
         self.revision = self.filter.revision()?;
         self.events.policy_changed(&self.policy, &policy);
+        self.inventory.policy_changed();
         self.policy = policy;
         self.applied_at = std::time::SystemTime::now();
         // The old policy and the parse of the new one are freed now.

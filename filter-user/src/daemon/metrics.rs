@@ -2,7 +2,10 @@
 //! formats: every scrape asks the main loop, which reads the maps at that
 //! moment (`crate::metrics` renders the text).
 
-use std::{collections::HashMap, time::SystemTime};
+use std::{
+    collections::{BTreeMap, HashMap},
+    time::SystemTime,
+};
 
 use anyhow::Context as _;
 use tokio::sync::{mpsc, oneshot};
@@ -13,7 +16,7 @@ use filter_common::Direction;
 use crate::{
     datapath::offload::TagPath,
     diff,
-    metrics::{self as exposition, DeviceSample, FrameSample, Snapshot},
+    metrics::{self as exposition, DeviceSample, FrameSample, InventorySample, Snapshot},
     policy::ResolvedDevice,
 };
 
@@ -164,7 +167,26 @@ impl Daemon {
                     ("repeated", repeated),
                 ]
             },
+            inventory: self.inventory_sample(),
         })
+    }
+
+    /// The inventory's counts as of its last write; every protected VLAN
+    /// is there, at 0 if it has no host yet (so the first is an increase).
+    fn inventory_sample(&self) -> InventorySample {
+        let tally = self.inventory.tally();
+        let protected = self.policy.vlans.iter().filter(|v| v.protected).map(|v| v.id);
+        let mut hosts: BTreeMap<(u16, bool), u64> =
+            protected.clone().flat_map(|v| [((v, false), 0), ((v, true), 0)]).collect();
+        hosts.extend(tally.census.hosts);
+        let mut new_unknown: BTreeMap<u16, u64> = protected.map(|v| (v, 0)).collect();
+        new_unknown.extend(tally.new_unknown);
+        InventorySample {
+            hosts: hosts.into_iter().map(|((vlan, known), n)| (vlan, known, n)).collect(),
+            new_unknown: new_unknown.into_iter().collect(),
+            evicted: tally.census.evicted,
+            sightings_dropped: self.inventory.sightings_dropped(),
+        }
     }
 
     /// Each map's entries in use against its capacity; `flows`: live flows.

@@ -71,6 +71,9 @@ pub struct Config {
     pub stats_interval: u64,
     /// The inventory's database (`None`: kept in memory only).
     pub inventory_db: Option<PathBuf>,
+    /// MUD files by their `mud-url`, for `inventory` and `inventory adopt
+    /// --mud` (`inventory::view::MUD_DIR` by default).
+    pub mud_dir: PathBuf,
     /// Devices the per-device counters hold when the filter is first
     /// loaded (`datapath::default_device_capacity` if not given).
     pub device_capacity: Option<u32>,

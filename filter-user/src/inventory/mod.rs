@@ -6,13 +6,14 @@
 //! Sightings gather in memory (`Pending`), merged per host and address and
 //! bounded, so a flood of new MACs costs the event loop a hash insert each
 //! and no disk write; a batch goes to `store` (SQLite) once a second, on a
-//! blocking thread.
+//! blocking thread, which then counts the hosts for the metrics (`tally`).
 
 pub mod store;
+pub mod tally;
 pub mod view;
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashMap,
     net::IpAddr,
     path::Path,
     sync::{
@@ -28,6 +29,7 @@ use filter_policy::identity::{
     report::Report,
 };
 use store::{Host, Sighting, Store, StoreError};
+use tally::{Declared, Tally};
 
 use crate::{Resolved, events::Event, learning::Binding, policy::parse_mac};
 
@@ -47,6 +49,12 @@ pub struct Inventory {
     store: Arc<Mutex<Store>>,
     /// A write is running: the next batch waits for the next second.
     writing: Arc<AtomicBool>,
+    /// The policy's devices as hosts are matched to them; `None` after a
+    /// policy change (made again, and the hosts counted again, at the next
+    /// flush).
+    declared: Option<Arc<Declared>>,
+    /// The counts, as of the last write.
+    tally: Arc<Mutex<Tally>>,
 }
 
 impl Inventory {
@@ -81,6 +89,8 @@ impl Inventory {
             bindings: Vec::new(),
             store: Arc::new(Mutex::new(store)),
             writing: Arc::new(AtomicBool::new(false)),
+            declared: None,
+            tally: Arc::default(),
         };
         (inventory, warnings)
     }
@@ -101,20 +111,34 @@ impl Inventory {
         }
     }
 
-    /// Writes what is pending on a blocking thread, unless there is
-    /// nothing or a write is still running. Declared devices' MACs are
-    /// never evicted (the store counts what is).
+    /// The policy changed: hosts are matched to its devices from the next
+    /// flush on, and counted again then.
+    pub fn policy_changed(&mut self) {
+        self.declared = None;
+    }
+
+    /// Writes what is pending (sightings, learned bindings) on a blocking
+    /// thread and counts the hosts, unless there is nothing to write or
+    /// count or a write is still running. Declared devices' MACs are never
+    /// evicted (the store counts what is).
     pub fn flush(&mut self, policy: &Resolved) {
-        if (self.pending.is_empty() && self.bindings.is_empty())
+        let recount = self.declared.is_none();
+        if (self.pending.is_empty() && self.bindings.is_empty() && !recount)
             || self.writing.swap(true, Ordering::AcqRel)
         {
             return;
         }
-        let (batch, keep) = (self.pending.take(), declared_macs(policy));
+        let declared = self.declared.get_or_insert_with(|| Arc::new(Declared::of(policy))).clone();
+        let batch = self.pending.take();
         let bindings = std::mem::take(&mut self.bindings);
-        let (store, writing) = (self.store.clone(), self.writing.clone());
+        let (store, writing, tally) =
+            (self.store.clone(), self.writing.clone(), self.tally.clone());
         tokio::task::spawn_blocking(move || {
-            match store.lock().map(|mut s| write(&mut s, &batch, &keep, &bindings)) {
+            let written = store.lock().map(|mut s| {
+                s.save_bindings(&bindings)?;
+                tally::write(&mut s, &batch, &declared, &tally)
+            });
+            match written {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => eprintln!("vlanguard: inventory: {e}"),
                 Err(_) => eprintln!("vlanguard: inventory: a write panicked"),
@@ -130,8 +154,10 @@ impl Inventory {
         }
         let batch = self.pending.take();
         let bindings = std::mem::take(&mut self.bindings);
-        let mut store = self.store.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        write(&mut store, &batch, &declared_macs(policy), &bindings)
+        let declared = self.declared.clone().unwrap_or_else(|| Arc::new(Declared::of(policy)));
+        let mut store = tally::lock(&self.store);
+        store.save_bindings(&bindings)?;
+        store.record(&batch, &declared.keep).map(|_| ())
     }
 
     /// A learned binding made or refreshed (`Some`) or ended (`None`), to
@@ -142,34 +168,25 @@ impl Inventory {
 
     /// The learned bindings as last written.
     pub fn bindings(&self) -> Result<Vec<Binding>, StoreError> {
-        self.store.lock().unwrap_or_else(std::sync::PoisonError::into_inner).bindings()
+        tally::lock(&self.store).bindings()
+    }
+
+    /// The counts as of the last write (a copy of a few numbers: the
+    /// metrics and `status` never wait for the database).
+    pub fn tally(&self) -> Tally {
+        tally::lock(&self.tally).clone()
+    }
+
+    /// Sightings dropped since the daemon started because the batch
+    /// waiting for the next write was full.
+    pub fn sightings_dropped(&self) -> u64 {
+        self.pending.dropped
     }
 
     /// Every host, as last written (a write in progress finishes first).
     pub fn hosts(&self) -> Result<Vec<Host>, StoreError> {
         self.store.lock().unwrap_or_else(std::sync::PoisonError::into_inner).hosts()
     }
-}
-
-/// One write: sightings, then binding changes.
-fn write(
-    store: &mut Store,
-    batch: &[Sighting],
-    keep: &HashSet<[u8; 6]>,
-    bindings: &[(IpAddr, Option<Binding>)],
-) -> Result<(), StoreError> {
-    if !batch.is_empty() {
-        store.record(batch, keep)?;
-    }
-    if !bindings.is_empty() {
-        store.save_bindings(bindings)?;
-    }
-    Ok(())
-}
-
-/// The declared devices' MACs (never evicted from the inventory).
-fn declared_macs(policy: &Resolved) -> HashSet<[u8; 6]> {
-    policy.devices.iter().filter_map(|d| d.mac).collect()
 }
 
 /// The sighting a drop event stands for: its source was no device, its
@@ -202,7 +219,8 @@ fn sighting(e: &Event, policy: &Resolved) -> Option<Sighting> {
 
 /// The sighting an identity report stands for: a host of a protected VLAN,
 /// with the address it sent from if that lies in the VLAN's subnets (else
-/// the one its DHCP client asks for), and what its DHCP client said.
+/// the one its DHCP client asks for), and what its DHCP client said; none
+/// for a report with neither.
 fn reported(r: &Report, interface: String, policy: &Resolved) -> Option<Sighting> {
     let vlan = policy.vlans.iter().find(|v| v.protected && v.id == r.vlan)?;
     let dhcp = match &r.dhcp {
@@ -216,6 +234,13 @@ fn reported(r: &Report, interface: String, policy: &Resolved) -> Option<Sighting
         Some(a) => Some(a).filter(ours),
         None => dhcp.as_ref().and_then(|d| d.requested).filter(ours),
     };
+    // Neighbour discovery from link-local or unspecified addresses alone
+    // says nothing an operator can act on (and bridges and switch ports
+    // send it from their own MACs): a host is listed once it uses an
+    // address of its VLAN or asks DHCP for one.
+    if address.is_none() && dhcp.is_none() {
+        return None;
+    }
     Some(Sighting {
         mac: r.mac,
         vlan: vlan.id,

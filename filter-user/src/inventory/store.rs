@@ -57,6 +57,15 @@ pub struct HostDhcp {
     pub mud_url: Option<String>,
 }
 
+/// What writing a batch did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Recorded {
+    /// Hosts evicted to keep the table bounded.
+    pub evicted: u64,
+    /// The batch's sightings that made a new host, by index.
+    pub created: Vec<usize>,
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("inventory database: {0}")]
 pub struct StoreError(#[from] rusqlite::Error);
@@ -133,16 +142,22 @@ impl Store {
 
     /// Writes a batch in one transaction, then evicts the hosts seen
     /// longest ago beyond the capacity, never those whose MAC is in
-    /// `keep` (declared devices). Returns how many were evicted.
+    /// `keep` (declared devices).
     pub fn record(
         &mut self,
         batch: &[Sighting],
         keep: &HashSet<[u8; 6]>,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<Recorded, StoreError> {
         let tx = self.conn.transaction()?;
-        for s in batch {
+        let mut created = Vec::new();
+        let mut exists = tx.prepare("SELECT 1 FROM hosts WHERE mac = ?1 AND vlan = ?2")?;
+        for (i, s) in batch.iter().enumerate() {
+            if !exists.exists(params![mac_text(s.mac), s.vlan])? {
+                created.push(i);
+            }
             upsert(&tx, s)?;
         }
+        drop(exists);
         let hosts: i64 = tx.query_row("SELECT count(*) FROM hosts", [], |r| r.get(0))?;
         let mut evicted: i64 = 0;
         let over = (hosts as u64).saturating_sub(self.capacity as u64);
@@ -168,7 +183,7 @@ impl Store {
             )?;
         }
         tx.commit()?;
-        Ok(evicted as u64)
+        Ok(Recorded { evicted: evicted as u64, created })
     }
 
     /// Hosts evicted since the database was created.
@@ -224,6 +239,40 @@ impl Store {
                 .collect();
         }
         Ok(hosts)
+    }
+
+    /// Every host with its addresses, handed to `f` one at a time in one
+    /// query (counting them holds no list of every host), without its
+    /// DHCP fields.
+    pub fn census(&self, mut f: impl FnMut(Host)) -> Result<(), StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT h.mac, h.vendor, h.vlan, h.interface, h.first_seen, h.last_seen, h.frames,
+                    group_concat(a.address)
+             FROM hosts h LEFT JOIN addresses a ON a.mac = h.mac AND a.vlan = h.vlan
+             GROUP BY h.mac, h.vlan",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let addresses: Option<String> = r.get(7)?;
+            let mut addresses: Vec<IpAddr> = addresses
+                .iter()
+                .flat_map(|a| a.split(','))
+                .filter_map(|a| a.parse().ok())
+                .collect();
+            addresses.sort();
+            f(Host {
+                mac: r.get(0)?,
+                vendor: r.get(1)?,
+                vlan: r.get(2)?,
+                interface: r.get(3)?,
+                addresses,
+                first_seen: r.get::<_, i64>(4)? as u64,
+                last_seen: r.get::<_, i64>(5)? as u64,
+                frames: r.get::<_, i64>(6)? as u64,
+                dhcp: None,
+            });
+        }
+        Ok(())
     }
 }
 
@@ -314,6 +363,9 @@ impl Store {
         &mut self,
         changes: &[(IpAddr, Option<Binding>)],
     ) -> Result<(), StoreError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
         let tx = self.conn.transaction()?;
         for (addr, b) in changes {
             match b {
@@ -370,7 +422,9 @@ mod tests {
             ..DhcpClient::default()
         });
         let batch = [seen(1, 110, "10.110.0.7", 10), seen(1, 110, "fe80::1", 20), dhcp];
-        assert_eq!(s.record(&batch, &HashSet::new()).expect("record"), 0);
+        let recorded = s.record(&batch, &HashSet::new()).expect("record");
+        // One host: the first sighting made it, the others updated it.
+        assert_eq!(recorded, Recorded { evicted: 0, created: vec![0] });
         let hosts = s.hosts().expect("hosts");
         assert_eq!(hosts.len(), 1);
         let h = &hosts[0];
@@ -391,11 +445,36 @@ mod tests {
         let keep: HashSet<[u8; 6]> = [[0x00, 0x1b, 0x63, 0, 0, 1]].into();
         let batch: Vec<Sighting> =
             (1..=5).map(|i| seen(i, 110, &format!("10.110.0.{i}"), u64::from(i))).collect();
-        assert_eq!(s.record(&batch, &keep).expect("record"), 2);
+        assert_eq!(s.record(&batch, &keep).expect("record").evicted, 2);
         let macs: Vec<String> = s.hosts().expect("hosts").into_iter().map(|h| h.mac).collect();
         // Host 1 is the oldest but declared: hosts 2 and 3 went.
         assert_eq!(macs, ["00:1b:63:00:00:01", "00:1b:63:00:00:04", "00:1b:63:00:00:05"]);
         assert_eq!(s.evicted().expect("count"), 2);
+    }
+
+    #[test]
+    fn only_a_hosts_first_sighting_creates_it_and_the_census_sees_every_host() {
+        let mut s = Store::in_memory(100).expect("store");
+        s.record(&[seen(1, 110, "10.110.0.1", 5)], &HashSet::new()).expect("record");
+        let mut bare = seen(3, 120, "0.0.0.0", 7);
+        bare.address = None;
+        let batch = [seen(1, 110, "fe80::1", 6), seen(2, 110, "10.110.0.2", 6), bare];
+        let recorded = s.record(&batch, &HashSet::new()).expect("record");
+        assert_eq!(recorded.created, [1, 2], "host 1 was there already");
+        let mut census = Vec::new();
+        s.census(|h| census.push((h.mac, h.vlan, h.addresses, h.last_seen))).expect("census");
+        census.sort();
+        let addrs = |list: &[&str]| -> Vec<IpAddr> {
+            list.iter().map(|a| a.parse().expect("address")).collect()
+        };
+        assert_eq!(
+            census,
+            [
+                ("00:1b:63:00:00:01".into(), 110, addrs(&["10.110.0.1", "fe80::1"]), 6),
+                ("00:1b:63:00:00:02".into(), 110, addrs(&["10.110.0.2"]), 6),
+                ("00:1b:63:00:00:03".into(), 120, addrs(&[]), 7),
+            ]
+        );
     }
 
     #[test]

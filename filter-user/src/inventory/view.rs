@@ -1,6 +1,7 @@
 //! The inventory as operators see it (`vlanguard inventory`): each host
 //! with the declared device it is, if any, the local MUD file its DHCP
-//! client announced, and what `inventory adopt` writes for it.
+//! client announced, and what `inventory adopt` writes for it (with
+//! `--mud`: the profile imported from that file).
 
 use std::{
     collections::HashMap,
@@ -12,11 +13,36 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 use super::store::Host;
-use crate::{Resolved, edit::NewDevice, mud, time};
+use crate::{
+    Resolved,
+    edit::{Direction, NewDevice, RuleSpec},
+    mud, time,
+};
 
-/// Where operators put MUD files for `inventory adopt --mud`; a file is
-/// found by the `mud-url` it holds.
+/// Where operators put MUD files for `inventory adopt --mud` unless the
+/// daemon is told otherwise (`--mud-dir`); a file is found by the
+/// `mud-url` it holds.
 pub const MUD_DIR: &str = "/etc/vlanguard/mud";
+
+/// How `inventory adopt --mud` imports the host's MUD file: as `mud
+/// import` takes them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MudOptions {
+    /// `ABSTRACTION=SET` each, as `--abstraction`.
+    #[serde(default)]
+    pub abstractions: Vec<String>,
+    #[serde(default)]
+    pub accept_stricter: bool,
+}
+
+/// The profile `inventory adopt --mud` writes: named by the MUD URL (every
+/// host announcing it shares the profile), with the file's rules.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MudImport {
+    pub url: String,
+    pub file: PathBuf,
+    pub rules: Vec<(Direction, RuleSpec)>,
+}
 
 /// One host, for `inventory` (its JSON is the `--json` output).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -135,6 +161,45 @@ pub fn adoption(host: &Entry, policy: &Resolved, name: &str, profile: Option<&st
     }
 }
 
+/// The local MUD file (in `dir`) for the MUD URL `host` announced, or why
+/// there is none, saying what to do instead.
+pub fn mud_source<'a>(host: &'a Entry, dir: &Path) -> Result<(&'a str, &'a Path), String> {
+    let dhcp = host.dhcp.as_ref();
+    let Some(url) = dhcp.and_then(|d| d.mud_url.as_deref()) else {
+        return Err(format!(
+            "{} announced no MUD URL (DHCP option 161, DHCPv6 option 112); adopt it with \
+             --profile",
+            host.mac
+        ));
+    };
+    let file = dhcp.and_then(|d| d.mud_file.as_deref()).ok_or_else(|| {
+        format!(
+            "{} announced the MUD URL {url}, and no MUD file in {} holds that mud-url; put \
+             the maker's file there (`vlanguard mud show FILE` checks it) or adopt it with \
+             --profile",
+            host.mac,
+            dir.display()
+        )
+    })?;
+    Ok((url, file))
+}
+
+/// What `inventory adopt --mud` imports for `host`: its MUD file read,
+/// checked and converted as `vlanguard mud import` does (the file's own
+/// errors, unmapped abstractions, entries enforced more strictly than it
+/// says and a file that allows nothing are refused).
+pub fn mud_import(host: &Entry, dir: &Path, options: &MudOptions) -> anyhow::Result<MudImport> {
+    let (url, file) = mud_source(host, dir).map_err(anyhow::Error::msg)?;
+    let data = mud::read_file(file, None)?;
+    let (parsed, conversion) = mud::check_file(file, data, &options.abstractions)?;
+    // The directory was read before this file: it may have changed since.
+    if parsed.url != url {
+        anyhow::bail!("{}: holds mud-url {}, not {url} any more", file.display(), parsed.url);
+    }
+    let rules = conversion.into_import(file, options.accept_stricter)?;
+    Ok(MudImport { url: url.to_string(), file: file.to_path_buf(), rules })
+}
+
 /// The operator's table.
 pub fn text(entries: &[Entry]) -> String {
     let mut out = format!(
@@ -238,6 +303,76 @@ ip = ["10.110.0.11"]
         assert_eq!(d.ip, ["10.110.0.50", "2001:db8:110::50"]);
         assert_eq!(d.mac.as_deref(), Some("00:1b:63:00:00:03"));
         assert_eq!((d.vlan, d.profile.as_deref()), (110, Some("infusion")));
+    }
+
+    /// A MUD file of the filter-policy tests copied into a directory of
+    /// this test's own.
+    fn mud_dir(test: &str, files: &[(&str, &str)]) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("vlanguard-{test}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        for (name, text) in files {
+            std::fs::write(dir.join(name), text).expect("write");
+        }
+        dir
+    }
+
+    const PLUG: &str = include_str!("../../policy/tests/mud/generated-plug.json");
+    const PLUG_URL: &str = "https://plug.example.net/plug-p1";
+    const ALL: &str = include_str!("../../policy/tests/mud/all-constructs.json");
+    const ALL_URL: &str = "https://pumps.example.com/p1";
+
+    /// Host 5's entry, its DHCP client having announced `url`.
+    fn announcing(url: Option<&str>, dir: &Path) -> Entry {
+        let mut h = host(5, &["10.110.0.55"]);
+        h.dhcp = url.map(|u| HostDhcp { mud_url: Some(u.into()), ..HostDhcp::default() });
+        entries(&[h], &policy(), Select::default(), &mud_files(dir)).remove(0)
+    }
+
+    #[test]
+    fn adopting_with_mud_imports_the_file_the_host_announced() {
+        let dir = mud_dir("adopt-mud", &[("plug.json", PLUG)]);
+        let import = mud_import(&announcing(Some(PLUG_URL), &dir), &dir, &MudOptions::default());
+        let missing = mud_import(&announcing(Some(ALL_URL), &dir), &dir, &MudOptions::default());
+        let silent = mud_import(&announcing(None, &dir), &dir, &MudOptions::default());
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+        let import = import.expect("imported");
+        assert_eq!((import.url.as_str(), import.file), (PLUG_URL, dir.join("plug.json")));
+        assert_eq!(import.rules.len(), 4, "{:?}", import.rules);
+        assert!(import.rules.iter().any(|(d, r)| *d == Direction::Out && r.peer == "pool.ntp.org"));
+        let missing = missing.expect_err("no file").to_string();
+        assert!(
+            missing.contains(&format!("announced the MUD URL {ALL_URL}, and no MUD file in"))
+                && missing.contains("--profile"),
+            "{missing}"
+        );
+        let silent = silent.expect_err("no URL").to_string();
+        assert!(silent.contains("00:1b:63:00:00:05 announced no MUD URL"), "{silent}");
+    }
+
+    #[test]
+    fn adopting_with_mud_keeps_the_checks_of_mud_import() {
+        let dir = mud_dir("adopt-mud-checks", &[("p1.json", ALL)]);
+        let host = announcing(Some(ALL_URL), &dir);
+        let unmapped = mud_import(&host, &dir, &MudOptions::default());
+        let abstractions: Vec<String> = [
+            "my-controller=central-station",
+            "local-networks=nurse-stations",
+            "same-manufacturer=vendor",
+            "manufacturer:pumps.example.com=pump-vendor",
+            "model:https://pumps.example.com/p1=p1",
+            "controller:https://ctl.example.com/x=ctl",
+        ]
+        .map(String::from)
+        .to_vec();
+        let mapped = MudOptions { abstractions, accept_stricter: false };
+        let stricter = mud_import(&host, &dir, &mapped);
+        let accepted = mud_import(&host, &dir, &MudOptions { accept_stricter: true, ..mapped });
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+        let unmapped = unmapped.expect_err("abstractions unmapped").to_string();
+        assert!(unmapped.contains("cannot be enforced as written"), "{unmapped}");
+        let stricter = format!("{:#}", stricter.expect_err("stricter entries"));
+        assert!(stricter.contains("--accept-stricter"), "{stricter}");
+        assert_eq!(accepted.expect("accepted").rules.len(), 12);
     }
 
     #[test]

@@ -220,6 +220,11 @@ pub struct RunArgs {
     /// kept across restarts ("off": in memory only).
     #[arg(long, default_value = filter_user::inventory::DEFAULT_DB)]
     pub inventory_db: String,
+    /// MUD files (RFC 8520) of the devices' makers, found by the mud-url
+    /// each holds: `inventory` names the file for the MUD URL a host
+    /// announced, `inventory adopt --mud` imports it.
+    #[arg(long, default_value = filter_user::inventory::view::MUD_DIR)]
+    pub mud_dir: PathBuf,
     /// Serve Prometheus metrics at http://ADDR/metrics ("off": not at all).
     /// Loopback by default: expose it deliberately.
     #[arg(long, default_value = "127.0.0.1:9880")]
@@ -349,8 +354,21 @@ pub enum InventoryCommand {
         mac: String,
         #[arg(long)]
         name: String,
-        #[arg(long)]
+        #[arg(long, conflicts_with = "mud")]
         profile: Option<String>,
+        /// Give the device the profile of the MUD file for the MUD URL the
+        /// host announced (DHCP option 161 or DHCPv6 112), from the
+        /// daemon's --mud-dir: imported and checked as `mud import` does,
+        /// the profile named by the URL. Refused when the host announced
+        /// none or no file there holds it.
+        #[arg(long)]
+        mud: bool,
+        /// As `mud import --abstraction`.
+        #[arg(long = "abstraction", value_name = "ABSTRACTION=SET", requires = "mud")]
+        abstractions: Vec<String>,
+        /// As `mud import --accept-stricter`.
+        #[arg(long, requires = "mud")]
+        accept_stricter: bool,
     },
 }
 

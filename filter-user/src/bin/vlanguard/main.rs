@@ -11,11 +11,13 @@ mod top;
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use filter_user::control::{ClientError, Failure, Request};
+use filter_user::control::{ClientError, Failure};
 
 use crate::{
-    args::{Cli, Command, InventoryCommand},
-    commands::{actions, ask, device, events, generate, mud, policy, program, rules, run, status},
+    args::{Cli, Command},
+    commands::{
+        actions, device, events, generate, inventory, mud, policy, program, rules, run, status,
+    },
 };
 
 /// Exit codes scripts can rely on (the `--help` text lists them).
@@ -57,13 +59,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Events { device, follow, json } => events::events(&socket, device, follow, json),
-        Command::Inventory { command: None, unknown, vlan, json } => {
-            ask(&socket, &Request::Inventory { unknown, vlan }, json)
+        Command::Inventory { command, unknown, vlan, json } => {
+            inventory::inventory(&socket, command, unknown, vlan, json)
         }
-        Command::Inventory {
-            command: Some(InventoryCommand::Adopt { mac, name, profile }),
-            ..
-        } => ask(&socket, &Request::InventoryAdopt { mac, name, profile }, false),
         Command::Generate { man, completions } => generate::generate(man, completions),
         Command::Policy { command } => policy::policy(&socket, command),
         Command::Mud { command } => mud::mud(&socket, command),

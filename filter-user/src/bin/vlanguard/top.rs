@@ -1,6 +1,6 @@
-//! `vlanguard top`: a live terminal view of per-device pass and drop rates
-//! and the top drop reasons, refreshed every second from the daemon. Works
-//! over SSH (any terminal); `q` quits.
+//! `vlanguard top`: a live terminal view of per-device pass and drop rates,
+//! the top drop reasons and the inventory's unknown hosts, refreshed every
+//! second from the daemon. Works over SSH (any terminal); `q` quits.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -19,11 +19,13 @@ use ratatui::{
 
 use filter_user::control::{self, Request, replies};
 
-/// (device, vlan) -> (passed, dropped) packets, and reason -> dropped.
-#[derive(Default)]
+/// (device, vlan) -> (passed, dropped) packets, reason -> dropped, and the
+/// inventory's unknown hosts.
+#[derive(Clone, Default)]
 struct Sample {
     devices: BTreeMap<(String, u64), (u64, u64)>,
     reasons: HashMap<String, u64>,
+    inventory: replies::InventorySummary,
     at: Option<Instant>,
 }
 
@@ -33,7 +35,11 @@ fn fetch(socket: &Path) -> anyhow::Result<Sample> {
         anyhow::bail!("{}", reply.message);
     }
     let stats: replies::Stats = serde_json::from_value(reply.data).unwrap_or_default();
-    let mut s = Sample { at: Some(Instant::now()), ..Sample::default() };
+    // The inventory as `status` counts it (no database read in the daemon);
+    // a daemon without it shows none.
+    let status = control::call(socket, &Request::Status)?;
+    let inventory = serde_json::from_value(status.data["inventory"].clone()).unwrap_or_default();
+    let mut s = Sample { at: Some(Instant::now()), inventory, ..Sample::default() };
     for r in stats.devices {
         let entry = s.devices.entry((r.device, u64::from(r.vlan))).or_default();
         if r.verdict == "drop" {
@@ -60,9 +66,13 @@ fn draw(frame: &mut Frame<'_>, socket: &Path, now: &Sample, before: &Sample, err
         (Some(a), Some(b)) => a.duration_since(b).as_secs_f64().max(0.001),
         _ => 1.0,
     };
-    let [head, devices, reasons] =
-        Layout::vertical([Constraint::Length(2), Constraint::Min(5), Constraint::Length(10)])
-            .areas(frame.area());
+    let [head, devices, reasons, unknown] = Layout::vertical([
+        Constraint::Length(2),
+        Constraint::Min(5),
+        Constraint::Length(10),
+        Constraint::Length(RECENT_ROWS),
+    ])
+    .areas(frame.area());
     let status = error.map_or_else(
         || format!("vlanguard top — {} — q quits", socket.display()),
         |e| format!("vlanguard top — {e}"),
@@ -123,14 +133,53 @@ fn draw(frame: &mut Frame<'_>, socket: &Path, now: &Sample, before: &Sample, err
             .block(Block::default().borders(Borders::ALL).title("top drop reasons")),
         reasons,
     );
+    unknown_hosts(frame, unknown, &now.inventory);
+}
+
+/// The unknown hosts' panel: the latest few, a header and the borders.
+const RECENT_ROWS: u16 = filter_user::inventory::tally::RECENT as u16 + 3;
+
+/// How many hosts the inventory holds that are no declared device, and the
+/// ones seen last.
+fn unknown_hosts(
+    frame: &mut Frame<'_>,
+    area: ratatui::layout::Rect,
+    s: &replies::InventorySummary,
+) {
+    let cut = |t: &str, n: usize| t.chars().take(n).collect::<String>();
+    let rows = s.recent_unknown.iter().map(|h| {
+        Row::new(vec![
+            h.mac.clone(),
+            cut(h.vendor.as_deref().unwrap_or("-"), 24),
+            h.vlan.to_string(),
+            h.addresses.first().map_or("-".into(), ToString::to_string),
+            h.last_seen.clone(),
+        ])
+    });
+    let header = Row::new(["MAC", "VENDOR", "VLAN", "ADDRESS", "LAST SEEN"])
+        .style(Style::default().add_modifier(Modifier::BOLD));
+    let widths = [
+        Constraint::Length(17),
+        Constraint::Length(24),
+        Constraint::Length(6),
+        Constraint::Length(28),
+        Constraint::Length(20),
+    ];
+    let title = format!("unknown hosts: {} of {} in the inventory", s.unknown, s.hosts);
+    frame.render_widget(
+        Table::new(rows, widths)
+            .flex(ratatui::layout::Flex::Start)
+            .header(header)
+            .block(Block::default().borders(Borders::ALL).title(title)),
+        area,
+    );
 }
 
 /// Runs until `q`, Esc or Ctrl-C.
 pub fn run(socket: &Path) -> anyhow::Result<()> {
     // Fail before taking over the terminal if the daemon is not there.
     let mut before = fetch(socket)?;
-    let mut now =
-        Sample { at: before.at, devices: before.devices.clone(), reasons: before.reasons.clone() };
+    let mut now = before.clone();
     let mut terminal = ratatui::init();
     let result = (|| -> anyhow::Result<()> {
         let mut error: Option<String> = None;

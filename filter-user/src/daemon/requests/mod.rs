@@ -76,8 +76,8 @@ impl Daemon {
             }
             Request::Release { device } => self.release(device),
             Request::Inventory { unknown, vlan } => self.inventory(*unknown, *vlan),
-            Request::InventoryAdopt { mac, name, profile } => {
-                self.inventory_adopt(mac, name, profile.as_deref())
+            Request::InventoryAdopt { mac, name, profile, mud } => {
+                self.inventory_adopt(mac, name, profile.as_deref(), mud.as_ref())
             }
             Request::Detach => self.detach(),
         }

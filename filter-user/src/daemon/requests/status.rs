@@ -53,6 +53,7 @@ impl Daemon {
                 rules: occ.rule_entries,
                 peer_networks: occ.peer_nets,
             },
+            inventory: self.inventory_summary(),
         }
     }
 
@@ -85,6 +86,10 @@ impl Daemon {
             s.maps.protected_networks,
             s.maps.rules,
             s.maps.peer_networks,
+        );
+        text += &format!(
+            "\ninventory: {} hosts, {} unknown (vlanguard inventory --unknown)",
+            s.inventory.hosts, s.inventory.unknown
         );
         if let Ok(tag) = self.filter.program_tag() {
             text += &format!("\nprogram: tag {tag:016x} (vlanguard {})", env!("CARGO_PKG_VERSION"));

@@ -5,6 +5,7 @@ pub mod actions;
 pub mod device;
 pub mod events;
 pub mod generate;
+pub mod inventory;
 pub mod mud;
 pub mod policy;
 pub mod program;

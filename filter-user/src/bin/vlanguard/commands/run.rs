@@ -38,5 +38,6 @@ fn config(args: RunArgs, socket: PathBuf) -> anyhow::Result<daemon::Config> {
         stats_interval: args.stats_interval,
         device_capacity: args.device_capacity,
         inventory_db: (args.inventory_db != "off").then(|| PathBuf::from(&args.inventory_db)),
+        mud_dir: args.mud_dir,
     })
 }

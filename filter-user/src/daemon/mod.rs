@@ -71,6 +71,8 @@ pub struct Config {
     pub stats_interval: u64,
     /// The inventory's database (`None`: kept in memory only).
     pub inventory_db: Option<PathBuf>,
+    /// Hosts the inventory keeps at most.
+    pub inventory_capacity: usize,
     /// MUD files by their `mud-url`, for `inventory` and `inventory adopt
     /// --mud` (`inventory::view::MUD_DIR` by default).
     pub mud_dir: PathBuf,

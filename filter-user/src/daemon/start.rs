@@ -41,8 +41,10 @@ impl Daemon {
         let pins = PinDir::new(&config.pin_dir);
         let lock = pins.lock()?;
         let (lock, server, metrics) = bind(&config, group, &pins, lock)?;
-        let (mut inventory, warnings) =
-            crate::inventory::Inventory::open(config.inventory_db.as_deref());
+        let (mut inventory, warnings) = crate::inventory::Inventory::open(
+            config.inventory_db.as_deref(),
+            config.inventory_capacity,
+        );
         let learning = learned(&mut inventory, &policy);
         let Opening { mut filter, opened, revision } =
             open(&config, &pins, &lock, &learning.bindings.merged(&policy), &untagged)?;

@@ -35,8 +35,9 @@ use crate::{Resolved, events::Event, learning::Binding, policy::parse_mac};
 
 /// Where the daemon keeps the inventory unless told otherwise.
 pub const DEFAULT_DB: &str = "/var/lib/vlanguard/inventory.db";
-/// Hosts kept; the ones seen longest ago give way.
-const CAPACITY: usize = 65_536;
+/// Hosts kept unless told otherwise (`--inventory-capacity`); the ones
+/// seen longest ago give way.
+pub const DEFAULT_CAPACITY: u32 = 65_536;
 /// Distinct sightings held between two writes.
 const PENDING: usize = 8192;
 
@@ -58,10 +59,11 @@ pub struct Inventory {
 }
 
 impl Inventory {
-    /// The inventory in the database at `path` (`None`: in memory only),
-    /// vendors from Debian's ieee-data. What could not be opened is said in
-    /// the returned warnings; the daemon runs on without it.
-    pub fn open(path: Option<&Path>) -> (Inventory, Vec<String>) {
+    /// The inventory in the database at `path` (`None`: in memory only) of
+    /// at most `capacity` hosts, vendors from Debian's ieee-data. What could
+    /// not be opened is said in the returned warnings; the daemon runs on
+    /// without it.
+    pub fn open(path: Option<&Path>, capacity: usize) -> (Inventory, Vec<String>) {
         let mut warnings = Vec::new();
         let vendors = Vendors::load(Path::new(oui::DEBIAN_DIR)).unwrap_or_else(|e| {
             warnings.push(format!(
@@ -74,14 +76,14 @@ impl Inventory {
             if let Some(dir) = p.parent() {
                 let _ = std::fs::create_dir_all(dir);
             }
-            Store::open(p, CAPACITY)
+            Store::open(p, capacity)
         }) {
             Some(Ok(s)) => s,
             other => {
                 if let (Some(p), Some(Err(e))) = (path, other) {
                     warnings.push(format!("{}: {e}; the inventory is kept in memory", p.display()));
                 }
-                Store::in_memory(CAPACITY).expect("an in-memory database opens")
+                Store::in_memory(capacity).expect("an in-memory database opens")
             }
         };
         let inventory = Inventory {

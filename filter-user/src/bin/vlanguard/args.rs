@@ -220,6 +220,12 @@ pub struct RunArgs {
     /// kept across restarts ("off": in memory only).
     #[arg(long, default_value = filter_user::inventory::DEFAULT_DB)]
     pub inventory_db: String,
+    /// Hosts the inventory keeps at most; beyond, the unknown hosts seen
+    /// longest ago are evicted (counted in
+    /// vlanguard_inventory_evictions_total). Declared devices are kept.
+    #[arg(long, default_value_t = filter_user::inventory::DEFAULT_CAPACITY,
+          value_parser = clap::value_parser!(u32).range(100..=10_000_000))]
+    pub inventory_capacity: u32,
     /// MUD files (RFC 8520) of the devices' makers, found by the mud-url
     /// each holds: `inventory` names the file for the MUD URL a host
     /// announced, `inventory adopt --mud` imports it.

@@ -39,5 +39,6 @@ fn config(args: RunArgs, socket: PathBuf) -> anyhow::Result<daemon::Config> {
         device_capacity: args.device_capacity,
         inventory_db: (args.inventory_db != "off").then(|| PathBuf::from(&args.inventory_db)),
         mud_dir: args.mud_dir,
+        inventory_capacity: args.inventory_capacity as usize,
     })
 }

@@ -1,7 +1,9 @@
 //! Identity reports with real frames: the program reports DHCP client
 //! messages and ARP of hosts on protected VLANs, and the inventory shows
 //! what they say (host name, vendor class, requested options, MUD URL, the
-//! address a known device uses).
+//! address a known device uses); a host adopted with the MUD file of the
+//! URL it announced passes what the file allows. Devices declared by MAC
+//! alone get their addresses learned, and a second claim is refused.
 
 use std::{
     net::{Ipv4Addr, SocketAddrV4, UdpSocket},
@@ -19,6 +21,37 @@ use vlanguard_tests::{
 /// Baxter International's MA-L assignment 58:46:E1, as the IEEE lists it.
 const PUMP_MAC: &str = "58:46:e1:00:07:42";
 const MUD_URL: &str = "https://mud.example.com/baxter/sigma-spectrum.json";
+/// Its maker's MUD file (RFC 8520) in the daemon's --mud-dir: echo
+/// requests to the nurse stations.
+const MUD_FILE: &str = r#"{
+  "ietf-mud:mud": {
+    "mud-version": 1,
+    "mud-url": "https://mud.example.com/baxter/sigma-spectrum.json",
+    "last-update": "2026-01-01T00:00:00Z",
+    "cache-validity": 48,
+    "is-supported": true,
+    "systeminfo": "infusion pump",
+    "from-device-policy": { "access-lists": { "access-list": [ { "name": "from-pump" } ] } },
+    "to-device-policy": { "access-lists": { "access-list": [ { "name": "to-pump" } ] } }
+  },
+  "ietf-access-control-list:acls": {
+    "acl": [
+      {
+        "name": "from-pump",
+        "type": "ipv4-acl-type",
+        "aces": { "ace": [ {
+          "name": "echo",
+          "matches": {
+            "ipv4": { "protocol": 1, "destination-ipv4-network": "10.30.0.0/16" },
+            "icmp": { "type": 8 }
+          },
+          "actions": { "forwarding": "accept" }
+        } ] }
+      },
+      { "name": "to-pump", "type": "ipv4-acl-type", "aces": { "ace": [] } }
+    ]
+  }
+}"#;
 
 fn inventory(lab: &Lab) -> Vec<serde_json::Value> {
     let out = lab.cli(&["inventory", "--json"]);
@@ -113,6 +146,9 @@ fn dhcp_client_messages_and_arp_are_inventoried() {
         "address",
         PUMP_MAC,
     ]));
+    std::fs::create_dir_all(lab.mud_dir()).expect("mud dir");
+    let mud_file = lab.mud_dir().join("sigma-spectrum.json");
+    std::fs::write(&mud_file, MUD_FILE).expect("MUD file");
     lab.start_daemon();
 
     send_dhcp(&lab, "rogue", dhcp_request(parse_mac(PUMP_MAC), ROGUE.parse().expect("address")));
@@ -136,6 +172,13 @@ fn dhcp_client_messages_and_arp_are_inventoried() {
     if std::path::Path::new("/usr/share/ieee-data/oui.csv").exists() {
         assert!(h["vendor"].as_str().is_some_and(|v| v.contains("Baxter")), "{h}");
     }
+    // The MUD URL it announced has a file here: adopting with it makes the
+    // host a device with the maker's rules, and its echo requests pass.
+    assert_eq!(dhcp["mud_file"].as_str(), Some(mud_file.to_str().expect("path")), "{h}");
+    assert_eq!(lab.ping("rogue", NURSE, 2), 0, "unknown: dropped");
+    let out = lab.cli(&["inventory", "adopt", PUMP_MAC, "--name", "infusion-07", "--mud"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(lab.ping("rogue", NURSE, 2), 2, "the MUD file's echo requests pass");
 
     // The pump, a declared device, answers ARP for its address before it
     // answers an allowed ping: seen by that, under its name.
@@ -262,5 +305,9 @@ fn a_device_declared_by_mac_learns_its_addresses_and_a_second_claim_is_refused()
     lab.start_daemon();
     let kept = learned(&lab, "learner");
     assert!(kept.iter().any(|a| a == ROGUE) && kept.iter().any(|a| a == "10.110.0.98"), "{kept:?}");
+    let status = lab.cli(&["status", "--json"]);
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).expect("status JSON");
+    let in_status = status["learned"]["learner"].as_array().expect("learned in status");
+    assert!(in_status.iter().any(|a| a == ROGUE), "{status}");
     assert_eq!(lab.ping("rogue", NURSE, 2), 2);
 }

@@ -47,6 +47,9 @@ pub struct Status {
     pub maps: MapUse,
     #[serde(default)]
     pub inventory: InventorySummary,
+    /// Addresses bound to devices declared by MAC alone, by device.
+    #[serde(default)]
+    pub learned: BTreeMap<String, Vec<String>>,
 }
 
 /// The inventory in `status` (and `top`), as counted after its last write.

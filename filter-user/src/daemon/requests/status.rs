@@ -54,6 +54,16 @@ impl Daemon {
                 peer_networks: occ.peer_nets,
             },
             inventory: self.inventory_summary(),
+            learned: self
+                .policy
+                .devices
+                .iter()
+                .filter(|d| d.learns)
+                .map(|d| {
+                    let addrs = self.learning.bindings.of(&d.name);
+                    (d.name.clone(), addrs.iter().map(ToString::to_string).collect())
+                })
+                .collect(),
         }
     }
 
@@ -91,6 +101,10 @@ impl Daemon {
             "\ninventory: {} hosts, {} unknown (vlanguard inventory --unknown)",
             s.inventory.hosts, s.inventory.unknown
         );
+        for (device, addrs) in &s.learned {
+            let addrs = if addrs.is_empty() { "none yet".to_string() } else { addrs.join(", ") };
+            text += &format!("\nlearned for {device}: {addrs}");
+        }
         if let Ok(tag) = self.filter.program_tag() {
             text += &format!("\nprogram: tag {tag:016x} (vlanguard {})", env!("CARGO_PKG_VERSION"));
         }

@@ -70,8 +70,8 @@ fn kind_of(pkt: &Packet) -> u8 {
         return 0;
     }
     match (pkt.proto, pkt.sport, pkt.port) {
-        (ipproto::UDP, 68, 67) => identity::DHCPV4,
-        (ipproto::UDP, 546, 547) => identity::DHCPV6,
+        (ipproto::UDP, 68, 67) if pkt.dhcp_at != 0 => identity::DHCPV4,
+        (ipproto::UDP, 546, 547) if pkt.dhcp_at != 0 => identity::DHCPV6,
         // Hosts' router and neighbour solicitations and neighbour
         // advertisements (router advertisements and redirects are routers').
         (ipproto::ICMPV6, _, ROUTER_SOLICIT | NEIGHBOUR_SOLICIT | NEIGHBOUR_ADVERT) => {
@@ -104,13 +104,19 @@ fn sight(head: Sighting) -> bool {
 /// Sends `head` with the UDP payload's first bytes.
 #[inline(always)]
 fn capture(ctx: &impl Frame, pkt: &Packet, mut head: Sighting) -> bool {
-    // `l4` is at most `MAX_HEADER_START`; wrapping keeps a panic path out
-    // of debug builds.
-    let start = pkt.l4.wrapping_add(UDP_HEADER);
-    if pkt.l4_end <= start {
+    let udp = u32::from(pkt.dhcp_at) * 2;
+    // The UDP length field: the message is what follows the header.
+    let mut field = [0u8; 2];
+    // SAFETY: `field` holds the two bytes copied.
+    if !unsafe { ctx.copy(udp + 4, field.as_mut_ptr(), 2) } {
         return false;
     }
-    let mut len = pkt.l4_end - start;
+    let udp_len = u32::from(u16::from_be_bytes(field));
+    if udp_len <= UDP_HEADER {
+        return false;
+    }
+    let start = udp + UDP_HEADER;
+    let mut len = udp_len - UDP_HEADER;
     if len > identity::DHCP_PAYLOAD as u32 {
         len = identity::DHCP_PAYLOAD as u32;
     }

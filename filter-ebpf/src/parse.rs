@@ -27,6 +27,7 @@ const TCP_FLAGS_BYTE: usize = 13;
 /// Smallest ICMPv6 header we read: type, code, checksum.
 const ICMPV6_MIN_LEN: usize = 4;
 
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Ip,
@@ -57,6 +58,11 @@ pub struct Packet {
     /// Whether `port` holds an L4 value (false for non-first fragments and
     /// protocols without ports).
     pub l4_known: bool,
+    /// For a DHCP client message: its UDP header's offset in the frame,
+    /// halved (offsets are even; 0: none, or deeper than this holds), for
+    /// the capture (`identity`). A byte, so that `Packet` stays one cache
+    /// line.
+    pub dhcp_at: u8,
     pub sport: u16,
     /// Destination port, or ICMP/ICMPv6 type.
     pub port: u16,
@@ -66,10 +72,6 @@ pub struct Packet {
     pub frag: u8,
     /// The fragmented datagram's identification (IPv4: 16 bits).
     pub frag_id: u32,
-    /// For UDP: where its header starts and its datagram ends (offsets in
-    /// the frame), for the DHCP capture (`identity`).
-    pub l4: u32,
-    pub l4_end: u32,
 }
 
 /// `Packet::frag` values.
@@ -98,13 +100,12 @@ impl Packet {
             dst: Addr([0; 16]),
             proto: 0,
             l4_known: false,
+            dhcp_at: 0,
             sport: 0,
             port: 0,
             tcp_flags: 0,
             frag: frag::NONE,
             frag_id: 0,
-            l4: 0,
-            l4_end: 0,
         }
     }
 }
@@ -344,8 +345,9 @@ fn parse_l4(ctx: &impl Frame, l4: usize, end: usize, v6: bool, pkt: &mut Packet)
             let udp = ptr::at::<UdpHdr>(ctx, l4)?;
             pkt.sport = ptr::be16(udp, offset_of!(UdpHdr, src));
             pkt.port = ptr::be16(udp, offset_of!(UdpHdr, dst));
-            pkt.l4 = l4 as u32;
-            pkt.l4_end = end as u32;
+            if matches!((pkt.sport, pkt.port), (68, 67) | (546, 547)) && l4 / 2 <= 255 {
+                pkt.dhcp_at = (l4 / 2) as u8;
+            }
         }
         _ => {
             // ICMP and ICMPv6 both start with the type byte.

@@ -286,13 +286,17 @@ impl Filter {
     /// The devices whose addresses are learned, by (VLAN, MAC); whether
     /// there are any.
     fn write_mac_devices(&mut self, generation: u32, c: &Compiled) -> Result<bool, LoadError> {
-        let mut any = false;
-        for (line, d) in c.devices.iter().enumerate().filter(|(_, d)| d.learns) {
-            let key = MacKey { generation, vlan: d.vlan, mac: d.mac };
-            self.maps.mac_devices.insert(key, line as u32, 0)?;
-            any = true;
+        let mut learning = c.devices.iter().enumerate().filter(|(_, d)| d.learns).peekable();
+        if learning.peek().is_none() {
+            return Ok(false);
         }
-        Ok(any)
+        let Some(map) = self.maps.mac_devices.as_mut() else {
+            return Err(LoadError::MissingMap(filter_common::maps::MAC_DEVICES));
+        };
+        for (line, d) in learning {
+            map.insert(MacKey { generation, vlan: d.vlan, mac: d.mac }, line as u32, 0)?;
+        }
+        Ok(true)
     }
 
     /// Removes every entry of `generation` from the policy maps.
@@ -325,15 +329,12 @@ impl Filter {
         for k in stale {
             self.maps.devices.remove(&k)?;
         }
-        let stale: Vec<MacKey> = self
-            .maps
-            .mac_devices
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| k.generation == generation)
-            .collect();
-        for k in stale {
-            self.maps.mac_devices.remove(&k)?;
+        if let Some(map) = self.maps.mac_devices.as_mut() {
+            let stale: Vec<MacKey> =
+                map.keys().filter_map(Result::ok).filter(|k| k.generation == generation).collect();
+            for k in stale {
+                map.remove(&k)?;
+            }
         }
         clear_generation_trie(&mut self.maps.protected, generation)?;
         clear_generation_trie(&mut self.maps.management, generation)?;

@@ -71,13 +71,16 @@ pub(super) struct Maps {
     pub(super) quarantine: HashMap<MapData, u32, BlockEntry>,
     pub(super) management: LpmTrie<MapData, ProtectedKey, u8>,
     pub(super) action_counts: Array<MapData, u32>,
-    pub(super) mac_devices: HashMap<MapData, MacKey, u32>,
+    /// The maps of devices declared by MAC and of identity reports are
+    /// `None` only in an object built before them, which the benchmark
+    /// loads to compare (`bench --against`); this binary's always has them.
+    pub(super) mac_devices: Option<HashMap<MapData, MacKey, u32>>,
     /// Until the daemon takes it for its reader.
     pub(super) identity: Option<RingBuf<MapData>>,
-    pub(super) identity_stats: PerCpuArray<MapData, u64>,
+    pub(super) identity_stats: Option<PerCpuArray<MapData, u64>>,
     /// Only the program uses these (held to pin them).
-    pub(super) _identity_rate: Map,
-    pub(super) _identity_seen: Map,
+    pub(super) _identity_rate: Option<Map>,
+    pub(super) _identity_seen: Option<Map>,
 }
 
 impl Maps {
@@ -113,12 +116,21 @@ impl Maps {
             quarantine: source.typed(maps::QUARANTINE)?,
             management: source.typed(maps::MANAGEMENT)?,
             action_counts: source.typed(maps::ACTION_COUNTS)?,
-            mac_devices: source.typed(maps::MAC_DEVICES)?,
-            identity: Some(source.typed(maps::IDENTITY)?),
-            identity_stats: source.typed(maps::IDENTITY_STATS)?,
-            _identity_rate: source.map(maps::IDENTITY_RATE)?,
-            _identity_seen: source.map(maps::IDENTITY_SEEN)?,
+            mac_devices: optional(source.typed(maps::MAC_DEVICES))?,
+            identity: optional(source.typed(maps::IDENTITY))?,
+            identity_stats: optional(source.typed(maps::IDENTITY_STATS))?,
+            _identity_rate: optional(source.map(maps::IDENTITY_RATE))?,
+            _identity_seen: optional(source.map(maps::IDENTITY_SEEN))?,
         })
+    }
+}
+
+/// A map the object may lack (see `Maps::mac_devices`).
+fn optional<T>(map: Result<T, LoadError>) -> Result<Option<T>, LoadError> {
+    match map {
+        Ok(m) => Ok(Some(m)),
+        Err(LoadError::MissingMap(_)) => Ok(None),
+        Err(e) => Err(e),
     }
 }
 

@@ -56,8 +56,9 @@ impl Filter {
     /// summed over CPUs.
     pub fn identity_stats(&self) -> Result<[u64; 4], LoadError> {
         let mut out = [0u64; 4];
+        let Some(stats) = &self.maps.identity_stats else { return Ok(out) };
         for (i, slot) in out.iter_mut().enumerate() {
-            *slot = self.maps.identity_stats.get(&(i as u32), 0)?.iter().sum();
+            *slot = stats.get(&(i as u32), 0)?.iter().sum();
         }
         Ok(out)
     }

@@ -27,7 +27,6 @@ const TCP_FLAGS_BYTE: usize = 13;
 /// Smallest ICMPv6 header we read: type, code, checksum.
 const ICMPV6_MIN_LEN: usize = 4;
 
-
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Ip,

@@ -82,3 +82,39 @@ pub fn hospital() -> Resolved {
 pub fn resolve(text: &str) -> Resolved {
     Policy::from_toml(text).expect("policy parses").resolve().expect("policy is valid")
 }
+
+/// A maker's MUD file (RFC 8520) for `url`: the device may send echo
+/// requests to the lab's nurse stations (10.30.0.0/16), nothing else.
+pub fn echo_mud_file(url: &str) -> String {
+    format!(
+        r#"{{
+  "ietf-mud:mud": {{
+    "mud-version": 1,
+    "mud-url": "{url}",
+    "last-update": "2026-01-01T00:00:00Z",
+    "cache-validity": 48,
+    "is-supported": true,
+    "systeminfo": "a device that pings nurse stations",
+    "from-device-policy": {{ "access-lists": {{ "access-list": [ {{ "name": "from-dev" }} ] }} }},
+    "to-device-policy": {{ "access-lists": {{ "access-list": [ {{ "name": "to-dev" }} ] }} }}
+  }},
+  "ietf-access-control-list:acls": {{
+    "acl": [
+      {{
+        "name": "from-dev",
+        "type": "ipv4-acl-type",
+        "aces": {{ "ace": [ {{
+          "name": "echo",
+          "matches": {{
+            "ipv4": {{ "protocol": 1, "destination-ipv4-network": "10.30.0.0/16" }},
+            "icmp": {{ "type": 8 }}
+          }},
+          "actions": {{ "forwarding": "accept" }}
+        }} ] }}
+      }},
+      {{ "name": "to-dev", "type": "ipv4-acl-type", "aces": {{ "ace": [] }} }}
+    ]
+  }}
+}}"#
+    )
+}

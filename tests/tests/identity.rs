@@ -20,38 +20,9 @@ use vlanguard_tests::{
 
 /// Baxter International's MA-L assignment 58:46:E1, as the IEEE lists it.
 const PUMP_MAC: &str = "58:46:e1:00:07:42";
+/// The MUD URL it announces; its maker's file (in the daemon's --mud-dir)
+/// allows echo requests to the nurse stations.
 const MUD_URL: &str = "https://mud.example.com/baxter/sigma-spectrum.json";
-/// Its maker's MUD file (RFC 8520) in the daemon's --mud-dir: echo
-/// requests to the nurse stations.
-const MUD_FILE: &str = r#"{
-  "ietf-mud:mud": {
-    "mud-version": 1,
-    "mud-url": "https://mud.example.com/baxter/sigma-spectrum.json",
-    "last-update": "2026-01-01T00:00:00Z",
-    "cache-validity": 48,
-    "is-supported": true,
-    "systeminfo": "infusion pump",
-    "from-device-policy": { "access-lists": { "access-list": [ { "name": "from-pump" } ] } },
-    "to-device-policy": { "access-lists": { "access-list": [ { "name": "to-pump" } ] } }
-  },
-  "ietf-access-control-list:acls": {
-    "acl": [
-      {
-        "name": "from-pump",
-        "type": "ipv4-acl-type",
-        "aces": { "ace": [ {
-          "name": "echo",
-          "matches": {
-            "ipv4": { "protocol": 1, "destination-ipv4-network": "10.30.0.0/16" },
-            "icmp": { "type": 8 }
-          },
-          "actions": { "forwarding": "accept" }
-        } ] }
-      },
-      { "name": "to-pump", "type": "ipv4-acl-type", "aces": { "ace": [] } }
-    ]
-  }
-}"#;
 
 fn inventory(lab: &Lab) -> Vec<serde_json::Value> {
     let out = lab.cli(&["inventory", "--json"]);
@@ -148,7 +119,7 @@ fn dhcp_client_messages_and_arp_are_inventoried() {
     ]));
     std::fs::create_dir_all(lab.mud_dir()).expect("mud dir");
     let mud_file = lab.mud_dir().join("sigma-spectrum.json");
-    std::fs::write(&mud_file, MUD_FILE).expect("MUD file");
+    std::fs::write(&mud_file, vlanguard_tests::policies::echo_mud_file(MUD_URL)).expect("MUD file");
     lab.start_daemon();
 
     send_dhcp(&lab, "rogue", dhcp_request(parse_mac(PUMP_MAC), ROGUE.parse().expect("address")));

@@ -113,35 +113,6 @@ fn an_unknown_host_is_inventoried_with_its_mac_vendor_vlan_and_address() {
 /// The MUD URL the rogue announced, and its maker's file: echo requests to
 /// the nurse stations.
 const MUD_URL: &str = "https://pumps.example.com/mud/pinger-1.json";
-const MUD_FILE: &str = r#"{
-  "ietf-mud:mud": {
-    "mud-version": 1,
-    "mud-url": "https://pumps.example.com/mud/pinger-1.json",
-    "last-update": "2026-01-01T00:00:00Z",
-    "cache-validity": 48,
-    "is-supported": true,
-    "systeminfo": "pinger",
-    "from-device-policy": { "access-lists": { "access-list": [ { "name": "from-pinger" } ] } },
-    "to-device-policy": { "access-lists": { "access-list": [ { "name": "to-pinger" } ] } }
-  },
-  "ietf-access-control-list:acls": {
-    "acl": [
-      {
-        "name": "from-pinger",
-        "type": "ipv4-acl-type",
-        "aces": { "ace": [ {
-          "name": "echo",
-          "matches": {
-            "ipv4": { "protocol": 1, "destination-ipv4-network": "10.30.0.0/16" },
-            "icmp": { "type": 8 }
-          },
-          "actions": { "forwarding": "accept" }
-        } ] }
-      },
-      { "name": "to-pinger", "type": "ipv4-acl-type", "aces": { "ace": [] } }
-    ]
-  }
-}"#;
 
 /// Hosts in the lab's inventory database before the daemon starts, as
 /// the DHCP capture would record them: (MAC, address, MUD URL).
@@ -186,7 +157,7 @@ fn adopting_with_mud_imports_the_profile_of_the_announced_url() {
     );
     std::fs::create_dir_all(lab.mud_dir()).expect("mud dir");
     let file = lab.mud_dir().join("pinger-1.json");
-    std::fs::write(&file, MUD_FILE).expect("MUD file");
+    std::fs::write(&file, vlanguard_tests::policies::echo_mud_file(MUD_URL)).expect("MUD file");
     lab.start_daemon();
 
     // The inventory names the file from the daemon's --mud-dir.

@@ -2,6 +2,7 @@
 //! building, testing, linting and benchmarking vlanguard.
 
 mod bench_summary;
+mod fuzz;
 mod setup;
 
 use std::{
@@ -46,6 +47,17 @@ enum Task {
     Demo,
     /// cargo fmt --check and clippy with warnings denied.
     Lint,
+    /// Fuzz the parsers of untrusted input (tests/fuzz: the policy file,
+    /// MUD files, drop-event records, DHCP messages, identity reports) with
+    /// libFuzzer, each for `--time` seconds from its seeds; a crash fails
+    /// and leaves its input in target/fuzz/artifacts. Installs cargo-fuzz.
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 30)]
+        time: u64,
+        /// One target (default: all).
+        target: Option<String>,
+    },
     /// Build the Debian package (target/debian/vlanguard_*.deb, with
     /// cargo-deb): the release binary, the example policy as
     /// /etc/vlanguard/policy.toml, the systemd unit, man pages and shell
@@ -89,6 +101,10 @@ fn main() -> Result<()> {
             println!("{}", path.display());
         }
         Task::Test { args } => test(&root, &args)?,
+        Task::Fuzz { time, target } => {
+            setup::run()?;
+            fuzz::run(&root, time, target.as_deref())?;
+        }
         Task::Demo => {
             setup::run()?;
             require_root("the lab creates network namespaces and attaches XDP")?;
@@ -114,6 +130,8 @@ fn main() -> Result<()> {
             let root = root.clone();
             setup::run()?;
             cargo(["fmt", "--all", "--check"])?;
+            // The fuzz targets are a workspace of their own.
+            cargo(["fmt", "--manifest-path", "tests/fuzz/Cargo.toml", "--check"])?;
             cargo(["clippy", "--all-targets", "--", "-D", "warnings"])?;
             // The eBPF crate only builds for the BPF target, with nightly.
             let mut cmd = ebpf_cargo(&root, "clippy", "release");
@@ -160,6 +178,9 @@ fn main() -> Result<()> {
     Ok(())
 }
 
+/// Seconds each fuzz target runs in `cargo xtask test`.
+const FUZZ_SECONDS_IN_TEST: u64 = 30;
+
 fn test(root: &Path, args: &[String]) -> Result<()> {
     setup::run()?;
     // Layer 1: pure Rust (policy, compiler, reference evaluator, layouts).
@@ -174,6 +195,9 @@ fn test(root: &Path, args: &[String]) -> Result<()> {
         "--package",
         "xtask",
     ])?;
+    // Layer 1b: the parsers of untrusted input fuzzed briefly (their
+    // regressions replayed); campaigns are `cargo xtask fuzz --time N`.
+    fuzz::run(root, FUZZ_SECONDS_IN_TEST, None)?;
     // Layer 2: the real program in the real kernel, release build embedded
     // in the binary and the debug build loaded from its file.
     let debug_object = build_ebpf(root, true)?;

@@ -1,0 +1,160 @@
+//! `cargo xtask fuzz [--time SECONDS] [TARGET]`: the fuzz targets of
+//! `tests/fuzz` (cargo-fuzz: libFuzzer with the nightly toolchain's
+//! sanitizer coverage), each run for a time from its seeds.
+//!
+//! Seeds and the inputs of crashes once found (minimised, kept as
+//! regressions) are `tests/fuzz/seeds/TARGET/`; every run executes all of
+//! them first, so `cargo xtask test`'s short runs replay each regression.
+//! What a run discovers goes to `target/fuzz/corpus/TARGET/` (not
+//! committed); a crash's input to `target/fuzz/artifacts/TARGET/`; the
+//! instrumented builds to `target/fuzz/build`.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::setup;
+
+/// Every target, as `tests/fuzz/Cargo.toml` names its binaries.
+pub const TARGETS: [&str; 5] = ["policy", "mud", "drop_event", "dhcp", "identity_report"];
+const CARGO_FUZZ_VERSION: &str = "0.13.2";
+
+/// What one run did, from libFuzzer's final lines.
+#[derive(Debug, Default, PartialEq)]
+pub struct Outcome {
+    pub execs: u64,
+    pub seconds: u64,
+    pub coverage: u64,
+    pub features: u64,
+    pub corpus: u64,
+}
+
+/// Runs `targets` (all when empty) for `seconds` each; fails if any crashed.
+pub fn run(root: &Path, seconds: u64, target: Option<&str>) -> Result<()> {
+    let targets: Vec<&str> = match target {
+        Some(t) if TARGETS.contains(&t) => vec![t],
+        Some(t) => bail!("no fuzz target {t:?}; the targets: {}", TARGETS.join(", ")),
+        None => TARGETS.to_vec(),
+    };
+    ensure_cargo_fuzz()?;
+    check(fuzz_cmd(root, &["build", "-O", "--target-dir", "target/fuzz/build"]))?;
+    let mut crashed = Vec::new();
+    for t in targets {
+        let corpus = root.join("target/fuzz/corpus").join(t);
+        let artifacts = root.join("target/fuzz/artifacts").join(t);
+        fs::create_dir_all(&corpus)?;
+        fs::create_dir_all(&artifacts)?;
+        let seeds = root.join("tests/fuzz/seeds").join(t);
+        let mut cmd = fuzz_cmd(root, &["run", "-O", "--target-dir", "target/fuzz/build", t]);
+        cmd.arg(&corpus).arg(&seeds).arg("--");
+        cmd.arg(format!("-max_total_time={seconds}"));
+        cmd.arg(format!("-artifact_prefix={}/", artifacts.display()));
+        cmd.arg("-print_final_stats=1");
+        let out = cmd.output().with_context(|| format!("running fuzz target {t}"))?;
+        let log = String::from_utf8_lossy(&out.stderr);
+        let o = outcome(&log);
+        println!(
+            "fuzz {t}: {} execs in {} s ({} execs/s), coverage {} edges, {} features, corpus {}",
+            o.execs,
+            o.seconds,
+            o.execs / o.seconds.max(1),
+            o.coverage,
+            o.features,
+            o.corpus
+        );
+        if !out.status.success() {
+            eprintln!("{log}");
+            crashed.push(format!("{t} (input in {})", artifacts.display()));
+        }
+    }
+    if !crashed.is_empty() {
+        bail!(
+            "fuzz targets crashed: {}; minimise with `cargo +nightly fuzz tmin --fuzz-dir \
+             tests/fuzz TARGET INPUT` and keep the input in tests/fuzz/seeds/TARGET once fixed",
+            crashed.join(", ")
+        );
+    }
+    Ok(())
+}
+
+fn fuzz_cmd(root: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new("cargo");
+    cmd.arg("+nightly").arg("fuzz").args(&args[..1]).arg("--fuzz-dir").arg("tests/fuzz");
+    cmd.args(&args[1..]);
+    cmd.current_dir(root);
+    if let Ok(path) = setup::path_with_tools() {
+        cmd.env("PATH", path);
+    }
+    cmd
+}
+
+fn check(mut cmd: Command) -> Result<()> {
+    let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed: {status}");
+    }
+    Ok(())
+}
+
+/// cargo-fuzz, built once into the tools directory (cached like
+/// bpf-linker) unless a working one is on the PATH.
+fn ensure_cargo_fuzz() -> Result<()> {
+    let path = setup::path_with_tools()?;
+    let works = Command::new("cargo")
+        .args(["fuzz", "--version"])
+        .env("PATH", &path)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if works {
+        return Ok(());
+    }
+    let tools: PathBuf = setup::tools_dir()?;
+    eprintln!("fuzz: building cargo-fuzz {CARGO_FUZZ_VERSION} into {}", tools.display());
+    let mut cmd = Command::new("cargo");
+    cmd.args(["install", "--locked", "--version", CARGO_FUZZ_VERSION, "cargo-fuzz", "--root"]);
+    cmd.arg(&tools);
+    check(cmd)
+}
+
+/// The numbers of libFuzzer's last status line (`#N DONE cov: C ft: F
+/// corp: K/...`) and its `Done N runs in S second(s)`.
+pub fn outcome(log: &str) -> Outcome {
+    let mut o = Outcome::default();
+    let field = |line: &str, key: &str| -> Option<u64> {
+        let rest = line.split(key).nth(1)?.trim_start();
+        rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+    };
+    for line in log.lines() {
+        if line.starts_with('#') && line.contains("cov: ") {
+            o.coverage = field(line, "cov:").unwrap_or(o.coverage);
+            o.features = field(line, "ft:").unwrap_or(o.features);
+            o.corpus = field(line, "corp:").unwrap_or(o.corpus);
+        }
+        if let Some(rest) = line.strip_prefix("Done ") {
+            let mut words = rest.split_whitespace();
+            o.execs = words.next().and_then(|n| n.parse().ok()).unwrap_or(0);
+            o.seconds = words.nth(2).and_then(|n| n.parse().ok()).unwrap_or(0);
+        }
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn libfuzzer_statistics_are_read() {
+        let log = "INFO: seed\n#2\tINITED cov: 10 ft: 11 corp: 1/1b exec/s: 0\n\
+                   #431231\tDONE   cov: 1234 ft: 5678 corp: 90/2048b lim: 4096 exec/s: 39202\n\
+                   Done 431231 runs in 11 second(s)\n";
+        assert_eq!(
+            outcome(log),
+            Outcome { execs: 431_231, seconds: 11, coverage: 1234, features: 5678, corpus: 90 }
+        );
+    }
+}

@@ -10,13 +10,17 @@ use std::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
+    time::Duration,
 };
 
 use anyhow::Context as _;
 use tokio::{
-    io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader},
-    net::{UnixListener, UnixStream, unix::OwnedWriteHalf},
-    sync::{broadcast, mpsc, oneshot},
+    io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader},
+    net::{
+        UnixListener, UnixStream,
+        unix::{OwnedReadHalf, OwnedWriteHalf},
+    },
+    sync::{Semaphore, broadcast, mpsc, oneshot},
 };
 
 use crate::{
@@ -24,6 +28,17 @@ use crate::{
     events::Event,
     refusals::Refusal,
 };
+
+/// Connections served at once (`events --follow` ones included).
+pub const MAX_CONNECTIONS: usize = 2048;
+/// A request line (a policy file sent whole included) is at most this long.
+pub const MAX_REQUEST_BYTES: u64 = 64 << 20;
+/// Longer lines than this are read by at most `LARGE_READS` connections at
+/// a time.
+const SMALL_REQUEST_BYTES: u64 = 1 << 20;
+const LARGE_READS: usize = 2;
+/// A connection has this long to send its whole request line.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A request from a connection, with who sent it and where the reply goes.
 pub(super) struct Call {
@@ -48,6 +63,9 @@ pub(super) struct Links {
     dropped: Arc<AtomicU64>,
     followers: broadcast::Sender<Event>,
     group: Option<u32>,
+    /// `MAX_CONNECTIONS` and `LARGE_READS` permits.
+    slots: Arc<Semaphore>,
+    large_reads: Arc<Semaphore>,
 }
 
 impl Links {
@@ -100,7 +118,15 @@ impl Server {
         refused: mpsc::Sender<Refusal>,
         followers: broadcast::Sender<Event>,
     ) -> Links {
-        Links { calls, refused, dropped: Arc::default(), followers, group: self.group }
+        Links {
+            calls,
+            refused,
+            dropped: Arc::default(),
+            followers,
+            group: self.group,
+            slots: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+            large_reads: Arc::new(Semaphore::new(LARGE_READS)),
+        }
     }
 }
 
@@ -109,11 +135,20 @@ impl Server {
 pub(super) async fn connection(stream: UnixStream, links: Links) {
     let cred = stream.peer_cred();
     let (read, mut write) = stream.into_split();
+    // Beyond the cap, a connection is told so and closed: a runaway tool
+    // opening thousands cannot exhaust the daemon's descriptors.
+    let Ok(_slot) = links.slots.clone().try_acquire_owned() else {
+        let busy = Reply::invalid(format!(
+            "the daemon serves {MAX_CONNECTIONS} connections at once; try again"
+        ));
+        let _ = write.write_all(reply_line(&busy).as_bytes()).await;
+        return;
+    };
     let mut line = String::new();
     let mut follow: Option<Option<String>> = None;
-    let reply = match BufReader::new(read).read_line(&mut line).await {
-        Err(e) => Reply::invalid(format!("reading the request: {e}")),
-        Ok(_) => match cred {
+    let reply = match read_request(read, &mut line, &links).await {
+        Err(e) => Reply::invalid(e),
+        Ok(()) => match cred {
             Err(e) => {
                 let reason = format!("cannot identify the caller: {e}");
                 links.refuse(refusal(None, None, &line, &reason));
@@ -139,13 +174,44 @@ pub(super) async fn connection(stream: UnixStream, links: Links) {
             },
         },
     };
-    let mut out = serde_json::to_string(&reply).unwrap_or_default();
-    out.push('\n');
-    if write.write_all(out.as_bytes()).await.is_err() || !reply.ok {
+    if write.write_all(reply_line(&reply).as_bytes()).await.is_err() || !reply.ok {
         return;
     }
     if let Some(device) = follow {
         follow_events(&mut write, links.followers.subscribe(), device).await;
+    }
+}
+
+fn reply_line(reply: &Reply) -> String {
+    let mut out = serde_json::to_string(reply).unwrap_or_default();
+    out.push('\n');
+    out
+}
+
+/// Reads the request line into `line`, within `REQUEST_TIMEOUT` and
+/// `MAX_REQUEST_BYTES`. Lines past `SMALL_REQUEST_BYTES` (whole policy
+/// files) are read by at most `LARGE_READS` connections at a time, so
+/// memory stays bounded however many connections send big lines.
+async fn read_request(read: OwnedReadHalf, line: &mut String, links: &Links) -> Result<(), String> {
+    let read = async {
+        let mut reader = BufReader::new(read.take(SMALL_REQUEST_BYTES));
+        reader.read_line(line).await.map_err(|e| format!("reading the request: {e}"))?;
+        if line.ends_with('\n') || (line.len() as u64) < SMALL_REQUEST_BYTES {
+            return Ok(());
+        }
+        let _large = links.large_reads.acquire().await.map_err(|e| e.to_string())?;
+        let mut reader = reader.into_inner();
+        reader.set_limit(MAX_REQUEST_BYTES - SMALL_REQUEST_BYTES + 1);
+        let mut reader = BufReader::new(reader);
+        reader.read_line(line).await.map_err(|e| format!("reading the request: {e}"))?;
+        if line.len() as u64 > MAX_REQUEST_BYTES {
+            return Err(format!("the request is longer than {MAX_REQUEST_BYTES} bytes"));
+        }
+        Ok(())
+    };
+    match tokio::time::timeout(REQUEST_TIMEOUT, read).await {
+        Ok(r) => r,
+        Err(_) => Err(format!("no whole request within {} s", REQUEST_TIMEOUT.as_secs())),
     }
 }
 

@@ -532,6 +532,41 @@ impl Lab {
         fs::write(dir.join("resolv.conf"), text).expect("resolv.conf");
     }
 
+    /// Gives `role`'s eth0 the MAC `mac` (a host of a real vendor, say).
+    pub fn set_mac(&self, role: &str, mac: &str) {
+        sh(Command::new("ip").args(["-n", &self.ns(role), "link", "set", "eth0", "address", mac]));
+    }
+
+    /// `vlanguard inventory --json ARGS`: the hosts.
+    pub fn inventory(&self, args: &[&str]) -> Vec<serde_json::Value> {
+        let mut all = vec!["inventory", "--json"];
+        all.extend(args);
+        let out = self.cli(&all);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let data: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        data["hosts"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// The inventory's entry (`inventory --json ARGS`) for `mac` once
+    /// `ready` holds for it, waiting (bounded) for the daemon's
+    /// once-a-second write.
+    pub fn wait_for_host(
+        &self,
+        args: &[&str],
+        mac: &str,
+        ready: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(h) = self.inventory(args).into_iter().find(|h| h["mac"] == mac && ready(h))
+            {
+                return h;
+            }
+            assert!(Instant::now() < deadline, "{mac} never appeared: {:?}", self.inventory(&[]));
+            thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// Pings `dst` from `role` `count` times; returns replies received.
     pub fn ping(&self, role: &str, dst: &str, count: u32) -> u32 {
         self.ping_from(role, None, dst, count)

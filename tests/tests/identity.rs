@@ -24,26 +24,6 @@ const PUMP_MAC: &str = "58:46:e1:00:07:42";
 /// allows echo requests to the nurse stations.
 const MUD_URL: &str = "https://mud.example.com/baxter/sigma-spectrum.json";
 
-fn inventory(lab: &Lab) -> Vec<serde_json::Value> {
-    let out = lab.cli(&["inventory", "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let data: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
-    data["hosts"].as_array().cloned().unwrap_or_default()
-}
-
-/// The inventory's entry for `mac` once `ready` holds for it, waiting
-/// (bounded) for the daemon's once-a-second write.
-fn wait_for(lab: &Lab, mac: &str, ready: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(h) = inventory(lab).into_iter().find(|h| h["mac"] == mac && ready(h)) {
-            return h;
-        }
-        assert!(Instant::now() < deadline, "{mac} never appeared ready: {:?}", inventory(lab));
-        thread::sleep(Duration::from_millis(200));
-    }
-}
-
 /// A DHCPREQUEST (RFC 2131) from `mac` asking for `requested`, with host
 /// name (option 12), vendor class (60), parameter request list (55) and
 /// MUD URL (161, RFC 8520 §10).
@@ -108,22 +88,14 @@ fn dhcp_client_messages_and_arp_are_inventoried() {
         return;
     }
     let mut lab = Lab::new();
-    sh(Command::new("ip").args([
-        "-n",
-        &lab.ns("rogue"),
-        "link",
-        "set",
-        "eth0",
-        "address",
-        PUMP_MAC,
-    ]));
+    lab.set_mac("rogue", PUMP_MAC);
     std::fs::create_dir_all(lab.mud_dir()).expect("mud dir");
     let mud_file = lab.mud_dir().join("sigma-spectrum.json");
     std::fs::write(&mud_file, vlanguard_tests::policies::echo_mud_file(MUD_URL)).expect("MUD file");
     lab.start_daemon();
 
     send_dhcp(&lab, "rogue", dhcp_request(parse_mac(PUMP_MAC), ROGUE.parse().expect("address")));
-    let h = wait_for(&lab, PUMP_MAC, |h| h["dhcp"].is_object());
+    let h = lab.wait_for_host(&[], PUMP_MAC, |h| h["dhcp"].is_object());
     let dhcp = &h["dhcp"];
     assert_eq!(dhcp["hostname"].as_str(), Some("infusion-07"), "{h}");
     assert_eq!(dhcp["vendor_class"].as_str(), Some("Baxter Sigma Spectrum 8.0"), "{h}");
@@ -156,7 +128,7 @@ fn dhcp_client_messages_and_arp_are_inventoried() {
     assert_eq!(lab.ping("nurse", PUMP, 2), 2);
     // (Its IPv6 neighbour discovery from a link-local address may list it
     // first, without an address of its VLAN's subnets.)
-    let h = wait_for(&lab, "02:00:00:00:00:07", |h| {
+    let h = lab.wait_for_host(&[], "02:00:00:00:00:07", |h| {
         h["addresses"].as_array().is_some_and(|a| a.iter().any(|a| a == PUMP))
     });
     assert_eq!(h["device"].as_str(), Some("pump"), "{h}");
@@ -218,7 +190,7 @@ fn a_device_declared_by_mac_learns_its_addresses_and_a_second_claim_is_refused()
         return;
     }
     let mut lab = Lab::new();
-    ip_in(&lab, "rogue", &["link", "set", "eth0", "address", LEARNER_MAC]);
+    lab.set_mac("rogue", LEARNER_MAC);
     std::fs::write(&lab.policy_file, vlanguard_tests::lab::policy("") + LEARNER_DEVICE)
         .expect("policy");
     lab.start_daemon();

@@ -6,43 +6,15 @@
 //! device whose allowed traffic passes; `inventory adopt --mud` gives it
 //! the profile of the MUD file for the URL its DHCP client announced.
 
-use std::{
-    process::Command,
-    thread,
-    time::{Duration, Instant},
-};
-
 use filter_policy::identity::dhcp::DhcpClient;
 use filter_user::inventory::store::{Sighting, Store};
 use vlanguard_tests::{
-    lab::{Lab, NURSE, ROGUE, sh},
+    lab::{Lab, NURSE, ROGUE},
     privileged,
 };
 
 /// Apple's MA-L assignment 00:1B:63, as the IEEE lists it.
 const ROGUE_MAC: &str = "00:1b:63:84:45:e6";
-
-fn inventory(lab: &Lab, args: &[&str]) -> Vec<serde_json::Value> {
-    let mut all = vec!["inventory", "--json"];
-    all.extend(args);
-    let out = lab.cli(&all);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let data: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
-    data["hosts"].as_array().cloned().unwrap_or_default()
-}
-
-/// The inventory's entry for `mac`, waiting (bounded) for the daemon's
-/// once-a-second write.
-fn wait_for(lab: &Lab, args: &[&str], mac: &str) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(h) = inventory(lab, args).into_iter().find(|h| h["mac"] == mac) {
-            return h;
-        }
-        assert!(Instant::now() < deadline, "{mac} never appeared: {:?}", inventory(lab, &[]));
-        thread::sleep(Duration::from_millis(200));
-    }
-}
 
 #[test]
 fn an_unknown_host_is_inventoried_with_its_mac_vendor_vlan_and_address() {
@@ -50,19 +22,11 @@ fn an_unknown_host_is_inventoried_with_its_mac_vendor_vlan_and_address() {
         return;
     }
     let mut lab = Lab::new();
-    sh(Command::new("ip").args([
-        "-n",
-        &lab.ns("rogue"),
-        "link",
-        "set",
-        "eth0",
-        "address",
-        ROGUE_MAC,
-    ]));
+    lab.set_mac("rogue", ROGUE_MAC);
     lab.start_daemon();
     // Dropped as unknown-device: the rogue is in VLAN 110's subnet.
     assert_eq!(lab.ping("rogue", NURSE, 2), 0);
-    let h = wait_for(&lab, &["--unknown"], ROGUE_MAC);
+    let h = lab.wait_for_host(&["--unknown"], ROGUE_MAC, |_| true);
     assert_eq!((h["vlan"].as_u64(), h["device"].as_str()), (Some(110), None), "{h}");
     let addrs: Vec<&str> =
         h["addresses"].as_array().expect("addresses").iter().filter_map(|a| a.as_str()).collect();
@@ -80,13 +44,13 @@ fn an_unknown_host_is_inventoried_with_its_mac_vendor_vlan_and_address() {
     let text =
         String::from_utf8_lossy(&lab.cli(&["inventory", "--vlan", "110"]).stdout).into_owned();
     assert!(text.contains(ROGUE_MAC) && text.contains("(unknown)"), "{text}");
-    assert!(inventory(&lab, &["--vlan", "120"]).iter().all(|h| h["mac"] != ROGUE_MAC));
+    assert!(lab.inventory(&["--vlan", "120"]).iter().all(|h| h["mac"] != ROGUE_MAC));
 
     // A restart keeps what was seen.
     lab.stop_daemon(libc::SIGTERM);
     lab.start_daemon();
-    let h = inventory(&lab, &["--unknown"]).into_iter().find(|h| h["mac"] == ROGUE_MAC);
-    assert!(h.is_some(), "the inventory after a restart: {:?}", inventory(&lab, &[]));
+    let h = lab.inventory(&["--unknown"]).into_iter().find(|h| h["mac"] == ROGUE_MAC);
+    assert!(h.is_some(), "the inventory after a restart: {:?}", lab.inventory(&[]));
 
     // Adopted with a profile that lets it ping the nurse stations.
     let profile = "\n[[profile]]\nname = \"pinger\"\nallow_out = [ { to = \"nurses\", proto = \"icmp\", icmp_type = 8 } ]\n";
@@ -103,9 +67,9 @@ fn an_unknown_host_is_inventoried_with_its_mac_vendor_vlan_and_address() {
         "{policy}"
     );
     assert_eq!(lab.ping("rogue", NURSE, 2), 2, "the adopted device's allowed traffic passes");
-    let h = inventory(&lab, &[]).into_iter().find(|h| h["mac"] == ROGUE_MAC).expect("listed");
+    let h = lab.inventory(&[]).into_iter().find(|h| h["mac"] == ROGUE_MAC).expect("listed");
     assert_eq!(h["device"].as_str(), Some("rogue-1"), "{h}");
-    assert!(inventory(&lab, &["--unknown"]).iter().all(|h| h["mac"] != ROGUE_MAC));
+    assert!(lab.inventory(&["--unknown"]).iter().all(|h| h["mac"] != ROGUE_MAC));
     let audit = std::fs::read_to_string(&lab.audit_log).expect("audit log");
     assert!(audit.contains("inventory-adopt"), "{audit}");
 }
@@ -144,8 +108,7 @@ fn adopting_with_mud_imports_the_profile_of_the_announced_url() {
         return;
     }
     let mut lab = Lab::new();
-    let rogue = lab.ns("rogue");
-    sh(Command::new("ip").args(["-n", &rogue, "link", "set", "eth0", "address", ROGUE_MAC]));
+    lab.set_mac("rogue", ROGUE_MAC);
     let (silent, unfiled) = ("00:1b:63:00:00:51", "00:1b:63:00:00:52");
     seed(
         &lab,
@@ -161,7 +124,7 @@ fn adopting_with_mud_imports_the_profile_of_the_announced_url() {
     lab.start_daemon();
 
     // The inventory names the file from the daemon's --mud-dir.
-    let h = wait_for(&lab, &["--unknown"], ROGUE_MAC);
+    let h = lab.wait_for_host(&["--unknown"], ROGUE_MAC, |_| true);
     assert_eq!(h["dhcp"]["mud_file"].as_str(), Some(file.to_str().expect("path")), "{h}");
 
     let refused = |mac: &str, want: &str| {

@@ -9,7 +9,7 @@ use std::{
 };
 
 use vlanguard_tests::{
-    lab::{self, Lab, MONITOR, NURSE, PUMP, ROGUE, sh},
+    lab::{self, Lab, MONITOR, NURSE, PUMP, ROGUE},
     privileged,
 };
 
@@ -41,8 +41,7 @@ fn top_renders_the_devices_in_a_real_terminal() {
         return;
     }
     let mut lab = Lab::new();
-    let rogue = lab.ns("rogue");
-    sh(Command::new("ip").args(["-n", &rogue, "link", "set", "eth0", "address", ROGUE_MAC]));
+    lab.set_mac("rogue", ROGUE_MAC);
     lab.start_daemon();
     assert_eq!(lab.ping("nurse", PUMP, 2), 2);
     assert_eq!(lab.ping("nurse", MONITOR, 2), 0);

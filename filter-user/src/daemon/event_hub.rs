@@ -205,19 +205,25 @@ impl Daemon {
 
 /// A detected scan as an event of its own (`reason` `scan-detected`).
 fn scan_event(src: IpAddr) -> events::Event {
+    notice(src, "scan-detected", "block")
+}
+
+/// An event of the daemon's own about `addr` (a scan, an address learned
+/// or refused): no frame, so no ports, protocol or interface.
+pub(super) fn notice(addr: IpAddr, reason: &str, verdict: &str) -> events::Event {
     events::Event {
         time: crate::time::stamp(SystemTime::now()),
         interface: String::new(),
         vlan: 0,
         device: None,
         direction: None,
-        src: src.to_string(),
+        src: addr.to_string(),
         dst: String::new(),
         proto: String::new(),
         sport: 0,
         dport: 0,
-        reason: "scan-detected".into(),
-        verdict: "block".into(),
+        reason: reason.into(),
+        verdict: verdict.into(),
         to_device: None,
         src_mac: None,
     }

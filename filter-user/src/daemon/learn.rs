@@ -12,7 +12,7 @@ use std::{
 
 use filter_common::Reason;
 
-use super::{Daemon, log};
+use super::{Daemon, event_hub::notice, log};
 use crate::{
     addr::mac_text,
     events::Event,
@@ -207,24 +207,5 @@ fn conflict_event(addr: IpAddr, mac: [u8; 6], holder: &str) -> Event {
         device: Some(holder.to_string()),
         src_mac: Some(mac_text(mac)),
         ..notice(addr, "address-conflict", "refused")
-    }
-}
-
-fn notice(addr: IpAddr, reason: &str, verdict: &str) -> Event {
-    Event {
-        time: crate::time::stamp(SystemTime::now()),
-        interface: String::new(),
-        vlan: 0,
-        device: None,
-        direction: None,
-        src: addr.to_string(),
-        dst: String::new(),
-        proto: String::new(),
-        sport: 0,
-        dport: 0,
-        reason: reason.into(),
-        verdict: verdict.into(),
-        to_device: None,
-        src_mac: None,
     }
 }

@@ -7,6 +7,7 @@ pub mod control;
 pub mod daemon;
 pub mod datapath;
 pub mod error;
+pub mod failpoints;
 pub mod inventory;
 pub mod journal;
 pub mod learning;

@@ -453,6 +453,22 @@ impl Lab {
         args
     }
 
+    /// How the daemon this lab started ended, waiting up to `within`;
+    /// `None` while it still runs (or none was started).
+    pub fn daemon_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            let status = self.daemon.as_mut()?.try_wait().ok().flatten();
+            if status.is_some() || Instant::now() >= deadline {
+                if status.is_some() {
+                    self.daemon = None;
+                }
+                return status;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Whether the daemon this lab started is still running.
     pub fn daemon_running(&mut self) -> bool {
         self.daemon.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_none())

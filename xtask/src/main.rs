@@ -305,9 +305,10 @@ const BENCH_COMMANDS: &[(&str, &str)] = &[
     ("iptables", "iptables"),
 ];
 
-/// The daemon, the lab's VLAN switch helper and the demo.
+/// The daemon (with the crash points of the fault-injection tests, inert
+/// unless a test arms one), the lab's VLAN switch helper and the demo.
 fn build_lab_binaries() -> Result<()> {
-    cargo(["build", "--package", "filter-user", "--bin", "vlanguard"])?;
+    cargo(["build", "--package", "filter-user", "--bin", "vlanguard", "--features", "failpoints"])?;
     cargo(["build", "--package", "vlanguard-tests", "--bins"])
 }
 

@@ -17,7 +17,7 @@ use std::{fs, path::Path};
 use anyhow::Context as _;
 
 use super::{Daemon, join, log, timed, untagged_ifaces};
-use crate::{Policy, Resolved, compile, diff, edit, read_policy};
+use crate::{Policy, Resolved, compile, diff, edit, failpoints::crash_point, read_policy};
 
 /// A policy that could come into force.
 pub(super) struct Proposal {
@@ -126,6 +126,7 @@ impl Daemon {
         if let Some(new) = &p.file {
             edit::write_atomically(&path, &new.text)
                 .with_context(|| format!("writing {}", path.display()))?;
+            crash_point!("commit::file-written");
         }
         self.install(p.policy).inspect_err(|_| {
             if let Some(NewText { previous: Some(old), .. }) = &p.file {

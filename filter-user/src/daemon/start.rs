@@ -66,6 +66,10 @@ impl Daemon {
             }
         };
         let capacity_note = capacity_note(&config, &filter);
+        // After the first apply: the point is for the next one.
+        if let Some(point) = crate::failpoints::arm()? {
+            log(&format!("test build: the next pass through {point} kills this daemon"));
+        }
         // Reconcile: interfaces no longer configured stop being filtered.
         for iface in pins.linked_ifaces() {
             if !config.ifaces.contains(&iface) {

@@ -25,6 +25,7 @@ use super::{
 use crate::{
     compile::{Compiled, PeerPrefix},
     error::LoadError,
+    failpoints::crash_point,
     sys::bpf,
 };
 
@@ -81,8 +82,10 @@ impl Filter {
             return Err(e);
         }
         self.set_ifaces(ifaces)?;
+        crash_point!("apply::before-flip");
         // The switch: one word.
         self.maps.generation.set(0, next, 0)?;
+        crash_point!("apply::after-flip");
         let now =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         self.maps.meta.set(meta::APPLIED_AT, now.as_secs(), 0)?;
@@ -90,7 +93,9 @@ impl Filter {
         // a map of maps makes the kernel wait an RCU grace period, after
         // which no run of the program that read the old word is left.
         self.wait_for_readers(next)?;
+        crash_point!("apply::before-cleanup");
         self.clear_generation(active)?;
+        crash_point!("apply::before-slot-release");
         self.release_slots(&removed)?;
         Ok(next)
     }
@@ -114,6 +119,7 @@ impl Filter {
         self.write_networks(generation, c)?;
         // Rule sets before the devices that point at them.
         let offsets = self.write_rule_sets(generation, c)?;
+        crash_point!("apply::generation-half-written");
         self.write_device_lines(generation, c, &offsets)?;
         let (mut flags, v4_nets) = c.v4_table();
         self.write_addresses(generation, c, &v4_nets)?;

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use filter_common::{COUNTER_SLOTS, CounterLine, DeviceName, MAX_DEVICE_NAME, RuleHitKey};
 
 use super::Filter;
-use crate::{compile::Compiled, error::LoadError};
+use crate::{compile::Compiled, error::LoadError, failpoints::crash_point};
 
 impl Filter {
     /// Gives every device of `policy` its stable counter slot: the one it
@@ -50,6 +50,7 @@ impl Filter {
                     self.maps.device_slots.insert(device_name(&d.name), next_free, 0)?;
                     self.slots.by_name.insert(d.name.clone(), next_free);
                     self.slots.names.insert(next_free, d.name.clone());
+                    crash_point!("apply::slots-half-assigned");
                     next_free
                 }
             };

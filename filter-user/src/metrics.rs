@@ -5,13 +5,28 @@
 //! classic 0.0.4 text format, converted from it, as Prometheus' own clients
 //! negotiate (ARCHITECTURE §5).
 
-use std::fmt::Write as _;
+use std::{fmt::Write as _, sync::atomic::AtomicU64};
 
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
     metrics::{counter::Counter, family::Family, gauge::Gauge},
     registry::Registry,
 };
+
+/// One `--iface`.
+#[derive(Clone, Debug, Default)]
+pub struct InterfaceSample {
+    pub name: String,
+    pub attached: bool,
+    /// native, generic or tc.
+    pub mode: String,
+    /// How tags are read: `offload::TagPath::name`, or "none".
+    pub tags: String,
+    /// Times it lost the filter since the daemon started.
+    pub gaps: u64,
+    /// Seconds without the filter in all, the current gap included.
+    pub unfiltered_seconds: f64,
+}
 
 /// Everything a scrape reports, taken from the daemon in one go.
 #[derive(Clone, Debug, Default)]
@@ -24,9 +39,7 @@ pub struct Snapshot {
     pub last_apply_ok: bool,
     /// (map, entries, capacity)
     pub maps: Vec<(&'static str, u64, u64)>,
-    /// (interface, attached, mode: native, generic or tc, how tags are
-    /// read: `offload::TagPath::name` or "none")
-    pub interfaces: Vec<(String, bool, String, String)>,
+    pub interfaces: Vec<InterfaceSample>,
     pub devices_configured: u64,
     /// (outcome, count): sent, suppressed (over the rate), lost (ring buffer
     /// full) by the kernel; delivered (read by the daemon).
@@ -105,6 +118,11 @@ struct IfaceLabels {
     interface: String,
     mode: String,
     tags: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InterfaceLabel {
+    interface: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -250,15 +268,30 @@ fn register_policy(registry: &mut Registry, s: &Snapshot) {
 /// Attachments.
 fn register_interfaces(registry: &mut Registry, s: &Snapshot) {
     let attached = Family::<IfaceLabels, Gauge>::default();
-    for (iface, up, mode, tags) in &s.interfaces {
+    let gaps = Family::<InterfaceLabel, Counter>::default();
+    let unfiltered = Family::<InterfaceLabel, Counter<f64, AtomicU64>>::default();
+    for i in &s.interfaces {
         let labels =
-            IfaceLabels { interface: iface.clone(), mode: mode.clone(), tags: tags.clone() };
-        attached.get_or_create(&labels).set(i64::from(*up));
+            IfaceLabels { interface: i.name.clone(), mode: i.mode.clone(), tags: i.tags.clone() };
+        attached.get_or_create(&labels).set(i64::from(i.attached));
+        let label = InterfaceLabel { interface: i.name.clone() };
+        gaps.get_or_create(&label).inc_by(i.gaps);
+        unfiltered.get_or_create(&label).inc_by(i.unfiltered_seconds);
     }
     registry.register(
         "interface_attached",
         "1 if the filter is attached to the interface; mode: native or generic XDP, or tc (TC ingress); tags: where the filter reads 802.1Q tags (in-frame, metadata, offload-disabled)",
         attached,
+    );
+    registry.register(
+        "interface_gaps",
+        "Times the interface lost the filter since the daemon started (deleted, or created again, until it was attached again)",
+        gaps,
+    );
+    registry.register(
+        "interface_unfiltered_seconds",
+        "Seconds the interface was without the filter since the daemon started, the current gap included",
+        unfiltered,
     );
 }
 
@@ -433,7 +466,14 @@ mod tests {
             last_apply_seconds: 1_700_000_000,
             last_apply_ok: true,
             maps: vec![("devices", 7, 524288)],
-            interfaces: vec![("trunk0".into(), true, "native".into(), "in-frame".into())],
+            interfaces: vec![InterfaceSample {
+                name: "trunk0".into(),
+                attached: true,
+                mode: "native".into(),
+                tags: "in-frame".into(),
+                gaps: 2,
+                unfiltered_seconds: 1.5,
+            }],
             devices_configured: 5,
             events: vec![("sent", 3), ("suppressed", 7)],
             identity_reports: vec![("sent", 2)],
@@ -471,6 +511,11 @@ mod tests {
             text.contains(
                 "vlanguard_interface_attached{interface=\"trunk0\",mode=\"native\",tags=\"in-frame\"} 1"
             ),
+            "{text}"
+        );
+        assert!(text.contains("vlanguard_interface_gaps_total{interface=\"trunk0\"} 2"), "{text}");
+        assert!(
+            text.contains("vlanguard_interface_unfiltered_seconds_total{interface=\"trunk0\"} 1.5"),
             "{text}"
         );
         assert!(text.contains("vlanguard_policy_last_apply_success 1"), "{text}");

@@ -3,7 +3,9 @@
 
 use std::{path::Path, process::Command};
 
-use filter_user::metrics::{DeviceSample, FrameSample, InventorySample, Snapshot, openmetrics};
+use filter_user::metrics::{
+    DeviceSample, FrameSample, InterfaceSample, InventorySample, Snapshot, openmetrics,
+};
 
 fn root() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
@@ -22,7 +24,14 @@ fn exported() -> Vec<String> {
         }],
         frames: vec![FrameSample { verdict: "drop", reason: "not-allowed", packets: 1, bytes: 1 }],
         maps: vec![("m", 1, 2)],
-        interfaces: vec![("i".into(), true, "native".into(), "in-frame".into())],
+        interfaces: vec![InterfaceSample {
+            name: "i".into(),
+            attached: true,
+            mode: "native".into(),
+            tags: "in-frame".into(),
+            gaps: 1,
+            unfiltered_seconds: 1.0,
+        }],
         events: vec![("sent", 1)],
         inventory: InventorySample {
             hosts: vec![(1, false, 1)],

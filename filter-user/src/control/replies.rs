@@ -66,11 +66,27 @@ pub struct InventorySummary {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Interface {
     pub name: String,
+    /// The filter is on the interface of that name (or on the device that
+    /// had it, renamed since).
     pub attached: bool,
     /// `xdp` or `tc`; `None` when nothing is attached.
     pub hook: Option<String>,
     /// How the filter sees VLAN tags (`TagPath::name`); `None` as `hook`.
     pub tags: Option<String>,
+    /// The device's name now, when it was renamed (and is still filtered).
+    #[serde(default)]
+    pub renamed_to: Option<String>,
+    /// Since when it has been without the filter (RFC 3339), and why.
+    #[serde(default)]
+    pub unfiltered_since: Option<String>,
+    #[serde(default)]
+    pub unfiltered_reason: Option<String>,
+    /// Times it lost the filter (deleted, re-created) since the daemon
+    /// started, and the time without it in all, the current gap included.
+    #[serde(default)]
+    pub gaps: u64,
+    #[serde(default)]
+    pub unfiltered_seconds: f64,
 }
 
 /// Entries in use in the maps a policy fills.

@@ -137,7 +137,7 @@ impl Daemon {
 
     /// Validates `policy` against the system and installs it; the running
     /// policy stays when anything is wrong.
-    fn install(&mut self, policy: Resolved) -> anyhow::Result<u64> {
+    pub(super) fn install(&mut self, policy: Resolved) -> anyhow::Result<u64> {
         let untagged = untagged_ifaces(&self.config.policy, &policy)?;
         // Learned addresses go in with their devices, as far as the new
         // policy still allows them.

@@ -213,22 +213,24 @@ impl Daemon {
         ])
     }
 
-    /// (interface, attached, hook mode, tag path) of each `--iface`.
-    fn interface_samples(&self) -> Vec<(String, bool, String, String)> {
+    /// Each `--iface`: attached, hook mode, tag path, gaps.
+    fn interface_samples(&self) -> Vec<crate::metrics::InterfaceSample> {
         let mode = format!("{:?}", self.config.mode).to_lowercase();
         self.config
             .ifaces
             .iter()
             .map(|i| {
-                let tags = self.tag_path(i);
-                let hook_mode =
-                    if tags == Some(TagPath::Metadata) { "tc".into() } else { mode.clone() };
-                (
-                    i.clone(),
-                    self.pins.link(i).exists(),
-                    hook_mode,
-                    tags.map_or("none", TagPath::name).to_string(),
-                )
+                let attached = self.filtered(i);
+                let tags = self.tag_path(i).filter(|_| attached);
+                let health = self.interfaces.get(i).cloned().unwrap_or_default();
+                crate::metrics::InterfaceSample {
+                    name: i.clone(),
+                    attached,
+                    mode: if tags == Some(TagPath::Metadata) { "tc".into() } else { mode.clone() },
+                    tags: tags.map_or("none", TagPath::name).to_string(),
+                    gaps: health.gaps,
+                    unfiltered_seconds: health.unfiltered_now().as_secs_f64(),
+                }
             })
             .collect()
     }

@@ -13,6 +13,8 @@
 //! - `event_hub`: drop events from the ring buffer to followers, the events
 //!   log, the journal and scan detection;
 //! - `learn`: addresses of devices declared by MAC alone, learned;
+//! - `interfaces`: `--iface`s deleted, re-created or renamed: attached
+//!   again, their gaps kept;
 //! - `audit`: the audit log;
 //! - `server`: the control socket and its connections;
 //! - `metrics`: `/metrics`, and the counters as named samples.
@@ -20,6 +22,7 @@
 mod apply;
 mod audit;
 mod event_hub;
+mod interfaces;
 mod learn;
 mod metrics;
 mod requests;
@@ -52,6 +55,9 @@ use crate::{
     refusals::Refusal,
     report, scan,
 };
+
+/// How often every `--iface` is checked besides the kernel's notifications.
+const LINK_CHECK: Duration = Duration::from_secs(5);
 
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -102,6 +108,8 @@ pub struct Daemon {
     audit: audit::Audit,
     inventory: crate::inventory::Inventory,
     learning: learn::Learning,
+    /// Each `--iface`'s gaps in filtering.
+    interfaces: interfaces::Interfaces,
 }
 
 /// What the select loop waits on, set up when serving starts.
@@ -121,6 +129,11 @@ struct Wake {
     ring: Option<AsyncFd<RingBuf<MapData>>>,
     /// The program's identity reports (ARP, NDP, DHCP) for the inventory.
     identity: Option<AsyncFd<RingBuf<MapData>>>,
+    /// The kernel's link notifications; `None` if they cannot be had (the
+    /// periodic check still runs).
+    link_events: Option<AsyncFd<crate::sys::netlink::LinkEvents>>,
+    /// `--iface`s checked again on this too (notifications can be lost).
+    link_check: Interval,
     incoming: mpsc::Receiver<server::Call>,
     /// Refusals beyond what the limiter writes are dropped here already.
     refusals: mpsc::Receiver<Refusal>,
@@ -186,6 +199,13 @@ impl Daemon {
                     self.inventory.flush(&self.policy);
                 }
                 _ = w.learning_tick.tick() => self.expire_learned(),
+                ready = async { w.link_events.as_mut().expect("guarded").readable_mut().await }, if w.link_events.is_some() => {
+                    let mut ready = ready?;
+                    ready.get_inner().drain();
+                    ready.clear_ready();
+                    self.check_interfaces();
+                }
+                _ = w.link_check.tick() => self.check_interfaces(),
                 _ = w.tick.tick(), if self.config.stats_interval > 0 => {
                     print!("{}", report::device_table(&self.device_samples()?));
                 }
@@ -214,6 +234,22 @@ impl Daemon {
             dns_due: tokio::time::Instant::now(),
             ring: None,
             identity: None,
+            link_events: match crate::sys::netlink::LinkEvents::open().and_then(|l| {
+                // SAFETY: LinkEvents owns its socket for as long as the
+                // AsyncFd holds it, and always reports that same one.
+                unsafe { AsyncFd::register(l) }.map_err(|e| std::io::Error::other(e.to_string()))
+            }) {
+                Ok(fd) => Some(fd),
+                Err(e) => {
+                    log(&format!(
+                        "link notifications (rtnetlink): {e}; interfaces deleted and created \
+                         again are noticed within {} s instead",
+                        LINK_CHECK.as_secs()
+                    ));
+                    None
+                }
+            },
+            link_check: tokio::time::interval(LINK_CHECK),
             incoming,
             refusals,
             scrapes,

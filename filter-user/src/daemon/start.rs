@@ -98,6 +98,7 @@ impl Daemon {
         for w in warnings {
             log(&format!("inventory: {w}"));
         }
+        let interfaces = config.ifaces.iter().map(|i| (i.clone(), Default::default())).collect();
         Ok(Daemon {
             inventory,
             learning,
@@ -113,6 +114,7 @@ impl Daemon {
             metrics,
             applied_at: SystemTime::now(),
             last_apply_ok: true,
+            interfaces,
             policy,
         })
     }

@@ -164,6 +164,12 @@ impl PinDir {
         offload: VlanOffload,
     ) -> Result<(bool, TagPath), LoadError> {
         let path = self.link(iface);
+        // A link on no interface (the kernel detached it when the interface
+        // was deleted) or on another one (renamed, and a new `iface` came):
+        // the interface of that name is not filtered, so it goes.
+        if path.exists() && self.link_ifindex(iface) != sys::net::if_index(iface) {
+            self.remove_link(iface)?;
+        }
         let existing = if path.exists() { Some(link_type(&path)?) } else { None };
         if existing == Some(aya::programs::links::LinkType::Tcx) {
             // TC reads tags in the frame and beside it alike.
@@ -233,6 +239,14 @@ impl PinDir {
         }
         fd_link.pin(&path).map_err(|e| LoadError::pin("", &path, e))?;
         Ok((true, tags))
+    }
+
+    /// The interface `iface`'s pinned link is on: `None` when no link is
+    /// pinned (or it cannot be read), `Some(0)` when the kernel detached it
+    /// (the interface was deleted). A renamed interface keeps its link, so
+    /// this may differ from `iface`'s ifindex now.
+    pub fn link_ifindex(&self, iface: &str) -> Option<u32> {
+        sys::bpf::pinned_link_ifindex(&self.link(iface)).ok()
     }
 
     /// How the filter pinned on `iface` sees VLAN tags, from its link.

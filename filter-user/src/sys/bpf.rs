@@ -11,17 +11,18 @@ use std::{
 
 const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
 
-/// bpf(2) command `cmd` with `attr`; the error is errno's.
+/// bpf(2) command `cmd` with `attr`: what it returned (a new descriptor
+/// for some commands), or errno's error.
 ///
 /// # Safety
 /// `attr` must be a valid `union bpf_attr` prefix for `cmd`, and every
 /// pointer in it must cover what the command reads or writes there.
-unsafe fn bpf<A>(cmd: libc::c_long, attr: &mut A) -> io::Result<()> {
+unsafe fn bpf<A>(cmd: libc::c_long, attr: &mut A) -> io::Result<libc::c_long> {
     // SAFETY: guaranteed by the caller; `attr` lives across the call.
     let ret = unsafe {
         libc::syscall(libc::SYS_bpf, cmd, attr as *mut A, size_of::<A>() as libc::c_uint)
     };
-    if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+    if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(ret) }
 }
 
 /// `union bpf_attr`, the `batch` member (include/uapi/linux/bpf.h).
@@ -176,4 +177,60 @@ pub fn lookup_u32(map: BorrowedFd<'_>, key: u32) -> io::Result<Option<u32>> {
         };
     }
     Ok(Some(value))
+}
+
+const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+
+/// `union bpf_attr`, the `info` member.
+#[repr(C)]
+#[derive(Default)]
+struct InfoAttr {
+    bpf_fd: u32,
+    info_len: u32,
+    info: u64,
+}
+
+const BPF_OBJ_GET: libc::c_long = 7;
+
+/// `union bpf_attr`, the `BPF_OBJ_*` member.
+#[repr(C)]
+#[derive(Default)]
+struct ObjAttr {
+    pathname: u64,
+    bpf_fd: u32,
+    file_flags: u32,
+}
+
+/// The interface the BPF link pinned at `path` (an XDP or TCX attachment)
+/// is on: its ifindex, 0 once the kernel detached it (the interface was
+/// deleted). aya 0.14's `LinkInfo` does not expose it.
+pub fn pinned_link_ifindex(path: &std::path::Path) -> io::Result<u32> {
+    use std::os::{fd::FromRawFd as _, unix::ffi::OsStrExt as _};
+
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let mut attr = ObjAttr { pathname: c_path.as_ptr() as u64, ..ObjAttr::default() };
+    // SAFETY: `attr` is a valid bpf_attr prefix for this command; the path
+    // is NUL-terminated and outlives the call.
+    let fd = unsafe { bpf(BPF_OBJ_GET, &mut attr) }?;
+    // SAFETY: BPF_OBJ_GET returned a new descriptor that nothing else owns.
+    let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) };
+    link_ifindex(std::os::fd::AsFd::as_fd(&fd))
+}
+
+fn link_ifindex(link: BorrowedFd<'_>) -> io::Result<u32> {
+    // `struct bpf_link_info`: type, id, prog_id, then (8-byte aligned) the
+    // union whose `xdp` and `tcx` members start with the ifindex.
+    const IFINDEX_AT: usize = 16;
+    let mut info = [0u64; 8];
+    let mut attr = InfoAttr {
+        bpf_fd: link.as_raw_fd() as u32,
+        info_len: size_of_val(&info) as u32,
+        info: info.as_mut_ptr() as u64,
+    };
+    // SAFETY: `attr` is a valid bpf_attr prefix for this command; `info`
+    // covers the `info_len` bytes the kernel may write and outlives the call.
+    unsafe { bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr) }?;
+    let w = info[IFINDEX_AT / 8].to_ne_bytes();
+    Ok(u32::from_ne_bytes([w[0], w[1], w[2], w[3]]))
 }

@@ -7,5 +7,6 @@ pub mod caps;
 pub mod clock;
 pub mod fs;
 pub mod net;
+pub mod netlink;
 pub mod process;
 pub mod users;

@@ -22,12 +22,20 @@ impl Daemon {
             .ifaces
             .iter()
             .map(|i| {
-                let tags = self.tag_path(i);
+                let attached = self.filtered(i);
+                let tags = self.tag_path(i).filter(|_| attached);
+                let health = self.interfaces.get(i).cloned().unwrap_or_default();
+                let gap = health.gap.as_ref();
                 replies::Interface {
                     name: i.clone(),
-                    attached: self.pins.link(i).exists(),
+                    attached,
                     hook: tags.map(|t| t.hook().to_string()),
                     tags: tags.map(|t| t.name().to_string()),
+                    renamed_to: health.renamed_to.clone(),
+                    unfiltered_since: gap.map(|(_, at, _)| crate::time::date(*at)),
+                    unfiltered_reason: gap.map(|(.., why)| why.to_string()),
+                    gaps: health.gaps,
+                    unfiltered_seconds: health.unfiltered_now().as_secs_f64(),
                 }
             })
             .collect();
@@ -68,18 +76,7 @@ impl Daemon {
     }
 
     fn status_text(&self, s: &replies::Status) -> String {
-        let interfaces = self
-            .config
-            .ifaces
-            .iter()
-            .map(|i| match self.tag_path(i) {
-                Some(t) if self.pins.link(i).exists() => {
-                    format!("{i} ({}, tags {})", t.hook().to_uppercase(), t.name())
-                }
-                _ => format!("{i} (NOT attached)"),
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
+        let interfaces = s.interfaces.iter().map(interface_text).collect::<Vec<_>>().join(", ");
         let mut text = format!(
             "policy {} (revision {}, applied {}), {} devices\n\
              interfaces: {} ({} XDP)\npins: {}\n\
@@ -156,4 +153,27 @@ impl Daemon {
         };
         Ok(Reply::with(text, &data))
     }
+}
+
+/// One `--iface` as `status` says it.
+fn interface_text(i: &replies::Interface) -> String {
+    let mut text = match (&i.hook, &i.tags, &i.unfiltered_since) {
+        (Some(hook), Some(tags), _) => format!("{} ({}, tags {tags}", i.name, hook.to_uppercase()),
+        (_, _, Some(since)) => format!(
+            "{} (NOT filtered since {since}: {}",
+            i.name,
+            i.unfiltered_reason.as_deref().unwrap_or("not attached")
+        ),
+        _ => format!("{} (NOT attached", i.name),
+    };
+    if let Some(now) = &i.renamed_to {
+        text += &format!("; renamed to {now}, still filtered there");
+    }
+    if i.gaps > 0 {
+        text += &format!(
+            "; {} gap(s) without the filter, {:.1} s in all",
+            i.gaps, i.unfiltered_seconds
+        );
+    }
+    text + ")"
 }

@@ -5,7 +5,7 @@
 use std::time::{Duration, SystemTime};
 
 use aya::maps::lpm_trie::Key;
-use filter_common::{BLOCK_REASON_LEN, BlockEntry, NS_PER_SEC, PeerData};
+use filter_common::{BLOCK_REASON_LEN, BlockEntry, MAX_BLOCKS, NS_PER_SEC, PeerData};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
@@ -90,7 +90,23 @@ impl Filter {
             )));
         }
         let later = |a: u64, b: u64| if a == 0 || b == 0 { 0 } else { a.max(b) };
-        let existing = self.blocks()?;
+        let mut existing = self.blocks()?;
+        // A full trie: expired entries make room; else refused before
+        // anything changes (the loop below extends entries inside this
+        // one), with more to go on than the kernel's ENOSPC.
+        let full = |e: &[(IpNet, BlockEntry)]| {
+            e.len() >= MAX_BLOCKS as usize && !e.iter().any(|(n, _)| *n == net)
+        };
+        if full(&existing) {
+            self.prune_actions(sys::clock::boot_ns())?;
+            existing = self.blocks()?;
+            if full(&existing) {
+                return Err(LoadError::Refused(format!(
+                    "the blocklist is full ({MAX_BLOCKS} entries): unblock some, or block a \
+                     network that covers several"
+                )));
+            }
+        }
         for (other, e) in &existing {
             if *other != net && other.contains(&net) {
                 entry.expires_ns = later(entry.expires_ns, e.expires_ns);

@@ -74,6 +74,8 @@ pub struct InventorySample {
     /// Sightings dropped since the daemon started: the batch waiting for
     /// the next write was full.
     pub sightings_dropped: u64,
+    /// Writes of the database that failed since the daemon started.
+    pub write_errors: u64,
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
@@ -419,6 +421,14 @@ fn register_inventory(registry: &mut Registry, s: &InventorySample) {
          full, a flood of new MACs (since the daemon started)",
         dropped,
     );
+    let errors = Counter::<u64>::default();
+    errors.inc_by(s.write_errors);
+    registry.register(
+        "inventory_write_errors",
+        "Writes of the inventory database that failed, a full or read-only disk (since the \
+         daemon started); their sightings are lost",
+        errors,
+    );
 }
 
 /// OpenMetrics text to the classic Prometheus 0.0.4 format: counters are
@@ -492,6 +502,7 @@ mod tests {
                 new_unknown: vec![(110, 4), (120, 0)],
                 evicted: 2,
                 sightings_dropped: 5,
+                write_errors: 1,
             },
         }
     }
@@ -538,6 +549,7 @@ mod tests {
             "vlanguard_inventory_new_unknown_hosts_total{vlan=\"120\"} 0",
             "vlanguard_inventory_evictions_total 2",
             "vlanguard_inventory_sightings_dropped_total 5",
+            "vlanguard_inventory_write_errors_total 1",
         ] {
             assert!(text.lines().any(|l| l == line), "{line}\n{text}");
         }

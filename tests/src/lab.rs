@@ -114,7 +114,10 @@ pub struct Lab {
     pub policy_file: PathBuf,
     pub socket: PathBuf,
     pub audit_log: PathBuf,
+    pub inventory_db: PathBuf,
     daemon: Option<Child>,
+    /// Filesystems `mount_tmpfs` mounted, unmounted when the lab goes.
+    mounts: Vec<PathBuf>,
     /// Environment the daemon is started with, beyond the test's.
     pub daemon_env: Vec<(String, String)>,
     /// The router interfaces the daemon runs on.
@@ -208,6 +211,8 @@ impl Lab {
             policy_file: dir.join("policy.toml"),
             socket: dir.join("vlanguard.sock"),
             audit_log: dir.join("audit.log"),
+            inventory_db: dir.join("inventory.db"),
+            mounts: Vec::new(),
             dir,
             namespaces: Vec::new(),
             prefix,
@@ -444,7 +449,7 @@ impl Lab {
             ("--socket", &self.socket),
             ("--audit-log", &self.audit_log),
             ("--events-log", &self.dir.join("events.log")),
-            ("--inventory-db", &self.dir.join("inventory.db")),
+            ("--inventory-db", &self.inventory_db),
             // Never the machine's /etc/vlanguard/mud.
             ("--mud-dir", &self.mud_dir()),
         ] {
@@ -467,6 +472,18 @@ impl Lab {
             }
             thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// A tmpfs of `size` (e.g. "1m") at `name` in the lab's directory: a
+    /// small disk to fill, or to make read-only.
+    pub fn mount_tmpfs(&mut self, name: &str, size: &str) -> PathBuf {
+        let dir = self.dir.join(name);
+        fs::create_dir_all(&dir).expect("mount point");
+        sh(Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&dir));
+        self.mounts.push(dir.clone());
+        dir
     }
 
     /// Whether the daemon this lab started is still running.
@@ -689,6 +706,9 @@ impl Drop for Lab {
             let _ = self.vlanguard(&["detach", "--pin-dir", &self.pin_dir.to_string_lossy()]);
         }
         let _ = Command::new("umount").arg(self.dir.join("bpf")).stderr(Stdio::null()).status();
+        for m in &self.mounts {
+            let _ = Command::new("umount").arg("-l").arg(m).stderr(Stdio::null()).status();
+        }
         for ns in &self.namespaces {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
             // Per-namespace resolver files a test wrote (see `resolv_conf`).

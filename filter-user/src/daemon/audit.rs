@@ -103,9 +103,37 @@ struct Suppressed {
 
 const PERMISSION_DENIED: &str = "permission-denied";
 
+/// Room kept for an entry beyond the request it records (the result
+/// message, the summaries, the user).
+const RESERVE: u64 = 64 * 1024;
+
 impl Audit {
     pub fn new(path: PathBuf, journal: Option<Arc<Journal>>) -> Audit {
         Audit { path, journal, limiter: refusals::Limiter::default() }
+    }
+
+    /// Makes sure the entry of `request` can be written before the change
+    /// is made: the log is writable and room for the entry (the request's
+    /// size and `RESERVE` for the rest) is allocated past its end. A full or
+    /// read-only disk then refuses the change instead of leaving it
+    /// unaudited. Filesystems that cannot reserve are only checked for
+    /// being writable.
+    pub fn reserve(&self, request: &Request) -> std::io::Result<()> {
+        let need = serde_json::to_vec(request).map_or(0, |v| v.len() as u64) + RESERVE;
+        let f = self.open()?;
+        let end = f.metadata()?.len();
+        crate::sys::fs::reserve(&f, end, need).map(|_| ())
+    }
+
+    fn open(&self) -> std::io::Result<fs::File> {
+        if let Some(dir) = self.path.parent() {
+            fs::create_dir_all(dir)?;
+        }
+        fs::OpenOptions::new().create(true).append(true).open(&self.path)
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
     }
 
     /// A request that changes something, with the policy in brief before
@@ -201,17 +229,13 @@ impl Audit {
         if let Some(j) = &self.journal {
             j.audit(&entry);
         }
-        let path = &self.path;
         let write = || -> std::io::Result<()> {
-            if let Some(dir) = path.parent() {
-                fs::create_dir_all(dir)?;
-            }
-            let mut f = fs::OpenOptions::new().create(true).append(true).open(path)?;
+            let mut f = self.open()?;
             std::io::Write::write_all(&mut f, format!("{entry}\n").as_bytes())?;
             f.sync_data()
         };
         if let Err(e) = write() {
-            log(&format!("audit log {}: {e}", path.display()));
+            log(&format!("audit log {}: {e}; the entry was {entry}", self.path.display()));
         }
     }
 }

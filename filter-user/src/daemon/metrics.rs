@@ -186,6 +186,7 @@ impl Daemon {
             new_unknown: new_unknown.into_iter().collect(),
             evicted: tally.census.evicted,
             sightings_dropped: self.inventory.sightings_dropped(),
+            write_errors: tally.write_errors,
         }
     }
 

@@ -140,11 +140,30 @@ impl Inventory {
                 s.save_bindings(&bindings)?;
                 tally::write(&mut s, &batch, &declared, &tally)
             });
-            match written {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => eprintln!("vlanguard: inventory: {e}"),
-                Err(_) => eprintln!("vlanguard: inventory: a write panicked"),
+            let error = match written {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(_) => Some("a write panicked".to_string()),
+            };
+            // Said once when writes start failing and once when they work
+            // again, not every second; counted for the metrics.
+            let mut t = tally::lock(&tally);
+            match error {
+                Some(e) => {
+                    t.write_errors += 1;
+                    if !std::mem::replace(&mut t.failing, true) {
+                        eprintln!(
+                            "vlanguard: inventory: {e}; sightings are lost until the database \
+                             can be written again (enforcement is not affected)"
+                        );
+                    }
+                }
+                None if std::mem::replace(&mut t.failing, false) => {
+                    eprintln!("vlanguard: inventory: the database is written again");
+                }
+                None => {}
             }
+            drop(t);
             writing.store(false, Ordering::Release);
         });
     }

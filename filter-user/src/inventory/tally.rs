@@ -95,6 +95,11 @@ pub struct Tally {
     /// VLAN -> hosts first recorded since the daemon started that were no
     /// declared device then.
     pub new_unknown: BTreeMap<u16, u64>,
+    /// Writes of the database that failed since the daemon started (a full
+    /// or read-only disk): their sightings are lost, the daemon runs on.
+    pub write_errors: u64,
+    /// The last write failed (so the next success is logged).
+    pub failing: bool,
 }
 
 impl Tally {

@@ -1,5 +1,5 @@
-//! Files: the pin directory's lock, and whether a path is on a BPF
-//! filesystem.
+//! Files: the pin directory's lock, whether a path is on a BPF
+//! filesystem, room reserved in a file.
 
 use std::{
     io,
@@ -30,5 +30,24 @@ pub fn is_bpffs(path: &Path) -> bool {
     unsafe {
         let mut buf: libc::statfs = std::mem::zeroed();
         libc::statfs(c.as_ptr(), &raw mut buf) == 0 && buf.f_type == BPF_FS_MAGIC
+    }
+}
+
+/// Allocates `len` bytes of `file` from `offset` without changing its size
+/// (`fallocate` with `FALLOC_FL_KEEP_SIZE`): later writes there cannot fail
+/// for want of space. `Ok(false)` where the filesystem cannot do it.
+pub fn reserve(file: &std::fs::File, offset: u64, len: u64) -> io::Result<bool> {
+    let (Ok(offset), Ok(len)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len)) else {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    };
+    // SAFETY: fallocate on a descriptor `file` keeps open for the call; no
+    // memory is involved.
+    if unsafe { libc::fallocate(file.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, offset, len) } == 0 {
+        return Ok(true);
+    }
+    let err = io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(libc::EOPNOTSUPP) => Ok(false),
+        _ => Err(err),
     }
 }

@@ -32,6 +32,18 @@ impl Daemon {
     fn handle(&mut self, request: &Request, uid: u32) -> Reply {
         let before = self.summary();
         let started = Instant::now();
+        // No change the audit log cannot record.
+        if request.changes()
+            && let Err(e) = self.audit.reserve(request)
+        {
+            let message = format!(
+                "refused: the audit log {} cannot be written ({e}), and every change is \
+                 recorded there first; free space there or make it writable, then ask again",
+                self.audit.path().display()
+            );
+            super::log(&format!("a change was {message}"));
+            return Reply::invalid(message);
+        }
         let reply = match self.dispatch(request) {
             Ok(reply) => reply,
             Err(e) => Reply::invalid(format!("{e:#}")),

@@ -47,7 +47,7 @@ pub fn reserve(file: &std::fs::File, offset: u64, len: u64) -> io::Result<bool> 
     }
     let err = io::Error::last_os_error();
     match err.raw_os_error() {
-        Some(libc::EOPNOTSUPP) => Ok(false),
+        Some(libc::EOPNOTSUPP | libc::ENOSYS) => Ok(false),
         _ => Err(err),
     }
 }

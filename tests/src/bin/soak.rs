@@ -290,6 +290,8 @@ struct Soak<'a> {
     applies: Vec<Duration>,
     /// Every refused (invalid) policy apply.
     refusals: Vec<Duration>,
+    /// Every SIGHUP reload, as the daemon logs its time.
+    reloads: Vec<Duration>,
     bin: PathBuf,
     /// Each daemon's start, to its first apply.
     starts: Vec<Duration>,
@@ -529,7 +531,14 @@ impl Soak<'_> {
         // SAFETY: kill(2) on the daemon we spawned and have not reaped.
         unsafe { libc::kill(pid as i32, libc::SIGHUP) };
         match self.wait_for_log(from, "SIGHUP: ") {
-            Some(line) if line.contains("applied as revision") => self.count("SIGHUP"),
+            Some(line) if line.contains("applied as revision") => {
+                self.count("SIGHUP");
+                // "SIGHUP: FILE applied as revision N in M ms"
+                let took = line.rsplit_once(" in ").and_then(|(_, t)| t.strip_suffix(" ms"));
+                if let Some(took) = took.and_then(|t| t.trim().parse().ok()) {
+                    self.reloads.push(Duration::from_millis(took));
+                }
+            }
             Some(line) => self.fail(format!("SIGHUP: {line}")),
             None => self.fail(format!("SIGHUP: nothing logged within {LOG_WAIT:?}")),
         }
@@ -789,6 +798,7 @@ fn soak(args: &Args) -> Vec<String> {
         counts: BTreeMap::new(),
         applies: Vec::new(),
         refusals: Vec::new(),
+        reloads: Vec::new(),
         bin: lab::vlanguard_bin(),
         starts: Vec::new(),
         incarnations: Vec::new(),
@@ -855,7 +865,12 @@ fn run(s: &mut Soak<'_>, args: &Args, duration: Duration, limit: Duration) -> St
     let mut upgraded = false;
     let max_ops = args.seconds * 20;
     let mut ops = 0;
+    let mut progress = Duration::from_secs(60);
     while s.now() < duration && ops < max_ops && s.failures.is_empty() {
+        if s.now() >= progress {
+            eprintln!("soak: {} s, {ops} operations", progress.as_secs());
+            progress += Duration::from_secs(60);
+        }
         if INTERRUPTED.load(Ordering::Relaxed) {
             s.fail("interrupted".into());
             break;
@@ -984,6 +999,14 @@ fn run(s: &mut Soak<'_>, args: &Args, duration: Duration, limit: Duration) -> St
         refusals.len(),
         ms(percentile(&refusals, 50)),
         ms(percentile(&refusals, 100))
+    ));
+    let mut reloads = s.reloads.clone();
+    reloads.sort();
+    head.push_str(&format!(
+        "  SIGHUP reloads (the daemon's own time): {}, median {}, max {}\n",
+        reloads.len(),
+        ms(percentile(&reloads, 50)),
+        ms(percentile(&reloads, 100))
     ));
     let mut starts = s.starts.clone();
     starts.sort();

@@ -1,7 +1,8 @@
 //! `cargo xtask soak [--minutes N]`: the soak of `tests/src/bin/soak.rs`
 //! (the real daemon on the namespace lab under traffic, random operators'
 //! changes, kills, restarts and an upgrade to a second build), 30 minutes
-//! by default; `cargo xtask test` runs it for `SECONDS_IN_TEST`.
+//! by default; `cargo xtask test` runs it for `SECONDS_IN_TEST`. The
+//! daemons' logs and the audit log are kept in target/soak.
 
 use std::{path::Path, process::Command};
 
@@ -30,6 +31,7 @@ pub fn build_and_run(root: &Path, seconds: u64, seed: Option<u64>) -> Result<()>
 pub fn run_built(root: &Path, seconds: u64, seed: Option<u64>, variant: &Path) -> Result<()> {
     let mut cmd = Command::new(root.join("target/debug/soak"));
     cmd.args(["--seconds", &seconds.to_string()]).arg("--variant").arg(variant);
+    cmd.arg("--logs").arg(root.join("target/soak"));
     if let Some(seed) = seed {
         cmd.args(["--seed", &seed.to_string()]);
     }

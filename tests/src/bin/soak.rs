@@ -3,10 +3,11 @@
 //! SIGHUPs, DNS refreshes, `kill -9`s with restarts and an upgrade to a
 //! second build; it fails (exit 1) when an invariant breaks.
 //!
-//! `soak --seconds N | --minutes N [--seed S] [--variant PATH]` as root
-//! (`cargo xtask soak` builds and runs it; `cargo xtask test` runs 60 s).
-//! The daemon is `VLANGUARD_BIN`, the second build `--variant` or
-//! `VLANGUARD_VARIANT_BIN`.
+//! `soak --seconds N | --minutes N [--seed S] [--variant PATH] [--logs DIR]`
+//! as root (`cargo xtask soak` builds and runs it; `cargo xtask test` runs
+//! 60 s). The daemon is `VLANGUARD_BIN`, the second build `--variant` or
+//! `VLANGUARD_VARIANT_BIN`; `--logs` keeps the daemons' logs and the audit
+//! log (those of an earlier run there are replaced).
 //!
 //! Streams (source ports fixed, one-byte flow id and a sequence number):
 //! - `allowed`: nurse -> pump UDP 5005, 1,000/s, allowed by the policy;
@@ -290,6 +291,8 @@ struct Soak<'a> {
     applies: Vec<Duration>,
     /// Every refused (invalid) policy apply.
     refusals: Vec<Duration>,
+    /// Changes made through the CLI (each must be in the audit log).
+    cli_changes: u64,
     /// Every SIGHUP reload, as the daemon logs its time.
     reloads: Vec<Duration>,
     bin: PathBuf,
@@ -338,6 +341,7 @@ impl Soak<'_> {
             return;
         }
         self.count(op);
+        self.cli_changes += 1;
         if apply {
             self.applies.push(took);
         }
@@ -710,12 +714,15 @@ struct Args {
     seconds: u64,
     seed: u64,
     variant: PathBuf,
+    /// Where to keep the daemons' logs and the audit log.
+    logs: Option<PathBuf>,
 }
 
 fn args() -> Result<Args> {
     let mut seconds = 60;
     let mut seed = None;
     let mut variant = std::env::var_os("VLANGUARD_VARIANT_BIN").map(PathBuf::from);
+    let mut logs = None;
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         let mut value = || it.next().with_context(|| format!("{a} needs a value"));
@@ -724,7 +731,10 @@ fn args() -> Result<Args> {
             "--minutes" => seconds = value()?.parse::<u64>()? * 60,
             "--seed" => seed = Some(value()?.parse()?),
             "--variant" => variant = Some(value()?.into()),
-            _ => bail!("usage: soak [--seconds N | --minutes N] [--seed S] [--variant PATH]"),
+            "--logs" => logs = Some(PathBuf::from(value()?)),
+            _ => bail!(
+                "usage: soak [--seconds N | --minutes N] [--seed S] [--variant PATH] [--logs DIR]"
+            ),
         }
     }
     if seconds < 20 {
@@ -735,7 +745,7 @@ fn args() -> Result<Args> {
         bail!("{} is missing (cargo xtask soak builds it)", variant.display());
     }
     let seed = seed.unwrap_or_else(|| rand::rng().random());
-    Ok(Args { seconds, seed, variant })
+    Ok(Args { seconds, seed, variant, logs })
 }
 
 fn main() -> ExitCode {
@@ -799,6 +809,7 @@ fn soak(args: &Args) -> Vec<String> {
         applies: Vec::new(),
         refusals: Vec::new(),
         reloads: Vec::new(),
+        cli_changes: 0,
         bin: lab::vlanguard_bin(),
         starts: Vec::new(),
         incarnations: Vec::new(),
@@ -809,11 +820,39 @@ fn soak(args: &Args) -> Vec<String> {
     if s.start_daemon("first") {
         report = run(&mut s, args, duration, limit);
     }
-    let failures = std::mem::take(&mut s.failures);
+    let mut failures = std::mem::take(&mut s.failures);
     drop(s);
     println!("{report}");
-    let mut failures = failures;
     lab.stop_daemon(libc::SIGTERM);
+    // The daemons' logs: no panic; kept in --logs if asked.
+    let mut logs: Vec<PathBuf> =
+        fs::read_dir(&lab.dir).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    logs.retain(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("daemon-")));
+    logs.sort();
+    for log in &logs {
+        let text = fs::read_to_string(log).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.contains("panicked")) {
+            failures.push(format!("{}: {line}", log.display()));
+        }
+    }
+    if let Some(keep) = &args.logs {
+        // Only what an earlier soak left there.
+        for old in fs::read_dir(keep).into_iter().flatten().flatten() {
+            let name = old.file_name().to_string_lossy().into_owned();
+            if name == "audit.log" || (name.starts_with("daemon-") && name.ends_with(".log")) {
+                let _ = fs::remove_file(old.path());
+            }
+        }
+        let kept = fs::create_dir_all(keep).is_ok()
+            && logs.iter().chain([&lab.audit_log]).all(|p| {
+                p.file_name().is_none_or(|n| !p.exists() || fs::copy(p, keep.join(n)).is_ok())
+            });
+        if kept {
+            println!("soak: the daemons' logs and the audit log are in {}", keep.display());
+        } else {
+            eprintln!("soak: could not keep the logs in {}", keep.display());
+        }
+    }
     drop(dns);
     drop(lab);
     // The lab's Drop removed its namespaces, pins and directory.
@@ -1018,6 +1057,38 @@ fn run(s: &mut Soak<'_>, args: &Args, duration: Duration, limit: Duration) -> St
     ));
     let counts: Vec<String> = s.counts.iter().map(|(k, v)| format!("{k} {v}")).collect();
     head.push_str(&format!("  operations: {}\n", counts.join(", ")));
+
+    // The audit log: every change and every refusal, the applies timed.
+    let audit = fs::read_to_string(&s.lab.audit_log).unwrap_or_default();
+    let (mut ok, mut refused) = (0, 0);
+    let mut timed = Vec::new();
+    for line in audit.lines() {
+        let Ok(rec) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        if rec["ok"] == true {
+            ok += 1;
+            let applied = rec["result"].as_str().is_some_and(|r| r.contains("applied as revision"));
+            if let (true, Some(took)) = (applied, rec["took_ms"].as_u64()) {
+                timed.push(Duration::from_millis(took));
+            }
+        } else {
+            refused += 1;
+        }
+    }
+    timed.sort();
+    head.push_str(&format!(
+        "  audit log: {ok} changes, {refused} refusals; applies as it times them: {}, \
+         median {}, max {}\n",
+        timed.len(),
+        ms(percentile(&timed, 50)),
+        ms(percentile(&timed, 100))
+    ));
+    if ok != s.cli_changes || refused != s.refusals.len() as u64 {
+        s.fail(format!(
+            "the audit log holds {ok} changes and {refused} refusals; the soak made {} and {}",
+            s.cli_changes,
+            s.refusals.len()
+        ));
+    }
 
     // Final state: the blocklist as the model says.
     let blocks = String::from_utf8_lossy(&s.lab.cli(&["blocks"]).stdout).into_owned();

@@ -18,10 +18,12 @@
 //!   with or without it) is in force;
 //! - `named`: nurse -> pump UDP 5020, 200/s, allowed by a rule naming
 //!   `station.lab.test` while the lab's DNS server answers the nurse's
-//!   address for it (the soak moves the name away and back).
+//!   address for it (the soak moves the name away and back);
+//! - over IPv6, 200/s each: nurse -> pump UDP 5007 allowed, pump -> nurse
+//!   UDP 7001 denied.
 //!
-//! A block of the nurse or a quarantine of the pump denies the three
-//! nurse -> pump streams until lifted. The soak keeps the model of what
+//! A block of the nurse (its IPv4 address) denies the three IPv4 nurse ->
+//! pump streams until lifted, a quarantine of the pump all four. The soak keeps the model of what
 //! is in force and, for every datagram, judges it by the model at the time
 //! it was sent: allowed ones must all arrive, denied ones none. A datagram
 //! sent while a change that alters its stream's verdict is in progress
@@ -59,7 +61,7 @@ use anyhow::{Context as _, Result, bail};
 use rand::{Rng as _, SeedableRng as _, rngs::StdRng};
 use vlanguard_tests::{
     dns::Dns,
-    lab::{self, Lab, NURSE, PUMP, socket_addr},
+    lab::{self, Lab, NURSE, NURSE6, PUMP, PUMP6, socket_addr},
 };
 
 /// Slack after a change's command returns (or the DNS move is logged):
@@ -96,10 +98,13 @@ enum Flow {
     Toggled,
     Named,
     Denied,
+    Allowed6,
+    Denied6,
 }
 
 impl Flow {
-    const ALL: [Flow; 4] = [Flow::Allowed, Flow::Toggled, Flow::Named, Flow::Denied];
+    const ALL: [Flow; 6] =
+        [Flow::Allowed, Flow::Toggled, Flow::Named, Flow::Denied, Flow::Allowed6, Flow::Denied6];
 
     fn id(self) -> u8 {
         self as u8 + 1
@@ -111,6 +116,8 @@ impl Flow {
             Flow::Toggled => "toggled nurse->pump udp/6000",
             Flow::Named => "named   nurse->pump udp/5020",
             Flow::Denied => "denied  pump->nurse udp/7000",
+            Flow::Allowed6 => "allowed nurse->pump udp6/5007",
+            Flow::Denied6 => "denied  pump->nurse udp6/7001",
         }
     }
 
@@ -120,6 +127,8 @@ impl Flow {
             Flow::Toggled => 6000,
             Flow::Named => 5020,
             Flow::Denied => 7000,
+            Flow::Allowed6 => 5007,
+            Flow::Denied6 => 7001,
         }
     }
 
@@ -131,20 +140,33 @@ impl Flow {
     fn every(self) -> u64 {
         match self {
             Flow::Allowed | Flow::Denied => 1,
-            Flow::Toggled | Flow::Named => 5,
+            Flow::Toggled | Flow::Named | Flow::Allowed6 | Flow::Denied6 => 5,
         }
     }
 
     fn sender(self) -> &'static str {
-        if self == Flow::Denied { "pump" } else { "nurse" }
+        if self.denied() { "pump" } else { "nurse" }
     }
 
     fn receiver(self) -> &'static str {
-        if self == Flow::Denied { "nurse" } else { "pump" }
+        if self.denied() { "nurse" } else { "pump" }
     }
 
     fn dst(self) -> &'static str {
-        if self == Flow::Denied { NURSE } else { PUMP }
+        match self {
+            Flow::Denied => NURSE,
+            Flow::Denied6 => NURSE6,
+            Flow::Allowed6 => PUMP6,
+            _ => PUMP,
+        }
+    }
+
+    fn denied(self) -> bool {
+        matches!(self, Flow::Denied | Flow::Denied6)
+    }
+
+    fn v6(self) -> bool {
+        matches!(self, Flow::Allowed6 | Flow::Denied6)
     }
 }
 
@@ -167,7 +189,9 @@ impl Model {
             Flow::Allowed => open,
             Flow::Toggled => open && self.rule,
             Flow::Named => open && self.named_nurse,
-            Flow::Denied => false,
+            // The block is the nurse's IPv4 address only.
+            Flow::Allowed6 => !self.quarantined,
+            Flow::Denied | Flow::Denied6 => false,
         }
     }
 
@@ -576,7 +600,10 @@ impl Soak<'_> {
 fn send(flows: Vec<Flow>, t0: Instant, stop: Arc<AtomicBool>, limit: Duration) -> SendTimes {
     let socks: Vec<UdpSocket> = flows
         .iter()
-        .map(|f| UdpSocket::bind(("0.0.0.0", f.source_port())).expect("bind sender"))
+        .map(|f| {
+            let any = if f.v6() { "::" } else { "0.0.0.0" };
+            UdpSocket::bind((any, f.source_port())).expect("bind sender")
+        })
         .collect();
     let dsts: Vec<_> = flows.iter().map(|f| socket_addr(f.dst(), f.port())).collect();
     let mut times: Vec<Vec<u64>> = vec![Vec::new(); flows.len()];
@@ -612,24 +639,35 @@ type SendTimes = Vec<Vec<u64>>;
 /// A receiver's sequence numbers and its namespace's overflows.
 type Received = (Vec<u32>, u64);
 
-/// The namespace's UDP receive-buffer overflows (/proc/net/snmp).
+/// The namespace's UDP receive-buffer overflows, IPv4 and IPv6
+/// (/proc/net/snmp, /proc/net/snmp6).
 fn rcvbuf_errors() -> u64 {
     let text = fs::read_to_string("/proc/thread-self/net/snmp").unwrap_or_default();
     let mut udp = text.lines().filter(|l| l.starts_with("Udp: "));
-    let (Some(names), Some(values)) = (udp.next(), udp.next()) else { return 0 };
-    names
-        .split_whitespace()
-        .zip(values.split_whitespace())
-        .find(|(n, _)| *n == "RcvbufErrors")
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0)
+    let v4 = match (udp.next(), udp.next()) {
+        (Some(names), Some(values)) => names
+            .split_whitespace()
+            .zip(values.split_whitespace())
+            .find(|(n, _)| *n == "RcvbufErrors")
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0),
+        _ => 0,
+    };
+    let text = fs::read_to_string("/proc/thread-self/net/snmp6").unwrap_or_default();
+    let v6 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Udp6RcvbufErrors"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    v4 + v6
 }
 
 /// Receives `flow`'s datagrams until `stop` (and 200 ms without one) or
 /// `limit`; the sequence numbers seen, and the namespace's receive-buffer
 /// overflows.
 fn receive(flow: Flow, stop: Arc<AtomicBool>, limit: Duration) -> Received {
-    let sock = UdpSocket::bind(("0.0.0.0", flow.port())).expect("bind receiver");
+    let any = if flow.v6() { "::" } else { "0.0.0.0" };
+    let sock = UdpSocket::bind((any, flow.port())).expect("bind receiver");
     // 8 MiB: seconds of the stream, whatever the scheduler does to us.
     let size: libc::c_int = 8 << 20;
     // SAFETY: setsockopt on a socket we own with a pointer to an int.

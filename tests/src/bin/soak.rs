@@ -247,19 +247,25 @@ struct Change {
 struct Timeline {
     initial: Model,
     changes: Vec<Change>,
+    /// The longest window.
+    longest: Duration,
 }
 
 impl Timeline {
+    fn push(&mut self, c: Change) {
+        self.longest = self.longest.max(c.end.saturating_sub(c.start));
+        self.changes.push(c);
+    }
+
     /// Whether `flow`'s datagram sent at `t` must arrive; `None`: sent in
     /// the window of a change of its verdict.
     fn expected(&self, flow: Flow, t: Duration) -> Option<bool> {
         let i = self.changes.partition_point(|c| c.start <= t);
-        // Changes are made one after another; a window ends at most
-        // LOG_WAIT + GRACE after it starts.
+        // Changes are made one after another: only the last few can hold t.
         let open = self.changes[..i]
             .iter()
             .rev()
-            .take_while(|c| t.saturating_sub(c.start) <= LOG_WAIT + Duration::from_secs(60))
+            .take_while(|c| t.saturating_sub(c.start) <= self.longest)
             .any(|c| t <= c.end && c.before.allows(flow) != c.after.allows(flow));
         if open {
             return None;
@@ -369,7 +375,7 @@ impl Soak<'_> {
         if apply {
             self.applies.push(took);
         }
-        self.timeline.changes.push(Change { start, end, before: self.model, after });
+        self.timeline.push(Change { start, end, before: self.model, after });
         self.model = after;
     }
 
@@ -589,7 +595,7 @@ impl Soak<'_> {
             return;
         }
         self.count(if after.named_nurse { "DNS move (back)" } else { "DNS move (away)" });
-        self.timeline.changes.push(Change { start, end, before: self.model, after });
+        self.timeline.push(Change { start, end, before: self.model, after });
         self.model = after;
     }
 }
@@ -841,7 +847,7 @@ fn soak(args: &Args) -> Vec<String> {
         dns: &dns,
         t0: Instant::now(),
         model: initial,
-        timeline: Timeline { initial, changes: Vec::new() },
+        timeline: Timeline { initial, changes: Vec::new(), longest: Duration::ZERO },
         rng: StdRng::seed_from_u64(args.seed),
         counts: BTreeMap::new(),
         applies: Vec::new(),

@@ -237,7 +237,7 @@ fn test(root: &Path, args: &[String]) -> Result<()> {
     cmd.env("VLANGUARD_VARIANT_BIN", &variant);
     lab_env(root, &mut cmd);
     run(cmd)?;
-    // Layer 4: the soak, short (`cargo xtask soak` for the long one);
+    // Last (the README's layer 7): the soak, short (`cargo xtask soak`);
     // skipped when only some kernel tests were asked for.
     if args.is_empty() {
         soak::run_built(root, soak::SECONDS_IN_TEST, None, &variant)?;

@@ -3,7 +3,7 @@
 //! records for other types. It listens on 127.0.0.1:53 inside one lab
 //! namespace, so processes there whose resolv.conf names 127.0.0.1 (see
 //! `Lab::resolv_conf`) resolve through it. Stops when dropped, and after
-//! two minutes whatever happens.
+//! two minutes (`start_for`: a given time) whatever happens.
 
 use std::{
     collections::HashMap,
@@ -35,6 +35,11 @@ pub struct Dns {
 impl Dns {
     /// Serves `names` (name, IPv4 address) in `role`'s namespace.
     pub fn start(lab: &Lab, role: &str, names: &[(&str, &str)]) -> Dns {
+        Dns::start_for(lab, role, names, LIFETIME)
+    }
+
+    /// `start`, serving for at most `lifetime` (the soak's whole run).
+    pub fn start_for(lab: &Lab, role: &str, names: &[(&str, &str)], lifetime: Duration) -> Dns {
         let map: HashMap<String, Ipv4Addr> =
             names.iter().map(|(n, a)| (n.to_string(), a.parse().expect("IPv4 address"))).collect();
         let names: Names = Arc::new(Mutex::new(map));
@@ -47,7 +52,7 @@ impl Dns {
                 let sock = UdpSocket::bind("127.0.0.1:53").expect("bind 127.0.0.1:53");
                 sock.set_read_timeout(Some(Duration::from_millis(100))).expect("timeout");
                 let _ = ready.send(());
-                let until = Instant::now() + LIFETIME;
+                let until = Instant::now() + lifetime;
                 let mut buf = [0u8; 512];
                 while !stop.load(Ordering::Relaxed) && Instant::now() < until {
                     let Ok((n, from)) = sock.recv_from(&mut buf) else { continue };

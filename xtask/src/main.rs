@@ -4,6 +4,7 @@
 mod bench_summary;
 mod fuzz;
 mod setup;
+mod soak;
 
 use std::{
     env,
@@ -36,9 +37,11 @@ enum Task {
         debug: bool,
     },
     /// Run every test layer: unit tests, then the kernel tests (root needed)
-    /// on the release and debug builds of the program.
+    /// on the release and debug builds of the program, then a 60-second
+    /// soak.
     Test {
-        /// Extra arguments for the kernel test run (e.g. a test name).
+        /// Extra arguments for the kernel test run (e.g. a test name); with
+        /// any, the soak is skipped.
         #[arg(trailing_var_arg = true)]
         args: Vec<String>,
     },
@@ -57,6 +60,21 @@ enum Task {
         time: u64,
         /// One target (default: all).
         target: Option<String>,
+    },
+    /// Soak the real daemon on the namespace lab (root): ~1,000 allowed
+    /// and ~1,000 denied UDP datagrams a second, random allow/revoke,
+    /// device add/remove, block/unblock, quarantine/release, valid and
+    /// invalid policy applies, SIGHUPs, DNS refreshes, kill -9 and restarts,
+    /// an upgrade to a second build. Fails if an allowed datagram is lost or
+    /// a denied one delivered (outside the windows of the changes that
+    /// alter them), or the daemon's memory or descriptors grow beyond a
+    /// bound; reports every apply's latency. Not in CI (`test` runs 60 s).
+    Soak {
+        #[arg(long, default_value_t = 30)]
+        minutes: u64,
+        /// The random operations' seed (default: random, printed).
+        #[arg(long)]
+        seed: Option<u64>,
     },
     /// Build the Debian package (target/debian/vlanguard_*.deb, with
     /// cargo-deb): the release binary, the example policy as
@@ -105,6 +123,7 @@ fn main() -> Result<()> {
             setup::run()?;
             fuzz::run(&root, time, target.as_deref())?;
         }
+        Task::Soak { minutes, seed } => soak::build_and_run(&root, minutes * 60, seed)?,
         Task::Demo => {
             setup::run()?;
             require_root("the lab creates network namespaces and attaches XDP")?;
@@ -210,17 +229,33 @@ fn test(root: &Path, args: &[String]) -> Result<()> {
     // The Debian package, for the test that installs it.
     let deb = package(root)?;
     // A second build whose eBPF program differs, for the upgrade test.
-    let variant_dir = root.join("target/variant");
-    let mut variant = cargo_cmd(["build", "--package", "filter-user", "--bin", "vlanguard"]);
-    variant.arg("--target-dir").arg(&variant_dir).env("VLANGUARD_EBPF_VARIANT", "1");
-    run(variant)?;
+    let variant = build_variant(root)?;
     let mut cmd = cargo_cmd(["test", "--package", "vlanguard-tests", "--"]);
     cmd.args(args);
     cmd.env("VLANGUARD_DEBUG_OBJECT", &debug_object);
     cmd.env("VLANGUARD_DEB", &deb);
-    cmd.env("VLANGUARD_VARIANT_BIN", variant_dir.join("debug/vlanguard"));
+    cmd.env("VLANGUARD_VARIANT_BIN", &variant);
     lab_env(root, &mut cmd);
-    run(cmd)
+    run(cmd)?;
+    // Last (the README's layer 7): the soak, short (`cargo xtask soak`);
+    // skipped when only some kernel tests were asked for.
+    if args.is_empty() {
+        soak::run_built(root, soak::SECONDS_IN_TEST, None, &variant)?;
+    } else {
+        eprintln!("test: the soak is skipped (kernel tests were selected)");
+    }
+    Ok(())
+}
+
+/// Builds the daemon again with `VLANGUARD_EBPF_VARIANT=1` (a program that
+/// differs) into target/variant, the upgrade test's and the soak's second
+/// build; its path.
+fn build_variant(root: &Path) -> Result<PathBuf> {
+    let variant_dir = root.join("target/variant");
+    let mut variant = cargo_cmd(["build", "--package", "filter-user", "--bin", "vlanguard"]);
+    variant.arg("--target-dir").arg(&variant_dir).env("VLANGUARD_EBPF_VARIANT", "1");
+    run(variant)?;
+    Ok(variant_dir.join("debug/vlanguard"))
 }
 
 /// Builds filter-ebpf for the BPF target the way aya-build does, in the

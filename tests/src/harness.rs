@@ -149,6 +149,14 @@ impl Harness {
         self.flows.quarantined = quarantined.to_vec();
     }
 
+    /// Forgets every flow and first fragment, in the program and in the
+    /// reference's view alike: what follows meets both as after `apply`
+    /// on a fresh load (the kernel fuzz target, one input at a time).
+    pub fn forget_flows(&mut self) {
+        let keys = self.flows.forget();
+        self.filter.forget_flows(&keys).expect("forget flows");
+    }
+
     /// Takes the counters as they are now: what `run` compares with (after
     /// timed runs through `run_raw`, which move them).
     pub fn snapshot(&mut self) {

@@ -8,6 +8,13 @@
 //! What a run discovers goes to `target/fuzz/corpus/TARGET/` (not
 //! committed); a crash's input to `target/fuzz/artifacts/TARGET/`; the
 //! instrumented builds to `target/fuzz/build`.
+//!
+//! The `kernel` target runs the real XDP program (BPF_PROG_TEST_RUN)
+//! against the reference evaluator, so it needs root: without it, naming
+//! the target or `CI=true` fails; a run of every target skips it with a
+//! message. Its program is the release object `cargo xtask build-ebpf`
+//! builds, embedded through `VLANGUARD_EBPF_DIR` (filter-user's build.rs)
+//! rather than built again under cargo-fuzz's instrumentation flags.
 
 use std::{
     fs,
@@ -20,7 +27,9 @@ use anyhow::{Context as _, Result, bail};
 use crate::setup;
 
 /// Every target, as `tests/fuzz/Cargo.toml` names its binaries.
-pub const TARGETS: [&str; 5] = ["policy", "mud", "drop_event", "dhcp", "identity_report"];
+pub const TARGETS: [&str; 6] = ["policy", "mud", "drop_event", "dhcp", "identity_report", "kernel"];
+/// The targets that load the program into the kernel.
+const NEED_ROOT: [&str; 1] = ["kernel"];
 const CARGO_FUZZ_VERSION: &str = "0.13.2";
 
 /// What one run did, from libFuzzer's final lines.
@@ -35,13 +44,35 @@ pub struct Outcome {
 
 /// Runs `targets` (all when empty) for `seconds` each; fails if any crashed.
 pub fn run(root: &Path, seconds: u64, target: Option<&str>) -> Result<()> {
-    let targets: Vec<&str> = match target {
+    let mut targets: Vec<&str> = match target {
         Some(t) if TARGETS.contains(&t) => vec![t],
         Some(t) => bail!("no fuzz target {t:?}; the targets: {}", TARGETS.join(", ")),
         None => TARGETS.to_vec(),
     };
+    if !is_root() {
+        let ci = std::env::var("CI").as_deref() == Ok("true");
+        for t in NEED_ROOT {
+            if !targets.contains(&t) {
+                continue;
+            }
+            if ci || target.is_some() {
+                bail!(
+                    "fuzz target {t} loads the XDP program: run as root (CAP_BPF, \
+                     CAP_NET_ADMIN){}",
+                    if ci { "; CI=true makes that a failure" } else { "" }
+                );
+            }
+            eprintln!("fuzz {t}: skipped: it loads the XDP program and needs root");
+            targets.retain(|x| x != &t);
+        }
+    }
     ensure_cargo_fuzz()?;
-    check(fuzz_cmd(root, &["build", "-O", "--target-dir", "target/fuzz/build"]))?;
+    // The program the kernel target embeds (see the module's doc).
+    let object = crate::build_ebpf(root, false)?;
+    let ebpf_dir = object.parent().context("the object's directory")?.to_path_buf();
+    let mut build = fuzz_cmd(root, &["build", "-O", "--target-dir", "target/fuzz/build"]);
+    build.env("VLANGUARD_EBPF_DIR", &ebpf_dir);
+    check(build)?;
     let mut crashed = Vec::new();
     for t in targets {
         let corpus = root.join("target/fuzz/corpus").join(t);
@@ -50,10 +81,17 @@ pub fn run(root: &Path, seconds: u64, target: Option<&str>) -> Result<()> {
         fs::create_dir_all(&artifacts)?;
         let seeds = root.join("tests/fuzz/seeds").join(t);
         let mut cmd = fuzz_cmd(root, &["run", "-O", "--target-dir", "target/fuzz/build", t]);
+        // `cargo fuzz run` builds again first: the same build.
+        cmd.env("VLANGUARD_EBPF_DIR", &ebpf_dir);
         cmd.arg(&corpus).arg(&seeds).arg("--");
         cmd.arg(format!("-max_total_time={seconds}"));
         cmd.arg(format!("-artifact_prefix={}/", artifacts.display()));
         cmd.arg("-print_final_stats=1");
+        if NEED_ROOT.contains(&t) {
+            // Its harness (the loaded program, the reference's state) lives
+            // across inputs by design: no leak checks, which rerun inputs.
+            cmd.arg("-detect_leaks=0");
+        }
         let out = cmd.output().with_context(|| format!("running fuzz target {t}"))?;
         let log = String::from_utf8_lossy(&out.stderr);
         let o = outcome(&log);
@@ -90,6 +128,13 @@ fn fuzz_cmd(root: &Path, args: &[&str]) -> Command {
         cmd.env("PATH", path);
     }
     cmd
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
 fn check(mut cmd: Command) -> Result<()> {

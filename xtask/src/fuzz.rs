@@ -27,7 +27,8 @@ use anyhow::{Context as _, Result, bail};
 use crate::setup;
 
 /// Every target, as `tests/fuzz/Cargo.toml` names its binaries.
-pub const TARGETS: [&str; 6] = ["policy", "mud", "drop_event", "dhcp", "identity_report", "kernel"];
+pub const TARGETS: [&str; 7] =
+    ["policy", "mud", "drop_event", "dhcp", "identity_report", "control_request", "kernel"];
 /// The targets that load the program into the kernel.
 const NEED_ROOT: [&str; 1] = ["kernel"];
 const CARGO_FUZZ_VERSION: &str = "0.13.2";

@@ -45,28 +45,13 @@ pub struct Outcome {
 
 /// Runs `targets` (all when empty) for `seconds` each; fails if any crashed.
 pub fn run(root: &Path, seconds: u64, target: Option<&str>) -> Result<()> {
-    let mut targets: Vec<&str> = match target {
+    let targets: Vec<&str> = match target {
         Some(t) if TARGETS.contains(&t) => vec![t],
         Some(t) => bail!("no fuzz target {t:?}; the targets: {}", TARGETS.join(", ")),
         None => TARGETS.to_vec(),
     };
-    if !is_root() {
-        let ci = std::env::var("CI").as_deref() == Ok("true");
-        for t in NEED_ROOT {
-            if !targets.contains(&t) {
-                continue;
-            }
-            if ci || target.is_some() {
-                bail!(
-                    "fuzz target {t} loads the XDP program: run as root (CAP_BPF, \
-                     CAP_NET_ADMIN){}",
-                    if ci { "; CI=true makes that a failure" } else { "" }
-                );
-            }
-            eprintln!("fuzz {t}: skipped: it loads the XDP program and needs root");
-            targets.retain(|x| x != &t);
-        }
-    }
+    let ci = std::env::var("CI").as_deref() == Ok("true");
+    let targets = runnable(targets, target.is_some(), is_root(), ci)?;
     ensure_cargo_fuzz()?;
     // The program the kernel target embeds (see the module's doc).
     let object = crate::build_ebpf(root, false)?;
@@ -131,6 +116,29 @@ fn fuzz_cmd(root: &Path, args: &[&str]) -> Command {
     cmd
 }
 
+/// `targets` less those that need root when it is missing: a skip with a
+/// message when every target runs, a failure when one was named or under
+/// `CI=true`.
+fn runnable(mut targets: Vec<&str>, named: bool, root: bool, ci: bool) -> Result<Vec<&str>> {
+    if root {
+        return Ok(targets);
+    }
+    for t in NEED_ROOT {
+        if !targets.contains(&t) {
+            continue;
+        }
+        if ci || named {
+            bail!(
+                "fuzz target {t} loads the XDP program: run as root (CAP_BPF, CAP_NET_ADMIN){}",
+                if ci { "; CI=true makes that a failure" } else { "" }
+            );
+        }
+        eprintln!("fuzz {t}: skipped: it loads the XDP program and needs root");
+        targets.retain(|x| x != &t);
+    }
+    Ok(targets)
+}
+
 fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
@@ -192,6 +200,18 @@ pub fn outcome(log: &str) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_kernel_target_needs_root() {
+        let all = TARGETS.to_vec();
+        assert_eq!(runnable(all.clone(), false, true, true).expect("root"), all);
+        let others = runnable(all.clone(), false, false, false).expect("skipped");
+        assert!(!others.contains(&"kernel") && others.len() == all.len() - 1);
+        let err = runnable(all, false, false, true).expect_err("CI=true");
+        assert!(err.to_string().contains("CI=true makes that a failure"), "{err}");
+        assert!(runnable(vec!["kernel"], true, false, false).is_err());
+        assert_eq!(runnable(vec!["mud"], true, false, true).expect("no root needed"), ["mud"]);
+    }
 
     #[test]
     fn libfuzzer_statistics_are_read() {

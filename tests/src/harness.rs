@@ -89,6 +89,17 @@ impl Harness {
         Harness::with_filter(filter)
     }
 
+    /// The embedded program with a rule-hit table of `entries` (see
+    /// `Filter::load_with_rule_hits`): `run` reads it after every frame,
+    /// which at full size costs more than the frame. Enough when the
+    /// policies' devices and rules cannot make more keys (random policies:
+    /// at most 8 device names, 2 directions, 64 rules: 1,024).
+    pub fn with_rule_hits(entries: u32) -> Harness {
+        let filter = Filter::load_with_rule_hits(PROGRAM_OBJECT, entries)
+            .expect("load the XDP program (verifier)");
+        Harness::with_filter(filter)
+    }
+
     fn with_filter(filter: Filter) -> Harness {
         let mut h = Harness {
             filter,

@@ -1,9 +1,38 @@
 //! Builds the XDP program (filter-ebpf) for the BPF target with the nightly
 //! toolchain and bpf-linker, so `vlanguard` can embed it.
+//!
+//! `VLANGUARD_EBPF_DIR`, when set, names a directory holding the objects
+//! already built (`vlanguard-xdp`, `bench-programs`, `lab-vlan`: what
+//! `cargo xtask build-ebpf` writes to target/ebpf/bpfel-unknown-none/release);
+//! they are embedded as they are and nothing is built here (nor is
+//! `VLANGUARD_EBPF_VARIANT` read). For builds that should embed the objects
+//! `cargo xtask build-ebpf` made rather than build their own: the fuzz
+//! targets (`cargo xtask fuzz` sets it). Without it their instrumented build
+//! works too (aya-build gives its cargo its own CARGO_ENCODED_RUSTFLAGS, so
+//! cargo-fuzz's sanitizer flags do not reach the BPF build), but builds the
+//! program a second time, with build-std, in the fuzz target directory.
 
 use std::{env, path::PathBuf};
 
+/// The BPF binaries of filter-ebpf that the crate embeds.
+const OBJECTS: [&str; 3] = ["vlanguard-xdp", "bench-programs", "lab-vlan"];
+
 fn main() -> anyhow::Result<()> {
+    println!("cargo:rerun-if-env-changed=VLANGUARD_EBPF_DIR");
+    if let Some(dir) = env::var_os("VLANGUARD_EBPF_DIR") {
+        let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+        for name in OBJECTS {
+            let from = PathBuf::from(&dir).join(name);
+            println!("cargo:rerun-if-changed={}", from.display());
+            std::fs::copy(&from, out.join(name)).map_err(|e| {
+                anyhow::anyhow!(
+                    "VLANGUARD_EBPF_DIR: {}: {e} (run `cargo xtask build-ebpf`)",
+                    from.display()
+                )
+            })?;
+        }
+        return Ok(());
+    }
     println!("cargo:rerun-if-env-changed=VLANGUARD_TOOLS");
     // The upgrade test's second build of the program (see filter-ebpf's
     // events.rs).

@@ -89,6 +89,17 @@ impl Harness {
         Harness::with_filter(filter)
     }
 
+    /// The embedded program with a rule-hit table of `entries` (see
+    /// `Filter::load_with_rule_hits`): `run` reads it after every frame,
+    /// which at full size costs more than the frame. Enough when the
+    /// policies' devices and rules cannot make more keys (random policies:
+    /// at most 8 device names, 2 directions, 64 rules: 1,024).
+    pub fn with_rule_hits(entries: u32) -> Harness {
+        let filter = Filter::load_with_rule_hits(PROGRAM_OBJECT, entries)
+            .expect("load the XDP program (verifier)");
+        Harness::with_filter(filter)
+    }
+
     fn with_filter(filter: Filter) -> Harness {
         let mut h = Harness {
             filter,
@@ -147,6 +158,14 @@ impl Harness {
             .map(|(n, e)| (n, e.active(now)))
             .collect();
         self.flows.quarantined = quarantined.to_vec();
+    }
+
+    /// Forgets every flow and first fragment, in the program and in the
+    /// reference's view alike: what follows meets both as after `apply`
+    /// on a fresh load (the kernel fuzz target, one input at a time).
+    pub fn forget_flows(&mut self) {
+        let keys = self.flows.forget();
+        self.filter.forget_flows(&keys).expect("forget flows");
     }
 
     /// Takes the counters as they are now: what `run` compares with (after

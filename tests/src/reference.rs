@@ -4,7 +4,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use filter_common::{Addr, FlowKey, MAX_HEADER_START, MAX_IPV6_EXT_HEADERS, Reason, Verdict};
 use ipnet::IpNet;
@@ -263,6 +263,19 @@ pub struct Flows {
     /// Ports of first fragments that passed, by (source, destination,
     /// identification, protocol): the program's `FRAGS`.
     frags: HashMap<(IpAddr, IpAddr, u32, u8), (u16, u16)>,
+    /// Every flow key created or refreshed since the last `forget`.
+    made: HashSet<FlowKey>,
+}
+
+impl Flows {
+    /// Forgets every flow and first fragment (the epoch and the actions
+    /// stay); returns the keys of the flows made since the last call, for
+    /// `Filter::forget_flows` to free in the program alike.
+    pub fn forget(&mut self) -> Vec<FlowKey> {
+        self.table.clear();
+        self.frags.clear();
+        self.made.drain().collect()
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -503,6 +516,7 @@ fn decide(policy: &Resolved, frame: &[u8], iface_vlan: u16, flows: &mut Flows) -
                 let closing = flow.closing || (f.proto == 6 && f.tcp_flags & 0x05 != 0);
                 let epoch = flows.epoch;
                 flows.table.insert(key, RefFlow { closing, epoch, ..flow });
+                flows.made.insert(key);
                 return decision(Reason::Established);
             }
             flows.table.remove(&key);
@@ -525,6 +539,7 @@ fn decide(policy: &Resolved, frame: &[u8], iface_vlan: u16, flows: &mut Flows) -
             let open_port = f.l4.map_or(0, |(_, p)| p);
             let flow = RefFlow { lo_opened: src_lo, open_port, closing: false, epoch: flows.epoch };
             flows.table.insert(key, flow);
+            flows.made.insert(key);
         }
     }
     allowed(rules)

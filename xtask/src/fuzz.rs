@@ -8,6 +8,13 @@
 //! What a run discovers goes to `target/fuzz/corpus/TARGET/` (not
 //! committed); a crash's input to `target/fuzz/artifacts/TARGET/`; the
 //! instrumented builds to `target/fuzz/build`.
+//!
+//! The `kernel` target runs the real XDP program (BPF_PROG_TEST_RUN)
+//! against the reference evaluator, so it needs root: without it, naming
+//! the target or `CI=true` fails; a run of every target skips it with a
+//! message. Its program is the release object `cargo xtask build-ebpf`
+//! builds, embedded through `VLANGUARD_EBPF_DIR` (filter-user's build.rs)
+//! rather than built again under cargo-fuzz's instrumentation flags.
 
 use std::{
     fs,
@@ -20,7 +27,10 @@ use anyhow::{Context as _, Result, bail};
 use crate::setup;
 
 /// Every target, as `tests/fuzz/Cargo.toml` names its binaries.
-pub const TARGETS: [&str; 5] = ["policy", "mud", "drop_event", "dhcp", "identity_report"];
+pub const TARGETS: [&str; 7] =
+    ["policy", "mud", "drop_event", "dhcp", "identity_report", "control_request", "kernel"];
+/// The targets that load the program into the kernel.
+const NEED_ROOT: [&str; 1] = ["kernel"];
 const CARGO_FUZZ_VERSION: &str = "0.13.2";
 
 /// What one run did, from libFuzzer's final lines.
@@ -40,8 +50,15 @@ pub fn run(root: &Path, seconds: u64, target: Option<&str>) -> Result<()> {
         Some(t) => bail!("no fuzz target {t:?}; the targets: {}", TARGETS.join(", ")),
         None => TARGETS.to_vec(),
     };
+    let ci = std::env::var("CI").as_deref() == Ok("true");
+    let targets = runnable(targets, target.is_some(), is_root(), ci)?;
     ensure_cargo_fuzz()?;
-    check(fuzz_cmd(root, &["build", "-O", "--target-dir", "target/fuzz/build"]))?;
+    // The program the kernel target embeds (see the module's doc).
+    let object = crate::build_ebpf(root, false)?;
+    let ebpf_dir = object.parent().context("the object's directory")?.to_path_buf();
+    let mut build = fuzz_cmd(root, &["build", "-O", "--target-dir", "target/fuzz/build"]);
+    build.env("VLANGUARD_EBPF_DIR", &ebpf_dir);
+    check(build)?;
     let mut crashed = Vec::new();
     for t in targets {
         let corpus = root.join("target/fuzz/corpus").join(t);
@@ -50,10 +67,17 @@ pub fn run(root: &Path, seconds: u64, target: Option<&str>) -> Result<()> {
         fs::create_dir_all(&artifacts)?;
         let seeds = root.join("tests/fuzz/seeds").join(t);
         let mut cmd = fuzz_cmd(root, &["run", "-O", "--target-dir", "target/fuzz/build", t]);
+        // `cargo fuzz run` builds again first: the same build.
+        cmd.env("VLANGUARD_EBPF_DIR", &ebpf_dir);
         cmd.arg(&corpus).arg(&seeds).arg("--");
         cmd.arg(format!("-max_total_time={seconds}"));
         cmd.arg(format!("-artifact_prefix={}/", artifacts.display()));
         cmd.arg("-print_final_stats=1");
+        if NEED_ROOT.contains(&t) {
+            // Its harness (the loaded program, the reference's state) lives
+            // across inputs by design: no leak checks, which rerun inputs.
+            cmd.arg("-detect_leaks=0");
+        }
         let out = cmd.output().with_context(|| format!("running fuzz target {t}"))?;
         let log = String::from_utf8_lossy(&out.stderr);
         let o = outcome(&log);
@@ -90,6 +114,36 @@ fn fuzz_cmd(root: &Path, args: &[&str]) -> Command {
         cmd.env("PATH", path);
     }
     cmd
+}
+
+/// `targets` less those that need root when it is missing: a skip with a
+/// message when every target runs, a failure when one was named or under
+/// `CI=true`.
+fn runnable(mut targets: Vec<&str>, named: bool, root: bool, ci: bool) -> Result<Vec<&str>> {
+    if root {
+        return Ok(targets);
+    }
+    for t in NEED_ROOT {
+        if !targets.contains(&t) {
+            continue;
+        }
+        if ci || named {
+            bail!(
+                "fuzz target {t} loads the XDP program: run as root (CAP_BPF, CAP_NET_ADMIN){}",
+                if ci { "; CI=true makes that a failure" } else { "" }
+            );
+        }
+        eprintln!("fuzz {t}: skipped: it loads the XDP program and needs root");
+        targets.retain(|x| x != &t);
+    }
+    Ok(targets)
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
 fn check(mut cmd: Command) -> Result<()> {
@@ -146,6 +200,18 @@ pub fn outcome(log: &str) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_kernel_target_needs_root() {
+        let all = TARGETS.to_vec();
+        assert_eq!(runnable(all.clone(), false, true, true).expect("root"), all);
+        let others = runnable(all.clone(), false, false, false).expect("skipped");
+        assert!(!others.contains(&"kernel") && others.len() == all.len() - 1);
+        let err = runnable(all, false, false, true).expect_err("CI=true");
+        assert!(err.to_string().contains("CI=true makes that a failure"), "{err}");
+        assert!(runnable(vec!["kernel"], true, false, false).is_err());
+        assert_eq!(runnable(vec!["mud"], true, false, true).expect("no root needed"), ["mud"]);
+    }
 
     #[test]
     fn libfuzzer_statistics_are_read() {

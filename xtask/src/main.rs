@@ -51,9 +51,11 @@ enum Task {
     /// cargo fmt --check and clippy with warnings denied.
     Lint,
     /// Fuzz the parsers of untrusted input (tests/fuzz: the policy file,
-    /// MUD files, drop-event records, DHCP messages, identity reports) with
-    /// libFuzzer, each for `--time` seconds from its seeds; a crash fails
-    /// and leaves its input in target/fuzz/artifacts. Installs cargo-fuzz.
+    /// MUD files, drop-event records, DHCP messages, identity reports) and
+    /// the XDP program against the reference evaluator (`kernel`, root
+    /// needed) with libFuzzer, each for `--time` seconds from its seeds; a
+    /// crash fails and leaves its input in target/fuzz/artifacts. Installs
+    /// cargo-fuzz.
     Fuzz {
         /// Seconds per target.
         #[arg(long, default_value_t = 30)]

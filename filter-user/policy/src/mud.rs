@@ -840,6 +840,99 @@ impl Conversion {
     }
 }
 
+/// Why the imported `rule` for `direction` lets through more than the ACE
+/// `a` it came from, or `None` when it is no wider: the ACE's side, its peer
+/// (a network: that network or one inside it; an abstraction: the set
+/// `peers` maps it to; a name: that name), inside the ACE's `within`
+/// network, its protocol, destination and source ports inside its ranges,
+/// its ICMP type. `convert` must never yield a rule for which this is
+/// `Some` (checked by the tests and the `mud` fuzz target).
+pub fn looser_than_ace(
+    direction: Direction,
+    rule: &RuleSpec,
+    a: &Ace,
+    peers: &BTreeMap<Abstraction, String>,
+) -> Option<String> {
+    let side = match direction {
+        Direction::Out => Side::FromDevice,
+        Direction::In => Side::ToDevice,
+    };
+    if side != a.side {
+        return Some(format!("rule for {direction:?} from an ACE of the {:?} list", a.side));
+    }
+    let net = |text: &str| text.parse::<IpNet>().ok();
+    let peer_ok = match &a.peer {
+        PeerRef::Any => true,
+        PeerRef::Net(n) => net(&rule.peer).is_some_and(|m| n.contains(&m)),
+        PeerRef::Name(n) => rule.peer == *n,
+        PeerRef::Abstraction(x) => peers.get(x) == Some(&rule.peer),
+    };
+    if !peer_ok {
+        return Some(format!("peer {:?} is not the ACE's {}", rule.peer, a.peer));
+    }
+    if let Some(w) = a.within
+        && !rule.within.as_deref().and_then(net).is_some_and(|m| w.contains(&m))
+    {
+        return Some(format!("within {:?} is not inside the ACE's {w}", rule.within));
+    }
+    let proto = match rule.proto.as_deref().map(str::parse::<crate::policy::Proto>) {
+        None => None,
+        Some(Ok(p)) => p.number(),
+        Some(Err(e)) => return Some(e),
+    };
+    if a.proto.is_some() && proto != a.proto {
+        return Some(format!("protocol {:?} is not the ACE's {:?}", rule.proto, a.proto));
+    }
+    // An ACE's ports (read from its TCP or UDP match, which sets the
+    // protocol too): the rule's must lie inside one of its ranges; a rule
+    // without ports would match them all.
+    let ports_ok = |text: &Option<String>, ace: &Option<Vec<Ports>>| -> bool {
+        let Some(ranges) = ace else { return true };
+        let Some(text) = text.as_deref() else { return false };
+        let parsed = match text.split_once('-') {
+            None => text.parse::<u16>().ok().map(|p| (p, p)),
+            Some((lo, hi)) => lo.parse().ok().zip(hi.parse().ok()),
+        };
+        parsed.is_some_and(|(lo, hi)| ranges.iter().any(|(l, h)| *l <= lo && hi <= *h))
+    };
+    if !ports_ok(&rule.port, &a.dst_ports) {
+        return Some(format!("port {:?} is not inside the ACE's {:?}", rule.port, a.dst_ports));
+    }
+    if !ports_ok(&rule.sport, &a.src_ports) {
+        return Some(format!("sport {:?} is not inside the ACE's {:?}", rule.sport, a.src_ports));
+    }
+    if a.icmp_type.is_some() && rule.icmp_type != a.icmp_type {
+        return Some(format!("ICMP type {:?} is not the ACE's {:?}", rule.icmp_type, a.icmp_type));
+    }
+    None
+}
+
+/// Checks that no rule of `c` (converted from `mud` with `peers`) is looser
+/// than the ACE it came from (`looser_than_ace`; of ACEs sharing a name,
+/// some one must hold it); the first rule that is, and why, otherwise.
+pub fn no_rule_looser(
+    mud: &Mud,
+    c: &Conversion,
+    peers: &BTreeMap<Abstraction, String>,
+) -> Result<(), String> {
+    for (direction, rule, name) in &c.rules {
+        let why: Vec<String> = mud
+            .aces
+            .iter()
+            .filter(|a| a.name == *name)
+            .map(|a| looser_than_ace(*direction, rule, a, peers))
+            .collect::<Option<_>>()
+            .unwrap_or_default();
+        if !why.is_empty() || !mud.aces.iter().any(|a| a.name == *name) {
+            return Err(format!(
+                "{direction:?} rule {rule:?} is looser than ACE {name}: {}",
+                if why.is_empty() { "no such ACE".to_string() } else { why.join("; ") }
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// DNS names the rules use (resolved when the policy is applied).
 pub fn names(mud: &Mud) -> Vec<String> {
     let mut v: Vec<String> = mud
@@ -1148,6 +1241,58 @@ mod tests {
         assert_eq!(stricter, ["gte-no-direction", "orphan-reply"]);
         let covered: Vec<&str> = c.covered.iter().map(|(a, _)| a.as_str()).collect();
         assert_eq!(covered, ["ssh-reply", "controller-reply"]);
+    }
+
+    /// Every rule of the test files is no looser than its ACE; a rule made
+    /// wider in any part is told from it.
+    #[test]
+    fn no_imported_rule_is_looser_than_its_ace() {
+        let mut peers = BTreeMap::new();
+        for (a, set) in [
+            ("my-controller", "central-station"),
+            ("local-networks", "nurse-stations"),
+            ("same-manufacturer", "vendor"),
+            ("manufacturer:pumps.example.com", "pump-vendor"),
+            ("model:https://pumps.example.com/p1", "p1"),
+            ("controller:https://ctl.example.com/x", "ctl"),
+        ] {
+            peers.insert(a.parse().expect("abstraction"), set.to_string());
+        }
+        for file in [RFC_EXAMPLE, GENERATED, ALL] {
+            let mud = parse(file).expect("parses");
+            let c = convert(&mud, &peers).expect("converts");
+            assert!(!c.rules.is_empty());
+            no_rule_looser(&mud, &c, &peers).expect("no looser rule");
+        }
+        let mud = parse(ALL).expect("parses");
+        let c = convert(&mud, &peers).expect("converts");
+        let (direction, rule, name) = c
+            .rules
+            .iter()
+            .find(|(_, r, _)| r.port.as_deref() == Some("8000-8100"))
+            .expect("the 8000-8100 rule")
+            .clone();
+        let ace = mud.aces.iter().find(|a| a.name == name).expect("its ACE");
+        assert_eq!(looser_than_ace(direction, &rule, ace, &peers), None);
+        let other = match direction {
+            Direction::In => Direction::Out,
+            Direction::Out => Direction::In,
+        };
+        let wider = [
+            (other, RuleSpec { ..rule.clone() }),
+            (direction, RuleSpec { peer: "any".into(), ..rule.clone() }),
+            (direction, RuleSpec { peer: "10.20.0.0/16".into(), ..rule.clone() }),
+            (direction, RuleSpec { proto: None, ..rule.clone() }),
+            (direction, RuleSpec { proto: Some("udp".into()), ..rule.clone() }),
+            (direction, RuleSpec { port: None, ..rule.clone() }),
+            (direction, RuleSpec { port: Some("7999-8100".into()), ..rule.clone() }),
+            (direction, RuleSpec { port: Some("8101".into()), ..rule.clone() }),
+        ];
+        for (d, r) in wider {
+            assert!(looser_than_ace(d, &r, ace, &peers).is_some(), "{d:?} {r:?}");
+        }
+        let narrower = RuleSpec { port: Some("8050".into()), ..rule.clone() };
+        assert_eq!(looser_than_ace(direction, &narrower, ace, &peers), None);
     }
 
     #[test]

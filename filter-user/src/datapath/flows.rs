@@ -12,6 +12,33 @@ use filter_common::{
 
 use crate::error::LoadError;
 
+#[cfg(feature = "lab")]
+impl super::Filter {
+    /// Forgets the flows `keys` (every way of their buckets freed) and
+    /// every first fragment's ports, so that the next frame meets the
+    /// program as freshly loaded: the kernel fuzz target starts each input
+    /// from this, the reference's table emptied alike, so that an input
+    /// that makes them disagree does so on its own. The flow counters are
+    /// left as they are. Tests only (feature `lab`).
+    pub fn forget_flows(&mut self, keys: &[FlowKey]) -> Result<(), LoadError> {
+        let seed = self.flow_seed()?;
+        let mut tags: Array<&mut MapData, FlowTags> = Array::try_from(&mut self.maps.flow_tags)?;
+        let mut buckets: Vec<u32> = keys.iter().map(|k| flow_bucket(flow_hash(k, seed))).collect();
+        buckets.sort_unstable();
+        buckets.dedup();
+        for bucket in buckets {
+            tags.set(bucket, FlowTags::default(), 0)?;
+        }
+        let mut frags: HashMap<&mut MapData, filter_common::FragKey, filter_common::FragPorts> =
+            HashMap::try_from(&mut self.maps.frags)?;
+        let held: Vec<_> = frags.keys().collect::<Result<_, _>>()?;
+        for k in held {
+            frags.remove(&k)?;
+        }
+        Ok(())
+    }
+}
+
 /// Flows the program ended, by outcome (summed over CPUs), and the flows
 /// the cache holds now.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -50,8 +50,9 @@ pub(super) struct Maps {
     pub(super) event_stats: PerCpuArray<MapData, u64>,
     /// Only the program uses it; held so it is pinned with the rest.
     pub(super) _event_rate: Map,
-    /// First fragments' ports; only the program uses it (held to pin it).
-    pub(super) _frags: Map,
+    /// First fragments' ports; only the program uses it (held to pin it;
+    /// the tests' `forget_flows` empties it).
+    pub(super) frags: Map,
     /// Each rate-limited device's counts this second; only the program
     /// uses it (held to pin it, so that limits hold across an upgrade).
     pub(super) _rate_state: Map,
@@ -61,9 +62,9 @@ pub(super) struct Maps {
     /// its descriptor, which `debug_program_id` needs.
     pub(super) debug_progs: Map,
     /// Only the program uses the flow cache; held so it is pinned (flows
-    /// outlive the daemon).
+    /// outlive the daemon; the tests' `forget_flows` frees entries).
     pub(super) _flow_cache: Map,
-    pub(super) _flow_tags: Map,
+    pub(super) flow_tags: Map,
     /// Set once (`flows::seed`).
     pub(super) flow_seed: Map,
     pub(super) flow_stats: PerCpuArray<MapData, u64>,
@@ -103,13 +104,13 @@ impl Maps {
             events: Some(source.typed(maps::EVENTS)?),
             event_stats: source.typed(maps::EVENT_STATS)?,
             _event_rate: source.map(maps::EVENT_RATE)?,
-            _frags: source.map(maps::FRAGS)?,
+            frags: source.map(maps::FRAGS)?,
             _rate_state: source.map(maps::RATE_STATE)?,
             rule_hits: source.typed(maps::RULE_HITS)?,
             v6_nets: source.typed(maps::V6_NETS)?,
             debug_progs: source.map(maps::DEBUG_PROGS)?,
             _flow_cache: source.map(maps::FLOW_CACHE)?,
-            _flow_tags: source.map(maps::FLOW_TAGS)?,
+            flow_tags: source.map(maps::FLOW_TAGS)?,
             flow_seed: source.map(maps::FLOW_SEED)?,
             flow_stats: source.typed(maps::FLOW_STATS)?,
             blocks: source.typed(maps::BLOCKS)?,

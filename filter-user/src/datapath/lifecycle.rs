@@ -36,6 +36,23 @@ impl Filter {
         Filter::load_inner(object, None, capacity)
     }
 
+    /// As [`Filter::load`], with room for `entries` rule hits past the
+    /// counter lines (`RULE_HITS`, 2^20 in the object) instead. Reading the
+    /// rule hits walks every bucket of that hash, about 1.5 ms at full size;
+    /// the kernel fuzz target reads them after every frame, for policies
+    /// whose hits fit a small table. Tests only (feature `lab`).
+    #[cfg(feature = "lab")]
+    pub fn load_with_rule_hits(object: &[u8], entries: u32) -> Result<Filter, LoadError> {
+        let capacity = checked_capacity(default_device_capacity())?;
+        let cpus = possible_cpus()? as u32;
+        let mut loader = sized_loader(capacity, &cpus)?;
+        loader.map_max_entries(maps::RULE_HITS, entries);
+        let mut ebpf = loader.load(object)?;
+        xdp_mut(&mut ebpf, PROGRAM_NAME)?.load()?;
+        let maps = maps_with_logger(&mut ebpf, None)?;
+        Filter::with(Program::Loaded(ebpf), maps)
+    }
+
     /// Loads `object` and pins the program at `prog` and each map at
     /// `maps/NAME`, so they outlive this process. The per-device counters
     /// hold `capacity` devices (fixed while the pins last).

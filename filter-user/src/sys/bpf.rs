@@ -98,7 +98,9 @@ pub fn for_each_chunk<V: aya::Pod + Default>(
 ) -> io::Result<()> {
     let group = group.max(1);
     let chunk = (READ_BYTES / size_of::<V>()).clamp(1, 4096 * group) / group * group;
-    let chunk = chunk.max(group);
+    // No larger than what is read: a few devices' lines are not worth
+    // megabytes of buffer zeroed at every read.
+    let chunk = chunk.min(len.div_ceil(group) * group).max(group);
     let mut keys = vec![0u32; chunk];
     let mut values: Vec<V> = (0..chunk).map(|_| V::default()).collect();
     let mut done = 0;

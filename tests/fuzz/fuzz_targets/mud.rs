@@ -1,5 +1,7 @@
 //! A MUD file (RFC 8520) as `mud show` and `mud import` read it: parse,
-//! then convert with every abstraction mapped. Invariant: no panic.
+//! then convert with every abstraction mapped. Invariants: no panic; never
+//! an imported rule looser than its ACE (`mud::no_rule_looser`: its side,
+//! peer, network, protocol, ports and ICMP type no wider).
 #![no_main]
 
 use std::collections::BTreeMap;
@@ -20,6 +22,10 @@ fuzz_target!(|data: &[u8]| {
         .enumerate()
         .map(|(i, a)| (a, format!("set{i}")))
         .collect();
-    let _ = mud::convert(&m, &peers);
+    if let Ok(c) = mud::convert(&m, &peers)
+        && let Err(e) = mud::no_rule_looser(&m, &c, &peers)
+    {
+        panic!("{e}\nACEs {:#?}", m.aces);
+    }
     let _ = mud::names(&m);
 });

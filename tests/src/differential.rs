@@ -8,7 +8,7 @@ use filter_common::{Direction, Reason};
 use rand::{Rng as _, SeedableRng as _, rngs::StdRng, seq::IndexedRandom as _};
 
 use crate::{
-    harness::{Harness, XDP_DROP, XDP_PASS},
+    harness::{Harness, Outcome, XDP_DROP, XDP_PASS},
     random,
 };
 
@@ -102,36 +102,49 @@ pub fn run(h: &mut Harness, seed: u64, cases: usize) -> BTreeMap<Reason, usize> 
                     &frame[..frame.len().min(256)],
                 )
             };
-            let verdict = expected.verdict;
-            let action = if verdict.passes() { XDP_PASS } else { XDP_DROP };
-            assert_eq!(got.action, action, "action differs\n{}", context());
-            assert_eq!(got.reason(), Some(expected.reason), "reason differs\n{}", context());
-            let len = frame.len() as u64;
-            // Devices keep stable counter slots across policies by name.
-            let slot = |i: usize| {
-                h.filter.device_slot(&policy.devices[i].name).expect("every device has a slot")
-            };
-            let mut devices = BTreeMap::new();
-            if let Some(s) = expected.src_device {
-                devices.insert((slot(s), Direction::Out, verdict), (1, len));
-            }
-            if let Some(d) = expected.dst_device {
-                devices.insert((slot(d), Direction::In, verdict), (1, len));
-            }
-            assert_eq!(got.devices, devices, "device counters differ\n{}", context());
-            let mut rules = BTreeMap::new();
-            if let (Some(s), Some(r)) = (expected.src_device, expected.src_rule) {
-                rules.insert((slot(s), Direction::Out, r as u8), 1);
-            }
-            if let (Some(d), Some(r)) = (expected.dst_device, expected.dst_rule) {
-                rules.insert((slot(d), Direction::In, r as u8), 1);
-            }
-            assert_eq!(got.rules, rules, "rule hits differ\n{}", context());
+            assert_agrees(h, &policy, frame.len(), &expected, &got, context);
             *by_reason.entry(expected.reason).or_insert(0usize) += 1;
             done += 1;
         }
     }
     by_reason
+}
+
+/// Panics, saying `context`, unless the program's outcome `got` for a
+/// frame of `len` bytes is the reference's `expected`: the action, the
+/// reason, exactly the device counters and rule hits that moved.
+pub fn assert_agrees(
+    h: &Harness,
+    policy: &filter_user::Resolved,
+    len: usize,
+    expected: &crate::reference::Decision,
+    got: &Outcome,
+    context: impl Fn() -> String,
+) {
+    let verdict = expected.verdict;
+    let action = if verdict.passes() { XDP_PASS } else { XDP_DROP };
+    assert_eq!(got.action, action, "action differs\n{}", context());
+    assert_eq!(got.reason(), Some(expected.reason), "reason differs\n{}", context());
+    let len = len as u64;
+    // Devices keep stable counter slots across policies by name.
+    let slot =
+        |i: usize| h.filter.device_slot(&policy.devices[i].name).expect("every device has a slot");
+    let mut devices = BTreeMap::new();
+    if let Some(s) = expected.src_device {
+        devices.insert((slot(s), Direction::Out, verdict), (1, len));
+    }
+    if let Some(d) = expected.dst_device {
+        devices.insert((slot(d), Direction::In, verdict), (1, len));
+    }
+    assert_eq!(got.devices, devices, "device counters differ\n{}", context());
+    let mut rules = BTreeMap::new();
+    if let (Some(s), Some(r)) = (expected.src_device, expected.src_rule) {
+        rules.insert((slot(s), Direction::Out, r as u8), 1);
+    }
+    if let (Some(d), Some(r)) = (expected.dst_device, expected.dst_rule) {
+        rules.insert((slot(d), Direction::In, r as u8), 1);
+    }
+    assert_eq!(got.rules, rules, "rule hits differ\n{}", context());
 }
 
 /// `VLANGUARD_SEED`, or a fresh random seed.

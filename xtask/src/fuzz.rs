@@ -43,8 +43,9 @@ pub struct Outcome {
     pub corpus: u64,
 }
 
-/// Runs `targets` (all when empty) for `seconds` each; fails if any crashed.
-pub fn run(root: &Path, seconds: u64, target: Option<&str>) -> Result<()> {
+/// Runs `target` (all when `None`) for `seconds` each, or `runs`
+/// executions if that comes first; fails if any crashed.
+pub fn run(root: &Path, seconds: u64, runs: Option<u64>, target: Option<&str>) -> Result<()> {
     let targets: Vec<&str> = match target {
         Some(t) if TARGETS.contains(&t) => vec![t],
         Some(t) => bail!("no fuzz target {t:?}; the targets: {}", TARGETS.join(", ")),
@@ -71,6 +72,9 @@ pub fn run(root: &Path, seconds: u64, target: Option<&str>) -> Result<()> {
         cmd.env("VLANGUARD_EBPF_DIR", &ebpf_dir);
         cmd.arg(&corpus).arg(&seeds).arg("--");
         cmd.arg(format!("-max_total_time={seconds}"));
+        if let Some(n) = runs {
+            cmd.arg(format!("-runs={n}"));
+        }
         cmd.arg(format!("-artifact_prefix={}/", artifacts.display()));
         cmd.arg("-print_final_stats=1");
         if NEED_ROOT.contains(&t) {

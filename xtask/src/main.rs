@@ -60,6 +60,10 @@ enum Task {
         /// Seconds per target.
         #[arg(long, default_value_t = 30)]
         time: u64,
+        /// Stop a target after this many executions, if that comes before
+        /// `--time` (a campaign: `--time 1800 --runs 10000000`).
+        #[arg(long)]
+        runs: Option<u64>,
         /// One target (default: all).
         target: Option<String>,
     },
@@ -121,9 +125,9 @@ fn main() -> Result<()> {
             println!("{}", path.display());
         }
         Task::Test { args } => test(&root, &args)?,
-        Task::Fuzz { time, target } => {
+        Task::Fuzz { time, runs, target } => {
             setup::run()?;
-            fuzz::run(&root, time, target.as_deref())?;
+            fuzz::run(&root, time, runs, target.as_deref())?;
         }
         Task::Soak { minutes, seed } => soak::build_and_run(&root, minutes * 60, seed)?,
         Task::Demo => {
@@ -218,7 +222,7 @@ fn test(root: &Path, args: &[String]) -> Result<()> {
     ])?;
     // Layer 1b: the parsers of untrusted input fuzzed briefly (their
     // regressions replayed); campaigns are `cargo xtask fuzz --time N`.
-    fuzz::run(root, FUZZ_SECONDS_IN_TEST, None)?;
+    fuzz::run(root, FUZZ_SECONDS_IN_TEST, None, None)?;
     // Layer 2: the real program in the real kernel, release build embedded
     // in the binary and the debug build loaded from its file.
     let debug_object = build_ebpf(root, true)?;

@@ -1203,20 +1203,25 @@ mod tests {
         assert!(c.stricter.is_empty(), "{:?}", c.stricter);
     }
 
-    #[test]
-    fn every_supported_construct() {
-        let mud = parse(ALL).expect("parses");
-        let mut peers = BTreeMap::new();
-        for (a, set) in [
+    /// Each abstraction `ALL` uses, mapped to a peer set.
+    fn every_abstraction_mapped() -> BTreeMap<Abstraction, String> {
+        [
             ("my-controller", "central-station"),
             ("local-networks", "nurse-stations"),
             ("same-manufacturer", "vendor"),
             ("manufacturer:pumps.example.com", "pump-vendor"),
             ("model:https://pumps.example.com/p1", "p1"),
             ("controller:https://ctl.example.com/x", "ctl"),
-        ] {
-            peers.insert(a.parse().expect("abstraction"), set.to_string());
-        }
+        ]
+        .into_iter()
+        .map(|(a, set)| (a.parse().expect("abstraction"), set.to_string()))
+        .collect()
+    }
+
+    #[test]
+    fn every_supported_construct() {
+        let mud = parse(ALL).expect("parses");
+        let peers = every_abstraction_mapped();
         let c = convert(&mud, &peers).expect("converts");
         assert_eq!(
             rules(&c),
@@ -1247,17 +1252,7 @@ mod tests {
     /// wider in any part is told from it.
     #[test]
     fn no_imported_rule_is_looser_than_its_ace() {
-        let mut peers = BTreeMap::new();
-        for (a, set) in [
-            ("my-controller", "central-station"),
-            ("local-networks", "nurse-stations"),
-            ("same-manufacturer", "vendor"),
-            ("manufacturer:pumps.example.com", "pump-vendor"),
-            ("model:https://pumps.example.com/p1", "p1"),
-            ("controller:https://ctl.example.com/x", "ctl"),
-        ] {
-            peers.insert(a.parse().expect("abstraction"), set.to_string());
-        }
+        let peers = every_abstraction_mapped();
         for file in [RFC_EXAMPLE, GENERATED, ALL] {
             let mud = parse(file).expect("parses");
             let c = convert(&mud, &peers).expect("converts");

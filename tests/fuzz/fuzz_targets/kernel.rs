@@ -25,9 +25,9 @@
 //! reason, device counters or rule hits panics: a crash with the input.
 #![no_main]
 
-use std::{cell::RefCell, collections::BTreeMap, net::IpAddr};
+use std::{cell::RefCell, net::IpAddr};
 
-use filter_common::{Direction, Reason};
+use filter_common::Reason;
 use filter_user::policy::Resolved;
 use libfuzzer_sys::{
     arbitrary::{Result, Unstructured},
@@ -36,7 +36,8 @@ use libfuzzer_sys::{
 use rand::{SeedableRng as _, rngs::StdRng};
 use vlanguard_tests::{
     frame::{Body, Ext, Frame, L4, TPID_8021AD, TPID_8021Q},
-    harness::{Harness, XDP_DROP, XDP_PASS},
+    differential,
+    harness::Harness,
     random::{self, Tuple},
     reference,
 };
@@ -186,29 +187,7 @@ fn check(
             h.flows.quarantined,
         )
     };
-    let verdict = expected.verdict;
-    let action = if verdict.passes() { XDP_PASS } else { XDP_DROP };
-    assert_eq!(got.action, action, "action differs\n{}", context());
-    assert_eq!(got.reason(), Some(expected.reason), "reason differs\n{}", context());
-    let len = frame.len() as u64;
-    let slot =
-        |i: usize| h.filter.device_slot(&policy.devices[i].name).expect("every device has a slot");
-    let mut devices = BTreeMap::new();
-    if let Some(s) = expected.src_device {
-        devices.insert((slot(s), Direction::Out, verdict), (1, len));
-    }
-    if let Some(d) = expected.dst_device {
-        devices.insert((slot(d), Direction::In, verdict), (1, len));
-    }
-    assert_eq!(got.devices, devices, "device counters differ\n{}", context());
-    let mut rules = BTreeMap::new();
-    if let (Some(s), Some(r)) = (expected.src_device, expected.src_rule) {
-        rules.insert((slot(s), Direction::Out, r as u8), 1);
-    }
-    if let (Some(d), Some(r)) = (expected.dst_device, expected.dst_rule) {
-        rules.insert((slot(d), Direction::In, r as u8), 1);
-    }
-    assert_eq!(got.rules, rules, "rule hits differ\n{}", context());
+    differential::assert_agrees(h, policy, frame.len(), &expected, &got, context);
 }
 
 /// An address of the policy's (a device's, or one in a VLAN's subnet or a

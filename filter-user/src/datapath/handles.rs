@@ -52,6 +52,10 @@ pub(super) struct Maps {
     pub(super) _event_rate: Map,
     /// First fragments' ports; only the program uses it (held to pin it;
     /// the tests' `forget_flows` empties it).
+    #[cfg_attr(
+        not(feature = "lab"),
+        expect(dead_code, reason = "read by the tests' forget_flows")
+    )]
     pub(super) frags: Map,
     /// Each rate-limited device's counts this second; only the program
     /// uses it (held to pin it, so that limits hold across an upgrade).
@@ -64,6 +68,10 @@ pub(super) struct Maps {
     /// Only the program uses the flow cache; held so it is pinned (flows
     /// outlive the daemon; the tests' `forget_flows` frees entries).
     pub(super) _flow_cache: Map,
+    #[cfg_attr(
+        not(feature = "lab"),
+        expect(dead_code, reason = "read by the tests' forget_flows")
+    )]
     pub(super) flow_tags: Map,
     /// Set once (`flows::seed`).
     pub(super) flow_seed: Map,

@@ -35,8 +35,8 @@ use libfuzzer_sys::{
 };
 use rand::{SeedableRng as _, rngs::StdRng};
 use vlanguard_tests::{
-    frame::{Body, Ext, Frame, L4, TPID_8021AD, TPID_8021Q},
     differential,
+    frame::{Body, Ext, Frame, L4, TPID_8021AD, TPID_8021Q},
     harness::Harness,
     random::{self, Tuple},
     reference,

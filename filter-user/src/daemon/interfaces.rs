@@ -16,7 +16,7 @@ use std::{
 };
 
 use super::{Daemon, log};
-use crate::sys;
+use crate::{datapath::offload::TagPath, sys};
 
 /// Why a configured interface is not filtered, or where it went.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -87,6 +87,14 @@ impl Daemon {
             (Some(on), None) => on != 0,
             (None, _) => false,
         }
+    }
+
+    /// `iface` as `status` and the metrics report it: filtered, how the
+    /// filter there sees tags (when filtered), its gaps.
+    pub(super) fn interface_state(&self, iface: &str) -> (bool, Option<TagPath>, Health) {
+        let attached = self.filtered(iface);
+        let tags = self.tag_path(iface).filter(|_| attached);
+        (attached, tags, self.interfaces.get(iface).cloned().unwrap_or_default())
     }
 
     /// Checks every `--iface` and attaches the filter where it is missing.

@@ -221,9 +221,7 @@ impl Daemon {
             .ifaces
             .iter()
             .map(|i| {
-                let attached = self.filtered(i);
-                let tags = self.tag_path(i).filter(|_| attached);
-                let health = self.interfaces.get(i).cloned().unwrap_or_default();
+                let (attached, tags, health) = self.interface_state(i);
                 crate::metrics::InterfaceSample {
                     name: i.clone(),
                     attached,

@@ -143,6 +143,22 @@ impl Request {
                 | Request::Detach
         )
     }
+
+    /// Whether the request edits the policy (refused on fleet routers,
+    /// whose policy comes from the site).
+    pub fn edits_policy(&self) -> bool {
+        matches!(
+            self,
+            Request::PolicyApply { .. }
+                | Request::PolicyMerge { .. }
+                | Request::MudImport { .. }
+                | Request::DeviceAdd { .. }
+                | Request::InventoryAdopt { .. }
+                | Request::DeviceRemove { .. }
+                | Request::Allow { .. }
+                | Request::Revoke { .. }
+        )
+    }
 }
 
 /// How a request failed, for the CLI's exit code.

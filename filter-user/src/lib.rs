@@ -8,6 +8,7 @@ pub mod daemon;
 pub mod datapath;
 pub mod error;
 pub mod failpoints;
+pub mod fleet;
 pub mod inventory;
 pub mod journal;
 pub mod learning;

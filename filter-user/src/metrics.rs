@@ -59,6 +59,23 @@ pub struct Snapshot {
     /// (device, direction, rule as written, frames it let through)
     pub rule_hits: Vec<(String, &'static str, String, u64)>,
     pub inventory: InventorySample,
+    /// Fleet mode only.
+    pub fleet: Option<FleetSample>,
+}
+
+/// A fleet router's standing with its site.
+#[derive(Clone, Debug, Default)]
+pub struct FleetSample {
+    pub site: String,
+    /// The fleet version in force (0: none yet).
+    pub applied_version: u64,
+    /// Newer versions seen in etcd than the one in force.
+    pub behind: u64,
+    pub connected: bool,
+    /// Seconds since etcd last answered (None: never since the start).
+    pub since_contact: Option<f64>,
+    /// (reason, versions rejected for it since the start)
+    pub rejected: Vec<(&'static str, u64)>,
 }
 
 /// The inventory, as counted after its last write.
@@ -123,6 +140,17 @@ struct IfaceLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SiteLabel {
+    site: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RejectedLabels {
+    site: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct InterfaceLabel {
     interface: String,
 }
@@ -174,6 +202,9 @@ pub fn openmetrics(s: &Snapshot) -> String {
     register_rules(&mut registry, s);
     register_events(&mut registry, s);
     register_inventory(&mut registry, &s.inventory);
+    if let Some(f) = &s.fleet {
+        register_fleet(&mut registry, f);
+    }
     let mut out = String::new();
     // Writing to a String cannot fail.
     let _ = encode(&mut out, &registry);
@@ -294,6 +325,51 @@ fn register_interfaces(registry: &mut Registry, s: &Snapshot) {
         "interface_unfiltered_seconds",
         "Seconds the interface was without the filter since the daemon started, the current gap included",
         unfiltered,
+    );
+}
+
+/// Fleet mode: the version in force, how far behind, contact, rejections.
+fn register_fleet(registry: &mut Registry, f: &FleetSample) {
+    let site = SiteLabel { site: f.site.clone() };
+    let gauge = |v: i64| {
+        let g = Family::<SiteLabel, Gauge>::default();
+        g.get_or_create(&site).set(v);
+        g
+    };
+    registry.register(
+        "fleet_applied_version",
+        "The fleet policy version in force (0: none yet, the local policy)",
+        gauge(f.applied_version as i64),
+    );
+    registry.register(
+        "fleet_versions_behind",
+        "Versions the site holds in etcd that are newer than the one in force",
+        gauge(f.behind as i64),
+    );
+    registry.register(
+        "fleet_connected",
+        "1 while the router reaches etcd",
+        gauge(i64::from(f.connected)),
+    );
+    let since = Family::<SiteLabel, Gauge<f64, AtomicU64>>::default();
+    // Never reached since the start: as long as the process has run is
+    // unknown here, so +Inf (an alert fires rather than stays quiet).
+    since.get_or_create(&site).set(f.since_contact.unwrap_or(f64::INFINITY));
+    registry.register(
+        "fleet_seconds_since_contact",
+        "Seconds since etcd last answered this router (+Inf: not since the daemon started)",
+        since,
+    );
+    let rejected = Family::<RejectedLabels, Counter>::default();
+    for (reason, n) in &f.rejected {
+        rejected
+            .get_or_create(&RejectedLabels { site: f.site.clone(), reason: (*reason).into() })
+            .inc_by(*n);
+    }
+    registry.register(
+        "fleet_rejected_versions",
+        "Fleet versions not applied, by reason (signatures, root, rollback, expired, hash, malformed, invalid-policy)",
+        rejected,
     );
 }
 
@@ -504,6 +580,14 @@ mod tests {
                 sightings_dropped: 5,
                 write_errors: 1,
             },
+            fleet: Some(FleetSample {
+                site: "north".into(),
+                applied_version: 7,
+                behind: 2,
+                connected: false,
+                since_contact: Some(95.5),
+                rejected: vec![("signatures", 1), ("rollback", 0)],
+            }),
         }
     }
 
@@ -553,6 +637,23 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "{line}\n{text}");
         }
+    }
+
+    #[test]
+    fn a_fleet_router_reports_its_version_lag_contact_and_rejections() {
+        let text = openmetrics(&snapshot());
+        for line in [
+            "vlanguard_fleet_applied_version{site=\"north\"} 7",
+            "vlanguard_fleet_versions_behind{site=\"north\"} 2",
+            "vlanguard_fleet_connected{site=\"north\"} 0",
+            "vlanguard_fleet_seconds_since_contact{site=\"north\"} 95.5",
+            "vlanguard_fleet_rejected_versions_total{site=\"north\",reason=\"signatures\"} 1",
+        ] {
+            assert!(text.contains(line), "{line} missing from:\n{text}");
+        }
+        let mut local = snapshot();
+        local.fleet = None;
+        assert!(!openmetrics(&local).contains("fleet"), "no fleet metrics without fleet mode");
     }
 
     #[test]

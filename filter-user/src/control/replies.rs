@@ -50,6 +50,32 @@ pub struct Status {
     /// Addresses bound to devices declared by MAC alone, by device.
     #[serde(default)]
     pub learned: BTreeMap<String, Vec<String>>,
+    /// Fleet mode: the site followed and how it stands (absent otherwise).
+    #[serde(default)]
+    pub fleet: Option<FleetStatus>,
+}
+
+/// A fleet router's view of its site, in `status`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct FleetStatus {
+    pub site: String,
+    pub router: String,
+    pub endpoints: String,
+    /// The fleet version in force (None: still the local policy).
+    pub applied_version: Option<u64>,
+    pub applied_at: Option<String>,
+    /// Key ids of the approvals of the version in force.
+    pub approvers: Vec<String>,
+    /// The newest version seen in etcd.
+    pub newest_version: Option<u64>,
+    pub connected: bool,
+    pub last_contact_seconds: Option<f64>,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<String>,
+    /// When the metadata in force expires unless refreshed.
+    pub fresh_until: Option<String>,
+    /// Versions rejected, by reason.
+    pub rejected: BTreeMap<String, u64>,
 }
 
 /// The inventory in `status` (and `top`), as counted after its last write.

@@ -69,6 +69,29 @@ struct BlockCommand<'a> {
     reason: &'a str,
 }
 
+/// What fleet mode did or refused (`daemon::fleet`).
+#[derive(Serialize)]
+struct FleetEntry<'a> {
+    user: &'static str,
+    command: FleetCommand,
+    ok: bool,
+    result: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    before: Option<Summary>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    after: Option<Summary>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    took_ms: Option<u128>,
+}
+
+#[derive(Serialize)]
+struct FleetCommand {
+    request: &'static str,
+    /// applied, rejected, unreachable, reconnected.
+    event: &'static str,
+    version: Option<u64>,
+}
+
 /// A request refused before the daemon acted on it.
 #[derive(Serialize)]
 struct Refused<'a> {
@@ -164,6 +187,38 @@ impl Audit {
             command: BlockCommand { request: "block", net, for_secs: block_for.as_secs(), reason },
             ok: true,
             result,
+        });
+    }
+
+    /// A fleet event: a version rejected, etcd lost or reached again.
+    pub fn fleet(&self, event: &'static str, version: Option<u64>, ok: bool, result: &str) {
+        self.write(&FleetEntry {
+            user: "vlanguard (fleet)",
+            command: FleetCommand { request: "fleet", event, version },
+            ok,
+            result,
+            before: None,
+            after: None,
+            took_ms: None,
+        });
+    }
+
+    /// A fleet version applied, with the policy in brief before and after.
+    pub fn fleet_applied(
+        &self,
+        version: u64,
+        result: &str,
+        (before, after): (Summary, Summary),
+        took: Duration,
+    ) {
+        self.write(&FleetEntry {
+            user: "vlanguard (fleet)",
+            command: FleetCommand { request: "fleet", event: "applied", version: Some(version) },
+            ok: true,
+            result,
+            before: Some(before),
+            after: Some(after),
+            took_ms: Some(took.as_millis()),
         });
     }
 

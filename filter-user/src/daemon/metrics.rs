@@ -168,6 +168,7 @@ impl Daemon {
                 ]
             },
             inventory: self.inventory_sample(),
+            fleet: self.fleet.as_ref().map(super::fleet::Fleet::samples),
         })
     }
 

@@ -13,6 +13,7 @@
 //! - `event_hub`: drop events from the ring buffer to followers, the events
 //!   log, the journal and scan detection;
 //! - `learn`: addresses of devices declared by MAC alone, learned;
+//! - `fleet`: fleet mode: verified versions applied, rejections said;
 //! - `interfaces`: `--iface`s deleted, re-created or renamed: attached
 //!   again, their gaps kept;
 //! - `audit`: the audit log;
@@ -22,6 +23,7 @@
 mod apply;
 mod audit;
 mod event_hub;
+pub mod fleet;
 mod interfaces;
 mod learn;
 mod metrics;
@@ -85,6 +87,8 @@ pub struct Config {
     /// Devices the per-device counters hold when the filter is first
     /// loaded (`datapath::default_device_capacity` if not given).
     pub device_capacity: Option<u32>,
+    /// Fleet mode: the policy comes from a site in etcd (`fleet`).
+    pub fleet: Option<fleet::FleetConfig>,
 }
 
 /// The running daemon's state.
@@ -110,6 +114,7 @@ pub struct Daemon {
     learning: learn::Learning,
     /// Each `--iface`'s gaps in filtering.
     interfaces: interfaces::Interfaces,
+    fleet: Option<fleet::Fleet>,
 }
 
 /// What the select loop waits on, set up when serving starts.
@@ -134,6 +139,8 @@ struct Wake {
     link_events: Option<AsyncFd<crate::sys::netlink::LinkEvents>>,
     /// `--iface`s checked again on this too (notifications can be lost).
     link_check: Interval,
+    /// What the fleet follower verified or rejected (fleet mode).
+    fleet: Option<mpsc::Receiver<crate::fleet::follow::Event>>,
     incoming: mpsc::Receiver<server::Call>,
     /// Refusals beyond what the limiter writes are dropped here already.
     refusals: mpsc::Receiver<Refusal>,
@@ -206,6 +213,9 @@ impl Daemon {
                     self.check_interfaces();
                 }
                 _ = w.link_check.tick() => self.check_interfaces(),
+                Some(event) = async { w.fleet.as_mut().expect("guarded").recv().await }, if w.fleet.is_some() => {
+                    self.fleet_event(event);
+                }
                 _ = w.tick.tick(), if self.config.stats_interval > 0 => {
                     print!("{}", report::device_table(&self.device_samples()?));
                 }
@@ -250,6 +260,7 @@ impl Daemon {
                 }
             },
             link_check: tokio::time::interval(LINK_CHECK),
+            fleet: self.fleet.as_mut().map(fleet::Fleet::start),
             incoming,
             refusals,
             scrapes,
@@ -297,6 +308,9 @@ impl Daemon {
     /// callers, and the log says what is left enforcing.
     async fn stop(mut self, w: Wake, detached: bool) -> anyhow::Result<()> {
         let Wake { incoming, mut connections, metrics_server, .. } = w;
+        if let Some(f) = self.fleet.as_mut() {
+            f.stop();
+        }
         if let Err(e) = self.inventory.flush_now(&self.policy) {
             log(&format!("inventory: {e}"));
         }

@@ -36,7 +36,16 @@ struct Opening {
 impl Daemon {
     /// Starts the daemon as the module says. Must run inside a tokio
     /// runtime (the socket is bound here).
-    pub fn start(config: Config) -> anyhow::Result<Daemon> {
+    pub fn start(mut config: Config) -> anyhow::Result<Daemon> {
+        let fleet_note = match &config.fleet {
+            Some(f) => {
+                f.check()?;
+                let (file, note) = super::fleet::starting_policy(f, &config.policy);
+                config.policy = file;
+                Some(note)
+            }
+            None => None,
+        };
         let Checked { policy, untagged, group } = check(&config)?;
         let pins = PinDir::new(&config.pin_dir);
         let lock = pins.lock()?;
@@ -98,6 +107,10 @@ impl Daemon {
         for w in warnings {
             log(&format!("inventory: {w}"));
         }
+        if let Some(note) = fleet_note {
+            log(&note);
+        }
+        let fleet = config.fleet.clone();
         let interfaces = config.ifaces.iter().map(|i| (i.clone(), Default::default())).collect();
         Ok(Daemon {
             inventory,
@@ -116,6 +129,7 @@ impl Daemon {
             last_apply_ok: true,
             interfaces,
             policy,
+            fleet: fleet.map(super::fleet::Fleet::new),
         })
     }
 }

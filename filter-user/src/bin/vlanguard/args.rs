@@ -39,7 +39,7 @@ pub enum Command {
     /// keeps enforcing when the daemon stops or crashes; a new daemon adopts
     /// them without a gap. SIGHUP reloads the file (an invalid file is
     /// reported and the running policy stays). Needs root.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Show interfaces, attach mode, policy revision and map fill.
     Status {
         #[arg(long)]
@@ -99,6 +99,15 @@ pub enum Command {
         man: Option<PathBuf>,
         #[arg(long)]
         completions: Option<PathBuf>,
+    },
+    /// Many routers, one policy: propose, approve (two people by default)
+    /// and follow the site's policy in etcd. Each approver signs with a key
+    /// of their own; routers (`run --fleet-endpoints`) apply a version only
+    /// when enough approver signatures verify, never an older one, and keep
+    /// the last good version when etcd is away. README "Many routers".
+    Fleet {
+        #[command(subcommand)]
+        command: FleetCommand,
     },
     /// Work with policy files.
     Policy {
@@ -246,6 +255,155 @@ pub struct RunArgs {
     /// again. A policy with more devices is refused.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=131072))]
     pub device_capacity: Option<u32>,
+    /// Follow a fleet site's policy in etcd (README "Many routers"); needs
+    /// --site and --fleet-root. The daemon starts from its last good
+    /// version (or --config before the first) and never waits for etcd;
+    /// local policy edits are refused.
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
+    /// The fleet site this router follows.
+    #[arg(long, requires = "fleet_endpoints")]
+    pub site: Option<String>,
+    /// The site's first root (`fleet init --root-out`): the approver keys
+    /// this router trusts to begin with, handed over out of band.
+    #[arg(long, requires = "fleet_endpoints")]
+    pub fleet_root: Option<PathBuf>,
+    /// Where the last good fleet version and the verified metadata are kept.
+    #[arg(long, default_value = "/var/lib/vlanguard/fleet")]
+    pub fleet_state: PathBuf,
+    /// This router's name in `fleet status` (default: the host name).
+    #[arg(long)]
+    pub router_name: Option<String>,
+}
+
+/// Where the site's etcd cluster is, and the client TLS to reach it.
+#[derive(Args, Clone)]
+pub struct EtcdArgs {
+    /// etcd members, comma-separated: http://HOST:2379 or https://HOST:2379.
+    #[arg(long, value_name = "URL[,URL...]")]
+    pub fleet_endpoints: Option<String>,
+    /// CA certificate (PEM) of the members' TLS certificates.
+    #[arg(long, requires = "fleet_endpoints")]
+    pub fleet_ca: Option<PathBuf>,
+    /// Client certificate (PEM), when etcd asks for one.
+    #[arg(long, requires_all = ["fleet_endpoints", "fleet_key"])]
+    pub fleet_cert: Option<PathBuf>,
+    /// The client certificate's key (PEM).
+    #[arg(long, requires_all = ["fleet_endpoints", "fleet_cert"])]
+    pub fleet_key: Option<PathBuf>,
+}
+
+/// `fleet` commands' common options.
+#[derive(Args, Clone)]
+pub struct SiteArgs {
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
+    /// The fleet site.
+    #[arg(long)]
+    pub site: String,
+}
+
+#[derive(Subcommand)]
+pub enum FleetCommand {
+    /// Make an approver key pair: NAME.pem (private: keep it offline, see
+    /// README) and NAME.pub.json (public: goes into the site's root).
+    Keygen {
+        /// Path and name, without extension.
+        name: PathBuf,
+    },
+    /// Create a site: its first root lists the approver keys and the
+    /// threshold; signed by at least that many of them. Writes the root
+    /// for the routers' --fleet-root.
+    Init {
+        #[command(flatten)]
+        site: SiteArgs,
+        /// An approver's public key (repeat).
+        #[arg(long = "approver", required = true)]
+        approvers: Vec<PathBuf>,
+        /// Signatures a version (and a key rotation) needs.
+        #[arg(long, default_value_t = 2)]
+        threshold: u64,
+        /// Private keys that sign the root now (at least --threshold).
+        #[arg(long = "key", required = true)]
+        keys: Vec<PathBuf>,
+        /// Where to write the root for the routers.
+        #[arg(long)]
+        root_out: PathBuf,
+    },
+    /// Propose a policy file as the site's next version; validated here
+    /// first. Nothing changes on any router until it is approved.
+    Propose {
+        file: PathBuf,
+        #[command(flatten)]
+        site: SiteArgs,
+        /// Your name in `fleet log` (default: the login name).
+        #[arg(long = "as")]
+        name: Option<String>,
+        /// How long the approved version stays valid.
+        #[arg(long, default_value = "365d", value_parser = humantime::parse_duration)]
+        expires: std::time::Duration,
+    },
+    /// Sign a proposed version (or `root-N`, a key rotation) after
+    /// showing what it changes against the approved version. The
+    /// signature that reaches the threshold publishes it.
+    Approve {
+        /// A version number, or root-N.
+        version: String,
+        #[command(flatten)]
+        site: SiteArgs,
+        /// Your private key.
+        #[arg(long)]
+        key: PathBuf,
+        /// Your name in `fleet log` (default: the key file's name).
+        #[arg(long = "as")]
+        name: Option<String>,
+        /// Sign without asking.
+        #[arg(long)]
+        yes: bool,
+        /// How long routers accept the published metadata before it must
+        /// be refreshed (`fleet refresh`): freeze protection.
+        #[arg(long, default_value = "1d", value_parser = humantime::parse_duration)]
+        fresh_for: std::time::Duration,
+    },
+    /// Re-sign the site's timestamp so routers keep accepting the approved
+    /// version (run it regularly, e.g. hourly, well within --fresh-for).
+    Refresh {
+        #[command(flatten)]
+        site: SiteArgs,
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long, default_value = "1d", value_parser = humantime::parse_duration)]
+        fresh_for: std::time::Duration,
+    },
+    /// Propose new approver keys or threshold (a root rotation); approve it
+    /// with `fleet approve root-N`: it needs the threshold of the current
+    /// keys and of the new ones.
+    Rotate {
+        #[command(flatten)]
+        site: SiteArgs,
+        /// Every approver's public key in the new root (repeat).
+        #[arg(long = "approver", required = true)]
+        approvers: Vec<PathBuf>,
+        #[arg(long, default_value_t = 2)]
+        threshold: u64,
+        #[arg(long = "as")]
+        name: Option<String>,
+    },
+    /// Every router of the site: the version in force, since when, how far
+    /// behind the newest approved one, its last error, when it last wrote.
+    Status {
+        #[command(flatten)]
+        site: SiteArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Who proposed and who approved each version.
+    Log {
+        #[command(flatten)]
+        site: SiteArgs,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]

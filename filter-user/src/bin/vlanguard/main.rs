@@ -16,7 +16,8 @@ use filter_user::control::{ClientError, Failure};
 use crate::{
     args::{Cli, Command},
     commands::{
-        actions, device, events, generate, inventory, mud, policy, program, rules, run, status,
+        actions, device, events, fleet, generate, inventory, mud, policy, program, rules, run,
+        status,
     },
 };
 
@@ -51,7 +52,7 @@ fn refused(failure: Option<Failure>) -> ExitCode {
 fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let socket = cli.socket;
     match cli.command {
-        Command::Run(args) => run::run(args, socket),
+        Command::Run(args) => run::run(*args, socket),
         Command::Status { json } => status::status(&socket, json),
         Command::Stats { device, all, json } => status::stats(&socket, device, all, json),
         Command::Top => {
@@ -64,6 +65,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Generate { man, completions } => generate::generate(man, completions),
         Command::Policy { command } => policy::policy(&socket, command),
+        Command::Fleet { command } => fleet::fleet(command),
         Command::Mud { command } => mud::mud(&socket, command),
         Command::Block { net, duration, reason, json } => {
             actions::block(&socket, net, duration, reason, json)

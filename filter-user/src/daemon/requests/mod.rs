@@ -59,6 +59,9 @@ impl Daemon {
     }
 
     fn dispatch(&mut self, request: &Request) -> anyhow::Result<Reply> {
+        if request.edits_policy() {
+            self.fleet_managed()?;
+        }
         match request {
             Request::Status => Ok(self.status()),
             Request::Stats { device, all } => self.stats(device.as_deref(), *all),
@@ -104,13 +107,13 @@ impl Daemon {
             .ok_or_else(|| crate::error::UnknownDevice(name.to_string()))?)
     }
 
-    fn summary(&self) -> Summary {
+    pub(super) fn summary(&self) -> Summary {
         Summary { revision: self.revision, devices: self.policy.devices.len() }
     }
 }
 
 /// A diff as text, one change a line, or `none` when there is none.
-fn changes_text(changes: &[diff::Change], none: &str) -> String {
+pub(super) fn changes_text(changes: &[diff::Change], none: &str) -> String {
     if changes.is_empty() {
         none.to_string()
     } else {

@@ -70,6 +70,7 @@ impl Daemon {
                     (d.name.clone(), addrs.iter().map(ToString::to_string).collect())
                 })
                 .collect(),
+            fleet: self.fleet.as_ref().map(|f| f.status()),
         }
     }
 
@@ -111,6 +112,9 @@ impl Daemon {
             for (name, addrs) in &self.policy.names {
                 text += &format!("\n  {name} -> {}", join(addrs));
             }
+        }
+        if let Some(f) = &s.fleet {
+            text += &fleet_text(f);
         }
         text
     }
@@ -174,4 +178,40 @@ fn interface_text(i: &replies::Interface) -> String {
         );
     }
     text + ")"
+}
+
+/// The fleet lines of `status`.
+fn fleet_text(f: &replies::FleetStatus) -> String {
+    let applied = match (f.applied_version, &f.applied_at) {
+        (Some(v), Some(at)) => {
+            format!("version {v} (applied {at}, {} approvals)", f.approvers.len())
+        }
+        _ => "no fleet version yet (the local policy)".to_string(),
+    };
+    let behind = match (f.newest_version, f.applied_version) {
+        (Some(n), a) if n > a.unwrap_or(0) => {
+            format!("; {} version(s) behind {n}", n - a.unwrap_or(0))
+        }
+        _ => String::new(),
+    };
+    let contact = match (f.connected, f.last_contact_seconds) {
+        (true, _) => "etcd reached".to_string(),
+        (false, Some(s)) => format!("etcd NOT reached for {s:.0} s"),
+        (false, None) => "etcd never reached since the start".to_string(),
+    };
+    let mut text = format!(
+        "\nfleet: site {} as router {} ({}): {applied}{behind}; {contact}",
+        f.site, f.router, f.endpoints
+    );
+    if let Some(until) = &f.fresh_until {
+        text += &format!("\n  approvals fresh until {until}");
+    }
+    if let Some(e) = &f.last_error {
+        text += &format!("\n  last error ({}): {e}", f.last_error_at.as_deref().unwrap_or("?"));
+    }
+    if !f.rejected.is_empty() {
+        let r: Vec<String> = f.rejected.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        text += &format!("\n  rejected versions: {}", r.join(", "));
+    }
+    text
 }

@@ -4,6 +4,7 @@
 pub mod actions;
 pub mod device;
 pub mod events;
+pub mod fleet;
 pub mod generate;
 pub mod inventory;
 pub mod mud;

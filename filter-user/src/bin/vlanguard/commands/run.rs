@@ -40,5 +40,41 @@ fn config(args: RunArgs, socket: PathBuf) -> anyhow::Result<daemon::Config> {
         inventory_db: (args.inventory_db != "off").then(|| PathBuf::from(&args.inventory_db)),
         mud_dir: args.mud_dir,
         inventory_capacity: args.inventory_capacity as usize,
+        fleet: fleet_config(
+            &args.etcd,
+            args.site,
+            args.fleet_root,
+            args.fleet_state,
+            args.router_name,
+        )?,
     })
+}
+
+fn fleet_config(
+    etcd: &crate::args::EtcdArgs,
+    site: Option<String>,
+    root: Option<PathBuf>,
+    state_dir: PathBuf,
+    router: Option<String>,
+) -> anyhow::Result<Option<daemon::fleet::FleetConfig>> {
+    if etcd.fleet_endpoints.is_none() {
+        return Ok(None);
+    }
+    let (Some(site), Some(trusted_root)) = (site, root) else {
+        anyhow::bail!("--fleet-endpoints needs --site and --fleet-root");
+    };
+    let router = match router {
+        Some(r) => r,
+        None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .context("the host name (or give --router-name)")?,
+    };
+    filter_user::fleet::Site::new(&router).context("--router-name")?;
+    Ok(Some(daemon::fleet::FleetConfig {
+        endpoints: crate::commands::fleet::endpoints(etcd)?,
+        site: filter_user::fleet::Site::new(&site)?,
+        router,
+        trusted_root,
+        state_dir,
+    }))
 }

@@ -4,6 +4,8 @@
 
 pub mod differential;
 pub mod dns;
+pub mod etcd;
+pub mod fleet;
 pub mod frame;
 pub mod harness;
 pub mod lab;

@@ -335,6 +335,9 @@ const LAB_COMMANDS: &[(&str, &str)] = &[
     ("dpkg-shlibdeps", "dpkg-dev"),
     ("strip", "binutils"),
     ("adduser", "adduser"),
+    // The fleet tests' etcd cluster, and etcdctl to play the attacker.
+    ("etcd", "etcd-server"),
+    ("etcdctl", "etcd-client"),
 ];
 
 /// What the benchmark compares vlanguard with, and the Debian packages.

@@ -170,8 +170,9 @@ pub fn ensure_commands(commands: &[(&str, &str)]) -> Result<()> {
 
 /// Debian packages the build needs: OpenSSL's headers for the MUD
 /// signature check (openssl-sys), found through pkg-config, and the C
-/// compiler both it and the inventory's bundled SQLite (rusqlite) build with.
-const BUILD_PACKAGES: &[&str] = &["libssl-dev", "pkg-config", "gcc"];
+/// compiler both it and the inventory's bundled SQLite (rusqlite) build with;
+/// protoc, which etcd-client's build generates its gRPC code with.
+const BUILD_PACKAGES: &[&str] = &["libssl-dev", "pkg-config", "gcc", "protobuf-compiler"];
 
 /// Installs those of `packages` dpkg does not list as installed.
 pub fn ensure_packages(packages: &[&str]) -> Result<()> {

@@ -56,6 +56,10 @@ fn unchanged(key: &str, rev: Option<i64>) -> Compare {
     }
 }
 
+fn next_timestamp(previous: Option<Signed<Timestamp>>) -> u64 {
+    tuf::next_timestamp_version(previous.map(|p| p.signed.version.get()))
+}
+
 /// Creates the site: root version 1, signed by `signers`.
 pub async fn init(
     client: &mut Client,
@@ -244,8 +248,8 @@ pub async fn approve(
         let ts_key = site.metadata("timestamp.json");
         let ts = get(client, &ts_key).await?;
         let ts_version = match &ts {
-            Some((b, _)) => tuf::from_bytes::<Signed<Timestamp>>(b)?.signed.version.get() + 1,
-            None => 1,
+            Some((b, _)) => next_timestamp(Some(tuf::from_bytes::<Signed<Timestamp>>(b)?)),
+            None => next_timestamp(None),
         };
         let expires = targets.signed.expires;
         let (snapshot, timestamp) =
@@ -284,7 +288,7 @@ pub async fn refresh(
         .await?
         .context("the published snapshot is missing")?;
     tuf::from_bytes::<Signed<Snapshot>>(&snapshot)?;
-    let version = old.signed.version.get() + 1;
+    let version = next_timestamp(Some(old));
     let ts = tuf::timestamp(&snapshot, version, tuf::expiry(fresh_for)?, signer).await?;
     let txn = Txn::new().when([unchanged(&key, Some(rev))]).and_then([TxnOp::put(
         key.as_str(),

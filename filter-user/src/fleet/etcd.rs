@@ -5,6 +5,7 @@ use std::{path::PathBuf, time::Duration};
 
 use anyhow::Context as _;
 use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
+use tonic::Code;
 
 /// Where etcd is and how to prove who we are to it.
 #[derive(Clone, Debug, Default)]
@@ -21,6 +22,8 @@ pub struct Endpoints {
 /// A request that etcd has not answered within this is failed: a router
 /// cut off from etcd notices it within about this long.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// A member that does not answer a status request within this is left out.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
 impl Endpoints {
     /// `list`: URLs separated by commas.
@@ -73,14 +76,71 @@ impl Endpoints {
         Ok(o)
     }
 
-    /// A client; connecting fails when no member answers.
+    /// A client of the members that answer now; fails when none does.
+    /// (The client balances over the endpoints it is given and keeps
+    /// sending some requests to a dead member: so only the live ones.)
     pub async fn connect(&self) -> anyhow::Result<Client> {
-        Client::connect(&self.urls, Some(self.options()?))
+        let options = self.options()?;
+        let probes = self.urls.iter().map(|u| {
+            let options = options.clone();
+            async move {
+                let probe = async {
+                    let mut c = Client::connect([u], Some(options)).await?;
+                    c.status().await
+                };
+                matches!(tokio::time::timeout(PROBE_TIMEOUT, probe).await, Ok(Ok(_)))
+                    .then_some(u.clone())
+            }
+        });
+        let live: Vec<String> =
+            futures::future::join_all(probes).await.into_iter().flatten().collect();
+        anyhow::ensure!(!live.is_empty(), "no etcd member answers at {}", self.shown());
+        Client::connect(&live, Some(options))
             .await
-            .with_context(|| format!("connecting to etcd at {}", self.urls.join(",")))
+            .with_context(|| format!("connecting to etcd at {}", live.join(",")))
     }
 
     pub fn shown(&self) -> String {
         self.urls.join(",")
     }
 }
+
+/// Whether `e` is etcd being briefly unable to answer (a leader election,
+/// a member gone, a timeout): worth asking again.
+pub fn transient(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| match cause.downcast_ref::<etcd_client::Error>() {
+        Some(etcd_client::Error::GRpcStatus(s)) => {
+            matches!(s.code(), Code::Unavailable | Code::DeadlineExceeded | Code::Aborted)
+        }
+        Some(etcd_client::Error::TransportError(_)) => true,
+        _ => false,
+    })
+}
+
+impl Endpoints {
+    /// Connects and runs `op` until it succeeds, fails for good, or
+    /// `RETRIES` transient failures have passed (about 10 s), connecting
+    /// again each time: what etcd's own clients do.
+    pub async fn retry<T>(
+        &self,
+        mut op: impl AsyncFnMut(&mut Client) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        let mut wait = Duration::from_millis(200);
+        for _ in 0..RETRIES {
+            let result = match self.connect().await {
+                Ok(mut client) => op(&mut client).await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Err(e) if transient(&e) || e.to_string().starts_with("no etcd member answers") => {
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(2));
+                }
+                done => return done,
+            }
+        }
+        op(&mut self.connect().await?).await
+    }
+}
+
+const RETRIES: usize = 8;

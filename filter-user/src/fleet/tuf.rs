@@ -96,6 +96,17 @@ pub fn seconds_from_now(secs: i64) -> anyhow::Result<jiff::Timestamp> {
     Ok(jiff::Timestamp::from_second(jiff::Timestamp::now().as_second() + secs)?)
 }
 
+/// The next timestamp's version: after `previous`, and at least the Unix
+/// time, so a timestamp an attacker put back (an older one, replayed) is
+/// not what the next publish counts from: routers that saw a newer one
+/// would take the next for a rollback.
+pub fn next_timestamp_version(previous: Option<u64>) -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    previous.map_or(1, |p| p + 1).max(now)
+}
+
 fn version(v: u64) -> anyhow::Result<NonZeroU64> {
     NonZeroU64::new(v).context("versions start at 1")
 }

@@ -23,9 +23,9 @@ pub fn endpoints(a: &EtcdArgs) -> anyhow::Result<Endpoints> {
     })
 }
 
-async fn connect(s: &SiteArgs) -> anyhow::Result<(etcd_client::Client, Site)> {
-    let site = Site::new(&s.site)?;
-    Ok((endpoints(&s.etcd)?.connect().await?, site))
+/// Where the site is (each request connects to the members that answer).
+fn target(s: &SiteArgs) -> anyhow::Result<(Endpoints, Site)> {
+    Ok((endpoints(&s.etcd)?, Site::new(&s.site)?))
 }
 
 /// Who runs the command (recorded, not authenticated: approvals are).
@@ -51,14 +51,16 @@ async fn run(command: FleetCommand) -> anyhow::Result<ExitCode> {
     match command {
         FleetCommand::Keygen { name } => keygen(&name),
         FleetCommand::Init { site, approvers, threshold, keys, root_out } => {
-            let (mut client, site) = connect(&site).await?;
+            let (ep, site) = target(&site)?;
             let approvers = approvers
                 .iter()
                 .map(|p| tuf::read_public(p))
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let signers =
                 keys.iter().map(|p| Signer::load(p)).collect::<anyhow::Result<Vec<_>>>()?;
-            let root = admin::init(&mut client, &site, &approvers, threshold, &signers).await?;
+            let root = ep
+                .retry(async |c| admin::init(c, &site, &approvers, threshold, &signers).await)
+                .await?;
             std::fs::write(&root_out, &root)
                 .with_context(|| format!("writing {}", root_out.display()))?;
             println!(
@@ -74,9 +76,11 @@ async fn run(command: FleetCommand) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("reading {}", file.display()))?;
             let new = filter_user::resolve_policy(&text)
                 .map_err(|e| anyhow::anyhow!(e.render(&file, &text)))?;
-            let (mut client, site) = connect(&site).await?;
-            let old = admin::approved(&mut client, &site).await?;
-            let p = admin::propose(&mut client, &site, &text, &name.unwrap_or_else(login), expires)
+            let (ep, site) = target(&site)?;
+            let old = ep.retry(async |c| admin::approved(c, &site).await).await?;
+            let proposer = name.unwrap_or_else(login);
+            let p = ep
+                .retry(async |c| admin::propose(c, &site, &text, &proposer, expires).await)
                 .await?;
             println!("proposed version {} of site {} (sha256 {})", p.version, site.name, p.sha256);
             print_diff(old.as_ref().map(|(v, t)| (*v, t.as_str())), &new);
@@ -89,18 +93,18 @@ async fn run(command: FleetCommand) -> anyhow::Result<ExitCode> {
         FleetCommand::Approve { version, site, key, name, yes, fresh_for } => {
             let signer = Signer::load(&key)?;
             let name = name.unwrap_or_else(|| key_name(&key));
-            let (mut client, site) = connect(&site).await?;
+            let (ep, site) = target(&site)?;
             if let Some(n) = version.strip_prefix("root-") {
                 let n: u64 = n.parse().context("root-N: N a number")?;
-                return approve_root(&mut client, &site, n, &signer, &name).await;
+                return approve_root(&ep, &site, n, &signer, &name).await;
             }
             let v: u64 = version.parse().context("VERSION: a number, or root-N")?;
-            let (p, _) = admin::proposal(&mut client, &site, v).await?;
-            let body = admin::proposal_body(&mut client, &site, &p).await?;
+            let (p, _) = ep.retry(async |c| admin::proposal(c, &site, v).await).await?;
+            let body = ep.retry(async |c| admin::proposal_body(c, &site, &p).await).await?;
             let new = filter_user::resolve_policy(&body).map_err(|e| {
                 anyhow::anyhow!(e.render(Path::new(&format!("version {v}")), &body))
             })?;
-            let old = admin::approved(&mut client, &site).await?;
+            let old = ep.retry(async |c| admin::approved(c, &site).await).await?;
             println!(
                 "version {v} of site {}, proposed by {} at {}:",
                 site.name, p.proposer, p.proposed_at
@@ -115,7 +119,9 @@ async fn run(command: FleetCommand) -> anyhow::Result<ExitCode> {
                 println!("not signed");
                 return Ok(ExitCode::from(1));
             }
-            let a = admin::approve(&mut client, &site, v, &signer, &name, fresh_for).await?;
+            let a = ep
+                .retry(async |c| admin::approve(c, &site, v, &signer, &name, fresh_for).await)
+                .await?;
             if a.published {
                 println!(
                     "signed; {}: version {v} is approved and published, routers apply it now",
@@ -128,8 +134,8 @@ async fn run(command: FleetCommand) -> anyhow::Result<ExitCode> {
         }
         FleetCommand::Refresh { site, key, fresh_for } => {
             let signer = Signer::load(&key)?;
-            let (mut client, site) = connect(&site).await?;
-            let v = admin::refresh(&mut client, &site, &signer, fresh_for).await?;
+            let (ep, site) = target(&site)?;
+            let v = ep.retry(async |c| admin::refresh(c, &site, &signer, fresh_for).await).await?;
             println!(
                 "timestamp {v} of site {} signed; routers accept it for {}",
                 site.name,
@@ -142,10 +148,11 @@ async fn run(command: FleetCommand) -> anyhow::Result<ExitCode> {
                 .iter()
                 .map(|p| tuf::read_public(p))
                 .collect::<anyhow::Result<Vec<_>>>()?;
-            let (mut client, site) = connect(&site).await?;
-            let v =
-                admin::rotate(&mut client, &site, &keys, threshold, &name.unwrap_or_else(login))
-                    .await?;
+            let (ep, site) = target(&site)?;
+            let proposer = name.unwrap_or_else(login);
+            let v = ep
+                .retry(async |c| admin::rotate(c, &site, &keys, threshold, &proposer).await)
+                .await?;
             println!(
                 "proposed root {v}: {} approver keys, threshold {threshold}; it needs the threshold of \
                  the current keys and of the new: vlanguard fleet approve root-{v} --site {} --key KEY",
@@ -193,13 +200,13 @@ impl ModePrivate for std::fs::OpenOptions {
 }
 
 async fn approve_root(
-    client: &mut etcd_client::Client,
+    ep: &Endpoints,
     site: &Site,
     n: u64,
     signer: &Signer,
     name: &str,
 ) -> anyhow::Result<ExitCode> {
-    let a = admin::approve_root(client, site, n, signer, name).await?;
+    let a = ep.retry(async |c| admin::approve_root(c, site, n, signer, name).await).await?;
     if a.published {
         println!(
             "signed; root {n} is published (current keys: {}; new keys: {})",
@@ -242,9 +249,9 @@ fn confirm(question: &str) -> anyhow::Result<bool> {
 }
 
 async fn status(s: &SiteArgs, json: bool) -> anyhow::Result<ExitCode> {
-    let (mut client, site) = connect(s).await?;
-    let newest = admin::approved(&mut client, &site).await?.map(|a| a.0);
-    let routers = admin::routers(&mut client, &site).await?;
+    let (ep, site) = target(s)?;
+    let newest = ep.retry(async |c| admin::approved(c, &site).await).await?.map(|a| a.0);
+    let routers = ep.retry(async |c| admin::routers(c, &site).await).await?;
     if json {
         let list: Vec<serde_json::Value> = routers
             .iter()
@@ -296,9 +303,9 @@ fn seconds_since(at: &str) -> Option<f64> {
 }
 
 async fn log(s: &SiteArgs, json: bool) -> anyhow::Result<ExitCode> {
-    let (mut client, site) = connect(s).await?;
-    let proposals = admin::proposals(&mut client, &site).await?;
-    let roots = admin::root_proposals(&mut client, &site).await?;
+    let (ep, site) = target(s)?;
+    let proposals = ep.retry(async |c| admin::proposals(c, &site).await).await?;
+    let roots = ep.retry(async |c| admin::root_proposals(c, &site).await).await?;
     if json {
         let out = serde_json::json!({
             "site": site.name,

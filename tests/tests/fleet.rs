@@ -1,0 +1,469 @@
+//! Fleet mode against a real 3-member etcd cluster (Debian's etcd-server,
+//! one namespace and data directory per member) and three routers, each a
+//! full lab with its own daemon and pins, following one site.
+//!
+//! The probes: the core server sending UDP to the pump on port 7000
+//! (versions that allow `servers` there pass it, the lab's own policy does
+//! not) and 7001, and the pump sending to the monitor on 5000 (allowed
+//! while the monitor is a device of the policy). Each test prints the
+//! convergence times it measured (`fleet convergence:` lines).
+//!
+//! The tests share the machine's two CPUs badly, so they run one at a time.
+
+use std::{
+    sync::Mutex,
+    thread,
+    time::{Duration, Instant},
+};
+
+use vlanguard_tests::{
+    fleet::{FleetLab, Forgery},
+    lab::{MONITOR, PUMP, policy},
+    privileged, sample,
+};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+const CONVERGE: Duration = Duration::from_secs(20);
+const UDP_7000: &str = r#"
+  { from = "servers", proto = "udp", port = 7000 },"#;
+const UDP_7001: &str = r#"
+  { from = "servers", proto = "udp", port = 7001 },"#;
+
+/// The lab's policy without the monitor device.
+fn without_monitor(extra: &str) -> String {
+    let p = policy(extra);
+    let at = p.find("[[device]]\nname = \"monitor\"").expect("the monitor device");
+    p[..at].to_string()
+}
+
+/// Approves `version` with `second` after `first` and measures, per
+/// router, how long after the second approval it enforced the version.
+fn approve_and_time(f: &FleetLab, version: u64, first: &str, second: &str) -> Vec<Duration> {
+    f.approve(version, first);
+    f.approve(version, second);
+    let start = Instant::now();
+    let times: Vec<Duration> = (0..f.labs.len())
+        .map(|i| {
+            f.wait_version(i, version, CONVERGE);
+            start.elapsed()
+        })
+        .collect();
+    report(&format!("version {version} approved"), &times);
+    times
+}
+
+fn report(what: &str, times: &[Duration]) {
+    let ms: Vec<String> =
+        times.iter().map(|t| format!("{:.0}", t.as_secs_f64() * 1000.0)).collect();
+    eprintln!("fleet convergence: {what}: routers applied it after {} ms", ms.join(", "));
+}
+
+fn core_to_pump(f: &FleetLab, i: usize, port: u16) -> usize {
+    f.labs[i].udp("core", "pump", PUMP, port)
+}
+
+#[test]
+fn a_version_approved_by_two_keys_is_applied_by_every_router_and_one_approval_changes_nothing() {
+    if !privileged() {
+        return;
+    }
+    let _one = serial();
+    let mut f = FleetLab::new(3);
+    f.start_daemons();
+    for i in 0..3 {
+        let s = f.status(i);
+        assert_eq!(s["applied_version"], serde_json::Value::Null, "{s}");
+        assert_eq!(core_to_pump(&f, i, 7000), 0, "the lab's own policy does not allow 7000");
+    }
+    assert_eq!(f.propose(&policy("")), 1);
+    approve_and_time(&f, 1, "alice", "bob");
+
+    // One approval: published nowhere, enforced nowhere.
+    assert_eq!(f.propose(&policy(UDP_7000)), 2);
+    let out = f.approve(2, "alice");
+    assert!(out.contains("1 valid signature(s) of 2 required"), "{out}");
+    assert!(out.contains("not published"), "{out}");
+    thread::sleep(Duration::from_secs(3));
+    for i in 0..3 {
+        assert_eq!(f.applied(i), Some(1), "router {i} with one approval");
+        assert_eq!(core_to_pump(&f, i, 7000), 0, "router {i} with one approval");
+    }
+    // The second: every router, and its traffic.
+    f.approve(2, "bob");
+    let start = Instant::now();
+    let times: Vec<Duration> = (0..3)
+        .map(|i| {
+            f.wait_version(i, 2, CONVERGE);
+            start.elapsed()
+        })
+        .collect();
+    report("version 2 approved (the second approval)", &times);
+    for i in 0..3 {
+        assert_eq!(core_to_pump(&f, i, 7000), 20, "router {i} enforces version 2");
+        assert_eq!(core_to_pump(&f, i, 7001), 0, "router {i}: only what version 2 allows");
+    }
+
+    // Who proposed and approved what.
+    let log = f.ok(&["log"]);
+    for part in ["version 2 (published", "proposed by nina", "approved by alice", "approved by bob"]
+    {
+        assert!(log.contains(part), "{part:?} missing from fleet log:\n{log}");
+    }
+    let status = f.fleet_status();
+    assert_eq!(status["approved_version"], 2, "{status:#}");
+    let routers = status["routers"].as_array().expect("routers");
+    assert_eq!(routers.len(), 3, "{status:#}");
+    for r in routers {
+        assert_eq!(r["applied_version"], 2, "{r}");
+        assert_eq!(r["behind"], 0, "{r}");
+        assert_eq!(r["alive"], true, "{r}");
+    }
+    let metrics = f.labs[0].scrape();
+    assert_eq!(sample(&metrics, "vlanguard_fleet_applied_version", &["north"]), 2.0);
+    assert_eq!(sample(&metrics, "vlanguard_fleet_versions_behind", &["north"]), 0.0);
+    assert_eq!(sample(&metrics, "vlanguard_fleet_connected", &["north"]), 1.0);
+
+    // Local edits are refused naming the fleet; operator actions stay.
+    let out = f.labs[0].cli(&["device", "remove", "monitor"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("fleet site \"north\"") && err.contains("fleet propose"), "{err}");
+    let out = f.labs[0].cli(&["block", "10.66.0.1/32", "--for", "1m", "--reason", "test"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let audit = std::fs::read_to_string(&f.labs[0].audit_log).expect("audit log");
+    assert!(audit.contains("\"event\":\"applied\"") && audit.contains("\"version\":2"), "{audit}");
+}
+
+#[test]
+fn forged_unknown_key_replayed_and_expired_versions_are_rejected_and_enforcement_stays() {
+    if !privileged() {
+        return;
+    }
+    let _one = serial();
+    let mut f = FleetLab::new(3);
+    f.start_daemons();
+    f.propose(&policy(""));
+    approve_and_time(&f, 1, "alice", "bob");
+    let site = FleetLab::site();
+    let version_1_timestamp = f.get(&site.metadata("timestamp.json")).expect("timestamp");
+    let within = Duration::from_secs(15);
+
+    // Alice's signature and one made up under Bob's key id.
+    let body = policy(UDP_7000);
+    f.forge(&Forgery {
+        body: &body,
+        version: 2,
+        signers: &["alice"],
+        forged: &["bob"],
+        fresh_secs: 86_400,
+    });
+    for i in 0..3 {
+        let e = f.wait_rejected(i, "signatures", 0, within);
+        assert!(
+            e.contains("1 valid signature(s) of 2 required") && e.contains("bad signature"),
+            "{e}"
+        );
+        assert_eq!(f.applied(i), Some(1));
+    }
+    assert_eq!(core_to_pump(&f, 0, 7000), 0, "a forged approval changes nothing");
+
+    // Alice's and one by a key the site does not list.
+    f.forge(&Forgery {
+        body: &body,
+        version: 2,
+        signers: &["alice", "mallory"],
+        forged: &[],
+        fresh_secs: 86_400,
+    });
+    for i in 0..3 {
+        let e = f.wait_rejected(i, "signatures", 1, within);
+        assert!(e.contains("not an approver key"), "{e}");
+        assert_eq!(f.applied(i), Some(1));
+    }
+    assert_eq!(core_to_pump(&f, 1, 7000), 0, "an unknown key's approval changes nothing");
+
+    // The real version 2, then version 1's metadata put back (a replay).
+    assert_eq!(f.propose(&body), 2);
+    approve_and_time(&f, 2, "alice", "bob");
+    f.etcd.put(&site.metadata("timestamp.json"), &version_1_timestamp);
+    for i in 0..3 {
+        let e = f.wait_rejected(i, "rollback", 0, within);
+        assert!(e.contains("timestamp"), "{e}");
+        assert_eq!(f.applied(i), Some(2));
+    }
+    assert_eq!(core_to_pump(&f, 2, 7000), 20, "the replay does not take version 2 back");
+
+    // Version 3, properly approved, but its timestamp has expired: a
+    // freeze (metadata not refreshed) is refused as well.
+    let v3 = policy(&format!("{UDP_7000}{UDP_7001}"));
+    f.forge(&Forgery {
+        body: &v3,
+        version: 3,
+        signers: &["alice", "bob"],
+        forged: &[],
+        fresh_secs: -60,
+    });
+    for i in 0..3 {
+        let e = f.wait_rejected(i, "expired", 0, within);
+        assert!(e.contains("expired"), "{e}");
+        assert_eq!(f.applied(i), Some(2));
+    }
+    assert_eq!(core_to_pump(&f, 0, 7001), 0, "expired metadata changes nothing");
+    // A refresh by any one approver makes it current: every router takes it.
+    let out = f.ok(&["refresh", "--key", &f.key("carol")]);
+    assert!(out.contains("signed"), "{out}");
+    let start = Instant::now();
+    let times: Vec<Duration> = (0..3)
+        .map(|i| {
+            f.wait_version(i, 3, CONVERGE);
+            start.elapsed()
+        })
+        .collect();
+    report("version 3 after the refresh", &times);
+    assert_eq!(core_to_pump(&f, 0, 7001), 20);
+
+    let metrics = f.labs[0].scrape();
+    for (reason, at_least) in [("signatures", 2.0), ("rollback", 1.0), ("expired", 1.0)] {
+        let n = sample(
+            &metrics,
+            "vlanguard_fleet_rejected_versions_total",
+            &[&format!("reason=\"{reason}\"")],
+        );
+        assert!(n >= at_least, "{reason}: {n}\n{metrics}");
+    }
+    let audit = std::fs::read_to_string(&f.labs[0].audit_log).expect("audit log");
+    for reason in ["(signatures)", "(rollback)", "(expired)"] {
+        assert!(
+            audit.lines().any(|l| l.contains("\"event\":\"rejected\"") && l.contains(reason)),
+            "no rejection {reason} in the audit log:\n{audit}"
+        );
+    }
+}
+
+#[test]
+fn routers_converge_when_the_leader_dies_mid_update_and_a_partitioned_router_catches_up() {
+    if !privileged() {
+        return;
+    }
+    let _one = serial();
+    let mut f = FleetLab::new(3);
+    f.start_daemons();
+    f.propose(&policy(""));
+    approve_and_time(&f, 1, "alice", "bob");
+    assert_eq!(f.labs[2].udp("pump", "mon", MONITOR, 5000), 20, "the monitor is a device");
+
+    // Router 2 is cut off; version 2 removes the monitor device; the
+    // leader dies between the two approvals.
+    let cut = f.labs[2].ns("r");
+    f.etcd.partition(&cut);
+    let v2 = f.propose(&without_monitor(""));
+    f.approve(v2, "alice");
+    let leader = f.etcd.leader();
+    f.etcd.kill(leader);
+    let killed = Instant::now();
+    f.approve(v2, "bob");
+    let times: Vec<Duration> = (0..2)
+        .map(|i| {
+            f.wait_version(i, v2, CONVERGE);
+            killed.elapsed()
+        })
+        .collect();
+    report("version 2 with the leader killed before the second approval (from the kill)", &times);
+    for i in 0..2 {
+        assert_eq!(
+            f.labs[i].udp("pump", "mon", MONITOR, 5000),
+            0,
+            "router {i}: the monitor is gone"
+        );
+    }
+
+    // The cut-off router keeps enforcing version 1 and says it is cut off;
+    // `fleet status` shows it behind once its lease has run out.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let r2 = loop {
+        let s = f.fleet_status();
+        let r2 =
+            s["routers"].as_array().expect("routers").iter().find(|r| r["router"] == "r2").cloned();
+        if let Some(r) = r2.filter(|r| r["alive"] == false) {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "r2 still alive in fleet status: {s:#}");
+        thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(r2["applied_version"], 1, "{r2}");
+    assert_eq!(r2["behind"], 1, "{r2}");
+    let s = f.status(2);
+    assert_eq!(s["applied_version"], 1, "{s}");
+    assert_eq!(s["connected"], false, "{s}");
+    let metrics = f.labs[2].scrape();
+    let gap = sample(&metrics, "vlanguard_fleet_seconds_since_contact", &["north"]);
+    assert!(gap >= 5.0, "seconds since contact: {gap}\n{metrics}");
+    assert_eq!(sample(&metrics, "vlanguard_fleet_connected", &["north"]), 0.0);
+    assert_eq!(f.labs[2].udp("pump", "mon", MONITOR, 5000), 20, "version 1 stays in force");
+    eprintln!("fleet convergence: router 2 cut off, {gap:.1} s since contact when checked");
+
+    f.etcd.heal(&cut);
+    let healed = Instant::now();
+    f.wait_version(2, v2, Duration::from_secs(30));
+    report("router 2 after the partition healed (from the heal)", &[healed.elapsed()]);
+    let devices = f.labs[2].cli(&["device", "list"]);
+    let devices = String::from_utf8_lossy(&devices.stdout);
+    assert!(!devices.contains("monitor"), "{devices}");
+    assert_eq!(f.labs[2].udp("pump", "mon", MONITOR, 5000), 0, "router 2: the monitor is gone");
+    let metrics = f.labs[2].scrape();
+    assert_eq!(sample(&metrics, "vlanguard_fleet_versions_behind", &["north"]), 0.0);
+    assert_eq!(sample(&metrics, "vlanguard_fleet_connected", &["north"]), 1.0);
+    f.etcd.restart(leader);
+}
+
+#[test]
+fn a_router_cut_off_across_a_compaction_lists_again_and_converges() {
+    if !privileged() {
+        return;
+    }
+    let _one = serial();
+    let mut f = FleetLab::new(3);
+    f.start_daemons();
+    f.propose(&policy(""));
+    approve_and_time(&f, 1, "alice", "bob");
+    let site = FleetLab::site();
+    // A stray key every router sees, deleted while router 0 is cut off:
+    // a router that missed the delete would still count it.
+    let stray = site.metadata("99.targets.json");
+    f.etcd.put(&stray, "{}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while f.status(0)["newest_version"] != 99 {
+        assert!(Instant::now() < deadline, "router 0 never saw the stray key: {}", f.status(0));
+        thread::sleep(Duration::from_millis(50));
+    }
+    let cut = f.labs[0].ns("r");
+    f.etcd.partition(&cut);
+    f.etcd.etcdctl_ok(&["del", &stray]);
+    let v2 = f.propose(&policy(UDP_7000));
+    approve_and_time_on(&f, v2, &[1, 2]);
+    let v3 = f.propose(&policy(&format!("{UDP_7000}{UDP_7001}")));
+    approve_and_time_on(&f, v3, &[1, 2]);
+    let compacted = f.etcd.compact();
+    eprintln!("fleet: compacted at revision {compacted} while router 0 was cut off");
+    f.etcd.heal(&cut);
+    let healed = Instant::now();
+    f.wait_version(0, v3, Duration::from_secs(30));
+    report("router 0 after a compaction and the heal (from the heal)", &[healed.elapsed()]);
+    let s = f.status(0);
+    assert_eq!(s["newest_version"], 3, "the delete it missed is not lost: {s}");
+    assert_eq!(core_to_pump(&f, 0, 7001), 20);
+    let metrics = f.labs[0].scrape();
+    assert_eq!(sample(&metrics, "vlanguard_fleet_versions_behind", &["north"]), 0.0);
+}
+
+/// `approve_and_time` for some routers only.
+fn approve_and_time_on(f: &FleetLab, version: u64, routers: &[usize]) {
+    f.approve(version, "alice");
+    f.approve(version, "bob");
+    let start = Instant::now();
+    let times: Vec<Duration> = routers
+        .iter()
+        .map(|&i| {
+            f.wait_version(i, version, CONVERGE);
+            start.elapsed()
+        })
+        .collect();
+    report(&format!("version {version} approved (routers {routers:?})"), &times);
+}
+
+#[test]
+fn a_daemon_killed_while_etcd_is_down_restarts_from_its_last_good_version() {
+    if !privileged() {
+        return;
+    }
+    let _one = serial();
+    let mut f = FleetLab::new(3);
+    f.start_daemons();
+    // The lab's own policy file does not allow 7000; the fleet's does.
+    f.propose(&policy(UDP_7000));
+    approve_and_time(&f, 1, "alice", "bob");
+    assert_eq!(core_to_pump(&f, 0, 7000), 20);
+    for m in 0..3 {
+        f.etcd.kill(m);
+    }
+    f.labs[0].stop_daemon(libc::SIGKILL);
+    let log = f.start_daemon(0);
+    assert!(log.contains("enforcing the last good version 1"), "{log}");
+    let s = f.status(0);
+    assert_eq!(s["applied_version"], 1, "{s}");
+    assert_eq!(s["connected"], false, "{s}");
+    assert_eq!(core_to_pump(&f, 0, 7000), 20, "the last good version, not --config");
+    assert_eq!(core_to_pump(&f, 0, 7001), 0);
+    let status = f.labs[0].cli(&["status"]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(text.contains("etcd never reached since the start"), "{text}");
+    f.etcd.restart_all();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while f.status(0)["connected"] != true {
+        assert!(Instant::now() < deadline, "router 0 did not reach etcd again: {}", f.status(0));
+        thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(f.applied(0), Some(1));
+}
+
+#[test]
+fn approver_keys_rotate_only_with_the_threshold_of_the_old_and_the_new_keys() {
+    if !privileged() {
+        return;
+    }
+    let _one = serial();
+    let mut f = FleetLab::new(3);
+    f.start_daemons();
+    f.propose(&policy(""));
+    approve_and_time(&f, 1, "alice", "bob");
+    let site = FleetLab::site();
+
+    // Dave replaces Carol: proposed, signed by Alice alone.
+    let (a, b, d) = (f.public("alice"), f.public("bob"), f.public("dave"));
+    let out =
+        f.ok(&["rotate", "--approver", &a, "--approver", &b, "--approver", &d, "--threshold", "2"]);
+    assert!(out.contains("proposed root 2"), "{out}");
+    let out = f.ok(&["approve", "root-2", "--key", &f.key("alice")]);
+    assert!(out.contains("not published yet"), "{out}");
+    assert_eq!(f.get(&site.metadata("2.root.json")), None, "one signature publishes nothing");
+    // Forced into etcd with that one signature, the routers refuse it.
+    let proposal: serde_json::Value =
+        serde_json::from_str(&f.get(&site.root_proposal(2)).expect("root proposal")).expect("JSON");
+    f.etcd.put(&site.metadata("2.root.json"), &proposal["root"].to_string());
+    for i in 0..3 {
+        let e = f.wait_rejected(i, "root", 0, Duration::from_secs(15));
+        assert!(e.contains("root"), "{e}");
+        assert_eq!(f.applied(i), Some(1));
+    }
+    f.etcd.etcdctl_ok(&["del", &site.metadata("2.root.json")]);
+
+    // Bob's signature completes both thresholds: published.
+    let out = f.ok(&["approve", "root-2", "--key", &f.key("bob")]);
+    assert!(out.contains("root 2 is published"), "{out}");
+    // Dave's approval now counts, Carol's does not.
+    let v2 = f.propose(&policy(UDP_7000));
+    let out = f.fleet(&["approve", &v2.to_string(), "--key", &f.key("carol"), "--yes"]);
+    assert!(!out.status.success(), "carol may not approve any more");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not an approver key"));
+    approve_and_time(&f, v2, "alice", "dave");
+    assert_eq!(core_to_pump(&f, 0, 7000), 20);
+    let body = policy(&format!("{UDP_7000}{UDP_7001}"));
+    f.forge(&Forgery {
+        body: &body,
+        version: v2 + 1,
+        signers: &["alice", "carol"],
+        forged: &[],
+        fresh_secs: 86_400,
+    });
+    for i in 0..3 {
+        let e = f.wait_rejected(i, "signatures", 0, Duration::from_secs(15));
+        assert!(e.contains("not an approver key"), "{e}");
+        assert_eq!(f.applied(i), Some(v2));
+    }
+    assert_eq!(core_to_pump(&f, 0, 7001), 0);
+}

@@ -4,7 +4,7 @@
 use std::{path::Path, process::Command};
 
 use filter_user::metrics::{
-    DeviceSample, FrameSample, InterfaceSample, InventorySample, Snapshot, openmetrics,
+    DeviceSample, FleetSample, FrameSample, InterfaceSample, InventorySample, Snapshot, openmetrics,
 };
 
 fn root() -> &'static Path {
@@ -38,6 +38,11 @@ fn exported() -> Vec<String> {
             new_unknown: vec![(1, 1)],
             ..InventorySample::default()
         },
+        fleet: Some(FleetSample {
+            site: "s".into(),
+            rejected: vec![("signatures", 1)],
+            ..FleetSample::default()
+        }),
         ..Snapshot::default()
     };
     openmetrics(&s)
@@ -68,6 +73,11 @@ fn alert_rules_pass_promtool_and_use_exported_metrics() {
         text.contains("increase(vlanguard_inventory_new_unknown_hosts_total"),
         "an alert on new unknown hosts in the inventory"
     );
+    for alert in
+        ["VlanguardFleetBehind", "VlanguardFleetVersionRejected", "VlanguardFleetUnreachable"]
+    {
+        assert!(text.contains(alert), "the fleet alert {alert}");
+    }
     let exported = exported();
     for name in used(&text) {
         assert!(
@@ -120,5 +130,82 @@ fn dashboard_parses_and_uses_exported_metrics() {
     }
     for name in ["vlanguard_inventory_hosts", "vlanguard_inventory_new_unknown_hosts_total"] {
         assert!(all.iter().any(|n| n == name), "the inventory panels show {name}");
+    }
+}
+
+/// The fleet alerts fire when they should, and not before: `promtool test
+/// rules` on series as a router behind, rejecting and cut off exports them.
+#[test]
+fn fleet_alerts_fire_for_a_router_behind_a_rejection_and_lost_contact() {
+    let rules = root().join("deploy/prometheus/vlanguard-alerts.yml");
+    let dir = std::env::temp_dir().join(format!("vlanguard-alerts-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let test = dir.join("fleet.yml");
+    std::fs::write(
+        &test,
+        format!(
+            r#"rule_files: ["{}"]
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      - series: 'vlanguard_fleet_versions_behind{{instance="r1",site="north"}}'
+        values: '0 0 1x20'
+      - series: 'vlanguard_fleet_rejected_versions_total{{instance="r1",site="north",reason="signatures"}}'
+        values: '0 0 0 1 1 1'
+      - series: 'vlanguard_fleet_seconds_since_contact{{instance="r1",site="north"}}'
+        values: '1 1 400 460 520 580 640'
+    alert_rule_test:
+      - eval_time: 11m
+        alertname: VlanguardFleetBehind
+        exp_alerts: []
+      - eval_time: 13m
+        alertname: VlanguardFleetBehind
+        exp_alerts:
+          - exp_labels: {{severity: warning, instance: r1, site: north}}
+            exp_annotations:
+              summary: "r1 is 1 version(s) behind fleet site north"
+              description: "It keeps enforcing its last good version. `vlanguard status` shows why (last error); `vlanguard fleet status --site north` shows every router."
+      - eval_time: 2m
+        alertname: VlanguardFleetVersionRejected
+        exp_alerts: []
+      - eval_time: 4m
+        alertname: VlanguardFleetVersionRejected
+        exp_alerts:
+          - exp_labels: {{severity: critical, instance: r1, site: north, reason: signatures}}
+            exp_annotations:
+              summary: "r1 rejected a fleet version of site north (signatures)"
+              description: "The router keeps its last good version. `vlanguard status` gives the reason in full; reason=expired means `vlanguard fleet refresh` is overdue; signatures, rollback or root mean metadata nobody approved was written to etcd."
+      - eval_time: 3m
+        alertname: VlanguardFleetUnreachable
+        exp_alerts: []
+      - eval_time: 5m
+        alertname: VlanguardFleetUnreachable
+        exp_alerts:
+          - exp_labels: {{severity: warning, instance: r1, site: north}}
+            exp_annotations:
+              summary: "r1 has not reached etcd for 9m 40s"
+              description: "It keeps enforcing its last good version, but approved changes do not reach it."
+"#,
+            rules.display()
+        ),
+    )
+    .expect("rule test");
+    let out = Command::new("promtool").arg("test").arg("rules").arg(&test).output();
+    let _ = std::fs::remove_dir_all(&dir);
+    match out {
+        Ok(out) => assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        Err(e) => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "promtool is missing under CI: {e}"
+            );
+            eprintln!("skipped promtool: {e} (Debian package prometheus)");
+        }
     }
 }

@@ -338,6 +338,8 @@ const LAB_COMMANDS: &[(&str, &str)] = &[
     // The fleet tests' etcd cluster, and etcdctl to play the attacker.
     ("etcd", "etcd-server"),
     ("etcdctl", "etcd-client"),
+    // The fleet tests cut routers off from etcd with bridge filtering.
+    ("nft", "nftables"),
 ];
 
 /// What the benchmark compares vlanguard with, and the Debian packages.

@@ -423,10 +423,28 @@ fn approver_keys_rotate_only_with_the_threshold_of_the_old_and_the_new_keys() {
     approve_and_time(&f, 1, "alice", "bob");
     let site = FleetLab::site();
 
-    // Dave replaces Carol: proposed, signed by Alice alone.
-    let (a, b, d) = (f.public("alice"), f.public("bob"), f.public("dave"));
-    let out =
-        f.ok(&["rotate", "--approver", &a, "--approver", &b, "--approver", &d, "--threshold", "2"]);
+    // Dave replaces Carol, and a timer's key may refresh (never approve):
+    // proposed, signed by Alice alone.
+    let timer = f.dir.join("timer");
+    vlanguard_tests::lab::sh(
+        std::process::Command::new(vlanguard_tests::lab::vlanguard_bin())
+            .args(["fleet", "keygen"])
+            .arg(&timer),
+    );
+    let (a, b, d, t) = (f.public("alice"), f.public("bob"), f.public("dave"), f.public("timer"));
+    let out = f.ok(&[
+        "rotate",
+        "--approver",
+        &a,
+        "--approver",
+        &b,
+        "--approver",
+        &d,
+        "--threshold",
+        "2",
+        "--publisher",
+        &t,
+    ]);
     assert!(out.contains("proposed root 2"), "{out}");
     let out = f.ok(&["approve", "root-2", "--key", &f.key("alice")]);
     assert!(out.contains("not published yet"), "{out}");
@@ -445,11 +463,16 @@ fn approver_keys_rotate_only_with_the_threshold_of_the_old_and_the_new_keys() {
     // Bob's signature completes both thresholds: published.
     let out = f.ok(&["approve", "root-2", "--key", &f.key("bob")]);
     assert!(out.contains("root 2 is published"), "{out}");
+    // The timer's key refreshes; it cannot approve.
+    let out = f.ok(&["refresh", "--key", &f.key("timer")]);
+    assert!(out.contains("signed"), "{out}");
     // Dave's approval now counts, Carol's does not.
     let v2 = f.propose(&policy(UDP_7000));
-    let out = f.fleet(&["approve", &v2.to_string(), "--key", &f.key("carol"), "--yes"]);
-    assert!(!out.status.success(), "carol may not approve any more");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not an approver key"));
+    for who in ["carol", "timer"] {
+        let out = f.fleet(&["approve", &v2.to_string(), "--key", &f.key(who), "--yes"]);
+        assert!(!out.status.success(), "{who} may not approve");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("not an approver key"));
+    }
     approve_and_time(&f, v2, "alice", "dave");
     assert_eq!(core_to_pump(&f, 0, 7000), 20);
     let body = policy(&format!("{UDP_7000}{UDP_7001}"));
@@ -466,4 +489,163 @@ fn approver_keys_rotate_only_with_the_threshold_of_the_old_and_the_new_keys() {
         assert_eq!(f.applied(i), Some(v2));
     }
     assert_eq!(core_to_pump(&f, 0, 7001), 0);
+}
+
+/// `vlanguard ARGS` in the cluster's switch namespace, as given.
+fn raw(f: &FleetLab, args: &[&str], stdin: &str) -> (Option<i32>, String) {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new("ip")
+        .args(["netns", "exec", &f.etcd.ns("sw")])
+        .arg(vlanguard_tests::lab::vlanguard_bin())
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run vlanguard");
+    let _ = child.stdin.take().expect("stdin").write_all(stdin.as_bytes());
+    let out = child.wait_with_output().expect("vlanguard");
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.code(), text)
+}
+
+#[test]
+fn the_fleet_commands_refuse_bad_input_and_change_nothing() {
+    if !privileged() {
+        return;
+    }
+    let _one = serial();
+    let mut f = FleetLab::new(1);
+    let site = FleetLab::site();
+    let eps = f.etcd.endpoints();
+    let common = ["--fleet-endpoints", eps.as_str(), "--site", "north"];
+    let fleet = |args: &[&str], stdin: &str| {
+        let mut all = vec!["fleet"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&common);
+        raw(&f, &all, stdin)
+    };
+
+    // An invalid policy is refused before anything is written.
+    let bad = f.dir.join("bad.toml");
+    std::fs::write(&bad, "[[device]]\nname = \"pump\"\nvlan = 999\n").expect("file");
+    let (code, text) = fleet(&["propose", &bad.display().to_string()], "");
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("bad.toml") && text.contains("vlan 999"), "{text}");
+    assert!(
+        f.etcd.etcdctl_ok(&["get", "--prefix", "--keys-only", &site.proposals()]).trim().is_empty()
+    );
+
+    let v = f.propose(&policy(""));
+    let key = |k: &str| f.key(k);
+    // No such version; a file that is no key; a key that is no approver's.
+    let (code, text) = fleet(&["approve", "7", "--key", &key("alice"), "--yes"], "");
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("no proposal 7"), "{text}");
+    let (code, text) =
+        fleet(&["approve", &v.to_string(), "--key", &bad.display().to_string(), "--yes"], "");
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("not an ed25519 private key"), "{text}");
+    let (code, text) = fleet(&["approve", &v.to_string(), "--key", &key("mallory"), "--yes"], "");
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("not an approver key"), "{text}");
+    // Asked, and answered no: shown the changes, nothing signed.
+    let (code, text) = fleet(&["approve", &v.to_string(), "--key", &key("alice")], "n\n");
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("the site's first version") && text.contains("not signed"), "{text}");
+    let proposal: serde_json::Value =
+        serde_json::from_str(&f.get(&site.proposal(v)).expect("proposal")).expect("JSON");
+    assert_eq!(proposal["approvals"], serde_json::json!([]), "{proposal}");
+    assert_eq!(proposal["targets"]["signatures"], serde_json::json!([]), "{proposal}");
+
+    // The site exists once; its root stays.
+    let root = f.get(&site.metadata("1.root.json")).expect("root");
+    let (a, b) = (f.public("alice"), f.public("bob"));
+    let out = f.dir.join("root2.json").display().to_string();
+    let (code, text) = fleet(
+        &[
+            "init",
+            "--approver",
+            &a,
+            "--approver",
+            &b,
+            "--key",
+            &key("alice"),
+            "--key",
+            &key("bob"),
+            "--root-out",
+            &out,
+        ],
+        "",
+    );
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("exists already"), "{text}");
+    assert_eq!(f.get(&site.metadata("1.root.json")).as_ref(), Some(&root));
+    // A threshold the keys given cannot meet.
+    let (code, text) = raw(
+        &f,
+        &[
+            "fleet",
+            "init",
+            "--fleet-endpoints",
+            &eps,
+            "--site",
+            "south",
+            "--approver",
+            &a,
+            "--approver",
+            &b,
+            "--key",
+            &key("alice"),
+            "--root-out",
+            &out,
+        ],
+        "",
+    );
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("needs 2 signatures"), "{text}");
+    assert!(f.get("/vlanguard/sites/south/tuf/metadata/1.root.json").is_none());
+
+    // Bad names and endpoints.
+    let (code, text) =
+        raw(&f, &["fleet", "status", "--fleet-endpoints", &eps, "--site", "a/b"], "");
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("site \"a/b\""), "{text}");
+    let (code, text) =
+        raw(&f, &["fleet", "status", "--fleet-endpoints", "etcd:2379", "--site", "north"], "");
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("want http://HOST:PORT"), "{text}");
+    let started = Instant::now();
+    let (code, text) = raw(
+        &f,
+        &["fleet", "status", "--fleet-endpoints", "http://10.251.0.250:2379", "--site", "north"],
+        "",
+    );
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("no etcd member answers at http://10.251.0.250:2379"), "{text}");
+    assert!(started.elapsed() < Duration::from_secs(60), "bounded: {:?}", started.elapsed());
+
+    // Publishing twice is refused.
+    f.approve(v, "alice");
+    f.approve(v, "bob");
+    let (code, text) = fleet(&["approve", &v.to_string(), "--key", &key("carol"), "--yes"], "");
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("published already"), "{text}");
+
+    // The daemon: fleet mode needs its trusted root, which must be one.
+    let lab = &mut f.labs[0];
+    let mut args: Vec<String> = lab.run_args();
+    args.extend(["--fleet-endpoints".into(), eps.clone(), "--site".into(), "north".into()]);
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = lab.vlanguard(&argv);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--fleet-root"));
+    args.extend(["--fleet-root".into(), bad.display().to_string()]);
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = lab.vlanguard(&argv);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("not a TUF root"), "{err}");
+    assert!(!lab.xdp_attached("uplink"), "a refused start attaches nothing");
 }

@@ -65,11 +65,17 @@ pub async fn init(
     client: &mut Client,
     site: &Site,
     approvers: &[tough::schema::key::Key],
+    publishers: &[tough::schema::key::Key],
     threshold: u64,
     signers: &[Signer],
 ) -> anyhow::Result<Vec<u8>> {
-    let mut root =
-        tuf::root(approvers, threshold, 1, tuf::expiry(Duration::from_secs(10 * 365 * 86400))?)?;
+    let mut root = tuf::root(
+        approvers,
+        publishers,
+        threshold,
+        1,
+        tuf::expiry(Duration::from_secs(10 * 365 * 86400))?,
+    )?;
     for s in signers {
         tuf::sign(&mut root, s).await?;
     }
@@ -105,6 +111,14 @@ pub async fn current_root(client: &mut Client, site: &Site) -> anyhow::Result<Si
         }
         root = n;
     }
+}
+
+/// Whether `root` lists `signer`'s key for `role`.
+fn holds(root: &Signed<Root>, role: tough::schema::RoleType, signer: &Signer) -> bool {
+    root.signed
+        .roles
+        .get(&role)
+        .is_some_and(|r| r.keyids.iter().any(|k| hex::encode(k.as_ref()) == signer.keyid))
 }
 
 /// The approved version and its policy text, if any.
@@ -220,10 +234,7 @@ pub async fn approve(
         "version {version} is older than the approved version {approved_now}: propose it again"
     );
     anyhow::ensure!(
-        root.signed
-            .roles
-            .get(&tough::schema::RoleType::Targets)
-            .is_some_and(|r| { r.keyids.iter().any(|k| hex::encode(k.as_ref()) == signer.keyid) }),
+        holds(&root, tough::schema::RoleType::Targets, signer),
         "key {} is not an approver key of site {:?}",
         signer.keyid,
         site.name
@@ -280,6 +291,13 @@ pub async fn refresh(
     signer: &Signer,
     fresh_for: Duration,
 ) -> anyhow::Result<u64> {
+    let root = current_root(client, site).await?;
+    anyhow::ensure!(
+        holds(&root, tough::schema::RoleType::Timestamp, signer),
+        "key {} may not sign site {:?}'s timestamp (neither an approver nor a publisher key)",
+        signer.keyid,
+        site.name
+    );
     let key = site.metadata("timestamp.json");
     let (bytes, rev) = get(client, &key).await?.context("nothing published yet")?;
     let old: Signed<Timestamp> = tuf::from_bytes(&bytes)?;
@@ -304,6 +322,7 @@ pub async fn rotate(
     client: &mut Client,
     site: &Site,
     approvers: &[tough::schema::key::Key],
+    publishers: &[tough::schema::key::Key],
     threshold: u64,
     proposer: &str,
 ) -> anyhow::Result<u64> {
@@ -311,6 +330,7 @@ pub async fn rotate(
     let version = current.signed.version.get() + 1;
     let root = tuf::root(
         approvers,
+        publishers,
         threshold,
         version,
         tuf::expiry(Duration::from_secs(10 * 365 * 86400))?,

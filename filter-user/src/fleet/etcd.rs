@@ -88,21 +88,82 @@ impl Endpoints {
                     let mut c = Client::connect([u], Some(options)).await?;
                     c.status().await
                 };
-                matches!(tokio::time::timeout(PROBE_TIMEOUT, probe).await, Ok(Ok(_)))
-                    .then_some(u.clone())
+                match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
+                    Ok(Ok(_)) => Ok(u.clone()),
+                    Ok(Err(e)) => Err(format!("{u}: {}", causes(&e))),
+                    Err(_) => Err(format!("{u}: no answer within {PROBE_TIMEOUT:?}")),
+                }
             }
         });
-        let live: Vec<String> =
-            futures::future::join_all(probes).await.into_iter().flatten().collect();
-        anyhow::ensure!(!live.is_empty(), "no etcd member answers at {}", self.shown());
+        let probed = futures::future::join_all(probes).await;
+        let live: Vec<String> = probed.iter().filter_map(|p| p.as_ref().ok().cloned()).collect();
+        if live.is_empty() {
+            let why: Vec<&str> =
+                probed.iter().filter_map(|p| p.as_ref().err()).map(String::as_str).collect();
+            anyhow::bail!(
+                "no etcd member answers at {} ({}){}",
+                self.shown(),
+                why.join("; "),
+                self.tls_hint()
+            );
+        }
         Client::connect(&live, Some(options))
             .await
             .with_context(|| format!("connecting to etcd at {}", live.join(",")))
     }
 
+    /// What is missing for TLS, said when no member answers: over TLS a
+    /// member that refuses the client's certificate (or its absence) may
+    /// just close the connection, which says nothing of certificates.
+    fn tls_hint(&self) -> String {
+        if !self.urls.iter().any(|u| u.starts_with("https://")) {
+            return String::new();
+        }
+        let mut missing = Vec::new();
+        if self.ca.is_none() {
+            missing.push("no --fleet-ca given to verify the members' certificates with");
+        }
+        if self.cert.is_none() {
+            missing.push(
+                "no client certificate given (--fleet-cert, --fleet-key), \
+                 which etcd run with --client-cert-auth requires",
+            );
+        }
+        if missing.is_empty() {
+            return String::new();
+        }
+        format!("; TLS: {}", missing.join("; "))
+    }
+
     pub fn shown(&self) -> String {
         self.urls.join(",")
     }
+}
+
+/// What `e` says down to its root cause (a refused connection, a TLS
+/// alert): etcd_client's errors do not chain their causes themselves.
+fn causes(e: &etcd_client::Error) -> String {
+    use std::error::Error as _;
+    let (mut next, last): (Option<&dyn std::error::Error>, _) = match e {
+        // A failed call's status says the root cause; its source, the
+        // transport error, what failed.
+        etcd_client::Error::GRpcStatus(s) => (s.source(), Some(s.message())),
+        etcd_client::Error::TransportError(t) => (Some(t), None),
+        other => return other.to_string(),
+    };
+    let mut parts: Vec<String> = Vec::new();
+    while let Some(cause) = next {
+        parts.push(cause.to_string());
+        next = cause.source();
+    }
+    parts.extend(last.map(str::to_string));
+    let mut said: Vec<String> = Vec::new();
+    for p in parts {
+        if !said.iter().any(|s| s.contains(&p)) {
+            said.push(p);
+        }
+    }
+    said.join(": ")
 }
 
 /// Whether `e` is etcd being briefly unable to answer (a leader election,
@@ -126,9 +187,11 @@ impl Endpoints {
         mut op: impl AsyncFnMut(&mut Client) -> anyhow::Result<T>,
     ) -> anyhow::Result<T> {
         let mut wait = Duration::from_millis(200);
-        for _ in 0..RETRIES {
+        for attempt in 0..RETRIES {
             let result = match self.connect().await {
                 Ok(mut client) => op(&mut client).await,
+                // No member at all: asked again twice, not for 10 s.
+                Err(e) if attempt >= 2 => return Err(e),
                 Err(e) => Err(e),
             };
             match result {

@@ -112,9 +112,11 @@ fn version(v: u64) -> anyhow::Result<NonZeroU64> {
 }
 
 /// A root listing `approvers`: `threshold` of them sign root and targets,
-/// any one snapshot and timestamp. Unsigned.
+/// any one of them or of `publishers` (keys that may only publish and
+/// refresh, e.g. for a timer) snapshot and timestamp. Unsigned.
 pub fn root(
     approvers: &[Key],
+    publishers: &[Key],
     threshold: u64,
     v: u64,
     expires: jiff::Timestamp,
@@ -134,16 +136,22 @@ pub fn root(
         );
         keyids.push(id);
     }
-    let role = |threshold: u64| RoleKeys {
+    let mut publishing = keyids.clone();
+    for k in publishers {
+        let id = k.key_id().context("key id")?;
+        anyhow::ensure!(keys.insert(id.clone(), k.clone()).is_none(), "a key is listed twice");
+        publishing.push(id);
+    }
+    let role = |keyids: &Vec<Decoded<tough::schema::decoded::Hex>>, threshold: u64| RoleKeys {
         keyids: keyids.clone(),
         threshold: NonZeroU64::new(threshold).unwrap_or(NonZeroU64::MIN),
         _extra: HashMap::new(),
     };
     let roles = HashMap::from([
-        (RoleType::Root, role(threshold)),
-        (RoleType::Targets, role(threshold)),
-        (RoleType::Snapshot, role(1)),
-        (RoleType::Timestamp, role(1)),
+        (RoleType::Root, role(&keyids, threshold)),
+        (RoleType::Targets, role(&keyids, threshold)),
+        (RoleType::Snapshot, role(&publishing, 1)),
+        (RoleType::Timestamp, role(&publishing, 1)),
     ]);
     Ok(unsigned(Root {
         spec_version: SPEC_VERSION.into(),

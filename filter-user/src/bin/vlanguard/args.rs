@@ -323,6 +323,10 @@ pub enum FleetCommand {
         /// Signatures a version (and a key rotation) needs.
         #[arg(long, default_value_t = 2)]
         threshold: u64,
+        /// A key that may only publish and refresh (`fleet refresh` from a
+        /// timer), never approve (repeat).
+        #[arg(long = "publisher")]
+        publishers: Vec<PathBuf>,
         /// Private keys that sign the root now (at least --threshold).
         #[arg(long = "key", required = true)]
         keys: Vec<PathBuf>,
@@ -386,6 +390,9 @@ pub enum FleetCommand {
         approvers: Vec<PathBuf>,
         #[arg(long, default_value_t = 2)]
         threshold: u64,
+        /// Keys that may only publish and refresh, in the new root (repeat).
+        #[arg(long = "publisher")]
+        publishers: Vec<PathBuf>,
         #[arg(long = "as")]
         name: Option<String>,
     },

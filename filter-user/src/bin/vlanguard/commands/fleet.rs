@@ -50,16 +50,16 @@ pub fn fleet(command: FleetCommand) -> anyhow::Result<ExitCode> {
 async fn run(command: FleetCommand) -> anyhow::Result<ExitCode> {
     match command {
         FleetCommand::Keygen { name } => keygen(&name),
-        FleetCommand::Init { site, approvers, threshold, keys, root_out } => {
+        FleetCommand::Init { site, approvers, threshold, publishers, keys, root_out } => {
             let (ep, site) = target(&site)?;
-            let approvers = approvers
-                .iter()
-                .map(|p| tuf::read_public(p))
-                .collect::<anyhow::Result<Vec<_>>>()?;
+            let approvers = public_keys(&approvers)?;
+            let publishers = public_keys(&publishers)?;
             let signers =
                 keys.iter().map(|p| Signer::load(p)).collect::<anyhow::Result<Vec<_>>>()?;
             let root = ep
-                .retry(async |c| admin::init(c, &site, &approvers, threshold, &signers).await)
+                .retry(async |c| {
+                    admin::init(c, &site, &approvers, &publishers, threshold, &signers).await
+                })
                 .await?;
             std::fs::write(&root_out, &root)
                 .with_context(|| format!("writing {}", root_out.display()))?;
@@ -143,15 +143,15 @@ async fn run(command: FleetCommand) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        FleetCommand::Rotate { site, approvers, threshold, name } => {
-            let keys = approvers
-                .iter()
-                .map(|p| tuf::read_public(p))
-                .collect::<anyhow::Result<Vec<_>>>()?;
+        FleetCommand::Rotate { site, approvers, threshold, publishers, name } => {
+            let keys = public_keys(&approvers)?;
+            let publishers = public_keys(&publishers)?;
             let (ep, site) = target(&site)?;
             let proposer = name.unwrap_or_else(login);
             let v = ep
-                .retry(async |c| admin::rotate(c, &site, &keys, threshold, &proposer).await)
+                .retry(async |c| {
+                    admin::rotate(c, &site, &keys, &publishers, threshold, &proposer).await
+                })
                 .await?;
             println!(
                 "proposed root {v}: {} approver keys, threshold {threshold}; it needs the threshold of \
@@ -164,6 +164,10 @@ async fn run(command: FleetCommand) -> anyhow::Result<ExitCode> {
         FleetCommand::Status { site, json } => status(&site, json).await,
         FleetCommand::Log { site, json } => log(&site, json).await,
     }
+}
+
+fn public_keys(files: &[std::path::PathBuf]) -> anyhow::Result<Vec<tough::schema::key::Key>> {
+    files.iter().map(|p| tuf::read_public(p)).collect()
 }
 
 fn keygen(name: &Path) -> anyhow::Result<ExitCode> {

@@ -100,6 +100,8 @@ pub(super) struct Fleet {
     /// Freshness of the metadata in force.
     fresh_until: Option<String>,
     rejected: BTreeMap<Reason, u64>,
+    /// The last rejection, so one tried again is not counted again.
+    last_rejection: Option<(Option<u64>, Reason, String)>,
     tell: watch::Sender<Applied>,
     events: Option<mpsc::Receiver<Event>>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -119,6 +121,7 @@ impl Fleet {
             last_error: None,
             fresh_until: None,
             rejected: BTreeMap::new(),
+            last_rejection: None,
             tell,
             events: None,
             task: None,
@@ -272,6 +275,11 @@ impl Daemon {
 
     fn fleet_rejected(&mut self, r: Rejection) {
         let Some(fleet) = self.fleet.as_mut() else { return };
+        let this = Some((r.version, r.reason, r.message.clone()));
+        if fleet.last_rejection == this {
+            return;
+        }
+        fleet.last_rejection = this;
         *fleet.rejected.entry(r.reason).or_default() += 1;
         let version = r.version.map_or(String::new(), |v| format!(" version {v}"));
         let kept = fleet
@@ -350,6 +358,7 @@ impl Daemon {
                 }
                 fleet.applied = Some(record);
                 fleet.last_error = None;
+                fleet.last_rejection = None;
                 fleet.tell_follower();
                 self.last_apply_ok = true;
                 let changes = super::requests::changes_text(&changes, "no changes");

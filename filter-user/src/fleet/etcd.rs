@@ -104,7 +104,7 @@ impl Endpoints {
                 "no etcd member answers at {} ({}){}",
                 self.shown(),
                 why.join("; "),
-                self.tls_hint()
+                self.tls_hint(&why)
             );
         }
         Client::connect(&live, Some(options))
@@ -112,27 +112,38 @@ impl Endpoints {
             .with_context(|| format!("connecting to etcd at {}", live.join(",")))
     }
 
-    /// What is missing for TLS, said when no member answers: over TLS a
-    /// member that refuses the client's certificate (or its absence) may
-    /// just close the connection, which says nothing of certificates.
-    fn tls_hint(&self) -> String {
+    /// What may be wrong with TLS, said when no member answers (`why`):
+    /// a member that refuses the client's certificate (or its absence)
+    /// sends an alert and closes the connection, and the client mostly
+    /// sees only the connection closed, which says nothing of certificates.
+    fn tls_hint(&self, why: &[&str]) -> String {
         if !self.urls.iter().any(|u| u.starts_with("https://")) {
             return String::new();
         }
-        let mut missing = Vec::new();
+        let closed = |w: &&str| {
+            ["connection closed", "broken pipe", "reset by peer", "alert"]
+                .iter()
+                .any(|c| w.contains(c))
+        };
+        let mut hints = Vec::new();
         if self.ca.is_none() {
-            missing.push("no --fleet-ca given to verify the members' certificates with");
+            hints.push("no --fleet-ca given to verify the members' certificates with");
         }
         if self.cert.is_none() {
-            missing.push(
+            hints.push(
                 "no client certificate given (--fleet-cert, --fleet-key), \
                  which etcd run with --client-cert-auth requires",
             );
+        } else if !why.is_empty() && why.iter().all(closed) {
+            hints.push(
+                "every member closed the connection, as etcd does to a client \
+                 certificate (--fleet-cert) that its --trusted-ca-file did not sign",
+            );
         }
-        if missing.is_empty() {
+        if hints.is_empty() {
             return String::new();
         }
-        format!("; TLS: {}", missing.join("; "))
+        format!("; TLS: {}", hints.join("; "))
     }
 
     pub fn shown(&self) -> String {

@@ -213,8 +213,25 @@ impl Follower {
                     }
                     self.publish_status(&mut client).await?;
                 }
-                _ = recheck.tick() => self.verify().await?,
+                _ = recheck.tick() => {
+                    // A version that verified but did not apply (an
+                    // interface it names was missing, say) is tried again.
+                    self.outcome = self.outcome.take().filter(|_| self.applied_is_newest());
+                    self.verify().await?;
+                }
             }
+        }
+    }
+
+    /// Whether the last verified version is the one the daemon enforces
+    /// (or the last verification was no version).
+    fn applied_is_newest(&self) -> bool {
+        match self.outcome.as_deref().and_then(|o| o.strip_prefix("ok ")) {
+            Some(rest) => {
+                let version = rest.split(' ').next().and_then(|v| v.parse().ok());
+                self.applied.borrow().version == version
+            }
+            None => true,
         }
     }
 

@@ -1,6 +1,6 @@
 //! Fleet mode: many routers follow one site's policy, kept in etcd v3 and
 //! approved by a threshold of people, as TUF metadata (docs/ARCHITECTURE.md
-//! §10, README "Many routers").
+//! §8, README "Many routers").
 //!
 //! Key layout, under `/vlanguard/sites/<site>/`:
 //!

@@ -15,6 +15,16 @@
 //! /run/vlanguard-test/<prefix>/. Heartbeats every 100 ms and a 1 s election
 //! timeout make a leader election take one to two seconds.
 //!
+//! `start_tls` makes a cluster as a site that takes its etcd seriously
+//! runs it: clients reach the members over TLS (`https://IP:2379`) and must
+//! show a client certificate of the cluster's CA (`--client-cert-auth`).
+//! The CA, one server certificate per member (subjectAltName its address)
+//! and one client certificate (for etcdctl, the `fleet` commands and the
+//! daemons) are made with the `openssl` CLI in the cluster's `tls/`
+//! directory ([`Tls`]). The members talk to each other in plain http on
+//! the peer port 2380 either way: peer TLS is etcd's own business and not
+//! what vlanguard's clients see.
+//!
 //! The prefix ("ve" + pid + counter) differs from `Lab`'s ("vt..."), so a
 //! cluster and labs coexist in one test. Dropping the cluster (also when a
 //! test panics) kills the members, deletes the veths it added to other
@@ -23,7 +33,7 @@
 use std::{
     fs,
     io::{Read, Write as _},
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
     sync::atomic::{AtomicU32, Ordering},
     thread,
@@ -66,9 +76,133 @@ struct Attached {
     addr: String,
 }
 
+/// A certificate authority made with the `openssl` CLI: `NAME.crt` and
+/// `NAME.key` (ECDSA P-256) in a directory, where it also puts what it
+/// signs.
+pub struct Ca {
+    pub cert: PathBuf,
+    key: PathBuf,
+    dir: PathBuf,
+}
+
+/// Runs `openssl ARGS` in `dir`, panicking with its output if it fails.
+fn openssl(dir: &Path, args: &[&str]) {
+    sh(Command::new("openssl").current_dir(dir).args(args));
+}
+
+/// How long the test certificates are valid: a test run, with room.
+const CERT_DAYS: &str = "7";
+
+impl Ca {
+    /// A new self-signed CA `NAME` in `dir` (created if need be).
+    pub fn new(dir: &Path, name: &str) -> Ca {
+        fs::create_dir_all(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        let (cert, key) = (format!("{name}.crt"), format!("{name}.key"));
+        openssl(
+            dir,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-keyout",
+                &key,
+                "-out",
+                &cert,
+                "-days",
+                CERT_DAYS,
+                "-subj",
+                &format!("/CN=vlanguard test {name}"),
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ],
+        );
+        Ca { cert: dir.join(cert), key: dir.join(key), dir: dir.to_path_buf() }
+    }
+
+    /// A certificate `NAME.crt` and its key `NAME.key` signed by this CA:
+    /// with `server_ip`, a server certificate for that address (etcd also
+    /// presents it as a client, to its own gRPC gateway: so both usages);
+    /// without, a client certificate.
+    pub fn issue(&self, name: &str, server_ip: Option<&str>) -> (PathBuf, PathBuf) {
+        let (cert, key, csr, ext) = (
+            format!("{name}.crt"),
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.ext"),
+        );
+        let usage = match server_ip {
+            Some(ip) => format!("extendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=IP:{ip}\n"),
+            None => "extendedKeyUsage=clientAuth\n".to_string(),
+        };
+        let extensions = format!(
+            "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n{usage}"
+        );
+        fs::write(self.dir.join(&ext), extensions).expect("certificate extensions");
+        openssl(
+            &self.dir,
+            &[
+                "req",
+                "-new",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-keyout",
+                &key,
+                "-out",
+                &csr,
+                "-subj",
+                &format!("/CN={name}"),
+            ],
+        );
+        let (ca_cert, ca_key) = (self.cert.display().to_string(), self.key.display().to_string());
+        openssl(
+            &self.dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                &ca_cert,
+                "-CAkey",
+                &ca_key,
+                "-CAcreateserial",
+                "-out",
+                &cert,
+                "-days",
+                CERT_DAYS,
+                "-extfile",
+                &ext,
+            ],
+        );
+        (self.dir.join(cert), self.dir.join(key))
+    }
+}
+
+/// The TLS material of a cluster made by `start_tls`, in its `tls/`
+/// directory: the CA every member's certificate is signed by, and the
+/// client certificate the members accept.
+pub struct Tls {
+    pub ca: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+    /// The directory, with `m<i>.crt`/`m<i>.key` for member `i`.
+    pub dir: PathBuf,
+}
+
 pub struct EtcdCluster {
     pub prefix: String,
     pub dir: PathBuf,
+    /// Client TLS with client certificates (`start_tls`), or plain http.
+    tls: Option<Tls>,
     token: String,
     members: Vec<Member>,
     attached: Vec<Attached>,
@@ -127,6 +261,16 @@ impl EtcdCluster {
     /// A cluster of `members` (1 to 99) etcd members, all healthy when
     /// this returns (waiting at most `HEALTHY_WITHIN`).
     pub fn start(members: usize) -> EtcdCluster {
+        EtcdCluster::start_with(members, false)
+    }
+
+    /// `start`, the members serving their clients over TLS only and
+    /// requiring a client certificate of the cluster's CA (see `Tls`).
+    pub fn start_tls(members: usize) -> EtcdCluster {
+        EtcdCluster::start_with(members, true)
+    }
+
+    fn start_with(members: usize, tls: bool) -> EtcdCluster {
         assert!((1..100).contains(&members), "1 to 99 members, not {members}");
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let prefix = format!("ve{:x}{n}", std::process::id() % 0xffff);
@@ -135,6 +279,7 @@ impl EtcdCluster {
             token: format!("vlanguard-test-{prefix}-{}", std::process::id()),
             prefix,
             dir,
+            tls: None,
             members: Vec::new(),
             attached: Vec::new(),
             namespaces: Vec::new(),
@@ -161,6 +306,15 @@ impl EtcdCluster {
             let data = cluster.dir.join(format!("m{i}"));
             let log = cluster.dir.join(format!("m{i}.log"));
             cluster.members.push(Member { ns, ip: addr, data, log, child: None, starts: 0 });
+        }
+        if tls {
+            let dir = cluster.dir.join("tls");
+            let ca = Ca::new(&dir, "ca");
+            for (i, m) in cluster.members.iter().enumerate() {
+                ca.issue(&format!("m{i}"), Some(&m.ip));
+            }
+            let (client_cert, client_key) = ca.issue("client", None);
+            cluster.tls = Some(Tls { ca: ca.cert, client_cert, client_key, dir });
         }
         for i in 0..members {
             cluster.spawn(i, "new");
@@ -189,9 +343,15 @@ impl EtcdCluster {
         self.members.is_empty()
     }
 
-    /// Member `i`'s client URL.
+    /// The TLS material, if the cluster was made by `start_tls`.
+    pub fn tls(&self) -> Option<&Tls> {
+        self.tls.as_ref()
+    }
+
+    /// Member `i`'s client URL (`https` with TLS).
     pub fn endpoint(&self, i: usize) -> String {
-        format!("http://{}:2379", self.members[i].ip)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}:2379", self.members[i].ip)
     }
 
     /// Every member's client URL, comma-separated (killed ones too: what a
@@ -239,6 +399,23 @@ impl EtcdCluster {
             .map(|j| format!("m{j}=http://{}:2380", self.members[j].ip))
             .collect::<Vec<_>>()
             .join(",");
+        let client = self.endpoint(i);
+        // Clients over TLS with certificates of the cluster's CA only.
+        let client_tls: Vec<String> = match &self.tls {
+            Some(t) => {
+                let file = |ext: &str| t.dir.join(format!("m{i}.{ext}")).display().to_string();
+                vec![
+                    "--cert-file".into(),
+                    file("crt"),
+                    "--key-file".into(),
+                    file("key"),
+                    "--trusted-ca-file".into(),
+                    t.ca.display().to_string(),
+                    "--client-cert-auth".into(),
+                ]
+            }
+            None => Vec::new(),
+        };
         let m = &mut self.members[i];
         assert!(m.child.is_none(), "member m{i} already runs");
         m.starts += 1;
@@ -252,13 +429,15 @@ impl EtcdCluster {
             "=== vlanguard test: start {} (--initial-cluster-state {state})",
             m.starts
         );
-        let (client, peer) = (format!("http://{}:2379", m.ip), format!("http://{}:2380", m.ip));
+        // Peers stay plain http, TLS or not (see the module's comment).
+        let peer = format!("http://{}:2380", m.ip);
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &m.ns, "etcd"])
             .args(["--name", &format!("m{i}")])
             .arg("--data-dir")
             .arg(&m.data)
             .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
+            .args(&client_tls)
             .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
             .args(["--initial-cluster", &initial_cluster])
             .args(["--initial-cluster-state", state])
@@ -333,6 +512,11 @@ impl EtcdCluster {
             }
         }
         cmd.arg(format!("--endpoints={endpoints}"));
+        if let Some(t) = &self.tls {
+            cmd.arg("--cacert").arg(&t.ca);
+            cmd.arg("--cert").arg(&t.client_cert);
+            cmd.arg("--key").arg(&t.client_key);
+        }
         if !args.iter().any(|a| a.starts_with("--dial-timeout")) {
             cmd.arg("--dial-timeout=2s");
         }

@@ -6,6 +6,11 @@
 //! threshold 2. The `fleet` commands run in the cluster's switch
 //! namespace, as an operator's workstation would.
 //!
+//! `new_tls` builds it over a cluster that wants TLS and client
+//! certificates (`EtcdCluster::start_tls`): the `fleet` commands and the
+//! daemons then get `--fleet-ca`, `--fleet-cert` and `--fleet-key` (the
+//! cluster's CA and client certificate) as well.
+//!
 //! `forge` plays a holder of one approver key (or none) writing metadata
 //! straight into etcd, as an attacker with etcd write access would.
 
@@ -36,7 +41,15 @@ pub struct FleetLab {
 impl FleetLab {
     /// `routers` labs following site `SITE`, daemons not started yet.
     pub fn new(routers: usize) -> FleetLab {
-        let mut etcd = EtcdCluster::start(3);
+        FleetLab::over(EtcdCluster::start(3), routers)
+    }
+
+    /// `new` over a cluster reached over TLS with client certificates.
+    pub fn new_tls(routers: usize) -> FleetLab {
+        FleetLab::over(EtcdCluster::start_tls(3), routers)
+    }
+
+    fn over(mut etcd: EtcdCluster, routers: usize) -> FleetLab {
         let dir = etcd.dir.join("fleet");
         std::fs::create_dir_all(&dir).expect("fleet dir");
         let mut labs = Vec::new();
@@ -81,15 +94,36 @@ impl FleetLab {
         self.dir.join(format!("{name}.pub.json")).display().to_string()
     }
 
+    /// `--fleet-ca CA --fleet-cert CERT --fleet-key KEY` of the cluster's
+    /// TLS material; none without TLS.
+    pub fn tls_args(&self) -> Vec<String> {
+        let Some(t) = self.etcd.tls() else {
+            return Vec::new();
+        };
+        [("--fleet-ca", &t.ca), ("--fleet-cert", &t.client_cert), ("--fleet-key", &t.client_key)]
+            .into_iter()
+            .flat_map(|(flag, path)| [flag.to_string(), path.display().to_string()])
+            .collect()
+    }
+
     /// `vlanguard fleet ARGS --fleet-endpoints ... --site SITE` (keygen
-    /// takes neither), from the cluster's switch namespace.
+    /// takes neither) and the TLS options, from the cluster's switch
+    /// namespace.
     pub fn fleet(&self, args: &[&str]) -> Output {
+        let tls = self.tls_args();
+        let tls: Vec<&str> = tls.iter().map(String::as_str).collect();
+        self.fleet_with(&tls, args)
+    }
+
+    /// `fleet` with the TLS options `tls` instead of the cluster's.
+    pub fn fleet_with(&self, tls: &[&str], args: &[&str]) -> Output {
         Command::new("ip")
             .args(["netns", "exec", &self.etcd.ns("sw")])
             .arg(vlanguard_bin())
             .arg("fleet")
             .args(args)
             .args(["--fleet-endpoints", &self.etcd.endpoints(), "--site", SITE])
+            .args(tls)
             .output()
             .expect("run vlanguard fleet")
     }
@@ -123,8 +157,16 @@ impl FleetLab {
         self.ok(&["approve", &version.to_string(), "--key", &self.key(key), "--yes"])
     }
 
-    /// The `vlanguard run` arguments of fleet mode for router `i`.
+    /// The `vlanguard run` arguments of fleet mode for router `i`, the
+    /// TLS options included.
     pub fn run_args(&self, i: usize) -> Vec<String> {
+        let mut args = self.run_args_without_tls(i);
+        args.extend(self.tls_args());
+        args
+    }
+
+    /// `run_args` without `--fleet-ca/--fleet-cert/--fleet-key`.
+    pub fn run_args_without_tls(&self, i: usize) -> Vec<String> {
         let state = self.labs[i].dir.join("fleet-state");
         [
             "--fleet-endpoints",
@@ -145,6 +187,12 @@ impl FleetLab {
 
     pub fn start_daemon(&mut self, i: usize) -> String {
         let args = self.run_args(i);
+        self.start_daemon_args(i, &args)
+    }
+
+    /// Starts router `i`'s daemon with fleet arguments `args` (from
+    /// `run_args` or `run_args_without_tls`, say).
+    pub fn start_daemon_args(&mut self, i: usize, args: &[String]) -> String {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         self.labs[i].start_daemon_with(&args)
     }

@@ -30,6 +30,23 @@ use crate::{
 
 pub const SITE: &str = "north";
 
+/// How long a router may take to apply an approved version in the tests.
+pub const CONVERGE: Duration = Duration::from_secs(20);
+/// Rules for the lab policy's pump (`lab::policy`): the core servers may
+/// send it UDP to 7000, 7001.
+pub const UDP_7000: &str = r#"
+  { from = "servers", proto = "udp", port = 7000 },"#;
+pub const UDP_7001: &str = r#"
+  { from = "servers", proto = "udp", port = 7001 },"#;
+
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Fleet tests share the machine's two CPUs badly: one at a time (each
+/// starts a cluster and routers).
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 pub struct FleetLab {
     // Dropped first: the labs stop their daemons before etcd goes.
     pub labs: Vec<Lab>,
@@ -250,6 +267,12 @@ impl FleetLab {
             );
             thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// UDP datagrams from the core server to the pump's `port` through
+    /// router `i`, out of 20.
+    pub fn core_to_pump(&self, i: usize, port: u16) -> usize {
+        self.labs[i].udp("core", "pump", crate::lab::PUMP, port)
     }
 
     pub fn rejected(&self, i: usize, reason: &str) -> u64 {

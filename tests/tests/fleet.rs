@@ -11,28 +11,15 @@
 //! The tests share the machine's two CPUs badly, so they run one at a time.
 
 use std::{
-    sync::Mutex,
     thread,
     time::{Duration, Instant},
 };
 
 use vlanguard_tests::{
-    fleet::{FleetLab, Forgery},
-    lab::{MONITOR, PUMP, policy},
+    fleet::{CONVERGE, FleetLab, Forgery, UDP_7000, UDP_7001, serial},
+    lab::{MONITOR, policy},
     privileged, sample,
 };
-
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-const CONVERGE: Duration = Duration::from_secs(20);
-const UDP_7000: &str = r#"
-  { from = "servers", proto = "udp", port = 7000 },"#;
-const UDP_7001: &str = r#"
-  { from = "servers", proto = "udp", port = 7001 },"#;
 
 /// The lab's policy without the monitor device.
 fn without_monitor(extra: &str) -> String {
@@ -63,8 +50,14 @@ fn report(what: &str, times: &[Duration]) {
     eprintln!("fleet convergence: {what}: routers applied it after {} ms", ms.join(", "));
 }
 
-fn core_to_pump(f: &FleetLab, i: usize, port: u16) -> usize {
-    f.labs[i].udp("core", "pump", PUMP, port)
+/// Three routers following the site, all enforcing version 1 (the lab's
+/// policy), approved by Alice and Bob.
+fn three_routers_at_version_1() -> FleetLab {
+    let mut f = FleetLab::new(3);
+    f.start_daemons();
+    assert_eq!(f.propose(&policy("")), 1);
+    approve_and_time(&f, 1, "alice", "bob");
+    f
 }
 
 #[test]
@@ -78,7 +71,7 @@ fn a_version_approved_by_two_keys_is_applied_by_every_router_and_one_approval_ch
     for i in 0..3 {
         let s = f.status(i);
         assert_eq!(s["applied_version"], serde_json::Value::Null, "{s}");
-        assert_eq!(core_to_pump(&f, i, 7000), 0, "the lab's own policy does not allow 7000");
+        assert_eq!(f.core_to_pump(i, 7000), 0, "the lab's own policy does not allow 7000");
     }
     assert_eq!(f.propose(&policy("")), 1);
     approve_and_time(&f, 1, "alice", "bob");
@@ -91,7 +84,7 @@ fn a_version_approved_by_two_keys_is_applied_by_every_router_and_one_approval_ch
     thread::sleep(Duration::from_secs(3));
     for i in 0..3 {
         assert_eq!(f.applied(i), Some(1), "router {i} with one approval");
-        assert_eq!(core_to_pump(&f, i, 7000), 0, "router {i} with one approval");
+        assert_eq!(f.core_to_pump(i, 7000), 0, "router {i} with one approval");
     }
     // The second: every router, and its traffic.
     f.approve(2, "bob");
@@ -104,8 +97,8 @@ fn a_version_approved_by_two_keys_is_applied_by_every_router_and_one_approval_ch
         .collect();
     report("version 2 approved (the second approval)", &times);
     for i in 0..3 {
-        assert_eq!(core_to_pump(&f, i, 7000), 20, "router {i} enforces version 2");
-        assert_eq!(core_to_pump(&f, i, 7001), 0, "router {i}: only what version 2 allows");
+        assert_eq!(f.core_to_pump(i, 7000), 20, "router {i} enforces version 2");
+        assert_eq!(f.core_to_pump(i, 7001), 0, "router {i}: only what version 2 allows");
     }
 
     // Who proposed and approved what.
@@ -145,10 +138,7 @@ fn forged_unknown_key_replayed_and_expired_versions_are_rejected_and_enforcement
         return;
     }
     let _one = serial();
-    let mut f = FleetLab::new(3);
-    f.start_daemons();
-    f.propose(&policy(""));
-    approve_and_time(&f, 1, "alice", "bob");
+    let f = three_routers_at_version_1();
     let site = FleetLab::site();
     let version_1_timestamp = f.get(&site.metadata("timestamp.json")).expect("timestamp");
     let within = Duration::from_secs(15);
@@ -170,7 +160,7 @@ fn forged_unknown_key_replayed_and_expired_versions_are_rejected_and_enforcement
         );
         assert_eq!(f.applied(i), Some(1));
     }
-    assert_eq!(core_to_pump(&f, 0, 7000), 0, "a forged approval changes nothing");
+    assert_eq!(f.core_to_pump(0, 7000), 0, "a forged approval changes nothing");
 
     // Alice's and one by a key the site does not list.
     f.forge(&Forgery {
@@ -185,7 +175,7 @@ fn forged_unknown_key_replayed_and_expired_versions_are_rejected_and_enforcement
         assert!(e.contains("not an approver key"), "{e}");
         assert_eq!(f.applied(i), Some(1));
     }
-    assert_eq!(core_to_pump(&f, 1, 7000), 0, "an unknown key's approval changes nothing");
+    assert_eq!(f.core_to_pump(1, 7000), 0, "an unknown key's approval changes nothing");
 
     // The real version 2, then version 1's metadata put back (a replay).
     assert_eq!(f.propose(&body), 2);
@@ -196,7 +186,7 @@ fn forged_unknown_key_replayed_and_expired_versions_are_rejected_and_enforcement
         assert!(e.contains("timestamp"), "{e}");
         assert_eq!(f.applied(i), Some(2));
     }
-    assert_eq!(core_to_pump(&f, 2, 7000), 20, "the replay does not take version 2 back");
+    assert_eq!(f.core_to_pump(2, 7000), 20, "the replay does not take version 2 back");
 
     // Version 3, properly approved, but its timestamp has expired: a
     // freeze (metadata not refreshed) is refused as well.
@@ -213,7 +203,7 @@ fn forged_unknown_key_replayed_and_expired_versions_are_rejected_and_enforcement
         assert!(e.contains("expired"), "{e}");
         assert_eq!(f.applied(i), Some(2));
     }
-    assert_eq!(core_to_pump(&f, 0, 7001), 0, "expired metadata changes nothing");
+    assert_eq!(f.core_to_pump(0, 7001), 0, "expired metadata changes nothing");
     // A refresh by any one approver makes it current: every router takes it.
     let out = f.ok(&["refresh", "--key", &f.key("carol")]);
     assert!(out.contains("signed"), "{out}");
@@ -225,7 +215,7 @@ fn forged_unknown_key_replayed_and_expired_versions_are_rejected_and_enforcement
         })
         .collect();
     report("version 3 after the refresh", &times);
-    assert_eq!(core_to_pump(&f, 0, 7001), 20);
+    assert_eq!(f.core_to_pump(0, 7001), 20);
 
     let metrics = f.labs[0].scrape();
     for (reason, at_least) in [("signatures", 2.0), ("rollback", 1.0), ("expired", 1.0)] {
@@ -251,10 +241,7 @@ fn routers_converge_when_the_leader_dies_mid_update_and_a_partitioned_router_cat
         return;
     }
     let _one = serial();
-    let mut f = FleetLab::new(3);
-    f.start_daemons();
-    f.propose(&policy(""));
-    approve_and_time(&f, 1, "alice", "bob");
+    let mut f = three_routers_at_version_1();
     assert_eq!(f.labs[2].udp("pump", "mon", MONITOR, 5000), 20, "the monitor is a device");
 
     // Router 2 is cut off; version 2 removes the monitor device; the
@@ -327,10 +314,7 @@ fn a_router_cut_off_across_a_compaction_lists_again_and_converges() {
         return;
     }
     let _one = serial();
-    let mut f = FleetLab::new(3);
-    f.start_daemons();
-    f.propose(&policy(""));
-    approve_and_time(&f, 1, "alice", "bob");
+    let f = three_routers_at_version_1();
     let site = FleetLab::site();
     // A stray key every router sees, deleted while router 0 is cut off:
     // a router that missed the delete would still count it.
@@ -356,7 +340,7 @@ fn a_router_cut_off_across_a_compaction_lists_again_and_converges() {
     report("router 0 after a compaction and the heal (from the heal)", &[healed.elapsed()]);
     let s = f.status(0);
     assert_eq!(s["newest_version"], 3, "the delete it missed is not lost: {s}");
-    assert_eq!(core_to_pump(&f, 0, 7001), 20);
+    assert_eq!(f.core_to_pump(0, 7001), 20);
     let metrics = f.labs[0].scrape();
     assert_eq!(sample(&metrics, "vlanguard_fleet_versions_behind", &["north"]), 0.0);
 }
@@ -387,7 +371,7 @@ fn a_daemon_killed_while_etcd_is_down_restarts_from_its_last_good_version() {
     // The lab's own policy file does not allow 7000; the fleet's does.
     f.propose(&policy(UDP_7000));
     approve_and_time(&f, 1, "alice", "bob");
-    assert_eq!(core_to_pump(&f, 0, 7000), 20);
+    assert_eq!(f.core_to_pump(0, 7000), 20);
     for m in 0..3 {
         f.etcd.kill(m);
     }
@@ -397,8 +381,8 @@ fn a_daemon_killed_while_etcd_is_down_restarts_from_its_last_good_version() {
     let s = f.status(0);
     assert_eq!(s["applied_version"], 1, "{s}");
     assert_eq!(s["connected"], false, "{s}");
-    assert_eq!(core_to_pump(&f, 0, 7000), 20, "the last good version, not --config");
-    assert_eq!(core_to_pump(&f, 0, 7001), 0);
+    assert_eq!(f.core_to_pump(0, 7000), 20, "the last good version, not --config");
+    assert_eq!(f.core_to_pump(0, 7001), 0);
     let status = f.labs[0].cli(&["status"]);
     let text = String::from_utf8_lossy(&status.stdout);
     assert!(text.contains("etcd never reached since the start"), "{text}");
@@ -417,10 +401,7 @@ fn approver_keys_rotate_only_with_the_threshold_of_the_old_and_the_new_keys() {
         return;
     }
     let _one = serial();
-    let mut f = FleetLab::new(3);
-    f.start_daemons();
-    f.propose(&policy(""));
-    approve_and_time(&f, 1, "alice", "bob");
+    let f = three_routers_at_version_1();
     let site = FleetLab::site();
 
     // Dave replaces Carol, and a timer's key may refresh (never approve):
@@ -474,7 +455,7 @@ fn approver_keys_rotate_only_with_the_threshold_of_the_old_and_the_new_keys() {
         assert!(String::from_utf8_lossy(&out.stderr).contains("not an approver key"));
     }
     approve_and_time(&f, v2, "alice", "dave");
-    assert_eq!(core_to_pump(&f, 0, 7000), 20);
+    assert_eq!(f.core_to_pump(0, 7000), 20);
     let body = policy(&format!("{UDP_7000}{UDP_7001}"));
     f.forge(&Forgery {
         body: &body,
@@ -488,7 +469,7 @@ fn approver_keys_rotate_only_with_the_threshold_of_the_old_and_the_new_keys() {
         assert!(e.contains("not an approver key"), "{e}");
         assert_eq!(f.applied(i), Some(v2));
     }
-    assert_eq!(core_to_pump(&f, 0, 7001), 0);
+    assert_eq!(f.core_to_pump(0, 7001), 0);
 }
 
 /// `vlanguard ARGS` in the cluster's switch namespace, as given.

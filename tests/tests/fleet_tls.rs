@@ -12,31 +12,16 @@
 
 use std::{
     process::Output,
-    sync::Mutex,
     thread,
     time::{Duration, Instant},
 };
 
 use vlanguard_tests::{
     etcd::Ca,
-    fleet::FleetLab,
-    lab::{PUMP, policy},
+    fleet::{CONVERGE, FleetLab, UDP_7000, serial},
+    lab::policy,
     privileged,
 };
-
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-const CONVERGE: Duration = Duration::from_secs(20);
-const UDP_7000: &str = r#"
-  { from = "servers", proto = "udp", port = 7000 },"#;
-
-fn core_to_pump(f: &FleetLab, i: usize, port: u16) -> usize {
-    f.labs[i].udp("core", "pump", PUMP, port)
-}
 
 fn text(out: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
@@ -107,7 +92,7 @@ fn routers_reach_a_tls_site_with_client_certificates_and_apply_a_version_two_key
         wait_connected(&f, i);
         let s = f.status(i);
         assert_eq!(s["applied_version"], serde_json::Value::Null, "{s}");
-        assert_eq!(core_to_pump(&f, i, 7000), 0, "the lab's own policy does not allow 7000");
+        assert_eq!(f.core_to_pump(i, 7000), 0, "the lab's own policy does not allow 7000");
     }
 
     let approved = Instant::now();
@@ -124,8 +109,8 @@ fn routers_reach_a_tls_site_with_client_certificates_and_apply_a_version_two_key
         times.join(", ")
     );
     for i in 0..2 {
-        assert_eq!(core_to_pump(&f, i, 7000), 20, "router {i} enforces version 1");
-        assert_eq!(core_to_pump(&f, i, 7001), 0, "router {i}: only what version 1 allows");
+        assert_eq!(f.core_to_pump(i, 7000), 20, "router {i} enforces version 1");
+        assert_eq!(f.core_to_pump(i, 7001), 0, "router {i}: only what version 1 allows");
         assert_eq!(f.status(i)["connected"], true, "router {i}");
     }
 
@@ -152,7 +137,7 @@ fn a_router_without_a_client_certificate_of_the_site_cannot_reach_etcd_and_keeps
     f.start_daemon(0);
     let version = approve_udp_7000(&f);
     f.wait_version(0, version, CONVERGE);
-    assert_eq!(core_to_pump(&f, 0, 7000), 20, "router 0 enforces version {version}");
+    assert_eq!(f.core_to_pump(0, 7000), 20, "router 0 enforces version {version}");
     let ca = f.etcd.tls().expect("a TLS cluster").ca.display().to_string();
 
     // Router 1 trusts the site's CA but shows no certificate of its own.
@@ -168,7 +153,7 @@ fn a_router_without_a_client_certificate_of_the_site_cannot_reach_etcd_and_keeps
     let s = f.status(1);
     assert_eq!(s["connected"], false, "{s:#}");
     assert_eq!(s["applied_version"], serde_json::Value::Null, "{s:#}");
-    assert_eq!(core_to_pump(&f, 1, 7000), 0, "router 1 keeps its own policy");
+    assert_eq!(f.core_to_pump(1, 7000), 0, "router 1 keeps its own policy");
     f.labs[1].stop_daemon(libc::SIGTERM);
 
     // A client certificate of another CA: refused as well.
@@ -190,7 +175,7 @@ fn a_router_without_a_client_certificate_of_the_site_cannot_reach_etcd_and_keeps
     assert!(e.to_lowercase().contains("certificate"), "the TLS problem is named: {e}");
     thread::sleep(Duration::from_secs(3));
     assert_eq!(f.status(1)["applied_version"], serde_json::Value::Null);
-    assert_eq!(core_to_pump(&f, 1, 7000), 0, "router 1 keeps its own policy");
+    assert_eq!(f.core_to_pump(1, 7000), 0, "router 1 keeps its own policy");
     // Neither daemon got as far as its status key.
     let status = f.fleet_status();
     let routers = status["routers"].as_array().expect("routers");
@@ -201,7 +186,7 @@ fn a_router_without_a_client_certificate_of_the_site_cannot_reach_etcd_and_keeps
     f.start_daemon(1);
     f.wait_version(1, version, CONVERGE);
     assert_eq!(f.status(1)["connected"], true);
-    assert_eq!(core_to_pump(&f, 1, 7000), 20, "router 1 enforces version {version}");
+    assert_eq!(f.core_to_pump(1, 7000), 20, "router 1 enforces version {version}");
 }
 
 #[test]

@@ -343,6 +343,15 @@ fn a_router_cut_off_across_a_compaction_lists_again_and_converges() {
     assert_eq!(f.core_to_pump(0, 7001), 20);
     let metrics = f.labs[0].scrape();
     assert_eq!(sample(&metrics, "vlanguard_fleet_versions_behind", &["north"]), 0.0);
+
+    // The published version deleted from etcd: said, the version stays.
+    f.etcd.etcdctl_ok(&["del", &site.metadata("timestamp.json")]);
+    for i in 0..3 {
+        let e = f.wait_rejected(i, "malformed", 0, Duration::from_secs(15));
+        assert!(e.contains("publishes no version any more"), "{e}");
+        assert_eq!(f.applied(i), Some(v3));
+    }
+    assert_eq!(f.core_to_pump(1, 7001), 20);
 }
 
 /// `approve_and_time` for some routers only.

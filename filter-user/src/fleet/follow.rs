@@ -272,6 +272,15 @@ impl Follower {
         .await
         {
             Ok(Some(v)) => Event::Verified(v),
+            // The published version gone (the site's keys deleted): said,
+            // the version in force stays.
+            Ok(None) if self.applied.borrow().version.is_some() => Event::Rejected(Rejection {
+                reason: tuf::Reason::Malformed,
+                version: None,
+                message: "the site publishes no version any more (its timestamp.json is \
+                          missing: deleted?)"
+                    .into(),
+            }),
             // Nothing approved yet.
             Ok(None) => return Ok(()),
             Err(r) => Event::Rejected(r),

@@ -23,25 +23,14 @@ use super::{Daemon, log};
 use crate::{
     edit,
     fleet::{
-        self, Site,
+        self,
         follow::{self, Applied, Event},
         records,
         tuf::{Reason, Rejection, Verified},
     },
 };
 
-/// Fleet mode's configuration (`vlanguard run --fleet-*`).
-#[derive(Clone, Debug)]
-pub struct FleetConfig {
-    pub endpoints: fleet::etcd::Endpoints,
-    pub site: Site,
-    pub router: String,
-    pub trusted_root: PathBuf,
-    /// `applied.json`, `policy.toml` (the last good policy), `tuf/`.
-    pub state_dir: PathBuf,
-}
-
-impl FleetConfig {
+impl fleet::Config {
     fn applied_file(&self) -> PathBuf {
         self.state_dir.join("applied.json")
     }
@@ -89,7 +78,7 @@ pub struct AppliedRecord {
 
 /// The daemon's fleet state.
 pub(super) struct Fleet {
-    pub config: FleetConfig,
+    pub config: fleet::Config,
     applied: Option<AppliedRecord>,
     newest: Option<u64>,
     connected: bool,
@@ -103,12 +92,11 @@ pub(super) struct Fleet {
     /// The last rejection, so one tried again is not counted again.
     last_rejection: Option<(Option<u64>, Reason, String)>,
     tell: watch::Sender<Applied>,
-    events: Option<mpsc::Receiver<Event>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Fleet {
-    pub fn new(config: FleetConfig) -> Fleet {
+    pub fn new(config: fleet::Config) -> Fleet {
         let applied = config.last_applied();
         let (tell, _) = watch::channel(Applied::default());
         let mut f = Fleet {
@@ -123,7 +111,6 @@ impl Fleet {
             rejected: BTreeMap::new(),
             last_rejection: None,
             tell,
-            events: None,
             task: None,
         };
         f.tell_follower();
@@ -133,21 +120,14 @@ impl Fleet {
     /// Starts the follower; its events come out of the returned receiver.
     pub fn start(&mut self) -> mpsc::Receiver<Event> {
         let (tx, rx) = mpsc::channel(64);
-        let config = follow::Config {
-            endpoints: self.config.endpoints.clone(),
-            site: self.config.site.clone(),
-            router: self.config.router.clone(),
-            trusted_root: self.config.trusted_root.clone(),
-            datastore: self.config.state_dir.join("tuf"),
-        };
-        self.task = Some(follow::spawn(config, tx, self.tell.subscribe()));
-        self.events.take().unwrap_or(rx)
+        self.task = Some(follow::spawn(self.config.clone(), tx, self.tell.subscribe()));
+        rx
     }
 
     fn tell_follower(&mut self) {
         let a = Applied {
             version: self.applied.as_ref().map(|a| a.version),
-            at: self.applied.as_ref().and_then(|a| records::parse_time(&a.applied_at)),
+            at: self.applied.as_ref().and_then(|a| crate::time::parse(&a.applied_at)),
             last_error: self.last_error.as_ref().map(|e| e.1.clone()),
             last_error_at: self.last_error.as_ref().map(|e| e.0),
         };
@@ -172,7 +152,7 @@ impl Fleet {
             connected: self.connected,
             last_contact_seconds: self.last_contact.map(|t| t.elapsed().as_secs_f64()),
             last_error: self.last_error.as_ref().map(|e| e.1.clone()),
-            last_error_at: self.last_error.as_ref().map(|e| records::time(e.0)),
+            last_error_at: self.last_error.as_ref().map(|e| crate::time::date(e.0)),
             fresh_until: self.fresh_until.clone(),
             rejected: self.rejected.iter().map(|(r, n)| (r.label().to_string(), *n)).collect(),
         }
@@ -193,6 +173,19 @@ impl Fleet {
         }
     }
 
+    /// What stays in force when something goes wrong, for messages.
+    fn in_force(&self) -> String {
+        self.applied
+            .as_ref()
+            .map_or("the local policy".into(), |a| format!("version {}", a.version))
+    }
+
+    /// `message` is the last error now (status, the router's status key).
+    fn set_error(&mut self, message: &str) {
+        self.last_error = Some((SystemTime::now(), message.to_string()));
+        self.tell_follower();
+    }
+
     fn behind(&self) -> u64 {
         let applied = self.applied.as_ref().map_or(0, |a| a.version);
         self.newest.map_or(0, |n| n.saturating_sub(applied))
@@ -201,7 +194,7 @@ impl Fleet {
 
 /// The policy file a fleet router starts from: its last good fleet
 /// version, else `--config` (until the first version arrives).
-pub fn starting_policy(config: &FleetConfig, local: &Path) -> (PathBuf, String) {
+pub fn starting_policy(config: &fleet::Config, local: &Path) -> (PathBuf, String) {
     match config.last_applied() {
         Some(a) => {
             let file = config.policy_file();
@@ -256,14 +249,10 @@ impl Daemon {
                     let message = format!(
                         "etcd at {} unreachable ({e}); enforcing {} until it is back",
                         fleet.config.endpoints.shown(),
-                        fleet.applied.as_ref().map_or("the local policy".into(), |a| format!(
-                            "version {}",
-                            a.version
-                        ))
+                        fleet.in_force()
                     );
                     log(&format!("fleet: {message}"));
-                    fleet.last_error = Some((SystemTime::now(), message.clone()));
-                    fleet.tell_follower();
+                    fleet.set_error(&message);
                     self.audit.fleet("unreachable", None, false, &message);
                 }
             }
@@ -282,18 +271,14 @@ impl Daemon {
         fleet.last_rejection = this;
         *fleet.rejected.entry(r.reason).or_default() += 1;
         let version = r.version.map_or(String::new(), |v| format!(" version {v}"));
-        let kept = fleet
-            .applied
-            .as_ref()
-            .map_or("the local policy".into(), |a| format!("version {}", a.version));
         let message = format!(
-            "rejected{version} ({}): {}; {kept} stays in force",
+            "rejected{version} ({}): {}; {} stays in force",
             r.reason.label(),
-            r.message
+            r.message,
+            fleet.in_force()
         );
         log(&format!("fleet: {message}"));
-        fleet.last_error = Some((SystemTime::now(), message.clone()));
-        fleet.tell_follower();
+        fleet.set_error(&message);
         self.audit.fleet("rejected", r.version, false, &message);
     }
 
@@ -366,11 +351,7 @@ impl Daemon {
                     "site {} version {} (approved by {}) applied as revision {revision} in {} ms:\n{changes}",
                     fleet.config.site.name,
                     v.version,
-                    v.approvers
-                        .iter()
-                        .map(|k| &k[..12.min(k.len())])
-                        .collect::<Vec<_>>()
-                        .join(", "),
+                    v.approvers.iter().map(|k| records::short(k)).collect::<Vec<_>>().join(", "),
                     started.elapsed().as_millis()
                 );
                 log(&format!("fleet: {message}"));

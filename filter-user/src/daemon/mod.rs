@@ -88,7 +88,7 @@ pub struct Config {
     /// loaded (`datapath::default_device_capacity` if not given).
     pub device_capacity: Option<u32>,
     /// Fleet mode: the policy comes from a site in etcd (`fleet`).
-    pub fleet: Option<fleet::FleetConfig>,
+    pub fleet: Option<crate::fleet::Config>,
 }
 
 /// The running daemon's state.

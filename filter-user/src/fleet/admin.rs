@@ -64,25 +64,18 @@ fn next_timestamp(previous: Option<Signed<Timestamp>>) -> u64 {
 pub async fn init(
     client: &mut Client,
     site: &Site,
-    approvers: &[tough::schema::key::Key],
-    publishers: &[tough::schema::key::Key],
-    threshold: u64,
+    keys: &tuf::RootKeys,
     signers: &[Signer],
 ) -> anyhow::Result<Vec<u8>> {
-    let mut root = tuf::root(
-        approvers,
-        publishers,
-        threshold,
-        1,
-        tuf::expiry(Duration::from_secs(10 * 365 * 86400))?,
-    )?;
+    let mut root = tuf::root(keys, 1)?;
     for s in signers {
         tuf::sign(&mut root, s).await?;
     }
     let report = tuf::signatures(&root.signed, &root);
     anyhow::ensure!(
         report.met(),
-        "the root needs {threshold} signatures of listed approvers: {report} (give --key of approvers)"
+        "the root needs {} signatures of listed approvers: {report} (give --key of approvers)",
+        keys.threshold
     );
     let bytes = tuf::to_bytes(&root)?;
     let key = site.metadata("1.root.json");
@@ -106,7 +99,7 @@ pub async fn current_root(client: &mut Client, site: &Site) -> anyhow::Result<Si
             return Ok(root);
         };
         let n: Signed<Root> = tuf::from_bytes(&bytes)?;
-        if !tuf::signatures(&root.signed, &n).met() || !tuf::signatures(&n.signed, &n).met() {
+        if !tuf::follows(&root.signed, &n) {
             return Ok(root);
         }
         root = n;
@@ -242,12 +235,7 @@ pub async fn approve(
     let mut targets: Signed<Targets> = serde_json::from_value(p.targets.clone())?;
     tuf::sign(&mut targets, signer).await?;
     let report = tuf::signatures(&root.signed, &targets);
-    p.approvals.retain(|a| a.keyid != signer.keyid);
-    p.approvals.push(Approval {
-        name: name.to_string(),
-        keyid: signer.keyid.clone(),
-        at: records::now(),
-    });
+    Approval::record(&mut p.approvals, name, &signer.keyid);
     p.targets = serde_json::to_value(&targets)?;
     let key = site.proposal(version);
     let mut ops = Vec::new();
@@ -317,24 +305,16 @@ pub async fn refresh(
     Ok(version)
 }
 
-/// Proposes a new root: these approvers, this threshold.
+/// Proposes a new root listing `keys`.
 pub async fn rotate(
     client: &mut Client,
     site: &Site,
-    approvers: &[tough::schema::key::Key],
-    publishers: &[tough::schema::key::Key],
-    threshold: u64,
+    keys: &tuf::RootKeys,
     proposer: &str,
 ) -> anyhow::Result<u64> {
     let current = current_root(client, site).await?;
     let version = current.signed.version.get() + 1;
-    let root = tuf::root(
-        approvers,
-        publishers,
-        threshold,
-        version,
-        tuf::expiry(Duration::from_secs(10 * 365 * 86400))?,
-    )?;
+    let root = tuf::root(keys, version)?;
     let p = RootProposal {
         version,
         proposer: proposer.to_string(),
@@ -386,12 +366,7 @@ pub async fn approve_root(
         "key {} is in neither the current nor the proposed root",
         signer.keyid
     );
-    p.approvals.retain(|a| a.keyid != signer.keyid);
-    p.approvals.push(Approval {
-        name: name.to_string(),
-        keyid: signer.keyid.clone(),
-        at: records::now(),
-    });
+    Approval::record(&mut p.approvals, name, &signer.keyid);
     p.root = serde_json::to_value(&root)?;
     let published = old.met() && new.met();
     let mut ops = Vec::new();
@@ -429,17 +404,20 @@ pub async fn routers(
 
 /// Every proposal, oldest first.
 pub async fn proposals(client: &mut Client, site: &Site) -> anyhow::Result<Vec<Proposal>> {
-    Ok(list(client, &site.proposals())
-        .await?
-        .into_iter()
-        .filter_map(|(_, v)| serde_json::from_slice(&v).ok())
-        .collect())
+    records_under(client, &site.proposals()).await
 }
 
 /// Every root proposal, oldest first.
 pub async fn root_proposals(client: &mut Client, site: &Site) -> anyhow::Result<Vec<RootProposal>> {
-    let prefix = format!("{}root-proposals/", site.prefix());
-    Ok(list(client, &prefix)
+    records_under(client, &site.root_proposals()).await
+}
+
+/// The JSON records under `prefix`, in key order; malformed ones skipped.
+async fn records_under<T: serde::de::DeserializeOwned>(
+    client: &mut Client,
+    prefix: &str,
+) -> anyhow::Result<Vec<T>> {
+    Ok(list(client, prefix)
         .await?
         .into_iter()
         .filter_map(|(_, v)| serde_json::from_slice(&v).ok())

@@ -100,12 +100,12 @@ impl Endpoints {
         if live.is_empty() {
             let why: Vec<&str> =
                 probed.iter().filter_map(|p| p.as_ref().err()).map(String::as_str).collect();
-            anyhow::bail!(
-                "no etcd member answers at {} ({}){}",
-                self.shown(),
-                why.join("; "),
-                self.tls_hint(&why)
-            );
+            return Err(NoMember {
+                at: self.shown(),
+                why: why.join("; "),
+                hint: self.tls_hint(&why),
+            }
+            .into());
         }
         Client::connect(&live, Some(options))
             .await
@@ -155,26 +155,31 @@ impl Endpoints {
 /// alert): etcd_client's errors do not chain their causes themselves.
 fn causes(e: &etcd_client::Error) -> String {
     use std::error::Error as _;
-    let (mut next, last): (Option<&dyn std::error::Error>, _) = match e {
+    match e {
         // A failed call's status says the root cause; its source, the
         // transport error, what failed.
-        etcd_client::Error::GRpcStatus(s) => (s.source(), Some(s.message())),
-        etcd_client::Error::TransportError(t) => (Some(t), None),
-        other => return other.to_string(),
-    };
-    let mut parts: Vec<String> = Vec::new();
-    while let Some(cause) = next {
-        parts.push(cause.to_string());
-        next = cause.source();
-    }
-    parts.extend(last.map(str::to_string));
-    let mut said: Vec<String> = Vec::new();
-    for p in parts {
-        if !said.iter().any(|s| s.contains(&p)) {
-            said.push(p);
+        etcd_client::Error::GRpcStatus(s) => {
+            let mut out = s.source().map(super::error_chain).unwrap_or_default();
+            if !out.contains(s.message()) {
+                if !out.is_empty() {
+                    out.push_str(": ");
+                }
+                out.push_str(s.message());
+            }
+            out
         }
+        etcd_client::Error::TransportError(t) => super::error_chain(t),
+        other => other.to_string(),
     }
-    said.join(": ")
+}
+
+/// No member of the cluster answered (`Endpoints::connect`).
+#[derive(Debug, thiserror::Error)]
+#[error("no etcd member answers at {at} ({why}){hint}")]
+pub struct NoMember {
+    at: String,
+    why: String,
+    hint: String,
 }
 
 /// Whether `e` is etcd being briefly unable to answer (a leader election,
@@ -206,7 +211,7 @@ impl Endpoints {
                 Err(e) => Err(e),
             };
             match result {
-                Err(e) if transient(&e) || e.to_string().starts_with("no etcd member answers") => {
+                Err(e) if transient(&e) || e.is::<NoMember>() => {
                     tokio::time::sleep(wait).await;
                     wait = (wait * 2).min(Duration::from_secs(2));
                 }

@@ -12,7 +12,6 @@
 
 use std::{
     collections::BTreeMap,
-    path::PathBuf,
     time::{Duration, SystemTime},
 };
 
@@ -21,8 +20,7 @@ use etcd_client::{Client, EventType, GetOptions, PutOptions, WatchOptions};
 use tokio::sync::{mpsc, watch};
 
 use super::{
-    Site,
-    etcd::Endpoints,
+    Config,
     records::{self, RouterStatus},
     tuf::{self, Rejection, Verified},
 };
@@ -41,19 +39,6 @@ const BACKOFF: [Duration; 4] = [
     Duration::from_secs(1),
     Duration::from_secs(2),
 ];
-
-#[derive(Clone, Debug)]
-pub struct Config {
-    pub endpoints: Endpoints,
-    pub site: Site,
-    /// This router's name in `fleet status`.
-    pub router: String,
-    /// The trusted root (`--fleet-root`): the first root.json, handed to
-    /// the router out of band.
-    pub trusted_root: PathBuf,
-    /// The last verified metadata (rollback protection across restarts).
-    pub datastore: PathBuf,
-}
 
 /// What the follower tells the daemon.
 #[derive(Debug)]
@@ -125,6 +110,13 @@ pub fn spawn(
 #[error("etcd compacted revision {0} away before the watch read it; listing the site again")]
 struct Compacted(i64);
 
+/// What a verification found, compared with the last one.
+#[derive(Debug, PartialEq)]
+enum Outcome {
+    Verified { version: u64, sha256: String },
+    Rejected(tuf::Reason, String),
+}
+
 struct Follower {
     config: Config,
     events: mpsc::Sender<Event>,
@@ -132,7 +124,7 @@ struct Follower {
     /// `tuf/` of the site: `metadata/...` and `targets/...` as etcd has them.
     mirror: BTreeMap<String, Vec<u8>>,
     /// The last verification's result, so each is reported once.
-    outcome: Option<String>,
+    outcome: Option<Outcome>,
     newest: Option<u64>,
     /// This connection got as far as a list (the backoff starts over).
     listed: bool,
@@ -226,12 +218,11 @@ impl Follower {
     /// Whether the last verified version is the one the daemon enforces
     /// (or the last verification was no version).
     fn applied_is_newest(&self) -> bool {
-        match self.outcome.as_deref().and_then(|o| o.strip_prefix("ok ")) {
-            Some(rest) => {
-                let version = rest.split(' ').next().and_then(|v| v.parse().ok());
-                self.applied.borrow().version == version
+        match &self.outcome {
+            Some(Outcome::Verified { version, .. }) => {
+                self.applied.borrow().version == Some(*version)
             }
-            None => true,
+            _ => true,
         }
     }
 
@@ -259,22 +250,22 @@ impl Follower {
 
     /// Verifies the mirror and tells the daemon, once per different result.
     async fn verify(&mut self) -> anyhow::Result<()> {
-        let newest = tuf::newest_version(&self.mirror);
-        if newest.is_some() && newest != self.newest {
-            self.newest = newest;
-            self.send(Event::Newest(newest.unwrap_or(0))).await?;
+        if let Some(n) = tuf::newest_version(&self.mirror).filter(|n| self.newest != Some(*n)) {
+            self.newest = Some(n);
+            self.send(Event::Newest(n)).await?;
         }
-        let event = match tuf::verify(
-            &self.mirror,
-            &self.config.trusted_root,
-            &self.config.datastore,
-        )
-        .await
-        {
-            Ok(Some(v)) => Event::Verified(v),
+        let verified =
+            tuf::verify(&self.mirror, &self.config.trusted_root, &self.config.datastore()).await;
+        let rejected =
+            |r: Rejection| (Outcome::Rejected(r.reason, r.message.clone()), Event::Rejected(r));
+        let (outcome, event) = match verified {
+            Ok(Some(v)) => (
+                Outcome::Verified { version: v.version, sha256: v.sha256.clone() },
+                Event::Verified(v),
+            ),
             // The published version gone (the site's keys deleted): said,
             // the version in force stays.
-            Ok(None) if self.applied.borrow().version.is_some() => Event::Rejected(Rejection {
+            Ok(None) if self.applied.borrow().version.is_some() => rejected(Rejection {
                 reason: tuf::Reason::Malformed,
                 version: None,
                 message: "the site publishes no version any more (its timestamp.json is \
@@ -283,12 +274,7 @@ impl Follower {
             }),
             // Nothing approved yet.
             Ok(None) => return Ok(()),
-            Err(r) => Event::Rejected(r),
-        };
-        let outcome = match &event {
-            Event::Verified(v) => format!("ok {} {}", v.version, v.sha256),
-            Event::Rejected(r) => format!("no {:?} {}", r.reason, r.message),
-            _ => String::new(),
+            Err(r) => rejected(r),
         };
         if self.outcome.as_ref() != Some(&outcome) {
             self.outcome = Some(outcome);
@@ -303,10 +289,10 @@ impl Follower {
             router: self.config.router.clone(),
             site: self.config.site.name.clone(),
             applied_version: a.version,
-            applied_at: a.at.map(records::time),
+            applied_at: a.at.map(crate::time::date),
             newest_seen: self.newest,
             last_error: a.last_error,
-            last_error_at: a.last_error_at.map(records::time),
+            last_error_at: a.last_error_at.map(crate::time::date),
             written_at: records::now(),
         };
         client

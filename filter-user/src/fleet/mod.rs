@@ -27,6 +27,29 @@ pub mod follow;
 pub mod records;
 pub mod tuf;
 
+/// A router's fleet mode (`vlanguard run --fleet-*`): where etcd is, the
+/// site it follows and as whom, what it trusts, where it keeps state.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub endpoints: etcd::Endpoints,
+    pub site: Site,
+    /// This router's name in `fleet status`.
+    pub router: String,
+    /// The trusted root (`--fleet-root`): the first root.json, handed to
+    /// the router out of band.
+    pub trusted_root: std::path::PathBuf,
+    /// `applied.json`, `policy.toml` (the last good policy) and `tuf/`
+    /// (`datastore`).
+    pub state_dir: std::path::PathBuf,
+}
+
+impl Config {
+    /// tough's last verified metadata (rollback protection across restarts).
+    pub fn datastore(&self) -> std::path::PathBuf {
+        self.state_dir.join("tuf")
+    }
+}
+
 /// The keys of one site.
 #[derive(Clone, Debug)]
 pub struct Site {
@@ -65,7 +88,7 @@ impl Site {
     }
 
     pub fn proposal(&self, version: u64) -> String {
-        format!("{}proposals/{version:020}", self.prefix())
+        format!("{}{version:020}", self.proposals())
     }
 
     pub fn proposals(&self) -> String {
@@ -73,7 +96,11 @@ impl Site {
     }
 
     pub fn root_proposal(&self, version: u64) -> String {
-        format!("{}root-proposals/{version:020}", self.prefix())
+        format!("{}{version:020}", self.root_proposals())
+    }
+
+    pub fn root_proposals(&self) -> String {
+        format!("{}root-proposals/", self.prefix())
     }
 
     pub fn approved(&self) -> String {
@@ -95,6 +122,21 @@ impl Site {
     pub fn alive_key(&self, name: &str) -> String {
         format!("{}{name}", self.alive())
     }
+}
+
+/// An error and its causes on one line (tough's messages nest).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
 }
 
 /// The name of the one target each version holds: the policy file.

@@ -63,14 +63,21 @@ pub struct RouterStatus {
     pub written_at: String,
 }
 
+/// Now, as the records say when (RFC 3339, seconds: `crate::time`).
 pub fn now() -> String {
-    time(SystemTime::now())
+    crate::time::date(SystemTime::now())
 }
 
-pub fn time(t: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(t).to_string()
+/// A key id or hash as people read it: its first 12 characters (the whole
+/// of a shorter one: records come from etcd, anyone may have written them).
+pub fn short(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
 }
 
-pub fn parse_time(s: &str) -> Option<SystemTime> {
-    humantime::parse_rfc3339(s).ok()
+impl Approval {
+    /// Records `keyid`'s approval by `name` now, replacing its earlier one.
+    pub fn record(approvals: &mut Vec<Approval>, name: &str, keyid: &str) {
+        approvals.retain(|a| a.keyid != keyid);
+        approvals.push(Approval { name: name.to_string(), keyid: keyid.to_string(), at: now() });
+    }
 }

@@ -111,16 +111,23 @@ fn version(v: u64) -> anyhow::Result<NonZeroU64> {
     NonZeroU64::new(v).context("versions start at 1")
 }
 
-/// A root listing `approvers`: `threshold` of them sign root and targets,
-/// any one of them or of `publishers` (keys that may only publish and
-/// refresh, e.g. for a timer) snapshot and timestamp. Unsigned.
-pub fn root(
-    approvers: &[Key],
-    publishers: &[Key],
-    threshold: u64,
-    v: u64,
-    expires: jiff::Timestamp,
-) -> anyhow::Result<Signed<Root>> {
+/// What a root lists: `threshold` of the `approvers` sign root and
+/// targets, any one of them or of the `publishers` (keys that may only
+/// publish and refresh, e.g. for a timer) snapshot and timestamp.
+#[derive(Clone, Debug)]
+pub struct RootKeys {
+    pub approvers: Vec<Key>,
+    pub publishers: Vec<Key>,
+    pub threshold: u64,
+}
+
+/// How long a root is valid: rotations replace it, not expiry.
+const ROOT_LIFETIME: Duration = Duration::from_secs(10 * 365 * 86400);
+
+/// Root version `v` listing `keys`. Unsigned.
+pub fn root(keys: &RootKeys, v: u64) -> anyhow::Result<Signed<Root>> {
+    let RootKeys { approvers, publishers, threshold } = keys;
+    let threshold = *threshold;
     anyhow::ensure!(
         threshold >= 1 && threshold as usize <= approvers.len(),
         "a threshold of {threshold} needs at least {threshold} approver keys ({} given)",
@@ -157,7 +164,7 @@ pub fn root(
         spec_version: SPEC_VERSION.into(),
         consistent_snapshot: true,
         version: version(v)?,
-        expires,
+        expires: expiry(ROOT_LIFETIME)?,
         keys,
         roles,
         _extra: HashMap::new(),
@@ -212,7 +219,7 @@ pub fn signatures<T: Role + Clone>(root: &Root, signed: &Signed<T>) -> Signature
     let mut report = SignatureReport { threshold: keys.threshold.get(), ..Default::default() };
     for sig in &signed.signatures {
         let id = hex::encode(sig.keyid.as_ref());
-        let short = id.chars().take(12).collect::<String>();
+        let short = super::records::short(&id);
         if !keys.keyids.contains(&sig.keyid) {
             report.not_counted.push(format!("{short}: not an approver key"));
             continue;
@@ -408,14 +415,6 @@ pub fn newest_version(mirror: &BTreeMap<String, Vec<u8>>) -> Option<u64> {
         .max()
 }
 
-/// The newest root version the mirror holds.
-pub fn newest_root(mirror: &BTreeMap<String, Vec<u8>>) -> Option<u64> {
-    mirror
-        .keys()
-        .filter_map(|k| k.strip_prefix("metadata/")?.strip_suffix(".root.json")?.parse().ok())
-        .max()
-}
-
 /// Verifies the mirrored repository from the trusted root (the datastore's
 /// newest, else `shipped_root`) and reads the policy. `Ok(None)`: nothing
 /// published yet.
@@ -464,7 +463,7 @@ pub async fn verify(
         }
         Err(e) => Err(e),
     };
-    let body = body.map_err(|e| reject(classify(&e, mirror, &root).0, error_chain(&e)))?;
+    let body = body.map_err(|e| reject(classify(&e, mirror, &root).0, super::error_chain(&e)))?;
     let body = String::from_utf8(body)
         .map_err(|_| reject(Reason::Malformed, format!("{POLICY_TARGET} is not UTF-8")))?;
     let targets = repo.targets();
@@ -494,7 +493,7 @@ fn classify(
     trusted_root: &[u8],
 ) -> (Reason, String) {
     use tough::error::Error as E;
-    let chain = error_chain(e);
+    let chain = super::error_chain(e);
     let reason = match e {
         E::VerifyMetadata { role: RoleType::Root, .. } | E::VerifyTrustedMetadata { .. } => {
             Reason::Root
@@ -540,24 +539,15 @@ fn newest_verified_root(mirror: &BTreeMap<String, Vec<u8>>, mut root: Signed<Roo
         else {
             return root.signed;
         };
-        if !signatures(&root.signed, &n).met() || !signatures(&n.signed, &n).met() {
+        if !follows(&root.signed, &n) {
             return root.signed;
         }
         root = n;
     }
 }
 
-/// An error and its causes on one line (tough's messages nest).
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
+/// Whether `next` may replace `root`: signed by the threshold of `root`'s
+/// keys and of its own (TUF 5.3.4).
+pub fn follows(root: &Root, next: &Signed<Root>) -> bool {
+    signatures(root, next).met() && signatures(&next.signed, next).met()
 }

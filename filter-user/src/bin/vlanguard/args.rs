@@ -303,6 +303,21 @@ pub struct SiteArgs {
     pub site: String,
 }
 
+/// What a site's root lists (`fleet init`, `fleet rotate`).
+#[derive(Args, Clone)]
+pub struct RootKeysArgs {
+    /// Every approver's public key (repeat).
+    #[arg(long = "approver", required = true)]
+    pub approvers: Vec<PathBuf>,
+    /// Signatures a version (and a key rotation) needs.
+    #[arg(long, default_value_t = 2)]
+    pub threshold: u64,
+    /// A key that may only publish and refresh (`fleet refresh` from a
+    /// timer), never approve (repeat).
+    #[arg(long = "publisher")]
+    pub publishers: Vec<PathBuf>,
+}
+
 #[derive(Subcommand)]
 pub enum FleetCommand {
     /// Make an approver key pair: NAME.pem (private: keep it offline, see
@@ -317,16 +332,8 @@ pub enum FleetCommand {
     Init {
         #[command(flatten)]
         site: SiteArgs,
-        /// An approver's public key (repeat).
-        #[arg(long = "approver", required = true)]
-        approvers: Vec<PathBuf>,
-        /// Signatures a version (and a key rotation) needs.
-        #[arg(long, default_value_t = 2)]
-        threshold: u64,
-        /// A key that may only publish and refresh (`fleet refresh` from a
-        /// timer), never approve (repeat).
-        #[arg(long = "publisher")]
-        publishers: Vec<PathBuf>,
+        #[command(flatten)]
+        root: RootKeysArgs,
         /// Private keys that sign the root now (at least --threshold).
         #[arg(long = "key", required = true)]
         keys: Vec<PathBuf>,
@@ -385,14 +392,9 @@ pub enum FleetCommand {
     Rotate {
         #[command(flatten)]
         site: SiteArgs,
-        /// Every approver's public key in the new root (repeat).
-        #[arg(long = "approver", required = true)]
-        approvers: Vec<PathBuf>,
-        #[arg(long, default_value_t = 2)]
-        threshold: u64,
-        /// Keys that may only publish and refresh, in the new root (repeat).
-        #[arg(long = "publisher")]
-        publishers: Vec<PathBuf>,
+        /// The new root's keys and threshold.
+        #[command(flatten)]
+        root: RootKeysArgs,
         #[arg(long = "as")]
         name: Option<String>,
     },

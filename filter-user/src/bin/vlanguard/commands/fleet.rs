@@ -11,7 +11,7 @@ use filter_user::fleet::{
     tuf::{self, Signer},
 };
 
-use crate::args::{EtcdArgs, FleetCommand, SiteArgs};
+use crate::args::{EtcdArgs, FleetCommand, RootKeysArgs, SiteArgs};
 
 pub fn endpoints(a: &EtcdArgs) -> anyhow::Result<Endpoints> {
     let list = a.fleet_endpoints.as_deref().context("--fleet-endpoints is required")?;
@@ -50,23 +50,20 @@ pub fn fleet(command: FleetCommand) -> anyhow::Result<ExitCode> {
 async fn run(command: FleetCommand) -> anyhow::Result<ExitCode> {
     match command {
         FleetCommand::Keygen { name } => keygen(&name),
-        FleetCommand::Init { site, approvers, threshold, publishers, keys, root_out } => {
+        FleetCommand::Init { site, root, keys, root_out } => {
             let (ep, site) = target(&site)?;
-            let approvers = public_keys(&approvers)?;
-            let publishers = public_keys(&publishers)?;
+            let root_keys = root_keys(&root)?;
             let signers =
                 keys.iter().map(|p| Signer::load(p)).collect::<anyhow::Result<Vec<_>>>()?;
-            let root = ep
-                .retry(async |c| {
-                    admin::init(c, &site, &approvers, &publishers, threshold, &signers).await
-                })
-                .await?;
+            let root =
+                ep.retry(async |c| admin::init(c, &site, &root_keys, &signers).await).await?;
             std::fs::write(&root_out, &root)
                 .with_context(|| format!("writing {}", root_out.display()))?;
             println!(
-                "site {}: root 1 with {} approver keys, threshold {threshold}; give routers {} as --fleet-root",
+                "site {}: root 1 with {} approver keys, threshold {}; give routers {} as --fleet-root",
                 site.name,
-                approvers.len(),
+                root_keys.approvers.len(),
+                root_keys.threshold,
                 root_out.display()
             );
             Ok(ExitCode::SUCCESS)
@@ -113,7 +110,7 @@ async fn run(command: FleetCommand) -> anyhow::Result<ExitCode> {
             if !yes
                 && !confirm(&format!(
                     "sign version {v} with key {} as {name}?",
-                    &signer.keyid[..12]
+                    records::short(&signer.keyid)
                 ))?
             {
                 println!("not signed");
@@ -143,20 +140,16 @@ async fn run(command: FleetCommand) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        FleetCommand::Rotate { site, approvers, threshold, publishers, name } => {
-            let keys = public_keys(&approvers)?;
-            let publishers = public_keys(&publishers)?;
+        FleetCommand::Rotate { site, root, name } => {
+            let keys = root_keys(&root)?;
             let (ep, site) = target(&site)?;
             let proposer = name.unwrap_or_else(login);
-            let v = ep
-                .retry(async |c| {
-                    admin::rotate(c, &site, &keys, &publishers, threshold, &proposer).await
-                })
-                .await?;
+            let v = ep.retry(async |c| admin::rotate(c, &site, &keys, &proposer).await).await?;
             println!(
-                "proposed root {v}: {} approver keys, threshold {threshold}; it needs the threshold of \
+                "proposed root {v}: {} approver keys, threshold {}; it needs the threshold of \
                  the current keys and of the new: vlanguard fleet approve root-{v} --site {} --key KEY",
-                keys.len(),
+                keys.approvers.len(),
+                keys.threshold,
                 site.name
             );
             Ok(ExitCode::SUCCESS)
@@ -166,8 +159,16 @@ async fn run(command: FleetCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn public_keys(files: &[std::path::PathBuf]) -> anyhow::Result<Vec<tough::schema::key::Key>> {
-    files.iter().map(|p| tuf::read_public(p)).collect()
+/// The public keys and threshold a root is to list.
+fn root_keys(a: &RootKeysArgs) -> anyhow::Result<tuf::RootKeys> {
+    let read = |files: &[std::path::PathBuf]| -> anyhow::Result<Vec<_>> {
+        files.iter().map(|p| tuf::read_public(p)).collect()
+    };
+    Ok(tuf::RootKeys {
+        approvers: read(&a.approvers)?,
+        publishers: read(&a.publishers)?,
+        threshold: a.threshold,
+    })
 }
 
 fn keygen(name: &Path) -> anyhow::Result<ExitCode> {
@@ -302,7 +303,7 @@ fn behind(newest: Option<u64>, applied: Option<u64>) -> u64 {
 }
 
 fn seconds_since(at: &str) -> Option<f64> {
-    let t = records::parse_time(at)?;
+    let t = filter_user::time::parse(at)?;
     Some(SystemTime::now().duration_since(t).map_or(0.0, |d| d.as_secs_f64()))
 }
 
@@ -326,29 +327,36 @@ async fn log(s: &SiteArgs, json: bool) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     for p in &proposals {
-        let state =
-            p.published_at.as_deref().map_or("pending".into(), |t| format!("published {t}"));
-        println!(
-            "version {} ({state}): proposed by {} at {}, sha256 {}",
-            p.version,
-            p.proposer,
-            p.proposed_at,
-            &p.sha256[..16]
-        );
-        for a in &p.approvals {
-            println!("  approved by {} (key {}) at {}", a.name, &a.keyid[..12], a.at);
-        }
+        let what = format!("version {}", p.version);
+        let proposed =
+            format!("{} at {}, sha256 {}", p.proposer, p.proposed_at, records::short(&p.sha256));
+        print_history(&what, &proposed, p.published_at.as_deref(), &p.approvals);
     }
     for r in &roots {
-        let state =
-            r.published_at.as_deref().map_or("pending".into(), |t| format!("published {t}"));
-        println!("root {} ({state}): proposed by {} at {}", r.version, r.proposer, r.proposed_at);
-        for a in &r.approvals {
-            println!("  approved by {} (key {}) at {}", a.name, &a.keyid[..12], a.at);
-        }
+        let proposed = format!("{} at {}", r.proposer, r.proposed_at);
+        print_history(
+            &format!("root {}", r.version),
+            &proposed,
+            r.published_at.as_deref(),
+            &r.approvals,
+        );
     }
     if proposals.is_empty() && roots.is_empty() {
         println!("site {}: nothing proposed yet", site.name);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One proposal of `fleet log` and its approvals.
+fn print_history(
+    what: &str,
+    proposed: &str,
+    published_at: Option<&str>,
+    approvals: &[records::Approval],
+) {
+    let state = published_at.map_or("pending".into(), |t| format!("published {t}"));
+    println!("{what} ({state}): proposed by {proposed}");
+    for a in approvals {
+        println!("  approved by {} (key {}) at {}", a.name, records::short(&a.keyid), a.at);
+    }
 }

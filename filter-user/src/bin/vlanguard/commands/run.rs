@@ -56,7 +56,7 @@ fn fleet_config(
     root: Option<PathBuf>,
     state_dir: PathBuf,
     router: Option<String>,
-) -> anyhow::Result<Option<daemon::fleet::FleetConfig>> {
+) -> anyhow::Result<Option<filter_user::fleet::Config>> {
     if etcd.fleet_endpoints.is_none() {
         return Ok(None);
     }
@@ -70,7 +70,7 @@ fn fleet_config(
             .context("the host name (or give --router-name)")?,
     };
     filter_user::fleet::Site::new(&router).context("--router-name")?;
-    Ok(Some(daemon::fleet::FleetConfig {
+    Ok(Some(filter_user::fleet::Config {
         endpoints: crate::commands::fleet::endpoints(etcd)?,
         site: filter_user::fleet::Site::new(&site)?,
         router,

@@ -86,8 +86,13 @@ pub struct Ca {
 }
 
 /// Runs `openssl ARGS` in `dir`, panicking with its output if it fails.
-fn openssl(dir: &Path, args: &[&str]) {
-    sh(Command::new("openssl").current_dir(dir).args(args));
+fn openssl(dir: &Path, args: &[&[&str]]) {
+    sh(Command::new("openssl").current_dir(dir).args(args.concat()));
+}
+
+/// `openssl req` arguments for a new P-256 key, unencrypted, in `key`.
+fn new_key(key: &str) -> [&str; 7] {
+    ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key]
 }
 
 /// How long the test certificates are valid: a test run, with room.
@@ -101,25 +106,20 @@ impl Ca {
         openssl(
             dir,
             &[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-keyout",
-                &key,
-                "-out",
-                &cert,
-                "-days",
-                CERT_DAYS,
-                "-subj",
-                &format!("/CN=vlanguard test {name}"),
-                "-addext",
-                "basicConstraints=critical,CA:TRUE",
-                "-addext",
-                "keyUsage=critical,keyCertSign,cRLSign",
+                &["req", "-x509"][..],
+                &new_key(&key),
+                &[
+                    "-out",
+                    &cert,
+                    "-days",
+                    CERT_DAYS,
+                    "-subj",
+                    &format!("/CN=vlanguard test {name}"),
+                    "-addext",
+                    "basicConstraints=critical,CA:TRUE",
+                    "-addext",
+                    "keyUsage=critical,keyCertSign,cRLSign",
+                ],
             ],
         );
         Ca { cert: dir.join(cert), key: dir.join(key), dir: dir.to_path_buf() }
@@ -147,25 +147,15 @@ impl Ca {
         openssl(
             &self.dir,
             &[
-                "req",
-                "-new",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-keyout",
-                &key,
-                "-out",
-                &csr,
-                "-subj",
-                &format!("/CN={name}"),
+                &["req", "-new"][..],
+                &new_key(&key),
+                &["-out", &csr, "-subj", &format!("/CN={name}")],
             ],
         );
         let (ca_cert, ca_key) = (self.cert.display().to_string(), self.key.display().to_string());
         openssl(
             &self.dir,
-            &[
+            &[&[
                 "x509",
                 "-req",
                 "-in",
@@ -181,7 +171,7 @@ impl Ca {
                 CERT_DAYS,
                 "-extfile",
                 &ext,
-            ],
+            ]],
         );
         (self.dir.join(cert), self.dir.join(key))
     }

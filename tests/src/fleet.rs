@@ -214,6 +214,13 @@ impl FleetLab {
         self.labs[i].start_daemon_with(&args)
     }
 
+    /// `new` with every router's daemon started.
+    pub fn running(routers: usize) -> FleetLab {
+        let mut f = FleetLab::new(routers);
+        f.start_daemons();
+        f
+    }
+
     pub fn start_daemons(&mut self) {
         for i in 0..self.labs.len() {
             self.start_daemon(i);

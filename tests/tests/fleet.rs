@@ -53,8 +53,7 @@ fn report(what: &str, times: &[Duration]) {
 /// Three routers following the site, all enforcing version 1 (the lab's
 /// policy), approved by Alice and Bob.
 fn three_routers_at_version_1() -> FleetLab {
-    let mut f = FleetLab::new(3);
-    f.start_daemons();
+    let f = FleetLab::running(3);
     assert_eq!(f.propose(&policy("")), 1);
     approve_and_time(&f, 1, "alice", "bob");
     f
@@ -66,8 +65,7 @@ fn a_version_approved_by_two_keys_is_applied_by_every_router_and_one_approval_ch
         return;
     }
     let _one = serial();
-    let mut f = FleetLab::new(3);
-    f.start_daemons();
+    let f = FleetLab::running(3);
     for i in 0..3 {
         let s = f.status(i);
         assert_eq!(s["applied_version"], serde_json::Value::Null, "{s}");
@@ -375,8 +373,7 @@ fn a_daemon_killed_while_etcd_is_down_restarts_from_its_last_good_version() {
         return;
     }
     let _one = serial();
-    let mut f = FleetLab::new(3);
-    f.start_daemons();
+    let mut f = FleetLab::running(3);
     // The lab's own policy file does not allow 7000; the fleet's does.
     f.propose(&policy(UDP_7000));
     approve_and_time(&f, 1, "alice", "bob");

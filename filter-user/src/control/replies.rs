@@ -68,6 +68,9 @@ pub struct FleetStatus {
     pub approvers: Vec<String>,
     /// The newest version seen in etcd.
     pub newest_version: Option<u64>,
+    /// How many versions the newest seen is ahead of the one in force.
+    #[serde(default)]
+    pub behind: u64,
     pub connected: bool,
     pub last_contact_seconds: Option<f64>,
     pub last_error: Option<String>,

@@ -149,6 +149,7 @@ impl Fleet {
             applied_at: self.applied.as_ref().map(|a| a.applied_at.clone()),
             approvers: self.applied.as_ref().map(|a| a.approvers.clone()).unwrap_or_default(),
             newest_version: self.newest,
+            behind: self.behind(),
             connected: self.connected,
             last_contact_seconds: self.last_contact.map(|t| t.elapsed().as_secs_f64()),
             last_error: self.last_error.as_ref().map(|e| e.1.clone()),

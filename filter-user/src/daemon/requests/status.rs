@@ -188,10 +188,8 @@ fn fleet_text(f: &replies::FleetStatus) -> String {
         }
         _ => "no fleet version yet (the local policy)".to_string(),
     };
-    let behind = match (f.newest_version, f.applied_version) {
-        (Some(n), a) if n > a.unwrap_or(0) => {
-            format!("; {} version(s) behind {n}", n - a.unwrap_or(0))
-        }
+    let behind = match f.newest_version {
+        Some(n) if f.behind > 0 => format!("; {} version(s) behind {n}", f.behind),
         _ => String::new(),
     };
     let contact = match (f.connected, f.last_contact_seconds) {
